@@ -1,0 +1,346 @@
+//! Allocations: one task group of one job placed on one node, and the client-reported state of
+//! its tasks.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::Job;
+
+/// What the servers want of an allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DesiredStatus {
+    #[default]
+    Run,
+    Stop,
+    Evict,
+}
+
+impl DesiredStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DesiredStatus::Run => "run",
+            DesiredStatus::Stop => "stop",
+            DesiredStatus::Evict => "evict",
+        }
+    }
+}
+
+/// What the client reports of an allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientStatus {
+    #[default]
+    Pending,
+    Running,
+    Complete,
+    Failed,
+    Lost,
+    Unknown,
+}
+
+impl ClientStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientStatus::Pending => "pending",
+            ClientStatus::Running => "running",
+            ClientStatus::Complete => "complete",
+            ClientStatus::Failed => "failed",
+            ClientStatus::Lost => "lost",
+            ClientStatus::Unknown => "unknown",
+        }
+    }
+
+    /// Whether the allocation will never run again on its node.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            ClientStatus::Complete | ClientStatus::Failed | ClientStatus::Lost
+        )
+    }
+}
+
+/// Resources reserved for an allocation on its node.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct AllocatedResources {
+    pub tasks: BTreeMap<String, AllocatedTaskResources>,
+    pub shared: AllocatedSharedResources,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct AllocatedTaskResources {
+    pub cpu: AllocatedCpuResources,
+    pub memory: AllocatedMemoryResources,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct AllocatedCpuResources {
+    /// MHz reserved; the client turns it into a cgroup cpu weight.
+    pub cpu_shares: i64,
+    pub reserved_cores: Vec<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct AllocatedMemoryResources {
+    #[serde(rename = "MemoryMB")]
+    pub memory_mb: i64,
+    #[serde(rename = "MemoryMaxMB")]
+    pub memory_max_mb: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct AllocatedSharedResources {
+    #[serde(rename = "DiskMB")]
+    pub disk_mb: i64,
+}
+
+impl AllocatedResources {
+    /// The total, as placement compares it.
+    pub fn comparable(&self) -> super::ComparableResources {
+        let mut total = super::ComparableResources::default();
+        for t in self.tasks.values() {
+            total.cpu_mhz += t.cpu.cpu_shares;
+            total.memory_mb += t.memory.memory_mb;
+        }
+        total
+    }
+}
+
+/// How the scheduler arrived at (or failed) a placement: shown by `alloc status -verbose` and in
+/// an evaluation's `FailedTGAllocs`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct AllocMetric {
+    pub nodes_evaluated: u64,
+    pub nodes_filtered: u64,
+    pub nodes_in_pool: u64,
+    pub nodes_available: BTreeMap<String, u64>,
+    pub class_filtered: BTreeMap<String, u64>,
+    pub constraint_filtered: BTreeMap<String, u64>,
+    pub nodes_exhausted: u64,
+    pub dimension_exhausted: BTreeMap<String, u64>,
+    pub scores: BTreeMap<String, f64>,
+    pub coalesced_failures: u64,
+}
+
+/// Lifecycle of one task on the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskLifecycleState {
+    #[default]
+    Pending,
+    Running,
+    Dead,
+}
+
+impl TaskLifecycleState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskLifecycleState::Pending => "pending",
+            TaskLifecycleState::Running => "running",
+            TaskLifecycleState::Dead => "dead",
+        }
+    }
+}
+
+/// The state of one task, as its client reports it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct TaskState {
+    pub state: TaskLifecycleState,
+    pub failed: bool,
+    pub restarts: u64,
+    /// RFC 3339 time strings, as Nomad's API gives them; empty when unset.
+    pub last_restart: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub events: Vec<TaskEvent>,
+}
+
+/// Event types Nomad clients emit and tools match on.
+pub mod event_type {
+    pub const RECEIVED: &str = "Received";
+    pub const TASK_SETUP: &str = "Task Setup";
+    pub const STARTED: &str = "Started";
+    pub const TERMINATED: &str = "Terminated";
+    pub const OOM_KILLED: &str = "OOM Killed";
+    pub const RESTARTING: &str = "Restarting";
+    pub const NOT_RESTARTING: &str = "Not Restarting";
+    pub const KILLING: &str = "Killing";
+    pub const KILLED: &str = "Killed";
+    pub const DRIVER_FAILURE: &str = "Driver Failure";
+    pub const SETUP_FAILURE: &str = "Setup Failure";
+    pub const SIGNALING: &str = "Signaling";
+    pub const RESTART_SIGNAL: &str = "Restart Signaled";
+    pub const REATTACHED: &str = "Reattached";
+}
+
+/// One thing that happened to a task.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct TaskEvent {
+    #[serde(rename = "Type")]
+    pub event_type: String,
+    /// Unix nanoseconds.
+    pub time: i64,
+    pub display_message: String,
+    pub details: BTreeMap<String, String>,
+    pub message: String,
+    pub exit_code: i64,
+    pub signal: i64,
+    pub kill_reason: String,
+    pub driver_error: String,
+    pub setup_error: String,
+    pub restart_reason: String,
+    /// Nanoseconds until the restart.
+    pub start_delay: i64,
+    pub fails_task: bool,
+}
+
+impl TaskEvent {
+    /// An event of `event_type` happening now, with a message a person can read.
+    pub fn new(event_type: &str, display_message: impl Into<String>) -> TaskEvent {
+        TaskEvent {
+            event_type: event_type.to_string(),
+            time: super::now_unix_nanos(),
+            display_message: display_message.into(),
+            ..Default::default()
+        }
+    }
+}
+
+/// A placement of one task group on one node.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Allocation {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub namespace: String,
+    #[serde(rename = "EvalID")]
+    pub eval_id: String,
+    /// `<job>.<group>[<index>]`.
+    pub name: String,
+    #[serde(rename = "NodeID")]
+    pub node_id: String,
+    pub node_name: String,
+    #[serde(rename = "JobID")]
+    pub job_id: String,
+    pub job: Option<Arc<Job>>,
+    pub task_group: String,
+    pub allocated_resources: AllocatedResources,
+    pub metrics: AllocMetric,
+    pub desired_status: DesiredStatus,
+    pub desired_description: String,
+    pub client_status: ClientStatus,
+    pub client_description: String,
+    pub task_states: BTreeMap<String, TaskState>,
+    #[serde(rename = "PreviousAllocation")]
+    pub previous_allocation: String,
+    #[serde(rename = "NextAllocation")]
+    pub next_allocation: String,
+    pub create_index: u64,
+    pub modify_index: u64,
+    pub alloc_modify_index: u64,
+    pub create_time: i64,
+    pub modify_time: i64,
+}
+
+impl Allocation {
+    /// The index in `<job>.<group>[<index>]`, if the name has that form.
+    pub fn name_index(&self) -> Option<u64> {
+        let open = self.name.rfind('[')?;
+        let close = self.name.rfind(']')?;
+        self.name.get(open + 1..close)?.parse().ok()
+    }
+
+    /// Whether the servers no longer want this allocation to run, or it has stopped by itself.
+    pub fn is_terminal(&self) -> bool {
+        self.desired_status != DesiredStatus::Run || self.client_status.is_terminal()
+    }
+
+    /// Whether the allocation still holds resources on its node: placement must count it.
+    pub fn holds_resources(&self) -> bool {
+        !self.client_status.is_terminal()
+    }
+
+    /// The version of the job it runs.
+    pub fn job_version(&self) -> u64 {
+        self.job.as_ref().map(|j| j.version).unwrap_or(0)
+    }
+
+    pub fn job_type(&self) -> super::JobType {
+        self.job.as_ref().map(|j| j.job_type).unwrap_or_default()
+    }
+
+    /// The short form listings use.
+    pub fn stub(&self) -> AllocListStub {
+        AllocListStub {
+            id: self.id.clone(),
+            eval_id: self.eval_id.clone(),
+            name: self.name.clone(),
+            namespace: self.namespace.clone(),
+            node_id: self.node_id.clone(),
+            node_name: self.node_name.clone(),
+            job_id: self.job_id.clone(),
+            job_type: self.job_type(),
+            job_version: self.job_version(),
+            task_group: self.task_group.clone(),
+            desired_status: self.desired_status,
+            desired_description: self.desired_description.clone(),
+            client_status: self.client_status,
+            client_description: self.client_description.clone(),
+            task_states: self.task_states.clone(),
+            create_index: self.create_index,
+            modify_index: self.modify_index,
+            create_time: self.create_time,
+            modify_time: self.modify_time,
+        }
+    }
+}
+
+/// The short form of an allocation in listings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AllocListStub {
+    #[serde(rename = "ID")]
+    pub id: String,
+    #[serde(rename = "EvalID")]
+    pub eval_id: String,
+    pub name: String,
+    pub namespace: String,
+    #[serde(rename = "NodeID")]
+    pub node_id: String,
+    pub node_name: String,
+    #[serde(rename = "JobID")]
+    pub job_id: String,
+    pub job_type: super::JobType,
+    pub job_version: u64,
+    pub task_group: String,
+    pub desired_status: DesiredStatus,
+    pub desired_description: String,
+    pub client_status: ClientStatus,
+    pub client_description: String,
+    pub task_states: BTreeMap<String, TaskState>,
+    pub create_index: u64,
+    pub modify_index: u64,
+    pub create_time: i64,
+    pub modify_time: i64,
+}
+
+/// What a client sends the servers about one of its allocations.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct AllocClientUpdate {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub client_status: ClientStatus,
+    pub client_description: String,
+    pub task_states: BTreeMap<String, TaskState>,
+}

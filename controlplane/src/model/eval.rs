@@ -1,0 +1,81 @@
+//! Evaluations: the unit of scheduling work. A change (job registered, stopped, node changed…)
+//! creates an evaluation; a scheduler worker turns it into a plan.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::AllocMetric;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EvalStatus {
+    #[default]
+    Pending,
+    Blocked,
+    Complete,
+    Failed,
+    Canceled,
+}
+
+impl EvalStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvalStatus::Pending => "pending",
+            EvalStatus::Blocked => "blocked",
+            EvalStatus::Complete => "complete",
+            EvalStatus::Failed => "failed",
+            EvalStatus::Canceled => "canceled",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            EvalStatus::Complete | EvalStatus::Failed | EvalStatus::Canceled
+        )
+    }
+}
+
+/// Why an evaluation was created (Nomad's `TriggeredBy` strings).
+pub mod trigger {
+    pub const JOB_REGISTER: &str = "job-register";
+    pub const JOB_DEREGISTER: &str = "job-deregister";
+    pub const NODE_UPDATE: &str = "node-update";
+    pub const ALLOC_FAILURE: &str = "alloc-failure";
+    pub const QUEUED_ALLOCS: &str = "queued-allocs";
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Evaluation {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub namespace: String,
+    pub priority: i32,
+    /// The scheduler to run: the job's type.
+    #[serde(rename = "Type")]
+    pub eval_type: String,
+    pub triggered_by: String,
+    #[serde(rename = "JobID")]
+    pub job_id: String,
+    pub job_modify_index: u64,
+    #[serde(rename = "NodeID")]
+    pub node_id: String,
+    pub status: EvalStatus,
+    pub status_description: String,
+    #[serde(rename = "PreviousEval")]
+    pub previous_eval: String,
+    #[serde(rename = "NextEval")]
+    pub next_eval: String,
+    #[serde(rename = "BlockedEval")]
+    pub blocked_eval: String,
+    #[serde(rename = "FailedTGAllocs")]
+    pub failed_tg_allocs: BTreeMap<String, AllocMetric>,
+    pub queued_allocations: BTreeMap<String, u64>,
+    pub snapshot_index: u64,
+    pub create_index: u64,
+    pub modify_index: u64,
+    pub create_time: i64,
+    pub modify_time: i64,
+}

@@ -1,0 +1,39 @@
+//! The data model shared by every part of the control plane: jobs, allocations, evaluations and
+//! nodes, in the shape Nomad's `/v1` API gives them (PascalCase JSON, durations in nanoseconds).
+//!
+//! These types are also the payload of Raft entries and snapshots, so a change to a field's name
+//! or meaning is a wire change: add fields with `#[serde(default)]`, never repurpose one.
+
+pub mod alloc;
+pub mod duration;
+pub mod eval;
+pub mod job;
+pub mod node;
+
+pub use alloc::*;
+pub use eval::*;
+pub use job::*;
+pub use node::*;
+
+/// The namespace every object lives in unless told otherwise.
+pub const DEFAULT_NAMESPACE: &str = "default";
+/// The region a single-region cluster calls itself.
+pub const DEFAULT_REGION: &str = "global";
+
+/// A new random identifier in Nomad's form (a UUID v4, lower-case, hyphenated).
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// The first 8 characters of an id, as the CLI shows them.
+pub fn short_id(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
+/// Nanoseconds since the Unix epoch, the unit Nomad uses for `CreateTime`, event times, etc.
+pub fn now_unix_nanos() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(now.as_nanos()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,82 @@
+//! The commands the servers agree on through Raft: every change to cluster state is one of these.
+//!
+//! This is a wire type (it is written to the Raft log and replicated), so variants and fields are
+//! only ever added. Everything the state machine needs — including "now" — travels inside the
+//! command, so that applying the same log gives the same state on every server.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{
+    AllocClientUpdate, Allocation, DesiredStatus, Evaluation, Job, Node, NodeStatus,
+};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Register a new job or a new version of one, and the evaluation that schedules it.
+    JobRegister {
+        job: Job,
+        eval: Option<Evaluation>,
+        now: i64,
+    },
+    /// Stop a job (or purge it), and the evaluation that stops its allocations.
+    JobDeregister {
+        namespace: String,
+        job_id: String,
+        purge: bool,
+        eval: Option<Evaluation>,
+        now: i64,
+    },
+    /// A node registers or re-registers with its fingerprint.
+    NodeRegister { node: Node, now: i64 },
+    /// A node's status changes (ready, down…), with the evaluations that follow from it.
+    NodeUpdateStatus {
+        node_id: String,
+        status: NodeStatus,
+        evals: Vec<Evaluation>,
+        now: i64,
+    },
+    /// A client reports the state of its allocations; evaluations it triggers ride along.
+    AllocClientUpdate {
+        updates: Vec<AllocClientUpdate>,
+        evals: Vec<Evaluation>,
+        now: i64,
+    },
+    /// The plan applier commits (the part that fits of) a scheduler's plan.
+    PlanApply(PlanResult),
+    /// Evaluations created or updated outside a plan (e.g. a worker giving up on one).
+    EvalUpdate { evals: Vec<Evaluation>, now: i64 },
+}
+
+/// Stopping an allocation, as a plan asks for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AllocStop {
+    pub alloc_id: String,
+    pub desired_status: DesiredStatus,
+    pub desired_description: String,
+}
+
+/// What the plan applier commits: the accepted part of a plan, and the evaluation's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct PlanResult {
+    /// The evaluation the plan came from, with its final status.
+    pub eval: Option<Evaluation>,
+    /// New or updated allocations.
+    pub allocs: Vec<Allocation>,
+    /// Allocations to stop or evict.
+    pub stops: Vec<AllocStop>,
+    /// Evaluations the scheduler created (blocked evaluations, follow-ups).
+    pub created_evals: Vec<Evaluation>,
+    pub now: i64,
+}
+
+/// What applying a command answers to whoever proposed it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct CommandResponse {
+    /// The Raft log index the command was applied at.
+    pub index: u64,
+    /// A rejection the state machine found (e.g. a job that does not exist). Deterministic: every
+    /// server rejects the same command the same way, so state stays identical.
+    pub error: Option<String>,
+    /// For job (de)registration: the job's modify index.
+    pub job_modify_index: u64,
+}

@@ -1,0 +1,765 @@
+//! The cluster state and the deterministic function that changes it.
+//!
+//! [`State`] is an immutable value built from persistent (structurally shared) maps: cloning it
+//! costs a few reference-count bumps, so every reader — a scheduler worker, a blocking query — gets
+//! its own consistent snapshot for free, and a million allocations do not slow the next read.
+//! [`State::apply`] is the Raft state machine's transition function: `(state, index, command) →
+//! (state', response, effects)`, with no clock, randomness or I/O.
+
+mod command;
+mod snapshot;
+mod store;
+
+use std::sync::Arc;
+
+use imbl::{OrdMap, OrdSet};
+
+pub use command::{AllocStop, Command, CommandResponse, PlanResult};
+pub use snapshot::{SnapshotFile, SNAPSHOT_FORMAT_VERSION};
+pub use store::{StateStore, WaitOutcome};
+
+use crate::model::{
+    Allocation, ClientStatus, EvalStatus, Evaluation, Job, JobStatus, JobSummary, JobType, Node,
+    NodeStatus, TaskGroupSummary,
+};
+
+/// How many old versions of a job are kept for `job history` (Nomad keeps 6).
+pub const JOB_TRACKED_VERSIONS: u64 = 6;
+
+/// A job's key: namespace and id.
+pub type JobKey = (String, String);
+
+/// The tables a blocking query can wait on; each has its own modify index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Table {
+    Jobs,
+    JobVersions,
+    Evals,
+    Allocs,
+    Nodes,
+}
+
+impl Table {
+    pub const ALL: [Table; 5] = [
+        Table::Jobs,
+        Table::JobVersions,
+        Table::Evals,
+        Table::Allocs,
+        Table::Nodes,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Jobs => "jobs",
+            Table::JobVersions => "job_versions",
+            Table::Evals => "evals",
+            Table::Allocs => "allocs",
+            Table::Nodes => "nodes",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Table> {
+        Table::ALL.into_iter().find(|t| t.name() == name)
+    }
+}
+
+/// What an applied command means for the rest of the server (the eval broker, blocked evals),
+/// returned rather than acted on so that `apply` stays pure.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ApplyEffects {
+    /// Evaluations that became pending: the broker must schedule them (on the leader).
+    pub pending_evals: Vec<Evaluation>,
+    /// Evaluations that became blocked, waiting for capacity.
+    pub blocked_evals: Vec<Evaluation>,
+    /// Whether capacity may have been freed or added (node registered, allocation finished):
+    /// blocked evaluations should be retried.
+    pub capacity_changed: bool,
+}
+
+/// The whole cluster state at one Raft index.
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    jobs: OrdMap<JobKey, Arc<Job>>,
+    job_versions: OrdMap<(JobKey, u64), Arc<Job>>,
+    evals: OrdMap<String, Arc<Evaluation>>,
+    evals_by_job: OrdMap<JobKey, OrdSet<String>>,
+    allocs: OrdMap<String, Arc<Allocation>>,
+    allocs_by_job: OrdMap<JobKey, OrdSet<String>>,
+    allocs_by_node: OrdMap<String, OrdSet<String>>,
+    nodes: OrdMap<String, Arc<Node>>,
+    table_index: OrdMap<Table, u64>,
+    latest_index: u64,
+}
+
+fn key(namespace: &str, id: &str) -> JobKey {
+    (namespace.to_string(), id.to_string())
+}
+
+impl State {
+    /// The index of the last command applied.
+    pub fn latest_index(&self) -> u64 {
+        self.latest_index
+    }
+
+    /// The index at which `table` last changed (0 if never).
+    pub fn table_index(&self, table: Table) -> u64 {
+        self.table_index.get(&table).copied().unwrap_or(0)
+    }
+
+    /// The highest index of several tables: what a read spanning them reports.
+    pub fn max_index(&self, tables: &[Table]) -> u64 {
+        tables
+            .iter()
+            .map(|t| self.table_index(*t))
+            .max()
+            .unwrap_or(0)
+    }
+
+    // ---- reads ----
+
+    pub fn job(&self, namespace: &str, id: &str) -> Option<Arc<Job>> {
+        self.jobs.get(&key(namespace, id)).cloned()
+    }
+
+    /// Jobs, ordered by namespace then id; `namespace = None` lists every namespace.
+    pub fn jobs(&self, namespace: Option<&str>) -> Vec<Arc<Job>> {
+        self.jobs
+            .iter()
+            .filter(|((ns, _), _)| namespace.is_none_or(|n| n == ns))
+            .map(|(_, j)| j.clone())
+            .collect()
+    }
+
+    /// Every stored version of a job, newest first.
+    pub fn job_versions(&self, namespace: &str, id: &str) -> Vec<Arc<Job>> {
+        let k = key(namespace, id);
+        let mut out: Vec<Arc<Job>> = self
+            .job_versions
+            .range((k.clone(), 0)..=(k, u64::MAX))
+            .map(|(_, j)| j.clone())
+            .collect();
+        out.reverse();
+        out
+    }
+
+    pub fn eval(&self, id: &str) -> Option<Arc<Evaluation>> {
+        self.evals.get(id).cloned()
+    }
+
+    pub fn evals(&self) -> Vec<Arc<Evaluation>> {
+        self.evals.values().cloned().collect()
+    }
+
+    pub fn evals_by_job(&self, namespace: &str, id: &str) -> Vec<Arc<Evaluation>> {
+        self.evals_by_job
+            .get(&key(namespace, id))
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|e| self.evals.get(e).cloned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn alloc(&self, id: &str) -> Option<Arc<Allocation>> {
+        self.allocs.get(id).cloned()
+    }
+
+    pub fn allocs(&self) -> Vec<Arc<Allocation>> {
+        self.allocs.values().cloned().collect()
+    }
+
+    pub fn allocs_by_job(&self, namespace: &str, id: &str) -> Vec<Arc<Allocation>> {
+        self.allocs_by_job
+            .get(&key(namespace, id))
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|a| self.allocs.get(a).cloned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn allocs_by_node(&self, node_id: &str) -> Vec<Arc<Allocation>> {
+        self.allocs_by_node
+            .get(node_id)
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|a| self.allocs.get(a).cloned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn node(&self, id: &str) -> Option<Arc<Node>> {
+        self.nodes.get(id).cloned()
+    }
+
+    pub fn nodes(&self) -> Vec<Arc<Node>> {
+        self.nodes.values().cloned().collect()
+    }
+
+    /// Ids of every object of `table` that start with `prefix` (for the CLI's short ids).
+    pub fn ids_with_prefix(&self, table: Table, prefix: &str) -> Vec<String> {
+        let from = prefix.to_string();
+        let take = |ids: Box<dyn Iterator<Item = &String> + '_>| -> Vec<String> {
+            ids.take_while(|id| id.starts_with(prefix))
+                .cloned()
+                .collect()
+        };
+        match table {
+            Table::Evals => take(Box::new(self.evals.range(from..).map(|(k, _)| k))),
+            Table::Allocs => take(Box::new(self.allocs.range(from..).map(|(k, _)| k))),
+            Table::Nodes => take(Box::new(self.nodes.range(from..).map(|(k, _)| k))),
+            Table::Jobs | Table::JobVersions => {
+                let mut ids: Vec<String> = self
+                    .jobs
+                    .keys()
+                    .filter(|(_, id)| id.starts_with(prefix))
+                    .map(|(_, id)| id.clone())
+                    .collect();
+                ids.dedup();
+                ids
+            }
+        }
+    }
+
+    /// Allocation counts per task group, and queued placements from the newest evaluation.
+    pub fn job_summary(&self, job: &Job) -> JobSummary {
+        let mut summary = JobSummary {
+            job_id: job.id.clone(),
+            namespace: job.namespace.clone(),
+            ..Default::default()
+        };
+        for group in &job.task_groups {
+            summary
+                .summary
+                .insert(group.name.clone(), TaskGroupSummary::default());
+        }
+        for alloc in self.allocs_by_job(&job.namespace, &job.id) {
+            let entry = summary.summary.entry(alloc.task_group.clone()).or_default();
+            match alloc.client_status {
+                ClientStatus::Pending => entry.starting += 1,
+                ClientStatus::Running => entry.running += 1,
+                ClientStatus::Complete => entry.complete += 1,
+                ClientStatus::Failed => entry.failed += 1,
+                ClientStatus::Lost => entry.lost += 1,
+                ClientStatus::Unknown => entry.unknown += 1,
+            }
+        }
+        let newest_eval = self
+            .evals_by_job(&job.namespace, &job.id)
+            .into_iter()
+            .max_by_key(|e| e.create_index);
+        if let Some(eval) = newest_eval {
+            for (group, queued) in &eval.queued_allocations {
+                summary.summary.entry(group.clone()).or_default().queued = *queued;
+            }
+        }
+        summary
+    }
+
+    // ---- the transition function ----
+
+    /// Applies one committed command at Raft log `index`. Pure: the same (state, index, command)
+    /// always yields the same result.
+    pub fn apply(&mut self, index: u64, command: &Command) -> (CommandResponse, ApplyEffects) {
+        let mut effects = ApplyEffects::default();
+        let mut response = CommandResponse {
+            index,
+            ..Default::default()
+        };
+        let result = match command {
+            Command::JobRegister { job, eval, now } => {
+                self.apply_job_register(index, job, eval.as_ref(), *now, &mut effects)
+            }
+            Command::JobDeregister {
+                namespace,
+                job_id,
+                purge,
+                eval,
+                now,
+            } => self.apply_job_deregister(
+                index,
+                namespace,
+                job_id,
+                *purge,
+                eval.as_ref(),
+                *now,
+                &mut effects,
+            ),
+            Command::NodeRegister { node, now } => {
+                self.apply_node_register(index, node, *now, &mut effects);
+                Ok(0)
+            }
+            Command::NodeUpdateStatus {
+                node_id,
+                status,
+                evals,
+                now,
+            } => self.apply_node_status(index, node_id, *status, evals, *now, &mut effects),
+            Command::AllocClientUpdate {
+                updates,
+                evals,
+                now,
+            } => self.apply_alloc_client_update(index, updates, evals, *now, &mut effects),
+            Command::PlanApply(result) => {
+                self.apply_plan(index, result, &mut effects);
+                Ok(0)
+            }
+            Command::EvalUpdate { evals, now } => {
+                for eval in evals {
+                    self.upsert_eval(index, eval, *now, &mut effects);
+                }
+                Ok(0)
+            }
+        };
+        match result {
+            Ok(job_modify_index) => response.job_modify_index = job_modify_index,
+            Err(e) => response.error = Some(e),
+        }
+        self.latest_index = self.latest_index.max(index);
+        (response, effects)
+    }
+
+    fn touch(&mut self, table: Table, index: u64) {
+        self.table_index.insert(table, index);
+    }
+
+    fn apply_job_register(
+        &mut self,
+        index: u64,
+        job: &Job,
+        eval: Option<&Evaluation>,
+        now: i64,
+        effects: &mut ApplyEffects,
+    ) -> Result<u64, String> {
+        let k = key(&job.namespace, &job.id);
+        let mut new = job.clone();
+        new.stop = job.stop;
+        match self.jobs.get(&k) {
+            Some(existing) if same_spec(existing, job) => {
+                // Nothing changed: keep the version; the evaluation still runs (it may heal
+                // allocations that were lost), as Nomad does.
+                new = (**existing).clone();
+            }
+            Some(existing) => {
+                new.create_index = existing.create_index;
+                new.version = existing.version + 1;
+                new.modify_index = index;
+                new.job_modify_index = index;
+                new.submit_time = now;
+                new.stable = false;
+            }
+            None => {
+                new.create_index = index;
+                new.version = 0;
+                new.modify_index = index;
+                new.job_modify_index = index;
+                new.submit_time = now;
+                new.stable = false;
+            }
+        }
+        let job_modify_index = new.job_modify_index;
+        self.store_job(index, new);
+        if let Some(eval) = eval {
+            let mut eval = eval.clone();
+            eval.job_modify_index = job_modify_index;
+            self.upsert_eval(index, &eval, now, effects);
+        }
+        self.refresh_job_status(index, &k);
+        Ok(job_modify_index)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn apply_job_deregister(
+        &mut self,
+        index: u64,
+        namespace: &str,
+        job_id: &str,
+        purge: bool,
+        eval: Option<&Evaluation>,
+        now: i64,
+        effects: &mut ApplyEffects,
+    ) -> Result<u64, String> {
+        let k = key(namespace, job_id);
+        let Some(existing) = self.jobs.get(&k).cloned() else {
+            return Err(format!(
+                "job {job_id:?} not found in namespace {namespace:?}"
+            ));
+        };
+        let job_modify_index;
+        if purge {
+            self.jobs.remove(&k);
+            let versions: Vec<_> = self
+                .job_versions
+                .range((k.clone(), 0)..=(k.clone(), u64::MAX))
+                .map(|(vk, _)| vk.clone())
+                .collect();
+            for vk in versions {
+                self.job_versions.remove(&vk);
+            }
+            self.touch(Table::Jobs, index);
+            self.touch(Table::JobVersions, index);
+            job_modify_index = index;
+        } else {
+            let mut stopped = (*existing).clone();
+            if !stopped.stop {
+                stopped.stop = true;
+                stopped.version = existing.version + 1;
+                stopped.job_modify_index = index;
+                stopped.submit_time = now;
+                stopped.stable = false;
+            }
+            stopped.modify_index = index;
+            job_modify_index = stopped.job_modify_index;
+            self.store_job(index, stopped);
+        }
+        if let Some(eval) = eval {
+            let mut eval = eval.clone();
+            eval.job_modify_index = job_modify_index;
+            self.upsert_eval(index, &eval, now, effects);
+        }
+        if !purge {
+            self.refresh_job_status(index, &k);
+        }
+        Ok(job_modify_index)
+    }
+
+    fn store_job(&mut self, index: u64, job: Job) {
+        let k = key(&job.namespace, &job.id);
+        let version = job.version;
+        let job = Arc::new(job);
+        self.jobs.insert(k.clone(), job.clone());
+        self.job_versions.insert((k.clone(), version), job);
+        // Keep only the newest JOB_TRACKED_VERSIONS versions.
+        let all: Vec<u64> = self
+            .job_versions
+            .range((k.clone(), 0)..=(k.clone(), u64::MAX))
+            .map(|((_, v), _)| *v)
+            .collect();
+        if all.len() as u64 > JOB_TRACKED_VERSIONS {
+            let excess = all.len() - JOB_TRACKED_VERSIONS as usize;
+            for v in all.into_iter().take(excess) {
+                self.job_versions.remove(&(k.clone(), v));
+            }
+        }
+        self.touch(Table::Jobs, index);
+        self.touch(Table::JobVersions, index);
+    }
+
+    fn upsert_eval(&mut self, index: u64, eval: &Evaluation, now: i64, effects: &mut ApplyEffects) {
+        let mut eval = eval.clone();
+        match self.evals.get(&eval.id) {
+            Some(existing) => {
+                eval.create_index = existing.create_index;
+                eval.create_time = existing.create_time;
+            }
+            None => {
+                eval.create_index = index;
+                eval.create_time = now;
+            }
+        }
+        eval.modify_index = index;
+        eval.modify_time = now;
+        let k = key(&eval.namespace, &eval.job_id);
+        match eval.status {
+            EvalStatus::Pending => effects.pending_evals.push(eval.clone()),
+            EvalStatus::Blocked => effects.blocked_evals.push(eval.clone()),
+            _ => {}
+        }
+        self.evals_by_job
+            .entry(k.clone())
+            .or_default()
+            .insert(eval.id.clone());
+        self.evals.insert(eval.id.clone(), Arc::new(eval));
+        self.touch(Table::Evals, index);
+        self.refresh_job_status(index, &k);
+    }
+
+    fn apply_node_register(
+        &mut self,
+        index: u64,
+        node: &Node,
+        now: i64,
+        effects: &mut ApplyEffects,
+    ) {
+        let mut node = node.clone();
+        match self.nodes.get(&node.id) {
+            Some(existing) => node.create_index = existing.create_index,
+            None => node.create_index = index,
+        }
+        node.modify_index = index;
+        node.status_updated_at = now / 1_000_000_000;
+        if node.status == NodeStatus::Initializing {
+            node.status = NodeStatus::Ready;
+        }
+        effects.capacity_changed = true;
+        self.nodes.insert(node.id.clone(), Arc::new(node));
+        self.touch(Table::Nodes, index);
+    }
+
+    fn apply_node_status(
+        &mut self,
+        index: u64,
+        node_id: &str,
+        status: NodeStatus,
+        evals: &[Evaluation],
+        now: i64,
+        effects: &mut ApplyEffects,
+    ) -> Result<u64, String> {
+        let Some(existing) = self.nodes.get(node_id) else {
+            return Err(format!("node {node_id:?} not found"));
+        };
+        let mut node = (**existing).clone();
+        node.status = status;
+        node.modify_index = index;
+        node.status_updated_at = now / 1_000_000_000;
+        self.nodes.insert(node.id.clone(), Arc::new(node));
+        self.touch(Table::Nodes, index);
+        effects.capacity_changed = true;
+        for eval in evals {
+            self.upsert_eval(index, eval, now, effects);
+        }
+        Ok(0)
+    }
+
+    fn apply_alloc_client_update(
+        &mut self,
+        index: u64,
+        updates: &[crate::model::AllocClientUpdate],
+        evals: &[Evaluation],
+        now: i64,
+        effects: &mut ApplyEffects,
+    ) -> Result<u64, String> {
+        let mut missing = Vec::new();
+        for update in updates {
+            let Some(existing) = self.allocs.get(&update.id) else {
+                missing.push(update.id.clone());
+                continue;
+            };
+            let mut alloc = (**existing).clone();
+            let was_terminal = alloc.client_status.is_terminal();
+            alloc.client_status = update.client_status;
+            alloc.client_description = update.client_description.clone();
+            alloc.task_states = update.task_states.clone();
+            alloc.modify_index = index;
+            alloc.modify_time = now;
+            if !was_terminal && alloc.client_status.is_terminal() {
+                effects.capacity_changed = true;
+            }
+            let k = key(&alloc.namespace, &alloc.job_id);
+            self.allocs.insert(alloc.id.clone(), Arc::new(alloc));
+            self.refresh_job_status(index, &k);
+        }
+        self.touch(Table::Allocs, index);
+        for eval in evals {
+            self.upsert_eval(index, eval, now, effects);
+        }
+        if missing.is_empty() {
+            Ok(0)
+        } else {
+            Err(format!("unknown allocations: {}", missing.join(", ")))
+        }
+    }
+
+    fn apply_plan(&mut self, index: u64, result: &PlanResult, effects: &mut ApplyEffects) {
+        let now = result.now;
+        let mut touched_jobs = Vec::new();
+        for stop in &result.stops {
+            let Some(existing) = self.allocs.get(&stop.alloc_id) else {
+                continue;
+            };
+            let mut alloc = (**existing).clone();
+            alloc.desired_status = stop.desired_status;
+            alloc.desired_description = stop.desired_description.clone();
+            alloc.modify_index = index;
+            alloc.alloc_modify_index = index;
+            alloc.modify_time = now;
+            touched_jobs.push(key(&alloc.namespace, &alloc.job_id));
+            self.allocs.insert(alloc.id.clone(), Arc::new(alloc));
+        }
+        for alloc in &result.allocs {
+            let mut alloc = alloc.clone();
+            match self.allocs.get(&alloc.id) {
+                Some(existing) => {
+                    alloc.create_index = existing.create_index;
+                    alloc.create_time = existing.create_time;
+                    // The client owns these; a plan never rolls them back.
+                    alloc.client_status = existing.client_status;
+                    alloc.client_description = existing.client_description.clone();
+                    alloc.task_states = existing.task_states.clone();
+                }
+                None => {
+                    alloc.create_index = index;
+                    alloc.create_time = now;
+                }
+            }
+            alloc.modify_index = index;
+            alloc.alloc_modify_index = index;
+            alloc.modify_time = now;
+            let k = key(&alloc.namespace, &alloc.job_id);
+            self.allocs_by_job
+                .entry(k.clone())
+                .or_default()
+                .insert(alloc.id.clone());
+            self.allocs_by_node
+                .entry(alloc.node_id.clone())
+                .or_default()
+                .insert(alloc.id.clone());
+            touched_jobs.push(k);
+            self.allocs.insert(alloc.id.clone(), Arc::new(alloc));
+        }
+        if !result.stops.is_empty() || !result.allocs.is_empty() {
+            self.touch(Table::Allocs, index);
+        }
+        if !result.stops.is_empty() {
+            effects.capacity_changed = true;
+        }
+        for eval in &result.created_evals {
+            self.upsert_eval(index, eval, now, effects);
+        }
+        if let Some(eval) = &result.eval {
+            self.upsert_eval(index, eval, now, effects);
+        }
+        touched_jobs.sort();
+        touched_jobs.dedup();
+        for k in touched_jobs {
+            self.refresh_job_status(index, &k);
+        }
+    }
+
+    /// Recomputes a job's status from its allocations and evaluations (Nomad's rules).
+    fn refresh_job_status(&mut self, index: u64, k: &JobKey) {
+        let Some(job) = self.jobs.get(k).cloned() else {
+            return;
+        };
+        let status = self.compute_job_status(&job);
+        if status != job.status {
+            let mut updated = (*job).clone();
+            updated.status = status;
+            updated.modify_index = index;
+            let updated = Arc::new(updated);
+            self.jobs.insert(k.clone(), updated.clone());
+            self.job_versions
+                .insert((k.clone(), updated.version), updated);
+            self.touch(Table::Jobs, index);
+        }
+    }
+
+    fn compute_job_status(&self, job: &Job) -> JobStatus {
+        if job.job_type == JobType::System {
+            return if job.stop {
+                JobStatus::Dead
+            } else {
+                JobStatus::Running
+            };
+        }
+        let allocs = self.allocs_by_job(&job.namespace, &job.id);
+        if allocs.iter().any(|a| !a.is_terminal()) {
+            return JobStatus::Running;
+        }
+        let evals = self.evals_by_job(&job.namespace, &job.id);
+        if evals.iter().any(|e| !e.status.is_terminal()) {
+            return JobStatus::Pending;
+        }
+        if !allocs.is_empty() || !evals.is_empty() {
+            return JobStatus::Dead;
+        }
+        JobStatus::Pending
+    }
+
+    // ---- snapshots ----
+
+    /// The state as a snapshot file (the deliberate, versioned on-disk form).
+    pub fn to_snapshot(&self) -> SnapshotFile {
+        SnapshotFile {
+            format_version: SNAPSHOT_FORMAT_VERSION,
+            latest_index: self.latest_index,
+            table_index: self
+                .table_index
+                .iter()
+                .map(|(t, i)| (t.name().to_string(), *i))
+                .collect(),
+            jobs: self.jobs.values().map(|j| (**j).clone()).collect(),
+            job_versions: self.job_versions.values().map(|j| (**j).clone()).collect(),
+            evals: self.evals.values().map(|e| (**e).clone()).collect(),
+            allocs: self.allocs.values().map(|a| (**a).clone()).collect(),
+            nodes: self.nodes.values().map(|n| (**n).clone()).collect(),
+        }
+    }
+
+    /// Rebuilds a state (and its secondary indexes) from a snapshot file.
+    pub fn from_snapshot(file: SnapshotFile) -> Result<State, String> {
+        if file.format_version != SNAPSHOT_FORMAT_VERSION {
+            return Err(format!(
+                "snapshot format {} is not supported (this build reads format {})",
+                file.format_version, SNAPSHOT_FORMAT_VERSION
+            ));
+        }
+        let mut state = State {
+            latest_index: file.latest_index,
+            ..Default::default()
+        };
+        for (name, index) in file.table_index {
+            let table = Table::from_name(&name)
+                .ok_or_else(|| format!("snapshot names an unknown table {name:?}"))?;
+            state.table_index.insert(table, index);
+        }
+        for job in file.job_versions {
+            let k = key(&job.namespace, &job.id);
+            state.job_versions.insert((k, job.version), Arc::new(job));
+        }
+        for job in file.jobs {
+            state
+                .jobs
+                .insert(key(&job.namespace, &job.id), Arc::new(job));
+        }
+        for eval in file.evals {
+            let k = key(&eval.namespace, &eval.job_id);
+            state
+                .evals_by_job
+                .entry(k)
+                .or_default()
+                .insert(eval.id.clone());
+            state.evals.insert(eval.id.clone(), Arc::new(eval));
+        }
+        for alloc in file.allocs {
+            let k = key(&alloc.namespace, &alloc.job_id);
+            state
+                .allocs_by_job
+                .entry(k)
+                .or_default()
+                .insert(alloc.id.clone());
+            state
+                .allocs_by_node
+                .entry(alloc.node_id.clone())
+                .or_default()
+                .insert(alloc.id.clone());
+            state.allocs.insert(alloc.id.clone(), Arc::new(alloc));
+        }
+        for node in file.nodes {
+            state.nodes.insert(node.id.clone(), Arc::new(node));
+        }
+        Ok(state)
+    }
+}
+
+/// Whether two versions of a job describe the same thing (ignoring what the servers own).
+fn same_spec(a: &Job, b: &Job) -> bool {
+    let strip = |j: &Job| Job {
+        status: JobStatus::Pending,
+        status_description: String::new(),
+        stable: false,
+        version: 0,
+        submit_time: 0,
+        create_index: 0,
+        modify_index: 0,
+        job_modify_index: 0,
+        ..j.clone()
+    };
+    strip(a) == strip(b)
+}
+
+#[cfg(test)]
+mod tests;

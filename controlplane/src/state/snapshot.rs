@@ -1,0 +1,23 @@
+//! The on-disk form of a state snapshot: a deliberate, versioned wire type, separate from the
+//! in-memory indexes (which are rebuilt on load).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Allocation, Evaluation, Job, Node};
+
+/// Bumped whenever the meaning of a field changes; readers refuse formats they do not know.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotFile {
+    pub format_version: u32,
+    pub latest_index: u64,
+    pub table_index: BTreeMap<String, u64>,
+    pub jobs: Vec<Job>,
+    pub job_versions: Vec<Job>,
+    pub evals: Vec<Evaluation>,
+    pub allocs: Vec<Allocation>,
+    pub nodes: Vec<Node>,
+}
