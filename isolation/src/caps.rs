@@ -1,0 +1,355 @@
+//! Linux capabilities as names and sets.
+//!
+//! Owns parsing capability names (`"net_bind_service"`, `"CAP_NET_BIND_SERVICE"`, `"all"`) and
+//! set arithmetic. It does not apply anything to a process: `sandbox` turns a [`CapabilitySet`]
+//! into prepared `prctl`/`capset` calls for the child.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// One Linux capability, numbered as in `<linux/capability.h>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Capability(u8);
+
+/// Names without the `CAP_` prefix, indexed by capability number.
+const NAMES: [&str; 41] = [
+    "chown",
+    "dac_override",
+    "dac_read_search",
+    "fowner",
+    "fsetid",
+    "kill",
+    "setgid",
+    "setuid",
+    "setpcap",
+    "linux_immutable",
+    "net_bind_service",
+    "net_broadcast",
+    "net_admin",
+    "net_raw",
+    "ipc_lock",
+    "ipc_owner",
+    "sys_module",
+    "sys_rawio",
+    "sys_chroot",
+    "sys_ptrace",
+    "sys_pacct",
+    "sys_admin",
+    "sys_boot",
+    "sys_nice",
+    "sys_resource",
+    "sys_time",
+    "sys_tty_config",
+    "mknod",
+    "lease",
+    "audit_write",
+    "audit_control",
+    "setfcap",
+    "mac_override",
+    "mac_admin",
+    "syslog",
+    "wake_alarm",
+    "block_suspend",
+    "audit_read",
+    "perfmon",
+    "bpf",
+    "checkpoint_restore",
+];
+
+impl Capability {
+    /// The highest capability number this crate knows by name.
+    pub const LAST_KNOWN: u8 = (NAMES.len() - 1) as u8;
+
+    pub const CHOWN: Capability = Capability(0);
+    pub const DAC_OVERRIDE: Capability = Capability(1);
+    pub const FOWNER: Capability = Capability(3);
+    pub const FSETID: Capability = Capability(4);
+    pub const KILL: Capability = Capability(5);
+    pub const SETGID: Capability = Capability(6);
+    pub const SETUID: Capability = Capability(7);
+    pub const SETPCAP: Capability = Capability(8);
+    pub const NET_BIND_SERVICE: Capability = Capability(10);
+    pub const NET_ADMIN: Capability = Capability(12);
+    pub const NET_RAW: Capability = Capability(13);
+    pub const SYS_CHROOT: Capability = Capability(18);
+    pub const SYS_PTRACE: Capability = Capability(19);
+    pub const SYS_ADMIN: Capability = Capability(21);
+    pub const MKNOD: Capability = Capability(27);
+    pub const AUDIT_WRITE: Capability = Capability(29);
+    pub const SETFCAP: Capability = Capability(31);
+
+    /// The capability with this number, if the kernel ABI can hold it (0..=63).
+    pub fn from_number(number: u8) -> Option<Capability> {
+        (number < 64).then_some(Capability(number))
+    }
+
+    /// The capability number.
+    pub fn number(self) -> u8 {
+        self.0
+    }
+
+    /// Lower-case name without `CAP_`, e.g. `net_bind_service` (`cap_41` for unnamed ones).
+    pub fn name(self) -> String {
+        match NAMES.get(usize::from(self.0)) {
+            Some(name) => (*name).to_string(),
+            None => format!("cap_{}", self.0),
+        }
+    }
+}
+
+impl fmt::Display for Capability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+/// A capability name that is not known.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown capability {name:?}: use a name from capabilities(7) such as \"net_bind_service\" or \"CAP_CHOWN\", or \"all\"")]
+pub struct CapsError {
+    pub name: String,
+}
+
+impl FromStr for Capability {
+    type Err = CapsError;
+
+    /// Accepts `net_bind_service`, `NET_BIND_SERVICE`, `cap_net_bind_service` and
+    /// `CAP_NET_BIND_SERVICE`. (`"all"` is a set, see [`CapabilitySet::parse_list`].)
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let lower = s.trim().to_ascii_lowercase();
+        let bare = lower.strip_prefix("cap_").unwrap_or(&lower);
+        NAMES
+            .iter()
+            .position(|n| *n == bare)
+            .and_then(|i| u8::try_from(i).ok())
+            .map(Capability)
+            .ok_or_else(|| CapsError {
+                name: s.to_string(),
+            })
+    }
+}
+
+/// A set of capabilities, as the kernel's 64-bit mask.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct CapabilitySet(u64);
+
+/// Nomad's default `allow_caps` for the exec driver: Docker's default set without `NET_RAW`.
+pub const DEFAULT_ALLOW: CapabilitySet = CapabilitySet(
+    (1 << 29) // audit_write
+        | (1 << 0) // chown
+        | (1 << 1) // dac_override
+        | (1 << 3) // fowner
+        | (1 << 4) // fsetid
+        | (1 << 5) // kill
+        | (1 << 27) // mknod
+        | (1 << 10) // net_bind_service
+        | (1 << 31) // setfcap
+        | (1 << 6) // setgid
+        | (1 << 8) // setpcap
+        | (1 << 7) // setuid
+        | (1 << 18), // sys_chroot
+);
+
+impl CapabilitySet {
+    /// No capabilities.
+    pub const EMPTY: CapabilitySet = CapabilitySet(0);
+
+    /// Every capability this crate knows by name (`"all"`). The sandbox further clips a set to
+    /// the running kernel's `cap_last_cap`.
+    pub fn all() -> CapabilitySet {
+        CapabilitySet(mask_up_to(Capability::LAST_KNOWN))
+    }
+
+    /// The set of the given raw kernel mask.
+    pub fn from_mask(mask: u64) -> CapabilitySet {
+        CapabilitySet(mask)
+    }
+
+    /// The raw kernel mask.
+    pub fn mask(self) -> u64 {
+        self.0
+    }
+
+    /// Parses a list of names; `"all"` (any case) stands for [`CapabilitySet::all`].
+    pub fn parse_list<I, S>(names: I) -> Result<CapabilitySet, CapsError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut set = CapabilitySet::EMPTY;
+        for name in names {
+            let name = name.as_ref();
+            if name.trim().eq_ignore_ascii_case("all") {
+                set = set.union(CapabilitySet::all());
+            } else {
+                set.insert(name.parse()?);
+            }
+        }
+        Ok(set)
+    }
+
+    pub fn contains(self, cap: Capability) -> bool {
+        self.0 & (1u64 << cap.0) != 0
+    }
+
+    pub fn insert(&mut self, cap: Capability) {
+        self.0 |= 1u64 << cap.0;
+    }
+
+    pub fn remove(&mut self, cap: Capability) {
+        self.0 &= !(1u64 << cap.0);
+    }
+
+    pub fn union(self, other: CapabilitySet) -> CapabilitySet {
+        CapabilitySet(self.0 | other.0)
+    }
+
+    pub fn intersection(self, other: CapabilitySet) -> CapabilitySet {
+        CapabilitySet(self.0 & other.0)
+    }
+
+    pub fn difference(self, other: CapabilitySet) -> CapabilitySet {
+        CapabilitySet(self.0 & !other.0)
+    }
+
+    pub fn is_subset(self, other: CapabilitySet) -> bool {
+        self.0 & !other.0 == 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The members, lowest number first.
+    pub fn iter(self) -> impl Iterator<Item = Capability> {
+        (0u8..64)
+            .filter(move |n| self.0 & (1u64 << n) != 0)
+            .map(Capability)
+    }
+
+    /// Only the capabilities numbered `0..=last_cap` (the running kernel's `cap_last_cap`).
+    pub fn clip_to(self, last_cap: u8) -> CapabilitySet {
+        CapabilitySet(self.0 & mask_up_to(last_cap))
+    }
+}
+
+/// Mask with bits `0..=last` set.
+fn mask_up_to(last: u8) -> u64 {
+    if last >= 63 {
+        u64::MAX
+    } else {
+        (1u64 << (last + 1)) - 1
+    }
+}
+
+impl fmt::Debug for CapabilitySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set()
+            .entries(self.iter().map(|c| c.name()))
+            .finish()
+    }
+}
+
+impl fmt::Display for CapabilitySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<String> = self.iter().map(|c| c.name()).collect();
+        f.write_str(&names.join(","))
+    }
+}
+
+impl FromIterator<Capability> for CapabilitySet {
+    fn from_iter<T: IntoIterator<Item = Capability>>(iter: T) -> Self {
+        let mut set = CapabilitySet::EMPTY;
+        for cap in iter {
+            set.insert(cap);
+        }
+        set
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_in_every_spelling() {
+        for s in [
+            "net_bind_service",
+            "NET_BIND_SERVICE",
+            "cap_net_bind_service",
+            "CAP_NET_BIND_SERVICE",
+            " Cap_Net_Bind_Service ",
+        ] {
+            assert_eq!(
+                s.parse::<Capability>().unwrap(),
+                Capability::NET_BIND_SERVICE,
+                "{s}"
+            );
+        }
+        assert_eq!(
+            "checkpoint_restore".parse::<Capability>().unwrap().number(),
+            40
+        );
+        assert_eq!("chown".parse::<Capability>().unwrap().number(), 0);
+    }
+
+    #[test]
+    fn unknown_name_is_a_clear_error() {
+        let err = "net_bind".parse::<Capability>().unwrap_err();
+        assert!(
+            err.to_string().contains("unknown capability \"net_bind\""),
+            "{err}"
+        );
+        let err = CapabilitySet::parse_list(["chown", "nope"]).unwrap_err();
+        assert_eq!(err.name, "nope");
+    }
+
+    #[test]
+    fn default_allow_is_nomads_exec_default() {
+        let expected = CapabilitySet::parse_list([
+            "audit_write",
+            "chown",
+            "dac_override",
+            "fowner",
+            "fsetid",
+            "kill",
+            "mknod",
+            "net_bind_service",
+            "setfcap",
+            "setgid",
+            "setpcap",
+            "setuid",
+            "sys_chroot",
+        ])
+        .unwrap();
+        assert_eq!(DEFAULT_ALLOW, expected);
+        assert_eq!(DEFAULT_ALLOW.iter().count(), 13);
+        assert!(!DEFAULT_ALLOW.contains(Capability::NET_RAW));
+        assert!(!DEFAULT_ALLOW.contains(Capability::SYS_ADMIN));
+    }
+
+    #[test]
+    fn all_and_set_arithmetic() {
+        let all = CapabilitySet::parse_list(["ALL"]).unwrap();
+        assert_eq!(all.iter().count(), 41);
+        assert_eq!(all.clip_to(37).iter().count(), 38);
+        let dropped = all.difference(DEFAULT_ALLOW);
+        assert!(!dropped.contains(Capability::CHOWN));
+        assert!(dropped.contains(Capability::SYS_ADMIN));
+        assert!(DEFAULT_ALLOW.is_subset(all));
+        assert!(!all.is_subset(DEFAULT_ALLOW));
+        assert_eq!(DEFAULT_ALLOW.intersection(dropped), CapabilitySet::EMPTY);
+        assert_eq!(CapabilitySet::all().clip_to(63), CapabilitySet::all());
+        assert_eq!(
+            CapabilitySet::from_mask(u64::MAX).clip_to(63).mask(),
+            u64::MAX
+        );
+    }
+
+    #[test]
+    fn display_lists_names() {
+        let set: CapabilitySet = [Capability::KILL, Capability::CHOWN].into_iter().collect();
+        assert_eq!(set.to_string(), "chown,kill");
+        assert_eq!(format!("{set:?}"), "{\"chown\", \"kill\"}");
+    }
+}

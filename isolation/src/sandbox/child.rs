@@ -1,0 +1,175 @@
+//! The code that runs in the child between `clone3` and `execve`.
+//!
+//! Async-signal-safe only: it walks the prepared plan and calls the child-safe functions of
+//! `sys`. No allocation, no locks, no formatting, no indexing that could panic. On the first
+//! failing step it writes a [`Report`] to the report pipe and `_exit`s with 127.
+
+use std::os::fd::RawFd;
+
+use nix::errno::Errno;
+
+use super::plan::{Op, Plan};
+use super::Report;
+use crate::sys;
+
+/// Runs the plan; never returns (exec or `_exit`).
+pub(super) fn run(plan: &Plan, report_fd: RawFd) {
+    let mut index: u32 = 0;
+    for planned in &plan.ops {
+        if let Err((errno, detail)) = execute(&planned.op) {
+            let report = Report {
+                step: planned.step as u32,
+                index,
+                errno: errno as i32,
+                detail,
+            };
+            // Nothing else can be done if the parent is gone.
+            let _ = sys::write_all(report_fd, &report.encode());
+            sys::exit_now(127);
+        }
+        index = index.wrapping_add(1);
+    }
+    // The last step is exec: getting here means it was missing from the plan.
+    let report = Report {
+        step: super::Step::Exec as u32,
+        index: u32::MAX,
+        errno: Errno::ENOEXEC as i32,
+        detail: 0,
+    };
+    let _ = sys::write_all(report_fd, &report.encode());
+    sys::exit_now(127);
+}
+
+fn execute(op: &Op) -> Result<(), (Errno, u32)> {
+    let plain = |r: Result<(), Errno>| r.map_err(|e| (e, 0));
+    match op {
+        Op::WriteFd { fd, data } => plain(sys::write_all(*fd, data)),
+        Op::SetNs { fd, nstype } => plain(sys::setns(*fd, *nstype)),
+        Op::Unshare { flags } => plain(sys::unshare(*flags)),
+        Op::Mount {
+            source,
+            target,
+            fstype,
+            flags,
+            data,
+            optional,
+        } => match sys::mount(
+            source.as_deref(),
+            target,
+            fstype.as_deref(),
+            *flags,
+            data.as_deref(),
+        ) {
+            Err(Errno::ENOENT) if *optional => Ok(()),
+            other => plain(other),
+        },
+        Op::Mkdir { path, mode } => match sys::mkdir(path, *mode) {
+            Err(Errno::EEXIST) => Ok(()),
+            other => plain(other),
+        },
+        Op::MkFile { path } => plain(sys::create_file(path, 0o644)),
+        Op::Symlink { target, link } => plain(sys::symlink(target, link)),
+        Op::Chdir { path } => plain(sys::chdir(path)),
+        Op::PivotRoot => plain(sys::pivot_root(c".", c".")),
+        Op::UmountDetach { path } => plain(sys::umount2(path, libc::MNT_DETACH)),
+        Op::SetHostname { name } => plain(sys::sethostname(name)),
+        Op::SetRlimit {
+            resource,
+            soft,
+            hard,
+        } => plain(sys::set_rlimit(*resource, *soft, *hard)),
+        Op::Dup { from, to } => plain(sys::dup_onto(*from, *to)),
+        Op::CloseFrom { keep } => {
+            let keep = *keep;
+            if keep < 3 {
+                plain(sys::close_range(3, u32::MAX))
+            } else {
+                let keep = keep as u32;
+                plain(
+                    sys::close_range(3, keep - 1)
+                        .and_then(|()| sys::close_range(keep + 1, u32::MAX)),
+                )
+            }
+        }
+        Op::ResetSignals => {
+            sys::reset_signal_dispositions();
+            plain(sys::set_signal_mask(0))
+        }
+        Op::DropBounding { keep, last_cap } => {
+            let mut cap: u8 = 0;
+            while cap <= *last_cap && cap < 64 {
+                if keep & (1u64 << cap) == 0 {
+                    sys::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0)
+                        .map_err(|e| (e, u32::from(cap)))?;
+                }
+                cap += 1;
+            }
+            Ok(())
+        }
+        Op::SetGroups { gids } => plain(sys::setgroups(gids)),
+        Op::SetGid { gid } => plain(sys::setresgid(*gid)),
+        Op::KeepCaps { on } => {
+            plain(sys::prctl(libc::PR_SET_KEEPCAPS, libc::c_ulong::from(*on), 0).map(drop))
+        }
+        Op::SetUid { uid } => plain(sys::setresuid(*uid)),
+        Op::Capset {
+            effective,
+            permitted,
+            inheritable,
+        } => plain(sys::capset(*effective, *permitted, *inheritable)),
+        Op::Ambient { raise, last_cap } => {
+            plain(
+                sys::prctl(
+                    libc::PR_CAP_AMBIENT,
+                    libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+                    0,
+                )
+                .map(drop),
+            )?;
+            let mut cap: u8 = 0;
+            while cap <= *last_cap && cap < 64 {
+                if raise & (1u64 << cap) != 0 {
+                    sys::prctl(
+                        libc::PR_CAP_AMBIENT,
+                        libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                        libc::c_ulong::from(cap),
+                    )
+                    .map_err(|e| (e, u32::from(cap)))?;
+                }
+                cap += 1;
+            }
+            Ok(())
+        }
+        Op::NoNewPrivs => plain(sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0).map(drop)),
+        Op::Seccomp { program } => plain(sys::seccomp_set_filter(program)),
+        Op::Exec {
+            candidates,
+            argv,
+            envp,
+        } => {
+            // Like execvp: ENOENT/ENOTDIR move on to the next candidate, EACCES is remembered
+            // (reported if nothing else is found), anything else stops the search.
+            let mut first_missing: Option<(Errno, u32)> = None;
+            let mut denied: Option<(Errno, u32)> = None;
+            let mut i: u32 = 0;
+            for candidate in candidates {
+                let errno = sys::execve(candidate, argv, envp);
+                match errno {
+                    Errno::ENOENT | Errno::ENOTDIR => {
+                        if first_missing.is_none() {
+                            first_missing = Some((errno, i));
+                        }
+                    }
+                    Errno::EACCES => {
+                        if denied.is_none() {
+                            denied = Some((errno, i));
+                        }
+                    }
+                    other => return Err((other, i)),
+                }
+                i = i.wrapping_add(1);
+            }
+            Err(denied.or(first_missing).unwrap_or((Errno::ENOENT, 0)))
+        }
+    }
+}

@@ -1,0 +1,589 @@
+//! Syscall filtering: policies, the profile file format, and the BPF compiler.
+//!
+//! Owns turning a [`SeccompPolicy`] into a classic-BPF program before the sandbox clones (the
+//! child only installs the prepared program). Must not: install anything itself.
+//!
+//! # Default policy
+//! [`SeccompPolicy::Default`] allows everything except [`DEFAULT_DENIED`] (mounts, namespaces
+//! and `setns`, BPF, perf, kexec and modules, reboot, swap, the kernel keyring, ptrace and
+//! cross-process memory access, `open_by_handle_at`, `userfaultfd`, io_uring, clock setting,
+//! accounting, quotas, raw I/O ports), which fail with `EPERM`. `clone` and `unshare` fail
+//! with `EPERM` when asked for `CLONE_NEWUSER`; `clone3` fails with `ENOSYS` (its flags live
+//! in memory a filter cannot read; libc then falls back to `clone`). Syscalls of a foreign ABI
+//! (32-bit x86 on x86_64, for example) kill the process, so a denylist cannot be bypassed
+//! through them; x32 syscalls fail with `EPERM`.
+//!
+//! # Profile files
+//! A profile is a JSON file (format version 1, all keys lower-case, unknown keys rejected):
+//!
+//! ```json
+//! {
+//!   "default_action": "allow",
+//!   "syscalls": [
+//!     { "names": ["mount", "umount2"], "action": "errno", "errno": 1 },
+//!     { "names": ["clone", "unshare"], "action": "errno", "errno": 1,
+//!       "args": [ { "index": 0, "op": "masked_eq", "mask": 268435456, "value": 268435456 } ] },
+//!     { "names": ["reboot"], "action": "kill_process" }
+//!   ]
+//! }
+//! ```
+//!
+//! - `default_action` (required) and each rule's `action`: `allow`, `errno` (with `errno`, a
+//!   number 1..=4095, default 1 = EPERM; `default_errno` for the default action), `kill_process`,
+//!   `kill_thread`, `trap`, `log`.
+//! - `names`: syscall names of the running architecture; an unknown name is an error.
+//! - `args` (optional, all must match): `index` 0..=5, `op` one of `eq`, `ne`, `masked_eq`
+//!   (`arg & mask == value`), 64-bit `value` and `mask`.
+//! - Rules are tried in file order; the first whose name and arguments match decides. At most
+//!   [`MAX_PROFILE_RULES`] rules.
+//!
+//! The filter is installed just before `chdir` and `execve`, so a profile must allow those
+//! (and `write`/`exit_group`, which report a failed step to the parent); otherwise the task
+//! dies before it runs, seen by the caller as an exit by signal or errno.
+
+mod syscalls;
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Most rules (syscall names × rule entries) a profile may hold.
+pub const MAX_PROFILE_RULES: usize = 1024;
+
+/// Syscalls the default policy fails with `EPERM` (names missing on the running architecture
+/// are skipped).
+pub const DEFAULT_DENIED: &[&str] = &[
+    "acct",
+    "add_key",
+    "bpf",
+    "clock_adjtime",
+    "clock_settime",
+    "create_module",
+    "delete_module",
+    "finit_module",
+    "fsconfig",
+    "fsmount",
+    "fsopen",
+    "fspick",
+    "get_kernel_syms",
+    "init_module",
+    "io_uring_enter",
+    "io_uring_register",
+    "io_uring_setup",
+    "ioperm",
+    "iopl",
+    "kexec_file_load",
+    "kexec_load",
+    "keyctl",
+    "lookup_dcookie",
+    "mount",
+    "mount_setattr",
+    "move_mount",
+    "name_to_handle_at",
+    "nfsservctl",
+    "open_by_handle_at",
+    "open_tree",
+    "perf_event_open",
+    "pidfd_getfd",
+    "pivot_root",
+    "process_madvise",
+    "process_vm_readv",
+    "process_vm_writev",
+    "ptrace",
+    "query_module",
+    "quotactl",
+    "quotactl_fd",
+    "reboot",
+    "request_key",
+    "setns",
+    "settimeofday",
+    "swapoff",
+    "swapon",
+    "syslog",
+    "umount2",
+    "uselib",
+    "userfaultfd",
+    "ustat",
+    "vhangup",
+    "_sysctl",
+    "adjtimex",
+];
+
+/// What a filter does with a syscall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Allow,
+    /// Fail with this errno (1..=4095).
+    Errno(u16),
+    KillProcess,
+    KillThread,
+    Trap,
+    Log,
+}
+
+impl Action {
+    fn ret_value(self) -> u32 {
+        match self {
+            Action::Allow => libc::SECCOMP_RET_ALLOW,
+            Action::Errno(e) => libc::SECCOMP_RET_ERRNO | u32::from(e),
+            Action::KillProcess => libc::SECCOMP_RET_KILL_PROCESS,
+            Action::KillThread => libc::SECCOMP_RET_KILL_THREAD,
+            Action::Trap => libc::SECCOMP_RET_TRAP,
+            Action::Log => libc::SECCOMP_RET_LOG,
+        }
+    }
+}
+
+/// A comparison of one syscall argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgOp {
+    Eq(u64),
+    Ne(u64),
+    /// `arg & mask == value`
+    MaskedEq {
+        mask: u64,
+        value: u64,
+    },
+}
+
+/// A condition on syscall argument `index` (0..=5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArgCondition {
+    pub index: u8,
+    pub op: ArgOp,
+}
+
+/// One rule: a syscall number, optional argument conditions (all must hold), an action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub name: String,
+    pub nr: i64,
+    pub args: Vec<ArgCondition>,
+    pub action: Action,
+}
+
+/// A validated filter: rules tried in order, then the default action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeccompProfile {
+    pub default_action: Action,
+    pub rules: Vec<Rule>,
+}
+
+/// Which filter a sandboxed process gets.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SeccompPolicy {
+    /// The built-in denylist (see the module docs).
+    #[default]
+    Default,
+    /// No filter.
+    Unconfined,
+    /// A parsed profile (see [`SeccompPolicy::from_profile_file`]).
+    Profile(SeccompProfile),
+}
+
+/// Why a profile was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompError {
+    #[error("cannot read seccomp profile {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("seccomp profile {path}: {source}")]
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("seccomp profile {path}: {location}: {reason}")]
+    Invalid {
+        path: PathBuf,
+        location: String,
+        reason: String,
+    },
+    #[error("seccomp filter too large: {instructions} BPF instructions (the kernel takes at most 4096); use fewer rules")]
+    TooLarge { instructions: usize },
+}
+
+/// The syscall number of `name` on the running architecture.
+pub fn syscall_number(name: &str) -> Option<i64> {
+    syscalls::SYSCALLS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, nr)| *nr)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+enum JsonAction {
+    Allow,
+    Errno,
+    KillProcess,
+    KillThread,
+    Trap,
+    Log,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+enum JsonOp {
+    Eq,
+    Ne,
+    MaskedEq,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonArg {
+    index: u8,
+    op: JsonOp,
+    value: u64,
+    #[serde(default)]
+    mask: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonRule {
+    names: Vec<String>,
+    action: JsonAction,
+    #[serde(default)]
+    errno: Option<u16>,
+    #[serde(default)]
+    args: Vec<JsonArg>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonProfile {
+    default_action: JsonAction,
+    #[serde(default)]
+    default_errno: Option<u16>,
+    #[serde(default)]
+    syscalls: Vec<JsonRule>,
+}
+
+fn action(json: &JsonAction, errno: Option<u16>) -> Result<Action, String> {
+    Ok(match json {
+        JsonAction::Allow => Action::Allow,
+        JsonAction::Errno => {
+            let e = errno.unwrap_or(libc::EPERM as u16);
+            if !(1..=4095).contains(&e) {
+                return Err(format!("errno {e} is outside 1..=4095"));
+            }
+            Action::Errno(e)
+        }
+        JsonAction::KillProcess => Action::KillProcess,
+        JsonAction::KillThread => Action::KillThread,
+        JsonAction::Trap => Action::Trap,
+        JsonAction::Log => Action::Log,
+    })
+}
+
+impl SeccompPolicy {
+    /// Reads and validates a profile file (format in the module docs).
+    pub fn from_profile_file(path: &Path) -> Result<SeccompPolicy, SeccompError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SeccompError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        SeccompProfile::parse(&text, path).map(SeccompPolicy::Profile)
+    }
+
+    /// The BPF program for this policy; `None` for [`SeccompPolicy::Unconfined`].
+    pub fn compile(&self) -> Result<Option<Vec<libc::sock_filter>>, SeccompError> {
+        match self {
+            SeccompPolicy::Unconfined => Ok(None),
+            SeccompPolicy::Default => {
+                // The built-in program never changes: compile it once per process.
+                static DEFAULT: std::sync::OnceLock<Vec<libc::sock_filter>> =
+                    std::sync::OnceLock::new();
+                if let Some(program) = DEFAULT.get() {
+                    return Ok(Some(program.clone()));
+                }
+                let program = SeccompProfile::default_profile().compile()?;
+                Ok(Some(DEFAULT.get_or_init(|| program).clone()))
+            }
+            SeccompPolicy::Profile(p) => p.compile().map(Some),
+        }
+    }
+}
+
+impl SeccompProfile {
+    /// Parses profile JSON; `path` only labels errors.
+    pub fn parse(text: &str, path: &Path) -> Result<SeccompProfile, SeccompError> {
+        let json: JsonProfile =
+            serde_json::from_str(text).map_err(|source| SeccompError::Json {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let invalid = |location: String, reason: String| SeccompError::Invalid {
+            path: path.to_path_buf(),
+            location,
+            reason,
+        };
+        let default_action = action(&json.default_action, json.default_errno)
+            .map_err(|r| invalid("default_errno".to_string(), r))?;
+        let mut rules = Vec::new();
+        for (i, rule) in json.syscalls.iter().enumerate() {
+            let act = action(&rule.action, rule.errno)
+                .map_err(|r| invalid(format!("syscalls[{i}].errno"), r))?;
+            if rule.names.is_empty() {
+                return Err(invalid(
+                    format!("syscalls[{i}].names"),
+                    "is empty".to_string(),
+                ));
+            }
+            if rule.args.len() > 6 {
+                return Err(invalid(
+                    format!("syscalls[{i}].args"),
+                    "has more than 6 conditions".to_string(),
+                ));
+            }
+            let mut args = Vec::new();
+            for (j, arg) in rule.args.iter().enumerate() {
+                if arg.index > 5 {
+                    return Err(invalid(
+                        format!("syscalls[{i}].args[{j}].index"),
+                        format!("{} is not an argument index 0..=5", arg.index),
+                    ));
+                }
+                let op = match (&arg.op, arg.mask) {
+                    (JsonOp::Eq, None) => ArgOp::Eq(arg.value),
+                    (JsonOp::Ne, None) => ArgOp::Ne(arg.value),
+                    (JsonOp::MaskedEq, Some(mask)) => ArgOp::MaskedEq {
+                        mask,
+                        value: arg.value,
+                    },
+                    (JsonOp::MaskedEq, None) => {
+                        return Err(invalid(
+                            format!("syscalls[{i}].args[{j}]"),
+                            "masked_eq needs a \"mask\"".to_string(),
+                        ))
+                    }
+                    (_, Some(_)) => {
+                        return Err(invalid(
+                            format!("syscalls[{i}].args[{j}]"),
+                            "\"mask\" is only valid with masked_eq".to_string(),
+                        ))
+                    }
+                };
+                args.push(ArgCondition {
+                    index: arg.index,
+                    op,
+                });
+            }
+            for (k, name) in rule.names.iter().enumerate() {
+                let nr = syscall_number(name).ok_or_else(|| {
+                    invalid(
+                        format!("syscalls[{i}].names[{k}]"),
+                        format!("unknown syscall {name:?} on {}", std::env::consts::ARCH),
+                    )
+                })?;
+                rules.push(Rule {
+                    name: name.clone(),
+                    nr,
+                    args: args.clone(),
+                    action: act,
+                });
+            }
+        }
+        if rules.len() > MAX_PROFILE_RULES {
+            return Err(invalid(
+                "syscalls".to_string(),
+                format!(
+                    "{} rules exceed the limit of {MAX_PROFILE_RULES}",
+                    rules.len()
+                ),
+            ));
+        }
+        Ok(SeccompProfile {
+            default_action,
+            rules,
+        })
+    }
+
+    /// The built-in policy (module docs).
+    pub fn default_profile() -> SeccompProfile {
+        let eperm = Action::Errno(libc::EPERM as u16);
+        let mut rules = Vec::new();
+        let newuser = ArgCondition {
+            index: 0,
+            op: ArgOp::MaskedEq {
+                mask: libc::CLONE_NEWUSER as u64,
+                value: libc::CLONE_NEWUSER as u64,
+            },
+        };
+        for name in ["clone", "unshare"] {
+            if let Some(nr) = syscall_number(name) {
+                rules.push(Rule {
+                    name: name.to_string(),
+                    nr,
+                    args: vec![newuser],
+                    action: eperm,
+                });
+            }
+        }
+        if let Some(nr) = syscall_number("clone3") {
+            rules.push(Rule {
+                name: "clone3".to_string(),
+                nr,
+                args: Vec::new(),
+                action: Action::Errno(libc::ENOSYS as u16),
+            });
+        }
+        for name in DEFAULT_DENIED {
+            if let Some(nr) = syscall_number(name) {
+                rules.push(Rule {
+                    name: (*name).to_string(),
+                    nr,
+                    args: Vec::new(),
+                    action: eperm,
+                });
+            }
+        }
+        SeccompProfile {
+            default_action: Action::Allow,
+            rules,
+        }
+    }
+
+    /// Compiles to classic BPF for `SECCOMP_SET_MODE_FILTER`.
+    pub fn compile(&self) -> Result<Vec<libc::sock_filter>, SeccompError> {
+        let program = bpf::compile(self);
+        if program.len() > libc::BPF_MAXINSNS as usize {
+            return Err(SeccompError::TooLarge {
+                instructions: program.len(),
+            });
+        }
+        Ok(program)
+    }
+}
+
+/// The classic-BPF code generator.
+mod bpf {
+    use super::{Action, ArgOp, SeccompProfile};
+
+    const LD_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
+    const AND_K: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
+    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+
+    /// Offsets in `struct seccomp_data`.
+    const OFF_NR: u32 = 0;
+    const OFF_ARCH: u32 = 4;
+    fn off_arg_lo(index: u8) -> u32 {
+        16 + 8 * u32::from(index)
+    }
+    fn off_arg_hi(index: u8) -> u32 {
+        off_arg_lo(index) + 4
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) const NATIVE_ARCH: u32 = 0xC000_003E; // AUDIT_ARCH_X86_64
+    #[cfg(target_arch = "aarch64")]
+    pub(crate) const NATIVE_ARCH: u32 = 0xC000_00B7; // AUDIT_ARCH_AARCH64
+    #[cfg(target_arch = "x86_64")]
+    const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+    fn stmt(code: u16, k: u32) -> libc::sock_filter {
+        libc::sock_filter {
+            code,
+            jt: 0,
+            jf: 0,
+            k,
+        }
+    }
+
+    fn jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
+        libc::sock_filter { code, jt, jf, k }
+    }
+
+    /// A conditional jump inside a rule block whose false branch goes to the block's end
+    /// (patched once the block length is known).
+    enum Insn {
+        Plain(libc::sock_filter),
+        /// jeq k: true → next instruction, false → end of block.
+        JeqOrFail(u32),
+        /// jeq k: true → end of block, false → next instruction.
+        JeqThenFail(u32),
+        /// jeq k: true → next instruction, false → skip `n` instructions.
+        JeqOrSkip(u32, u8),
+    }
+
+    pub(super) fn compile(profile: &SeccompProfile) -> Vec<libc::sock_filter> {
+        let mut out = vec![
+            stmt(LD_ABS, OFF_ARCH),
+            jump(JEQ_K, NATIVE_ARCH, 1, 0),
+            stmt(RET_K, Action::KillProcess.ret_value()),
+            stmt(LD_ABS, OFF_NR),
+        ];
+        #[cfg(target_arch = "x86_64")]
+        {
+            out.push(jump(JGE_K, X32_SYSCALL_BIT, 0, 1));
+            out.push(stmt(RET_K, Action::Errno(libc::EPERM as u16).ret_value()));
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = JGE_K;
+
+        // Whether the accumulator holds the syscall number at the start of the next block.
+        let mut a_is_nr = true;
+        for rule in &profile.rules {
+            let mut block: Vec<Insn> = Vec::new();
+            if !a_is_nr {
+                block.push(Insn::Plain(stmt(LD_ABS, OFF_NR)));
+            }
+            block.push(Insn::JeqOrFail(rule.nr as u32));
+            for cond in &rule.args {
+                let lo = off_arg_lo(cond.index);
+                let hi = off_arg_hi(cond.index);
+                match cond.op {
+                    ArgOp::Eq(v) => {
+                        block.push(Insn::Plain(stmt(LD_ABS, lo)));
+                        block.push(Insn::JeqOrFail(v as u32));
+                        block.push(Insn::Plain(stmt(LD_ABS, hi)));
+                        block.push(Insn::JeqOrFail((v >> 32) as u32));
+                    }
+                    ArgOp::MaskedEq { mask, value } => {
+                        block.push(Insn::Plain(stmt(LD_ABS, lo)));
+                        block.push(Insn::Plain(stmt(AND_K, mask as u32)));
+                        block.push(Insn::JeqOrFail(value as u32));
+                        // The high word only matters when the mask or value reaches it.
+                        if (mask >> 32) != 0 || (value >> 32) != 0 {
+                            block.push(Insn::Plain(stmt(LD_ABS, hi)));
+                            block.push(Insn::Plain(stmt(AND_K, (mask >> 32) as u32)));
+                            block.push(Insn::JeqOrFail((value >> 32) as u32));
+                        }
+                    }
+                    ArgOp::Ne(v) => {
+                        // Passes when either half differs.
+                        block.push(Insn::Plain(stmt(LD_ABS, lo)));
+                        block.push(Insn::JeqOrSkip(v as u32, 2));
+                        block.push(Insn::Plain(stmt(LD_ABS, hi)));
+                        block.push(Insn::JeqThenFail((v >> 32) as u32));
+                    }
+                }
+            }
+            block.push(Insn::Plain(stmt(RET_K, rule.action.ret_value())));
+            a_is_nr = rule.args.is_empty();
+
+            let len = block.len();
+            for (i, insn) in block.into_iter().enumerate() {
+                // Instructions to skip to land just past the block. Blocks hold at most
+                // 2 + 6 * 6 instructions, so this always fits a u8.
+                let to_end = u8::try_from(len - i - 1).unwrap_or(u8::MAX);
+                out.push(match insn {
+                    Insn::Plain(s) => s,
+                    Insn::JeqOrFail(k) => jump(JEQ_K, k, 0, to_end),
+                    Insn::JeqThenFail(k) => jump(JEQ_K, k, to_end, 0),
+                    Insn::JeqOrSkip(k, n) => jump(JEQ_K, k, 0, n),
+                });
+            }
+        }
+        out.push(stmt(RET_K, profile.default_action.ret_value()));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,322 @@
+//! Seccomp tests: profile parsing, and the compiled programs run through a small classic-BPF
+//! interpreter with synthetic `seccomp_data`.
+
+use super::*;
+
+/// Runs a seccomp program on (arch, nr, args) the way the kernel would.
+fn run(program: &[libc::sock_filter], arch: u32, nr: i64, args: [u64; 6]) -> u32 {
+    let mut data = [0u8; 64];
+    data[0..4].copy_from_slice(&(nr as u32).to_le_bytes());
+    data[4..8].copy_from_slice(&arch.to_le_bytes());
+    for (i, a) in args.iter().enumerate() {
+        data[16 + 8 * i..24 + 8 * i].copy_from_slice(&a.to_le_bytes());
+    }
+    let mut acc: u32 = 0;
+    let mut pc = 0usize;
+    loop {
+        let insn = program[pc];
+        match insn.code {
+            0x20 => {
+                acc = u32::from_le_bytes(
+                    data[insn.k as usize..insn.k as usize + 4]
+                        .try_into()
+                        .unwrap(),
+                )
+            }
+            0x54 => acc &= insn.k,
+            0x06 => return insn.k,
+            0x15 | 0x35 => {
+                let taken = if insn.code == 0x15 {
+                    acc == insn.k
+                } else {
+                    acc >= insn.k
+                };
+                pc += usize::from(if taken { insn.jt } else { insn.jf });
+            }
+            other => panic!("unexpected opcode {other:#x} at {pc}"),
+        }
+        pc += 1;
+        assert!(pc < program.len(), "fell off the end of the program");
+    }
+}
+
+fn nr(name: &str) -> i64 {
+    syscall_number(name).unwrap()
+}
+
+const ARCH: u32 = bpf::NATIVE_ARCH;
+const EPERM: u32 = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+
+#[test]
+fn default_policy_denies_the_dangerous_and_allows_the_rest() {
+    let prog = SeccompPolicy::Default.compile().unwrap().unwrap();
+    for name in [
+        "mount",
+        "umount2",
+        "pivot_root",
+        "setns",
+        "bpf",
+        "perf_event_open",
+        "kexec_load",
+        "kexec_file_load",
+        "init_module",
+        "finit_module",
+        "delete_module",
+        "reboot",
+        "swapon",
+        "swapoff",
+        "keyctl",
+        "add_key",
+        "request_key",
+        "ptrace",
+        "open_by_handle_at",
+        "userfaultfd",
+        "process_vm_readv",
+        "process_vm_writev",
+        "io_uring_setup",
+        "move_mount",
+    ] {
+        assert_eq!(run(&prog, ARCH, nr(name), [0; 6]), EPERM, "{name}");
+    }
+    for name in [
+        "read",
+        "write",
+        "execve",
+        "openat",
+        "clone",
+        "unshare",
+        "mmap",
+        "exit_group",
+        "chdir",
+        "wait4",
+    ] {
+        assert_eq!(
+            run(&prog, ARCH, nr(name), [0; 6]),
+            libc::SECCOMP_RET_ALLOW,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn default_policy_blocks_user_namespaces_only() {
+    let prog = SeccompPolicy::Default.compile().unwrap().unwrap();
+    let newuser = libc::CLONE_NEWUSER as u64;
+    for name in ["clone", "unshare"] {
+        assert_eq!(
+            run(&prog, ARCH, nr(name), [newuser, 0, 0, 0, 0, 0]),
+            EPERM,
+            "{name}"
+        );
+        assert_eq!(
+            run(
+                &prog,
+                ARCH,
+                nr(name),
+                [newuser | libc::CLONE_NEWNS as u64, 0, 0, 0, 0, 0]
+            ),
+            EPERM
+        );
+        // Garbage in the upper half of a 32-bit flags argument does not bypass the check.
+        assert_eq!(
+            run(&prog, ARCH, nr(name), [newuser | (7 << 32), 0, 0, 0, 0, 0]),
+            EPERM
+        );
+        let thread_flags =
+            (libc::CLONE_VM | libc::CLONE_FS | libc::CLONE_FILES | libc::CLONE_THREAD) as u64;
+        assert_eq!(
+            run(&prog, ARCH, nr(name), [thread_flags, 0, 0, 0, 0, 0]),
+            libc::SECCOMP_RET_ALLOW
+        );
+    }
+    assert_eq!(
+        run(&prog, ARCH, nr("clone3"), [0; 6]),
+        libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32
+    );
+}
+
+#[test]
+fn foreign_architectures_are_killed_and_x32_denied() {
+    let prog = SeccompPolicy::Default.compile().unwrap().unwrap();
+    const AUDIT_ARCH_I386: u32 = 0x4000_0003;
+    assert_eq!(
+        run(&prog, AUDIT_ARCH_I386, 1, [0; 6]),
+        libc::SECCOMP_RET_KILL_PROCESS
+    );
+    #[cfg(target_arch = "x86_64")]
+    assert_eq!(run(&prog, ARCH, 0x4000_0000 + 165, [0; 6]), EPERM);
+}
+
+#[test]
+fn unconfined_has_no_program() {
+    assert!(SeccompPolicy::Unconfined.compile().unwrap().is_none());
+}
+
+#[test]
+fn profile_rules_apply_in_order_with_arguments() {
+    let json = r#"{
+        "default_action": "errno", "default_errno": 38,
+        "syscalls": [
+            { "names": ["read", "write", "exit_group"], "action": "allow" },
+            { "names": ["openat"], "action": "errno", "errno": 13,
+              "args": [ { "index": 2, "op": "masked_eq", "mask": 3, "value": 1 } ] },
+            { "names": ["openat"], "action": "allow" },
+            { "names": ["kill"], "action": "kill_process",
+              "args": [ { "index": 1, "op": "ne", "value": 0 } ] },
+            { "names": ["kill"], "action": "log" },
+            { "names": ["ioctl"], "action": "trap",
+              "args": [ { "index": 1, "op": "eq", "value": 21522 }, { "index": 0, "op": "eq", "value": 4294967296 } ] }
+        ]
+    }"#;
+    let profile = SeccompProfile::parse(json, Path::new("p.json")).unwrap();
+    assert_eq!(profile.rules.len(), 8);
+    let prog = profile.compile().unwrap();
+    assert_eq!(
+        run(&prog, ARCH, nr("read"), [0; 6]),
+        libc::SECCOMP_RET_ALLOW
+    );
+    assert_eq!(
+        run(&prog, ARCH, nr("exit_group"), [0; 6]),
+        libc::SECCOMP_RET_ALLOW
+    );
+    // O_WRONLY (1) is refused, O_RDONLY (0) allowed.
+    assert_eq!(
+        run(&prog, ARCH, nr("openat"), [0, 0, 1, 0, 0, 0]),
+        libc::SECCOMP_RET_ERRNO | 13
+    );
+    assert_eq!(
+        run(&prog, ARCH, nr("openat"), [0, 0, 0, 0, 0, 0]),
+        libc::SECCOMP_RET_ALLOW
+    );
+    // ne: signal 0 (a probe) is logged, a real signal kills.
+    assert_eq!(
+        run(&prog, ARCH, nr("kill"), [1, 9, 0, 0, 0, 0]),
+        libc::SECCOMP_RET_KILL_PROCESS
+    );
+    assert_eq!(
+        run(&prog, ARCH, nr("kill"), [1, 1 << 32, 0, 0, 0, 0]),
+        libc::SECCOMP_RET_KILL_PROCESS
+    );
+    assert_eq!(
+        run(&prog, ARCH, nr("kill"), [1, 0, 0, 0, 0, 0]),
+        libc::SECCOMP_RET_LOG
+    );
+    // eq compares all 64 bits, every condition must hold.
+    assert_eq!(
+        run(&prog, ARCH, nr("ioctl"), [1 << 32, 21522, 0, 0, 0, 0]),
+        libc::SECCOMP_RET_TRAP
+    );
+    assert_eq!(
+        run(&prog, ARCH, nr("ioctl"), [0, 21522, 0, 0, 0, 0]),
+        libc::SECCOMP_RET_ERRNO | 38
+    );
+    assert_eq!(
+        run(&prog, ARCH, nr("ioctl"), [1 << 32, 21523, 0, 0, 0, 0]),
+        libc::SECCOMP_RET_ERRNO | 38
+    );
+    // Anything else takes the default.
+    assert_eq!(
+        run(&prog, ARCH, nr("mount"), [0; 6]),
+        libc::SECCOMP_RET_ERRNO | 38
+    );
+}
+
+#[test]
+fn profile_errors_point_at_the_problem() {
+    let path = Path::new("/etc/noded/seccomp.json");
+    let cases = [
+        (
+            r#"{"default_action": "allow", "syscalls": [{"names": ["mount", "frobnicate"], "action": "errno"}]}"#,
+            "syscalls[0].names[1]: unknown syscall \"frobnicate\"",
+        ),
+        (
+            r#"{"default_action": "allow", "syscalls": [{"names": [], "action": "allow"}]}"#,
+            "syscalls[0].names: is empty",
+        ),
+        (
+            r#"{"default_action": "errno", "default_errno": 0}"#,
+            "default_errno: errno 0 is outside",
+        ),
+        (
+            r#"{"default_action": "allow", "syscalls": [{"names": ["read"], "action": "allow", "args": [{"index": 6, "op": "eq", "value": 1}]}]}"#,
+            "syscalls[0].args[0].index: 6 is not an argument index",
+        ),
+        (
+            r#"{"default_action": "allow", "syscalls": [{"names": ["read"], "action": "allow", "args": [{"index": 0, "op": "masked_eq", "value": 1}]}]}"#,
+            "masked_eq needs a \"mask\"",
+        ),
+        (
+            r#"{"default_action": "allow", "syscalls": [{"names": ["read"], "action": "allow", "args": [{"index": 0, "op": "eq", "value": 1, "mask": 1}]}]}"#,
+            "\"mask\" is only valid with masked_eq",
+        ),
+        (
+            r#"{"default_action": "permit"}"#,
+            "unknown variant `permit`",
+        ),
+        (
+            r#"{"default_action": "allow", "syscall": []}"#,
+            "unknown field `syscall`",
+        ),
+        (
+            "{\n  \"default_action\": \"allow\",\n  oops\n}",
+            "line 3 column 3",
+        ),
+    ];
+    for (json, expected) in cases {
+        let err = SeccompProfile::parse(json, path).unwrap_err().to_string();
+        assert!(
+            err.starts_with("seccomp profile /etc/noded/seccomp.json: "),
+            "{err}"
+        );
+        assert!(err.contains(expected), "expected {expected:?} in {err:?}");
+    }
+}
+
+#[test]
+fn profile_file_is_read_and_missing_file_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.json");
+    std::fs::write(&path, r#"{"default_action": "allow", "syscalls": [{"names": ["reboot"], "action": "kill_process"}]}"#).unwrap();
+    let policy = SeccompPolicy::from_profile_file(&path).unwrap();
+    let prog = policy.compile().unwrap().unwrap();
+    assert_eq!(
+        run(&prog, ARCH, nr("reboot"), [0; 6]),
+        libc::SECCOMP_RET_KILL_PROCESS
+    );
+    let err = SeccompPolicy::from_profile_file(&dir.path().join("missing.json")).unwrap_err();
+    assert!(
+        err.to_string().contains("cannot read seccomp profile"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("missing.json"), "{err}");
+}
+
+#[test]
+fn huge_profiles_are_refused() {
+    let names: Vec<String> = (0..MAX_PROFILE_RULES + 1)
+        .map(|_| "\"read\"".to_string())
+        .collect();
+    let json = format!(
+        r#"{{"default_action": "allow", "syscalls": [{{"names": [{}], "action": "allow"}}]}}"#,
+        names.join(",")
+    );
+    let err = SeccompProfile::parse(&json, Path::new("big.json")).unwrap_err();
+    assert!(err.to_string().contains("exceed the limit"), "{err}");
+}
+
+#[test]
+fn syscall_table_knows_the_common_names() {
+    for name in [
+        "read",
+        "execve",
+        "clone",
+        "clone3",
+        "openat2",
+        "close_range",
+        "pidfd_open",
+    ] {
+        assert!(syscall_number(name).is_some(), "{name}");
+    }
+    assert_eq!(syscall_number("read"), Some(libc::SYS_read));
+    assert!(syscall_number("no_such_call").is_none());
+}

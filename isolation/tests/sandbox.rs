@@ -1,0 +1,842 @@
+//! Privileged tests: real sandboxes on this host, checked from the inside by `noded-verify`.
+//!
+//! They need root (cgroups, namespaces, mounts) and skip loudly without it (or fail with
+//! `NODED_REQUIRE_PRIVILEGED=1`). They need the verifier binary: `cargo build -p noded-tests
+//! --bins` first, or point `NODED_VERIFY_BIN` at it.
+
+// Test helpers outside #[test] functions: a failed setup should panic loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+
+use isolation::caps::{Capability, CapabilitySet, DEFAULT_ALLOW};
+use isolation::cgroup::{CgroupLayout, CgroupLimits, CgroupManager, TaskCgroup};
+use isolation::privileged::require_root;
+use isolation::sandbox::{
+    spawn, Bind, ExitStatus, Filesystem, NamespaceSpec, Rlimit, RlimitResource, RootfsSpec,
+    SandboxSpec, SeccompPolicy, SpawnError, Stdio, Step,
+};
+use isolation::user::{lookup, ResolvedUser};
+use serde_json::Value;
+
+const VERIFY_IN_JAIL: &str = "/opt/noded/noded-verify";
+const MIB: u64 = 1 << 20;
+
+/// The verifier binary: `NODED_VERIFY_BIN`, else `noded-verify` next to this test's target dir.
+fn verifier_bin() -> PathBuf {
+    if let Ok(path) = std::env::var("NODED_VERIFY_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    for dir in exe.ancestors().skip(1).take(4) {
+        let candidate = dir.join("noded-verify");
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!(
+        "noded-verify not found near {}: run `cargo build -p noded-tests --bins` first (with the same CARGO_TARGET_DIR), or set NODED_VERIFY_BIN",
+        exe.display()
+    );
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// A parent cgroup for one test; everything under it is destroyed on drop, even on failure.
+struct TestCgroups {
+    manager: CgroupManager,
+}
+
+impl TestCgroups {
+    fn new() -> TestCgroups {
+        Self::with_layout(CgroupLayout::detect().expect("detect cgroups"))
+    }
+
+    fn with_layout(layout: CgroupLayout) -> TestCgroups {
+        let manager =
+            CgroupManager::new(layout, &unique("noded-test")).expect("create parent cgroup");
+        TestCgroups { manager }
+    }
+
+    fn create(&self, limits: &CgroupLimits) -> TaskCgroup {
+        self.manager
+            .create(&unique("t"), limits)
+            .expect("create task cgroup")
+    }
+}
+
+impl Drop for TestCgroups {
+    fn drop(&mut self) {
+        for name in self.manager.list().unwrap_or_default() {
+            if let Ok(Some(cg)) = self.manager.open(&name) {
+                if let Err(e) = cg.destroy() {
+                    eprintln!("cleanup: {e}");
+                }
+            }
+        }
+        if let Err(e) = self.manager.remove_parent() {
+            eprintln!("cleanup: {e}");
+        }
+    }
+}
+
+fn limits(memory_mb: u64, pids: u64) -> CgroupLimits {
+    CgroupLimits {
+        memory_limit_bytes: memory_mb * MIB,
+        memory_reservation_bytes: None,
+        cpu_shares_mhz: 500,
+        cpu_hard_limit: None,
+        cpuset_cpus: None,
+        pids_max: Some(pids),
+    }
+}
+
+/// Host directories of one jail: staging dir and the task's writable dirs.
+struct JailDirs {
+    root: tempfile::TempDir,
+}
+
+impl JailDirs {
+    fn new() -> JailDirs {
+        let root = tempfile::Builder::new()
+            .prefix("noded-jail-")
+            .tempdir()
+            .unwrap();
+        for (dir, mode) in [
+            ("staging", 0o755),
+            ("alloc", 0o777),
+            ("local", 0o777),
+            ("secrets", 0o777),
+            ("tmp", 0o1777),
+        ] {
+            let path = root.path().join(dir);
+            std::fs::create_dir(&path).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        // The jail dirs hang off a private temp dir; nobody must be able to reach them.
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        JailDirs { root }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.root.path().join(name)
+    }
+
+    fn rootfs(&self) -> RootfsSpec {
+        let mut rootfs = RootfsSpec::new(self.path("staging"));
+        rootfs
+            .ro_binds
+            .push(Bind::new(verifier_bin(), VERIFY_IN_JAIL));
+        for dir in ["alloc", "local", "secrets", "tmp"] {
+            rootfs
+                .rw_binds
+                .push(Bind::new(self.path(dir), format!("/{dir}")));
+        }
+        rootfs
+    }
+}
+
+fn nobody() -> ResolvedUser {
+    lookup("nobody", Path::new("/etc")).expect("nobody in /etc/passwd")
+}
+
+fn spec(program: &str, args: &[&str], jail: &JailDirs, cgroup: Option<&TaskCgroup>) -> SandboxSpec {
+    SandboxSpec {
+        program: program.to_string(),
+        args: args.iter().map(|s| s.to_string()).collect(),
+        env: vec![
+            ("PATH".to_string(), "/usr/bin:/bin".to_string()),
+            ("TASK_MARK".to_string(), "42".to_string()),
+        ],
+        work_dir: PathBuf::from("/local"),
+        user: nobody(),
+        filesystem: Filesystem::Jail(jail.rootfs()),
+        namespaces: NamespaceSpec::isolated(),
+        hostname: Some("task-host".to_string()),
+        cgroup: cgroup.map(|c| c.join_handle().expect("join handle")),
+        capabilities: DEFAULT_ALLOW,
+        ambient_capabilities: CapabilitySet::EMPTY,
+        rlimits: vec![Rlimit {
+            resource: RlimitResource::Nofile,
+            soft: 1024,
+            hard: 4096,
+        }],
+        seccomp: SeccompPolicy::Default,
+        stdin: Stdio::Null,
+        stdout: Stdio::Null,
+        stderr: Stdio::Null,
+    }
+}
+
+struct Output {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+fn pipe() -> (std::fs::File, OwnedFd) {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    (std::fs::File::from(r), w)
+}
+
+/// Spawns with stdout/stderr captured, waits, returns the output.
+fn run(mut spec: SandboxSpec) -> Result<Output, SpawnError> {
+    let (mut out_r, out_w) = pipe();
+    let (mut err_r, err_w) = pipe();
+    spec.stdout = Stdio::Fd(out_w);
+    spec.stderr = Stdio::Fd(err_w);
+    let child = spawn(&spec);
+    drop(spec);
+    let child = child?;
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        err_r.read_to_string(&mut s).unwrap();
+        s
+    });
+    let mut stdout = String::new();
+    out_r.read_to_string(&mut stdout).unwrap();
+    let stderr = err_thread.join().unwrap();
+    let status = child.wait().expect("wait");
+    Ok(Output {
+        status,
+        stdout,
+        stderr,
+    })
+}
+
+fn mount_points() -> BTreeSet<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .collect()
+}
+
+/// Mount points at or under `dir` in this (the host's) mount namespace.
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let prefix = dir.to_string_lossy().to_string();
+    mount_points()
+        .into_iter()
+        .filter(|m| m.starts_with(&prefix))
+        .collect()
+}
+
+fn hex_mask(v: &Value) -> u64 {
+    u64::from_str_radix(v.as_str().expect("hex string"), 16).expect("hex")
+}
+
+/// A network namespace of our own, alive while the guard lives (a thread that unshared).
+struct TestNetns {
+    path: PathBuf,
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestNetns {
+    fn new() -> TestNetns {
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare netns");
+            ready_tx.send(nix::unistd::gettid().as_raw()).unwrap();
+            let _ = stop_rx.recv();
+        });
+        let tid = ready_rx.recv().unwrap();
+        TestNetns {
+            path: PathBuf::from(format!("/proc/{}/task/{tid}/ns/net", std::process::id())),
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn verifier_sees_an_isolated_read_only_limited_unprivileged_world() {
+    if !require_root("spawning a sandbox") {
+        return;
+    }
+    let cgroups = TestCgroups::new();
+    let cg = cgroups.create(&limits(256, 64));
+    let jail = JailDirs::new();
+    let netns = TestNetns::new();
+    let mut s = spec(VERIFY_IN_JAIL, &["report"], &jail, Some(&cg));
+    s.namespaces.net = Some(netns.path.clone());
+    let out = run(s).unwrap();
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+    let r: Value =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout));
+
+    // Own pid namespace: the verifier is pid 1 and sees only itself.
+    assert_eq!(r["pid"], 1, "{r}");
+    assert_eq!(r["ppid"], 0);
+    assert_eq!(r["proc1_is_self"], true);
+    assert_eq!(r["visible_pids"], 1);
+    assert_eq!(r["hostname"], "task-host");
+    // Unprivileged identity with no capabilities at all.
+    assert_eq!(
+        (r["uid"].as_u64(), r["euid"].as_u64()),
+        (Some(65534), Some(65534))
+    );
+    assert_eq!(r["gid"], 65534);
+    for set in ["cap_inh", "cap_prm", "cap_eff", "cap_amb"] {
+        assert_eq!(hex_mask(&r[set]), 0, "{set}: {r}");
+    }
+    assert_eq!(hex_mask(&r["cap_bnd"]), DEFAULT_ALLOW.mask());
+    assert_eq!(r["no_new_privs"], "1");
+    assert_eq!(r["seccomp"], "2");
+    // Read-only root and /usr.
+    assert_eq!(r["root_writable"], false, "{}", r["root_write_detail"]);
+    assert!(
+        r["root_write_detail"]
+            .as_str()
+            .unwrap()
+            .contains("Read-only"),
+        "{r}"
+    );
+    assert_eq!(r["usr_writable"], false);
+    // Its own cgroup, with the limits we set.
+    let layout = if CgroupLayout::detect().unwrap().is_v2() {
+        "v2"
+    } else {
+        "v1"
+    };
+    assert_eq!(r["cgroup_layout"], layout);
+    assert_eq!(r["memory_limit"], (256 * MIB).to_string());
+    assert_eq!(r["pids_limit"], "64");
+    assert!(
+        r["proc_self_cgroup"]
+            .as_str()
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("memory"))
+            .all(|l| l.ends_with(":/")),
+        "{r}"
+    );
+    // Working directory, environment, fds.
+    assert_eq!(r["cwd"], "/local");
+    let env = r["env"].as_object().unwrap();
+    assert_eq!(env.len(), 2, "{env:?}");
+    assert_eq!(env["TASK_MARK"], "42");
+    assert_eq!(r["open_fds"], serde_json::json!([0, 1, 2]));
+    // Its own network namespace: loopback only.
+    assert_eq!(r["net_interfaces"], serde_json::json!(["lo"]));
+    // A minimal /dev.
+    let dev: Vec<&str> = r["dev"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for node in [
+        "null", "zero", "full", "random", "urandom", "tty", "pts", "ptmx", "shm", "fd", "stdin",
+        "stdout", "stderr",
+    ] {
+        assert!(dev.contains(&node), "/dev lacks {node}: {dev:?}");
+    }
+    assert!(dev.len() <= 14, "{dev:?}");
+    // Only what we put into the root.
+    let root: Vec<&str> = r["root_entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        !root.contains(&"var") && !root.contains(&"work") && !root.contains(&"root"),
+        "{root:?}"
+    );
+    assert!(
+        root.contains(&"alloc") && root.contains(&"usr") && root.contains(&"opt"),
+        "{root:?}"
+    );
+}
+
+#[test]
+fn root_task_gets_exactly_the_allow_list() {
+    if !require_root("spawning a sandbox") {
+        return;
+    }
+    let cgroups = TestCgroups::new();
+    let cg = cgroups.create(&limits(128, 32));
+    let jail = JailDirs::new();
+    let mut s = spec(VERIFY_IN_JAIL, &[], &jail, Some(&cg));
+    s.user = ResolvedUser::root();
+    let out = run(s).unwrap();
+    assert!(out.status.success(), "{}", out.stderr);
+    let r: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(r["uid"], 0);
+    for set in ["cap_inh", "cap_prm", "cap_eff", "cap_bnd"] {
+        assert_eq!(hex_mask(&r[set]), DEFAULT_ALLOW.mask(), "{set}: {r}");
+    }
+    assert_eq!(hex_mask(&r["cap_amb"]), 0);
+    // Root in the task still cannot write the root or /usr.
+    assert_eq!(r["root_writable"], false);
+    assert_eq!(r["usr_writable"], false);
+}
+
+fn escape_results(user: ResolvedUser) -> Vec<(String, bool, String)> {
+    let cgroups = TestCgroups::new();
+    let cg = cgroups.create(&limits(256, 48));
+    let jail = JailDirs::new();
+    let marker = tempfile::Builder::new()
+        .prefix("noded-host-marker-")
+        .tempfile_in("/var/tmp")
+        .unwrap();
+    let netns = TestNetns::new();
+    let mut s = spec(VERIFY_IN_JAIL, &["escape"], &jail, Some(&cg));
+    s.user = user;
+    s.namespaces.net = Some(netns.path.clone());
+    s.env.push((
+        "NODED_VERIFY_HOST_PID".to_string(),
+        std::process::id().to_string(),
+    ));
+    s.env.push((
+        "NODED_VERIFY_HOST_MARKER".to_string(),
+        marker.path().display().to_string(),
+    ));
+    s.env.push((
+        "NODED_VERIFY_ALLOWED_ENV".to_string(),
+        "PATH,TASK_MARK,NODED_VERIFY_HOST_PID,NODED_VERIFY_HOST_MARKER".to_string(),
+    ));
+    let out = run(s).unwrap();
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+    let results: Vec<(String, bool, String)> = out
+        .stdout
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            (
+                v["name"].as_str().unwrap().to_string(),
+                v["blocked"].as_bool().unwrap(),
+                v["detail"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        results.len() >= 40,
+        "only {} attempts:\n{}",
+        results.len(),
+        out.stdout
+    );
+    results
+}
+
+#[test]
+fn every_escape_attempt_is_blocked_for_nobody() {
+    if !require_root("spawning a sandbox") {
+        return;
+    }
+    let results = escape_results(nobody());
+    let open: Vec<_> = results.iter().filter(|(_, blocked, _)| !blocked).collect();
+    assert!(open.is_empty(), "escapes not blocked: {open:#?}");
+    let fork_bomb = results.iter().find(|(n, _, _)| n == "fork_bomb").unwrap();
+    assert!(
+        fork_bomb.2.contains("forks before failure"),
+        "{fork_bomb:?}"
+    );
+}
+
+#[test]
+fn escape_attempts_as_root_are_blocked_except_binding_a_low_port() {
+    if !require_root("spawning a sandbox") {
+        return;
+    }
+    let results = escape_results(ResolvedUser::root());
+    // Root keeps net_bind_service (Nomad's default allow-list); everything else stays shut.
+    let open: Vec<_> = results
+        .iter()
+        .filter(|(name, blocked, _)| !blocked && name != "bind_low_port")
+        .collect();
+    assert!(open.is_empty(), "escapes not blocked for root: {open:#?}");
+    let bind = results
+        .iter()
+        .find(|(n, _, _)| n == "bind_low_port")
+        .unwrap();
+    assert!(
+        !bind.1,
+        "root with net_bind_service should bind port 80: {bind:?}"
+    );
+}
+
+#[test]
+fn ambient_capabilities_reach_a_non_root_task() {
+    if !require_root("spawning a sandbox") {
+        return;
+    }
+    let jail = JailDirs::new();
+    let mut s = spec(VERIFY_IN_JAIL, &[], &jail, None);
+    s.ambient_capabilities = [Capability::NET_BIND_SERVICE].into_iter().collect();
+    let out = run(s).unwrap();
+    assert!(out.status.success(), "{}", out.stderr);
+    let r: Value = serde_json::from_str(&out.stdout).unwrap();
+    let expected = 1u64 << Capability::NET_BIND_SERVICE.number();
+    for set in ["cap_amb", "cap_eff", "cap_prm", "cap_inh"] {
+        assert_eq!(hex_mask(&r[set]), expected, "{set}: {r}");
+    }
+    assert_eq!(r["uid"], 65534);
+}
+
+#[test]
+fn missing_program_fails_naming_the_path_and_leaves_nothing() {
+    if !require_root("spawning a sandbox") {
+        return;
+    }
+    let cgroups = TestCgroups::new();
+    let cg = cgroups.create(&limits(64, 16));
+    let jail = JailDirs::new();
+    let err = run(spec("/bin/nonexistent", &[], &jail, Some(&cg)))
+        .err()
+        .expect("must fail");
+    let text = err.to_string();
+    assert!(
+        text.starts_with(
+            "exec \"/bin/nonexistent\": no such file or directory inside the task root"
+        ),
+        "{text}"
+    );
+    assert_eq!(err.step(), Some(Step::Exec));
+    // The failed child was reaped and its cgroup is empty; no mount leaked to the host.
+    assert!(cg.pids().unwrap().is_empty());
+    assert!(
+        mounts_under(jail.root.path()).is_empty(),
+        "{:?}",
+        mounts_under(jail.root.path())
+    );
+
+    let err = run(spec("no-such-command", &[], &jail, Some(&cg)))
+        .err()
+        .expect("must fail");
+    assert_eq!(
+        err.to_string(),
+        "exec \"no-such-command\": not found in PATH \"/usr/bin:/bin\" inside the task root"
+    );
+}
+
+#[test]
+fn a_failing_step_names_the_step_and_the_path() {
+    if !require_root("spawning a sandbox") {
+        return;
+    }
+    let jail = JailDirs::new();
+    let mut s = spec("/bin/true", &[], &jail, None);
+    s.work_dir = PathBuf::from("/no/such/dir");
+    let err = run(s).err().expect("must fail");
+    assert_eq!(err.step(), Some(Step::ChangeDirectory));
+    assert!(
+        err.to_string()
+            .starts_with("chdir /no/such/dir: no such file or directory (ENOENT)"),
+        "{err}"
+    );
+
+    // A file bind whose mount point would need a directory inside the read-only /usr.
+    let mut s = spec("/bin/true", &[], &jail, None);
+    if let Filesystem::Jail(rootfs) = &mut s.filesystem {
+        rootfs
+            .ro_binds
+            .push(Bind::new(verifier_bin(), "/usr/noded-no-such-dir/verify"));
+    }
+    let err = run(s).err().expect("must fail");
+    assert_eq!(err.step(), Some(Step::MakeDirectory), "{err}");
+    assert!(
+        err.to_string()
+            .contains("/usr/noded-no-such-dir: read-only file system (EROFS)"),
+        "{err}"
+    );
+    assert!(mounts_under(jail.root.path()).is_empty());
+
+    // Bad input is refused before anything runs.
+    let mut s = spec("/bin/true", &[], &jail, None);
+    s.namespaces.uts = false;
+    let err = run(s).err().expect("must fail");
+    assert!(matches!(err, SpawnError::Invalid { .. }), "{err}");
+    assert!(err.to_string().contains("hostname"), "{err}");
+}
+
+#[test]
+fn memory_hog_is_oom_killed_and_counted() {
+    if !require_root("spawning a sandbox") {
+        return;
+    }
+    let cgroups = TestCgroups::new();
+    let cg = cgroups.create(&limits(64, 16));
+    let jail = JailDirs::new();
+    let out = run(spec(VERIFY_IN_JAIL, &["hog", "512"], &jail, Some(&cg))).unwrap();
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGKILL),
+        "{:?} {}",
+        out.status,
+        out.stdout
+    );
+    assert!(cg.oom_kill_count().unwrap() > 0);
+    let stats = cg.stats().unwrap();
+    assert!(
+        stats.memory_max_usage_bytes.unwrap_or(0) > 32 * MIB,
+        "{stats:?}"
+    );
+    cg.destroy().unwrap();
+
+    // Within the limit it finishes.
+    let cg = cgroups.create(&limits(128, 16));
+    let out = run(spec(VERIFY_IN_JAIL, &["hog", "32"], &jail, Some(&cg))).unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    assert!(out.stdout.starts_with("allocated 32 MiB"), "{}", out.stdout);
+    assert_eq!(cg.oom_kill_count().unwrap(), 0);
+}
+
+#[test]
+fn nothing_is_left_behind_after_exit_and_destroy() {
+    if !require_root("spawning a sandbox") {
+        return;
+    }
+    let cgroups = TestCgroups::new();
+    let cg = cgroups.create(&limits(64, 16));
+    let paths = cg.paths();
+    assert!(paths.iter().all(|p| p.exists()));
+    let jail = JailDirs::new();
+    let out = run(spec("/bin/true", &[], &jail, Some(&cg))).unwrap();
+    assert!(out.status.success(), "{}", out.stderr);
+    cg.destroy().unwrap();
+    for p in &paths {
+        assert!(!p.exists(), "{} left behind", p.display());
+    }
+    assert!(mounts_under(jail.root.path()).is_empty());
+    assert!(
+        std::fs::read_dir(jail.path("staging"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "staging dir was written to"
+    );
+}
+
+#[test]
+fn signal_all_stops_a_running_task_with_and_without_a_v2_tree() {
+    if !require_root("spawning a sandbox") {
+        return;
+    }
+    let detected = CgroupLayout::detect().unwrap();
+    for layout in [detected.clone(), detected.without_unified()] {
+        let cgroups = TestCgroups::with_layout(layout);
+        let cg = cgroups.create(&limits(64, 16));
+        let jail = JailDirs::new();
+        let child = spawn(&spec(VERIFY_IN_JAIL, &["sleep", "60"], &jail, Some(&cg))).unwrap();
+        assert_eq!(cg.pids().unwrap(), vec![child.pid]);
+        assert!(child.try_wait().unwrap().is_none());
+        cg.signal_all(libc::SIGKILL).unwrap();
+        assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
+        cg.destroy().unwrap();
+    }
+}
+
+#[test]
+fn pidfd_signals_reach_the_task_and_pid_1_ignores_unhandled_sigterm() {
+    if !require_root("spawning a sandbox") {
+        return;
+    }
+    let jail = JailDirs::new();
+    let child = spawn(&spec(VERIFY_IN_JAIL, &["sleep", "60"], &jail, None)).unwrap();
+    // The task is PID 1 of its namespace: a signal without a handler (SIGTERM for a plain
+    // sleep) is dropped by the kernel, as with Nomad's exec driver and runc without --init.
+    child.signal(libc::SIGTERM).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "SIGTERM killed an init without a handler"
+    );
+    child.signal(libc::SIGKILL).unwrap();
+    assert_eq!(
+        child.wait().unwrap(),
+        ExitStatus::Signaled {
+            signal: libc::SIGKILL,
+            core_dumped: false
+        }
+    );
+    // Without a pid namespace SIGTERM terminates it.
+    let mut s = spec(VERIFY_IN_JAIL, &["sleep", "60"], &jail, None);
+    s.namespaces.pid = false;
+    let child = spawn(&s).unwrap();
+    child.signal(libc::SIGTERM).unwrap();
+    assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGTERM));
+    // A reaped child's pidfd refuses further signals instead of hitting a recycled pid.
+    assert!(child.signal(libc::SIGKILL).is_err());
+}
+
+#[test]
+fn host_mode_keeps_the_host_fs_but_applies_cgroup_user_env_and_seccomp() {
+    if !require_root("spawning a sandbox") {
+        return;
+    }
+    let cgroups = TestCgroups::new();
+    let cg = cgroups.create(&limits(128, 32));
+    let jail = JailDirs::new();
+    let mut s = spec(verifier_bin().to_str().unwrap(), &[], &jail, Some(&cg));
+    s.filesystem = Filesystem::Host;
+    s.namespaces = NamespaceSpec::default();
+    s.hostname = None;
+    s.work_dir = jail.path("tmp");
+    let out = run(s).unwrap();
+    assert!(out.status.success(), "{}", out.stderr);
+    let r: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_ne!(r["pid"], 1);
+    assert_eq!(r["uid"], 65534);
+    assert_eq!(r["cwd"], jail.path("tmp").display().to_string());
+    assert_eq!(r["env"].as_object().unwrap().len(), 2);
+    assert_eq!(r["seccomp"], "2");
+    assert_eq!(r["open_fds"], serde_json::json!([0, 1, 2]));
+    // The host's filesystem, writable where the host allows it.
+    let root: Vec<&str> = r["root_entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(root.contains(&"var"), "{root:?}");
+    // And it ran in the task cgroup.
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    assert!(
+        r["proc_self_cgroup"].as_str().unwrap().contains(cg.name()),
+        "{r}\n(test process: {own})"
+    );
+}
+
+#[test]
+fn custom_seccomp_profile_is_enforced() {
+    if !require_root("spawning a sandbox") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("profile.json");
+    std::fs::write(
+        &profile,
+        r#"{"default_action": "allow", "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "errno", "errno": 13}]}"#,
+    )
+    .unwrap();
+    let jail = JailDirs::new();
+    let mut s = spec("/bin/mkdir", &["/tmp/blocked"], &jail, None);
+    s.seccomp = SeccompPolicy::from_profile_file(&profile).unwrap();
+    let out = run(s).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("Permission denied"), "{}", out.stderr);
+    assert!(!jail.path("tmp/blocked").exists());
+
+    let mut s = spec("/bin/mkdir", &["/tmp/allowed"], &jail, None);
+    s.seccomp = SeccompPolicy::Unconfined;
+    let out = run(s).unwrap();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(jail.path("tmp/allowed").is_dir());
+}
+
+#[test]
+fn spawning_from_many_threads_at_once_is_safe() {
+    if !require_root("spawning a sandbox") {
+        return;
+    }
+    let cgroups = TestCgroups::new();
+    let jail = JailDirs::new();
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            let cgroups = &cgroups;
+            let jail = &jail;
+            scope.spawn(move || {
+                for i in 0..8 {
+                    let cg = cgroups.create(&limits(64, 16));
+                    let arg = format!("t{t}i{i}");
+                    let out = run(spec("/bin/echo", &[&arg], jail, Some(&cg))).unwrap();
+                    assert!(out.status.success(), "{}", out.stderr);
+                    assert_eq!(out.stdout.trim(), arg);
+                    cg.destroy().unwrap();
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn cgroup_limits_land_in_this_hosts_files_and_stats_read_back() {
+    if !require_root("creating cgroups") {
+        return;
+    }
+    let cgroups = TestCgroups::new();
+    let l = CgroupLimits {
+        memory_limit_bytes: 96 * MIB,
+        memory_reservation_bytes: Some(64 * MIB),
+        cpu_shares_mhz: 750,
+        cpu_hard_limit: Some(isolation::cgroup::CpuQuota {
+            quota_us: 50_000,
+            period_us: 100_000,
+        }),
+        cpuset_cpus: Some("0".to_string()),
+        pids_max: Some(20),
+    };
+    let cg = cgroups.create(&l);
+    let read = |p: PathBuf| {
+        std::fs::read_to_string(&p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .trim()
+            .to_string()
+    };
+    match cgroups.manager.layout() {
+        CgroupLayout::V2 { .. } => {
+            let dir = &cg.paths()[0];
+            assert_eq!(read(dir.join("memory.max")), (96 * MIB).to_string());
+            assert_eq!(read(dir.join("memory.low")), (64 * MIB).to_string());
+            assert_eq!(read(dir.join("cpu.max")), "50000 100000");
+            assert_eq!(read(dir.join("pids.max")), "20");
+        }
+        CgroupLayout::V1 { .. } => {
+            let find = |c: &str| {
+                cg.paths()
+                    .into_iter()
+                    .find(|p| p.to_string_lossy().contains(&format!("/{c}/")))
+                    .unwrap()
+            };
+            assert_eq!(
+                read(find("memory").join("memory.limit_in_bytes")),
+                (96 * MIB).to_string()
+            );
+            assert_eq!(
+                read(find("memory").join("memory.soft_limit_in_bytes")),
+                (64 * MIB).to_string()
+            );
+            assert_eq!(read(find("memory").join("memory.swappiness")), "0");
+            let memsw = find("memory").join("memory.memsw.limit_in_bytes");
+            if memsw.exists() {
+                assert_eq!(read(memsw), (96 * MIB).to_string());
+            }
+            assert_eq!(read(find("cpu").join("cpu.shares")), "750");
+            assert_eq!(read(find("cpu").join("cpu.cfs_quota_us")), "50000");
+            assert_eq!(read(find("cpuset").join("cpuset.cpus")), "0");
+            assert_eq!(read(find("pids").join("pids.max")), "20");
+        }
+    }
+    let stats = cg.stats().unwrap();
+    assert_eq!(stats.pids_current, 0);
+    assert_eq!(cg.oom_kill_count().unwrap(), 0);
+    assert_eq!(cgroups.manager.list().unwrap(), vec![cg.name().to_string()]);
+    cg.destroy().unwrap();
+    assert!(cgroups.manager.list().unwrap().is_empty());
+}
