@@ -9,5 +9,11 @@
 //! API only through the [`api::ClientEndpoints`] trait.
 #![forbid(unsafe_code)]
 
+pub mod api;
+pub mod drivers;
+pub mod jobspec;
 pub mod model;
+pub mod raft;
+pub mod scheduler;
+pub mod server;
 pub mod state;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::duration;
+use super::job_parts::*;
 
 /// The scheduler a job uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -77,8 +78,30 @@ pub struct Job {
     pub node_pool: String,
     pub task_groups: Vec<TaskGroup>,
     pub meta: BTreeMap<String, String>,
+    pub constraints: Vec<Constraint>,
+    pub affinities: Vec<Affinity>,
+    pub spreads: Vec<Spread>,
+    pub update: Option<UpdateStrategy>,
+    pub multiregion: Option<Multiregion>,
+    pub periodic: Option<PeriodicConfig>,
+    pub parameterized_job: Option<ParameterizedJobConfig>,
+    pub reschedule: Option<ReschedulePolicy>,
+    pub migrate: Option<MigrateStrategy>,
+    #[serde(rename = "UI")]
+    pub ui: Option<JobUiConfig>,
+    pub consul_namespace: String,
+    pub vault_namespace: String,
 
     // Bookkeeping the servers own; a submitted job's values here are ignored.
+    #[serde(rename = "ParentID")]
+    pub parent_id: String,
+    pub dispatched: bool,
+    pub dispatch_idempotency_token: String,
+    /// A dispatched job's payload, base64 as Nomad's API carries it.
+    pub payload: Option<String>,
+    #[serde(rename = "NomadTokenID")]
+    pub nomad_token_id: String,
+    pub version_tag: Option<JobVersionTag>,
     pub stop: bool,
     pub status: JobStatus,
     pub status_description: String,
@@ -99,6 +122,29 @@ pub struct TaskGroup {
     pub tasks: Vec<Task>,
     pub restart_policy: Option<RestartPolicy>,
     pub meta: BTreeMap<String, String>,
+    pub constraints: Vec<Constraint>,
+    pub affinities: Vec<Affinity>,
+    pub spreads: Vec<Spread>,
+    /// Volumes by name (the block label), as Nomad's API keys them.
+    pub volumes: BTreeMap<String, VolumeRequest>,
+    pub disconnect: Option<DisconnectStrategy>,
+    pub reschedule_policy: Option<ReschedulePolicy>,
+    pub ephemeral_disk: Option<EphemeralDisk>,
+    pub update: Option<UpdateStrategy>,
+    pub migrate: Option<MigrateStrategy>,
+    pub networks: Vec<NetworkResource>,
+    pub services: Vec<Service>,
+    #[serde(with = "duration::opt_nanos")]
+    pub shutdown_delay: Option<Duration>,
+    #[serde(with = "duration::opt_nanos")]
+    pub max_run_duration: Option<Duration>,
+    #[serde(with = "duration::opt_nanos")]
+    pub stop_after_client_disconnect: Option<Duration>,
+    #[serde(with = "duration::opt_nanos")]
+    pub max_client_disconnect: Option<Duration>,
+    pub scaling: Option<ScalingPolicy>,
+    pub consul: Option<Consul>,
+    pub prevent_reschedule_on_lost: bool,
 }
 
 /// One process to run, and how.
@@ -119,6 +165,28 @@ pub struct Task {
     pub kill_signal: String,
     pub log_config: Option<LogConfig>,
     pub leader: bool,
+    pub lifecycle: Option<TaskLifecycle>,
+    pub constraints: Vec<Constraint>,
+    pub affinities: Vec<Affinity>,
+    pub services: Vec<Service>,
+    pub artifacts: Vec<TaskArtifact>,
+    pub vault: Option<Vault>,
+    pub consul: Option<Consul>,
+    pub templates: Vec<Template>,
+    pub dispatch_payload: Option<DispatchPayloadConfig>,
+    pub volume_mounts: Vec<VolumeMount>,
+    #[serde(rename = "CSIPluginConfig")]
+    pub csi_plugin_config: Option<TaskCsiPluginConfig>,
+    #[serde(with = "duration::nanos")]
+    pub shutdown_delay: Duration,
+    pub kind: String,
+    pub scaling_policies: Vec<ScalingPolicy>,
+    pub secrets: Vec<Secret>,
+    /// The default workload identity (Nomad keeps it apart from the named ones).
+    pub identity: Option<WorkloadIdentity>,
+    pub identities: Vec<WorkloadIdentity>,
+    pub actions: Vec<Action>,
+    pub schedule: Option<TaskSchedule>,
 }
 
 /// What a task asks of its node.
@@ -136,6 +204,17 @@ pub struct Resources {
     pub memory_max_mb: i64,
     #[serde(rename = "DiskMB")]
     pub disk_mb: Option<i64>,
+    /// Deprecated task-level networks (Nomad still accepts them).
+    pub networks: Vec<NetworkResource>,
+    pub devices: Vec<RequestedDevice>,
+    #[serde(rename = "NUMA")]
+    pub numa: Option<NumaResource>,
+    /// Size of the in-memory secrets directory.
+    #[serde(rename = "SecretsMB")]
+    pub secrets_mb: Option<i64>,
+    /// Ignored by Nomad since 0.9; accepted for old jobs.
+    #[serde(rename = "IOPS")]
+    pub iops: Option<i64>,
 }
 
 /// What the client does when a task exits.
@@ -160,6 +239,8 @@ pub struct LogConfig {
     #[serde(rename = "MaxFileSizeMB")]
     pub max_file_size_mb: i64,
     pub disabled: bool,
+    /// The older spelling of `!disabled`; folded into `disabled` by canonicalization.
+    pub enabled: Option<bool>,
 }
 
 impl Default for LogConfig {
@@ -168,22 +249,45 @@ impl Default for LogConfig {
             max_files: 10,
             max_file_size_mb: 10,
             disabled: false,
+            enabled: None,
         }
     }
 }
 
 /// Nomad's defaults, in one place. The jobspec decoder and the API both canonicalize through
-/// [`Job::canonicalize`], so a job looks the same however it arrived.
+/// [`Job::canonicalize`], so a job looks the same however it arrived. Values follow Nomad's
+/// `api` package (`Canonicalize` methods); where noded differs it says so.
 pub mod defaults {
     use std::time::Duration;
 
+    use super::super::job_parts::*;
+
     pub const PRIORITY: i32 = 50;
+    pub const MIN_PRIORITY: i32 = 1;
+    pub const MAX_PRIORITY: i32 = 100;
     pub const GROUP_COUNT: i64 = 1;
     pub const CPU_MHZ: i64 = 100;
     pub const MEMORY_MB: i64 = 300;
     pub const KILL_TIMEOUT: Duration = Duration::from_secs(5);
     pub const KILL_SIGNAL: &str = "SIGINT";
+    /// Nomad's API leaves this empty and the server fills in "default"; noded fills it here.
     pub const NODE_POOL: &str = "default";
+    pub const EPHEMERAL_DISK_MB: i64 = 300;
+    pub const AFFINITY_WEIGHT: i64 = 50;
+    pub const SPREAD_WEIGHT: i64 = 50;
+    pub const CHECK_RESTART_GRACE: Duration = Duration::from_secs(1);
+    pub const TEMPLATE_SPLAY: Duration = Duration::from_secs(5);
+    pub const TEMPLATE_PERMS: &str = "0644";
+    pub const CHANGE_SCRIPT_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const CSI_MOUNT_DIR: &str = "/csi";
+    pub const CSI_STAGE_PUBLISH_BASE_DIR: &str = "/local/csi";
+    pub const CSI_HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const PERIODIC_TIME_ZONE: &str = "UTC";
+
+    /// A group's count when the jobspec gives none: the scaling minimum if there is one.
+    pub fn group_count(scaling_min: Option<i64>) -> i64 {
+        scaling_min.unwrap_or(GROUP_COUNT)
+    }
 
     /// Service jobs: 2 restarts in 30m, 15s apart, then the allocation fails.
     pub fn service_restart() -> super::RestartPolicy {
@@ -206,10 +310,69 @@ pub mod defaults {
             render_templates: false,
         }
     }
+
+    /// The restart policy a job type starts from.
+    pub fn restart_for(job_type: super::JobType) -> super::RestartPolicy {
+        match job_type {
+            super::JobType::Service | super::JobType::System => service_restart(),
+            super::JobType::Batch | super::JobType::Sysbatch => batch_restart(),
+        }
+    }
+
+    /// Service: unlimited, exponential from 30s up to 1h. Batch: once in 24h after 5s.
+    /// System and sysbatch jobs are not rescheduled.
+    pub fn reschedule_for(job_type: super::JobType) -> ReschedulePolicy {
+        let (attempts, interval, delay, function, max_delay, unlimited) = match job_type {
+            super::JobType::Service => (0, 0, 30, "exponential", 3600, true),
+            super::JobType::Batch => (1, 24 * 3600, 5, "constant", 0, false),
+            super::JobType::System | super::JobType::Sysbatch => (0, 0, 0, "", 0, false),
+        };
+        ReschedulePolicy {
+            attempts: Some(attempts),
+            interval: Some(Duration::from_secs(interval)),
+            delay: Some(Duration::from_secs(delay)),
+            delay_function: Some(function.to_string()),
+            max_delay: Some(Duration::from_secs(max_delay)),
+            unlimited: Some(unlimited),
+        }
+    }
+
+    pub fn update() -> UpdateStrategy {
+        UpdateStrategy {
+            stagger: Some(Duration::from_secs(30)),
+            max_parallel: Some(1),
+            health_check: Some("checks".to_string()),
+            min_healthy_time: Some(Duration::from_secs(10)),
+            healthy_deadline: Some(Duration::from_secs(5 * 60)),
+            progress_deadline: Some(Duration::from_secs(10 * 60)),
+            canary: Some(0),
+            auto_revert: Some(false),
+            auto_promote: Some(false),
+        }
+    }
+
+    pub fn migrate() -> MigrateStrategy {
+        MigrateStrategy {
+            max_parallel: Some(1),
+            health_check: Some("checks".to_string()),
+            min_healthy_time: Some(Duration::from_secs(10)),
+            healthy_deadline: Some(Duration::from_secs(5 * 60)),
+        }
+    }
+}
+
+/// `field = field.or(fallback)` for every listed field: how Nomad merges a job-level strategy
+/// into a group's (set fields win) and fills defaults.
+macro_rules! fill {
+    ($target:expr, $from:expr, [$($f:ident),*]) => {{
+        let from = $from;
+        $( if $target.$f.is_none() { $target.$f = from.$f.clone(); } )*
+    }};
 }
 
 impl Job {
-    /// Fills unset fields with Nomad's defaults. Idempotent.
+    /// Fills unset fields with Nomad's defaults and merges job-level strategies into groups,
+    /// as Nomad's API does before registering. Idempotent.
     pub fn canonicalize(&mut self) {
         if self.region.is_empty() {
             self.region = super::DEFAULT_REGION.to_string();
@@ -229,34 +392,417 @@ impl Job {
         if self.datacenters.is_empty() {
             self.datacenters = vec!["*".to_string()];
         }
-        let job_restart = match self.job_type {
-            JobType::Batch | JobType::Sysbatch => defaults::batch_restart(),
-            JobType::Service | JobType::System => defaults::service_restart(),
+        if let Some(p) = &mut self.periodic {
+            p.enabled.get_or_insert(true);
+            if p.spec_type.is_empty() {
+                p.spec_type = "cron".to_string();
+            }
+            if p.time_zone.is_empty() {
+                p.time_zone = defaults::PERIODIC_TIME_ZONE.to_string();
+            }
+        }
+        match &mut self.update {
+            Some(u) => fill!(
+                u,
+                defaults::update(),
+                [
+                    stagger,
+                    max_parallel,
+                    health_check,
+                    min_healthy_time,
+                    healthy_deadline,
+                    progress_deadline,
+                    canary,
+                    auto_revert,
+                    auto_promote
+                ]
+            ),
+            None if matches!(self.job_type, JobType::Service | JobType::System) => {
+                self.update = Some(defaults::update());
+            }
+            None => {}
+        }
+        if let Some(m) = &mut self.multiregion {
+            m.strategy.get_or_insert_with(MultiregionStrategy::default);
+            for r in &mut m.regions {
+                r.count.get_or_insert(1);
+            }
+        }
+        for a in &mut self.affinities {
+            a.weight.get_or_insert(defaults::AFFINITY_WEIGHT);
+        }
+        for s in &mut self.spreads {
+            s.weight.get_or_insert(defaults::SPREAD_WEIGHT);
+        }
+        let job = JobContext {
+            job_type: self.job_type,
+            name: self.name.clone(),
+            update: self.update.clone(),
+            reschedule: self.reschedule.clone(),
+            migrate: self.migrate.clone(),
+            consul_namespace: self.consul_namespace.clone(),
         };
         for group in &mut self.task_groups {
-            let group_restart = group
-                .restart_policy
-                .get_or_insert_with(|| job_restart.clone());
-            let group_restart = group_restart.clone();
-            for task in &mut group.tasks {
-                task.restart_policy
-                    .get_or_insert_with(|| group_restart.clone());
-                let res = task.resources.get_or_insert_with(Resources::default);
-                if res.cpu == 0 && res.cores == 0 {
-                    res.cpu = defaults::CPU_MHZ;
-                }
-                if res.memory_mb == 0 {
-                    res.memory_mb = defaults::MEMORY_MB;
-                }
-                task.kill_timeout.get_or_insert(defaults::KILL_TIMEOUT);
-                if task.kill_signal.is_empty() {
-                    task.kill_signal = defaults::KILL_SIGNAL.to_string();
-                }
-                task.log_config.get_or_insert_with(LogConfig::default);
+            group.canonicalize(&job);
+        }
+    }
+}
+
+/// What a group's canonicalization needs from its job.
+struct JobContext {
+    job_type: JobType,
+    name: String,
+    update: Option<UpdateStrategy>,
+    reschedule: Option<ReschedulePolicy>,
+    migrate: Option<MigrateStrategy>,
+    consul_namespace: String,
+}
+
+impl TaskGroup {
+    fn canonicalize(&mut self, job: &JobContext) {
+        if let Some(s) = &mut self.scaling {
+            s.enabled.get_or_insert(true);
+            s.min.get_or_insert(self.count);
+            if s.policy_type.is_empty() {
+                s.policy_type = "horizontal".to_string();
+            }
+        }
+        let disk = self
+            .ephemeral_disk
+            .get_or_insert_with(EphemeralDisk::default);
+        disk.sticky.get_or_insert(false);
+        disk.migrate.get_or_insert(false);
+        disk.size_mb.get_or_insert(defaults::EPHEMERAL_DISK_MB);
+        if let Some(c) = &mut self.consul {
+            if c.namespace.is_empty() {
+                c.namespace = job.consul_namespace.clone();
+            }
+            if c.cluster.is_empty() {
+                c.cluster = "default".to_string();
+            }
+        }
+        match (&job.update, &mut self.update) {
+            (Some(ju), Some(gu)) => fill!(
+                gu,
+                ju,
+                [
+                    stagger,
+                    max_parallel,
+                    health_check,
+                    min_healthy_time,
+                    healthy_deadline,
+                    progress_deadline,
+                    canary,
+                    auto_revert,
+                    auto_promote
+                ]
+            ),
+            (Some(ju), None) => self.update = Some(ju.clone()),
+            _ => {}
+        }
+        if let Some(u) = &mut self.update {
+            fill!(
+                u,
+                defaults::update(),
+                [
+                    stagger,
+                    max_parallel,
+                    health_check,
+                    min_healthy_time,
+                    healthy_deadline,
+                    progress_deadline,
+                    canary,
+                    auto_revert,
+                    auto_promote
+                ]
+            );
+        }
+        match (&job.reschedule, &mut self.reschedule_policy) {
+            (Some(jr), Some(gr)) => fill!(
+                gr,
+                jr,
+                [
+                    attempts,
+                    interval,
+                    delay,
+                    delay_function,
+                    max_delay,
+                    unlimited
+                ]
+            ),
+            (Some(jr), None) => self.reschedule_policy = Some(jr.clone()),
+            _ => {}
+        }
+        if self.reschedule_policy.is_none()
+            && matches!(job.job_type, JobType::Service | JobType::Batch)
+        {
+            self.reschedule_policy = Some(defaults::reschedule_for(job.job_type));
+        }
+        if let Some(r) = &mut self.reschedule_policy {
+            fill!(
+                r,
+                defaults::reschedule_for(job.job_type),
+                [
+                    attempts,
+                    interval,
+                    delay,
+                    delay_function,
+                    max_delay,
+                    unlimited
+                ]
+            );
+        }
+        match (&job.migrate, &mut self.migrate) {
+            (Some(jm), Some(gm)) => fill!(
+                gm,
+                jm,
+                [
+                    max_parallel,
+                    health_check,
+                    min_healthy_time,
+                    healthy_deadline
+                ]
+            ),
+            (Some(jm), None) => self.migrate = Some(jm.clone()),
+            _ => {}
+        }
+        if self.migrate.is_none() && job.job_type == JobType::Service {
+            self.migrate = Some(MigrateStrategy::default());
+        }
+        if let Some(m) = &mut self.migrate {
+            fill!(
+                m,
+                defaults::migrate(),
+                [
+                    max_parallel,
+                    health_check,
+                    min_healthy_time,
+                    healthy_deadline
+                ]
+            );
+        }
+        let group_restart = self
+            .restart_policy
+            .get_or_insert_with(|| defaults::restart_for(job.job_type))
+            .clone();
+        if let Some(d) = &mut self.disconnect {
+            d.replace.get_or_insert(true);
+            d.reconcile.get_or_insert_with(|| "best_score".to_string());
+        }
+        for a in &mut self.affinities {
+            a.weight.get_or_insert(defaults::AFFINITY_WEIGHT);
+        }
+        for s in &mut self.spreads {
+            s.weight.get_or_insert(defaults::SPREAD_WEIGHT);
+        }
+        let group_service_prefix = format!("{}-{}", job.name, self.name);
+        for s in &mut self.services {
+            s.canonicalize(&group_service_prefix);
+        }
+        for task in &mut self.tasks {
+            task.restart_policy
+                .get_or_insert_with(|| group_restart.clone());
+            let prefix = format!("{group_service_prefix}-{}", task.name);
+            task.canonicalize(&prefix);
+        }
+    }
+}
+
+impl Task {
+    fn canonicalize(&mut self, service_prefix: &str) {
+        self.resources
+            .get_or_insert_with(Resources::default)
+            .canonicalize();
+        self.kill_timeout.get_or_insert(defaults::KILL_TIMEOUT);
+        if self.kill_signal.is_empty() {
+            self.kill_signal = defaults::KILL_SIGNAL.to_string();
+        }
+        self.log_config
+            .get_or_insert_with(LogConfig::default)
+            .canonicalize();
+        for a in &mut self.artifacts {
+            if a.getter_mode.is_empty() {
+                a.getter_mode = "any".to_string();
+            }
+            if a.relative_dest.is_none() {
+                a.relative_dest = Some(if a.getter_mode == "file" {
+                    let base = a
+                        .getter_source
+                        .rsplit('/')
+                        .find(|s| !s.is_empty())
+                        .unwrap_or(".");
+                    format!("local/{base}")
+                } else {
+                    "local/".to_string()
+                });
+            }
+        }
+        if let Some(v) = &mut self.vault {
+            v.env.get_or_insert(true);
+            v.disable_file.get_or_insert(false);
+            if v.cluster.is_empty() {
+                v.cluster = "default".to_string();
+            }
+            if v.change_mode.is_empty() {
+                v.change_mode = "restart".to_string();
+            }
+            if v.change_signal.is_empty() {
+                v.change_signal = "SIGHUP".to_string();
+            }
+        }
+        if let Some(c) = &mut self.consul {
+            if c.cluster.is_empty() {
+                c.cluster = "default".to_string();
+            }
+        }
+        for t in &mut self.templates {
+            if t.change_mode.is_empty() {
+                t.change_mode = "restart".to_string();
+            }
+            if t.change_signal.is_empty() && t.change_mode == "signal" {
+                t.change_signal = "SIGHUP".to_string();
+            }
+            t.change_signal = t.change_signal.to_uppercase();
+            if let Some(cs) = &mut t.change_script {
+                cs.timeout.get_or_insert(defaults::CHANGE_SCRIPT_TIMEOUT);
+            }
+            t.splay.get_or_insert(defaults::TEMPLATE_SPLAY);
+            if t.perms.is_empty() {
+                t.perms = defaults::TEMPLATE_PERMS.to_string();
+            }
+            if t.left_delim.is_empty() {
+                t.left_delim = "{{".to_string();
+            }
+            if t.right_delim.is_empty() {
+                t.right_delim = "}}".to_string();
+            }
+        }
+        for s in &mut self.services {
+            s.canonicalize(service_prefix);
+        }
+        for a in &mut self.affinities {
+            a.weight.get_or_insert(defaults::AFFINITY_WEIGHT);
+        }
+        for vm in &mut self.volume_mounts {
+            if vm.propagation_mode.is_empty() {
+                vm.propagation_mode = "private".to_string();
+            }
+        }
+        if self
+            .lifecycle
+            .as_ref()
+            .is_some_and(|l| l.hook.is_empty() && !l.sidecar)
+        {
+            self.lifecycle = None;
+        }
+        if let Some(c) = &mut self.csi_plugin_config {
+            if c.mount_dir.is_empty() {
+                c.mount_dir = defaults::CSI_MOUNT_DIR.to_string();
+            }
+            if c.stage_publish_base_dir.is_empty() {
+                c.stage_publish_base_dir = defaults::CSI_STAGE_PUBLISH_BASE_DIR.to_string();
+            }
+            if c.health_timeout.is_zero() {
+                c.health_timeout = defaults::CSI_HEALTH_TIMEOUT;
             }
         }
     }
+}
 
+impl Resources {
+    fn canonicalize(&mut self) {
+        if self.cpu == 0 && self.cores == 0 {
+            self.cpu = defaults::CPU_MHZ;
+        }
+        if self.memory_mb == 0 {
+            self.memory_mb = defaults::MEMORY_MB;
+        }
+        for d in &mut self.devices {
+            d.count.get_or_insert(1);
+            for a in &mut d.affinities {
+                a.weight.get_or_insert(defaults::AFFINITY_WEIGHT);
+            }
+        }
+        if let Some(n) = &mut self.numa {
+            if n.affinity.is_empty() {
+                n.affinity = "none".to_string();
+            }
+        }
+    }
+}
+
+impl LogConfig {
+    fn canonicalize(&mut self) {
+        if self.enabled == Some(false) {
+            self.disabled = true;
+        }
+        self.enabled = None;
+    }
+}
+
+impl Service {
+    fn canonicalize(&mut self, default_name: &str) {
+        if self.name.is_empty() {
+            self.name = default_name.to_string();
+        }
+        if self.address_mode.is_empty() {
+            self.address_mode = "auto".to_string();
+        }
+        if self.on_update.is_empty() {
+            self.on_update = "require_healthy".to_string();
+        }
+        if self.provider.is_empty() {
+            self.provider = "consul".to_string();
+        }
+        if self.cluster.is_empty() {
+            self.cluster = "default".to_string();
+        }
+        if let Some(w) = &mut self.weights {
+            if w.passing <= 0 {
+                w.passing = 1;
+            }
+            if w.warning <= 0 {
+                w.warning = 1;
+            }
+        }
+        for check in &mut self.checks {
+            let merged = match (&self.check_restart, &check.check_restart) {
+                (Some(s), Some(c)) => Some(CheckRestart {
+                    limit: if c.limit != 0 { c.limit } else { s.limit },
+                    grace: c.grace.or(s.grace),
+                    ignore_warnings: c.ignore_warnings || s.ignore_warnings,
+                }),
+                (Some(s), None) => Some(s.clone()),
+                (None, c) => c.clone(),
+            };
+            check.check_restart = merged.map(|mut c| {
+                c.grace.get_or_insert(defaults::CHECK_RESTART_GRACE);
+                c
+            });
+            check.success_before_passing = check.success_before_passing.max(0);
+            check.failures_before_critical = check.failures_before_critical.max(0);
+            check.failures_before_warning = check.failures_before_warning.max(0);
+            if check.on_update.is_empty() {
+                check.on_update = self.on_update.clone();
+            }
+        }
+        if let Some(c) = &mut self.check_restart {
+            c.grace.get_or_insert(defaults::CHECK_RESTART_GRACE);
+        }
+        if let Some(st) = self.connect.as_mut().and_then(|c| c.sidecar_task.as_mut()) {
+            if let Some(r) = &mut st.resources {
+                r.canonicalize();
+            }
+            st.log_config
+                .get_or_insert_with(LogConfig::default)
+                .canonicalize();
+            st.kill_timeout.get_or_insert(defaults::KILL_TIMEOUT);
+            st.shutdown_delay.get_or_insert(Duration::ZERO);
+        }
+    }
+}
+
+impl Job {
     /// The task group with this name.
     pub fn group(&self, name: &str) -> Option<&TaskGroup> {
         self.task_groups.iter().find(|g| g.name == name)

@@ -8,11 +8,14 @@ pub mod alloc;
 pub mod duration;
 pub mod eval;
 pub mod job;
+pub mod job_parts;
 pub mod node;
+pub mod time;
 
 pub use alloc::*;
 pub use eval::*;
 pub use job::*;
+pub use job_parts::*;
 pub use node::*;
 
 /// The namespace every object lives in unless told otherwise.

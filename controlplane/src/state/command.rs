@@ -14,7 +14,7 @@ use crate::model::{
 pub enum Command {
     /// Register a new job or a new version of one, and the evaluation that schedules it.
     JobRegister {
-        job: Job,
+        job: Box<Job>,
         eval: Option<Evaluation>,
         now: i64,
     },
@@ -27,7 +27,7 @@ pub enum Command {
         now: i64,
     },
     /// A node registers or re-registers with its fingerprint.
-    NodeRegister { node: Node, now: i64 },
+    NodeRegister { node: Box<Node>, now: i64 },
     /// A node's status changes (ready, down…), with the evaluations that follow from it.
     NodeUpdateStatus {
         node_id: String,
@@ -42,7 +42,7 @@ pub enum Command {
         now: i64,
     },
     /// The plan applier commits (the part that fits of) a scheduler's plan.
-    PlanApply(PlanResult),
+    PlanApply(Box<PlanResult>),
     /// Evaluations created or updated outside a plan (e.g. a worker giving up on one).
     EvalUpdate { evals: Vec<Evaluation>, now: i64 },
 }

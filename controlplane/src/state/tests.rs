@@ -39,7 +39,7 @@ fn registering_a_job_stores_it_with_its_evaluation_in_one_step() {
     let (resp, effects) = state.apply(
         5,
         &Command::JobRegister {
-            job: j.clone(),
+            job: Box::new(j.clone()),
             eval: Some(eval_for(&j, "e1")),
             now: 7,
         },
@@ -66,7 +66,7 @@ fn a_changed_job_gets_a_new_version_and_an_unchanged_one_does_not() {
     state.apply(
         1,
         &Command::JobRegister {
-            job: j.clone(),
+            job: Box::new(j.clone()),
             eval: None,
             now: 1,
         },
@@ -74,7 +74,7 @@ fn a_changed_job_gets_a_new_version_and_an_unchanged_one_does_not() {
     state.apply(
         2,
         &Command::JobRegister {
-            job: j.clone(),
+            job: Box::new(j.clone()),
             eval: None,
             now: 2,
         },
@@ -84,7 +84,7 @@ fn a_changed_job_gets_a_new_version_and_an_unchanged_one_does_not() {
     state.apply(
         3,
         &Command::JobRegister {
-            job: j2,
+            job: Box::new(j2),
             eval: None,
             now: 3,
         },
@@ -104,7 +104,7 @@ fn only_the_newest_versions_are_kept() {
         state.apply(
             i + 1,
             &Command::JobRegister {
-                job: j,
+                job: Box::new(j),
                 eval: None,
                 now: 0,
             },
@@ -139,7 +139,7 @@ fn stop_then_purge() {
     state.apply(
         1,
         &Command::JobRegister {
-            job: j,
+            job: Box::new(j),
             eval: None,
             now: 0,
         },
@@ -191,7 +191,7 @@ fn plans_and_client_updates_drive_the_job_status() {
     state.apply(
         1,
         &Command::JobRegister {
-            job: j.clone(),
+            job: Box::new(j.clone()),
             eval: Some(eval_for(&j, "e1")),
             now: 0,
         },
@@ -200,11 +200,11 @@ fn plans_and_client_updates_drive_the_job_status() {
     done.status = EvalStatus::Complete;
     state.apply(
         2,
-        &Command::PlanApply(PlanResult {
+        &Command::PlanApply(Box::new(PlanResult {
             eval: Some(done),
             allocs: vec![alloc_for(&j, "a1", "n1")],
             ..Default::default()
-        }),
+        })),
     );
     assert_eq!(
         state.job("default", "web").unwrap().status,
@@ -238,17 +238,17 @@ fn a_plan_never_rolls_back_what_the_client_reported() {
     state.apply(
         1,
         &Command::JobRegister {
-            job: j.clone(),
+            job: Box::new(j.clone()),
             eval: None,
             now: 0,
         },
     );
     state.apply(
         2,
-        &Command::PlanApply(PlanResult {
+        &Command::PlanApply(Box::new(PlanResult {
             allocs: vec![alloc_for(&j, "a1", "n1")],
             ..Default::default()
-        }),
+        })),
     );
     state.apply(
         3,
@@ -265,10 +265,10 @@ fn a_plan_never_rolls_back_what_the_client_reported() {
     // A later in-place update carries the scheduler's (stale) client status.
     state.apply(
         4,
-        &Command::PlanApply(PlanResult {
+        &Command::PlanApply(Box::new(PlanResult {
             allocs: vec![alloc_for(&j, "a1", "n1")],
             ..Default::default()
-        }),
+        })),
     );
     assert_eq!(
         state.alloc("a1").unwrap().client_status,
@@ -283,17 +283,17 @@ fn snapshot_round_trip_rebuilds_indexes() {
     state.apply(
         1,
         &Command::JobRegister {
-            job: j.clone(),
+            job: Box::new(j.clone()),
             eval: Some(eval_for(&j, "e1")),
             now: 0,
         },
     );
     state.apply(
         2,
-        &Command::PlanApply(PlanResult {
+        &Command::PlanApply(Box::new(PlanResult {
             allocs: vec![alloc_for(&j, "a1", "n1")],
             ..Default::default()
-        }),
+        })),
     );
     let file = state.to_snapshot();
     let json = serde_json::to_vec(&file).unwrap();
@@ -318,21 +318,21 @@ fn prefixes_find_ids() {
     state.apply(
         1,
         &Command::JobRegister {
-            job: j.clone(),
+            job: Box::new(j.clone()),
             eval: None,
             now: 0,
         },
     );
     state.apply(
         2,
-        &Command::PlanApply(PlanResult {
+        &Command::PlanApply(Box::new(PlanResult {
             allocs: vec![
                 alloc_for(&j, "abc1", "n"),
                 alloc_for(&j, "abd2", "n"),
                 alloc_for(&j, "b", "n"),
             ],
             ..Default::default()
-        }),
+        })),
     );
     assert_eq!(
         state.ids_with_prefix(Table::Allocs, "ab"),
@@ -349,7 +349,7 @@ async fn blocking_queries_wake_on_their_table_only() {
     store.apply(
         1,
         &Command::JobRegister {
-            job: j.clone(),
+            job: Box::new(j.clone()),
             eval: None,
             now: 0,
         },
@@ -358,11 +358,7 @@ async fn blocking_queries_wake_on_their_table_only() {
         let store = store.clone();
         tokio::spawn(async move {
             store
-                .wait_for(
-                    &[Table::Nodes],
-                    0 + 1,
-                    std::time::Duration::from_millis(300),
-                )
+                .wait_for(&[Table::Nodes], 1, std::time::Duration::from_millis(300))
                 .await
                 .1
         })
@@ -371,7 +367,7 @@ async fn blocking_queries_wake_on_their_table_only() {
     store.apply(
         2,
         &Command::JobRegister {
-            job: job("api", 1),
+            job: Box::new(job("api", 1)),
             eval: None,
             now: 0,
         },
@@ -390,10 +386,10 @@ async fn blocking_queries_wake_on_their_table_only() {
     store.apply(
         3,
         &Command::NodeRegister {
-            node: Node {
+            node: Box::new(Node {
                 id: "n1".into(),
                 ..Default::default()
-            },
+            }),
             now: 0,
         },
     );

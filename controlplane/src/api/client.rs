@@ -1,0 +1,239 @@
+//! `/v1/client/...`: endpoints the node running an allocation answers (through
+//! [`super::ClientEndpoints`]).
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::Serialize;
+
+use super::error::{ApiError, ApiResult};
+use super::{ApiContext, QueryOptions};
+
+/// Which of a task's output streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+}
+
+impl LogStream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogStream::Stdout => "stdout",
+            LogStream::Stderr => "stderr",
+        }
+    }
+}
+
+/// Where reading starts: `offset` counts from the beginning or from the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogOrigin {
+    Start,
+    End,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogsRequest {
+    pub alloc_id: String,
+    pub task: String,
+    pub stream: LogStream,
+    pub follow: bool,
+    pub origin: LogOrigin,
+    pub offset: u64,
+}
+
+/// A piece of a log: which file (relative to the allocation dir), where in it, and the bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LogFrame {
+    pub file: String,
+    pub offset: u64,
+    pub data: Bytes,
+    /// "file rotated", "file truncated"… when the frame marks an event rather than data.
+    pub file_event: String,
+}
+
+/// A node-side failure.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ClientError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<ClientError> for ApiError {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::NotFound(m) => ApiError::not_found(m),
+            ClientError::BadRequest(m) => ApiError::bad_request(m),
+            ClientError::Internal(m) => ApiError::internal(m),
+        }
+    }
+}
+
+/// Nomad's `StreamFrame` JSON.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct StreamFrame<'a> {
+    offset: u64,
+    data: String,
+    file: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    file_event: &'a str,
+}
+
+fn parse_logs_request(alloc_id: String, q: &QueryOptions) -> ApiResult<LogsRequest> {
+    let task = q.params.get("task").cloned().unwrap_or_default();
+    if task.is_empty() {
+        return Err(ApiError::bad_request(
+            "missing query parameter task (the task's name)",
+        ));
+    }
+    let stream = match q.params.get("type").map(String::as_str) {
+        Some("stdout") => LogStream::Stdout,
+        Some("stderr") => LogStream::Stderr,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "query parameter type={:?} must be \"stdout\" or \"stderr\"",
+                other.unwrap_or("")
+            )))
+        }
+    };
+    let origin = match q.params.get("origin").map(String::as_str) {
+        None | Some("") | Some("start") => LogOrigin::Start,
+        Some("end") => LogOrigin::End,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "query parameter origin={other:?} must be \"start\" or \"end\""
+            )))
+        }
+    };
+    let offset = match q.params.get("offset").map(String::as_str) {
+        None | Some("") => 0,
+        Some(v) => v.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "query parameter offset={v:?} is not a non-negative integer"
+            ))
+        })?,
+    };
+    Ok(LogsRequest {
+        alloc_id,
+        task,
+        stream,
+        follow: q.flag("follow")?,
+        origin,
+        offset,
+    })
+}
+
+pub async fn logs(
+    State(ctx): State<ApiContext>,
+    Path(alloc): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let q = QueryOptions::parse(params)?;
+    let request = parse_logs_request(alloc.clone(), &q)?;
+    let plain = q.flag("plain")?;
+    let Some(client) = ctx.client.clone() else {
+        return Err(ApiError::bad_request(
+            "this agent runs no client; ask the agent on the node that runs the allocation",
+        ));
+    };
+    if ctx.server.state().alloc(&alloc).is_none() {
+        return Err(ApiError::not_found(format!(
+            "allocation {alloc:?} not found"
+        )));
+    }
+    let frames = client.logs(request).await?;
+    let body = if plain {
+        Body::from_stream(frames.map(|r| r.map(|f| f.data).map_err(std::io::Error::other)))
+    } else {
+        Body::from_stream(frames.map(|r| {
+            let frame = r.map_err(std::io::Error::other)?;
+            let json = serde_json::to_vec(&StreamFrame {
+                offset: frame.offset,
+                data: base64::engine::general_purpose::STANDARD.encode(&frame.data),
+                file: &frame.file,
+                file_event: &frame.file_event,
+            })
+            .map_err(std::io::Error::other)?;
+            Ok::<Bytes, std::io::Error>(Bytes::from(json))
+        }))
+    };
+    let content_type = if plain {
+        "text/plain; charset=utf-8"
+    } else {
+        "application/json"
+    };
+    Ok((StatusCode::OK, [("content-type", content_type)], body).into_response())
+}
+
+pub async fn alloc_stats(
+    State(ctx): State<ApiContext>,
+    Path(alloc): Path<String>,
+) -> ApiResult<Response> {
+    let Some(client) = ctx.client.clone() else {
+        return Err(ApiError::bad_request(
+            "this agent runs no client; ask the agent on the node that runs the allocation",
+        ));
+    };
+    if ctx.server.state().alloc(&alloc).is_none() {
+        return Err(ApiError::not_found(format!(
+            "allocation {alloc:?} not found"
+        )));
+    }
+    let stats = client.alloc_stats(alloc).await?;
+    Ok(axum::Json(stats).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> QueryOptions {
+        QueryOptions::parse(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_logs_request_needs_a_task_and_a_stream() {
+        assert!(parse_logs_request("a".into(), &q(&[("type", "stdout")]))
+            .unwrap_err()
+            .message
+            .contains("task"));
+        assert!(
+            parse_logs_request("a".into(), &q(&[("task", "t"), ("type", "x")]))
+                .unwrap_err()
+                .message
+                .contains("stdout")
+        );
+        let r = parse_logs_request(
+            "a".into(),
+            &q(&[
+                ("task", "t"),
+                ("type", "stderr"),
+                ("follow", "true"),
+                ("origin", "end"),
+                ("offset", "10"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(r.stream, LogStream::Stderr);
+        assert!(r.follow);
+        assert_eq!(r.origin, LogOrigin::End);
+        assert_eq!(r.offset, 10);
+    }
+}

@@ -1,0 +1,347 @@
+//! The HTTP layer against a real server pipeline on an in-process log.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use tower::ServiceExt;
+
+use super::*;
+use crate::model::*;
+
+struct NoAgent;
+
+impl AgentInfo for NoAgent {
+    fn self_info(&self) -> serde_json::Value {
+        serde_json::json!({"config": {}})
+    }
+}
+
+fn app() -> (Router, Arc<Server>) {
+    let server = crate::server::testing::start_in_process();
+    let ctx = ApiContext {
+        server: server.clone(),
+        client: None,
+        agent: Arc::new(NoAgent),
+    };
+    (router(ctx), server)
+}
+
+async fn call(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    body: Option<serde_json::Value>,
+) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    let body = body
+        .map(|b| Body::from(serde_json::to_vec(&b).unwrap()))
+        .unwrap_or_else(Body::empty);
+    let response = app
+        .clone()
+        .oneshot(
+            Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(body)
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, headers, bytes.to_vec())
+}
+
+async fn node(server: &Server) {
+    let node = Node {
+        id: "11111111-2222-3333-4444-555555555555".into(),
+        name: "n1".into(),
+        datacenter: "dc1".into(),
+        node_pool: "default".into(),
+        status: NodeStatus::Ready,
+        scheduling_eligibility: eligibility::ELIGIBLE.into(),
+        node_resources: NodeResources {
+            cpu: NodeCpuResources {
+                cpu_shares: 4000,
+                ..Default::default()
+            },
+            memory: NodeMemoryResources { memory_mb: 4096 },
+            ..Default::default()
+        },
+        drivers: [(
+            "exec".to_string(),
+            DriverInfo {
+                detected: true,
+                healthy: true,
+                ..Default::default()
+            },
+        )]
+        .into(),
+        ..Default::default()
+    };
+    server.register_node(node).await.unwrap();
+}
+
+fn job_body(id: &str) -> serde_json::Value {
+    serde_json::json!({"Job": {
+        "ID": id, "Type": "service", "Datacenters": ["dc1"],
+        "TaskGroups": [{"Name": "g", "Count": 2, "Tasks": [{
+            "Name": "t", "Driver": "exec", "Config": {"command": "/bin/sleep", "args": ["60"]},
+            "Resources": {"CPU": 100, "MemoryMB": 64}
+        }]}]
+    }})
+}
+
+#[tokio::test]
+async fn register_list_read_and_stop_a_job() {
+    let (app, server) = app();
+    node(&server).await;
+    let (status, headers, body) = call(&app, "PUT", "/v1/jobs", Some(job_body("web"))).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert!(headers.contains_key("X-Nomad-Index"));
+    let reg: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(reg["EvalID"].as_str().unwrap().len() == 36);
+    assert!(reg["JobModifyIndex"].as_u64().unwrap() > 0);
+
+    let (status, headers, body) = call(&app, "GET", "/v1/jobs", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let index: u64 = headers["X-Nomad-Index"].to_str().unwrap().parse().unwrap();
+    assert!(index >= 1);
+    let list: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(list[0]["ID"], "web");
+    assert_eq!(list[0]["Type"], "service");
+    assert!(list[0]["JobSummary"]["Summary"]["g"].is_object());
+
+    let (status, _, body) = call(&app, "GET", "/v1/job/web", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let job: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        job["TaskGroups"][0]["Tasks"][0]["Config"]["command"],
+        "/bin/sleep"
+    );
+    assert_eq!(
+        job["TaskGroups"][0]["Tasks"][0]["KillTimeout"],
+        5_000_000_000u64
+    );
+
+    // The allocations appear once the pipeline has run: a blocking query waits for them.
+    let mut allocs = serde_json::Value::Null;
+    for _ in 0..50 {
+        let (_, _, body) = call(&app, "GET", "/v1/job/web/allocations?index=1&wait=2s", None).await;
+        allocs = serde_json::from_slice(&body).unwrap();
+        if allocs.as_array().map(Vec::len) == Some(2) {
+            break;
+        }
+    }
+    assert_eq!(allocs.as_array().unwrap().len(), 2, "{allocs}");
+    let alloc_id = allocs[0]["ID"].as_str().unwrap().to_string();
+    let (status, _, _) = call(&app, "GET", &format!("/v1/allocation/{alloc_id}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, _, body) = call(
+        &app,
+        "GET",
+        &format!("/v1/allocations?prefix={}", &alloc_id[..8]),
+        None,
+    )
+    .await;
+    let found: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(found
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["ID"] == alloc_id.as_str()));
+
+    let (status, _, body) = call(&app, "DELETE", "/v1/job/web", None).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let (_, _, body) = call(&app, "GET", "/v1/job/web", None).await;
+    let job: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(job["Stop"], true);
+    let (status, _, _) = call(&app, "DELETE", "/v1/job/web?purge=true", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, body) = call(&app, "GET", "/v1/job/web", None).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn user_mistakes_are_400_or_404_never_500_and_change_nothing() {
+    let (app, server) = app();
+    node(&server).await;
+    let before = server.state().latest_index();
+    let cases: Vec<(&str, &str, Option<serde_json::Value>, StatusCode, &str)> = vec![
+        (
+            "PUT",
+            "/v1/jobs",
+            Some(serde_json::json!({"NotAJob": 1})),
+            StatusCode::BAD_REQUEST,
+            "Job",
+        ),
+        (
+            "PUT",
+            "/v1/jobs",
+            Some(
+                serde_json::json!({"Job": {"ID": "x", "TaskGroups": [{"Name": "g", "Count": -1}]}}),
+            ),
+            StatusCode::BAD_REQUEST,
+            "ount",
+        ),
+        (
+            "PUT",
+            "/v1/jobs",
+            Some(
+                serde_json::json!({"Job": {"ID": "x", "TaskGroups": [{"Name": "g", "Tasks": [{"Name": "t", "Driver": "docker", "Config": {"image": "x"}}]}]}}),
+            ),
+            StatusCode::BAD_REQUEST,
+            "docker",
+        ),
+        (
+            "PUT",
+            "/v1/jobs",
+            Some(
+                serde_json::json!({"Job": {"ID": "x", "TaskGroups": [{"Name": "g", "Tasks": [{"Name": "t", "Driver": "exec", "Config": {"command": "/bin/true", "cap_add": ["superpowers"]}}]}]}}),
+            ),
+            StatusCode::BAD_REQUEST,
+            "superpowers",
+        ),
+        (
+            "PUT",
+            "/v1/job/other",
+            Some(job_body("web")),
+            StatusCode::BAD_REQUEST,
+            "does not match",
+        ),
+        (
+            "GET",
+            "/v1/job/nope",
+            None,
+            StatusCode::NOT_FOUND,
+            "not found",
+        ),
+        (
+            "GET",
+            "/v1/evaluation/nope",
+            None,
+            StatusCode::NOT_FOUND,
+            "not found",
+        ),
+        (
+            "GET",
+            "/v1/node/nope",
+            None,
+            StatusCode::NOT_FOUND,
+            "not found",
+        ),
+        (
+            "DELETE",
+            "/v1/job/nope",
+            None,
+            StatusCode::NOT_FOUND,
+            "not found",
+        ),
+        (
+            "GET",
+            "/v1/jobs?index=x",
+            None,
+            StatusCode::BAD_REQUEST,
+            "index",
+        ),
+        (
+            "GET",
+            "/v1/jobs?wait=forever",
+            None,
+            StatusCode::BAD_REQUEST,
+            "wait",
+        ),
+        (
+            "GET",
+            "/v1/nowhere",
+            None,
+            StatusCode::NOT_FOUND,
+            "no such endpoint",
+        ),
+        (
+            "GET",
+            "/v1/client/fs/logs/x?task=t&type=stdout",
+            None,
+            StatusCode::BAD_REQUEST,
+            "no client",
+        ),
+    ];
+    for (method, uri, body, want, needle) in cases {
+        let (status, _, text) = call(&app, method, uri, body).await;
+        let text = String::from_utf8_lossy(&text);
+        assert_eq!(status, want, "{method} {uri}: {text}");
+        assert!(
+            text.contains(needle),
+            "{method} {uri}: {text:?} should mention {needle:?}"
+        );
+    }
+    // A body that is not JSON at all.
+    let response = app
+        .clone()
+        .oneshot(
+            Request::builder()
+                .method("PUT")
+                .uri("/v1/jobs")
+                .body(Body::from("{not json"))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(server.state().latest_index(), before, "nothing was written");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_blocking_query_returns_at_the_wait_when_nothing_changes() {
+    let (app, server) = app();
+    node(&server).await;
+    let (_, headers, _) = call(&app, "GET", "/v1/nodes", None).await;
+    let index: u64 = headers["X-Nomad-Index"].to_str().unwrap().parse().unwrap();
+    let started = std::time::Instant::now();
+    let (status, headers, _) = call(
+        &app,
+        "GET",
+        &format!("/v1/nodes?index={index}&wait=300ms"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(
+        headers["X-Nomad-Index"].to_str().unwrap(),
+        index.to_string()
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_panicking_handler_is_answered_500() {
+    async fn boom() -> &'static str {
+        panic!("deliberate")
+    }
+    let app = Router::new()
+        .route("/boom", axum::routing::get(boom))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_to_500,
+        ));
+    let response = app
+        .oneshot(Request::builder().uri("/boom").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&body).contains("deliberate"));
+}

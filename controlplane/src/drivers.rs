@@ -1,0 +1,366 @@
+//! The `config` schemas of the drivers noded ships (`exec`, `raw_exec`), as pure parsing, so a
+//! bad task config is refused when the job is submitted — not only when a node tries to run
+//! it. What only a node can check (its `allow_caps`, denied uids, rlimit ceilings, whether a
+//! seccomp profile file exists) stays with the node's driver.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+/// `pid_mode` / `ipc_mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamespaceMode {
+    Private,
+    Host,
+}
+
+/// A task's `config` for `exec` and `raw_exec`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExecConfig {
+    pub command: String,
+    pub args: Vec<String>,
+    /// Working directory inside the task (absolute).
+    pub work_dir: Option<String>,
+    pub pid_mode: Option<NamespaceMode>,
+    pub ipc_mode: Option<NamespaceMode>,
+    /// Lower-case names without `cap_`, or `all`.
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    /// Resource name (`nofile`, `nproc`, …) → (soft, hard).
+    pub rlimits: BTreeMap<String, (u64, u64)>,
+    /// `default`, `unconfined`, or an absolute path to a profile on the node.
+    pub seccomp: Option<String>,
+}
+
+/// Resource names `rlimits` accepts (setrlimit(2) without the `RLIMIT_` prefix).
+pub const RLIMIT_NAMES: &[&str] = &[
+    "as",
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+];
+
+/// Capability names (lower-case, without `cap_`) as of Linux 6.x.
+pub const CAPABILITY_NAMES: &[&str] = &[
+    "chown",
+    "dac_override",
+    "dac_read_search",
+    "fowner",
+    "fsetid",
+    "kill",
+    "setgid",
+    "setuid",
+    "setpcap",
+    "linux_immutable",
+    "net_bind_service",
+    "net_broadcast",
+    "net_admin",
+    "net_raw",
+    "ipc_lock",
+    "ipc_owner",
+    "sys_module",
+    "sys_rawio",
+    "sys_chroot",
+    "sys_ptrace",
+    "sys_pacct",
+    "sys_admin",
+    "sys_boot",
+    "sys_nice",
+    "sys_resource",
+    "sys_time",
+    "sys_tty_config",
+    "mknod",
+    "lease",
+    "audit_write",
+    "audit_control",
+    "setfcap",
+    "mac_override",
+    "mac_admin",
+    "syslog",
+    "wake_alarm",
+    "block_suspend",
+    "audit_read",
+    "perfmon",
+    "bpf",
+    "checkpoint_restore",
+];
+
+/// One problem in a task's `config`: the field (`args[2]`, `rlimits.nofile`) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "config.{}: {}", self.field, self.message)
+    }
+}
+
+/// Whether noded's own drivers take a `config` it can check.
+pub fn is_builtin(driver: &str) -> bool {
+    matches!(driver, "exec" | "raw_exec")
+}
+
+fn string_list(field: &str, value: &Value, errors: &mut Vec<ConfigError>) -> Vec<String> {
+    let err = |message: String| ConfigError {
+        field: field.to_string(),
+        message,
+    };
+    match value {
+        Value::Array(items) => {
+            let mut out = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                match item {
+                    Value::String(s) => out.push(s.clone()),
+                    Value::Number(n) => out.push(n.to_string()),
+                    Value::Bool(b) => out.push(b.to_string()),
+                    other => errors.push(ConfigError {
+                        field: format!("{field}[{i}]"),
+                        message: format!("must be a string, not {other}"),
+                    }),
+                }
+            }
+            out
+        }
+        other => {
+            errors.push(err(format!("must be a list of strings, not {other}")));
+            Vec::new()
+        }
+    }
+}
+
+fn capability_list(field: &str, value: &Value, errors: &mut Vec<ConfigError>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, name) in string_list(field, value, errors).into_iter().enumerate() {
+        let lower = name.trim().to_ascii_lowercase();
+        let bare = lower.strip_prefix("cap_").unwrap_or(&lower).to_string();
+        if bare == "all" || CAPABILITY_NAMES.contains(&bare.as_str()) {
+            out.push(bare);
+        } else {
+            errors.push(ConfigError {
+                field: format!("{field}[{i}]"),
+                message: format!(
+                    "{name:?} is not a Linux capability (e.g. \"net_bind_service\", \"sys_time\")"
+                ),
+            });
+        }
+    }
+    out
+}
+
+fn rlimit_value(field: &str, value: &Value) -> Result<(u64, u64), ConfigError> {
+    let err = |message: String| ConfigError {
+        field: field.to_string(),
+        message,
+    };
+    let one = |text: &str| -> Result<u64, ConfigError> {
+        match text.trim() {
+            "unlimited" | "infinity" => Ok(u64::MAX),
+            t => t.parse::<u64>().map_err(|_| {
+                err(format!(
+                    "{t:?} is not a non-negative number or \"unlimited\""
+                ))
+            }),
+        }
+    };
+    match value {
+        Value::Number(n) => n
+            .as_u64()
+            .map(|v| (v, v))
+            .ok_or_else(|| err(format!("{n} must be a non-negative integer"))),
+        Value::String(s) => match s.split_once(':') {
+            Some((soft, hard)) => {
+                let (soft, hard) = (one(soft)?, one(hard)?);
+                if soft > hard {
+                    return Err(err(format!(
+                        "soft limit {soft} is above the hard limit {hard}"
+                    )));
+                }
+                Ok((soft, hard))
+            }
+            None => one(s).map(|v| (v, v)),
+        },
+        other => Err(err(format!(
+            "must be a number or \"soft:hard\", not {other}"
+        ))),
+    }
+}
+
+fn mode(field: &str, value: &Value, errors: &mut Vec<ConfigError>) -> Option<NamespaceMode> {
+    match value.as_str() {
+        Some("private") => Some(NamespaceMode::Private),
+        Some("host") => Some(NamespaceMode::Host),
+        _ => {
+            errors.push(ConfigError {
+                field: field.to_string(),
+                message: format!("must be \"private\" or \"host\", not {value}"),
+            });
+            None
+        }
+    }
+}
+
+/// Parses an `exec`/`raw_exec` config; every problem is reported, not just the first.
+pub fn parse_exec(config: &serde_json::Map<String, Value>) -> Result<ExecConfig, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    let mut c = ExecConfig::default();
+    for (key, value) in config {
+        match key.as_str() {
+            "command" => match value {
+                Value::String(s) if !s.trim().is_empty() => c.command = s.clone(),
+                Value::String(_) => errors.push(ConfigError { field: "command".into(), message: "must not be empty".into() }),
+                other => errors.push(ConfigError { field: "command".into(), message: format!("must be a string, not {other}") }),
+            },
+            "args" => c.args = string_list("args", value, &mut errors),
+            "work_dir" => match value.as_str() {
+                Some(s) if s.starts_with('/') => c.work_dir = Some(s.to_string()),
+                _ => errors.push(ConfigError {
+                    field: "work_dir".into(),
+                    message: format!("must be an absolute path inside the task (e.g. \"/local\"), not {value}"),
+                }),
+            },
+            "pid_mode" => c.pid_mode = mode("pid_mode", value, &mut errors),
+            "ipc_mode" => c.ipc_mode = mode("ipc_mode", value, &mut errors),
+            "cap_add" => c.cap_add = capability_list("cap_add", value, &mut errors),
+            "cap_drop" => c.cap_drop = capability_list("cap_drop", value, &mut errors),
+            "rlimits" => match value {
+                Value::Object(map) => {
+                    for (name, v) in map {
+                        let field = format!("rlimits.{name}");
+                        if !RLIMIT_NAMES.contains(&name.as_str()) {
+                            errors.push(ConfigError {
+                                field,
+                                message: format!("unknown resource (known: {})", RLIMIT_NAMES.join(", ")),
+                            });
+                            continue;
+                        }
+                        match rlimit_value(&field, v) {
+                            Ok(limits) => {
+                                c.rlimits.insert(name.clone(), limits);
+                            }
+                            Err(e) => errors.push(e),
+                        }
+                    }
+                }
+                other => errors.push(ConfigError {
+                    field: "rlimits".into(),
+                    message: format!("must be a block such as rlimits {{ nofile = 4096 }}, not {other}"),
+                }),
+            },
+            "seccomp" => match value.as_str() {
+                Some("default") | Some("unconfined") => c.seccomp = value.as_str().map(str::to_string),
+                Some(p) if p.starts_with('/') => c.seccomp = Some(p.to_string()),
+                _ => errors.push(ConfigError {
+                    field: "seccomp".into(),
+                    message: format!("must be \"default\", \"unconfined\" or an absolute path to a profile, not {value}"),
+                }),
+            },
+            other => errors.push(ConfigError {
+                field: other.to_string(),
+                message: "unknown option (the exec driver takes: command, args, work_dir, pid_mode, ipc_mode, cap_add, cap_drop, rlimits, seccomp)".into(),
+            }),
+        }
+    }
+    if c.command.is_empty() && !errors.iter().any(|e| e.field == "command") {
+        errors.push(ConfigError {
+            field: "command".into(),
+            message: "is required: the program to run".into(),
+        });
+    }
+    if errors.is_empty() {
+        Ok(c)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Checks every task of `job` that uses a built-in driver; each error is
+/// `group "g" → task "t" → config.field: message`.
+pub fn check_job(job: &crate::model::Job) -> Vec<String> {
+    let mut out = Vec::new();
+    for group in &job.task_groups {
+        for task in &group.tasks {
+            if !is_builtin(&task.driver) {
+                continue;
+            }
+            if let Err(errors) = parse_exec(&task.config) {
+                for e in errors {
+                    out.push(format!(
+                        "group {:?} → task {:?} → {e}",
+                        group.name, task.name
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: Value) -> Result<ExecConfig, Vec<ConfigError>> {
+        parse_exec(v.as_object().unwrap())
+    }
+
+    #[test]
+    fn every_option_parses() {
+        let c = parse(json!({
+            "command": "/bin/app", "args": ["-v", 3], "work_dir": "/local",
+            "pid_mode": "host", "ipc_mode": "private",
+            "cap_add": ["CAP_NET_RAW", "sys_time"], "cap_drop": ["all"],
+            "rlimits": {"nofile": 4096, "core": "0:unlimited"},
+            "seccomp": "unconfined"
+        }))
+        .unwrap();
+        assert_eq!(c.args, vec!["-v", "3"]);
+        assert_eq!(c.pid_mode, Some(NamespaceMode::Host));
+        assert_eq!(c.cap_add, vec!["net_raw", "sys_time"]);
+        assert_eq!(c.cap_drop, vec!["all"]);
+        assert_eq!(c.rlimits["nofile"], (4096, 4096));
+        assert_eq!(c.rlimits["core"], (0, u64::MAX));
+        assert_eq!(c.seccomp.as_deref(), Some("unconfined"));
+    }
+
+    #[test]
+    fn all_problems_are_reported_with_their_field() {
+        let errors = parse(json!({
+            "args": "not-a-list", "work_dir": "relative", "pid_mode": "shared",
+            "cap_add": ["net_bind_service", "superpowers"], "rlimits": {"files": 1, "nproc": "9:3"},
+            "seccomp": "strict", "image": "redis"
+        }))
+        .unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        for f in [
+            "args",
+            "work_dir",
+            "pid_mode",
+            "cap_add[1]",
+            "rlimits.files",
+            "rlimits.nproc",
+            "seccomp",
+            "image",
+            "command",
+        ] {
+            assert!(fields.contains(&f), "{f} missing from {fields:?}");
+        }
+        let soft = errors.iter().find(|e| e.field == "rlimits.nproc").unwrap();
+        assert!(soft.message.contains("above the hard limit"), "{soft}");
+    }
+}

@@ -1,0 +1,412 @@
+//! The scheduler: `(state snapshot, evaluation) → plan`, a pure function.
+//!
+//! One run reconciles what a job wants with what exists (which allocations to keep, update in
+//! place, replace, stop or add), then places new allocations: filter the nodes that can run the
+//! group at all (feasibility), keep those it fits on, and rank them (bin-packing). Clock and id
+//! generation come in through [`SchedulerEnv`], so a run is reproducible in tests and simulation.
+//!
+//! Owns placement decisions only. It must not commit anything: the plan applier re-checks every
+//! plan against the newest state and commits what still fits.
+
+mod feasible;
+mod plan;
+mod rank;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+pub use feasible::glob_match;
+pub use plan::Plan;
+
+use crate::model::{
+    trigger, AllocMetric, AllocatedCpuResources, AllocatedMemoryResources, AllocatedResources,
+    AllocatedTaskResources, Allocation, ClientStatus, ComparableResources, DesiredStatus,
+    EvalStatus, Evaluation, Job, JobType, Node, TaskGroup,
+};
+use crate::state::{AllocStop, State};
+
+/// What a scheduler run may ask of the world: the time and fresh ids.
+pub trait SchedulerEnv {
+    fn now_unix_nanos(&mut self) -> i64;
+    fn new_id(&mut self) -> String;
+}
+
+/// The real environment: the system clock and random UUIDs.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemEnv;
+
+impl SchedulerEnv for SystemEnv {
+    fn now_unix_nanos(&mut self) -> i64 {
+        crate::model::now_unix_nanos()
+    }
+    fn new_id(&mut self) -> String {
+        crate::model::new_id()
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SchedulerError {
+    #[error("job {job:?} is of type {job_type:?}, which this scheduler cannot place yet (service and batch are supported)")]
+    UnsupportedJobType { job: String, job_type: String },
+}
+
+pub const DESC_JOB_STOPPED: &str = "alloc not needed since job was stopped";
+pub const DESC_JOB_UPDATED: &str = "alloc is being updated due to job update";
+pub const DESC_NOT_NEEDED: &str = "alloc not needed due to job update";
+pub const DESC_GROUP_REMOVED: &str = "alloc not needed since its task group was removed";
+
+/// Runs the scheduler for one evaluation against one consistent state.
+pub fn schedule(
+    state: &State,
+    eval: &Evaluation,
+    env: &mut dyn SchedulerEnv,
+) -> Result<Plan, SchedulerError> {
+    let mut run = Run::new(state, eval);
+    let job = state.job(&eval.namespace, &eval.job_id);
+    match &job {
+        Some(job) if !job.stop => {
+            if matches!(job.job_type, JobType::System | JobType::Sysbatch) {
+                return Err(SchedulerError::UnsupportedJobType {
+                    job: job.id.clone(),
+                    job_type: job.job_type.as_str().to_string(),
+                });
+            }
+            run.plan.priority = job.priority;
+            run.plan.all_at_once = job.all_at_once;
+            run.reconcile(job.clone(), env);
+        }
+        _ => run.stop_everything(),
+    }
+    Ok(run.finish(env))
+}
+
+/// One scheduler run's working state.
+struct Run<'a> {
+    state: &'a State,
+    plan: Plan,
+    allocs: Vec<Arc<Allocation>>,
+    /// Resources in use per node, counting this plan's own placements and stops.
+    usage: BTreeMap<String, ComparableResources>,
+    failed: BTreeMap<String, AllocMetric>,
+    queued: BTreeMap<String, u64>,
+}
+
+impl<'a> Run<'a> {
+    fn new(state: &'a State, eval: &Evaluation) -> Run<'a> {
+        let mut plan = Plan {
+            eval: eval.clone(),
+            snapshot_index: state.latest_index(),
+            ..Default::default()
+        };
+        plan.eval.snapshot_index = state.latest_index();
+        Run {
+            state,
+            plan,
+            allocs: state.allocs_by_job(&eval.namespace, &eval.job_id),
+            usage: BTreeMap::new(),
+            failed: BTreeMap::new(),
+            queued: BTreeMap::new(),
+        }
+    }
+
+    fn stop(&mut self, alloc: &Allocation, description: &str) {
+        if let Some(group) = alloc.job.as_ref().and_then(|j| j.group(&alloc.task_group)) {
+            let freed = group.total_resources();
+            let used = self.node_usage(&alloc.node_id);
+            used.cpu_mhz -= freed.cpu_mhz;
+            used.memory_mb -= freed.memory_mb;
+        }
+        self.plan
+            .node_update
+            .entry(alloc.node_id.clone())
+            .or_default()
+            .push(AllocStop {
+                alloc_id: alloc.id.clone(),
+                desired_status: DesiredStatus::Stop,
+                desired_description: description.to_string(),
+            });
+    }
+
+    fn stop_everything(&mut self) {
+        let allocs = self.allocs.clone();
+        for alloc in allocs
+            .iter()
+            .filter(|a| a.desired_status == DesiredStatus::Run)
+        {
+            if !alloc.client_status.is_terminal() {
+                self.stop(alloc, DESC_JOB_STOPPED);
+            }
+        }
+    }
+
+    fn reconcile(&mut self, job: Arc<Job>, env: &mut dyn SchedulerEnv) {
+        let groups: BTreeSet<&str> = job.task_groups.iter().map(|g| g.name.as_str()).collect();
+        let allocs = self.allocs.clone();
+        for alloc in allocs.iter() {
+            let live =
+                alloc.desired_status == DesiredStatus::Run && !alloc.client_status.is_terminal();
+            if live && !groups.contains(alloc.task_group.as_str()) {
+                self.stop(alloc, DESC_GROUP_REMOVED);
+            }
+        }
+        for group in &job.task_groups {
+            self.reconcile_group(&job, group, &allocs, env);
+        }
+    }
+
+    fn reconcile_group(
+        &mut self,
+        job: &Arc<Job>,
+        group: &TaskGroup,
+        allocs: &[Arc<Allocation>],
+        env: &mut dyn SchedulerEnv,
+    ) {
+        let mine: Vec<&Arc<Allocation>> = allocs
+            .iter()
+            .filter(|a| a.task_group == group.name && a.desired_status == DesiredStatus::Run)
+            .collect();
+        let mut live: Vec<&Arc<Allocation>> = mine
+            .iter()
+            .copied()
+            .filter(|a| !a.client_status.is_terminal())
+            .collect();
+        // A batch allocation that finished successfully has done its work: it counts.
+        let done: Vec<&Arc<Allocation>> = if job.job_type == JobType::Batch {
+            mine.iter()
+                .copied()
+                .filter(|a| a.client_status == ClientStatus::Complete)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        live.sort_by_key(|a| (a.name_index().unwrap_or(u64::MAX), a.create_index));
+
+        let want = usize::try_from(group.count.max(0)).unwrap_or(usize::MAX);
+        let mut used_names: BTreeSet<u64> = done.iter().filter_map(|a| a.name_index()).collect();
+        let mut keep = Vec::new();
+        for alloc in live {
+            let index = alloc.name_index();
+            let duplicate = index.is_some_and(|i| used_names.contains(&i));
+            if keep.len() + done.len() >= want || duplicate {
+                self.stop(alloc, DESC_NOT_NEEDED);
+                continue;
+            }
+            if let Some(i) = index {
+                used_names.insert(i);
+            }
+            keep.push(alloc);
+        }
+
+        let existing = keep.len() + done.len();
+        let mut to_place: Vec<(Option<u64>, String)> = Vec::new();
+        for alloc in keep {
+            let current = alloc
+                .job
+                .as_ref()
+                .is_some_and(|j| j.job_modify_index == job.job_modify_index);
+            if current {
+                continue;
+            }
+            let unchanged = alloc
+                .job
+                .as_ref()
+                .and_then(|old| old.group(&group.name))
+                .is_some_and(|old| !group_changed(old, group));
+            if unchanged {
+                // In place: the allocation keeps running under the new job version.
+                let mut updated = (**alloc).clone();
+                updated.job = Some(job.clone());
+                updated.eval_id = self.plan.eval.id.clone();
+                self.plan
+                    .node_allocation
+                    .entry(updated.node_id.clone())
+                    .or_default()
+                    .push(updated);
+            } else {
+                // Destructive: stop it and place a replacement under the same name.
+                self.stop(alloc, DESC_JOB_UPDATED);
+                to_place.push((alloc.name_index(), alloc.id.clone()));
+            }
+        }
+        for _ in existing..want {
+            to_place.push((None, String::new()));
+        }
+        // Fill in names: the lowest indexes nothing else uses.
+        let mut next_free = 0u64;
+        let mut named: Vec<(u64, String)> = Vec::with_capacity(to_place.len());
+        for (index, previous) in to_place {
+            let index = match index {
+                Some(i) => i,
+                None => {
+                    while used_names.contains(&next_free) {
+                        next_free += 1;
+                    }
+                    used_names.insert(next_free);
+                    next_free
+                }
+            };
+            named.push((index, previous));
+        }
+        named.sort();
+
+        for (index, previous) in named {
+            self.place(job, group, index, previous, env);
+        }
+    }
+
+    fn node_usage(&mut self, node_id: &str) -> &mut ComparableResources {
+        if !self.usage.contains_key(node_id) {
+            let mut used = ComparableResources::default();
+            for alloc in self.state.allocs_by_node(node_id) {
+                if alloc.holds_resources() {
+                    used.add(alloc.allocated_resources.comparable());
+                }
+            }
+            self.usage.insert(node_id.to_string(), used);
+        }
+        self.usage.entry(node_id.to_string()).or_default()
+    }
+
+    fn place(
+        &mut self,
+        job: &Arc<Job>,
+        group: &TaskGroup,
+        index: u64,
+        previous: String,
+        env: &mut dyn SchedulerEnv,
+    ) {
+        let ask = group.total_resources();
+        let mut metric = AllocMetric::default();
+        let nodes = self.state.nodes();
+        metric.nodes_in_pool = nodes.len() as u64;
+        let mut best: Option<(f64, Arc<Node>)> = None;
+        for node in nodes {
+            metric.nodes_evaluated += 1;
+            if let Err(why) = feasible::check_node(job, group, &node) {
+                feasible::record_filtered(&mut metric, &node, &why);
+                continue;
+            }
+            *metric
+                .nodes_available
+                .entry(node.datacenter.clone())
+                .or_default() += 1;
+            let used = *self.node_usage(&node.id);
+            if let Err(dimension) = feasible::check_fit(&node, used, ask) {
+                metric.nodes_exhausted += 1;
+                *metric
+                    .dimension_exhausted
+                    .entry(dimension.to_string())
+                    .or_default() += 1;
+                continue;
+            }
+            let mut after = used;
+            after.add(ask);
+            let score = rank::binpack_score(node.allocatable(), after);
+            metric.scores.insert(format!("{}.binpack", node.id), score);
+            if best.as_ref().is_none_or(|(s, _)| score > *s) {
+                best = Some((score, node));
+            }
+        }
+        let Some((_, node)) = best else {
+            let entry = self
+                .failed
+                .entry(group.name.clone())
+                .or_insert_with(|| metric.clone());
+            if entry != &metric {
+                entry.coalesced_failures += 1;
+            }
+            *self.queued.entry(group.name.clone()).or_default() += 1;
+            return;
+        };
+        self.node_usage(&node.id).add(ask);
+        let mut resources = AllocatedResources::default();
+        for task in &group.tasks {
+            let r = task.resources.clone().unwrap_or_default();
+            resources.tasks.insert(
+                task.name.clone(),
+                AllocatedTaskResources {
+                    cpu: AllocatedCpuResources {
+                        cpu_shares: r.cpu,
+                        reserved_cores: Vec::new(),
+                    },
+                    memory: AllocatedMemoryResources {
+                        memory_mb: r.memory_mb,
+                        memory_max_mb: r.memory_max_mb,
+                    },
+                },
+            );
+        }
+        let alloc = Allocation {
+            id: env.new_id(),
+            namespace: job.namespace.clone(),
+            eval_id: self.plan.eval.id.clone(),
+            name: format!("{}.{}[{}]", job.id, group.name, index),
+            node_id: node.id.clone(),
+            node_name: node.name.clone(),
+            job_id: job.id.clone(),
+            job: Some(job.clone()),
+            task_group: group.name.clone(),
+            allocated_resources: resources,
+            metrics: metric,
+            desired_status: DesiredStatus::Run,
+            client_status: ClientStatus::Pending,
+            previous_allocation: previous,
+            create_time: env.now_unix_nanos(),
+            ..Default::default()
+        };
+        self.queued.entry(group.name.clone()).or_default();
+        self.plan
+            .node_allocation
+            .entry(node.id.clone())
+            .or_default()
+            .push(alloc);
+    }
+
+    fn finish(mut self, env: &mut dyn SchedulerEnv) -> Plan {
+        let now = env.now_unix_nanos();
+        let eval = &mut self.plan.eval;
+        eval.status = EvalStatus::Complete;
+        eval.status_description.clear();
+        eval.failed_tg_allocs = self.failed.clone();
+        eval.queued_allocations = self.queued.clone();
+        eval.modify_time = now;
+        if !self.failed.is_empty() {
+            let has_blocked = self
+                .state
+                .evals_by_job(&eval.namespace, &eval.job_id)
+                .iter()
+                .any(|e| e.status == EvalStatus::Blocked && e.id != eval.id);
+            if !has_blocked {
+                let blocked = Evaluation {
+                    id: env.new_id(),
+                    namespace: eval.namespace.clone(),
+                    priority: eval.priority,
+                    eval_type: eval.eval_type.clone(),
+                    triggered_by: trigger::QUEUED_ALLOCS.to_string(),
+                    job_id: eval.job_id.clone(),
+                    job_modify_index: eval.job_modify_index,
+                    status: EvalStatus::Blocked,
+                    status_description: "created to place remaining allocations".to_string(),
+                    previous_eval: eval.id.clone(),
+                    ..Default::default()
+                };
+                eval.blocked_eval = blocked.id.clone();
+                self.plan.created_evals.push(blocked);
+            }
+        }
+        self.plan
+    }
+}
+
+/// Whether a task group changed in a way that needs its allocations replaced. The count is not
+/// part of it: scaling keeps the allocations that stay.
+fn group_changed(old: &TaskGroup, new: &TaskGroup) -> bool {
+    let without_count = |g: &TaskGroup| TaskGroup {
+        count: 0,
+        ..g.clone()
+    };
+    without_count(old) != without_count(new)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,37 @@
+//! A plan: what one scheduler run wants changed. The plan applier checks it against the newest
+//! state before anything is committed.
+
+use std::collections::BTreeMap;
+
+use crate::model::{Allocation, Evaluation};
+use crate::state::AllocStop;
+
+/// The outcome a scheduler run proposes for one evaluation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    /// The evaluation this plan answers, with the status it should have once the plan commits.
+    pub eval: Evaluation,
+    /// The job's priority; the applier may order plans by it.
+    pub priority: i32,
+    /// Commit everything or nothing (`all_at_once`).
+    pub all_at_once: bool,
+    /// New placements and in-place updates, by node id.
+    pub node_allocation: BTreeMap<String, Vec<Allocation>>,
+    /// Allocations to stop, by node id.
+    pub node_update: BTreeMap<String, Vec<AllocStop>>,
+    /// Evaluations the scheduler wants created (a blocked evaluation for unplaced work).
+    pub created_evals: Vec<Evaluation>,
+    /// The state index the plan was computed against.
+    pub snapshot_index: u64,
+}
+
+impl Plan {
+    pub fn is_no_op(&self) -> bool {
+        self.node_allocation.values().all(Vec::is_empty)
+            && self.node_update.values().all(Vec::is_empty)
+    }
+
+    pub fn placement_count(&self) -> usize {
+        self.node_allocation.values().map(Vec::len).sum()
+    }
+}

@@ -1,0 +1,378 @@
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::model::*;
+use crate::state::{Command, PlanResult, State};
+
+/// Deterministic ids and a fixed clock.
+struct TestEnv(u64);
+
+impl SchedulerEnv for TestEnv {
+    fn now_unix_nanos(&mut self) -> i64 {
+        1_000
+    }
+    fn new_id(&mut self) -> String {
+        self.0 += 1;
+        format!("id-{:04}", self.0)
+    }
+}
+
+fn node(id: &str, cpu: i64, mem: i64, drivers: &[&str]) -> Node {
+    Node {
+        id: id.into(),
+        name: format!("name-{id}"),
+        datacenter: "dc1".into(),
+        node_pool: "default".into(),
+        status: NodeStatus::Ready,
+        scheduling_eligibility: eligibility::ELIGIBLE.into(),
+        node_resources: NodeResources {
+            cpu: NodeCpuResources {
+                cpu_shares: cpu,
+                ..Default::default()
+            },
+            memory: NodeMemoryResources { memory_mb: mem },
+            ..Default::default()
+        },
+        drivers: drivers
+            .iter()
+            .map(|d| {
+                (
+                    d.to_string(),
+                    DriverInfo {
+                        detected: true,
+                        healthy: true,
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn job(id: &str, job_type: JobType, count: i64, cpu: i64, mem: i64) -> Job {
+    let mut job = Job {
+        id: id.into(),
+        job_type,
+        datacenters: vec!["dc*".into()],
+        task_groups: vec![TaskGroup {
+            name: "g".into(),
+            count,
+            tasks: vec![Task {
+                name: "t".into(),
+                driver: "exec".into(),
+                resources: Some(Resources {
+                    cpu,
+                    memory_mb: mem,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    job.canonicalize();
+    job
+}
+
+struct World {
+    state: State,
+    index: u64,
+    env: TestEnv,
+}
+
+impl World {
+    fn new(nodes: Vec<Node>) -> World {
+        let mut w = World {
+            state: State::default(),
+            index: 0,
+            env: TestEnv(0),
+        };
+        for n in nodes {
+            w.apply(Command::NodeRegister {
+                node: Box::new(n),
+                now: 0,
+            });
+        }
+        w
+    }
+
+    fn apply(&mut self, cmd: Command) {
+        self.index += 1;
+        let (resp, _) = self.state.apply(self.index, &cmd);
+        assert_eq!(resp.error, None);
+    }
+
+    fn register(&mut self, job: &Job) -> Evaluation {
+        let eval = Evaluation {
+            id: self.env.new_id(),
+            namespace: job.namespace.clone(),
+            priority: job.priority,
+            eval_type: job.job_type.as_str().into(),
+            triggered_by: trigger::JOB_REGISTER.into(),
+            job_id: job.id.clone(),
+            status: EvalStatus::Pending,
+            ..Default::default()
+        };
+        self.apply(Command::JobRegister {
+            job: Box::new(job.clone()),
+            eval: Some(eval.clone()),
+            now: 0,
+        });
+        self.state.eval(&eval.id).map(|e| (*e).clone()).unwrap()
+    }
+
+    /// Schedules and commits the whole plan, as an applier would when everything fits.
+    fn schedule(&mut self, eval: &Evaluation) -> Plan {
+        let plan = schedule(&self.state, eval, &mut self.env).unwrap();
+        self.apply(Command::PlanApply(Box::new(PlanResult {
+            eval: Some(plan.eval.clone()),
+            allocs: plan.node_allocation.values().flatten().cloned().collect(),
+            stops: plan.node_update.values().flatten().cloned().collect(),
+            created_evals: plan.created_evals.clone(),
+            now: 0,
+        })));
+        plan
+    }
+
+    fn live(&self, job: &str) -> Vec<std::sync::Arc<Allocation>> {
+        let mut v: Vec<_> = self
+            .state
+            .allocs_by_job("default", job)
+            .into_iter()
+            .filter(|a| a.desired_status == DesiredStatus::Run && !a.client_status.is_terminal())
+            .collect();
+        v.sort_by_key(|a| a.name.clone());
+        v
+    }
+
+    fn set_client_status(&mut self, alloc_id: &str, status: ClientStatus) {
+        self.apply(Command::AllocClientUpdate {
+            updates: vec![AllocClientUpdate {
+                id: alloc_id.into(),
+                client_status: status,
+                ..Default::default()
+            }],
+            evals: vec![],
+            now: 0,
+        });
+    }
+}
+
+#[test]
+fn places_count_allocations_with_names_and_resources() {
+    let mut w = World::new(vec![node("n1", 4000, 8192, &["exec"])]);
+    let j = job("web", JobType::Service, 3, 500, 256);
+    let eval = w.register(&j);
+    let plan = w.schedule(&eval);
+    assert_eq!(plan.placement_count(), 3);
+    assert_eq!(plan.eval.status, EvalStatus::Complete);
+    let names: Vec<String> = w.live("web").iter().map(|a| a.name.clone()).collect();
+    assert_eq!(names, vec!["web.g[0]", "web.g[1]", "web.g[2]"]);
+    let a = &w.live("web")[0];
+    assert_eq!(a.node_id, "n1");
+    assert_eq!(a.allocated_resources.tasks["t"].memory.memory_mb, 256);
+    assert_eq!(a.allocated_resources.tasks["t"].cpu.cpu_shares, 500);
+}
+
+#[test]
+fn the_same_inputs_give_the_same_plan() {
+    let build = || {
+        let mut w = World::new(vec![
+            node("n1", 4000, 8192, &["exec"]),
+            node("n2", 4000, 8192, &["exec"]),
+        ]);
+        let eval = w.register(&job("web", JobType::Service, 4, 500, 256));
+        schedule(&w.state, &eval, &mut w.env).unwrap()
+    };
+    assert_eq!(build(), build());
+}
+
+#[test]
+fn nodes_without_the_driver_are_filtered_and_reported() {
+    let mut w = World::new(vec![node("n1", 4000, 8192, &["raw_exec"])]);
+    let eval = w.register(&job("web", JobType::Service, 1, 100, 100));
+    let plan = w.schedule(&eval);
+    assert_eq!(plan.placement_count(), 0);
+    let failed = &plan.eval.failed_tg_allocs["g"];
+    assert_eq!(failed.nodes_filtered, 1);
+    assert_eq!(failed.constraint_filtered["missing drivers: exec"], 1);
+    assert_eq!(plan.eval.queued_allocations["g"], 1);
+    // The unplaced work waits in a blocked evaluation.
+    assert_eq!(plan.created_evals.len(), 1);
+    assert_eq!(plan.created_evals[0].status, EvalStatus::Blocked);
+    assert_eq!(plan.eval.blocked_eval, plan.created_evals[0].id);
+}
+
+#[test]
+fn resources_are_respected_and_exhaustion_is_reported() {
+    let mut w = World::new(vec![node("n1", 1000, 1024, &["exec"])]);
+    let eval = w.register(&job("web", JobType::Service, 3, 400, 256));
+    let plan = w.schedule(&eval);
+    assert_eq!(
+        plan.placement_count(),
+        2,
+        "only two 400 MHz tasks fit in 1000 MHz"
+    );
+    let failed = &plan.eval.failed_tg_allocs["g"];
+    assert_eq!(failed.nodes_exhausted, 1);
+    assert_eq!(failed.dimension_exhausted["cpu"], 1);
+}
+
+#[test]
+fn binpacking_prefers_the_fuller_node() {
+    let mut w = World::new(vec![
+        node("big", 8000, 16384, &["exec"]),
+        node("small", 1000, 1024, &["exec"]),
+    ]);
+    let eval = w.register(&job("web", JobType::Service, 1, 500, 512));
+    w.schedule(&eval);
+    assert_eq!(w.live("web")[0].node_id, "small");
+}
+
+#[test]
+fn datacenter_globs_filter_nodes() {
+    let mut w = World::new(vec![node("n1", 4000, 8192, &["exec"])]);
+    let mut j = job("web", JobType::Service, 1, 100, 100);
+    j.datacenters = vec!["eu-*".into()];
+    let eval = w.register(&j);
+    let plan = w.schedule(&eval);
+    assert_eq!(plan.placement_count(), 0);
+    assert_eq!(
+        plan.eval.failed_tg_allocs["g"].constraint_filtered["datacenter"],
+        1
+    );
+}
+
+#[test]
+fn scaling_down_stops_the_highest_indexes_and_up_fills_gaps() {
+    let mut w = World::new(vec![node("n1", 8000, 8192, &["exec"])]);
+    let eval = w.register(&job("web", JobType::Service, 3, 100, 100));
+    w.schedule(&eval);
+    let eval = w.register(&job("web", JobType::Service, 1, 100, 100));
+    let plan = w.schedule(&eval);
+    assert_eq!(plan.node_update["n1"].len(), 2);
+    assert_eq!(
+        plan.placement_count(),
+        1,
+        "the kept allocation is updated in place"
+    );
+    let names: Vec<String> = w.live("web").iter().map(|a| a.name.clone()).collect();
+    assert_eq!(names, vec!["web.g[0]"]);
+    let eval = w.register(&job("web", JobType::Service, 2, 100, 100));
+    w.schedule(&eval);
+    let names: Vec<String> = w.live("web").iter().map(|a| a.name.clone()).collect();
+    assert_eq!(names, vec!["web.g[0]", "web.g[1]"]);
+}
+
+#[test]
+fn a_changed_task_replaces_allocations_under_the_same_name() {
+    let mut w = World::new(vec![node("n1", 8000, 8192, &["exec"])]);
+    let eval = w.register(&job("web", JobType::Service, 1, 100, 100));
+    w.schedule(&eval);
+    let old = w.live("web")[0].id.clone();
+    let eval = w.register(&job("web", JobType::Service, 1, 200, 100));
+    let plan = w.schedule(&eval);
+    assert_eq!(plan.node_update["n1"][0].alloc_id, old);
+    assert_eq!(
+        plan.node_update["n1"][0].desired_description,
+        DESC_JOB_UPDATED
+    );
+    let new = &w.live("web")[0];
+    assert_eq!(new.name, "web.g[0]");
+    assert_eq!(new.previous_allocation, old);
+    assert_eq!(new.job_version(), 1);
+}
+
+#[test]
+fn an_unchanged_job_is_a_no_op() {
+    let mut w = World::new(vec![node("n1", 8000, 8192, &["exec"])]);
+    let j = job("web", JobType::Service, 2, 100, 100);
+    let eval = w.register(&j);
+    w.schedule(&eval);
+    let eval = w.register(&j);
+    let plan = w.schedule(&eval);
+    assert!(plan.is_no_op(), "{plan:?}");
+}
+
+#[test]
+fn stopping_a_job_stops_its_allocations() {
+    let mut w = World::new(vec![node("n1", 8000, 8192, &["exec"])]);
+    let eval = w.register(&job("web", JobType::Service, 2, 100, 100));
+    w.schedule(&eval);
+    w.apply(Command::JobDeregister {
+        namespace: "default".into(),
+        job_id: "web".into(),
+        purge: false,
+        eval: None,
+        now: 0,
+    });
+    let eval = Evaluation {
+        id: "stop-eval".into(),
+        namespace: "default".into(),
+        job_id: "web".into(),
+        status: EvalStatus::Pending,
+        ..Default::default()
+    };
+    let plan = w.schedule(&eval);
+    assert_eq!(plan.node_update["n1"].len(), 2);
+    assert!(plan.node_update["n1"]
+        .iter()
+        .all(|s| s.desired_description == DESC_JOB_STOPPED));
+    assert!(w.live("web").is_empty());
+}
+
+#[test]
+fn completed_batch_work_is_not_run_again_but_failed_work_is_replaced() {
+    let mut w = World::new(vec![node("n1", 8000, 8192, &["exec"])]);
+    let j = job("b", JobType::Batch, 2, 100, 100);
+    let eval = w.register(&j);
+    w.schedule(&eval);
+    let live = w.live("b");
+    w.set_client_status(&live[0].id, ClientStatus::Complete);
+    w.set_client_status(&live[1].id, ClientStatus::Failed);
+    let eval = w.register(&j);
+    let plan = w.schedule(&eval);
+    assert_eq!(plan.placement_count(), 1);
+    let placed = plan.node_allocation.values().flatten().next().unwrap();
+    assert_eq!(placed.name, live[1].name, "the failed one's name is reused");
+}
+
+#[test]
+fn terminal_allocations_free_their_resources() {
+    let mut w = World::new(vec![node("n1", 1000, 1024, &["exec"])]);
+    let eval = w.register(&job("a", JobType::Batch, 1, 900, 100));
+    w.schedule(&eval);
+    let eval = w.register(&job("b", JobType::Batch, 1, 900, 100));
+    assert_eq!(w.schedule(&eval).placement_count(), 0);
+    let a = w.live("a")[0].id.clone();
+    w.set_client_status(&a, ClientStatus::Complete);
+    let plan = schedule(&w.state, &eval, &mut w.env).unwrap();
+    assert_eq!(plan.placement_count(), 1);
+}
+
+#[test]
+fn system_jobs_are_refused_with_a_reason() {
+    let mut w = World::new(vec![node("n1", 1000, 1024, &["exec"])]);
+    let eval = w.register(&job("sys", JobType::System, 1, 100, 100));
+    let err = schedule(&w.state, &eval, &mut w.env).unwrap_err();
+    assert!(err.to_string().contains("system"));
+}
+
+#[test]
+fn metrics_count_every_node_considered() {
+    let mut w = World::new(vec![
+        node("n1", 4000, 8192, &["exec"]),
+        node("n2", 4000, 8192, &["raw_exec"]),
+        node("n3", 100, 100, &["exec"]),
+    ]);
+    let eval = w.register(&job("web", JobType::Service, 1, 500, 500));
+    w.schedule(&eval);
+    let metric = &w.live("web")[0].metrics;
+    assert_eq!(metric.nodes_evaluated, 3);
+    assert_eq!(metric.nodes_filtered, 1);
+    assert_eq!(metric.nodes_exhausted, 1);
+    let expected: BTreeMap<String, u64> = [("dc1".to_string(), 2)].into();
+    assert_eq!(metric.nodes_available, expected);
+}

@@ -1,0 +1,402 @@
+//! The evaluation broker: hands pending evaluations to scheduler workers, at most one per job at
+//! a time, highest priority first, and takes them back when a worker fails or goes quiet.
+//!
+//! [`BrokerQueue`] is the pure part (explicit `now`, no I/O, unit-tested); [`EvalBroker`] wraps
+//! it for async workers. The broker lives only on the leader and is rebuilt from the state
+//! whenever leadership is gained, so losing it loses nothing.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use crate::model::Evaluation;
+
+/// How many times an evaluation is handed out before it is given up as failed.
+pub const DELIVERY_LIMIT: u32 = 3;
+/// How long a worker may hold an evaluation without acking it.
+pub const NACK_TIMEOUT: Duration = Duration::from_secs(60);
+/// Upper bound on evaluations the broker holds; beyond it, enqueue refuses (the evaluation stays
+/// pending in the state and is picked up again on the next leadership change or restart).
+pub const MAX_QUEUED: usize = 100_000;
+
+type JobKey = (String, String);
+type ReadyKey = (Reverse<i32>, u64, String);
+
+/// An evaluation handed to a worker, identified by a token only that worker knows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub eval: Evaluation,
+    pub token: u64,
+    /// How many times this evaluation has been handed out, this one included.
+    pub attempt: u32,
+}
+
+#[derive(Debug)]
+struct Unacked {
+    delivery: Delivery,
+    deadline: Instant,
+}
+
+/// What happened to a nacked or timed-out evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Requeue {
+    /// Back in the ready queue.
+    Retried,
+    /// Out of attempts: the caller marks it failed in the state.
+    GaveUp(Box<Evaluation>),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BrokerError {
+    #[error("evaluation {0} is not outstanding (already acked, nacked, or timed out)")]
+    NotOutstanding(String),
+    #[error("evaluation {0} is outstanding under another token (it timed out and was handed to another worker)")]
+    WrongToken(String),
+    #[error(
+        "the broker is full ({MAX_QUEUED} evaluations); evaluation {0} stays pending in the state"
+    )]
+    Full(String),
+}
+
+/// The broker's queues, with time passed in.
+#[derive(Debug, Default)]
+pub struct BrokerQueue {
+    ready: BTreeSet<ReadyKey>,
+    evals: HashMap<String, Evaluation>,
+    attempts: HashMap<String, u32>,
+    unacked: HashMap<String, Unacked>,
+    /// The evaluation in flight for each job.
+    inflight_jobs: HashMap<JobKey, String>,
+    /// The evaluation in the ready queue for each job (at most one).
+    ready_jobs: HashMap<JobKey, String>,
+    /// Evaluations waiting for their job's in-flight or ready one to finish.
+    waiting: BTreeMap<JobKey, Vec<Evaluation>>,
+    next_token: u64,
+}
+
+fn job_key(eval: &Evaluation) -> JobKey {
+    (eval.namespace.clone(), eval.job_id.clone())
+}
+
+impl BrokerQueue {
+    /// Number of evaluations held (ready, waiting and unacked).
+    pub fn len(&self) -> usize {
+        self.evals.len() + self.unacked.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn ready_len(&self) -> usize {
+        self.ready.len()
+    }
+
+    /// Adds an evaluation; an id the broker already holds is ignored.
+    pub fn enqueue(&mut self, eval: Evaluation) -> Result<(), BrokerError> {
+        if self.evals.contains_key(&eval.id) || self.unacked.contains_key(&eval.id) {
+            return Ok(());
+        }
+        if self.len() >= MAX_QUEUED {
+            return Err(BrokerError::Full(eval.id));
+        }
+        let key = job_key(&eval);
+        if self.inflight_jobs.contains_key(&key) || self.ready_jobs.contains_key(&key) {
+            self.waiting.entry(key).or_default().push(eval.clone());
+            self.evals.insert(eval.id.clone(), eval);
+            return Ok(());
+        }
+        self.make_ready(eval);
+        Ok(())
+    }
+
+    fn make_ready(&mut self, eval: Evaluation) {
+        self.ready
+            .insert((Reverse(eval.priority), eval.create_index, eval.id.clone()));
+        self.ready_jobs.insert(job_key(&eval), eval.id.clone());
+        self.evals.insert(eval.id.clone(), eval);
+    }
+
+    /// Hands out the highest-priority ready evaluation.
+    pub fn dequeue(&mut self, now: Instant) -> Option<Delivery> {
+        let first = self.ready.iter().next().cloned()?;
+        self.ready.remove(&first);
+        let id = first.2;
+        let eval = self.evals.remove(&id)?;
+        self.ready_jobs.remove(&job_key(&eval));
+        let attempt = self.attempts.entry(id.clone()).or_insert(0);
+        *attempt += 1;
+        self.next_token += 1;
+        let delivery = Delivery {
+            eval: eval.clone(),
+            token: self.next_token,
+            attempt: *attempt,
+        };
+        self.inflight_jobs.insert(job_key(&eval), id.clone());
+        self.unacked.insert(
+            id,
+            Unacked {
+                delivery: delivery.clone(),
+                deadline: now + NACK_TIMEOUT,
+            },
+        );
+        Some(delivery)
+    }
+
+    fn take_outstanding(&mut self, id: &str, token: u64) -> Result<Unacked, BrokerError> {
+        match self.unacked.get(id) {
+            None => Err(BrokerError::NotOutstanding(id.to_string())),
+            Some(u) if u.delivery.token != token => Err(BrokerError::WrongToken(id.to_string())),
+            Some(_) => self
+                .unacked
+                .remove(id)
+                .ok_or_else(|| BrokerError::NotOutstanding(id.to_string())),
+        }
+    }
+
+    fn release_job(&mut self, eval: &Evaluation) {
+        let key = job_key(eval);
+        self.inflight_jobs.remove(&key);
+        if let Some(mut waiting) = self.waiting.remove(&key) {
+            // The newest waiting evaluation supersedes older ones for the same job; the older
+            // ones are dropped here (they stay pending in the state and are harmless: a later
+            // scheduler run covers the same job).
+            waiting.sort_by_key(|e| e.create_index);
+            if let Some(next) = waiting.pop() {
+                for stale in waiting {
+                    self.evals.remove(&stale.id);
+                }
+                self.make_ready(next);
+            }
+        }
+    }
+
+    /// The worker finished the evaluation.
+    pub fn ack(&mut self, id: &str, token: u64) -> Result<(), BrokerError> {
+        let done = self.take_outstanding(id, token)?;
+        self.attempts.remove(id);
+        self.release_job(&done.delivery.eval);
+        Ok(())
+    }
+
+    /// The worker could not finish it: retry, or give up after [`DELIVERY_LIMIT`] attempts.
+    pub fn nack(&mut self, id: &str, token: u64) -> Result<Requeue, BrokerError> {
+        let failed = self.take_outstanding(id, token)?;
+        Ok(self.requeue(failed))
+    }
+
+    fn requeue(&mut self, failed: Unacked) -> Requeue {
+        let eval = failed.delivery.eval;
+        self.inflight_jobs.remove(&job_key(&eval));
+        if failed.delivery.attempt >= DELIVERY_LIMIT {
+            self.attempts.remove(&eval.id);
+            self.release_job(&eval);
+            return Requeue::GaveUp(Box::new(eval));
+        }
+        // Waiting evaluations of the same job stay behind the retried one.
+        self.inflight_jobs.remove(&job_key(&eval));
+        self.make_ready(eval);
+        Requeue::Retried
+    }
+
+    /// Takes back evaluations whose worker went quiet past the nack timeout.
+    pub fn expire(&mut self, now: Instant) -> Vec<Requeue> {
+        let expired: Vec<String> = self
+            .unacked
+            .iter()
+            .filter(|(_, u)| u.deadline <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut out = Vec::new();
+        for id in expired {
+            if let Some(u) = self.unacked.remove(&id) {
+                out.push(self.requeue(u));
+            }
+        }
+        out
+    }
+
+    /// Empties the broker (leadership lost).
+    pub fn clear(&mut self) {
+        *self = BrokerQueue {
+            next_token: self.next_token,
+            ..Default::default()
+        };
+    }
+}
+
+/// The broker as async workers use it.
+#[derive(Debug, Default)]
+pub struct EvalBroker {
+    queue: Mutex<BrokerQueue>,
+    ready: Notify,
+}
+
+impl EvalBroker {
+    pub fn new() -> EvalBroker {
+        EvalBroker::default()
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut BrokerQueue) -> R) -> R {
+        let mut guard = match self.queue.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&mut guard)
+    }
+
+    pub fn enqueue(&self, eval: Evaluation) -> Result<(), BrokerError> {
+        self.with(|q| q.enqueue(eval))?;
+        self.ready.notify_waiters();
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for an evaluation.
+    pub async fn dequeue(&self, timeout: Duration) -> Option<Delivery> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.ready.notified();
+            if let Some(d) = self.with(|q| q.dequeue(Instant::now())) {
+                return Some(d);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    pub fn ack(&self, id: &str, token: u64) -> Result<(), BrokerError> {
+        let r = self.with(|q| q.ack(id, token));
+        self.ready.notify_one();
+        r
+    }
+
+    pub fn nack(&self, id: &str, token: u64) -> Result<Requeue, BrokerError> {
+        let r = self.with(|q| q.nack(id, token));
+        self.ready.notify_one();
+        r
+    }
+
+    pub fn expire(&self) -> Vec<Requeue> {
+        let r = self.with(|q| q.expire(Instant::now()));
+        if !r.is_empty() {
+            self.ready.notify_one();
+        }
+        r
+    }
+
+    pub fn clear(&self) {
+        self.with(BrokerQueue::clear);
+    }
+
+    pub fn stats(&self) -> (usize, usize) {
+        self.with(|q| (q.ready_len(), q.len()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eval(id: &str, job: &str, priority: i32, index: u64) -> Evaluation {
+        Evaluation {
+            id: id.into(),
+            namespace: "default".into(),
+            job_id: job.into(),
+            priority,
+            create_index: index,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn higher_priority_first_then_older_first() {
+        let mut q = BrokerQueue::default();
+        let now = Instant::now();
+        q.enqueue(eval("a", "j1", 50, 1)).unwrap();
+        q.enqueue(eval("b", "j2", 70, 2)).unwrap();
+        q.enqueue(eval("c", "j3", 50, 0)).unwrap();
+        let order: Vec<String> = std::iter::from_fn(|| q.dequeue(now))
+            .map(|d| d.eval.id)
+            .collect();
+        assert_eq!(order, vec!["b", "c", "a"]);
+    }
+
+    #[test]
+    fn one_evaluation_per_job_in_flight_and_the_newest_waiting_one_follows() {
+        let mut q = BrokerQueue::default();
+        let now = Instant::now();
+        q.enqueue(eval("a", "j", 50, 1)).unwrap();
+        let first = q.dequeue(now).unwrap();
+        q.enqueue(eval("b", "j", 50, 2)).unwrap();
+        q.enqueue(eval("c", "j", 50, 3)).unwrap();
+        assert!(
+            q.dequeue(now).is_none(),
+            "job j already has an evaluation in flight"
+        );
+        q.ack("a", first.token).unwrap();
+        let next = q.dequeue(now).unwrap();
+        assert_eq!(next.eval.id, "c");
+        assert!(q.dequeue(now).is_none());
+        q.ack("c", next.token).unwrap();
+        assert!(q.is_empty(), "the superseded evaluation is dropped");
+    }
+
+    #[test]
+    fn duplicates_are_ignored() {
+        let mut q = BrokerQueue::default();
+        q.enqueue(eval("a", "j", 50, 1)).unwrap();
+        q.enqueue(eval("a", "j", 50, 1)).unwrap();
+        assert_eq!(q.len(), 1);
+    }
+
+    #[test]
+    fn nack_retries_until_the_delivery_limit() {
+        let mut q = BrokerQueue::default();
+        let now = Instant::now();
+        q.enqueue(eval("a", "j", 50, 1)).unwrap();
+        for attempt in 1..DELIVERY_LIMIT {
+            let d = q.dequeue(now).unwrap();
+            assert_eq!(d.attempt, attempt);
+            assert_eq!(q.nack("a", d.token).unwrap(), Requeue::Retried);
+        }
+        let d = q.dequeue(now).unwrap();
+        assert!(matches!(q.nack("a", d.token).unwrap(), Requeue::GaveUp(e) if e.id == "a"));
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn a_quiet_worker_loses_its_evaluation_and_its_token() {
+        let mut q = BrokerQueue::default();
+        let now = Instant::now();
+        q.enqueue(eval("a", "j", 50, 1)).unwrap();
+        let d = q.dequeue(now).unwrap();
+        assert!(q.expire(now).is_empty());
+        assert_eq!(q.expire(now + NACK_TIMEOUT), vec![Requeue::Retried]);
+        let again = q.dequeue(now + NACK_TIMEOUT).unwrap();
+        assert_eq!(
+            q.ack("a", d.token),
+            Err(BrokerError::WrongToken("a".into()))
+        );
+        q.ack("a", again.token).unwrap();
+        assert_eq!(
+            q.ack("a", again.token),
+            Err(BrokerError::NotOutstanding("a".into()))
+        );
+    }
+
+    #[tokio::test]
+    async fn async_dequeue_wakes_on_enqueue() {
+        let broker = std::sync::Arc::new(EvalBroker::new());
+        let b = broker.clone();
+        let waiter = tokio::spawn(async move { b.dequeue(Duration::from_secs(5)).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        broker.enqueue(eval("a", "j", 50, 1)).unwrap();
+        assert_eq!(waiter.await.unwrap().unwrap().eval.id, "a");
+        assert!(broker.dequeue(Duration::from_millis(10)).await.is_none());
+    }
+}

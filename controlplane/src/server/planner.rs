@@ -1,0 +1,250 @@
+//! The plan applier: the one place plans become state. Plans are checked one at a time against
+//! the newest state — a node may have filled up or gone away since the worker took its snapshot
+//! (optimistic concurrency) — and what still fits is committed through Raft.
+
+use std::collections::BTreeMap;
+
+use crate::model::{ComparableResources, NodeStatus};
+use crate::scheduler::Plan;
+use crate::state::{PlanResult, State};
+
+/// What the applier decided for one plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanVerdict {
+    /// The part to commit.
+    pub result: PlanResult,
+    /// Nodes whose placements no longer fit, with the reason.
+    pub rejected_nodes: BTreeMap<String, String>,
+}
+
+impl PlanVerdict {
+    pub fn fully_accepted(&self) -> bool {
+        self.rejected_nodes.is_empty()
+    }
+}
+
+/// Checks `plan` against `state` (the newest one) and returns what may be committed. Pure.
+///
+/// Stops always apply. Placements apply per node: a node that is gone, not ready, or would be
+/// over capacity rejects all of its placements; with `all_at_once` one rejected node rejects
+/// every placement. The evaluation's outcome is committed only with a fully accepted plan — the
+/// worker re-plans otherwise.
+pub fn evaluate_plan(state: &State, plan: &Plan, now: i64) -> PlanVerdict {
+    let mut rejected = BTreeMap::new();
+    let mut accepted = Vec::new();
+    for (node_id, allocs) in &plan.node_allocation {
+        if allocs.is_empty() {
+            continue;
+        }
+        match check_node(state, plan, node_id) {
+            Ok(()) => accepted.extend(allocs.iter().cloned()),
+            Err(why) => {
+                rejected.insert(node_id.clone(), why);
+            }
+        }
+    }
+    if plan.all_at_once && !rejected.is_empty() {
+        accepted.clear();
+    }
+    let full = rejected.is_empty();
+    PlanVerdict {
+        result: PlanResult {
+            eval: full.then(|| plan.eval.clone()),
+            allocs: accepted,
+            stops: plan.node_update.values().flatten().cloned().collect(),
+            created_evals: if full {
+                plan.created_evals.clone()
+            } else {
+                Vec::new()
+            },
+            now,
+        },
+        rejected_nodes: rejected,
+    }
+}
+
+fn check_node(state: &State, plan: &Plan, node_id: &str) -> Result<(), String> {
+    let Some(node) = state.node(node_id) else {
+        return Err("node no longer exists".to_string());
+    };
+    if node.status != NodeStatus::Ready {
+        return Err(format!("node is {}", node.status.as_str()));
+    }
+    let stopping: Vec<&str> = plan
+        .node_update
+        .get(node_id)
+        .map(|s| s.iter().map(|s| s.alloc_id.as_str()).collect())
+        .unwrap_or_default();
+    let placing = plan
+        .node_allocation
+        .get(node_id)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let mut used = ComparableResources::default();
+    for alloc in state.allocs_by_node(node_id) {
+        let replaced = placing.iter().any(|p| p.id == alloc.id);
+        if alloc.holds_resources() && !stopping.contains(&alloc.id.as_str()) && !replaced {
+            used.add(alloc.allocated_resources.comparable());
+        }
+    }
+    for alloc in placing {
+        used.add(alloc.allocated_resources.comparable());
+    }
+    used.fits_in(&node.allocatable()).map_err(|dimension| {
+        format!(
+            "{dimension} exhausted (would use {} MHz / {} MB)",
+            used.cpu_mhz, used.memory_mb
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::*;
+    use crate::state::Command;
+
+    fn node(id: &str, cpu: i64) -> Node {
+        Node {
+            id: id.into(),
+            status: NodeStatus::Ready,
+            node_resources: NodeResources {
+                cpu: NodeCpuResources {
+                    cpu_shares: cpu,
+                    ..Default::default()
+                },
+                memory: NodeMemoryResources { memory_mb: 1024 },
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn alloc(id: &str, node: &str, cpu: i64) -> Allocation {
+        let mut a = Allocation {
+            id: id.into(),
+            node_id: node.into(),
+            job_id: "j".into(),
+            ..Default::default()
+        };
+        a.allocated_resources.tasks.insert(
+            "t".into(),
+            AllocatedTaskResources {
+                cpu: AllocatedCpuResources {
+                    cpu_shares: cpu,
+                    ..Default::default()
+                },
+                memory: AllocatedMemoryResources {
+                    memory_mb: 10,
+                    memory_max_mb: 0,
+                },
+            },
+        );
+        a
+    }
+
+    fn state_with(nodes: Vec<Node>, allocs: Vec<Allocation>) -> State {
+        let mut s = State::default();
+        let mut i = 0;
+        for n in nodes {
+            i += 1;
+            s.apply(
+                i,
+                &Command::NodeRegister {
+                    node: Box::new(n),
+                    now: 0,
+                },
+            );
+        }
+        s.apply(
+            i + 1,
+            &Command::PlanApply(Box::new(PlanResult {
+                allocs,
+                ..Default::default()
+            })),
+        );
+        s
+    }
+
+    fn plan_placing(allocs: Vec<Allocation>) -> Plan {
+        let mut plan = Plan {
+            eval: Evaluation {
+                id: "e".into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        for a in allocs {
+            plan.node_allocation
+                .entry(a.node_id.clone())
+                .or_default()
+                .push(a);
+        }
+        plan
+    }
+
+    #[test]
+    fn a_node_filled_since_the_snapshot_rejects_its_placements() {
+        // Another plan already used 800 of 1000 MHz on n1.
+        let state = state_with(
+            vec![node("n1", 1000), node("n2", 1000)],
+            vec![alloc("old", "n1", 800)],
+        );
+        let plan = plan_placing(vec![alloc("x", "n1", 300), alloc("y", "n2", 300)]);
+        let verdict = evaluate_plan(&state, &plan, 0);
+        assert!(!verdict.fully_accepted());
+        assert!(verdict.rejected_nodes["n1"].contains("cpu exhausted"));
+        assert_eq!(verdict.result.allocs.len(), 1);
+        assert_eq!(verdict.result.allocs[0].id, "y");
+        assert!(
+            verdict.result.eval.is_none(),
+            "the evaluation is not done yet"
+        );
+    }
+
+    #[test]
+    fn all_at_once_rejects_everything() {
+        let state = state_with(
+            vec![node("n1", 1000), node("n2", 1000)],
+            vec![alloc("old", "n1", 800)],
+        );
+        let mut plan = plan_placing(vec![alloc("x", "n1", 300), alloc("y", "n2", 300)]);
+        plan.all_at_once = true;
+        assert!(evaluate_plan(&state, &plan, 0).result.allocs.is_empty());
+    }
+
+    #[test]
+    fn stops_in_the_same_plan_free_room() {
+        let state = state_with(vec![node("n1", 1000)], vec![alloc("old", "n1", 800)]);
+        let mut plan = plan_placing(vec![alloc("x", "n1", 800)]);
+        plan.node_update.insert(
+            "n1".into(),
+            vec![crate::state::AllocStop {
+                alloc_id: "old".into(),
+                desired_status: DesiredStatus::Stop,
+                desired_description: String::new(),
+            }],
+        );
+        let verdict = evaluate_plan(&state, &plan, 0);
+        assert!(verdict.fully_accepted(), "{:?}", verdict.rejected_nodes);
+        assert_eq!(verdict.result.stops.len(), 1);
+        assert!(verdict.result.eval.is_some());
+    }
+
+    #[test]
+    fn in_place_updates_are_not_counted_twice() {
+        let state = state_with(vec![node("n1", 1000)], vec![alloc("a", "n1", 800)]);
+        let plan = plan_placing(vec![alloc("a", "n1", 800)]);
+        assert!(evaluate_plan(&state, &plan, 0).fully_accepted());
+    }
+
+    #[test]
+    fn a_vanished_node_is_rejected() {
+        let state = state_with(vec![], vec![]);
+        let plan = plan_placing(vec![alloc("x", "gone", 1)]);
+        assert_eq!(
+            evaluate_plan(&state, &plan, 0).rejected_nodes["gone"],
+            "node no longer exists"
+        );
+    }
+}

@@ -1,0 +1,55 @@
+//! A server on an in-process log that applies each command at the next index, for unit tests
+//! of the pipeline and the HTTP layer. The real Raft node is exercised by the raft tests and
+//! the end-to-end tests.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use tokio::sync::watch;
+
+use super::{Consensus, ConsensusError, Server, ServerConfig};
+use crate::state::{Command, CommandResponse, StateStore};
+
+pub(crate) struct InProcessLog {
+    store: Arc<StateStore>,
+    index: AtomicU64,
+    leader: watch::Sender<bool>,
+}
+
+impl Consensus for InProcessLog {
+    fn propose(&self, command: Command) -> BoxFuture<'_, Result<CommandResponse, ConsensusError>> {
+        Box::pin(async move {
+            let index = self.index.fetch_add(1, Ordering::SeqCst) + 1;
+            Ok(self.store.apply(index, &command))
+        })
+    }
+    fn leadership(&self) -> watch::Receiver<bool> {
+        self.leader.subscribe()
+    }
+    fn leader_address(&self) -> Option<String> {
+        Some("127.0.0.1:4647".into())
+    }
+    fn stats(&self) -> serde_json::Value {
+        serde_json::json!({})
+    }
+}
+
+/// A leader server on an in-process log, with two scheduler workers.
+pub(crate) fn start_in_process() -> Arc<Server> {
+    let store = Arc::new(StateStore::new());
+    let (leader, _) = watch::channel(true);
+    let log = Arc::new(InProcessLog {
+        store: store.clone(),
+        index: AtomicU64::new(0),
+        leader,
+    });
+    Server::start(
+        ServerConfig {
+            num_schedulers: 2,
+            ..Default::default()
+        },
+        store,
+        log,
+    )
+}

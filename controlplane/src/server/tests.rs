@@ -1,0 +1,200 @@
+//! Pipeline tests against an in-process log that applies each command at the next index. The
+//! real Raft node is exercised by the raft tests and the end-to-end tests.
+
+use std::time::Duration;
+
+use super::*;
+use crate::model::*;
+
+fn start() -> Arc<Server> {
+    super::testing::start_in_process()
+}
+
+fn node(id: &str) -> Node {
+    Node {
+        id: id.into(),
+        name: id.into(),
+        datacenter: "dc1".into(),
+        node_pool: "default".into(),
+        status: NodeStatus::Ready,
+        scheduling_eligibility: eligibility::ELIGIBLE.into(),
+        node_resources: NodeResources {
+            cpu: NodeCpuResources {
+                cpu_shares: 2000,
+                ..Default::default()
+            },
+            memory: NodeMemoryResources { memory_mb: 2048 },
+            ..Default::default()
+        },
+        drivers: [(
+            "exec".to_string(),
+            DriverInfo {
+                detected: true,
+                healthy: true,
+                ..Default::default()
+            },
+        )]
+        .into(),
+        ..Default::default()
+    }
+}
+
+fn job(id: &str, count: i64, cpu: i64, driver: &str) -> Job {
+    Job {
+        id: id.into(),
+        task_groups: vec![TaskGroup {
+            name: "g".into(),
+            count,
+            tasks: vec![Task {
+                name: "t".into(),
+                driver: driver.into(),
+                resources: Some(Resources {
+                    cpu,
+                    memory_mb: 64,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+async fn eventually<F: Fn(&State) -> bool>(server: &Server, what: &str, f: F) -> State {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = server.state();
+        if f(&state) {
+            return state;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_registered_job_is_evaluated_planned_and_committed() {
+    let server = start();
+    server.register_node(node("n1")).await.unwrap();
+    let resp = server
+        .register_job(job("web", 2, 100, "exec"))
+        .await
+        .unwrap();
+    let state = eventually(&server, "eval complete", |s| {
+        s.eval(&resp.eval_id)
+            .is_some_and(|e| e.status == EvalStatus::Complete)
+    })
+    .await;
+    let allocs = state.allocs_by_job("default", "web");
+    assert_eq!(allocs.len(), 2);
+    assert!(allocs
+        .iter()
+        .all(|a| a.node_id == "n1" && a.eval_id == resp.eval_id));
+    assert_eq!(
+        state.job("default", "web").unwrap().status,
+        JobStatus::Running
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_job_for_a_driver_no_node_has_is_refused_and_nothing_is_written() {
+    let server = start();
+    server.register_node(node("n1")).await.unwrap();
+    let before = server.state().latest_index();
+    let err = server
+        .register_job(job("web", 1, 100, "docker"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ServerError::BadRequest(m) if m.contains("\"docker\"") && m.contains("exec")),
+        "{err}"
+    );
+    assert_eq!(server.state().latest_index(), before);
+    assert!(server.state().job("default", "web").is_none());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn unplaceable_work_waits_blocked_and_is_placed_when_capacity_arrives() {
+    let server = start();
+    server.register_node(node("n1")).await.unwrap();
+    // 3 × 1000 MHz on a 2000 MHz node: one cannot be placed.
+    let resp = server
+        .register_job(job("big", 3, 1000, "exec"))
+        .await
+        .unwrap();
+    let state = eventually(&server, "blocked eval", |s| {
+        s.eval(&resp.eval_id)
+            .is_some_and(|e| e.status == EvalStatus::Complete && !e.blocked_eval.is_empty())
+    })
+    .await;
+    assert_eq!(state.allocs_by_job("default", "big").len(), 2);
+    let blocked = state.eval(&resp.eval_id).unwrap().blocked_eval.clone();
+    assert_eq!(state.eval(&blocked).unwrap().status, EvalStatus::Blocked);
+
+    server.register_node(node("n2")).await.unwrap();
+    let state = eventually(&server, "third placement", |s| {
+        s.allocs_by_job("default", "big").len() == 3
+    })
+    .await;
+    assert!(state
+        .allocs_by_job("default", "big")
+        .iter()
+        .any(|a| a.node_id == "n2"));
+    eventually(&server, "blocked eval completes", |s| {
+        s.eval(&blocked)
+            .is_some_and(|e| e.status == EvalStatus::Complete)
+    })
+    .await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn stopping_a_job_stops_its_allocations_and_unknown_jobs_are_not_found() {
+    let server = start();
+    server.register_node(node("n1")).await.unwrap();
+    server
+        .register_job(job("web", 1, 100, "exec"))
+        .await
+        .unwrap();
+    eventually(&server, "placed", |s| {
+        s.allocs_by_job("default", "web").len() == 1
+    })
+    .await;
+    let resp = server
+        .deregister_job("default", "web", false)
+        .await
+        .unwrap();
+    let state = eventually(&server, "stop eval complete", |s| {
+        s.eval(&resp.eval_id)
+            .is_some_and(|e| e.status == EvalStatus::Complete)
+    })
+    .await;
+    assert!(state
+        .allocs_by_job("default", "web")
+        .iter()
+        .all(|a| a.desired_status == DesiredStatus::Stop));
+    let err = server
+        .deregister_job("default", "nope", false)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServerError::NotFound(_)));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn system_jobs_are_refused_before_anything_is_written() {
+    let server = start();
+    server.register_node(node("n1")).await.unwrap();
+    let mut j = job("sys", 1, 100, "exec");
+    j.job_type = JobType::System;
+    let err = server.register_job(j).await.unwrap_err();
+    assert!(err.to_string().contains("system"));
+    assert!(server.state().job("default", "sys").is_none());
+    server.shutdown().await;
+}
