@@ -1,1 +1,463 @@
-//! e2e
+//! # noded-tests
+//!
+//! End-to-end test harness: real `noded` agents as separate processes, each inside a network
+//! namespace the test creates (one per simulated host), talked to over HTTP from a thread that
+//! has entered that namespace. Everything a test creates — namespaces, agents, cgroups, data
+//! dirs — is removed when its guard drops, also when the test fails.
+//!
+//! Must not touch the root namespace's network: agents listen on loopback inside their own
+//! namespace.
+
+// A test harness: failing loudly with the reason is its whole job.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub use isolation::privileged::require_root;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A name unique to this test run: `noded-test-<pid>-<n>-<what>`.
+pub fn unique_name(what: &str) -> String {
+    format!(
+        "noded-test-{}-{}-{what}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// `target/<profile>`, where the workspace's binaries are.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let mut dir = exe.parent().expect("test executable dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir
+}
+
+/// Path of a workspace binary, with a message saying how to build it when it is missing.
+pub fn binary(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the binaries first (`cargo build --workspace --bins`; `cargo xtask test` does)",
+        path.display()
+    );
+    path
+}
+
+/// A network namespace (`ip netns add`), with loopback up; deleted on drop.
+#[derive(Debug)]
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn create(what: &str) -> Netns {
+        let name = unique_name(what);
+        run_ok(Command::new("ip").args(["netns", "add", &name]));
+        let ns = Netns { name };
+        run_ok(
+            Command::new("nsenter")
+                .arg(format!("--net={}", ns.path().display()))
+                .args(["ip", "link", "set", "lo", "up"]),
+        );
+        ns
+    }
+
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from("/run/netns").join(&self.name)
+    }
+
+    /// Runs `f` on a thread that has entered this namespace (sockets it opens live there).
+    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = self.path();
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(&path).expect("open netns");
+            nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+                .expect("setns into the test netns");
+            f()
+        })
+        .join()
+        .expect("netns thread panicked")
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.name])
+            .status();
+    }
+}
+
+fn run_ok(cmd: &mut Command) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A minimal HTTP/1.1 client (one request per connection), enough for the agent's API.
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+) -> std::io::Result<HttpResponse> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let body = body.unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )?;
+    stream.write_all(body)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no end of headers"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("bad status line"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    if chunked {
+        body = dechunk(&body);
+    }
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = data.windows(2).position(|w| w == b"\r\n") {
+        let size_text = String::from_utf8_lossy(&data[..eol]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("0").trim(), 16)
+            .unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let start = eol + 2;
+        let end = (start + size).min(data.len());
+        out.extend_from_slice(&data[start..end]);
+        data = data.get(end + 2..).unwrap_or_default();
+    }
+    out
+}
+
+/// Options for a dev agent under test.
+#[derive(Debug, Clone, Default)]
+pub struct AgentOptions {
+    /// Extra `client { chroot_env }` entries (host dir → task dir), on top of the defaults.
+    pub extra_chroot: Vec<(PathBuf, PathBuf)>,
+    /// Extra agent config HCL appended as is.
+    pub extra_config: String,
+}
+
+/// A `noded agent -dev` in its own network namespace.
+#[derive(Debug)]
+pub struct DevAgent {
+    pub netns: Netns,
+    child: Option<Child>,
+    pub cgroup_parent: String,
+    pub addr: String,
+    pub log: PathBuf,
+    pub data_dir: PathBuf,
+    config_dir: PathBuf,
+}
+
+pub const DEFAULT_CHROOT: [&str; 7] = ["/bin", "/etc", "/lib", "/lib32", "/lib64", "/sbin", "/usr"];
+
+impl DevAgent {
+    pub fn start(opts: AgentOptions) -> DevAgent {
+        let netns = Netns::create("host");
+        let cgroup_parent = unique_name("cg");
+        let config_dir = std::env::temp_dir().join(unique_name("cfg"));
+        std::fs::create_dir_all(&config_dir).expect("config dir");
+        let mut chroot = String::new();
+        for d in DEFAULT_CHROOT {
+            if Path::new(d).exists() {
+                chroot.push_str(&format!("    \"{d}\" = \"{d}\"\n"));
+            }
+        }
+        for (host, task) in &opts.extra_chroot {
+            chroot.push_str(&format!(
+                "    \"{}\" = \"{}\"\n",
+                host.display(),
+                task.display()
+            ));
+        }
+        let config = format!(
+            "client {{\n  cgroup_parent = \"{cgroup_parent}\"\n  chroot_env = {{\n{chroot}  }}\n}}\n{}\n",
+            opts.extra_config
+        );
+        let config_path = config_dir.join("agent.hcl");
+        std::fs::write(&config_path, config).expect("write agent config");
+        let log = config_dir.join("agent.log");
+        let log_file = std::fs::File::create(&log).expect("agent log");
+        let child = Command::new("nsenter")
+            .arg(format!("--net={}", netns.path().display()))
+            .arg("--")
+            .arg(binary("noded"))
+            .args(["agent", "-dev", "-config"])
+            .arg(&config_path)
+            .env("RUST_LOG", "info,openraft=warn")
+            .env("NODED_TEST_AGENT_SECRET", "must-not-leak")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log fd"))
+            .stderr(log_file)
+            .spawn()
+            .expect("start noded agent");
+        let mut agent = DevAgent {
+            netns,
+            child: Some(child),
+            cgroup_parent,
+            addr: "127.0.0.1:4646".to_string(),
+            log,
+            data_dir: PathBuf::new(),
+            config_dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = agent.get("/v1/agent/health") {
+                if r.status == 200 {
+                    break;
+                }
+            }
+            if let Some(Ok(Some(status))) = agent.child.as_mut().map(|c| c.try_wait()) {
+                panic!(
+                    "the agent exited at start ({status}):\n{}",
+                    agent.log_text()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the agent did not become healthy in 30s:\n{}",
+                agent.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let info = agent.get("/v1/agent/self").expect("agent self").json();
+        agent.data_dir = PathBuf::from(info["config"]["DataDir"].as_str().expect("DataDir"));
+        agent
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> std::io::Result<HttpResponse> {
+        let addr = self.addr.clone();
+        let method = method.to_string();
+        let path = path.to_string();
+        self.netns
+            .run(move || http(&addr, &method, &path, body.as_deref()))
+    }
+
+    pub fn get(&self, path: &str) -> std::io::Result<HttpResponse> {
+        self.request("GET", path, None)
+    }
+
+    /// Runs the `noded` CLI against this agent.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new("nsenter")
+            .arg(format!("--net={}", self.netns.path().display()))
+            .arg("--")
+            .arg(binary("noded"))
+            .args(args)
+            .env("NODED_ADDR", format!("http://{}", self.addr))
+            .output()
+            .expect("run noded CLI")
+    }
+
+    /// Polls `f` until it returns `Some` (or panics after `timeout` with `what`).
+    pub fn wait_for<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut f: impl FnMut(&DevAgent) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = f(self) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; agent log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Host paths of the task cgroups under this agent's parent, on every hierarchy.
+    pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
+            for e in entries.flatten() {
+                let p = e.path().join(&self.cgroup_parent);
+                if p.exists() {
+                    out.push(p);
+                }
+            }
+        }
+        let v2 = Path::new("/sys/fs/cgroup").join(&self.cgroup_parent);
+        if v2.exists() && !out.contains(&v2) {
+            out.push(v2);
+        }
+        out
+    }
+
+    /// Mounts whose path is under this agent's data dir.
+    pub fn mounts(&self) -> Vec<String> {
+        let data = self.data_dir.display().to_string();
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !data.is_empty() && l.contains(&data))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Stops the agent (SIGTERM, then SIGKILL after 30s) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        // The supervisor exits after the agent (it watches its parent); give it a moment.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline && !self.cgroup_dirs().is_empty() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// After `stop`: remove whatever is left (so a failed test does not break the next run).
+    fn force_cleanup(&self) {
+        for dir in self.cgroup_dirs() {
+            // Kill anything left, deepest cgroups first, then remove the directories.
+            let mut dirs: Vec<PathBuf> = walk_dirs(&dir);
+            dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+            for d in &dirs {
+                if let Ok(procs) = std::fs::read_to_string(d.join("cgroup.procs")) {
+                    for pid in procs
+                        .split_whitespace()
+                        .filter_map(|p| p.parse::<i32>().ok())
+                    {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            for d in &dirs {
+                let _ = std::fs::remove_dir(d);
+            }
+        }
+        for line in self.mounts() {
+            if let Some(mount_point) = line.split(' ').nth(4) {
+                let _ = nix::mount::umount2(mount_point, nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+        if !self.data_dir.as_os_str().is_empty() && self.data_dir.starts_with(std::env::temp_dir())
+        {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
+        let _ = std::fs::remove_dir_all(&self.config_dir);
+    }
+}
+
+fn walk_dirs(root: &Path) -> Vec<PathBuf> {
+    let mut out = vec![root.to_path_buf()];
+    if let Ok(entries) = std::fs::read_dir(root) {
+        for e in entries.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                out.extend(walk_dirs(&e.path()));
+            }
+        }
+    }
+    out
+}
+
+impl Drop for DevAgent {
+    fn drop(&mut self) {
+        self.stop();
+        self.force_cleanup();
+    }
+}

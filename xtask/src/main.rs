@@ -1,1 +1,162 @@
-fn main() {}
+//! Developer tasks for noded: `cargo xtask <task>`.
+//!
+//! - `deps`  — install the system packages the build, the tests and the benches need (apt).
+//! - `dev`   — build noded, put it on PATH (/usr/local/bin/noded) and run `noded agent -dev`.
+//! - `test`  — what CI runs: fmt check, clippy (deny warnings), every test including the
+//!   privileged ones (a skip is a failure), and a bounded jobspec fuzz run.
+//! - `bench NAME` — benchmarks (`start`, `logs`), each ending in one `RESULT` line.
+//! - `fuzz jobspec` — the jobspec fuzzer.
+//!
+//! Owns developer workflow only; nothing here ships in the binary.
+
+mod bench;
+mod fuzz;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context};
+
+/// Debian/Ubuntu packages the project needs, with the command that proves each is there.
+const PACKAGES: &[(&str, &str)] = &[
+    ("pkg-config", "pkg-config"),
+    ("iproute2", "ip"),
+    ("util-linux", "nsenter"),
+    ("procps", "ps"),
+];
+
+/// Packages only the benches need (the peers noded is measured against).
+const BENCH_PACKAGES: &[(&str, &str)] = &[("crun", "crun"), ("runc", "runc")];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn have(command: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(command).is_file()))
+        .unwrap_or(false)
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let shown = format!("{cmd:?}");
+    eprintln!("==> {shown}");
+    let status = cmd.status().with_context(|| format!("starting {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed ({status})");
+    }
+    Ok(())
+}
+
+/// Installs whichever of `packages` is missing, with apt-get.
+fn install(packages: &[(&str, &str)]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .filter(|(_, cmd)| !have(cmd))
+        .map(|(pkg, _)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !have("apt-get") {
+        bail!("missing system packages {missing:?} and no apt-get to install them; install them by hand");
+    }
+    if !nix_is_root() {
+        bail!("missing system packages {missing:?}: run as root (or install them with sudo apt-get install)");
+    }
+    eprintln!("==> installing {}", missing.join(" "));
+    run(Command::new("apt-get")
+        .args(["update", "-qq"])
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+fn dev(args: &[String]) -> anyhow::Result<()> {
+    install(PACKAGES)?;
+    run(cargo().args(["build", "--bin", "noded"]))?;
+    let binary = root().join("target/debug/noded");
+    let link = Path::new("/usr/local/bin/noded");
+    if nix_is_root() {
+        let _ = std::fs::remove_file(link);
+        std::os::unix::fs::symlink(&binary, link)
+            .with_context(|| format!("linking {} to {}", link.display(), binary.display()))?;
+        eprintln!("==> {} -> {}", link.display(), binary.display());
+    } else {
+        eprintln!("==> not root: call the CLI as {}", binary.display());
+    }
+    let err = std::os::unix::process::CommandExt::exec(
+        Command::new(&binary).args(["agent", "-dev"]).args(args),
+    );
+    bail!("running {}: {err}", binary.display())
+}
+
+fn test(args: &[String]) -> anyhow::Result<()> {
+    install(PACKAGES)?;
+    let started = std::time::Instant::now();
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    // End-to-end tests start the real binaries: build them first.
+    run(cargo().args(["build", "--workspace", "--bins"]))?;
+    let mut t = cargo();
+    t.args(["test", "--workspace"])
+        .env("NODED_REQUIRE_PRIVILEGED", "1");
+    if !args.is_empty() {
+        t.arg("--").args(args);
+    }
+    run(&mut t)?;
+    fuzz::run(&["jobspec".to_string(), "--ci".to_string()])?;
+    eprintln!("==> all checks passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((task, rest)) = args.split_first() else {
+        bail!("usage: cargo xtask <deps|dev|test|bench NAME|fuzz jobspec>");
+    };
+    match task.as_str() {
+        "deps" => {
+            install(PACKAGES)?;
+            install(BENCH_PACKAGES)
+        }
+        "dev" => dev(rest),
+        "test" => test(rest),
+        "bench" => {
+            install(PACKAGES)?;
+            install(BENCH_PACKAGES)?;
+            bench::run(rest)
+        }
+        "fuzz" => fuzz::run(rest),
+        other => bail!("unknown task {other:?}; tasks: deps, dev, test, bench, fuzz"),
+    }
+}

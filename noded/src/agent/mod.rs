@@ -1,0 +1,204 @@
+//! `noded agent`: one process that runs a server (Raft, scheduler, HTTP API), a client (node
+//! daemon), or — with `-dev` — both, with state in a temporary directory.
+
+pub mod config;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use controlplane::api::{self, AgentInfo, ApiContext};
+use controlplane::raft::{RaftConfig, RaftNode};
+use controlplane::server::{Server, ServerConfig};
+use controlplane::state::StateStore;
+
+use crate::client::{Client, ClientApi, ClientConfig, ServerRpc};
+pub use config::{AgentConfig, Overrides};
+
+struct Info {
+    config: AgentConfig,
+    node: Option<controlplane::model::Node>,
+}
+
+impl AgentInfo for Info {
+    fn self_info(&self) -> serde_json::Value {
+        let c = &self.config;
+        serde_json::json!({
+            "config": {
+                "Region": c.region,
+                "Datacenter": c.datacenter,
+                "NodeName": c.name,
+                "DataDir": c.data_dir,
+                "BindAddr": c.bind_addr,
+                "DevMode": c.dev,
+                "Ports": { "HTTP": c.http_port, "RPC": c.rpc_port },
+                "Server": { "Enabled": c.server_enabled },
+                "Client": { "Enabled": c.client_enabled, "NodeClass": c.node_class, "NodePool": c.node_pool },
+                "Version": { "Version": env!("CARGO_PKG_VERSION") },
+            },
+            "member": {
+                "Name": c.name,
+                "Addr": c.bind_addr,
+                "Port": c.rpc_port,
+                "Tags": { "region": c.region, "dc": c.datacenter, "role": "nomad" },
+                "Status": "alive",
+            },
+            "node": self.node,
+        })
+    }
+}
+
+/// A fresh temporary data dir for `agent -dev`.
+pub fn temp_data_dir() -> anyhow::Result<PathBuf> {
+    let dir = tempfile::Builder::new()
+        .prefix("noded-dev-")
+        .tempdir()
+        .context("creating a temporary data dir for the dev agent")?;
+    Ok(dir.keep())
+}
+
+/// Runs the agent until SIGINT or SIGTERM.
+pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
+    if let Err(e) = crate::sys::become_subreaper() {
+        tracing::warn!("could not become a child subreaper: {e}");
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    tracing::info!(
+        data_dir = %config.data_dir.display(),
+        dev = config.dev,
+        "noded agent {} starting",
+        env!("CARGO_PKG_VERSION")
+    );
+    let http_addr: SocketAddr = format!("{}:{}", config.bind_addr, config.http_port)
+        .parse()
+        .with_context(|| {
+            format!(
+                "bind address {:?} with port {}",
+                config.bind_addr, config.http_port
+            )
+        })?;
+    // Bind first: a port in use should fail before anything else starts.
+    let listener = tokio::net::TcpListener::bind(http_addr)
+        .await
+        .with_context(|| {
+            format!("listening on {http_addr} for HTTP (is another agent running? use -http-port)")
+        })?;
+
+    let store = Arc::new(StateStore::new());
+    let rpc_address = format!("{}:{}", config.bind_addr, config.rpc_port);
+    let raft = Arc::new(
+        RaftNode::start(
+            RaftConfig::new(&config.data_dir, 1, rpc_address),
+            store.clone(),
+        )
+        .await
+        .context("starting raft")?,
+    );
+    let mut server_config = ServerConfig {
+        region: config.region.clone(),
+        datacenter: config.datacenter.clone(),
+        ..Default::default()
+    };
+    if let Some(n) = config.num_schedulers {
+        server_config.num_schedulers = n;
+    }
+    let server = Server::start(server_config, store, raft.clone());
+
+    let mut client = None;
+    if config.client_enabled {
+        let exe = std::env::current_exe().context("locating the noded binary")?;
+        let client_config = ClientConfig {
+            state_dir: config.data_dir.join("client"),
+            allocs_root: config.data_dir.join("alloc"),
+            node_name: config.name.clone(),
+            datacenter: config.datacenter.clone(),
+            region: config.region.clone(),
+            node_pool: config.node_pool.clone(),
+            node_class: config.node_class.clone(),
+            meta: config.meta.clone(),
+            http_addr: http_addr.to_string(),
+            ip_address: config.bind_addr.clone(),
+            exec: crate::driver::ExecSettings {
+                chroot_env: config
+                    .chroot_env
+                    .clone()
+                    .unwrap_or_else(crate::driver::ExecDriver::default_chroot_env),
+                allow_caps: config.allow_caps.clone(),
+                denied_uids: config.denied_uids.clone(),
+                denied_gids: config.denied_gids.clone(),
+                default_pid_mode: config.default_pid_mode,
+                default_ipc_mode: config.default_ipc_mode,
+            },
+            raw_exec_enabled: config.raw_exec_enabled,
+            gc_max_allocs: config.gc_max_allocs,
+            ephemeral: config.ephemeral,
+            cgroup_parent: config.cgroup_parent.clone(),
+            noded_exe: exe,
+        };
+        let rpc: Arc<dyn ServerRpc> = Arc::new(server.clone());
+        client = Some(Client::start(client_config, rpc).await?);
+    }
+
+    let ctx = ApiContext {
+        server: server.clone(),
+        client: client
+            .clone()
+            .map(|c| Arc::new(ClientApi(c)) as Arc<dyn api::ClientEndpoints>),
+        agent: Arc::new(Info {
+            config: config.clone(),
+            node: client.as_ref().map(|c| c.node().clone()),
+        }),
+    };
+    let app = api::router(ctx);
+    tracing::info!("HTTP API listening on http://{http_addr}");
+    if config.dev {
+        eprintln!(
+            "==> noded dev agent started: HTTP API at http://{http_addr}, data in {}",
+            config.data_dir.display()
+        );
+        eprintln!("==> try: noded job run examples/hello.hcl");
+    }
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+
+    tracing::info!("shutting down");
+    if let Some(client) = &client {
+        if config.ephemeral {
+            // Nothing could reattach to a temporary data dir: stop the tasks now.
+            client.stop_all().await;
+        }
+    }
+    server.shutdown().await;
+    if let Err(e) = raft.shutdown().await {
+        tracing::warn!("raft shutdown: {e}");
+    }
+    if config.ephemeral {
+        if let Err(e) = std::fs::remove_dir_all(&config.data_dir) {
+            tracing::warn!(
+                "removing the dev data dir {}: {e}",
+                config.data_dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot watch SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,684 @@
+//! The client (node daemon): fingerprints this machine, registers it, watches the allocations
+//! placed on it with a blocking query, runs each with an [`alloc_runner`], and reports their
+//! state back in batches. Tasks run under the per-node supervisor, so a restarted client finds
+//! its running tasks again and reattaches instead of restarting them.
+//!
+//! Owns everything done on the node; must not decide placement (that is the servers' job).
+
+pub mod alloc_runner;
+pub mod allocdir;
+pub mod fingerprint;
+pub mod logs;
+pub mod restart;
+pub mod task_runner;
+pub mod taskenv;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use controlplane::api::{ClientEndpoints, ClientError, LogFrame, LogsRequest};
+use controlplane::model::{
+    eligibility, AllocClientUpdate, Allocation, DesiredStatus, Node, NodeStatus,
+};
+use controlplane::server::Server;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use tokio::sync::mpsc;
+
+use crate::driver::DriverRegistry;
+use crate::supervisor::client::SupervisorClient;
+use crate::supervisor::protocol::{Request, Response, TaskStats, TaskStatus};
+use alloc_runner::AllocRunnerHandle;
+use allocdir::AllocDir;
+
+/// How often allocation updates are sent to the servers (Nomad batches every 200ms).
+const UPDATE_BATCH: Duration = Duration::from_millis(100);
+/// Pending updates held before senders wait.
+const UPDATE_QUEUE: usize = 1024;
+/// Blocking-query wait for the allocation watcher.
+const WATCH_WAIT: Duration = Duration::from_secs(300);
+
+/// A node's allocations and the index they were read at.
+pub type NodeAllocs = (Vec<Arc<Allocation>>, u64);
+
+/// What the client asks of the servers. In one process (`agent -dev`) it calls the server
+/// directly; remote clients will speak RPC through the same trait.
+pub trait ServerRpc: Send + Sync + 'static {
+    fn register_node(&self, node: Node) -> BoxFuture<'_, Result<u64, String>>;
+    fn update_allocs(&self, updates: Vec<AllocClientUpdate>) -> BoxFuture<'_, Result<u64, String>>;
+    /// The node's allocations once the allocation index passes `min_index` (or `wait` runs out).
+    fn node_allocs(
+        &self,
+        node_id: String,
+        min_index: u64,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<NodeAllocs, String>>;
+}
+
+impl ServerRpc for Arc<Server> {
+    fn register_node(&self, node: Node) -> BoxFuture<'_, Result<u64, String>> {
+        Box::pin(async move {
+            Server::register_node(self, node)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn update_allocs(&self, updates: Vec<AllocClientUpdate>) -> BoxFuture<'_, Result<u64, String>> {
+        Box::pin(async move {
+            Server::update_allocs(self, updates)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn node_allocs(
+        &self,
+        node_id: String,
+        min_index: u64,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<NodeAllocs, String>> {
+        Box::pin(async move {
+            let table = [controlplane::state::Table::Allocs];
+            let (state, _) = self.store().wait_for(&table, min_index, wait).await;
+            Ok((
+                state.allocs_by_node(&node_id),
+                state.max_index(&table).max(1),
+            ))
+        })
+    }
+}
+
+/// Client settings (from the agent config).
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `<data_dir>/client`: node id, supervisor socket and state.
+    pub state_dir: PathBuf,
+    /// `<data_dir>/alloc`.
+    pub allocs_root: PathBuf,
+    pub node_name: String,
+    pub datacenter: String,
+    pub region: String,
+    pub node_pool: String,
+    pub node_class: String,
+    pub meta: BTreeMap<String, String>,
+    pub http_addr: String,
+    pub ip_address: String,
+    pub exec: crate::driver::ExecSettings,
+    pub raw_exec_enabled: bool,
+    /// Terminal allocation dirs kept for their logs before the oldest are removed.
+    pub gc_max_allocs: usize,
+    /// The supervisor stops its tasks and exits when the agent exits (dev agent on a temp dir).
+    pub ephemeral: bool,
+    /// The cgroup every task cgroup lives under.
+    pub cgroup_parent: String,
+    pub noded_exe: PathBuf,
+}
+
+/// State shared by the client's runners.
+pub struct ClientShared {
+    pub node_id: String,
+    pub node_name: String,
+    pub datacenter: String,
+    pub region: String,
+    pub allocs_root: PathBuf,
+    pub supervisor: SupervisorClient,
+    pub drivers: DriverRegistry,
+    pub attributes: BTreeMap<String, String>,
+    pub meta: BTreeMap<String, String>,
+    pub node_class: String,
+    pub node_pool: String,
+    updates: mpsc::Sender<AllocClientUpdate>,
+}
+
+impl std::fmt::Debug for ClientShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientShared")
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientShared {
+    pub async fn send_update(&self, update: AllocClientUpdate) {
+        // Closed only when the client shuts down.
+        let _ = self.updates.send(update).await;
+    }
+
+    /// Resolves `${NOMAD_…}`, `${node.…}`, `${attr.…}` and `${meta.…}` in a task's env value.
+    pub fn interpolate(
+        &self,
+        value: &str,
+        env: &BTreeMap<String, String>,
+    ) -> Result<String, String> {
+        let ctx = controlplane::jobspec::InterpolationContext {
+            env: env.clone(),
+            node_attrs: self.attributes.clone(),
+            node: [
+                ("unique.id".to_string(), self.node_id.clone()),
+                ("unique.name".to_string(), self.node_name.clone()),
+                ("datacenter".to_string(), self.datacenter.clone()),
+                ("region".to_string(), self.region.clone()),
+                ("class".to_string(), self.node_class.clone()),
+                ("pool".to_string(), self.node_pool.clone()),
+            ]
+            .into(),
+            node_meta: self.meta.clone(),
+            ..Default::default()
+        };
+        controlplane::jobspec::interpolate(value, &ctx).map_err(|e| e.to_string())
+    }
+}
+
+/// A running client.
+pub struct Client {
+    shared: Arc<ClientShared>,
+    runners: Mutex<HashMap<String, AllocRunnerHandle>>,
+    finished: Mutex<VecDeque<String>>,
+    config: ClientConfig,
+    node: Node,
+    previous_cpu: Mutex<HashMap<String, (u64, i64)>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("node_id", &self.shared.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads the node's id from the state dir, or makes and stores a new one.
+fn node_id(state_dir: &std::path::Path) -> std::io::Result<String> {
+    let path = state_dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if uuid::Uuid::parse_str(id.trim()).is_ok() => Ok(id.trim().to_string()),
+        Ok(_) | Err(_) => {
+            let id = controlplane::model::new_id();
+            let tmp = state_dir.join("node-id.tmp");
+            std::fs::write(&tmp, &id)?;
+            std::fs::rename(&tmp, &path)?;
+            Ok(id)
+        }
+    }
+}
+
+impl Client {
+    /// Starts the client: supervisor, fingerprint, registration, then the watcher and updater.
+    pub async fn start(
+        config: ClientConfig,
+        server: Arc<dyn ServerRpc>,
+    ) -> anyhow::Result<Arc<Client>> {
+        use anyhow::Context;
+        std::fs::create_dir_all(&config.state_dir).with_context(|| {
+            format!(
+                "creating the client state dir {}",
+                config.state_dir.display()
+            )
+        })?;
+        std::fs::create_dir_all(&config.allocs_root).with_context(|| {
+            format!(
+                "creating the allocations dir {}",
+                config.allocs_root.display()
+            )
+        })?;
+        let node_id = node_id(&config.state_dir).with_context(|| {
+            format!("reading or writing {}/node-id", config.state_dir.display())
+        })?;
+        let supervisor = SupervisorClient::new(config.state_dir.join("supervisor.sock"));
+        let supervisor_pid = supervisor
+            .ensure_running(
+                &config.noded_exe,
+                &config.state_dir.join("supervisor"),
+                &config.cgroup_parent,
+                config.ephemeral,
+            )
+            .await
+            .context("starting the task supervisor")?;
+        tracing::info!(pid = supervisor_pid, socket = %supervisor.socket().display(), "task supervisor ready");
+
+        let health = exec_health();
+        let mut drivers = DriverRegistry::default();
+        drivers.register(Arc::new(crate::driver::ExecDriver::exec(
+            config.exec.clone(),
+            health.clone(),
+        )));
+        drivers.register(Arc::new(crate::driver::ExecDriver::raw_exec(
+            config.raw_exec_enabled,
+            config.exec.clone(),
+            health,
+        )));
+
+        let print = fingerprint::gather(&config.allocs_root, &config.ip_address);
+        let mut attributes = print.attributes.clone();
+        for info in drivers.fingerprints().values() {
+            if info.detected && info.healthy {
+                attributes.extend(info.attributes.clone());
+            }
+        }
+        let node = Node {
+            id: node_id.clone(),
+            name: if config.node_name.is_empty() {
+                print.hostname.clone()
+            } else {
+                config.node_name.clone()
+            },
+            datacenter: config.datacenter.clone(),
+            node_pool: config.node_pool.clone(),
+            node_class: config.node_class.clone(),
+            http_addr: config.http_addr.clone(),
+            attributes: attributes.clone(),
+            meta: config.meta.clone(),
+            node_resources: print.resources.clone(),
+            reserved_resources: Default::default(),
+            drivers: drivers.fingerprints(),
+            status: NodeStatus::Ready,
+            scheduling_eligibility: eligibility::ELIGIBLE.to_string(),
+            ..Default::default()
+        };
+        let (updates_tx, updates_rx) = mpsc::channel(UPDATE_QUEUE);
+        let shared = Arc::new(ClientShared {
+            node_id: node_id.clone(),
+            node_name: node.name.clone(),
+            datacenter: config.datacenter.clone(),
+            region: config.region.clone(),
+            allocs_root: config.allocs_root.clone(),
+            supervisor,
+            drivers,
+            attributes,
+            meta: config.meta.clone(),
+            node_class: config.node_class.clone(),
+            node_pool: config.node_pool.clone(),
+            updates: updates_tx,
+        });
+        let client = Arc::new(Client {
+            shared,
+            runners: Mutex::new(HashMap::new()),
+            finished: Mutex::new(VecDeque::new()),
+            config,
+            node: node.clone(),
+            previous_cpu: Mutex::new(HashMap::new()),
+        });
+        server
+            .register_node(node)
+            .await
+            .map_err(|e| anyhow::anyhow!("registering the node: {e}"))?;
+        tracing::info!(node_id = %node_id, "node registered");
+        let reattach = client.supervisor_tasks().await;
+        tokio::spawn(run_updater(server.clone(), updates_rx));
+        tokio::spawn(client.clone().watch(server, reattach));
+        Ok(client)
+    }
+
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// Tasks the supervisor runs (or ran), grouped by allocation id and task name.
+    async fn supervisor_tasks(&self) -> BTreeMap<String, BTreeMap<String, TaskStatus>> {
+        let mut out: BTreeMap<String, BTreeMap<String, TaskStatus>> = BTreeMap::new();
+        match self.shared.supervisor.call(&Request::List).await {
+            Ok(Response::Tasks { tasks }) => {
+                for t in tasks {
+                    if let Some((alloc, task)) = t.task_id.split_once('.') {
+                        out.entry(alloc.to_string())
+                            .or_default()
+                            .insert(task.to_string(), t.clone());
+                    }
+                }
+            }
+            Ok(other) => tracing::warn!("listing supervised tasks: unexpected answer {other:?}"),
+            Err(e) => tracing::warn!("listing supervised tasks: {e}"),
+        }
+        out
+    }
+
+    async fn watch(
+        self: Arc<Self>,
+        server: Arc<dyn ServerRpc>,
+        mut reattach: BTreeMap<String, BTreeMap<String, TaskStatus>>,
+    ) {
+        let mut index = 0;
+        let mut first = true;
+        loop {
+            match server
+                .node_allocs(self.shared.node_id.clone(), index, WATCH_WAIT)
+                .await
+            {
+                Ok((allocs, new_index)) => {
+                    index = new_index;
+                    self.reconcile(allocs, &mut reattach);
+                    if first {
+                        first = false;
+                        // Tasks the supervisor still has for allocations this node no longer
+                        // runs: stop them (e.g. the allocation was stopped while we were away).
+                        for (alloc, tasks) in std::mem::take(&mut reattach) {
+                            for task in tasks.keys() {
+                                self.kill_orphan(&format!("{alloc}.{task}")).await;
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("watching allocations: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    async fn kill_orphan(&self, task_id: &str) {
+        tracing::info!(task = task_id, "stopping a task no allocation owns");
+        let _ = self
+            .shared
+            .supervisor
+            .call(&Request::Kill {
+                task_id: task_id.to_string(),
+                signal: libc::SIGKILL,
+                grace_ms: 0,
+            })
+            .await;
+        let _ = self
+            .shared
+            .supervisor
+            .call(&Request::Wait {
+                task_id: task_id.to_string(),
+            })
+            .await;
+        let _ = self
+            .shared
+            .supervisor
+            .call(&Request::Remove {
+                task_id: task_id.to_string(),
+            })
+            .await;
+    }
+
+    fn reconcile(
+        &self,
+        allocs: Vec<Arc<Allocation>>,
+        reattach: &mut BTreeMap<String, BTreeMap<String, TaskStatus>>,
+    ) {
+        let Ok(mut runners) = self.runners.lock() else {
+            return;
+        };
+        for alloc in allocs {
+            if let Some(runner) = runners.get(&alloc.id) {
+                runner.update(alloc.clone());
+                continue;
+            }
+            let known_tasks = reattach.remove(&alloc.id).unwrap_or_default();
+            let wanted =
+                alloc.desired_status == DesiredStatus::Run && !alloc.client_status.is_terminal();
+            if !wanted && known_tasks.is_empty() {
+                continue;
+            }
+            let handle = alloc_runner::start(self.shared.clone(), alloc.clone(), known_tasks);
+            runners.insert(alloc.id.clone(), handle);
+        }
+        drop(runners);
+        self.collect_garbage();
+    }
+
+    /// Keeps at most `gc_max_allocs` finished allocation dirs (oldest removed first).
+    fn collect_garbage(&self) {
+        let (Ok(mut runners), Ok(mut finished)) = (self.runners.lock(), self.finished.lock())
+        else {
+            return;
+        };
+        let done: Vec<String> = runners
+            .iter()
+            .filter(|(_, r)| r.is_done())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in done {
+            runners.remove(&id);
+            finished.push_back(id);
+        }
+        while finished.len() > self.config.gc_max_allocs {
+            let Some(id) = finished.pop_front() else {
+                break;
+            };
+            match AllocDir::new(&self.config.allocs_root, &id).and_then(|d| d.destroy()) {
+                Ok(()) => tracing::info!(alloc = %id, "garbage collected allocation directory"),
+                Err(e) => tracing::warn!(alloc = %id, "garbage collecting: {e}"),
+            }
+        }
+    }
+
+    /// Stops every allocation's tasks (ephemeral dev agent shutting down).
+    pub async fn stop_all(&self) {
+        let ids: Vec<String> = match self.runners.lock() {
+            Ok(r) => r.keys().cloned().collect(),
+            Err(_) => Vec::new(),
+        };
+        let mut waits = Vec::new();
+        if let Ok(runners) = self.runners.lock() {
+            for id in &ids {
+                if let Some(r) = runners.get(id) {
+                    let mut stopped = Allocation {
+                        id: id.clone(),
+                        desired_status: DesiredStatus::Stop,
+                        ..Default::default()
+                    };
+                    stopped.desired_description = "the agent is shutting down".to_string();
+                    r.update(Arc::new(stopped));
+                    waits.push(r.done.clone());
+                }
+            }
+        }
+        for mut done in waits {
+            let _ = tokio::time::timeout(Duration::from_secs(30), done.wait_for(|d| *d)).await;
+        }
+    }
+
+    /// Whether the node's drivers are healthy.
+    pub fn health(&self) -> (bool, String) {
+        let exec = self.node.drivers.get("exec");
+        match exec {
+            Some(d) if d.healthy => (true, "ok".to_string()),
+            Some(d) => (
+                false,
+                format!("exec driver unhealthy: {}", d.health_description),
+            ),
+            None => (false, "no exec driver".to_string()),
+        }
+    }
+
+    async fn alloc_stats(&self, alloc_id: String) -> Result<serde_json::Value, ClientError> {
+        let dir = AllocDir::new(&self.config.allocs_root, &alloc_id)
+            .map_err(|e| ClientError::BadRequest(e.to_string()))?;
+        if !dir.root().exists() {
+            return Err(ClientError::NotFound(format!(
+                "allocation {alloc_id:?} is not on this node"
+            )));
+        }
+        let tasks = self
+            .supervisor_tasks()
+            .await
+            .remove(&alloc_id)
+            .unwrap_or_default();
+        let mut per_task = serde_json::Map::new();
+        let mut total = TaskStats::default();
+        let mut total_percent = 0.0;
+        for (name, status) in tasks {
+            if status.exit.is_some() {
+                continue;
+            }
+            let stats = match self
+                .shared
+                .supervisor
+                .call(&Request::Stats {
+                    task_id: status.task_id.clone(),
+                })
+                .await
+            {
+                Ok(Response::Stats { stats }) => stats,
+                Ok(Response::Error { message, .. }) => return Err(ClientError::Internal(message)),
+                Ok(other) => {
+                    return Err(ClientError::Internal(format!(
+                        "unexpected answer {other:?}"
+                    )))
+                }
+                Err(e) => return Err(ClientError::Internal(e.to_string())),
+            };
+            let percent = self.cpu_percent(&status.task_id, &stats);
+            total_percent += percent;
+            total.memory_rss_bytes += stats.memory_rss_bytes;
+            total.memory_cache_bytes += stats.memory_cache_bytes;
+            total.memory_usage_bytes += stats.memory_usage_bytes;
+            total.memory_max_usage_bytes += stats.memory_max_usage_bytes;
+            total.cpu_total_ns += stats.cpu_total_ns;
+            total.cpu_user_ns += stats.cpu_user_ns;
+            total.cpu_system_ns += stats.cpu_system_ns;
+            total.throttled_periods += stats.throttled_periods;
+            total.throttled_time_ns += stats.throttled_time_ns;
+            total.pids += stats.pids;
+            total.timestamp = total.timestamp.max(stats.timestamp);
+            per_task.insert(
+                name,
+                serde_json::json!({
+                    "ResourceUsage": resource_usage(&stats, percent, self.mhz_per_core()),
+                    "Timestamp": stats.timestamp,
+                    "Pids": stats.pids,
+                }),
+            );
+        }
+        Ok(serde_json::json!({
+            "ResourceUsage": resource_usage(&total, total_percent, self.mhz_per_core()),
+            "Tasks": per_task,
+            "Timestamp": total.timestamp,
+        }))
+    }
+
+    fn mhz_per_core(&self) -> f64 {
+        self.node
+            .attributes
+            .get("cpu.frequency")
+            .and_then(|f| f.parse().ok())
+            .unwrap_or(1000.0)
+    }
+
+    fn cpu_percent(&self, task_id: &str, stats: &TaskStats) -> f64 {
+        let Ok(mut previous) = self.previous_cpu.lock() else {
+            return 0.0;
+        };
+        let percent = match previous.get(task_id) {
+            Some((cpu, ts)) if stats.timestamp > *ts && stats.cpu_total_ns >= *cpu => {
+                (stats.cpu_total_ns - cpu) as f64 / (stats.timestamp - ts) as f64 * 100.0
+            }
+            _ => 0.0,
+        };
+        previous.insert(task_id.to_string(), (stats.cpu_total_ns, stats.timestamp));
+        percent
+    }
+}
+
+/// Nomad's `ResourceUsage` JSON from supervisor stats. `Percent` is of one core; `TotalTicks`
+/// is the CPU used expressed in MHz (percent of a core × the core's MHz), as Nomad reports it.
+fn resource_usage(s: &TaskStats, percent: f64, mhz_per_core: f64) -> serde_json::Value {
+    serde_json::json!({
+        "MemoryStats": {
+            "RSS": s.memory_rss_bytes,
+            "Cache": s.memory_cache_bytes,
+            "Swap": 0,
+            "Usage": s.memory_usage_bytes,
+            "MaxUsage": s.memory_max_usage_bytes,
+            "Measured": ["RSS", "Cache", "Usage", "Max Usage"],
+        },
+        "CpuStats": {
+            "SystemMode": s.cpu_system_ns as f64 / 1e6,
+            "UserMode": s.cpu_user_ns as f64 / 1e6,
+            "TotalTicks": percent / 100.0 * mhz_per_core,
+            "ThrottledPeriods": s.throttled_periods,
+            "ThrottledTime": s.throttled_time_ns,
+            "Percent": percent,
+            "Measured": ["System Mode", "User Mode", "Throttled Periods", "Throttled Time", "Percent"],
+        },
+    })
+}
+
+/// Why the exec driver cannot run here, if it cannot.
+fn exec_health() -> Result<(), String> {
+    if !crate::sys::is_root() {
+        return Err("the exec driver needs root (run the agent as root)".to_string());
+    }
+    isolation::cgroup::CgroupLayout::detect()
+        .map(|_| ())
+        .map_err(|e| format!("cgroups: {e}"))
+}
+
+/// Sends allocation updates in batches, newest state per allocation, retrying on failure.
+async fn run_updater(server: Arc<dyn ServerRpc>, mut rx: mpsc::Receiver<AllocClientUpdate>) {
+    let mut pending: BTreeMap<String, AllocClientUpdate> = BTreeMap::new();
+    loop {
+        if pending.is_empty() {
+            match rx.recv().await {
+                Some(u) => {
+                    pending.insert(u.id.clone(), u);
+                }
+                None => return,
+            }
+        }
+        let deadline = tokio::time::sleep(UPDATE_BATCH);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => break,
+                u = rx.recv() => match u {
+                    Some(u) => { pending.insert(u.id.clone(), u); }
+                    None => break,
+                }
+            }
+        }
+        let batch: Vec<AllocClientUpdate> = pending.values().cloned().collect();
+        match server.update_allocs(batch).await {
+            Ok(_) => pending.clear(),
+            Err(e) => {
+                tracing::warn!("sending allocation updates (will retry): {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// The client's HTTP endpoints.
+#[derive(Debug, Clone)]
+pub struct ClientApi(pub Arc<Client>);
+
+impl ClientEndpoints for ClientApi {
+    fn logs(
+        &self,
+        request: LogsRequest,
+    ) -> BoxFuture<'_, Result<BoxStream<'static, Result<LogFrame, ClientError>>, ClientError>> {
+        let root = self.0.config.allocs_root.clone();
+        Box::pin(async move {
+            let dir = AllocDir::new(&root, &request.alloc_id)
+                .map_err(|e| ClientError::BadRequest(e.to_string()))?;
+            if !dir.root().exists() {
+                return Err(ClientError::NotFound(format!(
+                    "allocation {:?} has no directory on this node (not placed here, or garbage collected)",
+                    request.alloc_id
+                )));
+            }
+            logs::stream(root, request)
+        })
+    }
+
+    fn alloc_stats(
+        &self,
+        alloc_id: String,
+    ) -> BoxFuture<'_, Result<serde_json::Value, ClientError>> {
+        Box::pin(self.0.alloc_stats(alloc_id))
+    }
+
+    fn health(&self) -> (bool, String) {
+        self.0.health()
+    }
+}

@@ -1,0 +1,463 @@
+//! One task's life on the node: set up, start through the supervisor, wait, apply the restart
+//! policy, and stop on request (`kill_signal`, then SIGKILL after `kill_timeout`). Every step is
+//! a task event, in Nomad's vocabulary, sent to the allocation runner as a new [`TaskState`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use controlplane::model::time::format_rfc3339;
+use controlplane::model::{
+    event_type, now_unix_nanos, JobType, Task, TaskEvent, TaskLifecycleState, TaskState,
+};
+use tokio::sync::{mpsc, watch};
+
+use super::restart::{RestartDecision, RestartTracker, RunOutcome};
+use crate::driver::{Driver, TaskContext};
+use crate::supervisor::client::SupervisorClient;
+use crate::supervisor::protocol::{ExitInfo, Request, Response, TaskStatus};
+
+/// Why a task is being stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KillRequest {
+    pub reason: String,
+}
+
+/// A task's new state, for the allocation runner.
+#[derive(Debug, Clone)]
+pub struct TaskUpdate {
+    pub task: String,
+    pub state: TaskState,
+}
+
+/// Everything a task runner needs.
+pub struct TaskRunner {
+    pub task: Task,
+    pub job_type: JobType,
+    pub ctx: TaskContext,
+    pub driver: Arc<dyn Driver>,
+    pub supervisor: SupervisorClient,
+    pub updates: mpsc::Sender<TaskUpdate>,
+    pub kill: watch::Receiver<Option<KillRequest>>,
+    /// The state the servers last saw (for a node daemon that restarted), if any.
+    pub previous: Option<TaskState>,
+    /// The supervisor's record of this task, when it is still known there (reattach).
+    pub reattach: Option<TaskStatus>,
+    /// A setup failure found before the task could be started (e.g. an unknown user).
+    pub setup_error: Option<String>,
+}
+
+impl std::fmt::Debug for TaskRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskRunner")
+            .field("task", &self.task.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Signal number for a name like "SIGINT" or "SIGTERM".
+pub fn parse_signal(name: &str) -> Result<i32, String> {
+    let upper = name.trim().to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    full.parse::<nix::sys::signal::Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| format!("{name:?} is not a signal name (e.g. SIGINT, SIGTERM)"))
+}
+
+enum RunEnd {
+    Exited(ExitInfo),
+    Killed(Option<ExitInfo>),
+    StartFailed,
+}
+
+impl TaskRunner {
+    fn push(&self, state: &mut TaskState, event: TaskEvent) {
+        const MAX_EVENTS: usize = 10;
+        state.events.push(event);
+        if state.events.len() > MAX_EVENTS {
+            let excess = state.events.len() - MAX_EVENTS;
+            state.events.drain(..excess);
+        }
+    }
+
+    async fn send(&self, state: &TaskState) {
+        // The allocation runner is gone only when the whole client shuts down.
+        let _ = self
+            .updates
+            .send(TaskUpdate {
+                task: self.task.name.clone(),
+                state: state.clone(),
+            })
+            .await;
+    }
+
+    fn kill_requested(&self) -> Option<KillRequest> {
+        self.kill.borrow().clone()
+    }
+
+    /// Runs the task to its end and returns its final state.
+    pub async fn run(mut self) -> TaskState {
+        let mut state = self.previous.clone().unwrap_or_default();
+        let origin = Instant::now();
+        let mut tracker = RestartTracker::new(
+            self.task.restart_policy.clone().unwrap_or_default(),
+            self.job_type,
+        );
+        let mut reattach = self.reattach.take();
+        if reattach.is_none() && state.state == TaskLifecycleState::Dead {
+            // Finished before the node daemon restarted: nothing left to do.
+            return state;
+        }
+        if reattach.is_none() {
+            if state.events.is_empty() {
+                self.push(
+                    &mut state,
+                    TaskEvent::new(event_type::RECEIVED, "Task received by client"),
+                );
+                self.push(
+                    &mut state,
+                    TaskEvent::new(event_type::TASK_SETUP, "Building Task Directory"),
+                );
+                self.send(&state).await;
+            }
+            if let Some(why) = self.setup_error.clone() {
+                let mut e = TaskEvent::new(event_type::SETUP_FAILURE, why.clone());
+                e.setup_error = why;
+                e.fails_task = true;
+                self.push(&mut state, e);
+                return self.finish(state, true).await;
+            }
+        }
+        loop {
+            if let Some(kill) = self.kill_requested() {
+                if reattach.is_none() {
+                    let mut e = TaskEvent::new(event_type::KILLED, "Task killed before it started");
+                    e.kill_reason = kill.reason;
+                    self.push(&mut state, e);
+                    return self.finish(state, false).await;
+                }
+            }
+            let end = match reattach.take() {
+                Some(status) => self.reattached(&mut state, status).await,
+                None => self.start_and_wait(&mut state).await,
+            };
+            let outcome = match &end {
+                RunEnd::Killed(exit) => {
+                    let mut e = TaskEvent::new(event_type::KILLED, "Task successfully killed");
+                    if let Some(x) = exit {
+                        e.exit_code = i64::from(x.exit_code);
+                        e.signal = i64::from(x.signal);
+                    }
+                    self.push(&mut state, e);
+                    self.remove().await;
+                    return self.finish(state, false).await;
+                }
+                RunEnd::StartFailed => RunOutcome::StartFailure,
+                RunEnd::Exited(exit) => {
+                    self.remove().await;
+                    if exit.succeeded() {
+                        RunOutcome::Success
+                    } else {
+                        RunOutcome::Failure
+                    }
+                }
+            };
+            let now = origin.elapsed();
+            match tracker.next(outcome, now) {
+                RestartDecision::Complete => return self.finish(state, false).await,
+                RestartDecision::Fail { reason } => {
+                    let mut e = TaskEvent::new(event_type::NOT_RESTARTING, reason.clone());
+                    e.restart_reason = reason;
+                    e.fails_task = true;
+                    self.push(&mut state, e);
+                    return self.finish(state, true).await;
+                }
+                RestartDecision::Restart { delay, reason } => {
+                    let mut e = TaskEvent::new(
+                        event_type::RESTARTING,
+                        format!(
+                            "Task restarting in {}",
+                            controlplane::model::duration::format_go(delay)
+                        ),
+                    );
+                    e.restart_reason = reason;
+                    e.start_delay = i64::try_from(delay.as_nanos()).unwrap_or(i64::MAX);
+                    self.push(&mut state, e);
+                    state.state = TaskLifecycleState::Pending;
+                    state.restarts += 1;
+                    state.last_restart = Some(format_rfc3339(now_unix_nanos()));
+                    self.send(&state).await;
+                    if self.sleep_unless_killed(delay).await {
+                        let kill = self.kill_requested().map(|k| k.reason).unwrap_or_default();
+                        let mut e = TaskEvent::new(
+                            event_type::KILLED,
+                            "Task killed while waiting to restart",
+                        );
+                        e.kill_reason = kill;
+                        self.push(&mut state, e);
+                        return self.finish(state, false).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sleeps `delay`; returns true if a kill arrived meanwhile.
+    async fn sleep_unless_killed(&mut self, delay: Duration) -> bool {
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        loop {
+            if self.kill_requested().is_some() {
+                return true;
+            }
+            tokio::select! {
+                _ = &mut sleep => return false,
+                changed = self.kill.changed() => if changed.is_err() { return false },
+            }
+        }
+    }
+
+    async fn finish(&self, mut state: TaskState, failed: bool) -> TaskState {
+        state.state = TaskLifecycleState::Dead;
+        state.failed = failed;
+        state.finished_at = Some(format_rfc3339(now_unix_nanos()));
+        self.send(&state).await;
+        state
+    }
+
+    async fn start_and_wait(&mut self, state: &mut TaskState) -> RunEnd {
+        let launch = match self.driver.prepare(&self.task, &self.ctx) {
+            Ok(l) => l,
+            Err(e) => {
+                let message = e.to_string();
+                let mut ev = TaskEvent::new(event_type::DRIVER_FAILURE, message.clone());
+                ev.driver_error = message.clone();
+                self.push(state, ev);
+                self.send(state).await;
+                return RunEnd::StartFailed;
+            }
+        };
+        let started = self
+            .supervisor
+            .call(&Request::Start {
+                launch: Box::new(launch),
+            })
+            .await;
+        match started {
+            Ok(Response::Started { pid, started_at }) => {
+                state.state = TaskLifecycleState::Running;
+                state.started_at = Some(format_rfc3339(started_at));
+                self.push(
+                    state,
+                    TaskEvent::new(
+                        event_type::STARTED,
+                        format!("Task started by client (pid {pid})"),
+                    ),
+                );
+                self.send(state).await;
+                self.wait_or_kill(state).await
+            }
+            Ok(Response::Error { step, message }) => {
+                let text = match step {
+                    Some(step) => format!("failed to start task: {step}: {message}"),
+                    None => format!("failed to start task: {message}"),
+                };
+                self.start_failed(state, text).await
+            }
+            Ok(other) => {
+                self.start_failed(
+                    state,
+                    format!(
+                        "failed to start task: unexpected answer from the supervisor: {other:?}"
+                    ),
+                )
+                .await
+            }
+            Err(e) => {
+                self.start_failed(state, format!("failed to start task: {e}"))
+                    .await
+            }
+        }
+    }
+
+    async fn start_failed(&self, state: &mut TaskState, text: String) -> RunEnd {
+        let mut ev = TaskEvent::new(event_type::DRIVER_FAILURE, text.clone());
+        ev.driver_error = text;
+        self.push(state, ev);
+        self.send(state).await;
+        RunEnd::StartFailed
+    }
+
+    async fn reattached(&mut self, state: &mut TaskState, status: TaskStatus) -> RunEnd {
+        if let Some(exit) = status.exit {
+            // It ended while the node daemon was away: report it as any other exit.
+            self.record_exit(state, &exit);
+            self.send(state).await;
+            return RunEnd::Exited(exit);
+        }
+        state.state = TaskLifecycleState::Running;
+        if state.started_at.is_none() {
+            state.started_at = Some(format_rfc3339(status.started_at));
+        }
+        self.push(
+            state,
+            TaskEvent::new(
+                event_type::REATTACHED,
+                format!("Reattached to running task (pid {})", status.pid),
+            ),
+        );
+        self.send(state).await;
+        self.wait_or_kill(state).await
+    }
+
+    fn record_exit(&self, state: &mut TaskState, exit: &ExitInfo) {
+        if exit.oom_killed {
+            let mut e = TaskEvent::new(event_type::OOM_KILLED, "OOM Killed");
+            e.exit_code = i64::from(exit.exit_code);
+            e.signal = i64::from(exit.signal);
+            self.push(state, e);
+        }
+        let mut e = TaskEvent::new(
+            event_type::TERMINATED,
+            format!(
+                "Exit Code: {}{}",
+                exit.exit_code,
+                if exit.signal != 0 {
+                    format!(", Signal: {}", exit.signal)
+                } else {
+                    String::new()
+                }
+            ),
+        );
+        e.exit_code = i64::from(exit.exit_code);
+        e.signal = i64::from(exit.signal);
+        if exit.oom_killed {
+            e.details.insert("oom_killed".into(), "true".into());
+        }
+        self.push(state, e);
+    }
+
+    async fn wait_for_exit(&self) -> Result<ExitInfo, String> {
+        wait_for_exit(&self.supervisor, &self.ctx.task_id).await
+    }
+
+    async fn wait_or_kill(&mut self, state: &mut TaskState) -> RunEnd {
+        let exit = loop {
+            if let Some(kill) = self.kill_requested() {
+                return self.kill_task(state, kill).await;
+            }
+            let supervisor = self.supervisor.clone();
+            let task_id = self.ctx.task_id.clone();
+            tokio::select! {
+                exit = wait_for_exit(&supervisor, &task_id) => break exit,
+                changed = self.kill.changed() => if changed.is_err() { continue },
+            }
+        };
+        match exit {
+            Ok(exit) => {
+                self.record_exit(state, &exit);
+                state.state = TaskLifecycleState::Dead;
+                self.send(state).await;
+                RunEnd::Exited(exit)
+            }
+            Err(message) => {
+                let mut ev = TaskEvent::new(
+                    event_type::DRIVER_FAILURE,
+                    format!("lost track of the task: {message}"),
+                );
+                ev.driver_error = message.clone();
+                self.push(state, ev);
+                self.send(state).await;
+                RunEnd::StartFailed
+            }
+        }
+    }
+
+    async fn kill_task(&mut self, state: &mut TaskState, kill: KillRequest) -> RunEnd {
+        let timeout = self
+            .task
+            .kill_timeout
+            .unwrap_or(controlplane::model::defaults::KILL_TIMEOUT);
+        let signal_name = if self.task.kill_signal.is_empty() {
+            controlplane::model::defaults::KILL_SIGNAL
+        } else {
+            &self.task.kill_signal
+        };
+        let signal = parse_signal(signal_name).unwrap_or(libc::SIGINT);
+        let mut e = TaskEvent::new(
+            event_type::KILLING,
+            format!(
+                "Sent {signal_name}. Waiting {} before force killing",
+                controlplane::model::duration::format_go(timeout)
+            ),
+        );
+        e.kill_reason = kill.reason;
+        self.push(state, e);
+        self.send(state).await;
+        let grace_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let request = Request::Kill {
+            task_id: self.ctx.task_id.clone(),
+            signal,
+            grace_ms,
+        };
+        if let Err(e) = self.supervisor.call(&request).await {
+            tracing::warn!(task = %self.ctx.task_id, "kill: {e}");
+        }
+        let exit = self.wait_for_exit().await.ok();
+        RunEnd::Killed(exit)
+    }
+
+    async fn remove(&self) {
+        match self
+            .supervisor
+            .call(&Request::Remove {
+                task_id: self.ctx.task_id.clone(),
+            })
+            .await
+        {
+            Ok(Response::Ok) => {}
+            Ok(Response::Error { message, .. }) => {
+                tracing::warn!(task = %self.ctx.task_id, "cleanup: {message}")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(task = %self.ctx.task_id, "cleanup: {e}"),
+        }
+    }
+}
+
+/// Waits for the supervisor to report the task's exit. A supervisor restart drops the
+/// connection; the wait is asked again (bounded).
+async fn wait_for_exit(supervisor: &SupervisorClient, task_id: &str) -> Result<ExitInfo, String> {
+    let request = Request::Wait {
+        task_id: task_id.to_string(),
+    };
+    let mut last = String::new();
+    for _ in 0..50 {
+        match supervisor.call(&request).await {
+            Ok(Response::Exited { exit }) => return Ok(exit),
+            Ok(Response::Error { message, .. }) => return Err(message),
+            Ok(other) => return Err(format!("unexpected answer from the supervisor: {other:?}")),
+            Err(e) => {
+                last = e.to_string();
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_signal;
+
+    #[test]
+    fn signal_names() {
+        assert_eq!(parse_signal("SIGINT").unwrap(), libc::SIGINT);
+        assert_eq!(parse_signal("sigterm").unwrap(), libc::SIGTERM);
+        assert_eq!(parse_signal("HUP").unwrap(), libc::SIGHUP);
+        assert!(parse_signal("SIGNOPE").unwrap_err().contains("SIGNOPE"));
+    }
+}

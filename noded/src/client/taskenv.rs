@@ -1,0 +1,232 @@
+//! A task's environment: exactly what the job sets plus Nomad's `NOMAD_*` task variables —
+//! nothing from the agent's own environment leaks in.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use controlplane::model::{short_id, Allocation, Job, Task};
+
+/// Paths as the task sees them: inside the jail (`/alloc`) or on the host (`raw_exec`).
+#[derive(Debug, Clone)]
+pub struct TaskPaths {
+    pub alloc_dir: String,
+    pub task_dir: String,
+    pub secrets_dir: String,
+    pub tmp_dir: String,
+}
+
+impl TaskPaths {
+    pub fn jailed() -> TaskPaths {
+        TaskPaths {
+            alloc_dir: "/alloc".into(),
+            task_dir: "/local".into(),
+            secrets_dir: "/secrets".into(),
+            tmp_dir: "/tmp".into(),
+        }
+    }
+
+    pub fn host(alloc_dir: &Path, task_dir: &Path) -> TaskPaths {
+        TaskPaths {
+            alloc_dir: alloc_dir.display().to_string(),
+            task_dir: task_dir.join("local").display().to_string(),
+            secrets_dir: task_dir.join("secrets").display().to_string(),
+            tmp_dir: task_dir.join("tmp").display().to_string(),
+        }
+    }
+}
+
+/// What the node adds: its datacenter, region and identity.
+#[derive(Debug, Clone, Default)]
+pub struct NodeContext {
+    pub node_id: String,
+    pub node_name: String,
+    pub datacenter: String,
+    pub region: String,
+}
+
+fn meta_key(k: &str) -> String {
+    k.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The `NOMAD_*` variables of a task.
+pub fn nomad_variables(
+    alloc: &Allocation,
+    job: &Job,
+    task: &Task,
+    paths: &TaskPaths,
+    node: &NodeContext,
+) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    let mut set = |k: &str, v: String| {
+        env.insert(k.to_string(), v);
+    };
+    set("NOMAD_ALLOC_DIR", paths.alloc_dir.clone());
+    set("NOMAD_TASK_DIR", paths.task_dir.clone());
+    set("NOMAD_SECRETS_DIR", paths.secrets_dir.clone());
+    set("NOMAD_ALLOC_ID", alloc.id.clone());
+    set("NOMAD_SHORT_ALLOC_ID", short_id(&alloc.id).to_string());
+    set("NOMAD_ALLOC_NAME", alloc.name.clone());
+    set(
+        "NOMAD_ALLOC_INDEX",
+        alloc
+            .name_index()
+            .map(|i| i.to_string())
+            .unwrap_or_default(),
+    );
+    set("NOMAD_TASK_NAME", task.name.clone());
+    set("NOMAD_GROUP_NAME", alloc.task_group.clone());
+    set("NOMAD_JOB_NAME", job.name.clone());
+    set("NOMAD_JOB_ID", job.id.clone());
+    set("NOMAD_JOB_PARENT_ID", String::new());
+    set("NOMAD_NAMESPACE", job.namespace.clone());
+    set(
+        "NOMAD_REGION",
+        if node.region.is_empty() {
+            job.region.clone()
+        } else {
+            node.region.clone()
+        },
+    );
+    set("NOMAD_DC", node.datacenter.clone());
+    set("NOMAD_NODE_ID", node.node_id.clone());
+    set("NOMAD_NODE_NAME", node.node_name.clone());
+    if let Some(r) = &task.resources {
+        set("NOMAD_CPU_LIMIT", r.cpu.to_string());
+        set("NOMAD_MEMORY_LIMIT", r.memory_mb.to_string());
+        if r.memory_max_mb > 0 {
+            set("NOMAD_MEMORY_MAX_LIMIT", r.memory_max_mb.to_string());
+        }
+        if r.cores > 0 {
+            set("NOMAD_CPU_CORES", r.cores.to_string());
+        }
+    }
+    // Meta: job, then group, then task (the more specific wins), as NOMAD_META_<key>.
+    let group = job.group(&alloc.task_group);
+    let metas = [Some(&job.meta), group.map(|g| &g.meta), Some(&task.meta)];
+    for meta in metas.into_iter().flatten() {
+        for (k, v) in meta {
+            set(&format!("NOMAD_META_{}", meta_key(k)), v.clone());
+            set(&format!("NOMAD_META_{k}"), v.clone());
+        }
+    }
+    env
+}
+
+/// The full environment: `NOMAD_*` first, then the task's `env` (which may override none of the
+/// `NOMAD_*` names, as in Nomad), with `${NOMAD_…}` references in values resolved.
+pub fn task_environment(
+    nomad: &BTreeMap<String, String>,
+    task_env: &BTreeMap<String, String>,
+    resolve: impl Fn(&str) -> Result<String, String>,
+) -> Result<BTreeMap<String, String>, String> {
+    let mut env = nomad.clone();
+    for (k, v) in task_env {
+        if nomad.contains_key(k) {
+            continue;
+        }
+        let value = resolve(v).map_err(|e| format!("env.{k}: {e}"))?;
+        env.insert(k.clone(), value);
+    }
+    Ok(env)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use controlplane::model::{Resources, TaskGroup};
+
+    fn fixture() -> (Allocation, Job, Task) {
+        let task = Task {
+            name: "api".into(),
+            resources: Some(Resources {
+                cpu: 250,
+                memory_mb: 128,
+                ..Default::default()
+            }),
+            meta: [("tier".to_string(), "gold".to_string())].into(),
+            ..Default::default()
+        };
+        let job = Job {
+            id: "web".into(),
+            name: "web".into(),
+            namespace: "default".into(),
+            region: "global".into(),
+            meta: [
+                ("owner.team".to_string(), "infra".to_string()),
+                ("tier".to_string(), "silver".to_string()),
+            ]
+            .into(),
+            task_groups: vec![TaskGroup {
+                name: "g".into(),
+                tasks: vec![task.clone()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let alloc = Allocation {
+            id: "0123456789abcdef".into(),
+            name: "web.g[2]".into(),
+            task_group: "g".into(),
+            ..Default::default()
+        };
+        (alloc, job, task)
+    }
+
+    #[test]
+    fn nomad_variables_cover_the_task() {
+        let (alloc, job, task) = fixture();
+        let env = nomad_variables(
+            &alloc,
+            &job,
+            &task,
+            &TaskPaths::jailed(),
+            &NodeContext {
+                datacenter: "dc1".into(),
+                ..Default::default()
+            },
+        );
+        assert_eq!(env["NOMAD_ALLOC_DIR"], "/alloc");
+        assert_eq!(env["NOMAD_TASK_DIR"], "/local");
+        assert_eq!(env["NOMAD_SECRETS_DIR"], "/secrets");
+        assert_eq!(env["NOMAD_SHORT_ALLOC_ID"], "01234567");
+        assert_eq!(env["NOMAD_ALLOC_INDEX"], "2");
+        assert_eq!(env["NOMAD_GROUP_NAME"], "g");
+        assert_eq!(env["NOMAD_JOB_NAME"], "web");
+        assert_eq!(env["NOMAD_MEMORY_LIMIT"], "128");
+        assert_eq!(env["NOMAD_CPU_LIMIT"], "250");
+        assert_eq!(env["NOMAD_DC"], "dc1");
+        assert_eq!(env["NOMAD_META_OWNER_TEAM"], "infra");
+        assert_eq!(
+            env["NOMAD_META_tier"], "gold",
+            "the task's meta wins over the job's"
+        );
+        assert!(!env.contains_key("NOMAD_MEMORY_MAX_LIMIT"));
+    }
+
+    #[test]
+    fn job_env_cannot_override_nomad_variables_and_is_resolved() {
+        let nomad: BTreeMap<String, String> =
+            [("NOMAD_ALLOC_ID".to_string(), "a1".to_string())].into();
+        let task_env: BTreeMap<String, String> = [
+            ("NOMAD_ALLOC_ID".to_string(), "fake".to_string()),
+            ("GREETING".to_string(), "hi ${NOMAD_ALLOC_ID}".to_string()),
+        ]
+        .into();
+        let env = task_environment(&nomad, &task_env, |v| {
+            Ok(v.replace("${NOMAD_ALLOC_ID}", "a1"))
+        })
+        .unwrap();
+        assert_eq!(env["NOMAD_ALLOC_ID"], "a1");
+        assert_eq!(env["GREETING"], "hi a1");
+        let err = task_environment(&nomad, &task_env, |_| Err("unknown key".into())).unwrap_err();
+        assert_eq!(err, "env.GREETING: unknown key");
+    }
+}

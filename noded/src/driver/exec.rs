@@ -1,0 +1,483 @@
+//! The `exec` and `raw_exec` drivers.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use controlplane::drivers::{parse_exec, ExecConfig, NamespaceMode};
+use controlplane::model::{DriverInfo, Task};
+
+use super::{Driver, DriverError, TaskContext};
+use crate::supervisor::protocol::{IsolationMode, LogSettings, TaskLaunch, TaskLimits};
+
+/// Nomad's default `chroot_env`, bound read-only (never copied) into every `exec` task.
+pub const DEFAULT_CHROOT_ENV: &[&str] =
+    &["/bin", "/etc", "/lib", "/lib32", "/lib64", "/sbin", "/usr"];
+/// Default pids limit per task (a fork bomb stops there).
+pub const DEFAULT_PIDS_MAX: u64 = 4096;
+
+/// Ids a task may not run as: Nomad's `denied_host_uids`/`denied_host_gids` ("0,10-100").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdRanges(Vec<(u32, u32)>);
+
+impl IdRanges {
+    pub fn parse(text: &str) -> Result<IdRanges, String> {
+        let mut ranges = Vec::new();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (lo, hi) = match part.split_once('-') {
+                Some((a, b)) => (a.trim(), b.trim()),
+                None => (part, part),
+            };
+            let lo: u32 = lo
+                .parse()
+                .map_err(|_| format!("{part:?} is not an id or an id range like 10-100"))?;
+            let hi: u32 = hi
+                .parse()
+                .map_err(|_| format!("{part:?} is not an id or an id range like 10-100"))?;
+            if lo > hi {
+                return Err(format!("range {part:?} goes backwards"));
+            }
+            ranges.push((lo, hi));
+        }
+        Ok(IdRanges(ranges))
+    }
+
+    pub fn contains(&self, id: u32) -> bool {
+        self.0.iter().any(|(lo, hi)| (*lo..=*hi).contains(&id))
+    }
+}
+
+/// Node-side settings of the exec driver (`plugin "exec" { config { … } }`).
+#[derive(Debug, Clone)]
+pub struct ExecSettings {
+    pub chroot_env: Vec<(PathBuf, PathBuf)>,
+    /// Capabilities a task may have (lower-case names).
+    pub allow_caps: Vec<String>,
+    pub denied_uids: IdRanges,
+    pub denied_gids: IdRanges,
+    pub default_pid_mode: NamespaceMode,
+    pub default_ipc_mode: NamespaceMode,
+}
+
+/// `exec` (jailed) or `raw_exec` (host filesystem).
+#[derive(Debug, Clone)]
+pub struct ExecDriver {
+    raw: bool,
+    enabled: bool,
+    settings: ExecSettings,
+    health: Result<(), String>,
+}
+
+impl ExecDriver {
+    /// The jailed driver. `health` says why it cannot run here (not root, no cgroups…).
+    pub fn exec(settings: ExecSettings, health: Result<(), String>) -> ExecDriver {
+        ExecDriver {
+            raw: false,
+            enabled: true,
+            settings,
+            health,
+        }
+    }
+
+    /// The host-filesystem driver; off unless the agent config enables it, as in Nomad.
+    pub fn raw_exec(
+        enabled: bool,
+        settings: ExecSettings,
+        health: Result<(), String>,
+    ) -> ExecDriver {
+        ExecDriver {
+            raw: true,
+            enabled,
+            settings,
+            health,
+        }
+    }
+
+    pub fn default_chroot_env() -> Vec<(PathBuf, PathBuf)> {
+        DEFAULT_CHROOT_ENV
+            .iter()
+            .map(|p| (PathBuf::from(p), PathBuf::from(p)))
+            .filter(|(host, _)| host.exists())
+            .collect()
+    }
+
+    fn err(task: &Task, field: &str, message: impl Into<String>) -> DriverError {
+        DriverError {
+            task: task.name.clone(),
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// The task's capabilities: (allow_caps ∪ cap_add) − cap_drop, with cap_add inside
+    /// allow_caps. Returns (the jail's set, the ambient set for a non-root user).
+    fn capabilities(
+        &self,
+        task: &Task,
+        config: &ExecConfig,
+    ) -> Result<(Vec<String>, Vec<String>), DriverError> {
+        let allowed: BTreeSet<&str> = self
+            .settings
+            .allow_caps
+            .iter()
+            .map(String::as_str)
+            .collect();
+        let allow_all = allowed.contains("all");
+        let mut set: BTreeSet<String> = allowed
+            .iter()
+            .filter(|c| **c != "all")
+            .map(|c| c.to_string())
+            .collect();
+        for cap in &config.cap_add {
+            if !(allow_all || allowed.contains(cap.as_str())) {
+                return Err(Self::err(
+                    task,
+                    "cap_add",
+                    format!(
+                        "{cap:?} is not allowed on this node (allow_caps: {}); an operator can add it to plugin \"exec\" config allow_caps",
+                        self.settings.allow_caps.join(", ")
+                    ),
+                ));
+            }
+            if cap == "all" {
+                set.extend(
+                    controlplane::drivers::CAPABILITY_NAMES
+                        .iter()
+                        .map(|c| c.to_string()),
+                );
+            } else {
+                set.insert(cap.clone());
+            }
+        }
+        for cap in &config.cap_drop {
+            if cap == "all" {
+                set.clear();
+            } else {
+                set.remove(cap);
+            }
+        }
+        let ambient: Vec<String> = config
+            .cap_add
+            .iter()
+            .filter(|c| set.contains(*c))
+            .cloned()
+            .collect();
+        Ok((set.into_iter().collect(), ambient))
+    }
+
+    fn rlimits(
+        &self,
+        task: &Task,
+        config: &ExecConfig,
+    ) -> Result<Vec<(String, u64, u64)>, DriverError> {
+        let mut out = Vec::new();
+        for (name, (soft, hard)) in &config.rlimits {
+            if let Some(ceiling) = rlimit_ceiling(name) {
+                if *hard > ceiling {
+                    return Err(Self::err(
+                        task,
+                        &format!("rlimits.{name}"),
+                        format!("hard limit {hard} is above this node's ceiling {ceiling} (the agent's own hard limit)"),
+                    ));
+                }
+            }
+            out.push((name.clone(), *soft, *hard));
+        }
+        Ok(out)
+    }
+
+    fn check_user(&self, task: &Task, user: &str) -> Result<(), DriverError> {
+        let resolved = isolation::user::lookup(user, Path::new("/etc"))
+            .map_err(|e| Self::err(task, "user", e.to_string()))?;
+        if self.settings.denied_uids.contains(resolved.uid) {
+            return Err(DriverError {
+                task: task.name.clone(),
+                field: "user".into(),
+                message: format!(
+                    "uid {} ({user:?}) is denied on this node (denied_host_uids)",
+                    resolved.uid
+                ),
+            });
+        }
+        if let Some(gid) = resolved
+            .groups
+            .iter()
+            .chain(std::iter::once(&resolved.gid))
+            .find(|g| self.settings.denied_gids.contains(**g))
+        {
+            return Err(DriverError {
+                task: task.name.clone(),
+                field: "user".into(),
+                message: format!(
+                    "group {gid} of {user:?} is denied on this node (denied_host_gids)"
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The agent's own hard limit for `name`: no task gets more than the agent has.
+fn rlimit_ceiling(name: &str) -> Option<u64> {
+    use nix::sys::resource::{getrlimit, Resource};
+    let resource = match name {
+        "as" => Resource::RLIMIT_AS,
+        "core" => Resource::RLIMIT_CORE,
+        "cpu" => Resource::RLIMIT_CPU,
+        "data" => Resource::RLIMIT_DATA,
+        "fsize" => Resource::RLIMIT_FSIZE,
+        "locks" => Resource::RLIMIT_LOCKS,
+        "memlock" => Resource::RLIMIT_MEMLOCK,
+        "msgqueue" => Resource::RLIMIT_MSGQUEUE,
+        "nice" => Resource::RLIMIT_NICE,
+        "nofile" => Resource::RLIMIT_NOFILE,
+        "nproc" => Resource::RLIMIT_NPROC,
+        "rss" => Resource::RLIMIT_RSS,
+        "rtprio" => Resource::RLIMIT_RTPRIO,
+        "rttime" => Resource::RLIMIT_RTTIME,
+        "sigpending" => Resource::RLIMIT_SIGPENDING,
+        "stack" => Resource::RLIMIT_STACK,
+        _ => return None,
+    };
+    getrlimit(resource).ok().map(|(_, hard)| hard)
+}
+
+impl Driver for ExecDriver {
+    fn name(&self) -> &'static str {
+        if self.raw {
+            "raw_exec"
+        } else {
+            "exec"
+        }
+    }
+
+    fn fingerprint(&self) -> DriverInfo {
+        let (healthy, description) = match (&self.health, self.enabled) {
+            (_, false) => (
+                false,
+                "disabled (enable it in the agent's client config)".to_string(),
+            ),
+            (Ok(()), true) => (true, "Healthy".to_string()),
+            (Err(why), true) => (false, why.clone()),
+        };
+        DriverInfo {
+            attributes: [(format!("driver.{}", self.name()), "1".to_string())].into(),
+            detected: self.enabled,
+            healthy,
+            health_description: description,
+            update_time: String::new(),
+        }
+    }
+
+    fn default_user(&self) -> &str {
+        if self.raw {
+            // raw_exec runs as the agent's user unless told otherwise, as Nomad's does.
+            "root"
+        } else {
+            "nobody"
+        }
+    }
+
+    fn sees_host_paths(&self) -> bool {
+        self.raw
+    }
+
+    fn prepare(&self, task: &Task, ctx: &TaskContext) -> Result<TaskLaunch, DriverError> {
+        let config = parse_exec(&task.config).map_err(|errors| {
+            let first = errors.first().cloned();
+            let message = errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ");
+            DriverError {
+                task: task.name.clone(),
+                field: first.map(|e| e.field).unwrap_or_default(),
+                message,
+            }
+        })?;
+        let user = if task.user.is_empty() {
+            self.default_user().to_string()
+        } else {
+            task.user.clone()
+        };
+        if !self.raw {
+            self.check_user(task, &user)?;
+        }
+        let resources = task.resources.clone().unwrap_or_default();
+        let log = task.log_config.clone().unwrap_or_default();
+        let limits = TaskLimits {
+            memory_mb: u64::try_from(resources.memory_mb).unwrap_or(0),
+            memory_max_mb: u64::try_from(resources.memory_max_mb).unwrap_or(0),
+            cpu_mhz: u64::try_from(resources.cpu).unwrap_or(0),
+            pids_max: DEFAULT_PIDS_MAX,
+        };
+        let rlimits = self.rlimits(task, &config)?;
+        let (isolation, ambient) = if self.raw {
+            (IsolationMode::Host, Vec::new())
+        } else {
+            let (capabilities, ambient) = self.capabilities(task, &config)?;
+            let pid = config.pid_mode.unwrap_or(self.settings.default_pid_mode);
+            let ipc = config.ipc_mode.unwrap_or(self.settings.default_ipc_mode);
+            (
+                IsolationMode::Jail {
+                    chroot_env: self.settings.chroot_env.clone(),
+                    capabilities,
+                    seccomp: config
+                        .seccomp
+                        .clone()
+                        .unwrap_or_else(|| "default".to_string()),
+                    host_pid: pid == NamespaceMode::Host,
+                    host_ipc: ipc == NamespaceMode::Host,
+                },
+                ambient,
+            )
+        };
+        Ok(TaskLaunch {
+            task_id: ctx.task_id.clone(),
+            command: config.command,
+            args: config.args,
+            env: ctx.env.clone(),
+            user,
+            work_dir: config.work_dir.unwrap_or_default(),
+            alloc_dir: ctx.alloc_dir.clone(),
+            task_dir: ctx.task_dir.clone(),
+            limits,
+            logs: LogSettings {
+                dir: ctx.logs_dir.clone(),
+                prefix: task.name.clone(),
+                max_files: u32::try_from(log.max_files.max(1)).unwrap_or(10),
+                max_file_size_bytes: u64::try_from(log.max_file_size_mb.max(1)).unwrap_or(10)
+                    * 1024
+                    * 1024,
+            },
+            isolation,
+            ambient_capabilities: ambient,
+            rlimits,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn settings() -> ExecSettings {
+        ExecSettings {
+            chroot_env: vec![],
+            allow_caps: vec!["chown".into(), "kill".into(), "net_bind_service".into()],
+            denied_uids: IdRanges::parse("0").unwrap(),
+            denied_gids: IdRanges::default(),
+            default_pid_mode: NamespaceMode::Private,
+            default_ipc_mode: NamespaceMode::Private,
+        }
+    }
+
+    fn task(config: Value, user: &str) -> Task {
+        Task {
+            name: "t".into(),
+            driver: "exec".into(),
+            user: user.into(),
+            config: config.as_object().cloned().unwrap_or_default(),
+            ..Default::default()
+        }
+    }
+
+    fn ctx() -> TaskContext {
+        TaskContext {
+            task_id: "a.t".into(),
+            env: Default::default(),
+            alloc_dir: "/x/alloc".into(),
+            task_dir: "/x/t".into(),
+            logs_dir: "/x/alloc/logs".into(),
+        }
+    }
+
+    #[test]
+    fn capabilities_are_computed_within_allow_caps() {
+        let d = ExecDriver::exec(settings(), Ok(()));
+        let launch = d.prepare(&task(json!({"command": "/bin/true", "cap_add": ["net_bind_service"], "cap_drop": ["chown"]}), "nobody"), &ctx()).unwrap();
+        match launch.isolation {
+            IsolationMode::Jail { capabilities, .. } => {
+                assert_eq!(capabilities, vec!["kill", "net_bind_service"])
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(launch.ambient_capabilities, vec!["net_bind_service"]);
+        let err = d
+            .prepare(
+                &task(
+                    json!({"command": "/bin/true", "cap_add": ["sys_admin"]}),
+                    "nobody",
+                ),
+                &ctx(),
+            )
+            .unwrap_err();
+        assert_eq!(err.field, "cap_add");
+        assert!(
+            err.message.contains("\"sys_admin\" is not allowed"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn denied_users_unknown_users_and_rlimit_ceilings_are_refused_naming_the_field() {
+        let d = ExecDriver::exec(settings(), Ok(()));
+        let err = d
+            .prepare(&task(json!({"command": "/bin/true"}), "root"), &ctx())
+            .unwrap_err();
+        assert_eq!(err.field, "user");
+        assert!(err.message.contains("denied_host_uids"), "{err}");
+        let err = d
+            .prepare(
+                &task(json!({"command": "/bin/true"}), "no-such-user-here"),
+                &ctx(),
+            )
+            .unwrap_err();
+        assert_eq!(err.field, "user");
+        let err = d.prepare(
+            &task(
+                json!({"command": "/bin/true", "rlimits": {"nofile": "unlimited"}}),
+                "nobody",
+            ),
+            &ctx(),
+        );
+        // The agent's own hard limit for nofile is finite on Linux.
+        let err = err.unwrap_err();
+        assert_eq!(err.field, "rlimits.nofile");
+        let ok = d.prepare(&task(json!({"command": "/bin/true", "rlimits": {"nofile": 64}, "work_dir": "/local", "pid_mode": "host"}), "nobody"), &ctx()).unwrap();
+        assert_eq!(ok.rlimits, vec![("nofile".to_string(), 64, 64)]);
+        assert_eq!(ok.work_dir, "/local");
+        assert!(matches!(
+            ok.isolation,
+            IsolationMode::Jail {
+                host_pid: true,
+                host_ipc: false,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn id_ranges() {
+        let r = IdRanges::parse("0, 10-20,65534").unwrap();
+        assert!(r.contains(0) && r.contains(15) && r.contains(65534) && !r.contains(21));
+        assert!(IdRanges::parse("20-10").is_err());
+        assert!(IdRanges::parse("x").is_err());
+    }
+
+    #[test]
+    fn raw_exec_is_off_unless_enabled() {
+        let d = ExecDriver::raw_exec(false, settings(), Ok(()));
+        let f = d.fingerprint();
+        assert!(!f.detected && !f.healthy);
+        assert!(
+            ExecDriver::raw_exec(true, settings(), Ok(()))
+                .fingerprint()
+                .healthy
+        );
+        let unhealthy = ExecDriver::exec(settings(), Err("needs root".into())).fingerprint();
+        assert!(!unhealthy.healthy);
+        assert_eq!(unhealthy.health_description, "needs root");
+    }
+}

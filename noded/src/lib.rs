@@ -1,0 +1,17 @@
+//! # noded (the binary's library)
+//!
+//! Owns the `noded` binary: the CLI, the agent (config, wiring of server and client), the
+//! client (node daemon: fingerprint, registration, allocation and task runners), the task
+//! drivers, and the per-node task supervisor that keeps tasks running across node daemon
+//! restarts.
+//!
+//! Must not decide placement (the `controlplane` crate does) and must not touch the kernel's
+//! isolation primitives directly (the `isolation` crate does); its own `unsafe` is confined to
+//! [`sys`].
+
+pub mod agent;
+pub mod cli;
+pub mod client;
+pub mod driver;
+pub mod supervisor;
+pub mod sys;

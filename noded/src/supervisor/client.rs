@@ -1,0 +1,169 @@
+//! The node daemon's side of the supervisor socket: send one request, read one answer, and
+//! start the supervisor when none is listening.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+
+use super::protocol::{Request, Response, MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorClientError {
+    #[error("cannot reach the task supervisor at {path}: {source}")]
+    Connect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("talking to the task supervisor at {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the task supervisor at {path} answered something unreadable: {detail}")]
+    Protocol { path: PathBuf, detail: String },
+    #[error("starting the task supervisor ({exe}): {detail}")]
+    Spawn { exe: PathBuf, detail: String },
+}
+
+/// A handle on the supervisor's socket.
+#[derive(Debug, Clone)]
+pub struct SupervisorClient {
+    socket: PathBuf,
+}
+
+impl SupervisorClient {
+    pub fn new(socket: PathBuf) -> SupervisorClient {
+        SupervisorClient { socket }
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// One request, one answer.
+    pub async fn call(&self, request: &Request) -> Result<Response, SupervisorClientError> {
+        let io = |source| SupervisorClientError::Io {
+            path: self.socket.clone(),
+            source,
+        };
+        let stream = UnixStream::connect(&self.socket).await.map_err(|source| {
+            SupervisorClientError::Connect {
+                path: self.socket.clone(),
+                source,
+            }
+        })?;
+        let (read, mut write) = stream.into_split();
+        let mut line =
+            serde_json::to_vec(request).map_err(|e| SupervisorClientError::Protocol {
+                path: self.socket.clone(),
+                detail: e.to_string(),
+            })?;
+        line.push(b'\n');
+        write.write_all(&line).await.map_err(io)?;
+        write.shutdown().await.map_err(io)?;
+        let mut reader = BufReader::new(read).take(MAX_MESSAGE_BYTES as u64);
+        let mut answer = Vec::new();
+        reader.read_until(b'\n', &mut answer).await.map_err(io)?;
+        if answer.is_empty() {
+            return Err(SupervisorClientError::Protocol {
+                path: self.socket.clone(),
+                detail: "the connection closed without an answer".to_string(),
+            });
+        }
+        serde_json::from_slice(&answer).map_err(|e| SupervisorClientError::Protocol {
+            path: self.socket.clone(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// Whether a supervisor answers, and its pid.
+    pub async fn hello(&self) -> Result<i32, SupervisorClientError> {
+        match self.call(&Request::Hello).await? {
+            Response::Hello { version, pid } if version == PROTOCOL_VERSION => Ok(pid),
+            Response::Hello { version, .. } => Err(SupervisorClientError::Protocol {
+                path: self.socket.clone(),
+                detail: format!(
+                    "protocol version {version}, this noded speaks {PROTOCOL_VERSION}; stop the old supervisor's tasks and restart it"
+                ),
+            }),
+            other => Err(SupervisorClientError::Protocol {
+                path: self.socket.clone(),
+                detail: format!("unexpected answer to hello: {other:?}"),
+            }),
+        }
+    }
+
+    /// Connects to a running supervisor, or starts one (`noded supervisor ...`, detached into its
+    /// own session so that it outlives this process) and waits for it to answer.
+    pub async fn ensure_running(
+        &self,
+        exe: &Path,
+        state_dir: &Path,
+        cgroup_parent: &str,
+        exit_with_parent: bool,
+    ) -> Result<i32, SupervisorClientError> {
+        if let Ok(pid) = self.hello().await {
+            return Ok(pid);
+        }
+        let spawn_err = |detail: String| SupervisorClientError::Spawn {
+            exe: exe.to_path_buf(),
+            detail,
+        };
+        // A stale socket from a supervisor that died: remove it so the new one can bind.
+        if self.socket.exists() {
+            std::fs::remove_file(&self.socket).map_err(|e| {
+                spawn_err(format!(
+                    "removing stale socket {}: {e}",
+                    self.socket.display()
+                ))
+            })?;
+        }
+        let mut cmd = std::process::Command::new(exe);
+        cmd.arg("supervisor")
+            .arg("-socket")
+            .arg(&self.socket)
+            .arg("-state-dir")
+            .arg(state_dir)
+            .arg("-cgroup-parent")
+            .arg(cgroup_parent)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            );
+        if let Ok(filter) = std::env::var("RUST_LOG") {
+            cmd.env("RUST_LOG", filter);
+        }
+        if exit_with_parent {
+            cmd.arg("-exit-with-parent");
+        }
+        crate::sys::detach_into_own_session(&mut cmd);
+        let mut child = cmd.spawn().map_err(|e| spawn_err(e.to_string()))?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(pid) = self.hello().await {
+                // The supervisor runs on its own; reap our direct child when it eventually exits.
+                std::thread::spawn(move || {
+                    let _ = child.wait();
+                });
+                return Ok(pid);
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(spawn_err(format!(
+                    "it exited at once ({status}); see the log above"
+                )));
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(spawn_err(
+                    "it did not answer on its socket within 10s".to_string(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}

@@ -1,0 +1,711 @@
+//! The per-node task supervisor: a small, long-lived process (`noded supervisor`) that starts
+//! every task through `isolation`, owns its stdout/stderr pipes and rotating log files, reaps
+//! it, keeps its exit status and removes its cgroup. The node daemon talks to it over a unix
+//! socket ([`protocol`]), so killing or upgrading the node daemon leaves tasks running; a new
+//! node daemon lists the supervisor's tasks and reattaches.
+//!
+//! One per node rather than one per task: a task costs a table entry, two pipes and two small
+//! buffers here (Nomad spends two helper processes of 15–20 MB per task). The loop is
+//! single-threaded; blocking cgroup removal runs on a helper thread.
+//!
+//! Owns processes and their output; must not know about jobs or talk to servers.
+
+pub mod client;
+pub mod logwriter;
+pub mod protocol;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use anyhow::Context;
+use isolation::caps::CapabilitySet;
+use isolation::cgroup::{CgroupLayout, CgroupLimits, CgroupManager, TaskCgroup};
+use isolation::sandbox::{
+    self, Bind, Filesystem, NamespaceSpec, RootfsSpec, SandboxSpec, SeccompPolicy, Stdio,
+};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Notify;
+
+use logwriter::LogWriter;
+use protocol::{
+    ExitInfo, IsolationMode, Request, Response, TaskLaunch, TaskStats, TaskStatus,
+    MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
+};
+
+/// Default name of the cgroup parent every task cgroup lives under.
+pub const CGROUP_PARENT: &str = "noded";
+/// Paths of the host's `/etc` a jailed task must not read (an empty read-only tmpfs covers them
+/// when they exist).
+pub const HOST_SECRET_PATHS: &[&str] = &["/etc/noded.d", "/etc/noded", "/etc/nomad.d"];
+/// Bytes read from a task's output pipe at a time.
+const PIPE_CHUNK: usize = 32 * 1024;
+/// Most tasks one supervisor runs.
+const MAX_TASKS: usize = 10_000;
+
+struct TaskEntry {
+    task_id: String,
+    pid: i32,
+    pidfd: Rc<OwnedFd>,
+    started_at: i64,
+    cgroup: std::sync::Arc<TaskCgroup>,
+    exit: RefCell<Option<ExitInfo>>,
+    exited: Notify,
+    kill_timer: RefCell<Option<tokio::task::JoinHandle<()>>>,
+    pumps: RefCell<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+struct Supervisor {
+    tasks: RefCell<HashMap<String, Rc<TaskEntry>>>,
+    cgroups: CgroupManager,
+    staging_dir: PathBuf,
+}
+
+/// Runs the supervisor until its socket is gone or (with `exit_with_parent`) its parent exits.
+pub fn run(
+    socket: PathBuf,
+    state_dir: PathBuf,
+    cgroup_parent: &str,
+    exit_with_parent: bool,
+) -> anyhow::Result<()> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+    crate::sys::become_subreaper().context("becoming a child subreaper")?;
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("creating {}", state_dir.display()))?;
+    let staging_dir = state_dir.join("rootfs");
+    std::fs::create_dir_all(&staging_dir)
+        .with_context(|| format!("creating {}", staging_dir.display()))?;
+    let layout = CgroupLayout::detect().context("detecting the cgroup layout")?;
+    let cgroups = CgroupManager::new(layout, cgroup_parent)
+        .with_context(|| format!("preparing the cgroup parent {cgroup_parent:?}"))?;
+    let parent_pidfd = if exit_with_parent {
+        let ppid = nix::unistd::getppid().as_raw();
+        Some(crate::sys::pidfd_open(ppid).context("watching the parent process")?)
+    } else {
+        None
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(2)
+        .build()
+        .context("starting the supervisor's runtime")?;
+    let local = tokio::task::LocalSet::new();
+    let supervisor = Rc::new(Supervisor {
+        tasks: RefCell::new(HashMap::new()),
+        cgroups,
+        staging_dir,
+    });
+    local.block_on(&runtime, async move {
+        if socket.exists() {
+            std::fs::remove_file(&socket)
+                .with_context(|| format!("removing stale socket {}", socket.display()))?;
+        }
+        let listener = UnixListener::bind(&socket)
+            .with_context(|| format!("listening on {}", socket.display()))?;
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
+        tracing::info!(pid = std::process::id(), socket = %socket.display(), "supervisor ready");
+        let parent_gone = async {
+            match parent_pidfd {
+                Some(fd) => match crate::sys::async_fd(fd) {
+                    Ok(afd) => {
+                        let _ = afd.readable().await;
+                    }
+                    Err(e) => {
+                        tracing::warn!("watching the parent: {e}");
+                        std::future::pending::<()>().await
+                    }
+                },
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::pin!(parent_gone);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        let sup = supervisor.clone();
+                        tokio::task::spawn_local(async move {
+                            if let Err(e) = serve_connection(sup, stream).await {
+                                tracing::debug!("connection: {e}");
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!("accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                _ = &mut parent_gone => {
+                    tracing::info!("the agent exited: stopping every task");
+                    supervisor.stop_everything().await;
+                    let _ = std::fs::remove_file(&socket);
+                    return Ok::<(), anyhow::Error>(());
+                }
+            }
+        }
+    })
+}
+
+async fn serve_connection(sup: Rc<Supervisor>, stream: UnixStream) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read).take(MAX_MESSAGE_BYTES as u64);
+    let mut line = Vec::new();
+    reader.read_until(b'\n', &mut line).await?;
+    let response = match serde_json::from_slice::<Request>(&line) {
+        Ok(request) => sup.handle(request).await,
+        Err(e) => Response::Error {
+            step: None,
+            message: format!("malformed request: {e}"),
+        },
+    };
+    let mut out = serde_json::to_vec(&response).unwrap_or_else(|e| {
+        format!("{{\"result\":\"error\",\"step\":null,\"message\":\"encoding the answer: {e}\"}}")
+            .into_bytes()
+    });
+    out.push(b'\n');
+    write.write_all(&out).await?;
+    write.shutdown().await
+}
+
+fn err(message: impl Into<String>) -> Response {
+    Response::Error {
+        step: None,
+        message: message.into(),
+    }
+}
+
+impl Supervisor {
+    fn get(&self, task_id: &str) -> Option<Rc<TaskEntry>> {
+        self.tasks.borrow().get(task_id).cloned()
+    }
+
+    async fn handle(self: &Rc<Self>, request: Request) -> Response {
+        match request {
+            Request::Hello => Response::Hello {
+                version: PROTOCOL_VERSION,
+                pid: std::process::id() as i32,
+            },
+            Request::Start { launch } => self.start(*launch),
+            Request::Wait { task_id } => match self.get(&task_id) {
+                None => err(format!("no task {task_id:?} on this supervisor")),
+                Some(task) => loop {
+                    let notified = task.exited.notified();
+                    if let Some(exit) = *task.exit.borrow() {
+                        break Response::Exited { exit };
+                    }
+                    notified.await;
+                },
+            },
+            Request::Signal { task_id, signal } => match self.get(&task_id) {
+                None => err(format!("no task {task_id:?} on this supervisor")),
+                Some(task) if task.exit.borrow().is_some() => {
+                    err(format!("task {task_id:?} has already exited"))
+                }
+                Some(task) => match crate::sys::pidfd_send_signal(&task.pidfd, signal) {
+                    Ok(()) => Response::Ok,
+                    Err(e) => err(format!(
+                        "signal {signal} to task {task_id:?} (pid {}): {e}",
+                        task.pid
+                    )),
+                },
+            },
+            Request::Kill {
+                task_id,
+                signal,
+                grace_ms,
+            } => self.kill(&task_id, signal, grace_ms),
+            Request::Remove { task_id } => self.remove(&task_id).await,
+            Request::List => Response::Tasks {
+                tasks: self
+                    .tasks
+                    .borrow()
+                    .values()
+                    .map(|t| TaskStatus {
+                        task_id: t.task_id.clone(),
+                        pid: t.pid,
+                        started_at: t.started_at,
+                        exit: *t.exit.borrow(),
+                    })
+                    .collect(),
+            },
+            Request::Stats { task_id } => match self.get(&task_id) {
+                None => err(format!("no task {task_id:?} on this supervisor")),
+                Some(task) => match task.cgroup.stats() {
+                    Ok(s) => Response::Stats {
+                        stats: TaskStats {
+                            cpu_total_ns: s.cpu_usage_ns,
+                            cpu_user_ns: s.cpu_user_ns,
+                            cpu_system_ns: s.cpu_system_ns,
+                            throttled_periods: s.cpu_throttled_periods,
+                            throttled_time_ns: s.cpu_throttled_time_ns,
+                            memory_rss_bytes: s.memory_rss_bytes,
+                            memory_cache_bytes: s.memory_cache_bytes,
+                            memory_usage_bytes: s.memory_usage_bytes,
+                            memory_max_usage_bytes: s.memory_max_usage_bytes.unwrap_or(0),
+                            pids: s.pids_current,
+                            timestamp: controlplane::model::now_unix_nanos(),
+                        },
+                    },
+                    Err(e) => err(format!("stats of task {task_id:?}: {e}")),
+                },
+            },
+        }
+    }
+
+    fn start(self: &Rc<Self>, launch: TaskLaunch) -> Response {
+        if let Err(e) = crate::client::allocdir::check_component("task id", &launch.task_id) {
+            return err(e.to_string());
+        }
+        if let Some(existing) = self.get(&launch.task_id) {
+            if existing.exit.borrow().is_none() {
+                return err(format!(
+                    "task {:?} is already running (pid {})",
+                    launch.task_id, existing.pid
+                ));
+            }
+            return err(format!(
+                "task {:?} exited but was not removed yet; remove it first",
+                launch.task_id
+            ));
+        }
+        if self.tasks.borrow().len() >= MAX_TASKS {
+            return err(format!("this supervisor already runs {MAX_TASKS} tasks"));
+        }
+        match self.spawn_task(&launch) {
+            Ok(entry) => {
+                let started_at = entry.started_at;
+                let pid = entry.pid;
+                self.tasks
+                    .borrow_mut()
+                    .insert(launch.task_id.clone(), entry);
+                Response::Started { pid, started_at }
+            }
+            Err(failure) => failure,
+        }
+    }
+
+    fn spawn_task(self: &Rc<Self>, launch: &TaskLaunch) -> Result<Rc<TaskEntry>, Response> {
+        let fail = |step: &str, message: String| Response::Error {
+            step: Some(step.to_string()),
+            message,
+        };
+        let user = isolation::user::lookup(&launch.user, Path::new("/etc"))
+            .map_err(|e| fail("user", e.to_string()))?;
+        let mib = 1024 * 1024;
+        let memory = launch.limits.memory_mb.max(1);
+        let hard = if launch.limits.memory_max_mb > memory {
+            launch.limits.memory_max_mb
+        } else {
+            memory
+        };
+        let limits = CgroupLimits {
+            memory_limit_bytes: hard * mib,
+            memory_reservation_bytes: (hard > memory).then_some(memory * mib),
+            cpu_shares_mhz: launch.limits.cpu_mhz,
+            cpu_hard_limit: None,
+            cpuset_cpus: None,
+            pids_max: (launch.limits.pids_max > 0).then_some(launch.limits.pids_max),
+        };
+        let cgroup = self
+            .cgroups
+            .create(&launch.task_id, &limits)
+            .map_err(|e| fail("cgroup", e.to_string()))?;
+        let cgroup = std::sync::Arc::new(cgroup);
+        let cleanup = |resp: Response| {
+            if let Err(e) = cgroup.destroy() {
+                tracing::warn!(task = %launch.task_id, "removing the cgroup of a failed start: {e}");
+            }
+            resp
+        };
+        let join = cgroup
+            .join_handle()
+            .map_err(|e| cleanup(fail("cgroup", e.to_string())))?;
+        let logs_dir = nix::fcntl::open(
+            &launch.logs.dir,
+            nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_NOFOLLOW
+                | nix::fcntl::OFlag::O_CLOEXEC
+                | nix::fcntl::OFlag::O_RDONLY,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| {
+            cleanup(fail(
+                "logs",
+                format!("opening log dir {}: {e}", launch.logs.dir.display()),
+            ))
+        })?;
+        let open_log = |stream: &str, dir: &OwnedFd| -> Result<LogWriter, Response> {
+            let dir = dir.try_clone().map_err(|e| fail("logs", e.to_string()))?;
+            LogWriter::open(
+                dir,
+                &format!("{}.{stream}", launch.logs.prefix),
+                launch.logs.max_files,
+                launch.logs.max_file_size_bytes,
+            )
+            .map_err(|e| {
+                fail(
+                    "logs",
+                    format!(
+                        "opening {}.{stream} in {}: {e}",
+                        launch.logs.prefix,
+                        launch.logs.dir.display()
+                    ),
+                )
+            })
+        };
+        let stdout_log = open_log("stdout", &logs_dir).map_err(cleanup)?;
+        let stderr_log = open_log("stderr", &logs_dir).map_err(cleanup)?;
+        let (out_r, out_w) = pipe().map_err(|e| cleanup(fail("stdio", e.to_string())))?;
+        let (err_r, err_w) = pipe().map_err(|e| cleanup(fail("stdio", e.to_string())))?;
+
+        let (filesystem, namespaces, capabilities, seccomp, work_dir) = match &launch.isolation {
+            IsolationMode::Jail {
+                chroot_env,
+                capabilities,
+                seccomp,
+                host_pid,
+                host_ipc,
+            } => {
+                let mut root = RootfsSpec::new(&self.staging_dir);
+                root.system_dirs.clear();
+                // The host's /etc is bound whole (as Nomad does); hide noded's own config and
+                // credentials in it.
+                root.masked_paths
+                    .extend(HOST_SECRET_PATHS.iter().map(PathBuf::from));
+                for (host, inside) in chroot_env {
+                    if host == inside
+                        && sandbox::DEFAULT_SYSTEM_DIRS
+                            .iter()
+                            .any(|d| Path::new(d) == host)
+                    {
+                        root.system_dirs.push(host.clone());
+                    } else {
+                        root.ro_binds.push(Bind::new(host, inside));
+                    }
+                }
+                root.rw_binds = vec![
+                    Bind::new(&launch.alloc_dir, "/alloc"),
+                    Bind::new(launch.task_dir.join("local"), "/local"),
+                    Bind::new(launch.task_dir.join("secrets"), "/secrets"),
+                    Bind::new(launch.task_dir.join("tmp"), "/tmp"),
+                ];
+                let mut ns = NamespaceSpec::isolated();
+                ns.pid = !host_pid;
+                ns.ipc = !host_ipc;
+                let caps = CapabilitySet::parse_list(capabilities.iter())
+                    .map_err(|e| cleanup(fail("capabilities", e.to_string())))?;
+                let policy = match seccomp.as_str() {
+                    "" | "default" => SeccompPolicy::Default,
+                    "unconfined" => SeccompPolicy::Unconfined,
+                    path => SeccompPolicy::from_profile_file(Path::new(path))
+                        .map_err(|e| cleanup(fail("seccomp", e.to_string())))?,
+                };
+                let wd = if launch.work_dir.is_empty() {
+                    PathBuf::from("/")
+                } else {
+                    PathBuf::from(&launch.work_dir)
+                };
+                (Filesystem::Jail(root), ns, caps, policy, wd)
+            }
+            IsolationMode::Host => {
+                let wd = if launch.work_dir.is_empty() {
+                    launch.task_dir.clone()
+                } else {
+                    PathBuf::from(&launch.work_dir)
+                };
+                (
+                    Filesystem::Host,
+                    NamespaceSpec::default(),
+                    CapabilitySet::all(),
+                    SeccompPolicy::Unconfined,
+                    wd,
+                )
+            }
+        };
+        let ambient = CapabilitySet::parse_list(launch.ambient_capabilities.iter())
+            .map_err(|e| cleanup(fail("capabilities", e.to_string())))?;
+        let mut rlimits = Vec::new();
+        for (name, soft, hard) in &launch.rlimits {
+            let resource = rlimit_resource(name)
+                .ok_or_else(|| cleanup(fail("rlimits", format!("unknown resource {name:?}"))))?;
+            rlimits.push(sandbox::Rlimit {
+                resource,
+                soft: *soft,
+                hard: *hard,
+            });
+        }
+        let mut argv_env: Vec<(String, String)> = launch
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        argv_env.sort();
+        let spec = SandboxSpec {
+            program: launch.command.clone(),
+            args: launch.args.clone(),
+            env: argv_env,
+            work_dir,
+            user,
+            filesystem,
+            namespaces,
+            hostname: None,
+            cgroup: Some(join),
+            capabilities,
+            ambient_capabilities: ambient,
+            rlimits,
+            seccomp,
+            stdin: Stdio::Null,
+            stdout: Stdio::Fd(out_w),
+            stderr: Stdio::Fd(err_w),
+        };
+        let child = match sandbox::spawn(&spec) {
+            Ok(c) => c,
+            Err(e) => {
+                let step = e.step().map(|s| s.phrase().to_string());
+                return Err(cleanup(Response::Error {
+                    step,
+                    message: e.to_string(),
+                }));
+            }
+        };
+        drop(spec);
+        let entry = Rc::new(TaskEntry {
+            task_id: launch.task_id.clone(),
+            pid: child.pid,
+            pidfd: Rc::new(child.pidfd),
+            started_at: controlplane::model::now_unix_nanos(),
+            cgroup,
+            exit: RefCell::new(None),
+            exited: Notify::new(),
+            kill_timer: RefCell::new(None),
+            pumps: RefCell::new(Vec::new()),
+        });
+        let pumps = vec![
+            tokio::task::spawn_local(pump(out_r, stdout_log, launch.task_id.clone())),
+            tokio::task::spawn_local(pump(err_r, stderr_log, launch.task_id.clone())),
+        ];
+        *entry.pumps.borrow_mut() = pumps;
+        tokio::task::spawn_local(watch_exit(entry.clone()));
+        Ok(entry)
+    }
+
+    fn kill(&self, task_id: &str, signal: i32, grace_ms: u64) -> Response {
+        let Some(task) = self.get(task_id) else {
+            return err(format!("no task {task_id:?} on this supervisor"));
+        };
+        if task.exit.borrow().is_some() {
+            return Response::Ok;
+        }
+        if signal != libc::SIGKILL {
+            if let Err(e) = crate::sys::pidfd_send_signal(&task.pidfd, signal) {
+                tracing::warn!(task = task_id, "sending signal {signal}: {e}");
+            }
+        }
+        let delay = if signal == libc::SIGKILL {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(grace_ms)
+        };
+        let target = task.clone();
+        let timer = tokio::task::spawn_local(async move {
+            tokio::time::sleep(delay).await;
+            if target.exit.borrow().is_none() {
+                tracing::info!(task = %target.task_id, "grace period over: killing every process of the task");
+                if let Err(e) = target.cgroup.signal_all(libc::SIGKILL) {
+                    tracing::warn!(task = %target.task_id, "SIGKILL via the cgroup: {e}");
+                    let _ = crate::sys::pidfd_send_signal(&target.pidfd, libc::SIGKILL);
+                }
+            }
+        });
+        if let Some(old) = task.kill_timer.borrow_mut().replace(timer) {
+            old.abort();
+        }
+        Response::Ok
+    }
+
+    async fn remove(&self, task_id: &str) -> Response {
+        let Some(task) = self.get(task_id) else {
+            // Already gone: removing twice is fine.
+            return Response::Ok;
+        };
+        if task.exit.borrow().is_none() {
+            return err(format!("task {task_id:?} is still running; kill it first"));
+        }
+        let cgroup = task.cgroup.clone();
+        // Let the pumps drain what the task wrote before it exited, briefly.
+        let pumps: Vec<_> = task.pumps.borrow_mut().drain(..).collect();
+        for p in pumps {
+            if tokio::time::timeout(Duration::from_millis(500), p)
+                .await
+                .is_err()
+            {
+                tracing::debug!(
+                    task = task_id,
+                    "log pump still open after exit (a leftover process holds the pipe)"
+                );
+            }
+        }
+        let destroyed = tokio::task::spawn_blocking(move || cgroup.destroy()).await;
+        match destroyed {
+            Ok(Ok(())) => {
+                self.tasks.borrow_mut().remove(task_id);
+                Response::Ok
+            }
+            Ok(Err(e)) => err(format!("removing the cgroup of task {task_id:?}: {e}")),
+            Err(e) => err(format!("removing the cgroup of task {task_id:?}: {e}")),
+        }
+    }
+
+    /// The agent went away with a temporary data dir: kill everything and clean up.
+    async fn stop_everything(&self) {
+        let tasks: Vec<Rc<TaskEntry>> = self.tasks.borrow().values().cloned().collect();
+        for t in &tasks {
+            if t.exit.borrow().is_none() {
+                let _ = t.cgroup.signal_all(libc::SIGKILL);
+            }
+        }
+        for t in &tasks {
+            let wait = async {
+                loop {
+                    let n = t.exited.notified();
+                    if t.exit.borrow().is_some() {
+                        return;
+                    }
+                    n.await;
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(5), wait).await;
+            let _ = self.remove(&t.task_id).await;
+        }
+        if let Err(e) = self.cgroups.remove_parent() {
+            tracing::debug!("removing the cgroup parent: {e}");
+        }
+    }
+}
+
+fn rlimit_resource(name: &str) -> Option<sandbox::RlimitResource> {
+    use sandbox::RlimitResource as R;
+    Some(match name {
+        "as" => R::As,
+        "core" => R::Core,
+        "cpu" => R::Cpu,
+        "data" => R::Data,
+        "fsize" => R::Fsize,
+        "locks" => R::Locks,
+        "memlock" => R::Memlock,
+        "msgqueue" => R::Msgqueue,
+        "nice" => R::Nice,
+        "nofile" => R::Nofile,
+        "nproc" => R::Nproc,
+        "rss" => R::Rss,
+        "rtprio" => R::Rtprio,
+        "rttime" => R::Rttime,
+        "sigpending" => R::Sigpending,
+        "stack" => R::Stack,
+        _ => return None,
+    })
+}
+
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)?;
+    // The child's end must block like a normal stdout.
+    let flags = nix::fcntl::fcntl(&w, nix::fcntl::FcntlArg::F_GETFL)?;
+    let mut flags = nix::fcntl::OFlag::from_bits_truncate(flags);
+    flags.remove(nix::fcntl::OFlag::O_NONBLOCK);
+    nix::fcntl::fcntl(&w, nix::fcntl::FcntlArg::F_SETFL(flags))?;
+    Ok((r, w))
+}
+
+/// Copies a task's output pipe into its log files until the pipe closes.
+async fn pump(read: OwnedFd, mut log: LogWriter, task_id: String) {
+    let afd = match crate::sys::async_fd(read) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(task = %task_id, "watching output: {e}");
+            return;
+        }
+    };
+    let mut buf = vec![0u8; PIPE_CHUNK];
+    loop {
+        let mut guard = match afd.readable().await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::warn!(task = %task_id, "output: {e}");
+                return;
+            }
+        };
+        match guard.try_io(|inner| {
+            nix::unistd::read(inner.get_ref().as_fd(), &mut buf).map_err(std::io::Error::from)
+        }) {
+            Ok(Ok(0)) => return,
+            Ok(Ok(n)) => {
+                if let Err(e) = log.write(&buf[..n]) {
+                    tracing::warn!(task = %task_id, "writing log: {e}");
+                }
+            }
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Ok(Err(e)) => {
+                tracing::warn!(task = %task_id, "reading output: {e}");
+                return;
+            }
+            Err(_would_block) => {}
+        }
+    }
+}
+
+/// Waits for the task to exit, records how, and wakes every waiter.
+async fn watch_exit(task: Rc<TaskEntry>) {
+    let status = match crate::sys::async_fd(crate::sys::SharedFd(task.pidfd.clone())) {
+        Ok(afd) => loop {
+            let mut guard = match afd.readable().await {
+                Ok(g) => g,
+                Err(e) => break Err(e.to_string()),
+            };
+            match sandbox::wait_pidfd(task.pidfd.as_fd(), true) {
+                Ok(Some(status)) => break Ok(status),
+                Ok(None) => guard.clear_ready(),
+                Err(e) => break Err(e.to_string()),
+            }
+        },
+        Err(e) => Err(e.to_string()),
+    };
+    let oom = task.cgroup.oom_kill_count().map(|n| n > 0).unwrap_or(false);
+    let exit = match status {
+        Ok(s) => ExitInfo {
+            exit_code: s.code().unwrap_or(if s.signal().is_some() {
+                128 + s.signal().unwrap_or(0)
+            } else {
+                0
+            }),
+            signal: s.signal().unwrap_or(0),
+            oom_killed: oom,
+            finished_at: controlplane::model::now_unix_nanos(),
+        },
+        Err(e) => {
+            tracing::warn!(task = %task.task_id, "waiting for the task: {e}");
+            ExitInfo {
+                exit_code: -1,
+                signal: 0,
+                oom_killed: oom,
+                finished_at: controlplane::model::now_unix_nanos(),
+            }
+        }
+    };
+    tracing::info!(task = %task.task_id, pid = task.pid, code = exit.exit_code, signal = exit.signal, oom = exit.oom_killed, "task exited");
+    *task.exit.borrow_mut() = Some(exit);
+    if let Some(timer) = task.kill_timer.borrow_mut().take() {
+        timer.abort();
+    }
+    task.exited.notify_waiters();
+}

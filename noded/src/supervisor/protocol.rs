@@ -1,0 +1,216 @@
+//! The wire between the node daemon and the task supervisor: one JSON request and one JSON
+//! answer per connection on a unix socket, each a single line.
+//!
+//! A versioned boundary: the supervisor outlives node daemon upgrades, so an old supervisor may
+//! talk to a new daemon. Fields are only added (with defaults); `Hello` reports the version.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped when a change is not backwards compatible.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Largest request or answer line accepted.
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// How much of the host a task sees.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum IsolationMode {
+    /// `exec`: namespaces, a pivot_root jail of read-only bind mounts, dropped privileges.
+    Jail {
+        /// Host path → path inside the task, bound read-only.
+        chroot_env: Vec<(PathBuf, PathBuf)>,
+        /// Capabilities the task keeps (lower-case names without `cap_`).
+        capabilities: Vec<String>,
+        /// `"default"`, `"unconfined"` or a profile path.
+        seccomp: String,
+        /// Share the host's pid / ipc namespace (`pid_mode`/`ipc_mode = "host"`).
+        host_pid: bool,
+        host_ipc: bool,
+    },
+    /// `raw_exec`: the host's filesystem; still a cgroup that tracks, limits and kills.
+    Host,
+}
+
+/// Resource limits for the task's cgroup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct TaskLimits {
+    pub memory_mb: u64,
+    /// Hard limit when oversubscribing (`memory_max`); 0 = same as `memory_mb`.
+    pub memory_max_mb: u64,
+    pub cpu_mhz: u64,
+    pub pids_max: u64,
+}
+
+/// Where and how a task's output is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogSettings {
+    /// Directory of the log files (`<alloc>/alloc/logs`).
+    pub dir: PathBuf,
+    /// File name prefix: `<task>` gives `<task>.stdout.0`.
+    pub prefix: String,
+    pub max_files: u32,
+    pub max_file_size_bytes: u64,
+}
+
+/// Everything needed to start one task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskLaunch {
+    /// Unique per task run slot: `<alloc id>.<task name>`; also names its cgroup.
+    pub task_id: String,
+    pub command: String,
+    pub args: Vec<String>,
+    /// The task's complete environment (nothing else is inherited).
+    pub env: BTreeMap<String, String>,
+    /// User name or uid; empty = the driver's default.
+    pub user: String,
+    /// Working directory inside the task; empty = `/` (jail) or the task dir (host).
+    pub work_dir: String,
+    /// Host path of the allocation's shared dir (`/alloc` inside).
+    pub alloc_dir: PathBuf,
+    /// Host path of the task's dir: `local/`, `secrets/`, `tmp/` (`/local`, `/secrets`, `/tmp`).
+    pub task_dir: PathBuf,
+    pub limits: TaskLimits,
+    pub logs: LogSettings,
+    pub isolation: IsolationMode,
+    /// For a non-root user: capabilities kept across exec (ambient), a subset of the jail's.
+    #[serde(default)]
+    pub ambient_capabilities: Vec<String>,
+    /// Resource limits: name (`nofile`, …), soft, hard.
+    #[serde(default)]
+    pub rlimits: Vec<(String, u64, u64)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    Hello,
+    Start {
+        launch: Box<TaskLaunch>,
+    },
+    /// Answers when the task has exited (at once if it already has).
+    Wait {
+        task_id: String,
+    },
+    Signal {
+        task_id: String,
+        signal: i32,
+    },
+    /// Sends `signal`, then SIGKILL to everything in the task's cgroup after `grace_ms`.
+    Kill {
+        task_id: String,
+        signal: i32,
+        grace_ms: u64,
+    },
+    /// Forgets an exited task and removes its cgroup.
+    Remove {
+        task_id: String,
+    },
+    List,
+    Stats {
+        task_id: String,
+    },
+}
+
+/// How a task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ExitInfo {
+    pub exit_code: i32,
+    /// The signal that ended it, 0 if it exited.
+    pub signal: i32,
+    pub oom_killed: bool,
+    /// Unix nanoseconds.
+    pub finished_at: i64,
+}
+
+impl ExitInfo {
+    pub fn succeeded(&self) -> bool {
+        self.exit_code == 0 && self.signal == 0 && !self.oom_killed
+    }
+}
+
+/// A task the supervisor knows, for reattaching after a node daemon restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskStatus {
+    pub task_id: String,
+    pub pid: i32,
+    /// Unix nanoseconds.
+    pub started_at: i64,
+    pub exit: Option<ExitInfo>,
+}
+
+/// Resource usage, in the units Nomad's `ResourceUsage` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct TaskStats {
+    pub cpu_total_ns: u64,
+    pub cpu_user_ns: u64,
+    pub cpu_system_ns: u64,
+    pub throttled_periods: u64,
+    pub throttled_time_ns: u64,
+    pub memory_rss_bytes: u64,
+    pub memory_cache_bytes: u64,
+    pub memory_usage_bytes: u64,
+    pub memory_max_usage_bytes: u64,
+    pub pids: u64,
+    /// Unix nanoseconds.
+    pub timestamp: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Response {
+    Hello {
+        version: u32,
+        pid: i32,
+    },
+    Started {
+        pid: i32,
+        started_at: i64,
+    },
+    Exited {
+        exit: ExitInfo,
+    },
+    Ok,
+    Tasks {
+        tasks: Vec<TaskStatus>,
+    },
+    Stats {
+        stats: TaskStats,
+    },
+    /// `step` names the sandbox step that failed (e.g. "exec", "pivot_root"), when one did.
+    Error {
+        step: Option<String>,
+        message: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_single_json_lines_tagged_by_op() {
+        let line = serde_json::to_string(&Request::Signal {
+            task_id: "a.t".into(),
+            signal: 15,
+        })
+        .unwrap();
+        assert_eq!(line, r#"{"op":"signal","task_id":"a.t","signal":15}"#);
+        let back: Request = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            back,
+            Request::Signal {
+                task_id: "a.t".into(),
+                signal: 15
+            }
+        );
+        let err = serde_json::to_string(&Response::Error {
+            step: Some("exec".into()),
+            message: "x".into(),
+        })
+        .unwrap();
+        assert!(!err.contains('\n'));
+    }
+}

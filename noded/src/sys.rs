@@ -1,0 +1,98 @@
+//! The binary's only `unsafe`: small process-level calls std does not wrap.
+
+use std::os::unix::process::CommandExt;
+
+/// Makes the spawned child lead a new session: no controlling terminal, its own process group,
+/// so a Ctrl-C or a closed terminal aimed at the agent does not reach it.
+pub fn detach_into_own_session(cmd: &mut std::process::Command) {
+    // SAFETY: the closure runs in the forked child before exec and calls only setsid(2), which
+    // is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Marks this process a child subreaper: orphaned descendants are reparented to it rather than
+/// to PID 1 (which, on some hosts, is a custom init that does not reap).
+pub fn become_subreaper() -> std::io::Result<()> {
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) takes plain integers and changes only a flag of
+    // the calling process.
+    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Whether the process runs as root (the exec driver needs it).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
+
+use tokio::io::unix::AsyncFd;
+
+/// Types whose `as_raw_fd` is one fd they keep open, unchanged, for as long as they live —
+/// what tokio's `AsyncFd::register` requires.
+pub trait OwnsFd: AsRawFd {}
+
+impl OwnsFd for OwnedFd {}
+
+/// An fd shared between the supervisor's task table and a watcher.
+#[derive(Debug, Clone)]
+pub struct SharedFd(pub Rc<OwnedFd>);
+
+impl AsRawFd for SharedFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+impl OwnsFd for SharedFd {}
+
+/// Registers `inner` with the tokio reactor.
+pub fn async_fd<T: OwnsFd>(inner: T) -> std::io::Result<AsyncFd<T>> {
+    // SAFETY: `OwnsFd` types own their descriptor (an `OwnedFd`, or an `Rc<OwnedFd>` clone
+    // kept inside the `AsyncFd`), so it stays open and refers to the same file description
+    // for the `AsyncFd`'s whole life, and `as_raw_fd` always returns that same fd.
+    unsafe { AsyncFd::register(inner) }.map_err(|e| e.into_parts().1)
+}
+
+/// `pidfd_open(2)`: a descriptor that becomes readable when process `pid` exits.
+pub fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1; no memory is passed.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let fd = RawFd::try_from(fd)
+        .map_err(|_| std::io::Error::other("pidfd_open returned an fd out of range"))?;
+    // SAFETY: the kernel just returned this fd to us; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `pidfd_send_signal(2)`: signals exactly the process `pidfd` refers to (no pid reuse race).
+pub fn pidfd_send_signal(pidfd: &OwnedFd, signal: i32) -> std::io::Result<()> {
+    // SAFETY: takes a pidfd borrowed for the call, a signal number, a null siginfo and flags 0;
+    // no memory is passed.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
