@@ -30,6 +30,9 @@ pub struct ExecConfig {
     pub rlimits: BTreeMap<String, (u64, u64)>,
     /// `default`, `unconfined`, or an absolute path to a profile on the node.
     pub seccomp: Option<String>,
+    /// Cap CPU at the task's `cpu` MHz with a CFS quota instead of only weighting it
+    /// (beyond Nomad's exec driver; the docker driver has the same option).
+    pub cpu_hard_limit: bool,
 }
 
 /// Resource names `rlimits` accepts (setrlimit(2) without the `RLIMIT_` prefix).
@@ -261,6 +264,13 @@ pub fn parse_exec(config: &serde_json::Map<String, Value>) -> Result<ExecConfig,
                     message: format!("must be a block such as rlimits {{ nofile = 4096 }}, not {other}"),
                 }),
             },
+            "cpu_hard_limit" => match value {
+                Value::Bool(b) => c.cpu_hard_limit = *b,
+                other => errors.push(ConfigError {
+                    field: "cpu_hard_limit".into(),
+                    message: format!("must be true or false, not {other}"),
+                }),
+            },
             "seccomp" => match value.as_str() {
                 Some("default") | Some("unconfined") => c.seccomp = value.as_str().map(str::to_string),
                 Some(p) if p.starts_with('/') => c.seccomp = Some(p.to_string()),
@@ -271,7 +281,7 @@ pub fn parse_exec(config: &serde_json::Map<String, Value>) -> Result<ExecConfig,
             },
             other => errors.push(ConfigError {
                 field: other.to_string(),
-                message: "unknown option (the exec driver takes: command, args, work_dir, pid_mode, ipc_mode, cap_add, cap_drop, rlimits, seccomp)".into(),
+                message: "unknown option (the exec driver takes: command, args, work_dir, pid_mode, ipc_mode, cap_add, cap_drop, rlimits, seccomp, cpu_hard_limit)".into(),
             }),
         }
     }

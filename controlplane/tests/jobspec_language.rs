@@ -564,6 +564,7 @@ job "j" {
       config {
         command = "x"
         pid_mode = "host"
+        image_digest = "sha256:abc"
       }
       artifact { source = "https://example.com/x.tgz" }
     }
@@ -576,7 +577,11 @@ job "j" {
     let w: Vec<String> = p.warnings.iter().map(|w| w.to_string()).collect();
     assert!(w.iter().any(|w| w.contains("network")), "{w:?}");
     assert!(w.iter().any(|w| w.contains("artifact")), "{w:?}");
-    assert!(w.iter().any(|w| w.contains("config.pid_mode")), "{w:?}");
+    assert!(w.iter().any(|w| w.contains("config.image_digest")), "{w:?}");
+    assert!(
+        !w.iter().any(|w| w.contains("pid_mode")),
+        "pid_mode is acted on: {w:?}"
+    );
     assert!(
         !w.iter()
             .any(|w| w.contains("restart") || w.contains("update") || w.contains("ephemeral_disk")),

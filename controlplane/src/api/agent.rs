@@ -67,3 +67,34 @@ pub async fn health(State(ctx): State<ApiContext>) -> Response {
     };
     (status, Json(body)).into_response()
 }
+
+/// `GET /v1/operator/scheduler/configuration`.
+pub async fn scheduler_config(
+    State(ctx): State<ApiContext>,
+    axum::extract::Query(params): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> super::ApiResult<Response> {
+    let q = super::QueryOptions::parse(params)?;
+    let (state, index) = q
+        .block(ctx.server.store(), &[crate::state::Table::SchedulerConfig])
+        .await;
+    let body = serde_json::json!({ "SchedulerConfig": *state.scheduler_config(), "Index": index });
+    Ok(super::json_with_index(&body, index, true))
+}
+
+/// `PUT/POST /v1/operator/scheduler/configuration`: the whole configuration in the body.
+pub async fn set_scheduler_config(
+    State(ctx): State<ApiContext>,
+    body: bytes::Bytes,
+) -> super::ApiResult<Response> {
+    let mut config: crate::model::SchedulerConfiguration =
+        super::decode_body(&body, "scheduler configuration")?;
+    if config.scheduler_algorithm.is_empty() {
+        config.scheduler_algorithm = "binpack".to_string();
+    }
+    let index = ctx.server.set_scheduler_config(config).await?;
+    Ok(super::json_with_index(
+        &serde_json::json!({ "Updated": true, "Index": index }),
+        index,
+        true,
+    ))
+}

@@ -58,6 +58,20 @@ pub struct LogFrame {
     pub file_event: String,
 }
 
+/// One entry of an allocation's directory, Nomad's `AllocFileInfo`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct AllocFileInfo {
+    pub name: String,
+    pub is_dir: bool,
+    pub size: u64,
+    /// `ls -l` style: `-rw-r--r--`, `drwxr-xr-x`, `Lrwxrwxrwx` for a link.
+    pub file_mode: String,
+    /// RFC 3339.
+    pub mod_time: String,
+    pub content_type: String,
+}
+
 /// A node-side failure.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ClientError {
@@ -174,6 +188,144 @@ pub async fn logs(
         "application/json"
     };
     Ok((StatusCode::OK, [("content-type", content_type)], body).into_response())
+}
+
+fn client_of(ctx: &ApiContext) -> ApiResult<std::sync::Arc<dyn super::ClientEndpoints>> {
+    ctx.client.clone().ok_or_else(|| {
+        ApiError::bad_request(
+            "this agent runs no client; ask the agent on the node that runs the allocation",
+        )
+    })
+}
+
+fn fs_path(q: &QueryOptions) -> String {
+    q.params
+        .get("path")
+        .cloned()
+        .unwrap_or_else(|| "/".to_string())
+}
+
+fn number(q: &QueryOptions, name: &str) -> ApiResult<u64> {
+    match q.params.get(name).map(String::as_str) {
+        None | Some("") => Ok(0),
+        Some(v) => v.parse().map_err(|_| {
+            ApiError::bad_request(format!(
+                "query parameter {name}={v:?} is not a non-negative integer"
+            ))
+        }),
+    }
+}
+
+/// `GET /v1/client/fs/ls/:alloc?path=`.
+pub async fn fs_ls(
+    State(ctx): State<ApiContext>,
+    Path(alloc): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let q = QueryOptions::parse(params)?;
+    let entries = client_of(&ctx)?.fs_list(alloc, fs_path(&q)).await?;
+    Ok(axum::Json(entries).into_response())
+}
+
+/// `GET /v1/client/fs/stat/:alloc?path=`.
+pub async fn fs_stat(
+    State(ctx): State<ApiContext>,
+    Path(alloc): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let q = QueryOptions::parse(params)?;
+    let entry = client_of(&ctx)?.fs_stat(alloc, fs_path(&q)).await?;
+    Ok(axum::Json(entry).into_response())
+}
+
+/// `GET /v1/client/fs/cat/:alloc?path=` and `/readat/:alloc?path=&offset=&limit=`.
+pub async fn fs_read(
+    State(ctx): State<ApiContext>,
+    Path(alloc): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let q = QueryOptions::parse(params)?;
+    let data = client_of(&ctx)?
+        .fs_read(
+            alloc,
+            fs_path(&q),
+            number(&q, "offset")?,
+            number(&q, "limit")?,
+        )
+        .await?;
+    Ok((
+        StatusCode::OK,
+        [("content-type", "application/octet-stream")],
+        data,
+    )
+        .into_response())
+}
+
+/// Nomad's `AllocSignalRequest`.
+#[derive(Debug, serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct AllocSignalRequest {
+    task: String,
+    signal: String,
+}
+
+/// Nomad's `AllocRestartRequest`.
+#[derive(Debug, serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct AllocRestartRequest {
+    task_name: String,
+    all_tasks: bool,
+}
+
+fn known_alloc(ctx: &ApiContext, alloc: &str) -> ApiResult<()> {
+    if ctx.server.state().alloc(alloc).is_none() {
+        return Err(ApiError::not_found(format!(
+            "allocation {alloc:?} not found"
+        )));
+    }
+    Ok(())
+}
+
+pub async fn alloc_signal(
+    State(ctx): State<ApiContext>,
+    Path(alloc): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    known_alloc(&ctx, &alloc)?;
+    let request: AllocSignalRequest = if body.is_empty() {
+        AllocSignalRequest::default()
+    } else {
+        super::decode_body(&body, "alloc signal request")?
+    };
+    let signal = if request.signal.is_empty() {
+        "SIGKILL".to_string()
+    } else {
+        request.signal
+    };
+    let task = (!request.task.is_empty()).then_some(request.task);
+    client_of(&ctx)?.signal(alloc, task, signal).await?;
+    Ok(axum::Json(serde_json::json!({})).into_response())
+}
+
+pub async fn alloc_restart(
+    State(ctx): State<ApiContext>,
+    Path(alloc): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    known_alloc(&ctx, &alloc)?;
+    let request: AllocRestartRequest = if body.is_empty() {
+        AllocRestartRequest::default()
+    } else {
+        super::decode_body(&body, "alloc restart request")?
+    };
+    if request.all_tasks && !request.task_name.is_empty() {
+        return Err(ApiError::bad_request(
+            "give either TaskName or AllTasks, not both",
+        ));
+    }
+    let task = (!request.task_name.is_empty()).then_some(request.task_name);
+    client_of(&ctx)?.restart(alloc, task).await?;
+    Ok(axum::Json(serde_json::json!({})).into_response())
 }
 
 pub async fn alloc_stats(

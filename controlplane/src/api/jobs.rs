@@ -227,3 +227,85 @@ pub async fn versions(
     let body = serde_json::json!({ "Versions": versions, "Diffs": null });
     Ok(json_with_index(&body, index, known_leader(&ctx)))
 }
+
+/// `POST /v1/jobs/parse`: HCL in, the job as API JSON out (Nomad's `JobsParseRequest`).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct JobsParseRequest {
+    #[serde(rename = "JobHCL")]
+    job_hcl: String,
+    #[serde(default, rename = "HCLv1")]
+    hcl_v1: bool,
+    #[serde(default)]
+    variables: String,
+    #[serde(default)]
+    canonicalize: bool,
+}
+
+pub async fn parse(body: Bytes) -> ApiResult<Response> {
+    let request: JobsParseRequest = decode_body(&body, "job parse request")?;
+    if request.hcl_v1 {
+        return Err(ApiError::bad_request(
+            "HCLv1 jobspecs are not supported (Nomad removed HCL1 too); send HCL2",
+        ));
+    }
+    let mut opts = crate::jobspec::ParseOptions::for_file("JobHCL");
+    if !request.variables.is_empty() {
+        opts.var_file_texts
+            .push(("Variables".to_string(), request.variables));
+    }
+    // The server never reads its own disk on behalf of a request: no file() and friends.
+    opts.allow_fs_functions = false;
+    let parsed = crate::jobspec::parse_hcl(&request.job_hcl, &opts)
+        .map_err(|errors| ApiError::bad_request(errors.to_string()))?;
+    // noded's parser always applies Nomad's defaults; `Canonicalize = false` gets the same
+    // canonical job (a superset of what Nomad would return).
+    let _ = request.canonicalize;
+    Ok(json_with_index(&parsed.job, 0, true))
+}
+
+/// `POST /v1/validate/job`: Nomad's `JobValidateResponse`, with every problem listed.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct JobValidateResponse {
+    driver_config_validated: bool,
+    validation_errors: Vec<String>,
+    error: String,
+    warnings: String,
+}
+
+pub async fn validate(body: Bytes) -> ApiResult<Response> {
+    let request: JobRegisterRequest = decode_body(&body, "job validate request")?;
+    let Some(job_value) = request.job else {
+        return Err(ApiError::bad_request(
+            "job validate request: missing \"Job\" object",
+        ));
+    };
+    let job_text = serde_json::to_string(&job_value)
+        .map_err(|e| ApiError::bad_request(format!("job validate request: {e}")))?;
+    let opts = crate::jobspec::ParseOptions::for_file("request body \"Job\"");
+    let mut response = JobValidateResponse {
+        driver_config_validated: true,
+        validation_errors: Vec::new(),
+        error: String::new(),
+        warnings: String::new(),
+    };
+    match crate::jobspec::check_api_json(&job_text, &opts) {
+        Ok(parsed) => {
+            response.validation_errors = crate::drivers::check_job(&parsed.job);
+            response.warnings = parsed
+                .warnings
+                .iter()
+                .map(|w| w.to_string())
+                .collect::<Vec<_>>()
+                .join("\n");
+        }
+        Err(errors) => {
+            response.validation_errors = errors.iter().map(|e| e.to_string()).collect();
+        }
+    }
+    if !response.validation_errors.is_empty() {
+        response.error = format!("{} validation error(s)", response.validation_errors.len());
+    }
+    Ok(json_with_index(&response, 0, true))
+}

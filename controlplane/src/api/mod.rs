@@ -27,7 +27,7 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use serde::Serialize;
 
-pub use client::{ClientError, LogFrame, LogOrigin, LogStream, LogsRequest};
+pub use client::{AllocFileInfo, ClientError, LogFrame, LogOrigin, LogStream, LogsRequest};
 pub use error::{ApiError, ApiResult};
 pub use query::QueryOptions;
 
@@ -49,6 +49,44 @@ pub trait ClientEndpoints: Send + Sync + 'static {
         &self,
         alloc_id: String,
     ) -> BoxFuture<'_, Result<serde_json::Value, ClientError>>;
+
+    /// `ls` of a path in an allocation's directory.
+    fn fs_list(
+        &self,
+        alloc_id: String,
+        path: String,
+    ) -> BoxFuture<'_, Result<Vec<AllocFileInfo>, ClientError>>;
+
+    /// `stat` of a path in an allocation's directory.
+    fn fs_stat(
+        &self,
+        alloc_id: String,
+        path: String,
+    ) -> BoxFuture<'_, Result<AllocFileInfo, ClientError>>;
+
+    /// Bytes of a file in an allocation's directory (`limit = 0`: to the end).
+    fn fs_read(
+        &self,
+        alloc_id: String,
+        path: String,
+        offset: u64,
+        limit: u64,
+    ) -> BoxFuture<'_, Result<Vec<u8>, ClientError>>;
+
+    /// Sends `signal` (a name like "SIGHUP") to one task, or to every running task.
+    fn signal(
+        &self,
+        alloc_id: String,
+        task: Option<String>,
+        signal: String,
+    ) -> BoxFuture<'_, Result<(), ClientError>>;
+
+    /// Restarts one task, or every running task, outside the restart policy.
+    fn restart(
+        &self,
+        alloc_id: String,
+        task: Option<String>,
+    ) -> BoxFuture<'_, Result<(), ClientError>>;
 
     /// Whether the client is healthy, and why not.
     fn health(&self) -> (bool, String);
@@ -83,6 +121,14 @@ pub fn router(ctx: ApiContext) -> Router {
             get(jobs::list).put(jobs::register).post(jobs::register),
         )
         .route(
+            "/v1/jobs/parse",
+            axum::routing::post(jobs::parse).put(jobs::parse),
+        )
+        .route(
+            "/v1/validate/job",
+            axum::routing::post(jobs::validate).put(jobs::validate),
+        )
+        .route(
             "/v1/job/{id}",
             get(jobs::read)
                 .put(jobs::register_one)
@@ -108,10 +154,28 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/v1/status/peers", get(agent::peers))
         .route("/v1/agent/self", get(agent::self_info))
         .route("/v1/agent/health", get(agent::health))
+        .route(
+            "/v1/operator/scheduler/configuration",
+            get(agent::scheduler_config)
+                .put(agent::set_scheduler_config)
+                .post(agent::set_scheduler_config),
+        )
         .route("/v1/client/fs/logs/{alloc}", get(client::logs))
+        .route("/v1/client/fs/ls/{alloc}", get(client::fs_ls))
+        .route("/v1/client/fs/stat/{alloc}", get(client::fs_stat))
+        .route("/v1/client/fs/cat/{alloc}", get(client::fs_read))
+        .route("/v1/client/fs/readat/{alloc}", get(client::fs_read))
         .route(
             "/v1/client/allocation/{alloc}/stats",
             get(client::alloc_stats),
+        )
+        .route(
+            "/v1/client/allocation/{alloc}/signal",
+            axum::routing::post(client::alloc_signal).put(client::alloc_signal),
+        )
+        .route(
+            "/v1/client/allocation/{alloc}/restart",
+            axum::routing::post(client::alloc_restart).put(client::alloc_restart),
         )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -345,3 +345,55 @@ async fn a_panicking_handler_is_answered_500() {
         .unwrap();
     assert!(String::from_utf8_lossy(&body).contains("deliberate"));
 }
+
+#[tokio::test]
+async fn parse_and_validate_endpoints_speak_nomads_shapes() {
+    let (app, server) = app();
+    let hcl = "variable \"n\" {\n  type = number\n}\njob \"p\" {\n  group \"g\" {\n    count = var.n\n    task \"t\" {\n      driver = \"exec\"\n      config {\n        command = \"/bin/true\"\n      }\n    }\n  }\n}\n";
+    let (status, _, body) = call(
+        &app,
+        "POST",
+        "/v1/jobs/parse",
+        Some(serde_json::json!({"JobHCL": hcl, "Variables": "n = 3\n", "Canonicalize": true})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let job: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(job["ID"], "p");
+    assert_eq!(job["TaskGroups"][0]["Count"], 3);
+    // file() is refused on the server.
+    let (status, _, body) = call(&app, "POST", "/v1/jobs/parse", Some(serde_json::json!({"JobHCL": "job \"f\" {\n  meta {\n    k = file(\"/etc/hostname\")\n  }\n}\n"}))).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let (status, _, body) = call(
+        &app,
+        "POST",
+        "/v1/jobs/parse",
+        Some(serde_json::json!({"JobHCL": "job {"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        String::from_utf8_lossy(&body).contains("JobHCL:1:"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+
+    let (status, _, body) = call(&app, "POST", "/v1/validate/job", Some(job_body("ok"))).await;
+    assert_eq!(status, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["ValidationErrors"], serde_json::json!([]));
+    assert_eq!(v["DriverConfigValidated"], true);
+    let bad = serde_json::json!({"Job": {"ID": "bad id", "TaskGroups": [{"Name": "g", "Count": -2, "Tasks": [{"Name": "t", "Driver": "exec", "Config": {"args": []}}]}]}});
+    let (status, _, body) = call(&app, "POST", "/v1/validate/job", Some(bad)).await;
+    assert_eq!(status, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let errors = v["ValidationErrors"].as_array().unwrap();
+    assert!(errors.len() >= 2, "{v}");
+    assert!(!v["Error"].as_str().unwrap().is_empty());
+    server.shutdown().await;
+}

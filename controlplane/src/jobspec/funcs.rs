@@ -31,19 +31,7 @@ const MAX_STRING: usize = 1024 * 1024;
 type R = Result<Value, String>;
 
 /// Functions Nomad has that noded does not, so the error can say so.
-pub(crate) const NOT_PROVIDED: &[&str] = &[
-    "bcrypt",
-    "rsadecrypt",
-    "yamldecode",
-    "yamlencode",
-    "cidrhost",
-    "cidrnetmask",
-    "cidrsubnet",
-    "cidrsubnets",
-    "formatdate",
-    "timeadd",
-    "fileset",
-];
+pub(crate) const NOT_PROVIDED: &[&str] = &["bcrypt", "rsadecrypt", "fileset"];
 
 /// Every function the library provides.
 pub(crate) const FUNCTIONS: &[&str] = &[
@@ -99,6 +87,15 @@ pub(crate) const FUNCTIONS: &[&str] = &[
     "zipmap",
     "base64encode",
     "base64decode",
+    "yamlencode",
+    "yamldecode",
+    "cidrhost",
+    "cidrnetmask",
+    "cidrsubnet",
+    "cidrsubnets",
+    "timestamp",
+    "formatdate",
+    "timeadd",
     "jsonencode",
     "jsondecode",
     "urlencode",
@@ -434,6 +431,18 @@ fn dispatch(name: &str, ctx: &FuncCtx, a: Args) -> R {
             let bytes = base64_decode(&a.str(0)?)?;
             String::from_utf8(bytes).map(Value::String).map_err(|_| "the decoded bytes are not UTF-8 text".to_string())
         }),
+        "yamlencode" => a.exact(1).and_then(|a| super::funcs_more::yamlencode(&a.0[0])),
+        "yamldecode" => a.exact(1).and_then(|a| super::funcs_more::yamldecode(&a.str(0)?)),
+        "cidrhost" => a.exact(2).and_then(|a| super::funcs_more::cidrhost(&a.str(0)?, a.int(1)?)),
+        "cidrnetmask" => a.exact(1).and_then(|a| super::funcs_more::cidrnetmask(&a.str(0)?)),
+        "cidrsubnet" => a.exact(3).and_then(|a| super::funcs_more::cidrsubnet(&a.str(0)?, a.int(1)?, a.int(2)?)),
+        "cidrsubnets" => a.at_least(1).and_then(|a| {
+            let bits = (1..a.0.len()).map(|i| a.int(i)).collect::<Result<Vec<_>, _>>()?;
+            super::funcs_more::cidrsubnets(&a.str(0)?, &bits)
+        }),
+        "timestamp" => a.exact(0).and_then(|_| super::funcs_more::timestamp(crate::model::now_unix_nanos())),
+        "formatdate" => a.exact(2).and_then(|a| super::funcs_more::formatdate(&a.str(0)?, &a.str(1)?)),
+        "timeadd" => a.exact(2).and_then(|a| super::funcs_more::timeadd(&a.str(0)?, &a.str(1)?)),
         "jsonencode" => a.exact(1).and_then(|a| a.0[0].to_json().map(|j| Value::String(j.to_string()))),
         "jsondecode" => a.exact(1).and_then(|a| {
             serde_json::from_str::<serde_json::Value>(&a.str(0)?)
@@ -1280,7 +1289,7 @@ mod tests {
 
     #[test]
     fn missing_functions_say_so() {
-        assert!(run("yamldecode", vec![s("a: 1")])
+        assert!(run("bcrypt", vec![s("secret")])
             .unwrap_err()
             .contains("does not provide"));
         assert!(call("nosuch", &FuncCtx::default(), vec![]).is_none());

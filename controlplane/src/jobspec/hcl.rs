@@ -193,15 +193,30 @@ fn collect_assignments(
             Err(m) => diags.error(None, &from, m),
         }
     }
+    let mut files: Vec<(String, String)> = Vec::new();
     for file in &opts.var_files {
         let shown = file.display().to_string();
-        let text = match read_bounded(file, opts.limits.max_bytes) {
-            Ok(t) => t,
-            Err(m) => {
-                diags.error(None, &shown, m);
-                continue;
-            }
-        };
+        match read_bounded(file, opts.limits.max_bytes) {
+            Ok(t) => files.push((shown, t)),
+            Err(m) => diags.error(None, &shown, m),
+        }
+    }
+    for (shown, text) in &opts.var_file_texts {
+        if text.len() > opts.limits.max_bytes {
+            diags.error(
+                None,
+                shown,
+                format!(
+                    "{shown} is {} bytes, more than the limit of {} bytes",
+                    text.len(),
+                    opts.limits.max_bytes
+                ),
+            );
+            continue;
+        }
+        files.push((shown.clone(), text.clone()));
+    }
+    for (shown, text) in files {
         for (name, value, pos) in parse_var_file(&shown, &text, fctx, &opts.limits, diags) {
             if !declared.contains_key(&name) {
                 diags.error(

@@ -21,6 +21,7 @@ pub(crate) mod decode;
 pub(crate) mod eval;
 pub(crate) mod finish;
 pub(crate) mod funcs;
+pub(crate) mod funcs_more;
 pub(crate) mod hcl;
 pub(crate) mod json;
 pub(crate) mod schema;
@@ -51,6 +52,10 @@ pub struct ParseOptions {
     pub vars: Vec<(String, String)>,
     /// `-var-file` paths, HCL or JSON, in command-line order (later wins).
     pub var_files: Vec<PathBuf>,
+    /// Variable files given by content rather than path (name for errors, text), read after
+    /// `var_files` with the same precedence: how `POST /v1/jobs/parse` passes `Variables`
+    /// without the server reading its own disk.
+    pub var_file_texts: Vec<(String, String)>,
     /// The caller's environment (or the part of it it wants to pass): entries named
     /// `NOMAD_VAR_<name>` set variable `<name>`; others are ignored.
     pub env_vars: Vec<(String, String)>,

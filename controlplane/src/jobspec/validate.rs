@@ -1658,11 +1658,22 @@ pub const ACTED_ON: &[&str] = &[
     "Tasks.Driver",
     "Tasks.Config.command",
     "Tasks.Config.args",
+    "Tasks.Config.work_dir",
+    "Tasks.Config.pid_mode",
+    "Tasks.Config.ipc_mode",
+    "Tasks.Config.cap_add",
+    "Tasks.Config.cap_drop",
+    "Tasks.Config.rlimits",
+    "Tasks.Config.seccomp",
+    "Tasks.Config.cpu_hard_limit",
+    "Tasks.Resources.Cores",
     "Tasks.Env",
     "Tasks.User",
     "Tasks.Meta",
     "Tasks.Resources.CPU",
     "Tasks.Resources.MemoryMB",
+    "Tasks.Resources.MemoryMaxMB",
+    "Tasks.Leader",
     "Tasks.KillTimeout",
     "Tasks.KillSignal",
     "Tasks.LogConfig",
@@ -1731,7 +1742,11 @@ fn baseline_of(job: &Job) -> Job {
         };
         for t in &g.tasks {
             let mut config = serde_json::Map::new();
-            for k in ["command", "args"] {
+            // The exec/raw_exec options noded acts on (see crate::drivers).
+            for k in [
+                "command", "args", "work_dir", "pid_mode", "ipc_mode", "cap_add", "cap_drop",
+                "rlimits", "seccomp", "cpu_hard_limit",
+            ] {
                 if let Some(v) = t.config.get(k) {
                     config.insert(k.to_string(), v.clone());
                 }
@@ -1746,10 +1761,13 @@ fn baseline_of(job: &Job) -> Job {
                 kill_timeout: t.kill_timeout,
                 kill_signal: t.kill_signal.clone(),
                 log_config: t.log_config.clone(),
+                leader: t.leader,
                 restart_policy: t.restart_policy.clone(),
                 resources: t.resources.as_ref().map(|r| Resources {
                     cpu: r.cpu,
                     memory_mb: r.memory_mb,
+                    memory_max_mb: r.memory_max_mb,
+                    cores: r.cores,
                     ..Default::default()
                 }),
                 ..Default::default()

@@ -10,6 +10,7 @@ pub mod eval;
 pub mod job;
 pub mod job_parts;
 pub mod node;
+pub mod operator;
 pub mod time;
 
 pub use alloc::*;
@@ -17,6 +18,7 @@ pub use eval::*;
 pub use job::*;
 pub use job_parts::*;
 pub use node::*;
+pub use operator::*;
 
 /// The namespace every object lives in unless told otherwise.
 pub const DEFAULT_NAMESPACE: &str = "default";

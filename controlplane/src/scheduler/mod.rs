@@ -87,6 +87,8 @@ struct Run<'a> {
     allocs: Vec<Arc<Allocation>>,
     /// Resources in use per node, counting this plan's own placements and stops.
     usage: BTreeMap<String, ComparableResources>,
+    /// Cores reserved exclusively per node (`resources { cores }`), likewise.
+    reserved_cores: BTreeMap<String, BTreeSet<u32>>,
     failed: BTreeMap<String, AllocMetric>,
     queued: BTreeMap<String, u64>,
 }
@@ -104,17 +106,24 @@ impl<'a> Run<'a> {
             plan,
             allocs: state.allocs_by_job(&eval.namespace, &eval.job_id),
             usage: BTreeMap::new(),
+            reserved_cores: BTreeMap::new(),
             failed: BTreeMap::new(),
             queued: BTreeMap::new(),
         }
     }
 
     fn stop(&mut self, alloc: &Allocation, description: &str) {
-        if let Some(group) = alloc.job.as_ref().and_then(|j| j.group(&alloc.task_group)) {
-            let freed = group.total_resources();
+        if alloc.holds_resources() {
+            let freed = alloc.allocated_resources.comparable();
             let used = self.node_usage(&alloc.node_id);
             used.cpu_mhz -= freed.cpu_mhz;
             used.memory_mb -= freed.memory_mb;
+            let cores = self.node_cores(&alloc.node_id);
+            for t in alloc.allocated_resources.tasks.values() {
+                for c in &t.cpu.reserved_cores {
+                    cores.remove(c);
+                }
+            }
         }
         self.plan
             .node_update
@@ -267,6 +276,22 @@ impl<'a> Run<'a> {
         self.usage.entry(node_id.to_string()).or_default()
     }
 
+    /// Cores reserved on a node by running allocations and this plan.
+    fn node_cores(&mut self, node_id: &str) -> &mut BTreeSet<u32> {
+        if !self.reserved_cores.contains_key(node_id) {
+            let mut reserved = BTreeSet::new();
+            for alloc in self.state.allocs_by_node(node_id) {
+                if alloc.holds_resources() {
+                    for t in alloc.allocated_resources.tasks.values() {
+                        reserved.extend(t.cpu.reserved_cores.iter().copied());
+                    }
+                }
+            }
+            self.reserved_cores.insert(node_id.to_string(), reserved);
+        }
+        self.reserved_cores.entry(node_id.to_string()).or_default()
+    }
+
     fn place(
         &mut self,
         job: &Arc<Job>,
@@ -275,7 +300,13 @@ impl<'a> Run<'a> {
         previous: String,
         env: &mut dyn SchedulerEnv,
     ) {
-        let ask = group.total_resources();
+        let base_ask = group.total_resources();
+        let cores_needed: usize = group
+            .tasks
+            .iter()
+            .filter_map(|t| t.resources.as_ref())
+            .map(|r| usize::try_from(r.cores.max(0)).unwrap_or(0))
+            .sum();
         let mut metric = AllocMetric::default();
         let nodes = self.state.nodes();
         metric.nodes_in_pool = nodes.len() as u64;
@@ -291,6 +322,26 @@ impl<'a> Run<'a> {
                 .entry(node.datacenter.clone())
                 .or_default() += 1;
             let used = *self.node_usage(&node.id);
+            let mut ask = base_ask;
+            if cores_needed > 0 {
+                let reserved = self.node_cores(&node.id).clone();
+                let free = node
+                    .node_resources
+                    .cpu
+                    .reservable_cpu_cores
+                    .iter()
+                    .filter(|c| !reserved.contains(c))
+                    .count();
+                if free < cores_needed {
+                    metric.nodes_exhausted += 1;
+                    *metric
+                        .dimension_exhausted
+                        .entry("cores".to_string())
+                        .or_default() += 1;
+                    continue;
+                }
+                ask.cpu_mhz += mhz_per_core(&node) * cores_needed as i64;
+            }
             if let Err(dimension) = feasible::check_fit(&node, used, ask) {
                 metric.nodes_exhausted += 1;
                 *metric
@@ -318,24 +369,53 @@ impl<'a> Run<'a> {
             *self.queued.entry(group.name.clone()).or_default() += 1;
             return;
         };
-        self.node_usage(&node.id).add(ask);
+        let oversubscription = self
+            .state
+            .scheduler_config()
+            .memory_oversubscription_enabled;
+        let per_core = mhz_per_core(&node);
+        let mut free_cores: Vec<u32> = {
+            let reserved = self.node_cores(&node.id).clone();
+            node.node_resources
+                .cpu
+                .reservable_cpu_cores
+                .iter()
+                .copied()
+                .filter(|c| !reserved.contains(c))
+                .collect()
+        };
+        free_cores.sort_unstable();
+        let mut free_cores = free_cores.into_iter();
         let mut resources = AllocatedResources::default();
         for task in &group.tasks {
             let r = task.resources.clone().unwrap_or_default();
+            let cores: Vec<u32> = free_cores
+                .by_ref()
+                .take(usize::try_from(r.cores.max(0)).unwrap_or(0))
+                .collect();
+            let cpu_shares = if cores.is_empty() {
+                r.cpu
+            } else {
+                per_core * cores.len() as i64
+            };
+            self.node_cores(&node.id).extend(cores.iter().copied());
             resources.tasks.insert(
                 task.name.clone(),
                 AllocatedTaskResources {
                     cpu: AllocatedCpuResources {
-                        cpu_shares: r.cpu,
-                        reserved_cores: Vec::new(),
+                        cpu_shares,
+                        reserved_cores: cores,
                     },
                     memory: AllocatedMemoryResources {
                         memory_mb: r.memory_mb,
-                        memory_max_mb: r.memory_max_mb,
+                        // Granted only when the operator enabled oversubscription (Nomad's
+                        // rule); otherwise `memory` is the hard limit.
+                        memory_max_mb: if oversubscription { r.memory_max_mb } else { 0 },
                     },
                 },
             );
         }
+        self.node_usage(&node.id).add(resources.comparable());
         let alloc = Allocation {
             id: env.new_id(),
             namespace: job.namespace.clone(),
@@ -398,7 +478,13 @@ impl<'a> Run<'a> {
     }
 }
 
-/// Whether a task group changed in a way that needs its allocations replaced. The count is not
+/// MHz of one core of `node` (its total compute over its cores).
+fn mhz_per_core(node: &Node) -> i64 {
+    let cores = i64::from(node.node_resources.cpu.total_cpu_cores.max(1));
+    node.node_resources.cpu.cpu_shares / cores
+}
+
+/// Whether a task group changed in a way that needs its allocations replaced.The count is not
 /// part of it: scaling keeps the allocations that stay.
 fn group_changed(old: &TaskGroup, new: &TaskGroup) -> bool {
     let without_count = |g: &TaskGroup| TaskGroup {

@@ -376,3 +376,62 @@ fn metrics_count_every_node_considered() {
     let expected: BTreeMap<String, u64> = [("dc1".to_string(), 2)].into();
     assert_eq!(metric.nodes_available, expected);
 }
+
+fn cores_job(id: &str, count: i64, cores: i64) -> Job {
+    let mut j = job(id, JobType::Service, count, 0, 64);
+    let r = j.task_groups[0].tasks[0].resources.as_mut().unwrap();
+    r.cpu = 0;
+    r.cores = cores;
+    j
+}
+
+fn cores_node(id: &str, cores: u32) -> Node {
+    let mut n = node(id, 2000 * i64::from(cores), 8192, &["exec"]);
+    n.node_resources.cpu.total_cpu_cores = cores;
+    n.node_resources.cpu.reservable_cpu_cores = (0..cores).collect();
+    n
+}
+
+#[test]
+fn cores_are_reserved_exclusively_and_run_out() {
+    let mut w = World::new(vec![cores_node("n1", 4)]);
+    let eval = w.register(&cores_job("c", 3, 2));
+    let plan = w.schedule(&eval);
+    assert_eq!(plan.placement_count(), 2, "4 cores fit two tasks of 2");
+    assert_eq!(plan.eval.failed_tg_allocs["g"].dimension_exhausted["cores"], 1);
+    let mut seen = std::collections::BTreeSet::new();
+    for a in w.live("c") {
+        let t = &a.allocated_resources.tasks["t"];
+        assert_eq!(t.cpu.reserved_cores.len(), 2);
+        assert_eq!(t.cpu.cpu_shares, 4000, "two cores of 2000 MHz");
+        for c in &t.cpu.reserved_cores {
+            assert!(seen.insert(*c), "core {c} given twice");
+        }
+    }
+    // Another job cannot have them either, until the first stops.
+    let eval = w.register(&cores_job("d", 1, 1));
+    assert_eq!(w.schedule(&eval).placement_count(), 0);
+    let first = w.live("c")[0].id.clone();
+    w.set_client_status(&first, ClientStatus::Complete);
+    let plan = schedule(&w.state, &eval, &mut w.env).unwrap();
+    assert_eq!(plan.placement_count(), 1);
+}
+
+#[test]
+fn memory_max_is_granted_only_when_oversubscription_is_enabled() {
+    let mut w = World::new(vec![node("n1", 4000, 8192, &["exec"])]);
+    let mut j = job("m", JobType::Service, 1, 100, 128);
+    j.task_groups[0].tasks[0].resources.as_mut().unwrap().memory_max_mb = 512;
+    let eval = w.register(&j);
+    w.schedule(&eval);
+    assert_eq!(w.live("m")[0].allocated_resources.tasks["t"].memory.memory_max_mb, 0);
+    w.apply(Command::SchedulerSetConfig {
+        config: SchedulerConfiguration { memory_oversubscription_enabled: true, ..Default::default() },
+    });
+    let mut j2 = j.clone();
+    j2.id = "m2".into();
+    let eval = w.register(&j2);
+    w.schedule(&eval);
+    let granted = &w.live("m2")[0].allocated_resources.tasks["t"].memory;
+    assert_eq!((granted.memory_mb, granted.memory_max_mb), (128, 512));
+}

@@ -387,6 +387,16 @@ impl Server {
         Ok(response.index)
     }
 
+    /// The operator changes the scheduler configuration.
+    pub async fn set_scheduler_config(
+        &self,
+        config: crate::model::SchedulerConfiguration,
+    ) -> Result<u64, ServerError> {
+        config.validate().map_err(ServerError::BadRequest)?;
+        let response = self.propose(Command::SchedulerSetConfig { config }).await?;
+        Ok(response.index)
+    }
+
     /// Hands a plan to the applier and waits for its verdict.
     pub(crate) async fn submit_plan(&self, plan: Plan) -> Result<PlanApplied, ServerError> {
         let (reply, rx) = oneshot::channel();

@@ -81,14 +81,29 @@ fn check_node(state: &State, plan: &Plan, node_id: &str) -> Result<(), String> {
         .map(Vec::as_slice)
         .unwrap_or_default();
     let mut used = ComparableResources::default();
+    let mut cores: std::collections::BTreeSet<u32> = std::collections::BTreeSet::new();
+    let mut reserve = |alloc: &crate::model::Allocation| -> Result<(), String> {
+        for task in alloc.allocated_resources.tasks.values() {
+            for core in &task.cpu.reserved_cores {
+                if !cores.insert(*core) {
+                    return Err(format!(
+                        "core {core} is already reserved by another allocation"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    };
     for alloc in state.allocs_by_node(node_id) {
         let replaced = placing.iter().any(|p| p.id == alloc.id);
         if alloc.holds_resources() && !stopping.contains(&alloc.id.as_str()) && !replaced {
             used.add(alloc.allocated_resources.comparable());
+            reserve(&alloc)?;
         }
     }
     for alloc in placing {
         used.add(alloc.allocated_resources.comparable());
+        reserve(alloc)?;
     }
     used.fits_in(&node.allocatable()).map_err(|dimension| {
         format!(
@@ -236,6 +251,33 @@ mod tests {
         let state = state_with(vec![node("n1", 1000)], vec![alloc("a", "n1", 800)]);
         let plan = plan_placing(vec![alloc("a", "n1", 800)]);
         assert!(evaluate_plan(&state, &plan, 0).fully_accepted());
+    }
+
+    #[test]
+    fn two_allocations_cannot_hold_the_same_core() {
+        let mut holder = alloc("old", "n1", 100);
+        holder
+            .allocated_resources
+            .tasks
+            .get_mut("t")
+            .unwrap()
+            .cpu
+            .reserved_cores = vec![1];
+        let state = state_with(vec![node("n1", 4000)], vec![holder]);
+        let mut taker = alloc("new", "n1", 100);
+        taker
+            .allocated_resources
+            .tasks
+            .get_mut("t")
+            .unwrap()
+            .cpu
+            .reserved_cores = vec![1];
+        let verdict = evaluate_plan(&state, &plan_placing(vec![taker]), 0);
+        assert!(
+            verdict.rejected_nodes["n1"].contains("core 1"),
+            "{:?}",
+            verdict.rejected_nodes
+        );
     }
 
     #[test]

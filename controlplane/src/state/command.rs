@@ -45,6 +45,10 @@ pub enum Command {
     PlanApply(Box<PlanResult>),
     /// Evaluations created or updated outside a plan (e.g. a worker giving up on one).
     EvalUpdate { evals: Vec<Evaluation>, now: i64 },
+    /// The operator changes the scheduler configuration.
+    SchedulerSetConfig {
+        config: crate::model::SchedulerConfiguration,
+    },
 }
 
 /// Stopping an allocation, as a plan asks for it.

@@ -37,17 +37,17 @@ pub enum Table {
     Evals,
     Allocs,
     Nodes,
+    SchedulerConfig,
 }
-
 impl Table {
-    pub const ALL: [Table; 5] = [
+    pub const ALL: [Table; 6] = [
         Table::Jobs,
         Table::JobVersions,
         Table::Evals,
         Table::Allocs,
         Table::Nodes,
+        Table::SchedulerConfig,
     ];
-
     pub fn name(self) -> &'static str {
         match self {
             Table::Jobs => "jobs",
@@ -55,6 +55,7 @@ impl Table {
             Table::Evals => "evals",
             Table::Allocs => "allocs",
             Table::Nodes => "nodes",
+            Table::SchedulerConfig => "scheduler_config",
         }
     }
 
@@ -87,10 +88,10 @@ pub struct State {
     allocs_by_job: OrdMap<JobKey, OrdSet<String>>,
     allocs_by_node: OrdMap<String, OrdSet<String>>,
     nodes: OrdMap<String, Arc<Node>>,
+    scheduler_config: Arc<crate::model::SchedulerConfiguration>,
     table_index: OrdMap<Table, u64>,
     latest_index: u64,
 }
-
 fn key(namespace: &str, id: &str) -> JobKey {
     (namespace.to_string(), id.to_string())
 }
@@ -191,6 +192,11 @@ impl State {
             .unwrap_or_default()
     }
 
+    /// The operator's scheduler configuration (Nomad's defaults until one is set).
+    pub fn scheduler_config(&self) -> Arc<crate::model::SchedulerConfiguration> {
+        self.scheduler_config.clone()
+    }
+
     pub fn node(&self, id: &str) -> Option<Arc<Node>> {
         self.nodes.get(id).cloned()
     }
@@ -221,6 +227,7 @@ impl State {
                 ids.dedup();
                 ids
             }
+            Table::SchedulerConfig => Vec::new(),
         }
     }
 
@@ -305,6 +312,18 @@ impl State {
             } => self.apply_alloc_client_update(index, updates, evals, *now, &mut effects),
             Command::PlanApply(result) => {
                 self.apply_plan(index, result, &mut effects);
+                Ok(0)
+            }
+            Command::SchedulerSetConfig { config } => {
+                let mut config = config.clone();
+                config.create_index = if self.scheduler_config.create_index == 0 {
+                    index
+                } else {
+                    self.scheduler_config.create_index
+                };
+                config.modify_index = index;
+                self.scheduler_config = Arc::new(config);
+                self.touch(Table::SchedulerConfig, index);
                 Ok(0)
             }
             Command::EvalUpdate { evals, now } => {
@@ -686,6 +705,7 @@ impl State {
             evals: self.evals.values().map(|e| (**e).clone()).collect(),
             allocs: self.allocs.values().map(|a| (**a).clone()).collect(),
             nodes: self.nodes.values().map(|n| (**n).clone()).collect(),
+            scheduler_config: Some((*self.scheduler_config).clone()),
         }
     }
 
@@ -740,6 +760,9 @@ impl State {
         }
         for node in file.nodes {
             state.nodes.insert(node.id.clone(), Arc::new(node));
+        }
+        if let Some(config) = file.scheduler_config {
+            state.scheduler_config = Arc::new(config);
         }
         Ok(state)
     }

@@ -20,4 +20,7 @@ pub struct SnapshotFile {
     pub evals: Vec<Evaluation>,
     pub allocs: Vec<Allocation>,
     pub nodes: Vec<Node>,
+    /// Absent in snapshots written before it existed: Nomad's defaults then.
+    #[serde(default)]
+    pub scheduler_config: Option<crate::model::SchedulerConfiguration>,
 }
