@@ -4,7 +4,8 @@
 //!
 //! # What this crate owns
 //! - [`sandbox::spawn`]: start ONE process inside namespaces and a jail, from a multi-threaded
-//!   caller, with every failure naming the step and the path.
+//!   caller, with every failure naming the step and the path; [`sandbox::enter`]: start one
+//!   more process inside a running sandbox (`alloc exec`), as confined as the task.
 //! - [`cgroup`]: create, limit, join, signal, measure and destroy a task's cgroup on v1, hybrid
 //!   and pure v2 hosts.
 //! - [`caps`], [`user`], [`seccomp`]: the inputs of a sandbox (capability sets, resolved users,

@@ -76,19 +76,16 @@ pub fn mount_tmpfs(path: &Path, options: &TmpfsOptions) -> Result<(), MountError
     })
 }
 
-/// Unmounts `path`. A busy mount is detached lazily (it disappears from the namespace now and
-/// is freed when its last user goes); a path that is not mounted is not an error.
+/// Unmounts `path`, lazily: it disappears from the namespace at once and is freed when its
+/// last user goes (a busy mount is no error). A path that is not mounted is not an error.
+///
+/// Lazy on purpose: a plain `umount2` waits inside the kernel for an expedited RCU grace
+/// period (`namespace_unlock`) before it returns — measured 2.7–8 ms for a task's secrets
+/// tmpfs on a busy 2-vCPU host, against 0.06–0.1 ms for the lazy form — and the result is
+/// the same for a mount nobody uses any more (the task that used it has exited).
 pub fn unmount(path: &Path) -> Result<(), MountError> {
-    match nix::mount::umount2(path, MntFlags::UMOUNT_NOFOLLOW) {
+    match nix::mount::umount2(path, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW) {
         Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => Ok(()),
-        Err(Errno::EBUSY) => {
-            nix::mount::umount2(path, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW).map_err(
-                |errno| MountError::Unmount {
-                    path: path.to_path_buf(),
-                    errno,
-                },
-            )
-        }
         Err(errno) => Err(MountError::Unmount {
             path: path.to_path_buf(),
             errno,
@@ -110,8 +107,8 @@ pub(crate) fn mount_points(mountinfo: &str) -> impl Iterator<Item = PathBuf> + '
         .filter_map(|line| line.split(' ').nth(4).map(unescape_mountinfo))
 }
 
-/// Decodes mountinfo's `\040`-style octal escapes.
-pub(crate) fn unescape_mountinfo(field: &str) -> PathBuf {
+/// Decodes mountinfo's `\040`-style octal escapes (a mount point field of `/proc/*/mountinfo`).
+pub fn unescape_mountinfo(field: &str) -> PathBuf {
     use std::os::unix::ffi::OsStringExt;
     let bytes = field.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -205,5 +202,25 @@ mod tests {
         assert!(!is_mount_point(dir.path()).unwrap());
         // Unmounting twice is fine.
         unmount(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn a_busy_secrets_tmpfs_is_detached_and_stays_readable_to_its_user() {
+        if !crate::privileged::require_root("mounting a secrets tmpfs") {
+            return;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("noded-mount-test-")
+            .tempdir()
+            .unwrap();
+        mount_tmpfs(dir.path(), &TmpfsOptions::secrets()).unwrap();
+        std::fs::write(dir.path().join("token"), b"s3cret").unwrap();
+        let mut held = std::fs::File::open(dir.path().join("token")).unwrap();
+        unmount(dir.path()).unwrap();
+        assert!(!is_mount_point(dir.path()).unwrap());
+        assert!(!dir.path().join("token").exists());
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut held, &mut text).unwrap();
+        assert_eq!(text, "s3cret");
     }
 }

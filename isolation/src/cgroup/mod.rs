@@ -71,15 +71,15 @@ pub const MANAGED_V2_CONTROLLERS: [&str; 4] = ["cpuset", "cpu", "memory", "pids"
 /// `cgroup_threadgroup_rwsem` for writing. That is a percpu rwsem whose writer side goes
 /// through `rcu_sync`: when no writer came by for about a grace period it has gone back to
 /// the readers' fast path, and the next writer waits a full RCU grace period
-/// (`synchronize_rcu`) before it gets the lock — measured 4–23 ms (median 8.5–15 ms for a
-/// task's three hierarchies) for the first start after ~300 ms of idle, against 0.01 ms
-/// back to back. Moving *the current thread* (`0` written to `tasks`) is the one migration
+/// (`synchronize_rcu`) before it gets the lock: 4–23 ms per write after ~300 ms of idle on
+/// a 2-vCPU hybrid host (15.5 ms p50 for a task's three hierarchies), 0.02 ms back to back.
+/// Moving *the current thread* (`0` written to `tasks`) is the one migration
 /// the kernel does without that lock (`cgroup_procs_write_start`: "if the thread is
 /// `current`, it won't exit(2) under our hands or change PID through exec(2) … we can skip
 /// the global lock"), and the child is single-threaded at that point (cloned without
 /// `CLONE_THREAD`), so moving its only thread moves the whole process. No host setting
 /// changes (the alternative, the `favordynmods` mount option, flips a system-wide, and on
-/// 6.18 irreversible, switch; see the bench notes in `xtask/src/bench/`).
+/// 6.18 irreversible, switch; see `xtask/src/bench/probe.rs`, which measures both files).
 pub const V1_JOIN_FILE: &str = "tasks";
 
 /// How often [`TaskCgroup::destroy`] kills and retries before giving up.

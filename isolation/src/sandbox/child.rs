@@ -1,8 +1,10 @@
 //! The code that runs in the child between `clone3` and `execve`.
 //!
 //! Async-signal-safe only: it walks the prepared plan and calls the child-safe functions of
-//! `sys`. No allocation, no locks, no formatting, no indexing that could panic. On the first
-//! failing step it writes a [`Report`] to the report pipe and `_exit`s with 127.
+//! `sys`. No allocation, no locks, no formatting, no indexing that could panic, and no writes
+//! outside its own stack: [`super::spawn`] runs it in the parent's memory
+//! (`sys::clone3_spawn_shared`). On the first failing step it writes a [`Report`] to the
+//! report pipe and `_exit`s with 127.
 
 use std::os::fd::RawFd;
 
@@ -70,6 +72,11 @@ fn execute(op: &Op) -> Result<(), (Errno, u32)> {
         Op::MkFile { path } => plain(sys::create_file(path, 0o644)),
         Op::Symlink { target, link } => plain(sys::symlink(target, link)),
         Op::Chdir { path } => plain(sys::chdir(path)),
+        Op::Fchdir { fd } => plain(sys::fchdir(*fd)),
+        Op::Chroot { path } => plain(sys::chroot(path)),
+        Op::NotDumpable => plain(sys::prctl(libc::PR_SET_DUMPABLE, 0, 0).map(drop)),
+        Op::NewSession => plain(sys::setsid()),
+        Op::ControllingTty { fd } => plain(sys::set_controlling_tty(*fd)),
         Op::PivotRoot => plain(sys::pivot_root(c".", c".")),
         Op::UmountDetach { path } => plain(sys::umount2(path, libc::MNT_DETACH)),
         Op::SetHostname { name } => plain(sys::sethostname(name)),

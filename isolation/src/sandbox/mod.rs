@@ -9,11 +9,14 @@
 //! 1. In the parent, [`spawn`] validates the [`SandboxSpec`] and turns it into a *plan*: every
 //!    path, string, fd, uid/gid, capability mask and the seccomp BPF program prepared up front,
 //!    as a list of steps.
-//! 2. `clone3` (no `CLONE_VM`, so it behaves like fork) with `CLONE_PIDFD`, the requested
-//!    `CLONE_NEW*` flags and, where a cgroup2 tree exists, `CLONE_INTO_CGROUP`. All signals are
-//!    blocked around the clone so no handler of the (multi-threaded) parent ever runs in the
-//!    child.
-//! 3. The child executes the plan with raw syscalls only — no allocation, no locks, no panics.
+//! 2. `clone3` with `CLONE_PIDFD`, the requested `CLONE_NEW*` flags and, where a cgroup2 tree
+//!    exists, `CLONE_INTO_CGROUP`; on x86_64 also `CLONE_VM | CLONE_VFORK` on a stack of its
+//!    own, as `posix_spawn` does: the child borrows the parent's memory until it execs, so no
+//!    page tables are copied (0.4–0.8 ms saved per spawn for an 8–16 MB supervisor, and no
+//!    copy-on-write faults in the parent afterwards). All signals are blocked around the clone
+//!    so no handler of the (multi-threaded) parent ever runs in the child.
+//! 3. The child executes the plan with raw syscalls only — no allocation, no locks, no panics,
+//!    and no writes outside its own stack (it shares the parent's memory).
 //!    A failing step writes a fixed 16-byte record (step, index into the plan, errno, detail)
 //!    to a close-on-exec pipe and `_exit`s; the parent turns it into a [`SpawnError`] naming
 //!    the step and path. EOF on the pipe means `execve` succeeded.
@@ -40,8 +43,12 @@
 //! The task process is PID 1 of its pid namespace (as with Nomad's exec driver and runc
 //! without `--init`): the kernel delivers a signal other than SIGKILL/SIGSTOP to it only if it
 //! installed a handler, and orphans in the task are reparented to it.
+//!
+//! [`enter`] starts one more process inside an already running sandbox (`alloc exec`): the
+//! same plan and child code, plus joining the task's namespaces and root (module `enter`).
 
 mod child;
+mod enter;
 mod plan;
 
 #[cfg(test)]
@@ -61,6 +68,7 @@ use crate::seccomp::SeccompError;
 pub use crate::seccomp::SeccompPolicy;
 use crate::sys;
 use crate::user::ResolvedUser;
+pub use enter::{enter, pty_size, set_pty_size, EnterIo, EnterSpec, Entered, PtyError, PtySpec};
 
 /// Host directories bound read-only into a jail by default (missing ones are skipped,
 /// symlinks such as `/bin -> usr/bin` are recreated as symlinks).
@@ -273,7 +281,9 @@ pub struct SandboxSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u32)]
 pub enum Step {
-    JoinCgroup = 1,
+    MakeNonDumpable = 1,
+    JoinCgroup,
+    JoinTaskNamespaces,
     JoinNetNamespace,
     UnshareCgroupNamespace,
     MakeMountsPrivate,
@@ -297,11 +307,14 @@ pub enum Step {
     MountCgroup,
     PivotRoot,
     DetachOldRoot,
+    EnterTaskRoot,
     SetHostname,
     SetRlimit,
     SetupStdio,
     CloseFds,
     ResetSignals,
+    NewSession,
+    SetControllingTerminal,
     DropBoundingSet,
     SetGroups,
     SetGid,
@@ -317,8 +330,10 @@ pub enum Step {
 
 impl Step {
     /// Every step in execution order.
-    pub const ALL: [Step; 40] = [
+    pub const ALL: [Step; 45] = [
+        Step::MakeNonDumpable,
         Step::JoinCgroup,
+        Step::JoinTaskNamespaces,
         Step::JoinNetNamespace,
         Step::UnshareCgroupNamespace,
         Step::MakeMountsPrivate,
@@ -342,11 +357,14 @@ impl Step {
         Step::MountCgroup,
         Step::PivotRoot,
         Step::DetachOldRoot,
+        Step::EnterTaskRoot,
         Step::SetHostname,
         Step::SetRlimit,
         Step::SetupStdio,
         Step::CloseFds,
         Step::ResetSignals,
+        Step::NewSession,
+        Step::SetControllingTerminal,
         Step::DropBoundingSet,
         Step::SetGroups,
         Step::SetGid,
@@ -367,7 +385,9 @@ impl Step {
     /// A short lower-case phrase naming the step.
     pub fn phrase(self) -> &'static str {
         match self {
+            Step::MakeNonDumpable => "make the process non-dumpable",
             Step::JoinCgroup => "join cgroup",
+            Step::JoinTaskNamespaces => "join the namespaces of",
             Step::JoinNetNamespace => "join network namespace",
             Step::UnshareCgroupNamespace => "create cgroup namespace",
             Step::MakeMountsPrivate => "make mounts private",
@@ -391,11 +411,14 @@ impl Step {
             Step::MountCgroup => "mount cgroup at",
             Step::PivotRoot => "pivot_root",
             Step::DetachOldRoot => "detach old root",
+            Step::EnterTaskRoot => "enter the task root",
             Step::SetHostname => "sethostname",
             Step::SetRlimit => "setrlimit",
             Step::SetupStdio => "set up stdio",
             Step::CloseFds => "close inherited fds",
             Step::ResetSignals => "reset signals",
+            Step::NewSession => "setsid",
+            Step::SetControllingTerminal => "set controlling terminal",
             Step::DropBoundingSet => "drop capability bounding set",
             Step::SetGroups => "setgroups",
             Step::SetGid => "setgid",
@@ -444,6 +467,10 @@ pub enum SpawnError {
         errno: Errno,
         message: String,
     },
+    /// The process to enter ([`enter`]) is not running (it exited, or the pid was never a
+    /// process); nothing was started.
+    #[error("task process {pid} is not running (it exited or never existed): there is nothing to enter; start the task first")]
+    TargetGone { pid: i32 },
     /// The child died without a complete report.
     #[error("sandbox child {pid} exited before exec without a complete failure report ({bytes} of 16 bytes)")]
     Report { pid: i32, bytes: usize },
@@ -646,7 +673,9 @@ pub fn spawn(spec: &SandboxSpec) -> Result<SandboxChild, SpawnError> {
         what: "block signals".to_string(),
         source: errno.into(),
     })?;
-    let cloned = sys::clone3_spawn(request, &|| child::run(&plan, report_fd));
+    // The child runs in our memory until it execs (no page-table copy: see
+    // `sys::clone3_spawn_shared`); `child::run` only reads the plan and writes its stack.
+    let cloned = sys::clone3_spawn_shared(request, &|| child::run(&plan, report_fd));
     let restored = nix::sys::signal::pthread_sigmask(
         nix::sys::signal::SigmaskHow::SIG_SETMASK,
         Some(&old),

@@ -61,6 +61,22 @@ pub(crate) enum Op {
     Chdir {
         path: CString,
     },
+    /// `fchdir` onto a directory fd opened by the parent (entering a running sandbox).
+    Fchdir {
+        fd: RawFd,
+    },
+    Chroot {
+        path: CString,
+    },
+    /// `PR_SET_DUMPABLE 0`: no other process of the same uid may inspect this one through
+    /// `/proc/<pid>` or ptrace before `execve` resets it.
+    NotDumpable,
+    /// `setsid()`.
+    NewSession,
+    /// `TIOCSCTTY` on `fd` (after `setsid`).
+    ControllingTty {
+        fd: RawFd,
+    },
     /// `pivot_root(".", ".")` after `chdir(new_root)`.
     PivotRoot,
     UmountDetach {
@@ -1334,6 +1350,12 @@ pub(crate) fn build(spec: &SandboxSpec) -> Result<Plan, SpawnError> {
 }
 
 impl Plan {
+    /// Marks the program as found inside a task root although the plan builds no jail (it
+    /// enters an existing one), so exec errors say where the lookup happened.
+    pub(crate) fn set_exec_inside_task_root(&mut self) {
+        self.jail = true;
+    }
+
     /// Sets the fd `CloseFrom` keeps (the report pipe's write end).
     pub(crate) fn set_report_fd(&mut self, fd: RawFd) {
         for planned in &mut self.ops {

@@ -88,7 +88,8 @@ fn fake_join(dir: &Path) -> CgroupJoin {
 /// The phase of each step in the documented order.
 fn phase(step: Step) -> u32 {
     match step {
-        Step::JoinCgroup => 0,
+        // An entry (`enter`) makes itself non-dumpable, joins the cgroup, then the namespaces.
+        Step::MakeNonDumpable | Step::JoinCgroup | Step::JoinTaskNamespaces => 0,
         Step::JoinNetNamespace => 1,
         Step::UnshareCgroupNamespace => 2,
         Step::MakeMountsPrivate => 3,
@@ -108,12 +109,12 @@ fn phase(step: Step) -> u32 {
         Step::MaskSysPath => 13,
         Step::MountCgroup => 14,
         Step::PivotRoot => 15,
-        Step::DetachOldRoot => 16,
+        Step::DetachOldRoot | Step::EnterTaskRoot => 16,
         Step::SetHostname => 17,
         Step::SetRlimit => 18,
         Step::SetupStdio => 19,
         Step::CloseFds => 20,
-        Step::ResetSignals => 21,
+        Step::ResetSignals | Step::NewSession | Step::SetControllingTerminal => 21,
         Step::DropBoundingSet => 22,
         Step::SetGroups => 23,
         Step::SetGid => 24,
