@@ -208,6 +208,9 @@ pub struct AgentOptions {
     pub extra_chroot: Vec<(PathBuf, PathBuf)>,
     /// Extra agent config HCL appended as is.
     pub extra_config: String,
+    /// Keep state in a data dir that outlives the agent (`-data-dir`): tasks survive agent
+    /// restarts. Without it the dev agent uses a temporary dir and stops its tasks on exit.
+    pub persistent: bool,
 }
 
 /// A `noded agent -dev` in its own network namespace.
@@ -220,6 +223,10 @@ pub struct DevAgent {
     pub log: PathBuf,
     pub data_dir: PathBuf,
     config_dir: PathBuf,
+    config_path: PathBuf,
+    persistent_dir: Option<PathBuf>,
+    /// The supervisor the agent started (it outlives a persistent agent).
+    pub supervisor_pid: Option<i32>,
 }
 
 pub const DEFAULT_CHROOT: [&str; 7] = ["/bin", "/etc", "/lib", "/lib32", "/lib64", "/sbin", "/usr"];
@@ -249,14 +256,40 @@ impl DevAgent {
         );
         let config_path = config_dir.join("agent.hcl");
         std::fs::write(&config_path, config).expect("write agent config");
-        let log = config_dir.join("agent.log");
-        let log_file = std::fs::File::create(&log).expect("agent log");
-        let child = Command::new("nsenter")
-            .arg(format!("--net={}", netns.path().display()))
+        let persistent_dir = opts.persistent.then(|| config_dir.join("data"));
+        let mut agent = DevAgent {
+            netns,
+            child: None,
+            cgroup_parent,
+            addr: "127.0.0.1:4646".to_string(),
+            log: config_dir.join("agent.log"),
+            data_dir: PathBuf::new(),
+            config_dir,
+            config_path,
+            persistent_dir,
+            supervisor_pid: None,
+        };
+        agent.launch();
+        agent
+    }
+
+    /// Starts the agent process (again) and waits until it is healthy.
+    pub fn launch(&mut self) {
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("agent log");
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net={}", self.netns.path().display()))
             .arg("--")
             .arg(binary("noded"))
             .args(["agent", "-dev", "-config"])
-            .arg(&config_path)
+            .arg(&self.config_path);
+        if let Some(dir) = &self.persistent_dir {
+            cmd.arg("-data-dir").arg(dir);
+        }
+        let child = cmd
             .env("RUST_LOG", "info,openraft=warn")
             .env("NODED_TEST_AGENT_SECRET", "must-not-leak")
             .stdin(Stdio::null())
@@ -264,38 +297,37 @@ impl DevAgent {
             .stderr(log_file)
             .spawn()
             .expect("start noded agent");
-        let mut agent = DevAgent {
-            netns,
-            child: Some(child),
-            cgroup_parent,
-            addr: "127.0.0.1:4646".to_string(),
-            log,
-            data_dir: PathBuf::new(),
-            config_dir,
-        };
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(r) = agent.get("/v1/agent/health") {
+            if let Ok(r) = self.get("/v1/agent/health") {
                 if r.status == 200 {
                     break;
                 }
             }
-            if let Some(Ok(Some(status))) = agent.child.as_mut().map(|c| c.try_wait()) {
-                panic!(
-                    "the agent exited at start ({status}):\n{}",
-                    agent.log_text()
-                );
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("the agent exited at start ({status}):\n{}", self.log_text());
             }
             assert!(
                 Instant::now() < deadline,
                 "the agent did not become healthy in 30s:\n{}",
-                agent.log_text()
+                self.log_text()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        let info = agent.get("/v1/agent/self").expect("agent self").json();
-        agent.data_dir = PathBuf::from(info["config"]["DataDir"].as_str().expect("DataDir"));
-        agent
+        let info = self.get("/v1/agent/self").expect("agent self").json();
+        self.data_dir = PathBuf::from(info["config"]["DataDir"].as_str().expect("DataDir"));
+        self.supervisor_pid = info["client"]["SupervisorPid"]
+            .as_i64()
+            .and_then(|p| i32::try_from(p).ok());
+    }
+
+    /// Kills the agent process with SIGKILL (as a crash or `kill -9` would) and waits for it.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     pub fn log_text(&self) -> String {
@@ -399,10 +431,13 @@ impl DevAgent {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        // The supervisor exits after the agent (it watches its parent); give it a moment.
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline && !self.cgroup_dirs().is_empty() {
-            std::thread::sleep(Duration::from_millis(100));
+        // A dev agent's supervisor exits after the agent (it watches its parent); give it a
+        // moment. A persistent agent's supervisor stays, by design.
+        if self.persistent_dir.is_none() {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline && !self.cgroup_dirs().is_empty() {
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
     }
 
@@ -458,6 +493,95 @@ fn walk_dirs(root: &Path) -> Vec<PathBuf> {
 impl Drop for DevAgent {
     fn drop(&mut self) {
         self.stop();
+        // A persistent agent's supervisor keeps running (that is its point): SIGTERM makes it
+        // stop its tasks and remove their cgroups.
+        if self.persistent_dir.is_some() {
+            if let Some(pid) = self.supervisor_pid.take() {
+                let target = nix::unistd::Pid::from_raw(pid);
+                let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGTERM);
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while Instant::now() < deadline && PathBuf::from(format!("/proc/{pid}")).exists() {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
         self.force_cleanup();
     }
+}
+
+// ---- helpers for jobs, allocations and task events ----
+
+use serde_json::Value;
+
+/// A directory holding only the verifier, bound into tasks at /verify.
+pub fn verifier_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(unique_name("verify"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(binary("noded-verify"), dir.join("noded-verify")).unwrap();
+    dir
+}
+
+pub fn agent_with_verifier() -> (DevAgent, PathBuf) {
+    let dir = verifier_dir();
+    let agent = DevAgent::start(AgentOptions {
+        extra_chroot: vec![(dir.clone(), PathBuf::from("/verify"))],
+        ..Default::default()
+    });
+    (agent, dir)
+}
+
+pub fn write_job(agent: &DevAgent, name: &str, text: &str) -> PathBuf {
+    let path = agent
+        .data_dir
+        .parent()
+        .unwrap_or(&agent.data_dir)
+        .join(format!("{}.hcl", unique_name(name)));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+pub fn allocs_of(agent: &DevAgent, job: &str) -> Vec<Value> {
+    let r = agent.get(&format!("/v1/job/{job}/allocations")).unwrap();
+    r.json().as_array().cloned().unwrap_or_default()
+}
+
+pub fn alloc(agent: &DevAgent, id: &str) -> Value {
+    agent.get(&format!("/v1/allocation/{id}")).unwrap().json()
+}
+
+pub fn first_alloc_with_status(agent: &DevAgent, job: &str, statuses: &[&str]) -> Value {
+    agent.wait_for(
+        &format!("an allocation of {job} in {statuses:?}"),
+        Duration::from_secs(60),
+        |a| {
+            allocs_of(a, job)
+                .into_iter()
+                .find(|x| statuses.contains(&x["ClientStatus"].as_str().unwrap_or("")))
+        },
+    )
+}
+
+pub fn logs(agent: &DevAgent, alloc_id: &str, task: &str, stream: &str) -> String {
+    agent
+        .get(&format!(
+            "/v1/client/fs/logs/{alloc_id}?task={task}&type={stream}&plain=true"
+        ))
+        .unwrap()
+        .text()
+}
+
+pub fn events(alloc: &Value, task: &str) -> Vec<(String, String)> {
+    alloc["TaskStates"][task]["Events"]
+        .as_array()
+        .map(|v| {
+            v.iter()
+                .map(|e| {
+                    (
+                        e["Type"].as_str().unwrap_or("").to_string(),
+                        e["DisplayMessage"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }

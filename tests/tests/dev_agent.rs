@@ -8,81 +8,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use noded_tests::{binary, require_root, unique_name, AgentOptions, DevAgent};
+use noded_tests::*;
 use serde_json::Value;
-
-/// A directory holding only the verifier, bound into tasks at /verify.
-fn verifier_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(unique_name("verify"));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::copy(binary("noded-verify"), dir.join("noded-verify")).unwrap();
-    dir
-}
-
-fn agent_with_verifier() -> (DevAgent, PathBuf) {
-    let dir = verifier_dir();
-    let agent = DevAgent::start(AgentOptions {
-        extra_chroot: vec![(dir.clone(), PathBuf::from("/verify"))],
-        ..Default::default()
-    });
-    (agent, dir)
-}
-
-fn write_job(agent: &DevAgent, name: &str, text: &str) -> PathBuf {
-    let path = agent
-        .data_dir
-        .parent()
-        .unwrap_or(&agent.data_dir)
-        .join(format!("{}.hcl", unique_name(name)));
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn allocs_of(agent: &DevAgent, job: &str) -> Vec<Value> {
-    let r = agent.get(&format!("/v1/job/{job}/allocations")).unwrap();
-    r.json().as_array().cloned().unwrap_or_default()
-}
-
-fn alloc(agent: &DevAgent, id: &str) -> Value {
-    agent.get(&format!("/v1/allocation/{id}")).unwrap().json()
-}
-
-fn first_alloc_with_status(agent: &DevAgent, job: &str, statuses: &[&str]) -> Value {
-    agent.wait_for(
-        &format!("an allocation of {job} in {statuses:?}"),
-        Duration::from_secs(60),
-        |a| {
-            allocs_of(a, job)
-                .into_iter()
-                .find(|x| statuses.contains(&x["ClientStatus"].as_str().unwrap_or("")))
-        },
-    )
-}
-
-fn logs(agent: &DevAgent, alloc_id: &str, task: &str, stream: &str) -> String {
-    agent
-        .get(&format!(
-            "/v1/client/fs/logs/{alloc_id}?task={task}&type={stream}&plain=true"
-        ))
-        .unwrap()
-        .text()
-}
-
-fn events(alloc: &Value, task: &str) -> Vec<(String, String)> {
-    alloc["TaskStates"][task]["Events"]
-        .as_array()
-        .map(|v| {
-            v.iter()
-                .map(|e| {
-                    (
-                        e["Type"].as_str().unwrap_or("").to_string(),
-                        e["DisplayMessage"].as_str().unwrap_or("").to_string(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 #[test]
 fn a_task_is_isolated_as_seen_from_inside_and_its_logs_come_through_the_api() {

@@ -27,7 +27,10 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use serde::Serialize;
 
-pub use client::{AllocFileInfo, ClientError, LogFrame, LogOrigin, LogStream, LogsRequest};
+pub use client::{
+    AllocFileInfo, ClientError, ExecInput, ExecOutput, ExecRequest, ExecSession, LogFrame,
+    LogOrigin, LogStream, LogsRequest,
+};
 pub use error::{ApiError, ApiResult};
 pub use query::QueryOptions;
 
@@ -87,6 +90,9 @@ pub trait ClientEndpoints: Send + Sync + 'static {
         alloc_id: String,
         task: Option<String>,
     ) -> BoxFuture<'_, Result<(), ClientError>>;
+
+    /// Starts a command inside a running task (same namespaces, root, cgroup, user, seccomp).
+    fn exec(&self, request: ExecRequest) -> BoxFuture<'_, Result<ExecSession, ClientError>>;
 
     /// Whether the client is healthy, and why not.
     fn health(&self) -> (bool, String);
@@ -176,6 +182,10 @@ pub fn router(ctx: ApiContext) -> Router {
         .route(
             "/v1/client/allocation/{alloc}/restart",
             axum::routing::post(client::alloc_restart).put(client::alloc_restart),
+        )
+        .route(
+            "/v1/client/allocation/{alloc}/exec",
+            get(client::alloc_exec),
         )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

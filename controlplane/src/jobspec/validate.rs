@@ -1744,8 +1744,16 @@ fn baseline_of(job: &Job) -> Job {
             let mut config = serde_json::Map::new();
             // The exec/raw_exec options noded acts on (see crate::drivers).
             for k in [
-                "command", "args", "work_dir", "pid_mode", "ipc_mode", "cap_add", "cap_drop",
-                "rlimits", "seccomp", "cpu_hard_limit",
+                "command",
+                "args",
+                "work_dir",
+                "pid_mode",
+                "ipc_mode",
+                "cap_add",
+                "cap_drop",
+                "rlimits",
+                "seccomp",
+                "cpu_hard_limit",
             ] {
                 if let Some(v) = t.config.get(k) {
                     config.insert(k.to_string(), v.clone());

@@ -398,7 +398,10 @@ fn cores_are_reserved_exclusively_and_run_out() {
     let eval = w.register(&cores_job("c", 3, 2));
     let plan = w.schedule(&eval);
     assert_eq!(plan.placement_count(), 2, "4 cores fit two tasks of 2");
-    assert_eq!(plan.eval.failed_tg_allocs["g"].dimension_exhausted["cores"], 1);
+    assert_eq!(
+        plan.eval.failed_tg_allocs["g"].dimension_exhausted["cores"],
+        1
+    );
     let mut seen = std::collections::BTreeSet::new();
     for a in w.live("c") {
         let t = &a.allocated_resources.tasks["t"];
@@ -421,12 +424,24 @@ fn cores_are_reserved_exclusively_and_run_out() {
 fn memory_max_is_granted_only_when_oversubscription_is_enabled() {
     let mut w = World::new(vec![node("n1", 4000, 8192, &["exec"])]);
     let mut j = job("m", JobType::Service, 1, 100, 128);
-    j.task_groups[0].tasks[0].resources.as_mut().unwrap().memory_max_mb = 512;
+    j.task_groups[0].tasks[0]
+        .resources
+        .as_mut()
+        .unwrap()
+        .memory_max_mb = 512;
     let eval = w.register(&j);
     w.schedule(&eval);
-    assert_eq!(w.live("m")[0].allocated_resources.tasks["t"].memory.memory_max_mb, 0);
+    assert_eq!(
+        w.live("m")[0].allocated_resources.tasks["t"]
+            .memory
+            .memory_max_mb,
+        0
+    );
     w.apply(Command::SchedulerSetConfig {
-        config: SchedulerConfiguration { memory_oversubscription_enabled: true, ..Default::default() },
+        config: SchedulerConfiguration {
+            memory_oversubscription_enabled: true,
+            ..Default::default()
+        },
     });
     let mut j2 = j.clone();
     j2.id = "m2".into();

@@ -19,6 +19,7 @@ pub use config::{AgentConfig, Overrides};
 struct Info {
     config: AgentConfig,
     node: Option<controlplane::model::Node>,
+    supervisor_pid: Option<i32>,
 }
 
 impl AgentInfo for Info {
@@ -45,6 +46,7 @@ impl AgentInfo for Info {
                 "Status": "alive",
             },
             "node": self.node,
+            "client": { "SupervisorPid": self.supervisor_pid },
         })
     }
 }
@@ -130,6 +132,8 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
                 denied_gids: config.denied_gids.clone(),
                 default_pid_mode: config.default_pid_mode,
                 default_ipc_mode: config.default_ipc_mode,
+                // Filled in by the client from its fingerprint.
+                mhz_per_core: 0,
             },
             raw_exec_enabled: config.raw_exec_enabled,
             gc_max_allocs: config.gc_max_allocs,
@@ -149,6 +153,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         agent: Arc::new(Info {
             config: config.clone(),
             node: client.as_ref().map(|c| c.node().clone()),
+            supervisor_pid: client.as_ref().map(|c| c.supervisor_pid()),
         }),
     };
     let app = api::router(ctx);

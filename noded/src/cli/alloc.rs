@@ -393,6 +393,133 @@ impl FrameDecoder {
     }
 }
 
+/// `alloc signal [-s SIGNAL] [-task T] ALLOC [TASK]`.
+pub async fn signal(
+    api: &ApiClient,
+    id: &str,
+    task: Option<&str>,
+    signal: &str,
+) -> anyhow::Result<Exit> {
+    let alloc = resolve_alloc(api, id).await?;
+    let body = serde_json::json!({ "Task": task.unwrap_or(""), "Signal": signal });
+    let _: serde_json::Value = api
+        .put(&format!("/v1/client/allocation/{}/signal", alloc.id), &body)
+        .await
+        .map_err(|e| anyhow!("Error signaling allocation: {e}"))?;
+    println!("Sent {signal} to allocation {}", short(&alloc.id));
+    Ok(Exit::Ok)
+}
+
+/// `alloc restart [-task T] ALLOC [TASK]`.
+pub async fn restart(api: &ApiClient, id: &str, task: Option<&str>) -> anyhow::Result<Exit> {
+    let alloc = resolve_alloc(api, id).await?;
+    let body = serde_json::json!({ "TaskName": task.unwrap_or(""), "AllTasks": false });
+    let _: serde_json::Value = api
+        .put(
+            &format!("/v1/client/allocation/{}/restart", alloc.id),
+            &body,
+        )
+        .await
+        .map_err(|e| anyhow!("Error restarting allocation: {e}"))?;
+    println!(
+        "Restarted {} of allocation {}",
+        task.map(|t| format!("task {t:?}"))
+            .unwrap_or_else(|| "every running task".into()),
+        short(&alloc.id)
+    );
+    Ok(Exit::Ok)
+}
+
+/// `alloc fs [-stat] ALLOC [PATH]`: lists a directory or prints a file of the allocation.
+pub async fn fs(
+    api: &ApiClient,
+    id: &str,
+    path: Option<&str>,
+    stat_only: bool,
+    out: Output,
+) -> anyhow::Result<Exit> {
+    let alloc = resolve_alloc(api, id).await?;
+    let path = path.unwrap_or("/").to_string();
+    let info: controlplane::api::AllocFileInfo = api
+        .get_now(
+            &format!("/v1/client/fs/stat/{}", alloc.id),
+            &[("path", path.clone())],
+        )
+        .await
+        .map_err(|e| anyhow!("Error reading {path:?}: {e}"))?;
+    if stat_only || !info.is_dir && out.json {
+        if out.json {
+            println!("{}", json(&info)?);
+        } else {
+            print!(
+                "{}",
+                table(&[
+                    vec![
+                        "Mode".into(),
+                        "Size".into(),
+                        "Modified Time".into(),
+                        "Name".into()
+                    ],
+                    vec![
+                        info.file_mode.clone(),
+                        info.size.to_string(),
+                        info.mod_time.clone(),
+                        info.name.clone()
+                    ],
+                ])
+            );
+        }
+        return Ok(Exit::Ok);
+    }
+    if info.is_dir {
+        let entries: Vec<controlplane::api::AllocFileInfo> = api
+            .get_now(
+                &format!("/v1/client/fs/ls/{}", alloc.id),
+                &[("path", path.clone())],
+            )
+            .await
+            .map_err(|e| anyhow!("Error listing {path:?}: {e}"))?;
+        if out.json {
+            println!("{}", json(&entries)?);
+            return Ok(Exit::Ok);
+        }
+        let mut rows = vec![vec![
+            "Mode".to_string(),
+            "Size".into(),
+            "Modified Time".into(),
+            "Name".into(),
+        ]];
+        for e in &entries {
+            let name = if e.is_dir {
+                format!("{}/", e.name)
+            } else {
+                e.name.clone()
+            };
+            rows.push(vec![
+                e.file_mode.clone(),
+                e.size.to_string(),
+                e.mod_time.clone(),
+                name,
+            ]);
+        }
+        print!("{}", table(&rows));
+        return Ok(Exit::Ok);
+    }
+    let response = api
+        .stream(
+            &format!("/v1/client/fs/cat/{}", alloc.id),
+            &[("path", path.clone())],
+        )
+        .await
+        .map_err(|e| anyhow!("Error reading {path:?}: {e}"))?;
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| anyhow!("Error reading {path:?}: {e}"))?;
+    std::io::stdout().write_all(&bytes)?;
+    Ok(Exit::Ok)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,7 +44,17 @@ pub fn load_job(input: &SpecInput) -> anyhow::Result<Job> {
         .filter(|(k, _)| k.starts_with("NOMAD_VAR_"))
         .collect();
     opts.allow_fs_functions = true;
-    let parsed = if input.json {
+    let parsed = if input.file.as_os_str() == "-" {
+        // The jobspec on stdin, read no further than the size limit.
+        opts.filename = "<stdin>".to_string();
+        jobspec::read_limited(std::io::stdin().lock(), &opts.limits).and_then(|text| {
+            if input.json || text.trim_start().starts_with('{') {
+                jobspec::parse_api_json(&text, &opts)
+            } else {
+                jobspec::parse_hcl(&text, &opts)
+            }
+        })
+    } else if input.json {
         let text = std::fs::read_to_string(&input.file)
             .map_err(|e| anyhow!("reading {}: {e}", input.file.display()))?;
         jobspec::parse_api_json(&text, &opts)
@@ -54,6 +64,14 @@ pub fn load_job(input: &SpecInput) -> anyhow::Result<Job> {
     let parsed = parsed
         .and_then(|p| p.validated(&opts.limits))
         .map_err(|errors| anyhow!("{} is not a valid job:\n{errors}", input.file.display()))?;
+    let config_errors = controlplane::drivers::check_job(&parsed.job);
+    if !config_errors.is_empty() {
+        bail!(
+            "{} is not a valid job:\n{}",
+            input.file.display(),
+            config_errors.join("\n")
+        );
+    }
     for w in &parsed.warnings {
         eprintln!("Warning: {w}");
     }

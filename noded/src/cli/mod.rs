@@ -2,10 +2,12 @@
 //! Flags are written Nomad's way (`-detach`, `-address=…`); `--detach` works too.
 
 pub mod alloc;
+pub mod exec;
 pub mod format;
 pub mod http;
 pub mod job;
 pub mod node;
+pub mod operator;
 
 use std::path::PathBuf;
 
@@ -70,6 +72,9 @@ pub enum Command {
     /// Inspect nodes.
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Cluster operator settings.
+    #[command(subcommand)]
+    Operator(OperatorCommand),
     /// List jobs (or show one).
     Status {
         #[command(flatten)]
@@ -253,6 +258,83 @@ pub enum AllocCommand {
         id: String,
         task: Option<String>,
     },
+    /// Send a signal to a task (or to every running task).
+    Signal {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Signal name (default SIGKILL).
+        #[arg(short = 's', default_value = "SIGKILL")]
+        signal: String,
+        #[arg(long)]
+        task: Option<String>,
+        id: String,
+        task_arg: Option<String>,
+    },
+    /// Restart a task (or every running task) in place, outside its restart policy.
+    Restart {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[arg(long)]
+        task: Option<String>,
+        id: String,
+        task_arg: Option<String>,
+    },
+    /// Run a command inside a running task (same namespaces, root, cgroup, user, seccomp).
+    Exec {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Pass stdin (default true).
+        #[arg(short = 'i', default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+        stdin: bool,
+        /// Allocate a terminal (default: when stdin and stdout are terminals).
+        #[arg(short = 't', num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+        tty: Option<bool>,
+        #[arg(long)]
+        task: Option<String>,
+        id: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
+    /// List a directory or print a file of the allocation.
+    Fs {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[arg(long)]
+        stat: bool,
+        #[arg(long)]
+        json: bool,
+        id: String,
+        path: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OperatorCommand {
+    /// The scheduler configuration.
+    #[command(subcommand)]
+    Scheduler(SchedulerCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchedulerCommand {
+    /// Show it.
+    GetConfig {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change it.
+    SetConfig {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// binpack (spread is not implemented yet).
+        #[arg(long = "scheduler-algorithm")]
+        algorithm: Option<String>,
+        /// Let tasks use memory_max above their memory reservation.
+        #[arg(long = "memory-oversubscription")]
+        memory_oversubscription: Option<bool>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -323,7 +405,10 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(run_api_command(other))
+            let result = rt.block_on(run_api_command(other));
+            // A read of stdin (alloc exec) cannot be cancelled; do not wait for it.
+            rt.shutdown_background();
+            result
         }
     }
 }
@@ -471,6 +556,55 @@ async fn run_api_command(command: Command) -> anyhow::Result<Exit> {
             )
             .await
         }
+        Command::Alloc(AllocCommand::Signal {
+            api,
+            signal,
+            task,
+            id,
+            task_arg,
+        }) => alloc::signal(&client(&api)?, &id, task.or(task_arg).as_deref(), &signal).await,
+        Command::Alloc(AllocCommand::Restart {
+            api,
+            task,
+            id,
+            task_arg,
+        }) => alloc::restart(&client(&api)?, &id, task.or(task_arg).as_deref()).await,
+        Command::Alloc(AllocCommand::Exec {
+            api,
+            stdin,
+            tty,
+            task,
+            id,
+            command,
+        }) => {
+            exec::exec(
+                &client(&api)?,
+                &id,
+                &command,
+                exec::ExecOptions {
+                    task: task.as_deref(),
+                    stdin,
+                    tty,
+                },
+            )
+            .await
+        }
+        Command::Alloc(AllocCommand::Fs {
+            api,
+            stat,
+            json,
+            id,
+            path,
+        }) => alloc::fs(&client(&api)?, &id, path.as_deref(), stat, Output { json }).await,
+        Command::Operator(OperatorCommand::Scheduler(SchedulerCommand::GetConfig {
+            api,
+            json,
+        })) => operator::get_config(&client(&api)?, Output { json }).await,
+        Command::Operator(OperatorCommand::Scheduler(SchedulerCommand::SetConfig {
+            api,
+            algorithm,
+            memory_oversubscription,
+        })) => operator::set_config(&client(&api)?, algorithm, memory_oversubscription).await,
         Command::Node(NodeCommand::Status { api, json, id }) => {
             node::status(&client(&api)?, id.as_deref(), Output { json }).await
         }

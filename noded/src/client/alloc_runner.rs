@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::allocdir::{AllocDir, DirOwner};
-use super::task_runner::{KillRequest, TaskRunner, TaskUpdate};
+use super::task_runner::{KillRequest, TaskControl, TaskRunner, TaskUpdate};
 use super::taskenv::{self, NodeContext, TaskPaths};
 use super::ClientShared;
 use crate::driver::TaskContext;
@@ -51,11 +51,27 @@ fn describe(status: ClientStatus) -> &'static str {
     }
 }
 
+/// What a user asks of an allocation's tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllocAction {
+    Signal(i32),
+    Restart,
+}
+
+/// A request for one task (or every running task when `task` is `None`).
+#[derive(Debug)]
+pub struct AllocControl {
+    pub task: Option<String>,
+    pub action: AllocAction,
+    pub reply: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
 /// A running allocation, as the client holds it.
 #[derive(Debug)]
 pub struct AllocRunnerHandle {
     pub alloc_id: String,
     updates: watch::Sender<Arc<Allocation>>,
+    controls: mpsc::Sender<AllocControl>,
     pub done: watch::Receiver<bool>,
 }
 
@@ -68,6 +84,30 @@ impl AllocRunnerHandle {
     pub fn is_done(&self) -> bool {
         *self.done.borrow()
     }
+
+    /// A sender for control requests (usable after the runners lock is released).
+    pub fn controls_clone(&self) -> mpsc::Sender<AllocControl> {
+        self.controls.clone()
+    }
+}
+
+/// Signals or restarts a task (or all of them) and waits for the answer.
+pub async fn control_via(
+    controls: &mpsc::Sender<AllocControl>,
+    task: Option<String>,
+    action: AllocAction,
+) -> Result<(), String> {
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    controls
+        .send(AllocControl {
+            task,
+            action,
+            reply,
+        })
+        .await
+        .map_err(|_| "the allocation is no longer running on this node".to_string())?;
+    rx.await
+        .map_err(|_| "the allocation stopped before answering".to_string())?
 }
 
 /// Starts an allocation runner. `reattach` holds the supervisor's records of this allocation's
@@ -79,14 +119,16 @@ pub fn start(
 ) -> AllocRunnerHandle {
     let (updates_tx, updates_rx) = watch::channel(alloc.clone());
     let (done_tx, done_rx) = watch::channel(false);
+    let (controls_tx, controls_rx) = mpsc::channel(16);
     let alloc_id = alloc.id.clone();
     tokio::spawn(async move {
-        run(shared, alloc, updates_rx, reattach).await;
+        run(shared, alloc, updates_rx, controls_rx, reattach).await;
         done_tx.send_replace(true);
     });
     AllocRunnerHandle {
         alloc_id,
         updates: updates_tx,
+        controls: controls_tx,
         done: done_rx,
     }
 }
@@ -95,6 +137,7 @@ async fn run(
     shared: Arc<ClientShared>,
     alloc: Arc<Allocation>,
     mut alloc_updates: watch::Receiver<Arc<Allocation>>,
+    mut controls_rx: mpsc::Receiver<AllocControl>,
     reattach: BTreeMap<String, TaskStatus>,
 ) {
     let Some(job) = alloc.job.clone() else {
@@ -128,10 +171,13 @@ async fn run(
     };
     let (update_tx, mut update_rx) = mpsc::channel::<TaskUpdate>(64);
     let mut kills: BTreeMap<String, watch::Sender<Option<KillRequest>>> = BTreeMap::new();
+    let mut task_controls: BTreeMap<String, mpsc::Sender<TaskControl>> = BTreeMap::new();
     let mut runners = JoinSet::new();
     for task in &group.tasks {
         let (kill_tx, kill_rx) = watch::channel(None);
         kills.insert(task.name.clone(), kill_tx);
+        let (control_tx, control_rx) = mpsc::channel(8);
+        task_controls.insert(task.name.clone(), control_tx);
         let Some(driver) = shared.drivers.get(&task.driver) else {
             // A driver this node lacks: the scheduler should not have placed it here.
             let mut state = states.get(&task.name).cloned().unwrap_or_default();
@@ -186,6 +232,12 @@ async fn run(
             job_type: job.job_type,
             ctx: TaskContext {
                 task_id: format!("{}.{}", alloc.id, task.name),
+                allocated: alloc
+                    .allocated_resources
+                    .tasks
+                    .get(&task.name)
+                    .cloned()
+                    .unwrap_or_else(|| requested_resources(task)),
                 env,
                 alloc_dir: dir.shared_dir(),
                 task_dir,
@@ -195,6 +247,7 @@ async fn run(
             supervisor: shared.supervisor.clone(),
             updates: update_tx.clone(),
             kill: kill_rx,
+            control: control_rx,
             previous: alloc.task_states.get(&task.name).cloned(),
             reattach: reattach.get(&task.name).cloned(),
             setup_error,
@@ -258,6 +311,7 @@ async fn run(
                     stop_all(&kills, &reason);
                 }
             }
+            Some(control) = controls_rx.recv() => dispatch_control(control, &states, &task_controls),
             else => break,
         }
     }
@@ -268,6 +322,84 @@ async fn run(
     // Tasks are gone: release the host mounts; the directory stays for logs until GC.
     if let Err(e) = dir.unmount_all() {
         tracing::warn!(alloc = %alloc.id, "unmounting task secrets: {e}");
+    }
+}
+
+/// Routes a user's request to the named task (or to every running one), answering without
+/// holding up the runner's loop (a restart waits for the kill).
+fn dispatch_control(
+    control: AllocControl,
+    states: &BTreeMap<String, TaskState>,
+    task_controls: &BTreeMap<String, mpsc::Sender<TaskControl>>,
+) {
+    let targets: Vec<String> = match &control.task {
+        Some(t) if task_controls.contains_key(t) => vec![t.clone()],
+        Some(t) => {
+            let _ = control.reply.send(Err(format!(
+                "task {t:?} is not in this allocation (tasks: {})",
+                task_controls.keys().cloned().collect::<Vec<_>>().join(", ")
+            )));
+            return;
+        }
+        None => states
+            .iter()
+            .filter(|(_, s)| s.state == TaskLifecycleState::Running)
+            .map(|(name, _)| name.clone())
+            .collect(),
+    };
+    if targets.is_empty() {
+        let _ = control
+            .reply
+            .send(Err("no task of this allocation is running".to_string()));
+        return;
+    }
+    let senders: Vec<(String, mpsc::Sender<TaskControl>)> = targets
+        .into_iter()
+        .filter_map(|t| task_controls.get(&t).cloned().map(|s| (t, s)))
+        .collect();
+    let action = control.action;
+    let reply = control.reply;
+    tokio::spawn(async move {
+        let mut errors = Vec::new();
+        for (name, sender) in senders {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let message = match action {
+                AllocAction::Signal(signal) => TaskControl::Signal { signal, reply: tx },
+                AllocAction::Restart => TaskControl::Restart { reply: tx },
+            };
+            let result = match sender.send(message).await {
+                Ok(()) => rx
+                    .await
+                    .unwrap_or_else(|_| Err("the task ended".to_string())),
+                Err(_) => Err("the task has finished".to_string()),
+            };
+            if let Err(e) = result {
+                errors.push(format!("task {name:?}: {e}"));
+            }
+        }
+        let _ = reply.send(if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        });
+    });
+}
+
+/// What a task asked for, for an allocation that carries no allocated resources (written by
+/// an older server).
+fn requested_resources(
+    task: &controlplane::model::Task,
+) -> controlplane::model::AllocatedTaskResources {
+    let r = task.resources.clone().unwrap_or_default();
+    controlplane::model::AllocatedTaskResources {
+        cpu: controlplane::model::AllocatedCpuResources {
+            cpu_shares: r.cpu,
+            reserved_cores: Vec::new(),
+        },
+        memory: controlplane::model::AllocatedMemoryResources {
+            memory_mb: r.memory_mb,
+            memory_max_mb: 0,
+        },
     }
 }
 

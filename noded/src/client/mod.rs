@@ -7,7 +7,9 @@
 
 pub mod alloc_runner;
 pub mod allocdir;
+pub mod exec;
 pub mod fingerprint;
+pub mod fs;
 pub mod logs;
 pub mod restart;
 pub mod task_runner;
@@ -18,7 +20,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use controlplane::api::{ClientEndpoints, ClientError, LogFrame, LogsRequest};
+use controlplane::api::{
+    AllocFileInfo, ClientEndpoints, ClientError, ExecRequest, ExecSession, LogFrame, LogsRequest,
+};
 use controlplane::model::{
     eligibility, AllocClientUpdate, Allocation, DesiredStatus, Node, NodeStatus,
 };
@@ -33,8 +37,11 @@ use crate::supervisor::protocol::{Request, Response, TaskStats, TaskStatus};
 use alloc_runner::AllocRunnerHandle;
 use allocdir::AllocDir;
 
-/// How often allocation updates are sent to the servers (Nomad batches every 200ms).
+/// Longest an allocation update waits to be batched with others (Nomad batches every 200ms).
 const UPDATE_BATCH: Duration = Duration::from_millis(100);
+/// A batch is sent as soon as updates stop arriving for this long: a quiet client reports at
+/// once, a busy one still batches.
+const UPDATE_QUIET: Duration = Duration::from_millis(5);
 /// Pending updates held before senders wait.
 const UPDATE_QUEUE: usize = 1024;
 /// Blocking-query wait for the allocation watcher.
@@ -175,6 +182,7 @@ impl ClientShared {
 /// A running client.
 pub struct Client {
     shared: Arc<ClientShared>,
+    supervisor_pid: i32,
     runners: Mutex<HashMap<String, AllocRunnerHandle>>,
     finished: Mutex<VecDeque<String>>,
     config: ClientConfig,
@@ -239,19 +247,25 @@ impl Client {
             .context("starting the task supervisor")?;
         tracing::info!(pid = supervisor_pid, socket = %supervisor.socket().display(), "task supervisor ready");
 
+        let print = fingerprint::gather(&config.allocs_root, &config.ip_address);
+        let mut exec_settings = config.exec.clone();
+        exec_settings.mhz_per_core = print
+            .attributes
+            .get("cpu.frequency")
+            .and_then(|f| f.parse().ok())
+            .unwrap_or(1000);
         let health = exec_health();
         let mut drivers = DriverRegistry::default();
         drivers.register(Arc::new(crate::driver::ExecDriver::exec(
-            config.exec.clone(),
+            exec_settings.clone(),
             health.clone(),
         )));
         drivers.register(Arc::new(crate::driver::ExecDriver::raw_exec(
             config.raw_exec_enabled,
-            config.exec.clone(),
+            exec_settings,
             health,
         )));
 
-        let print = fingerprint::gather(&config.allocs_root, &config.ip_address);
         let mut attributes = print.attributes.clone();
         for info in drivers.fingerprints().values() {
             if info.detected && info.healthy {
@@ -295,6 +309,7 @@ impl Client {
         });
         let client = Arc::new(Client {
             shared,
+            supervisor_pid,
             runners: Mutex::new(HashMap::new()),
             finished: Mutex::new(VecDeque::new()),
             config,
@@ -314,6 +329,11 @@ impl Client {
 
     pub fn node(&self) -> &Node {
         &self.node
+    }
+
+    /// The pid of the task supervisor this client talks to.
+    pub fn supervisor_pid(&self) -> i32 {
+        self.supervisor_pid
     }
 
     pub fn config(&self) -> &ClientConfig {
@@ -478,6 +498,32 @@ impl Client {
         }
     }
 
+    /// Signals or restarts tasks of an allocation running here.
+    pub async fn control(
+        &self,
+        alloc_id: &str,
+        task: Option<String>,
+        action: alloc_runner::AllocAction,
+    ) -> Result<(), ClientError> {
+        let controls = {
+            let runners = self
+                .runners
+                .lock()
+                .map_err(|_| ClientError::Internal("client state poisoned".into()))?;
+            match runners.get(alloc_id) {
+                Some(r) if !r.is_done() => r.controls_clone(),
+                _ => {
+                    return Err(ClientError::BadRequest(format!(
+                        "allocation {alloc_id:?} is not running on this node"
+                    )))
+                }
+            }
+        };
+        alloc_runner::control_via(&controls, task, action)
+            .await
+            .map_err(ClientError::BadRequest)
+    }
+
     /// Whether the node's drivers are healthy.
     pub fn health(&self) -> (bool, String) {
         let exec = self.node.drivers.get("exec");
@@ -631,6 +677,7 @@ async fn run_updater(server: Arc<dyn ServerRpc>, mut rx: mpsc::Receiver<AllocCli
         loop {
             tokio::select! {
                 _ = &mut deadline => break,
+                _ = tokio::time::sleep(UPDATE_QUIET) => break,
                 u = rx.recv() => match u {
                     Some(u) => { pending.insert(u.id.clone(), u); }
                     None => break,
@@ -668,6 +715,102 @@ impl ClientEndpoints for ClientApi {
                 )));
             }
             logs::stream(root, request)
+        })
+    }
+
+    fn fs_list(
+        &self,
+        alloc_id: String,
+        path: String,
+    ) -> BoxFuture<'_, Result<Vec<AllocFileInfo>, ClientError>> {
+        let root = self.0.config.allocs_root.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || fs::list(&root, &alloc_id, &path))
+                .await
+                .map_err(|e| ClientError::Internal(e.to_string()))?
+        })
+    }
+
+    fn fs_stat(
+        &self,
+        alloc_id: String,
+        path: String,
+    ) -> BoxFuture<'_, Result<AllocFileInfo, ClientError>> {
+        let root = self.0.config.allocs_root.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || fs::stat(&root, &alloc_id, &path))
+                .await
+                .map_err(|e| ClientError::Internal(e.to_string()))?
+        })
+    }
+
+    fn fs_read(
+        &self,
+        alloc_id: String,
+        path: String,
+        offset: u64,
+        limit: u64,
+    ) -> BoxFuture<'_, Result<Vec<u8>, ClientError>> {
+        let root = self.0.config.allocs_root.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || fs::read(&root, &alloc_id, &path, offset, limit))
+                .await
+                .map_err(|e| ClientError::Internal(e.to_string()))?
+        })
+    }
+
+    fn signal(
+        &self,
+        alloc_id: String,
+        task: Option<String>,
+        signal: String,
+    ) -> BoxFuture<'_, Result<(), ClientError>> {
+        Box::pin(async move {
+            let number = task_runner::parse_signal(&signal).map_err(ClientError::BadRequest)?;
+            self.0
+                .control(&alloc_id, task, alloc_runner::AllocAction::Signal(number))
+                .await
+        })
+    }
+
+    fn exec(&self, request: ExecRequest) -> BoxFuture<'_, Result<ExecSession, ClientError>> {
+        Box::pin(async move {
+            allocdir::check_component("allocation id", &request.alloc_id)
+                .map_err(|e| ClientError::BadRequest(e.to_string()))?;
+            allocdir::check_component("task name", &request.task)
+                .map_err(|e| ClientError::BadRequest(e.to_string()))?;
+            let running = self
+                .0
+                .runners
+                .lock()
+                .map(|r| r.get(&request.alloc_id).is_some_and(|h| !h.is_done()))
+                .unwrap_or(false);
+            if !running {
+                return Err(ClientError::BadRequest(format!(
+                    "allocation {:?} is not running on this node",
+                    request.alloc_id
+                )));
+            }
+            let task_id = format!("{}.{}", request.alloc_id, request.task);
+            exec::start(
+                &self.0.shared.supervisor,
+                &task_id,
+                request.command,
+                request.tty,
+            )
+            .await
+        })
+    }
+
+    fn restart(
+        &self,
+        alloc_id: String,
+        task: Option<String>,
+    ) -> BoxFuture<'_, Result<(), ClientError>> {
+        Box::pin(async move {
+            self.0
+                .control(&alloc_id, task, alloc_runner::AllocAction::Restart)
+                .await
         })
     }
 

@@ -9,7 +9,7 @@ use controlplane::model::time::format_rfc3339;
 use controlplane::model::{
     event_type, now_unix_nanos, JobType, Task, TaskEvent, TaskLifecycleState, TaskState,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::restart::{RestartDecision, RestartTracker, RunOutcome};
 use crate::driver::{Driver, TaskContext};
@@ -20,6 +20,27 @@ use crate::supervisor::protocol::{ExitInfo, Request, Response, TaskStatus};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KillRequest {
     pub reason: String,
+}
+
+/// A request to a running task from outside (`alloc signal`, `alloc restart`).
+#[derive(Debug)]
+pub enum TaskControl {
+    Signal {
+        signal: i32,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    Restart {
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+impl TaskControl {
+    fn refuse(self, why: &str) {
+        let reply = match self {
+            TaskControl::Signal { reply, .. } | TaskControl::Restart { reply } => reply,
+        };
+        let _ = reply.send(Err(why.to_string()));
+    }
 }
 
 /// A task's new state, for the allocation runner.
@@ -38,6 +59,7 @@ pub struct TaskRunner {
     pub supervisor: SupervisorClient,
     pub updates: mpsc::Sender<TaskUpdate>,
     pub kill: watch::Receiver<Option<KillRequest>>,
+    pub control: mpsc::Receiver<TaskControl>,
     /// The state the servers last saw (for a node daemon that restarted), if any.
     pub previous: Option<TaskState>,
     /// The supervisor's record of this task, when it is still known there (reattach).
@@ -71,6 +93,8 @@ enum RunEnd {
     Exited(ExitInfo),
     Killed(Option<ExitInfo>),
     StartFailed,
+    /// Killed on a user's restart request: start again at once, outside the restart policy.
+    Restarted,
 }
 
 impl TaskRunner {
@@ -156,6 +180,14 @@ impl TaskRunner {
                     return self.finish(state, false).await;
                 }
                 RunEnd::StartFailed => RunOutcome::StartFailure,
+                RunEnd::Restarted => {
+                    self.remove().await;
+                    state.state = TaskLifecycleState::Pending;
+                    state.restarts += 1;
+                    state.last_restart = Some(format_rfc3339(now_unix_nanos()));
+                    self.send(&state).await;
+                    continue;
+                }
                 RunEnd::Exited(exit) => {
                     self.remove().await;
                     if exit.succeeded() {
@@ -216,6 +248,7 @@ impl TaskRunner {
             tokio::select! {
                 _ = &mut sleep => return false,
                 changed = self.kill.changed() => if changed.is_err() { return false },
+                Some(control) = self.control.recv() => control.refuse("the task is not running (it is waiting to restart)"),
             }
         }
     }
@@ -345,15 +378,39 @@ impl TaskRunner {
     }
 
     async fn wait_or_kill(&mut self, state: &mut TaskState) -> RunEnd {
+        let supervisor = self.supervisor.clone();
+        let task_id = self.ctx.task_id.clone();
+        let exited = wait_for_exit(&supervisor, &task_id);
+        tokio::pin!(exited);
+        let mut kill_open = true;
         let exit = loop {
             if let Some(kill) = self.kill_requested() {
                 return self.kill_task(state, kill).await;
             }
-            let supervisor = self.supervisor.clone();
-            let task_id = self.ctx.task_id.clone();
             tokio::select! {
-                exit = wait_for_exit(&supervisor, &task_id) => break exit,
-                changed = self.kill.changed() => if changed.is_err() { continue },
+                exit = &mut exited => break exit,
+                changed = self.kill.changed(), if kill_open => if changed.is_err() { kill_open = false },
+                Some(control) = self.control.recv() => match control {
+                    TaskControl::Signal { signal, reply } => {
+                        let mut e = TaskEvent::new(event_type::SIGNALING, format!("Task being sent signal {signal}"));
+                        e.details.insert("signal".into(), signal.to_string());
+                        self.push(state, e);
+                        self.send(state).await;
+                        let result = match supervisor.call(&Request::Signal { task_id: task_id.clone(), signal }).await {
+                            Ok(Response::Ok) => Ok(()),
+                            Ok(Response::Error { message, .. }) => Err(message),
+                            Ok(other) => Err(format!("unexpected answer from the supervisor: {other:?}")),
+                            Err(e) => Err(e.to_string()),
+                        };
+                        let _ = reply.send(result);
+                    }
+                    TaskControl::Restart { reply } => {
+                        self.push(state, TaskEvent::new(event_type::RESTART_SIGNAL, "User requested task to restart"));
+                        let _ = reply.send(Ok(()));
+                        self.kill_task(state, KillRequest { reason: "restart requested".into() }).await;
+                        return RunEnd::Restarted;
+                    }
+                },
             }
         };
         match exit {

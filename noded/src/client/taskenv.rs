@@ -98,15 +98,26 @@ pub fn nomad_variables(
     set("NOMAD_DC", node.datacenter.clone());
     set("NOMAD_NODE_ID", node.node_id.clone());
     set("NOMAD_NODE_NAME", node.node_name.clone());
-    if let Some(r) = &task.resources {
+    // What the scheduler granted (memory_max only with oversubscription, cores as ids);
+    // what the task asked for when the allocation carries nothing.
+    if let Some(granted) = alloc.allocated_resources.tasks.get(&task.name) {
+        set("NOMAD_CPU_LIMIT", granted.cpu.cpu_shares.to_string());
+        set("NOMAD_MEMORY_LIMIT", granted.memory.memory_mb.to_string());
+        if granted.memory.memory_max_mb > 0 {
+            set(
+                "NOMAD_MEMORY_MAX_LIMIT",
+                granted.memory.memory_max_mb.to_string(),
+            );
+        }
+        if !granted.cpu.reserved_cores.is_empty() {
+            set(
+                "NOMAD_CPU_CORES",
+                cpuset_string(&granted.cpu.reserved_cores),
+            );
+        }
+    } else if let Some(r) = &task.resources {
         set("NOMAD_CPU_LIMIT", r.cpu.to_string());
         set("NOMAD_MEMORY_LIMIT", r.memory_mb.to_string());
-        if r.memory_max_mb > 0 {
-            set("NOMAD_MEMORY_MAX_LIMIT", r.memory_max_mb.to_string());
-        }
-        if r.cores > 0 {
-            set("NOMAD_CPU_CORES", r.cores.to_string());
-        }
     }
     // Meta: job, then group, then task (the more specific wins), as NOMAD_META_<key>.
     let group = job.group(&alloc.task_group);
@@ -118,6 +129,30 @@ pub fn nomad_variables(
         }
     }
     env
+}
+
+/// Core ids in cpuset notation: `[0, 1, 2, 5]` → `0-2,5`.
+pub fn cpuset_string(cores: &[u32]) -> String {
+    let mut sorted = cores.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        let mut end = start;
+        while i + 1 < sorted.len() && sorted[i + 1] == end + 1 {
+            i += 1;
+            end = sorted[i];
+        }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+        i += 1;
+    }
+    parts.join(",")
 }
 
 /// The full environment: `NOMAD_*` first, then the task's `env` (which may override none of the
@@ -209,6 +244,35 @@ mod tests {
             "the task's meta wins over the job's"
         );
         assert!(!env.contains_key("NOMAD_MEMORY_MAX_LIMIT"));
+    }
+
+    #[test]
+    fn granted_resources_win_and_cores_are_a_cpuset() {
+        let (mut alloc, job, task) = fixture();
+        alloc.allocated_resources.tasks.insert(
+            "api".into(),
+            controlplane::model::AllocatedTaskResources {
+                cpu: controlplane::model::AllocatedCpuResources {
+                    cpu_shares: 4000,
+                    reserved_cores: vec![0, 1, 3],
+                },
+                memory: controlplane::model::AllocatedMemoryResources {
+                    memory_mb: 128,
+                    memory_max_mb: 512,
+                },
+            },
+        );
+        let env = nomad_variables(
+            &alloc,
+            &job,
+            &task,
+            &TaskPaths::jailed(),
+            &NodeContext::default(),
+        );
+        assert_eq!(env["NOMAD_CPU_LIMIT"], "4000");
+        assert_eq!(env["NOMAD_CPU_CORES"], "0-1,3");
+        assert_eq!(env["NOMAD_MEMORY_MAX_LIMIT"], "512");
+        assert_eq!(cpuset_string(&[5, 2, 3, 4, 9]), "2-5,9");
     }
 
     #[test]

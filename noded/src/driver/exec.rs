@@ -56,6 +56,8 @@ pub struct ExecSettings {
     pub denied_gids: IdRanges,
     pub default_pid_mode: NamespaceMode,
     pub default_ipc_mode: NamespaceMode,
+    /// MHz of one core here, to turn `cpu` MHz into a CFS quota for `cpu_hard_limit`.
+    pub mhz_per_core: u64,
 }
 
 /// `exec` (jailed) or `raw_exec` (host filesystem).
@@ -303,13 +305,24 @@ impl Driver for ExecDriver {
         if !self.raw {
             self.check_user(task, &user)?;
         }
-        let resources = task.resources.clone().unwrap_or_default();
+        // Limits come from what the scheduler granted, not from what the task asked for:
+        // `memory_max` only when oversubscription is enabled, `cores` as specific cores.
+        let granted = &ctx.allocated;
         let log = task.log_config.clone().unwrap_or_default();
+        let cpu_mhz = u64::try_from(granted.cpu.cpu_shares).unwrap_or(0);
+        let cpu_quota_us = if config.cpu_hard_limit {
+            // quota/period = cpu MHz / MHz per core, over a 100 ms period; at least 1 ms.
+            (cpu_mhz * 100_000 / self.settings.mhz_per_core.max(1)).max(1_000)
+        } else {
+            0
+        };
         let limits = TaskLimits {
-            memory_mb: u64::try_from(resources.memory_mb).unwrap_or(0),
-            memory_max_mb: u64::try_from(resources.memory_max_mb).unwrap_or(0),
-            cpu_mhz: u64::try_from(resources.cpu).unwrap_or(0),
+            memory_mb: u64::try_from(granted.memory.memory_mb).unwrap_or(0),
+            memory_max_mb: u64::try_from(granted.memory.memory_max_mb).unwrap_or(0),
+            cpu_mhz,
             pids_max: DEFAULT_PIDS_MAX,
+            cpuset: granted.cpu.reserved_cores.clone(),
+            cpu_quota_us,
         };
         let rlimits = self.rlimits(task, &config)?;
         let (isolation, ambient) = if self.raw {
@@ -370,6 +383,7 @@ mod tests {
             denied_gids: IdRanges::default(),
             default_pid_mode: NamespaceMode::Private,
             default_ipc_mode: NamespaceMode::Private,
+            mhz_per_core: 2000,
         }
     }
 
@@ -386,6 +400,16 @@ mod tests {
     fn ctx() -> TaskContext {
         TaskContext {
             task_id: "a.t".into(),
+            allocated: controlplane::model::AllocatedTaskResources {
+                cpu: controlplane::model::AllocatedCpuResources {
+                    cpu_shares: 500,
+                    reserved_cores: vec![2, 3],
+                },
+                memory: controlplane::model::AllocatedMemoryResources {
+                    memory_mb: 256,
+                    memory_max_mb: 512,
+                },
+            },
             env: Default::default(),
             alloc_dir: "/x/alloc".into(),
             task_dir: "/x/t".into(),
@@ -447,6 +471,22 @@ mod tests {
         assert_eq!(err.field, "rlimits.nofile");
         let ok = d.prepare(&task(json!({"command": "/bin/true", "rlimits": {"nofile": 64}, "work_dir": "/local", "pid_mode": "host"}), "nobody"), &ctx()).unwrap();
         assert_eq!(ok.rlimits, vec![("nofile".to_string(), 64, 64)]);
+        // Limits are what the scheduler granted.
+        assert_eq!(ok.limits.memory_mb, 256);
+        assert_eq!(ok.limits.memory_max_mb, 512);
+        assert_eq!(ok.limits.cpuset, vec![2, 3]);
+        assert_eq!(ok.limits.cpu_quota_us, 0);
+        let capped = d
+            .prepare(
+                &task(
+                    json!({"command": "/bin/true", "cpu_hard_limit": true}),
+                    "nobody",
+                ),
+                &ctx(),
+            )
+            .unwrap();
+        // 500 MHz of a 2000 MHz core: a quarter of each 100 ms period.
+        assert_eq!(capped.limits.cpu_quota_us, 25_000);
         assert_eq!(ok.work_dir, "/local");
         assert!(matches!(
             ok.isolation,

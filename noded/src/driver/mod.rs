@@ -29,6 +29,8 @@ pub struct DriverError {
 #[derive(Debug, Clone)]
 pub struct TaskContext {
     pub task_id: String,
+    /// What the scheduler reserved for this task on this node.
+    pub allocated: controlplane::model::AllocatedTaskResources,
     /// The task's environment: `env` of the job plus `NOMAD_*` (interpolated).
     pub env: BTreeMap<String, String>,
     pub alloc_dir: PathBuf,

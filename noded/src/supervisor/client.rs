@@ -23,6 +23,8 @@ pub enum SupervisorClientError {
     },
     #[error("the task supervisor at {path} answered something unreadable: {detail}")]
     Protocol { path: PathBuf, detail: String },
+    #[error("{0}")]
+    Refused(String),
     #[error("starting the task supervisor ({exe}): {detail}")]
     Spawn { exe: PathBuf, detail: String },
 }
@@ -136,8 +138,11 @@ impl SupervisorClient {
                 "PATH",
                 "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             );
-        if let Ok(filter) = std::env::var("RUST_LOG") {
-            cmd.env("RUST_LOG", filter);
+        // The environment is cleared; pass on only the supervisor's own settings.
+        for key in ["RUST_LOG", "NODED_SUPERVISOR_LOG_WRITER"] {
+            if let Ok(value) = std::env::var(key) {
+                cmd.env(key, value);
+            }
         }
         if exit_with_parent {
             cmd.arg("-exit-with-parent");
@@ -166,4 +171,114 @@ impl SupervisorClient {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+}
+
+/// An exec session the supervisor started, with the descriptors it handed over: the pty
+/// master, or stdin (write end), stdout and stderr (read ends).
+#[derive(Debug)]
+pub struct ExecHandle {
+    pub exec_id: String,
+    pub pid: i32,
+    pub fds: Vec<std::os::fd::OwnedFd>,
+}
+
+impl SupervisorClient {
+    /// `alloc exec`: asks the supervisor to run `command` inside the task and receives the
+    /// session's descriptors (SCM_RIGHTS) with the answer.
+    pub async fn exec(
+        &self,
+        task_id: &str,
+        command: Vec<String>,
+        tty: bool,
+    ) -> Result<ExecHandle, SupervisorClientError> {
+        let socket = self.socket.clone();
+        let request = super::protocol::Request::Exec {
+            task_id: task_id.to_string(),
+            command,
+            tty,
+        };
+        let line = serde_json::to_vec(&request).map_err(|e| SupervisorClientError::Protocol {
+            path: socket.clone(),
+            detail: e.to_string(),
+        })?;
+        let path = socket.clone();
+        let (answer, fds) = tokio::task::spawn_blocking(move || exec_exchange(&path, line))
+            .await
+            .map_err(|e| SupervisorClientError::Protocol {
+                path: socket.clone(),
+                detail: e.to_string(),
+            })??;
+        match serde_json::from_slice::<Response>(&answer) {
+            Ok(Response::ExecStarted {
+                exec_id,
+                pid,
+                fds: expected,
+            }) => {
+                if fds.len() != expected as usize {
+                    return Err(SupervisorClientError::Protocol {
+                        path: socket,
+                        detail: format!(
+                            "expected {expected} descriptors with the exec answer, got {}",
+                            fds.len()
+                        ),
+                    });
+                }
+                Ok(ExecHandle { exec_id, pid, fds })
+            }
+            Ok(Response::Error { step, message }) => {
+                Err(SupervisorClientError::Refused(match step {
+                    Some(step) => format!("{step}: {message}"),
+                    None => message,
+                }))
+            }
+            Ok(other) => Err(SupervisorClientError::Protocol {
+                path: socket,
+                detail: format!("unexpected answer {other:?}"),
+            }),
+            Err(e) => Err(SupervisorClientError::Protocol {
+                path: socket,
+                detail: e.to_string(),
+            }),
+        }
+    }
+}
+
+/// One request, one answer with descriptors, on a blocking socket (run off the runtime).
+fn exec_exchange(
+    path: &Path,
+    mut line: Vec<u8>,
+) -> Result<(Vec<u8>, Vec<std::os::fd::OwnedFd>), SupervisorClientError> {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let io = |source| SupervisorClientError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut stream = std::os::unix::net::UnixStream::connect(path).map_err(|source| {
+        SupervisorClientError::Connect {
+            path: path.to_path_buf(),
+            source,
+        }
+    })?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(io)?;
+    line.push(b'\n');
+    stream.write_all(&line).map_err(io)?;
+    stream.shutdown(std::net::Shutdown::Write).map_err(io)?;
+    let mut answer = Vec::new();
+    let mut fds = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let (n, mut got) = crate::sys::recv_with_fds(stream.as_raw_fd(), &mut buf).map_err(io)?;
+        fds.append(&mut got);
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+        if answer.ends_with(b"\n") || answer.len() > MAX_MESSAGE_BYTES {
+            break;
+        }
+    }
+    Ok((answer, fds))
 }

@@ -11,6 +11,8 @@
 //! Owns processes and their output; must not know about jobs or talk to servers.
 
 pub mod client;
+
+pub mod logsink;
 pub mod logwriter;
 pub mod protocol;
 
@@ -42,14 +44,33 @@ use protocol::{
 pub const CGROUP_PARENT: &str = "noded";
 /// Paths of the host's `/etc` a jailed task must not read (an empty read-only tmpfs covers them
 /// when they exist).
-pub const HOST_SECRET_PATHS: &[&str] = &["/etc/noded.d", "/etc/noded", "/etc/nomad.d"];
-/// Bytes read from a task's output pipe at a time.
-const PIPE_CHUNK: usize = 32 * 1024;
+pub const HOST_SECRET_PATHS: &[&str] = &[
+    "/etc/noded.d",
+    "/etc/noded",
+    "/etc/nomad.d",
+    "/etc/ssl/private",
+];
+
+/// The host's secret paths that exist now: the fixed ones plus SSH host private keys.
+fn host_secret_paths() -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = HOST_SECRET_PATHS.iter().map(PathBuf::from).collect();
+    if let Ok(entries) = std::fs::read_dir("/etc/ssh") {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("ssh_host_") && name.ends_with("_key") {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
 /// Most tasks one supervisor runs.
 const MAX_TASKS: usize = 10_000;
 
 struct TaskEntry {
     task_id: String,
+    /// How it was started: what `alloc exec` enters matches it.
+    launch: TaskLaunch,
     pid: i32,
     pidfd: Rc<OwnedFd>,
     started_at: i64,
@@ -60,8 +81,45 @@ struct TaskEntry {
     pumps: RefCell<Vec<tokio::task::JoinHandle<()>>>,
 }
 
+/// A command run inside a task by `alloc exec`.
+struct ExecEntry {
+    exec_id: String,
+    pid: i32,
+    exit: RefCell<Option<ExitInfo>>,
+    exited: Notify,
+    /// Kept to resize the terminal; the session's user holds its own copy.
+    pty_master: Option<OwnedFd>,
+}
+
+/// A direct child of the supervisor the reaper knows by pid.
+enum Child {
+    Task(Rc<TaskEntry>),
+    Exec(Rc<ExecEntry>),
+}
+
+/// Most `alloc exec` sessions running at once.
+const MAX_EXECS: usize = 256;
+
+/// An answer, and descriptors to pass with it.
+struct Reply {
+    response: Response,
+    fds: Vec<OwnedFd>,
+}
+
+impl From<Response> for Reply {
+    fn from(response: Response) -> Reply {
+        Reply {
+            response,
+            fds: Vec::new(),
+        }
+    }
+}
+
 struct Supervisor {
     tasks: RefCell<HashMap<String, Rc<TaskEntry>>>,
+    execs: RefCell<HashMap<String, Rc<ExecEntry>>>,
+    /// Running tasks and exec sessions by the pid of their process, for the reaper.
+    by_pid: RefCell<HashMap<i32, Child>>,
     cgroups: CgroupManager,
     staging_dir: PathBuf,
 }
@@ -81,6 +139,7 @@ pub fn run(
         .with_target(false)
         .try_init();
     crate::sys::become_subreaper().context("becoming a child subreaper")?;
+
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("creating {}", state_dir.display()))?;
     let staging_dir = state_dir.join("rootfs");
@@ -95,18 +154,17 @@ pub fn run(
     } else {
         None
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .max_blocking_threads(2)
-        .build()
+    // Plain tokio or tokio-uring, by the log writer (see `logsink`); either is one thread.
+    let runtime = logsink::SupervisorRuntime::start(logsink::LogBackend::configured()?)
         .context("starting the supervisor's runtime")?;
-    let local = tokio::task::LocalSet::new();
     let supervisor = Rc::new(Supervisor {
         tasks: RefCell::new(HashMap::new()),
+        execs: RefCell::new(HashMap::new()),
+        by_pid: RefCell::new(HashMap::new()),
         cgroups,
         staging_dir,
     });
-    local.block_on(&runtime, async move {
+    runtime.block_on(async move {
         if socket.exists() {
             std::fs::remove_file(&socket)
                 .with_context(|| format!("removing stale socket {}", socket.display()))?;
@@ -115,6 +173,7 @@ pub fn run(
             .with_context(|| format!("listening on {}", socket.display()))?;
         std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
         tracing::info!(pid = std::process::id(), socket = %socket.display(), "supervisor ready");
+        tokio::task::spawn_local(reap_children(supervisor.clone()));
         let parent_gone = async {
             match parent_pidfd {
                 Some(fd) => match crate::sys::async_fd(fd) {
@@ -130,6 +189,12 @@ pub fn run(
             }
         };
         tokio::pin!(parent_gone);
+        // SIGTERM/SIGINT to the supervisor itself is a node shutdown: stop every task and
+        // clean up. (Restarting or upgrading the node daemon never signals the supervisor.)
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("watching SIGTERM")?;
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .context("watching SIGINT")?;
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -152,6 +217,18 @@ pub fn run(
                     let _ = std::fs::remove_file(&socket);
                     return Ok::<(), anyhow::Error>(());
                 }
+                _ = term.recv() => {
+                    tracing::info!("SIGTERM: stopping every task");
+                    supervisor.stop_everything().await;
+                    let _ = std::fs::remove_file(&socket);
+                    return Ok(());
+                }
+                _ = int.recv() => {
+                    tracing::info!("SIGINT: stopping every task");
+                    supervisor.stop_everything().await;
+                    let _ = std::fs::remove_file(&socket);
+                    return Ok(());
+                }
             }
         }
     })
@@ -163,18 +240,51 @@ async fn serve_connection(sup: Rc<Supervisor>, stream: UnixStream) -> std::io::R
     let mut line = Vec::new();
     reader.read_until(b'\n', &mut line).await?;
     let response = match serde_json::from_slice::<Request>(&line) {
-        Ok(request) => sup.handle(request).await,
+        Ok(Request::Exec {
+            task_id,
+            command,
+            tty,
+        }) => sup.exec(&task_id, &command, tty),
+        Ok(request) => sup.handle(request).await.into(),
         Err(e) => Response::Error {
             step: None,
             message: format!("malformed request: {e}"),
-        },
+        }
+        .into(),
     };
-    let mut out = serde_json::to_vec(&response).unwrap_or_else(|e| {
+    let mut out = serde_json::to_vec(&response.response).unwrap_or_else(|e| {
         format!("{{\"result\":\"error\",\"step\":null,\"message\":\"encoding the answer: {e}\"}}")
             .into_bytes()
     });
     out.push(b'\n');
-    write.write_all(&out).await?;
+    if response.fds.is_empty() {
+        write.write_all(&out).await?;
+        return write.shutdown().await;
+    }
+    // Descriptors ride on the first bytes of the answer (SCM_RIGHTS).
+    let stream = reader
+        .into_inner()
+        .into_inner()
+        .reunite(write)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let raw: Vec<i32> = response
+        .fds
+        .iter()
+        .map(std::os::fd::AsRawFd::as_raw_fd)
+        .collect();
+    let mut sent = 0;
+    while sent == 0 {
+        stream.writable().await?;
+        match stream.try_io(tokio::io::Interest::WRITABLE, || {
+            crate::sys::send_with_fds(std::os::fd::AsRawFd::as_raw_fd(&stream), &out, &raw)
+        }) {
+            Ok(n) => sent = n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    let (_, mut write) = stream.into_split();
+    write.write_all(&out[sent..]).await?;
     write.shutdown().await
 }
 
@@ -197,6 +307,44 @@ impl Supervisor {
                 pid: std::process::id() as i32,
             },
             Request::Start { launch } => self.start(*launch),
+            Request::Exec { .. } => {
+                err("exec requests are answered with descriptors; internal error")
+            }
+            Request::ExecResize {
+                exec_id,
+                rows,
+                cols,
+            } => {
+                let Some(exec) = self.execs.borrow().get(&exec_id).cloned() else {
+                    return err(format!("no exec session {exec_id:?}"));
+                };
+                match &exec.pty_master {
+                    None => err(format!(
+                        "exec session {exec_id:?} has no terminal to resize"
+                    )),
+                    Some(master) => {
+                        match sandbox::set_pty_size(master.as_fd(), sandbox::PtySpec { rows, cols })
+                        {
+                            Ok(()) => Response::Ok,
+                            Err(e) => err(format!("resizing the terminal of {exec_id:?}: {e}")),
+                        }
+                    }
+                }
+            }
+            Request::ExecWait { exec_id } => {
+                let Some(exec) = self.execs.borrow().get(&exec_id).cloned() else {
+                    return err(format!("no exec session {exec_id:?}"));
+                };
+                let exit = loop {
+                    let notified = exec.exited.notified();
+                    if let Some(exit) = *exec.exit.borrow() {
+                        break exit;
+                    }
+                    notified.await;
+                };
+                self.execs.borrow_mut().remove(&exec_id);
+                Response::Exited { exit }
+            }
             Request::Wait { task_id } => match self.get(&task_id) {
                 None => err(format!("no task {task_id:?} on this supervisor")),
                 Some(task) => loop {
@@ -295,13 +443,125 @@ impl Supervisor {
         }
     }
 
+    /// The sandbox a task runs in, from its launch description: also what `alloc exec`
+    /// enters (same user, capabilities, rlimits, seccomp). Errors name the step.
+    fn sandbox_spec(
+        &self,
+        launch: &TaskLaunch,
+        join: isolation::cgroup::CgroupJoin,
+        stdout: Stdio,
+        stderr: Stdio,
+    ) -> Result<SandboxSpec, (&'static str, String)> {
+        let user = isolation::user::lookup(&launch.user, Path::new("/etc"))
+            .map_err(|e| ("user", e.to_string()))?;
+        let (filesystem, namespaces, capabilities, seccomp, work_dir) = match &launch.isolation {
+            IsolationMode::Jail {
+                chroot_env,
+                capabilities,
+                seccomp,
+                host_pid,
+                host_ipc,
+            } => {
+                let mut root = RootfsSpec::new(&self.staging_dir);
+                root.system_dirs.clear();
+                // The host's /etc is bound whole (as Nomad does); hide noded's own config and
+                // credentials in it.
+                root.masked_paths.extend(host_secret_paths());
+                for (host, inside) in chroot_env {
+                    if host == inside
+                        && sandbox::DEFAULT_SYSTEM_DIRS
+                            .iter()
+                            .any(|d| Path::new(d) == host)
+                    {
+                        root.system_dirs.push(host.clone());
+                    } else {
+                        root.ro_binds.push(Bind::new(host, inside));
+                    }
+                }
+                root.rw_binds = vec![
+                    Bind::new(&launch.alloc_dir, "/alloc"),
+                    Bind::new(launch.task_dir.join("local"), "/local"),
+                    Bind::new(launch.task_dir.join("secrets"), "/secrets"),
+                    Bind::new(launch.task_dir.join("tmp"), "/tmp"),
+                ];
+                let mut ns = NamespaceSpec::isolated();
+                ns.pid = !host_pid;
+                ns.ipc = !host_ipc;
+                let caps = CapabilitySet::parse_list(capabilities.iter())
+                    .map_err(|e| ("capabilities", e.to_string()))?;
+                let policy = match seccomp.as_str() {
+                    "" | "default" => SeccompPolicy::Default,
+                    "unconfined" => SeccompPolicy::Unconfined,
+                    path => SeccompPolicy::from_profile_file(Path::new(path))
+                        .map_err(|e| ("seccomp", e.to_string()))?,
+                };
+                let wd = if launch.work_dir.is_empty() {
+                    PathBuf::from("/")
+                } else {
+                    PathBuf::from(&launch.work_dir)
+                };
+                (Filesystem::Jail(root), ns, caps, policy, wd)
+            }
+            IsolationMode::Host => {
+                let wd = if launch.work_dir.is_empty() {
+                    launch.task_dir.clone()
+                } else {
+                    PathBuf::from(&launch.work_dir)
+                };
+                (
+                    Filesystem::Host,
+                    NamespaceSpec::default(),
+                    // raw_exec keeps what the supervisor itself has, as Nomad's raw_exec keeps
+                    // the agent's privileges.
+                    own_capabilities(),
+                    SeccompPolicy::Unconfined,
+                    wd,
+                )
+            }
+        };
+        let ambient = CapabilitySet::parse_list(launch.ambient_capabilities.iter())
+            .map_err(|e| ("capabilities", e.to_string()))?;
+        let mut rlimits = Vec::new();
+        for (name, soft, hard) in &launch.rlimits {
+            let resource = rlimit_resource(name)
+                .ok_or_else(|| ("rlimits", format!("unknown resource {name:?}")))?;
+            rlimits.push(sandbox::Rlimit {
+                resource,
+                soft: *soft,
+                hard: *hard,
+            });
+        }
+        let mut env: Vec<(String, String)> = launch
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        env.sort();
+        Ok(SandboxSpec {
+            program: launch.command.clone(),
+            args: launch.args.clone(),
+            env,
+            work_dir,
+            user,
+            filesystem,
+            namespaces,
+            hostname: None,
+            cgroup: Some(join),
+            capabilities,
+            ambient_capabilities: ambient,
+            rlimits,
+            seccomp,
+            stdin: Stdio::Null,
+            stdout,
+            stderr,
+        })
+    }
+
     fn spawn_task(self: &Rc<Self>, launch: &TaskLaunch) -> Result<Rc<TaskEntry>, Response> {
         let fail = |step: &str, message: String| Response::Error {
             step: Some(step.to_string()),
             message,
         };
-        let user = isolation::user::lookup(&launch.user, Path::new("/etc"))
-            .map_err(|e| fail("user", e.to_string()))?;
         let mib = 1024 * 1024;
         let memory = launch.limits.memory_mb.max(1);
         let hard = if launch.limits.memory_max_mb > memory {
@@ -313,8 +573,14 @@ impl Supervisor {
             memory_limit_bytes: hard * mib,
             memory_reservation_bytes: (hard > memory).then_some(memory * mib),
             cpu_shares_mhz: launch.limits.cpu_mhz,
-            cpu_hard_limit: None,
-            cpuset_cpus: None,
+            cpu_hard_limit: (launch.limits.cpu_quota_us > 0).then_some(
+                isolation::cgroup::CpuQuota {
+                    quota_us: launch.limits.cpu_quota_us,
+                    period_us: 100_000,
+                },
+            ),
+            cpuset_cpus: (!launch.limits.cpuset.is_empty())
+                .then(|| crate::client::taskenv::cpuset_string(&launch.limits.cpuset)),
             pids_max: (launch.limits.pids_max > 0).then_some(launch.limits.pids_max),
         };
         let cgroup = self
@@ -369,106 +635,9 @@ impl Supervisor {
         let (out_r, out_w) = pipe().map_err(|e| cleanup(fail("stdio", e.to_string())))?;
         let (err_r, err_w) = pipe().map_err(|e| cleanup(fail("stdio", e.to_string())))?;
 
-        let (filesystem, namespaces, capabilities, seccomp, work_dir) = match &launch.isolation {
-            IsolationMode::Jail {
-                chroot_env,
-                capabilities,
-                seccomp,
-                host_pid,
-                host_ipc,
-            } => {
-                let mut root = RootfsSpec::new(&self.staging_dir);
-                root.system_dirs.clear();
-                // The host's /etc is bound whole (as Nomad does); hide noded's own config and
-                // credentials in it.
-                root.masked_paths
-                    .extend(HOST_SECRET_PATHS.iter().map(PathBuf::from));
-                for (host, inside) in chroot_env {
-                    if host == inside
-                        && sandbox::DEFAULT_SYSTEM_DIRS
-                            .iter()
-                            .any(|d| Path::new(d) == host)
-                    {
-                        root.system_dirs.push(host.clone());
-                    } else {
-                        root.ro_binds.push(Bind::new(host, inside));
-                    }
-                }
-                root.rw_binds = vec![
-                    Bind::new(&launch.alloc_dir, "/alloc"),
-                    Bind::new(launch.task_dir.join("local"), "/local"),
-                    Bind::new(launch.task_dir.join("secrets"), "/secrets"),
-                    Bind::new(launch.task_dir.join("tmp"), "/tmp"),
-                ];
-                let mut ns = NamespaceSpec::isolated();
-                ns.pid = !host_pid;
-                ns.ipc = !host_ipc;
-                let caps = CapabilitySet::parse_list(capabilities.iter())
-                    .map_err(|e| cleanup(fail("capabilities", e.to_string())))?;
-                let policy = match seccomp.as_str() {
-                    "" | "default" => SeccompPolicy::Default,
-                    "unconfined" => SeccompPolicy::Unconfined,
-                    path => SeccompPolicy::from_profile_file(Path::new(path))
-                        .map_err(|e| cleanup(fail("seccomp", e.to_string())))?,
-                };
-                let wd = if launch.work_dir.is_empty() {
-                    PathBuf::from("/")
-                } else {
-                    PathBuf::from(&launch.work_dir)
-                };
-                (Filesystem::Jail(root), ns, caps, policy, wd)
-            }
-            IsolationMode::Host => {
-                let wd = if launch.work_dir.is_empty() {
-                    launch.task_dir.clone()
-                } else {
-                    PathBuf::from(&launch.work_dir)
-                };
-                (
-                    Filesystem::Host,
-                    NamespaceSpec::default(),
-                    CapabilitySet::all(),
-                    SeccompPolicy::Unconfined,
-                    wd,
-                )
-            }
-        };
-        let ambient = CapabilitySet::parse_list(launch.ambient_capabilities.iter())
-            .map_err(|e| cleanup(fail("capabilities", e.to_string())))?;
-        let mut rlimits = Vec::new();
-        for (name, soft, hard) in &launch.rlimits {
-            let resource = rlimit_resource(name)
-                .ok_or_else(|| cleanup(fail("rlimits", format!("unknown resource {name:?}"))))?;
-            rlimits.push(sandbox::Rlimit {
-                resource,
-                soft: *soft,
-                hard: *hard,
-            });
-        }
-        let mut argv_env: Vec<(String, String)> = launch
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        argv_env.sort();
-        let spec = SandboxSpec {
-            program: launch.command.clone(),
-            args: launch.args.clone(),
-            env: argv_env,
-            work_dir,
-            user,
-            filesystem,
-            namespaces,
-            hostname: None,
-            cgroup: Some(join),
-            capabilities,
-            ambient_capabilities: ambient,
-            rlimits,
-            seccomp,
-            stdin: Stdio::Null,
-            stdout: Stdio::Fd(out_w),
-            stderr: Stdio::Fd(err_w),
-        };
+        let spec = self
+            .sandbox_spec(launch, join, Stdio::Fd(out_w), Stdio::Fd(err_w))
+            .map_err(|(step, message)| cleanup(fail(step, message)))?;
         let child = match sandbox::spawn(&spec) {
             Ok(c) => c,
             Err(e) => {
@@ -482,6 +651,7 @@ impl Supervisor {
         drop(spec);
         let entry = Rc::new(TaskEntry {
             task_id: launch.task_id.clone(),
+            launch: launch.clone(),
             pid: child.pid,
             pidfd: Rc::new(child.pidfd),
             started_at: controlplane::model::now_unix_nanos(),
@@ -496,8 +666,104 @@ impl Supervisor {
             tokio::task::spawn_local(pump(err_r, stderr_log, launch.task_id.clone())),
         ];
         *entry.pumps.borrow_mut() = pumps;
-        tokio::task::spawn_local(watch_exit(entry.clone()));
+        self.by_pid
+            .borrow_mut()
+            .insert(entry.pid, Child::Task(entry.clone()));
         Ok(entry)
+    }
+
+    /// `alloc exec`: runs `command` inside the running task and hands the session's
+    /// descriptors to the caller.
+    fn exec(&self, task_id: &str, command: &[String], tty: bool) -> Reply {
+        let Some(task) = self.get(task_id) else {
+            return err(format!("no task {task_id:?} on this supervisor")).into();
+        };
+        if task.exit.borrow().is_some() {
+            return err(format!("task {task_id:?} is not running")).into();
+        }
+        let Some((program, args)) = command.split_first() else {
+            return err("exec needs a command").into();
+        };
+        if self.execs.borrow().len() >= MAX_EXECS {
+            return err(format!("{MAX_EXECS} exec sessions are already running")).into();
+        }
+        let fail = |step: &str, message: String| -> Reply {
+            Response::Error {
+                step: Some(step.to_string()),
+                message,
+            }
+            .into()
+        };
+        let join = match task.cgroup.join_handle() {
+            Ok(j) => j,
+            Err(e) => return fail("cgroup", e.to_string()),
+        };
+        let spec = match self.sandbox_spec(&task.launch, join, Stdio::Null, Stdio::Null) {
+            Ok(s) => s,
+            Err((step, message)) => return fail(step, message),
+        };
+        let mut enter =
+            sandbox::EnterSpec::matching(&spec, task.pid, program.clone(), args.to_vec());
+        let mut handed: Vec<OwnedFd> = Vec::new();
+        if tty {
+            enter.io = sandbox::EnterIo::Pty(sandbox::PtySpec::default());
+        } else {
+            let pipes = (pipe_pair(), pipe_pair(), pipe_pair());
+            let ((in_r, in_w), (out_r, out_w), (err_r, err_w)) = match pipes {
+                (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+                _ => return fail("stdio", "cannot create pipes".to_string()),
+            };
+            enter.io = sandbox::EnterIo::Streams {
+                stdin: Stdio::Fd(in_r),
+                stdout: Stdio::Fd(out_w),
+                stderr: Stdio::Fd(err_w),
+            };
+            handed = vec![in_w, out_r, err_r];
+        }
+        let entered = match sandbox::enter(&enter) {
+            Ok(e) => e,
+            Err(e) => {
+                let step = e.step().map(|s| s.phrase().to_string());
+                return Response::Error {
+                    step,
+                    message: e.to_string(),
+                }
+                .into();
+            }
+        };
+        drop(enter);
+        let mut pty_master = None;
+        if let Some(master) = entered.pty_master {
+            match master.try_clone() {
+                Ok(copy) => {
+                    handed = vec![master];
+                    pty_master = Some(copy);
+                }
+                Err(e) => return fail("pty", e.to_string()),
+            }
+        }
+        let exec = Rc::new(ExecEntry {
+            exec_id: controlplane::model::new_id(),
+            pid: entered.child.pid,
+            exit: RefCell::new(None),
+            exited: Notify::new(),
+            pty_master,
+        });
+        tracing::info!(task = task_id, exec = %exec.exec_id, pid = exec.pid, "exec session started");
+        self.by_pid
+            .borrow_mut()
+            .insert(exec.pid, Child::Exec(exec.clone()));
+        self.execs
+            .borrow_mut()
+            .insert(exec.exec_id.clone(), exec.clone());
+        Reply {
+            response: Response::ExecStarted {
+                exec_id: exec.exec_id.clone(),
+                pid: exec.pid,
+                fds: u32::try_from(handed.len()).unwrap_or(0),
+            },
+            fds: handed,
+        }
     }
 
     fn kill(&self, task_id: &str, signal: i32, grace_ms: u64) -> Response {
@@ -594,6 +860,17 @@ impl Supervisor {
     }
 }
 
+/// The supervisor's own effective capabilities (from `/proc/self/status`).
+fn own_capabilities() -> CapabilitySet {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .map(CapabilitySet::from_mask)
+        .unwrap_or_default()
+}
+
 fn rlimit_resource(name: &str) -> Option<sandbox::RlimitResource> {
     use sandbox::RlimitResource as R;
     Some(match name {
@@ -617,6 +894,11 @@ fn rlimit_resource(name: &str) -> Option<sandbox::RlimitResource> {
     })
 }
 
+/// A close-on-exec pipe whose both ends block (for an exec session's stdio).
+fn pipe_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    Ok(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?)
+}
+
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)?;
     // The child's end must block like a normal stdout.
@@ -628,79 +910,30 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// Copies a task's output pipe into its log files until the pipe closes.
-async fn pump(read: OwnedFd, mut log: LogWriter, task_id: String) {
-    let afd = match crate::sys::async_fd(read) {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::warn!(task = %task_id, "watching output: {e}");
-            return;
-        }
-    };
-    let mut buf = vec![0u8; PIPE_CHUNK];
-    loop {
-        let mut guard = match afd.readable().await {
-            Ok(g) => g,
-            Err(e) => {
-                tracing::warn!(task = %task_id, "output: {e}");
-                return;
-            }
-        };
-        match guard.try_io(|inner| {
-            nix::unistd::read(inner.get_ref().as_fd(), &mut buf).map_err(std::io::Error::from)
-        }) {
-            Ok(Ok(0)) => return,
-            Ok(Ok(n)) => {
-                if let Err(e) = log.write(&buf[..n]) {
-                    tracing::warn!(task = %task_id, "writing log: {e}");
-                }
-            }
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Ok(Err(e)) => {
-                tracing::warn!(task = %task_id, "reading output: {e}");
-                return;
-            }
-            Err(_would_block) => {}
-        }
-    }
+async fn pump(read: OwnedFd, log: LogWriter, task_id: String) {
+    logsink::pump(read, logsink::LogSink::for_this_runtime(log), &task_id).await
 }
 
 /// Waits for the task to exit, records how, and wakes every waiter.
-async fn watch_exit(task: Rc<TaskEntry>) {
-    let status = match crate::sys::async_fd(crate::sys::SharedFd(task.pidfd.clone())) {
-        Ok(afd) => loop {
-            let mut guard = match afd.readable().await {
-                Ok(g) => g,
-                Err(e) => break Err(e.to_string()),
-            };
-            match sandbox::wait_pidfd(task.pidfd.as_fd(), true) {
-                Ok(Some(status)) => break Ok(status),
-                Ok(None) => guard.clear_ready(),
-                Err(e) => break Err(e.to_string()),
-            }
-        },
-        Err(e) => Err(e.to_string()),
-    };
+/// (exit code, signal) of a wait status; a signal death reads as 128 + signal, as shells say.
+fn exit_code_of(status: nix::sys::wait::WaitStatus) -> (i32, i32) {
+    use nix::sys::wait::WaitStatus;
+    match status {
+        WaitStatus::Exited(_, code) => (code, 0),
+        WaitStatus::Signaled(_, sig, _) => (128 + sig as i32, sig as i32),
+        _ => (-1, 0),
+    }
+}
+
+/// Records how a task's main process ended and wakes every waiter.
+fn record_exit(task: &TaskEntry, status: nix::sys::wait::WaitStatus) {
     let oom = task.cgroup.oom_kill_count().map(|n| n > 0).unwrap_or(false);
-    let exit = match status {
-        Ok(s) => ExitInfo {
-            exit_code: s.code().unwrap_or(if s.signal().is_some() {
-                128 + s.signal().unwrap_or(0)
-            } else {
-                0
-            }),
-            signal: s.signal().unwrap_or(0),
-            oom_killed: oom,
-            finished_at: controlplane::model::now_unix_nanos(),
-        },
-        Err(e) => {
-            tracing::warn!(task = %task.task_id, "waiting for the task: {e}");
-            ExitInfo {
-                exit_code: -1,
-                signal: 0,
-                oom_killed: oom,
-                finished_at: controlplane::model::now_unix_nanos(),
-            }
-        }
+    let (exit_code, signal) = exit_code_of(status);
+    let exit = ExitInfo {
+        exit_code,
+        signal,
+        oom_killed: oom,
+        finished_at: controlplane::model::now_unix_nanos(),
     };
     tracing::info!(task = %task.task_id, pid = task.pid, code = exit.exit_code, signal = exit.signal, oom = exit.oom_killed, "task exited");
     *task.exit.borrow_mut() = Some(exit);
@@ -708,4 +941,56 @@ async fn watch_exit(task: Rc<TaskEntry>) {
         timer.abort();
     }
     task.exited.notify_waiters();
+}
+
+/// Reaps every child that has exited: a task's main process gets its exit recorded; anything
+/// else is an orphan of a task (reparented to us as the child subreaper) and is just reaped,
+/// so no zombie outlives its task. One place calls wait, so no status is ever taken twice.
+async fn reap_children(supervisor: Rc<Supervisor>) {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let mut sigchld = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!("watching SIGCHLD ({e}); reaping on a 100 ms timer instead");
+            None
+        }
+    };
+    loop {
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
+                Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => break,
+                Ok(status) => {
+                    let Some(pid) = status.pid() else { continue };
+                    let child = supervisor.by_pid.borrow_mut().remove(&pid.as_raw());
+                    match child {
+                        Some(Child::Task(task)) => record_exit(&task, status),
+                        Some(Child::Exec(exec)) => {
+                            let (exit_code, signal) = exit_code_of(status);
+                            tracing::info!(exec = %exec.exec_id, pid = exec.pid, code = exit_code, "exec session exited");
+                            *exec.exit.borrow_mut() = Some(ExitInfo {
+                                exit_code,
+                                signal,
+                                oom_killed: false,
+                                finished_at: controlplane::model::now_unix_nanos(),
+                            });
+                            exec.exited.notify_waiters();
+                        }
+                        None => tracing::debug!(pid = pid.as_raw(), "reaped an orphan of a task"),
+                    }
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    tracing::warn!("reaping children: {e}");
+                    break;
+                }
+            }
+        }
+        // SIGCHLD can coalesce and be missed around the handler's install: a slow timer too.
+        match sigchld.as_mut() {
+            Some(s) => {
+                let _ = tokio::time::timeout(Duration::from_secs(1), s.recv()).await;
+            }
+            None => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
 }

@@ -35,13 +35,19 @@ pub enum IsolationMode {
 }
 
 /// Resource limits for the task's cgroup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct TaskLimits {
     pub memory_mb: u64,
     /// Hard limit when oversubscribing (`memory_max`); 0 = same as `memory_mb`.
     pub memory_max_mb: u64,
     pub cpu_mhz: u64,
     pub pids_max: u64,
+    /// Cores reserved for the task alone (its cpuset); empty = no pinning.
+    #[serde(default)]
+    pub cpuset: Vec<u32>,
+    /// CFS quota per 100 ms period, in microseconds (0 = no hard cap).
+    #[serde(default)]
+    pub cpu_quota_us: u64,
 }
 
 /// Where and how a task's output is kept.
@@ -87,6 +93,7 @@ pub struct TaskLaunch {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     Hello,
+
     Start {
         launch: Box<TaskLaunch>,
     },
@@ -111,6 +118,22 @@ pub enum Request {
     List,
     Stats {
         task_id: String,
+    },
+    /// Runs `command` inside the task (`alloc exec`). The answer is `ExecStarted`, carrying
+    /// the session's fds with SCM_RIGHTS: the pty master (`tty`) or stdin, stdout, stderr.
+    Exec {
+        task_id: String,
+        command: Vec<String>,
+        tty: bool,
+    },
+    ExecResize {
+        exec_id: String,
+        rows: u16,
+        cols: u16,
+    },
+    /// Answers when the exec'd process has exited.
+    ExecWait {
+        exec_id: String,
     },
 }
 
@@ -178,6 +201,12 @@ pub enum Response {
     },
     Stats {
         stats: TaskStats,
+    },
+    /// `fds` descriptors ride along with this answer (SCM_RIGHTS).
+    ExecStarted {
+        exec_id: String,
+        pid: i32,
+        fds: u32,
     },
     /// `step` names the sandbox step that failed (e.g. "exec", "pivot_root"), when one did.
     Error {
