@@ -584,3 +584,180 @@ job "execd" {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/program"));
 }
+
+/// The value of the last `Cpus_allowed_list:` line of a `/proc/<pid>/status` text.
+fn cpus_allowed(status: &str) -> Option<String> {
+    status
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map(|v| v.trim().to_string())
+}
+
+fn cpu_list(cores: &[u64]) -> String {
+    let mut sorted = cores.to_vec();
+    sorted.sort_unstable();
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        while i + 1 < sorted.len() && sorted[i + 1] == sorted[i] + 1 {
+            i += 1;
+        }
+        parts.push(if sorted[i] == start {
+            start.to_string()
+        } else {
+            format!("{start}-{}", sorted[i])
+        });
+        i += 1;
+    }
+    parts.join(",")
+}
+
+fn host_cpus_allowed(pid: i32) -> Option<String> {
+    cpus_allowed(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+}
+
+/// A job whose one task `t` prints the cpus it may run on, from inside, then waits.
+fn cpu_report_job(agent: &DevAgent, name: &str, cores: Option<u32>) -> PathBuf {
+    let resources = match cores {
+        Some(n) => format!("resources {{\n        cores  = {n}\n        memory = 32\n      }}"),
+        None => "resources {\n        memory = 32\n      }".to_string(),
+    };
+    write_job(
+        agent,
+        name,
+        &format!(
+            r#"
+job "{name}" {{
+  group "g" {{
+    task "t" {{
+      driver = "exec"
+      config {{
+        command = "/bin/sh"
+        args    = ["-c", "grep Cpus_allowed_list /proc/self/status; sleep 600"]
+      }}
+      kill_timeout = "1s"
+      {resources}
+    }}
+  }}
+}}
+"#
+        ),
+    )
+}
+
+#[test]
+fn tasks_without_cores_are_kept_off_reserved_cores_and_get_them_back_when_freed() {
+    if !require_root("exclusive cpusets for reserved cores") {
+        return;
+    }
+    let agent = DevAgent::start(AgentOptions::default());
+    let nodes = agent.get("/v1/nodes").unwrap().json();
+    let node_id = nodes[0]["ID"].as_str().unwrap().to_string();
+    let node = agent.get(&format!("/v1/node/{node_id}")).unwrap().json();
+    let usable: Vec<u64> = node["NodeResources"]["Cpu"]["ReservableCpuCores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_u64().unwrap())
+        .collect();
+    assert!(
+        usable.len() >= 2,
+        "this test needs a node with at least 2 reservable cores, found {usable:?}"
+    );
+    let all = cpu_list(&usable);
+    let run = |job: &PathBuf| {
+        let out = agent.cli(&["job", "run", job.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            agent.log_text()
+        );
+    };
+    let reported = |id: &str| {
+        agent.wait_for("the task's cpu report", Duration::from_secs(15), |a| {
+            cpus_allowed(&logs(a, id, "t", "stdout"))
+        })
+    };
+
+    // Nothing reserved yet: a task without cores runs on every usable core.
+    run(&cpu_report_job(&agent, "early", None));
+    let early = first_alloc_with_status(&agent, "early", &["running"]);
+    let early_id = early["ID"].as_str().unwrap().to_string();
+    assert_eq!(reported(&early_id), all);
+    let early_pid = started_pids(&agent, &early_id, "t")[0];
+
+    // One core reserved: the reserving task sees only that core...
+    run(&cpu_report_job(&agent, "pinned", Some(1)));
+    let pinned = first_alloc_with_status(&agent, "pinned", &["running"]);
+    let pinned_id = pinned["ID"].as_str().unwrap().to_string();
+    let pinned = alloc(&agent, &pinned_id);
+    let reserved: Vec<u64> = pinned["AllocatedResources"]["Tasks"]["t"]["Cpu"]["ReservedCores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_u64().unwrap())
+        .collect();
+    assert_eq!(reserved.len(), 1, "{pinned}");
+    assert_eq!(reported(&pinned_id), cpu_list(&reserved));
+    let shared: Vec<u64> = usable
+        .iter()
+        .copied()
+        .filter(|c| !reserved.contains(c))
+        .collect();
+    let shared = cpu_list(&shared);
+
+    // ...a task started afterwards never gets it, seen from inside...
+    run(&cpu_report_job(&agent, "late", None));
+    let late = first_alloc_with_status(&agent, "late", &["running"]);
+    let late_id = late["ID"].as_str().unwrap().to_string();
+    assert_eq!(reported(&late_id), shared);
+
+    // ...and the task that was already running is moved off it while it runs.
+    agent.wait_for(
+        "the running shared task to leave the reserved core",
+        Duration::from_secs(15),
+        |_| (host_cpus_allowed(early_pid)? == shared).then_some(()),
+    );
+    let cgroup_cpus = PathBuf::from("/sys/fs/cgroup/cpuset")
+        .join(&agent.cgroup_parent)
+        .join(format!("{early_id}.t"))
+        .join("cpuset.cpus");
+    if cgroup_cpus.exists() {
+        assert_eq!(
+            std::fs::read_to_string(&cgroup_cpus).unwrap().trim(),
+            shared
+        );
+    }
+
+    // Freeing the core widens both shared tasks back to every core, seen from inside.
+    let out = agent.cli(&["job", "stop", "pinned"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for id in [&early_id, &late_id] {
+        let inside = agent.wait_for(
+            "a shared task to get the freed core back",
+            Duration::from_secs(15),
+            |a| {
+                let out = a.cli(&[
+                    "alloc",
+                    "exec",
+                    "-t=false",
+                    &id[..8],
+                    "/bin/grep",
+                    "Cpus_allowed_list",
+                    "/proc/self/status",
+                ]);
+                let seen = cpus_allowed(&String::from_utf8_lossy(&out.stdout))?;
+                (seen == all).then_some(seen)
+            },
+        );
+        assert_eq!(inside, all);
+    }
+    assert_eq!(host_cpus_allowed(early_pid).as_deref(), Some(all.as_str()));
+}

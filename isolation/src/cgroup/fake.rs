@@ -34,6 +34,17 @@ fn io_err(code: i32) -> io::Error {
     io::Error::from_raw_os_error(code)
 }
 
+/// The cpus of a cpu list (`"0-2,5"`); `None` when it is not one.
+fn cpu_list(text: &str) -> Option<BTreeSet<u32>> {
+    let mut cpus = BTreeSet::new();
+    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
+        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+        let (lo, hi): (u32, u32) = (lo.parse().ok()?, hi.parse().ok()?);
+        cpus.extend(lo..=hi);
+    }
+    Some(cpus)
+}
+
 const V1_ROOT_LIMIT: &str = "9223372036854771712";
 
 impl FakeCgroupFs {
@@ -317,6 +328,19 @@ impl CgroupFs for FakeCgroupFs {
                     dir.join("cgroup.events"),
                     format!("populated 1\nfrozen {value}\n"),
                 )
+            }
+            // v1 refuses cpus outside the parent's (v2 accepts them and narrows
+            // `cpuset.cpus.effective` instead).
+            "cpuset.cpus" if matches!(self.kind_of(path), Some(Kind::V1(_))) => {
+                let parent = dir.parent().unwrap_or(dir).join("cpuset.cpus");
+                if let Ok(allowed) = std::fs::read_to_string(&parent) {
+                    let allowed = cpu_list(&allowed).ok_or_else(|| io_err(libc::EINVAL))?;
+                    let wanted = cpu_list(value).ok_or_else(|| io_err(libc::EINVAL))?;
+                    if !wanted.is_subset(&allowed) {
+                        return Err(io_err(libc::EINVAL));
+                    }
+                }
+                std::fs::write(path, value)
             }
             "cgroup.procs" => {
                 let mut text = std::fs::read_to_string(path)?;

@@ -12,7 +12,8 @@
 //!   `cgroup.subtree_control`);
 //! - v1/hybrid: one directory per v1 hierarchy the task needs (co-mounted ones such as
 //!   `cpu,cpuacct` count once): `memory`, `cpu`, `pids`, and `cpuset` only when the limits
-//!   name cpus. When the host also mounts cgroup2 (hybrid), one more directory in the
+//!   name cpus (the node daemon names them for every task when it knows the node's cores, so
+//!   that [`TaskCgroup::set_cpuset`] can later move a task without reserved cores). When the host also mounts cgroup2 (hybrid), one more directory in the
 //!   controller-less v2 tree gives `CLONE_INTO_CGROUP`, `cgroup.kill`, `cgroup.freeze`, CPU
 //!   usage (`cpu.stat`) and a reliable process list; without it (pure v1) the task also gets
 //!   `cpuacct` (CPU usage) and `freezer` (freeze before signalling) directories. Every
@@ -135,6 +136,8 @@ pub enum CgroupError {
         path: PathBuf,
         source: io::Error,
     },
+    #[error("task cgroup {name:?} has no cpuset directory (it was created without cpuset_cpus), so its cpus cannot be changed; restart the task to place it in a cpuset")]
+    NoCpuset { name: String },
     #[error("cgroup {path} still holds processes {pids:?} after {attempts} kill attempts; they may be stuck in uninterruptible sleep (D state)")]
     Busy {
         path: PathBuf,
@@ -395,17 +398,7 @@ impl CgroupLimits {
             }
         }
         if let Some(cpus) = &self.cpuset_cpus {
-            let ok = !cpus.trim().is_empty()
-                && cpus
-                    .trim()
-                    .chars()
-                    .all(|c| c.is_ascii_digit() || c == ',' || c == '-');
-            if !ok {
-                return invalid(
-                    "cpuset_cpus",
-                    format!("{cpus:?} is not a cpu list such as \"0-3,5\""),
-                );
-            }
+            validate_cpu_list(cpus)?;
         }
         if self.pids_max == Some(0) {
             return invalid("pids_max", "must be at least 1".to_string());
@@ -421,6 +414,25 @@ impl CgroupLimits {
     /// `cpu.weight` for v2 (1..=10000), mapped from [`Self::v1_cpu_shares`].
     pub fn v2_cpu_weight(&self) -> u64 {
         1 + (self.v1_cpu_shares() - 2) * 9_999 / (MAX_CPU_SHARES - 2)
+    }
+}
+
+/// Checks a `cpuset.cpus` value (`"0-3,5"`) before it is written: digits, commas and dashes
+/// only, and not empty (an empty v1 cpuset refuses tasks; an empty v2 one means "the
+/// parent's", which would silently undo a confinement).
+pub fn validate_cpu_list(cpus: &str) -> Result<(), CgroupError> {
+    let trimmed = cpus.trim();
+    let ok = !trimmed.is_empty()
+        && trimmed
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == ',' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(CgroupError::InvalidLimits {
+            field: "cpuset_cpus",
+            reason: format!("{cpus:?} is not a cpu list such as \"0-3,5\""),
+        })
     }
 }
 
@@ -1003,6 +1015,44 @@ impl TaskCgroup {
             }
         }
         Ok(())
+    }
+
+    /// Moves the running task onto `cpus` (`cpuset.cpus` syntax, e.g. `"0-1,3"`): the kernel
+    /// migrates its threads at once. Used to keep tasks without reserved cores off the cores
+    /// reserved for others as reservations come and go. The task must have been created with
+    /// [`CgroupLimits::cpuset_cpus`] on v1 (that is what gives it a cpuset directory); on v2 the
+    /// parent must offer the `cpuset` controller. The cpus must lie within the parent's.
+    pub fn set_cpuset(&self, cpus: &str) -> Result<(), CgroupError> {
+        validate_cpu_list(cpus)?;
+        let fs = self.fs.as_ref();
+        if let Some(dir) = self.dirs.iter().find(|d| d.kind == DirKind::V2) {
+            return v2::set_cpuset(fs, dir, cpus.trim());
+        }
+        match self.dir_with("cpuset") {
+            Some(dir) => v1::set_cpuset(fs, dir, cpus.trim()),
+            None => Err(CgroupError::NoCpuset {
+                name: self.name.clone(),
+            }),
+        }
+    }
+
+    /// The cpus the task may run on now (`cpuset.cpus` of its cpuset directory), `None` when
+    /// it has no cpuset directory (it runs wherever its parent does).
+    pub fn cpuset(&self) -> Result<Option<String>, CgroupError> {
+        let dir = match self.dirs.iter().find(|d| d.kind == DirKind::V2) {
+            Some(dir) => dir,
+            None => match self.dir_with("cpuset") {
+                Some(dir) => dir,
+                None => return Ok(None),
+            },
+        };
+        let path = dir.file("cpuset.cpus");
+        if !self.fs.exists(&path) {
+            return Ok(None);
+        }
+        let cpus = read(self.fs.as_ref(), &path)?.trim().to_string();
+        // Empty on v2 means "the parent's": no cpuset of its own.
+        Ok((!cpus.is_empty()).then_some(cpus))
     }
 
     /// How many times the kernel's OOM killer killed a process of this cgroup (v2

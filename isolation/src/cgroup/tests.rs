@@ -322,6 +322,117 @@ fn v1_cpuset_is_copied_from_the_parent_and_made_only_when_asked_for() {
 }
 
 #[test]
+fn v2_cpuset_of_a_running_task_can_be_narrowed_and_widened() {
+    let f = v2();
+    let task = f.manager.create("shared", &limits()).unwrap();
+    let cpus = f.root.join("noded/shared/cpuset.cpus");
+    assert_eq!(task.cpuset().unwrap().as_deref(), Some("0-1"));
+    task.set_cpuset("1").unwrap();
+    assert_eq!(content(&cpus), "1");
+    assert_eq!(task.cpuset().unwrap().as_deref(), Some("1"));
+    task.set_cpuset(" 0-1 ").unwrap();
+    assert_eq!(content(&cpus), "0-1");
+    // Reattached handles (after a daemon restart) work the same.
+    let reopened = f.manager.open("shared").unwrap().unwrap();
+    reopened.set_cpuset("0").unwrap();
+    assert_eq!(content(&cpus), "0");
+}
+
+#[test]
+fn bad_cpu_lists_are_refused_before_anything_is_written() {
+    let f = v2();
+    let task = f.manager.create("t", &limits()).unwrap();
+    let before = f.fs.written().len();
+    for bad in ["", "  ", "all", "0;1", "1 2"] {
+        let err = task.set_cpuset(bad).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CgroupError::InvalidLimits {
+                    field: "cpuset_cpus",
+                    ..
+                }
+            ),
+            "{bad:?}: {err}"
+        );
+    }
+    assert_eq!(f.fs.written().len(), before);
+    assert_eq!(content(&f.root.join("noded/t/cpuset.cpus")), "0-1");
+}
+
+#[test]
+fn v2_set_cpuset_without_the_cpuset_controller_names_the_cgroup() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = CgroupLayout::v2_at(dir.path());
+    let fs = Arc::new(FakeCgroupFs::new(&layout));
+    fs.set(&dir.path().join("cgroup.controllers"), "cpu memory pids");
+    let manager = CgroupManager::with_fs(layout, "noded", fs.clone()).unwrap();
+    let mut l = limits();
+    l.cpuset_cpus = None;
+    let task = manager.create("t", &l).unwrap();
+    assert_eq!(task.cpuset().unwrap(), None);
+    let err = task.set_cpuset("1").unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CgroupError::MissingController {
+                controller: "cpuset",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("noded/t"), "{err}");
+}
+
+#[test]
+fn v1_cpuset_of_a_running_task_changes_and_keeps_its_mems() {
+    let f = hybrid();
+    let mut l = limits();
+    l.cpuset_cpus = Some("0-3".to_string());
+    let task = f.manager.create("shared", &l).unwrap();
+    let dir = f.root.join("cpuset/noded/shared");
+    task.set_cpuset("2-3").unwrap();
+    assert_eq!(content(&dir.join("cpuset.cpus")), "2-3");
+    assert_eq!(content(&dir.join("cpuset.mems")), "0");
+    assert_eq!(task.cpuset().unwrap().as_deref(), Some("2-3"));
+
+    // Should mems have been lost, they come back from the parent before the cpus are written.
+    f.fs.set(&dir.join("cpuset.mems"), "");
+    let before = f.fs.written().len();
+    task.set_cpuset("0-3").unwrap();
+    let writes: Vec<(PathBuf, String)> = f.fs.written()[before..].to_vec();
+    assert_eq!(
+        writes,
+        vec![
+            (dir.join("cpuset.mems"), "0".to_string()),
+            (dir.join("cpuset.cpus"), "0-3".to_string()),
+        ]
+    );
+
+    // Cpus outside the parent's are refused by the kernel; the error names the file.
+    let err = task.set_cpuset("4-5").unwrap_err();
+    assert!(
+        err.to_string().contains("cpuset/noded/shared/cpuset.cpus"),
+        "{err}"
+    );
+    assert_eq!(content(&dir.join("cpuset.cpus")), "0-3");
+}
+
+#[test]
+fn v1_task_made_without_cpus_has_no_cpuset_to_change() {
+    let f = hybrid();
+    let mut l = limits();
+    l.cpuset_cpus = None;
+    let task = f.manager.create("pinned-nowhere", &l).unwrap();
+    assert_eq!(task.cpuset().unwrap(), None);
+    let err = task.set_cpuset("1").unwrap_err();
+    assert!(matches!(err, CgroupError::NoCpuset { .. }), "{err}");
+    assert!(err.to_string().contains("pinned-nowhere"), "{err}");
+    assert!(!f.root.join("cpuset/noded/pinned-nowhere").exists());
+}
+
+#[test]
 fn join_handle_on_hybrid_has_v1_procs_and_a_v2_dir() {
     let f = hybrid();
     let task = f.manager.create("t", &limits()).unwrap();

@@ -90,6 +90,22 @@ pub(super) fn apply_limits(
     Ok(())
 }
 
+/// Changes the cpus of a running task's v1 cpuset directory. `cpuset.mems` is filled from the
+/// parent first should it be empty: the kernel refuses cpus for a cpuset without mems.
+pub(super) fn set_cpuset(
+    fs: &dyn CgroupFs,
+    dir: &CgroupDir,
+    cpus: &str,
+) -> Result<(), CgroupError> {
+    let mems = dir.file("cpuset.mems");
+    if read(fs, &mems)?.trim().is_empty() {
+        let parent = dir.path.parent().unwrap_or(&dir.path);
+        let inherited = read(fs, &parent.join("cpuset.mems"))?;
+        write(fs, &mems, inherited.trim())?;
+    }
+    write(fs, &dir.file("cpuset.cpus"), cpus)
+}
+
 /// Statistics gathered from the v1 directories of one task.
 pub(super) fn stats(fs: &dyn CgroupFs, dirs: &[CgroupDir]) -> Result<CgroupStats, CgroupError> {
     let mut stats = CgroupStats::default();

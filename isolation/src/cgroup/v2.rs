@@ -112,6 +112,18 @@ pub(super) fn apply_limits(
     Ok(())
 }
 
+/// Changes the cpus of a running v2 task cgroup (`cpuset.cpus`; the kernel intersects it with
+/// the parent's for `cpuset.cpus.effective`).
+pub(super) fn set_cpuset(
+    fs: &dyn CgroupFs,
+    dir: &CgroupDir,
+    cpus: &str,
+) -> Result<(), CgroupError> {
+    let available = controllers(fs, &dir.path)?;
+    require(&available, "cpuset", dir)?;
+    write(fs, &dir.file("cpuset.cpus"), cpus)
+}
+
 /// CPU time from `cpu.stat`, which every cgroup2 directory has (also the controller-less tree
 /// of a hybrid host).
 pub(super) fn cpu_usage(

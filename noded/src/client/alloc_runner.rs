@@ -227,17 +227,24 @@ async fn run(
                 nomad.clone()
             }
         };
+        let allocated = alloc
+            .allocated_resources
+            .tasks
+            .get(&task.name)
+            .cloned()
+            .unwrap_or_else(|| requested_resources(task));
+        // Without reserved cores the task lives on the node's shared cores.
+        let shared_cores = allocated
+            .cpu
+            .reserved_cores
+            .is_empty()
+            .then(|| shared.shared_cores.subscribe());
         let runner = TaskRunner {
             task: task.clone(),
             job_type: job.job_type,
             ctx: TaskContext {
                 task_id: format!("{}.{}", alloc.id, task.name),
-                allocated: alloc
-                    .allocated_resources
-                    .tasks
-                    .get(&task.name)
-                    .cloned()
-                    .unwrap_or_else(|| requested_resources(task)),
+                allocated,
                 env,
                 alloc_dir: dir.shared_dir(),
                 task_dir,
@@ -251,6 +258,7 @@ async fn run(
             previous: alloc.task_states.get(&task.name).cloned(),
             reattach: reattach.get(&task.name).cloned(),
             setup_error,
+            shared_cores,
         };
         let name = task.name.clone();
         runners.spawn(async move { (name, runner.run().await) });

@@ -7,6 +7,7 @@
 
 pub mod alloc_runner;
 pub mod allocdir;
+pub mod cpuset;
 pub mod exec;
 pub mod fingerprint;
 pub mod fs;
@@ -29,7 +30,7 @@ use controlplane::model::{
 use controlplane::server::Server;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::driver::DriverRegistry;
 use crate::supervisor::client::SupervisorClient;
@@ -137,6 +138,10 @@ pub struct ClientShared {
     pub meta: BTreeMap<String, String>,
     pub node_class: String,
     pub node_pool: String,
+    /// The cores tasks without reserved cores run on; task runners follow it.
+    pub shared_cores: watch::Sender<cpuset::SharedCores>,
+    /// The cores tasks may use at all (from the fingerprint).
+    usable_cores: Vec<u32>,
     updates: mpsc::Sender<AllocClientUpdate>,
 }
 
@@ -293,6 +298,10 @@ impl Client {
             ..Default::default()
         };
         let (updates_tx, updates_rx) = mpsc::channel(UPDATE_QUEUE);
+        let usable_cores = cpuset::usable_cores(&node.node_resources.cpu);
+        if usable_cores.is_empty() {
+            tracing::warn!("the fingerprint found no cpu cores: tasks without reserved cores will not be kept off reserved ones");
+        }
         let shared = Arc::new(ClientShared {
             node_id: node_id.clone(),
             node_name: node.name.clone(),
@@ -305,6 +314,8 @@ impl Client {
             meta: config.meta.clone(),
             node_class: config.node_class.clone(),
             node_pool: config.node_pool.clone(),
+            shared_cores: watch::channel(cpuset::shared_cores(&usable_cores, [])).0,
+            usable_cores,
             updates: updates_tx,
         });
         let client = Arc::new(Client {
@@ -428,6 +439,8 @@ impl Client {
         let Ok(mut runners) = self.runners.lock() else {
             return;
         };
+        // Before any runner starts: a new task then launches on the current shared cores.
+        self.update_shared_cores(&allocs, &runners, reattach);
         for alloc in allocs {
             if let Some(runner) = runners.get(&alloc.id) {
                 runner.update(alloc.clone());
@@ -444,6 +457,43 @@ impl Client {
         }
         drop(runners);
         self.collect_garbage();
+    }
+
+    /// Recomputes the shared cores from the allocations on this node and, when they changed,
+    /// publishes them: every running task without reserved cores is then moved by its runner.
+    fn update_shared_cores(
+        &self,
+        allocs: &[Arc<Allocation>],
+        runners: &HashMap<String, AllocRunnerHandle>,
+        reattach: &BTreeMap<String, BTreeMap<String, TaskStatus>>,
+    ) {
+        let reserved = allocs
+            .iter()
+            .filter(|a| {
+                let live = runners.get(&a.id).is_some_and(|r| !r.is_done())
+                    || reattach.contains_key(&a.id);
+                cpuset::holds_cores(a, live)
+            })
+            .flat_map(|a| cpuset::reserved_cores(a));
+        let next = cpuset::shared_cores(&self.shared.usable_cores, reserved);
+        self.shared.shared_cores.send_if_modified(|current| {
+            if *current == next {
+                return false;
+            }
+            match &next {
+                cpuset::SharedCores::AllReserved(all) => tracing::warn!(
+                    cores = %taskenv::cpuset_string(all),
+                    "allocations reserve every core of this node; tasks without reserved cores keep running on all of them"
+                ),
+                cpuset::SharedCores::Shared(cpus) => tracing::info!(
+                    cores = %taskenv::cpuset_string(cpus),
+                    "shared cores changed"
+                ),
+                cpuset::SharedCores::Unknown => {}
+            }
+            *current = next.clone();
+            true
+        });
     }
 
     /// Keeps at most `gc_max_allocs` finished allocation dirs (oldest removed first).

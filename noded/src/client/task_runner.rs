@@ -11,6 +11,7 @@ use controlplane::model::{
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::cpuset::SharedCores;
 use super::restart::{RestartDecision, RestartTracker, RunOutcome};
 use crate::driver::{Driver, TaskContext};
 use crate::supervisor::client::SupervisorClient;
@@ -66,6 +67,9 @@ pub struct TaskRunner {
     pub reattach: Option<TaskStatus>,
     /// A setup failure found before the task could be started (e.g. an unknown user).
     pub setup_error: Option<String>,
+    /// The node's shared cores, for a task without reserved cores (`None` for one with them):
+    /// it starts on them and is moved whenever they change.
+    pub shared_cores: Option<watch::Receiver<SharedCores>>,
 }
 
 impl std::fmt::Debug for TaskRunner {
@@ -262,7 +266,7 @@ impl TaskRunner {
     }
 
     async fn start_and_wait(&mut self, state: &mut TaskState) -> RunEnd {
-        let launch = match self.driver.prepare(&self.task, &self.ctx) {
+        let mut launch = match self.driver.prepare(&self.task, &self.ctx) {
             Ok(l) => l,
             Err(e) => {
                 let message = e.to_string();
@@ -273,6 +277,14 @@ impl TaskRunner {
                 return RunEnd::StartFailed;
             }
         };
+        if launch.limits.cpuset.is_empty() {
+            if let Some(shared) = self.shared_cores.as_mut() {
+                // Seen now: only later changes are pushed to the running task.
+                if let Some(cpus) = shared.borrow_and_update().cpus() {
+                    launch.limits.shared_cpuset = cpus.to_vec();
+                }
+            }
+        }
         let started = self
             .supervisor
             .call(&Request::Start {
@@ -343,6 +355,10 @@ impl TaskRunner {
             ),
         );
         self.send(state).await;
+        if let Some(shared) = self.shared_cores.as_mut() {
+            // Reservations may have changed while the node daemon was away.
+            shared.mark_changed();
+        }
         self.wait_or_kill(state).await
     }
 
@@ -383,13 +399,24 @@ impl TaskRunner {
         let exited = wait_for_exit(&supervisor, &task_id);
         tokio::pin!(exited);
         let mut kill_open = true;
+        let mut shared_open = self.shared_cores.is_some();
         let exit = loop {
             if let Some(kill) = self.kill_requested() {
                 return self.kill_task(state, kill).await;
             }
+            let shared_changed = async {
+                match self.shared_cores.as_mut() {
+                    Some(shared) => shared.changed().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 exit = &mut exited => break exit,
                 changed = self.kill.changed(), if kill_open => if changed.is_err() { kill_open = false },
+                changed = shared_changed, if shared_open => match changed {
+                    Ok(()) => self.follow_shared_cores().await,
+                    Err(_) => shared_open = false,
+                },
                 Some(control) = self.control.recv() => match control {
                     TaskControl::Signal { signal, reply } => {
                         let mut e = TaskEvent::new(event_type::SIGNALING, format!("Task being sent signal {signal}"));
@@ -430,6 +457,29 @@ impl TaskRunner {
                 self.send(state).await;
                 RunEnd::StartFailed
             }
+        }
+    }
+
+    /// Moves the running task onto the newest shared cores. A failure is logged and the task
+    /// keeps running where it is: the next change tries again.
+    async fn follow_shared_cores(&mut self) {
+        let Some(shared) = self.shared_cores.as_mut() else {
+            return;
+        };
+        let Some(cpus) = shared.borrow_and_update().cpus().map(<[u32]>::to_vec) else {
+            return;
+        };
+        match self.supervisor.set_cpuset(&self.ctx.task_id, &cpus).await {
+            Ok(()) => tracing::debug!(
+                task = %self.ctx.task_id,
+                cpus = %super::taskenv::cpuset_string(&cpus),
+                "moved to the shared cores"
+            ),
+            Err(e) => tracing::warn!(
+                task = %self.ctx.task_id,
+                cpus = %super::taskenv::cpuset_string(&cpus),
+                "cannot move the task to the shared cores: {e}"
+            ),
         }
     }
 

@@ -323,6 +323,8 @@ impl Driver for ExecDriver {
             pids_max: DEFAULT_PIDS_MAX,
             cpuset: granted.cpu.reserved_cores.clone(),
             cpu_quota_us,
+            // The client fills in the node's shared cores for a task without reserved ones.
+            shared_cpuset: Vec::new(),
         };
         let rlimits = self.rlimits(task, &config)?;
         let (isolation, ambient) = if self.raw {

@@ -97,6 +97,27 @@ impl SupervisorClient {
         }
     }
 
+    /// Moves a running task onto `cpus` (see [`Request::SetCpuset`]). A supervisor older than
+    /// this request answers with an error naming the unknown op, which is passed on.
+    pub async fn set_cpuset(
+        &self,
+        task_id: &str,
+        cpus: &[u32],
+    ) -> Result<(), SupervisorClientError> {
+        let request = Request::SetCpuset {
+            task_id: task_id.to_string(),
+            cpus: cpus.to_vec(),
+        };
+        match self.call(&request).await? {
+            Response::Ok => Ok(()),
+            Response::Error { message, .. } => Err(SupervisorClientError::Refused(message)),
+            other => Err(SupervisorClientError::Protocol {
+                path: self.socket.clone(),
+                detail: format!("unexpected answer to set_cpuset: {other:?}"),
+            }),
+        }
+    }
+
     /// Connects to a running supervisor, or starts one (`noded supervisor ...`, detached into its
     /// own session so that it outlives this process) and waits for it to answer.
     pub async fn ensure_running(

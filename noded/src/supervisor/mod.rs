@@ -374,6 +374,7 @@ impl Supervisor {
                 grace_ms,
             } => self.kill(&task_id, signal, grace_ms),
             Request::Remove { task_id } => self.remove(&task_id).await,
+            Request::SetCpuset { task_id, cpus } => self.set_cpuset(&task_id, &cpus).await,
             Request::List => Response::Tasks {
                 tasks: self
                     .tasks
@@ -579,8 +580,12 @@ impl Supervisor {
                     period_us: 100_000,
                 },
             ),
-            cpuset_cpus: (!launch.limits.cpuset.is_empty())
-                .then(|| crate::client::taskenv::cpuset_string(&launch.limits.cpuset)),
+            // Reserved cores pin the task; otherwise the shared cores it was given (which also
+            // puts it in a cpuset cgroup, so that `SetCpuset` can move it later).
+            cpuset_cpus: [&launch.limits.cpuset, &launch.limits.shared_cpuset]
+                .into_iter()
+                .find(|cpus| !cpus.is_empty())
+                .map(|cpus| crate::client::taskenv::cpuset_string(cpus)),
             pids_max: (launch.limits.pids_max > 0).then_some(launch.limits.pids_max),
         };
         let cgroup = self
@@ -798,6 +803,40 @@ impl Supervisor {
             old.abort();
         }
         Response::Ok
+    }
+
+    /// Moves a running task without reserved cores onto `cpus`. The cgroup write runs on a
+    /// helper thread: the kernel migrates every thread of the task before it returns.
+    async fn set_cpuset(&self, task_id: &str, cpus: &[u32]) -> Response {
+        if cpus.is_empty() {
+            return err(format!(
+                "set_cpuset for task {task_id:?}: the cpu list is empty; a task needs at least one cpu"
+            ));
+        }
+        let Some(task) = self.get(task_id) else {
+            return err(format!("no task {task_id:?} on this supervisor"));
+        };
+        if task.exit.borrow().is_some() {
+            return err(format!("task {task_id:?} has already exited"));
+        }
+        if !task.launch.limits.cpuset.is_empty() {
+            // Its cores are reserved for it alone; only a new placement may change them.
+            return err(format!(
+                "task {task_id:?} runs on its reserved cores {}; its cpuset is not changed",
+                crate::client::taskenv::cpuset_string(&task.launch.limits.cpuset)
+            ));
+        }
+        let list = crate::client::taskenv::cpuset_string(cpus);
+        let cgroup = task.cgroup.clone();
+        let target = list.clone();
+        match tokio::task::spawn_blocking(move || cgroup.set_cpuset(&target)).await {
+            Ok(Ok(())) => {
+                tracing::debug!(task = task_id, cpus = %list, "task moved to new cpus");
+                Response::Ok
+            }
+            Ok(Err(e)) => err(format!("moving task {task_id:?} to cpus {list}: {e}")),
+            Err(e) => err(format!("moving task {task_id:?} to cpus {list}: {e}")),
+        }
     }
 
     async fn remove(&self, task_id: &str) -> Response {

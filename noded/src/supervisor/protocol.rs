@@ -48,6 +48,11 @@ pub struct TaskLimits {
     /// CFS quota per 100 ms period, in microseconds (0 = no hard cap).
     #[serde(default)]
     pub cpu_quota_us: u64,
+    /// For a task without reserved cores: the node's shared cores it starts on (every core no
+    /// allocation reserved); later changes arrive as [`Request::SetCpuset`]. Ignored when
+    /// `cpuset` is set; empty = the cgroup parent's cpus, never changed afterwards.
+    #[serde(default)]
+    pub shared_cpuset: Vec<u32>,
 }
 
 /// Where and how a task's output is kept.
@@ -134,6 +139,12 @@ pub enum Request {
     /// Answers when the exec'd process has exited.
     ExecWait {
         exec_id: String,
+    },
+    /// Moves a running task onto `cpus` (its cgroup's `cpuset.cpus`): how tasks without
+    /// reserved cores are kept off cores reserved for others. `cpus` must not be empty.
+    SetCpuset {
+        task_id: String,
+        cpus: Vec<u32>,
     },
 }
 
@@ -235,11 +246,40 @@ mod tests {
                 signal: 15
             }
         );
+        let set = serde_json::to_string(&Request::SetCpuset {
+            task_id: "a.t".into(),
+            cpus: vec![1, 2],
+        })
+        .unwrap();
+        assert_eq!(set, r#"{"op":"set_cpuset","task_id":"a.t","cpus":[1,2]}"#);
         let err = serde_json::to_string(&Response::Error {
             step: Some("exec".into()),
             message: "x".into(),
         })
         .unwrap();
         assert!(!err.contains('\n'));
+    }
+
+    #[test]
+    fn launches_from_an_older_daemon_still_parse() {
+        // Written before `shared_cpuset` existed (and before `cpuset`/`cpu_quota_us`).
+        let limits: TaskLimits = serde_json::from_str(
+            r#"{"memory_mb":64,"memory_max_mb":0,"cpu_mhz":100,"pids_max":10}"#,
+        )
+        .unwrap();
+        assert!(limits.shared_cpuset.is_empty());
+        assert!(limits.cpuset.is_empty());
+        // And an older supervisor reading a newer launch ignores the field it does not know.
+        #[derive(Deserialize)]
+        struct OldLimits {
+            memory_mb: u64,
+        }
+        let new = TaskLimits {
+            memory_mb: 64,
+            shared_cpuset: vec![1],
+            ..Default::default()
+        };
+        let old: OldLimits = serde_json::from_str(&serde_json::to_string(&new).unwrap()).unwrap();
+        assert_eq!(old.memory_mb, 64);
     }
 }
