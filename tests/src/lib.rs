@@ -61,6 +61,7 @@ pub struct Netns {
 
 impl Netns {
     pub fn create(what: &str) -> Netns {
+        sweep_stale_netns();
         let name = unique_name(what);
         run_ok(Command::new("ip").args(["netns", "add", &name]));
         let ns = Netns { name };
@@ -87,6 +88,27 @@ impl Netns {
         })
         .join()
         .expect("netns thread panicked")
+    }
+}
+
+/// Deletes test namespaces whose creating test process is gone: one killed by SIGKILL never
+/// ran its drops, and its namespaces would otherwise stay until reboot.
+fn sweep_stale_netns() {
+    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("noded-test-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid.to_string()).exists() {
+            let _ = Command::new("ip").args(["netns", "delete", &name]).status();
+        }
     }
 }
 
