@@ -4,12 +4,13 @@
 //! - `dev`   — build noded, put it on PATH (/usr/local/bin/noded) and run `noded agent -dev`.
 //! - `test`  — what CI runs: fmt check, clippy (deny warnings), every test including the
 //!   privileged ones (a skip is a failure), and a bounded jobspec fuzz run.
-//! - `bench NAME` — benchmarks (`start`, `logs`), each ending in one `RESULT` line.
+//! - `bench NAME` — benchmarks (`start`, `rss`, `logs`), each ending in one `RESULT` line.
 //! - `fuzz jobspec` — the jobspec fuzzer.
 //!
 //! Owns developer workflow only; nothing here ships in the binary.
 
 mod bench;
+mod bench_logs;
 mod fuzz;
 
 use std::path::{Path, PathBuf};
@@ -151,6 +152,7 @@ fn main() -> anyhow::Result<()> {
         }
         "dev" => dev(rest),
         "test" => test(rest),
+        "bench" if rest.first().map(String::as_str) == Some("logs") => bench_logs::run(&rest[1..]),
         "bench" => {
             install(PACKAGES)?;
             install(BENCH_PACKAGES)?;
