@@ -656,3 +656,44 @@ fn filesystem_functions_are_off_unless_allowed() {
         dir.path().join("motd.txt").display().to_string()
     );
 }
+
+#[test]
+fn every_kind_of_list_is_bounded_by_the_list_limit() {
+    let o = ParseOptions {
+        limits: jobspec::Limits {
+            max_list_len: 2,
+            ..Default::default()
+        },
+        ..opts()
+    };
+    let strings = "job \"j\" {\n  datacenters = [\"a\", \"b\", \"c\"]\n}\n";
+    let e = jobspec::parse_hcl(strings, &o).unwrap_err().to_string();
+    assert!(
+        e.contains("has 3 elements, more than the limit of 2"),
+        "{e}"
+    );
+    let numbers = r#"job "j" {
+  group "g" {
+    service {
+      connect {
+        sidecar_service {
+          proxy {
+            transparent_proxy {
+              exclude_outbound_ports = [1, 2, 3]
+            }
+          }
+        }
+      }
+    }
+  }
+}
+"#;
+    let e = jobspec::parse_hcl(numbers, &o).unwrap_err().to_string();
+    assert!(
+        e.contains("has 3 elements, more than the limit of 2"),
+        "{e}"
+    );
+    assert!(e.contains("exclude_outbound_ports"), "{e}");
+    // Within the limit, both parse.
+    jobspec::parse_hcl(&numbers.replace("[1, 2, 3]", "[1, 2]"), &o).unwrap();
+}

@@ -510,6 +510,32 @@ impl<'a> Decoder<'a> {
         }
     }
 
+    /// A list whose every element `element` converts, no longer than the list limit.
+    fn list_of(
+        &self,
+        v: &Value,
+        what: &str,
+        element: impl Fn(&Value) -> Result<Json, String>,
+    ) -> Result<Json, String> {
+        match v {
+            Value::List(items) if items.len() > self.limits.max_list_len => Err(format!(
+                "has {} elements, more than the limit of {}",
+                items.len(),
+                self.limits.max_list_len
+            )),
+            Value::List(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, x)| element(x).map_err(|m| format!("element {i}: {m}")))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Json::Array),
+            other => Err(format!(
+                "a list of {what} is required, got {}",
+                other.describe()
+            )),
+        }
+    }
+
     /// Converts an evaluated attribute to the JSON its field holds, with HCL's implicit
     /// conversions ("500" for a number, 840 for a string).
     fn convert(
@@ -524,43 +550,8 @@ impl<'a> Decoder<'a> {
             Kind::Int => v.to_i64().map(Json::from),
             Kind::Bool => v.to_bool().map(Json::Bool),
             Kind::Dur => duration_nanos(v).map(Json::from),
-            Kind::StrList => match v {
-                Value::List(items) if items.len() > self.limits.max_list_len => Err(format!(
-                    "has {} elements, more than the limit of {}",
-                    items.len(),
-                    self.limits.max_list_len
-                )),
-                Value::List(items) => items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, x)| {
-                        x.to_str()
-                            .map(Json::String)
-                            .map_err(|m| format!("element {i}: {m}"))
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-                    .map(Json::Array),
-                other => Err(format!(
-                    "a list of strings is required, got {}",
-                    other.describe()
-                )),
-            },
-            Kind::IntList => match v {
-                Value::List(items) => items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, x)| {
-                        x.to_i64()
-                            .map(Json::from)
-                            .map_err(|m| format!("element {i}: {m}"))
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-                    .map(Json::Array),
-                other => Err(format!(
-                    "a list of numbers is required, got {}",
-                    other.describe()
-                )),
-            },
+            Kind::StrList => self.list_of(v, "strings", |x| x.to_str().map(Json::String)),
+            Kind::IntList => self.list_of(v, "numbers", |x| x.to_i64().map(Json::from)),
             Kind::StrMap => match v {
                 Value::Object(m) => m
                     .iter()
