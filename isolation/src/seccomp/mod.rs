@@ -461,13 +461,16 @@ impl SeccompProfile {
 
 /// The classic-BPF code generator.
 mod bpf {
-    use super::{Action, ArgOp, SeccompProfile};
+    use std::collections::BTreeMap;
+
+    use super::{Action, ArgOp, Rule, SeccompProfile};
 
     const LD_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
     const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
     const JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
     const AND_K: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
     const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    const JA: u16 = (libc::BPF_JMP | libc::BPF_JA) as u16;
 
     /// Offsets in `struct seccomp_data`.
     const OFF_NR: u32 = 0;
@@ -511,6 +514,15 @@ mod bpf {
         JeqOrSkip(u32, u8),
     }
 
+    /// The program: the architecture checks, then a binary search over the syscall numbers
+    /// that have rules, each leaf holding that number's rules in profile order.
+    ///
+    /// Only rules for the same number can compete for a syscall, so grouping them by number
+    /// (keeping their order) keeps first-match semantics. A search tree instead of one test per
+    /// rule matters twice: every syscall of the task runs the filter, and the kernel runs it
+    /// once per syscall number when the filter is installed, to build its allow cache
+    /// (`seccomp_cache_prepare`, with the task's signal lock held) — a linear filter made that
+    /// the largest part of installing it.
     pub(super) fn compile(profile: &SeccompProfile) -> Vec<libc::sock_filter> {
         let mut out = vec![
             stmt(LD_ABS, OFF_ARCH),
@@ -523,17 +535,54 @@ mod bpf {
             out.push(jump(JGE_K, X32_SYSCALL_BIT, 0, 1));
             out.push(stmt(RET_K, Action::Errno(libc::EPERM as u16).ret_value()));
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = JGE_K;
 
-        // Whether the accumulator holds the syscall number at the start of the next block.
-        let mut a_is_nr = true;
+        let mut by_nr: BTreeMap<u32, Vec<&Rule>> = BTreeMap::new();
         for rule in &profile.rules {
-            let mut block: Vec<Insn> = Vec::new();
-            if !a_is_nr {
-                block.push(Insn::Plain(stmt(LD_ABS, OFF_NR)));
+            by_nr.entry(rule.nr as u32).or_default().push(rule);
+        }
+        let leaves: Vec<(u32, Vec<libc::sock_filter>)> = by_nr
+            .into_iter()
+            .map(|(nr, rules)| (nr, leaf(nr, &rules, profile.default_action)))
+            .collect();
+        if leaves.is_empty() {
+            out.push(stmt(RET_K, profile.default_action.ret_value()));
+        } else {
+            out.extend(tree(&leaves));
+        }
+        out
+    }
+
+    /// The search over `leaves` (sorted by number, non-empty). The accumulator holds the
+    /// syscall number on entry. `jge` jumps over the lower half to the upper one; when the
+    /// lower half is longer than a conditional jump's 8-bit offset reaches, through a `ja`
+    /// (32-bit offset).
+    fn tree(leaves: &[(u32, Vec<libc::sock_filter>)]) -> Vec<libc::sock_filter> {
+        if let [(_, code)] = leaves {
+            return code.clone();
+        }
+        let (lower, upper) = leaves.split_at(leaves.len() / 2);
+        let lower = tree(lower);
+        let upper_code = tree(upper);
+        let mut out = Vec::with_capacity(2 + lower.len() + upper_code.len());
+        match u8::try_from(lower.len()) {
+            Ok(over) => out.push(jump(JGE_K, upper[0].0, over, 0)),
+            Err(_) => {
+                // nr >= first upper number → the `ja` over the lower half; else skip it.
+                out.push(jump(JGE_K, upper[0].0, 0, 1));
+                out.push(stmt(JA, u32::try_from(lower.len()).unwrap_or(u32::MAX)));
             }
-            block.push(Insn::JeqOrFail(rule.nr as u32));
+        }
+        out.extend(lower);
+        out.extend(upper_code);
+        out
+    }
+
+    /// One number's code: not this number → the default; else its rules in order (a rule
+    /// whose arguments do not match falls through to the next), then the default.
+    fn leaf(nr: u32, rules: &[&Rule], default: Action) -> Vec<libc::sock_filter> {
+        let mut out = Vec::new();
+        for rule in rules {
+            let mut block: Vec<Insn> = Vec::new();
             for cond in &rule.args {
                 let lo = off_arg_lo(cond.index);
                 let hi = off_arg_hi(cond.index);
@@ -565,12 +614,11 @@ mod bpf {
                 }
             }
             block.push(Insn::Plain(stmt(RET_K, rule.action.ret_value())));
-            a_is_nr = rule.args.is_empty();
 
             let len = block.len();
             for (i, insn) in block.into_iter().enumerate() {
                 // Instructions to skip to land just past the block. Blocks hold at most
-                // 2 + 6 * 6 instructions, so this always fits a u8.
+                // 1 + 6 * 6 instructions, so this always fits a u8.
                 let to_end = u8::try_from(len - i - 1).unwrap_or(u8::MAX);
                 out.push(match insn {
                     Insn::Plain(s) => s,
@@ -580,8 +628,15 @@ mod bpf {
                 });
             }
         }
-        out.push(stmt(RET_K, profile.default_action.ret_value()));
-        out
+        // Not this number → over the rules to the default (through a `ret` of the default
+        // right after the test when the rules are too long for an 8-bit offset).
+        let mut leaf = match u8::try_from(out.len()) {
+            Ok(over) => vec![jump(JEQ_K, nr, 0, over)],
+            Err(_) => vec![jump(JEQ_K, nr, 1, 0), stmt(RET_K, default.ret_value())],
+        };
+        leaf.extend(out);
+        leaf.push(stmt(RET_K, default.ret_value()));
+        leaf
     }
 }
 

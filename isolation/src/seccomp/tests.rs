@@ -5,6 +5,11 @@ use super::*;
 
 /// Runs a seccomp program on (arch, nr, args) the way the kernel would.
 fn run(program: &[libc::sock_filter], arch: u32, nr: i64, args: [u64; 6]) -> u32 {
+    run_counting(program, arch, nr, args).0
+}
+
+/// Like [`run`], also returning how many instructions ran.
+fn run_counting(program: &[libc::sock_filter], arch: u32, nr: i64, args: [u64; 6]) -> (u32, usize) {
     let mut data = [0u8; 64];
     data[0..4].copy_from_slice(&(nr as u32).to_le_bytes());
     data[4..8].copy_from_slice(&arch.to_le_bytes());
@@ -13,8 +18,10 @@ fn run(program: &[libc::sock_filter], arch: u32, nr: i64, args: [u64; 6]) -> u32
     }
     let mut acc: u32 = 0;
     let mut pc = 0usize;
+    let mut steps = 0;
     loop {
         let insn = program[pc];
+        steps += 1;
         match insn.code {
             0x20 => {
                 acc = u32::from_le_bytes(
@@ -24,7 +31,8 @@ fn run(program: &[libc::sock_filter], arch: u32, nr: i64, args: [u64; 6]) -> u32
                 )
             }
             0x54 => acc &= insn.k,
-            0x06 => return insn.k,
+            0x06 => return (insn.k, steps),
+            0x05 => pc += insn.k as usize,
             0x15 | 0x35 => {
                 let taken = if insn.code == 0x15 {
                     acc == insn.k
@@ -145,6 +153,108 @@ fn foreign_architectures_are_killed_and_x32_denied() {
     );
     #[cfg(target_arch = "x86_64")]
     assert_eq!(run(&prog, ARCH, 0x4000_0000 + 165, [0; 6]), EPERM);
+}
+
+/// What a profile decides for (nr, args), straight from its rules (first match wins).
+fn reference(profile: &SeccompProfile, nr: i64, args: [u64; 6]) -> u32 {
+    let holds = |c: &ArgCondition| {
+        let a = args[usize::from(c.index)];
+        match c.op {
+            ArgOp::Eq(v) => a == v,
+            ArgOp::Ne(v) => a != v,
+            ArgOp::MaskedEq { mask, value } => a & mask == value,
+        }
+    };
+    profile
+        .rules
+        .iter()
+        .find(|r| r.nr == nr && r.args.iter().all(holds))
+        .map_or(profile.default_action, |r| r.action)
+        .ret_value()
+}
+
+#[test]
+fn compiled_search_tree_agrees_with_the_rules_for_every_syscall_number() {
+    let json = r#"{
+        "default_action": "errno", "default_errno": 38,
+        "syscalls": [
+            { "names": ["read", "write", "exit_group", "mmap", "brk", "close"], "action": "allow" },
+            { "names": ["openat"], "action": "errno", "errno": 13,
+              "args": [ { "index": 2, "op": "masked_eq", "mask": 3, "value": 1 } ] },
+            { "names": ["openat"], "action": "allow" },
+            { "names": ["kill"], "action": "kill_process",
+              "args": [ { "index": 1, "op": "ne", "value": 0 } ] },
+            { "names": ["kill"], "action": "log" },
+            { "names": ["read"], "action": "trap" }
+        ]
+    }"#;
+    let custom = SeccompProfile::parse(json, Path::new("p.json")).unwrap();
+    let argsets: [[u64; 6]; 5] = [
+        [0; 6],
+        [1, 9, 1, 0, 0, 0],
+        [0, 0, 2, 0, 0, 0],
+        [u64::MAX; 6],
+        [libc::CLONE_NEWUSER as u64, 0, 3, 0, 0, 1 << 33],
+    ];
+    for profile in [SeccompProfile::default_profile(), custom] {
+        let prog = profile.compile().unwrap();
+        let mut longest = 0;
+        for nr in 0..600i64 {
+            for args in argsets {
+                let (got, steps) = run_counting(&prog, ARCH, nr, args);
+                assert_eq!(got, reference(&profile, nr, args), "nr {nr} args {args:?}");
+                longest = longest.max(steps);
+            }
+        }
+        // A search, not a scan: the default profile has ~50 rules, the longest path is the
+        // architecture checks, ~2·log2(rules) tree steps and one leaf.
+        assert!(longest <= 30, "longest path {longest} instructions");
+    }
+}
+
+#[test]
+fn long_subtrees_and_leaves_reach_past_8_bit_jump_offsets() {
+    // Every known syscall with an argument rule (long subtrees), and one syscall with so many
+    // rules that its leaf alone is longer than 255 instructions.
+    let mut rules: Vec<String> = syscalls::SYSCALLS
+        .iter()
+        .take(300)
+        .map(|(name, _)| {
+            format!(
+                r#"{{ "names": ["{name}"], "action": "errno", "errno": 5,
+                     "args": [ {{ "index": 0, "op": "eq", "value": 7 }} ] }}"#
+            )
+        })
+        .collect();
+    for v in 0..80 {
+        rules.push(format!(
+            r#"{{ "names": ["ioctl"], "action": "errno", "errno": {e},
+                 "args": [ {{ "index": 1, "op": "eq", "value": {v} }} ] }}"#,
+            e = v + 1
+        ));
+    }
+    let json = format!(
+        r#"{{ "default_action": "allow", "syscalls": [{}] }}"#,
+        rules.join(",")
+    );
+    let profile = SeccompProfile::parse(&json, Path::new("big.json")).unwrap();
+    let prog = profile.compile().unwrap();
+    assert!(prog.len() > 1000, "{} instructions", prog.len());
+    assert!(prog.iter().any(|i| i.code == 0x05), "expected a ja");
+    for nr in 0..600i64 {
+        for args in [
+            [7, 0, 0, 0, 0, 0],
+            [0, 79, 0, 0, 0, 0],
+            [7, 3, 0, 0, 0, 0],
+            [0; 6],
+        ] {
+            assert_eq!(
+                run(&prog, ARCH, nr, args),
+                reference(&profile, nr, args),
+                "nr {nr} args {args:?}"
+            );
+        }
+    }
 }
 
 #[test]
