@@ -379,6 +379,16 @@ impl CgroupFs for FakeCgroupFs {
         std::fs::remove_dir_all(path)
     }
 
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        if !from.is_dir() {
+            return Err(io_err(libc::ENOENT));
+        }
+        if to.exists() {
+            return Err(io_err(libc::EEXIST));
+        }
+        std::fs::rename(from, to)
+    }
+
     fn child_dirs(&self, path: &Path) -> io::Result<Vec<String>> {
         let mut names = Vec::new();
         for entry in std::fs::read_dir(path)? {

@@ -22,6 +22,9 @@ pub trait CgroupFs: Send + Sync + fmt::Debug {
     fn create_dir(&self, path: &Path) -> io::Result<()>;
     /// `rmdir` of a cgroup (the kernel removes its control files with it).
     fn remove_dir(&self, path: &Path) -> io::Result<()>;
+    /// `rename` of a cgroup directory within its parent (v1 only: the kernel has no rename
+    /// for v2 directories).
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Names of the child directories (child cgroups) of `path`.
     fn child_dirs(&self, path: &Path) -> io::Result<Vec<String>>;
     /// Opens a control file for writing, close-on-exec (the v1 `tasks` file a child joins by).
@@ -58,6 +61,10 @@ impl CgroupFs for RealCgroupFs {
 
     fn remove_dir(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_dir(path)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
     }
 
     fn child_dirs(&self, path: &Path) -> io::Result<Vec<String>> {

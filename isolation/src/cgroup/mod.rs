@@ -35,6 +35,7 @@
 //! `weight = 1 + (shares - 2) * 9999 / 262142`, so relative weights between tasks are kept.
 
 mod fs;
+mod spare;
 mod v1;
 mod v2;
 
@@ -42,6 +43,7 @@ mod v2;
 mod fake;
 
 pub use fs::{CgroupFs, RealCgroupFs};
+pub use spare::SPARE_CGROUPS;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -336,7 +338,7 @@ pub struct CpuQuota {
 }
 
 /// Resource limits of a task cgroup. Swap is always off.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CgroupLimits {
     /// Hard memory limit (v1 `memory.limit_in_bytes`, v2 `memory.max`); > 0.
     pub memory_limit_bytes: u64,
@@ -502,6 +504,8 @@ pub struct CgroupManager {
     layout: CgroupLayout,
     parent: String,
     fs: Arc<dyn CgroupFs>,
+    /// Task cgroups made ahead of need (see `spare`).
+    spares: spare::SharedPool,
 }
 
 fn validate_name(name: &str) -> Result<(), CgroupError> {
@@ -583,8 +587,11 @@ impl CgroupManager {
             layout,
             parent: parent_name.to_string(),
             fs,
+            spares: spare::SharedPool::default(),
         };
         manager.prepare_parent()?;
+        // Spares a previous process left under this parent (one process owns a parent).
+        manager.remove_all_spares();
         Ok(manager)
     }
 
@@ -678,13 +685,31 @@ impl CgroupManager {
 
     /// Creates the task cgroup `name` with `limits` on every hierarchy. On failure nothing is
     /// left behind (directories created so far are removed).
+    ///
+    /// On v1 the directories come from a spare when one is ready (see `spare`): renamed to
+    /// `name`, then the limits written as for a new one.
     pub fn create(&self, name: &str, limits: &CgroupLimits) -> Result<TaskCgroup, CgroupError> {
         validate_name(name)?;
         limits.validate()?;
         let fs = self.fs.as_ref();
         let mut created: Vec<CgroupDir> = Vec::new();
+        if let Some(spare) = self.take_spare(limits) {
+            match self.rename_spare(&spare, name) {
+                Ok(dirs) => created = dirs,
+                Err(e @ CgroupError::AlreadyExists { .. }) => return Err(e),
+                Err(e) => {
+                    tracing::debug!(spare = %spare, error = %e, "spare cgroup unusable; creating one");
+                }
+            }
+        }
         let result = (|| {
             for (root, kind) in self.hierarchies_for(limits) {
+                if created
+                    .iter()
+                    .any(|d| d.path.starts_with(&root) && d.kind == kind)
+                {
+                    continue;
+                }
                 let path = root.join(&self.parent).join(name);
                 match fs.create_dir(&path) {
                     Ok(()) => {}
@@ -743,12 +768,17 @@ impl CgroupManager {
     }
 
     /// Names of every task cgroup under the parent, on any hierarchy (for garbage collection).
+    /// Spares (see `spare`) are not task cgroups and are left out.
     pub fn list(&self) -> Result<Vec<String>, CgroupError> {
         let mut names = BTreeSet::new();
         for (root, _) in self.hierarchies() {
             let parent = root.join(&self.parent);
             match self.fs.child_dirs(&parent) {
-                Ok(children) => names.extend(children),
+                Ok(children) => names.extend(
+                    children
+                        .into_iter()
+                        .filter(|n| !n.starts_with(spare::SPARE_PREFIX)),
+                ),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(source) => {
                     return Err(CgroupError::Read {
@@ -761,8 +791,10 @@ impl CgroupManager {
         Ok(names.into_iter().collect())
     }
 
-    /// Removes the parent cgroups themselves (they must hold no task cgroup any more).
+    /// Removes the parent cgroups themselves (they must hold no task cgroup any more), and
+    /// the spares first; no spare is made afterwards.
     pub fn remove_parent(&self) -> Result<(), CgroupError> {
+        self.close_spares();
         for (root, _) in self.hierarchies() {
             let parent = root.join(&self.parent);
             match self.fs.remove_dir(&parent) {
@@ -1099,8 +1131,18 @@ impl TaskCgroup {
         let fs = self.fs.as_ref();
         let mut backoff = Duration::from_millis(1);
         let mut last_error: Option<CgroupError> = None;
-        for _ in 0..DESTROY_ATTEMPTS {
-            let pids = self.all_pids()?;
+        for attempt in 0..DESTROY_ATTEMPTS {
+            // The common case is an exited task: its primary directory is empty, and reading
+            // that one file is enough to try the removal. A directory that still holds a
+            // process makes the removal fail (EBUSY), and the next attempt looks at all of them.
+            let pids = if attempt == 0 {
+                match self.primary() {
+                    Some(dir) => self.read_procs(dir)?,
+                    None => Vec::new(),
+                }
+            } else {
+                self.all_pids()?
+            };
             if !pids.is_empty() {
                 if let Err(e) = self.signal_all(libc::SIGKILL) {
                     tracing::debug!(cgroup = %self.name, error = %e, "kill during destroy failed");

@@ -793,3 +793,140 @@ fn bad_limits_are_rejected_before_anything_is_written() {
     assert_eq!(f.fs.written().len(), writes_before);
     assert!(f.manager.list().unwrap().is_empty());
 }
+
+/// The directories of `name` under the parent, on every hierarchy of the fake tree.
+fn dirs_named(root: &Path, name: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for hierarchy in std::fs::read_dir(root).unwrap() {
+        let candidate = hierarchy.unwrap().path().join("noded").join(name);
+        if candidate.is_dir() {
+            found.push(candidate);
+        }
+    }
+    found.sort();
+    found
+}
+
+fn spare_names(root: &Path) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for hierarchy in std::fs::read_dir(root).unwrap() {
+        let parent = hierarchy.unwrap().path().join("noded");
+        if let Ok(children) = std::fs::read_dir(parent) {
+            for child in children {
+                let name = child.unwrap().file_name().to_string_lossy().into_owned();
+                if name.starts_with(".spare-") {
+                    names.insert(name);
+                }
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn spares_become_task_cgroups_by_rename_with_the_task_limits() {
+    let f = hybrid();
+    assert!(f.manager.uses_spares());
+    f.manager.fill_spares().unwrap();
+    assert_eq!(f.manager.spares_ready(), SPARE_CGROUPS);
+    let spares = spare_names(&f.root);
+    assert_eq!(spares.len(), SPARE_CGROUPS);
+    // A spare spans the v1 hierarchies of a task with a cpuset, not the v2 tree (which
+    // cannot be renamed), and its cpuset can take tasks already.
+    let one = spares.iter().next().unwrap();
+    let spare_dirs = dirs_named(&f.root, one);
+    assert_eq!(spare_dirs.len(), 4, "{spare_dirs:?}");
+    assert!(!spare_dirs
+        .iter()
+        .any(|d| d.starts_with(f.root.join("unified"))));
+    assert!(!content(&f.root.join("cpuset/noded").join(one).join("cpuset.mems")).is_empty());
+    // Spares are no task cgroups.
+    assert!(f.manager.list().unwrap().is_empty());
+
+    let task = f.manager.create("t1", &limits()).unwrap();
+    assert_eq!(f.manager.spares_ready(), SPARE_CGROUPS - 1);
+    assert_eq!(spare_names(&f.root).len(), SPARE_CGROUPS - 1);
+    assert_eq!(dirs_named(&f.root, "t1").len(), 5);
+    assert_eq!(task.paths().len(), 5);
+    let memory = f.root.join("memory/noded/t1");
+    assert_eq!(
+        content(&memory.join("memory.limit_in_bytes")),
+        (256u64 << 20).to_string()
+    );
+    assert_eq!(content(&f.root.join("cpuset/noded/t1/cpuset.cpus")), "0-1");
+    assert_eq!(content(&f.root.join("pids/noded/t1/pids.max")), "64");
+    assert_eq!(f.manager.list().unwrap(), vec!["t1".to_string()]);
+
+    // Refilled, then everything (spares included) goes with the parent.
+    f.manager.fill_spares().unwrap();
+    assert_eq!(f.manager.spares_ready(), SPARE_CGROUPS);
+    task.destroy().unwrap();
+    f.manager.remove_parent().unwrap();
+    assert!(spare_names(&f.root).is_empty());
+    assert!(!f.root.join("memory/noded").exists());
+    // A closed manager makes no spares any more.
+    f.manager.fill_spares().unwrap();
+    assert_eq!(f.manager.spares_ready(), 0);
+}
+
+#[test]
+fn a_taken_name_fails_without_leaving_the_spare_half_renamed() {
+    let f = pure_v1();
+    f.manager.fill_spares().unwrap();
+    let before = spare_names(&f.root);
+    // "t1" exists on one hierarchy only (a half-removed task): the rename stops there.
+    std::fs::create_dir_all(f.root.join("pids/noded/t1")).unwrap();
+    let err = f.manager.create("t1", &limits()).unwrap_err();
+    assert!(matches!(err, CgroupError::AlreadyExists { .. }), "{err}");
+    // The spare that was tried is gone entirely; the other one is untouched.
+    let after = spare_names(&f.root);
+    assert_eq!(after.len(), before.len() - 1);
+    for name in &after {
+        assert_eq!(dirs_named(&f.root, name).len(), 6, "{name}");
+    }
+    assert_eq!(
+        dirs_named(&f.root, "t1"),
+        vec![f.root.join("pids/noded/t1")]
+    );
+}
+
+#[test]
+fn a_vanished_spare_falls_back_to_mkdir_and_tasks_without_cpuset_never_take_one() {
+    let f = hybrid();
+    f.manager.fill_spares().unwrap();
+    for name in spare_names(&f.root) {
+        for dir in dirs_named(&f.root, &name) {
+            std::fs::remove_dir_all(dir).unwrap();
+        }
+    }
+    let task = f.manager.create("t1", &limits()).unwrap();
+    assert_eq!(dirs_named(&f.root, "t1").len(), 5);
+    task.destroy().unwrap();
+
+    f.manager.fill_spares().unwrap();
+    let ready = f.manager.spares_ready();
+    let no_cpuset = CgroupLimits {
+        cpuset_cpus: None,
+        ..limits()
+    };
+    f.manager.create("t2", &no_cpuset).unwrap();
+    assert_eq!(f.manager.spares_ready(), ready);
+    assert!(!f.root.join("cpuset/noded/t2").exists());
+}
+
+#[test]
+fn pure_v2_makes_no_spares_and_a_new_manager_clears_old_ones() {
+    let f = v2();
+    assert!(!f.manager.uses_spares());
+    f.manager.fill_spares().unwrap();
+    assert_eq!(f.manager.spares_ready(), 0);
+
+    let f = hybrid();
+    f.manager.fill_spares().unwrap();
+    assert_eq!(spare_names(&f.root).len(), SPARE_CGROUPS);
+    // The next process on this parent (a restarted supervisor) starts clean.
+    let layout = CgroupLayout::v1_at(&f.root, &MANAGED_V1_CONTROLLERS, true);
+    let again = CgroupManager::with_fs(layout, "noded", f.fs.clone()).unwrap();
+    assert!(spare_names(&f.root).is_empty());
+    assert_eq!(again.spares_ready(), 0);
+}

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use isolation::caps::CapabilitySet;
-use isolation::cgroup::{CgroupLayout, CgroupLimits, CgroupManager, TaskCgroup};
+use isolation::cgroup::{CgroupLayout, CgroupLimits, CgroupManager, TaskCgroup, SPARE_CGROUPS};
 use isolation::sandbox::{
     self, Bind, Filesystem, NamespaceSpec, RootfsSpec, SandboxSpec, SeccompPolicy, Stdio,
 };
@@ -174,6 +174,7 @@ pub fn run(
         std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
         tracing::info!(pid = std::process::id(), socket = %socket.display(), "supervisor ready");
         tokio::task::spawn_local(reap_children(supervisor.clone()));
+        supervisor.refill_spare_cgroups();
         let parent_gone = async {
             match parent_pidfd {
                 Some(fd) => match crate::sys::async_fd(fd) {
@@ -654,6 +655,9 @@ impl Supervisor {
             }
         };
         drop(spec);
+        // The next start's cgroup is made now, while this task runs: not during this
+        // child's own cgroup joins (the kernel serialises them on one lock).
+        self.refill_spare_cgroups();
         let entry = Rc::new(TaskEntry {
             task_id: launch.task_id.clone(),
             launch: launch.clone(),
@@ -675,6 +679,22 @@ impl Supervisor {
             .borrow_mut()
             .insert(entry.pid, Child::Task(entry.clone()));
         Ok(entry)
+    }
+
+    /// Makes spare task cgroups on a blocking thread, off the start path, so that the next
+    /// start renames one instead of creating it (see `isolation::cgroup`'s `spare`).
+    fn refill_spare_cgroups(&self) {
+        if !self.cgroups.uses_spares() || self.cgroups.spares_ready() >= SPARE_CGROUPS {
+            return;
+        }
+        let cgroups = self.cgroups.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = cgroups.fill_spares() {
+                tracing::warn!(
+                    "making spare task cgroups: {e} (tasks start without them, more slowly)"
+                );
+            }
+        });
     }
 
     /// `alloc exec`: runs `command` inside the running task and hands the session's
