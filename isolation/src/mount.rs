@@ -93,8 +93,19 @@ pub fn unmount(path: &Path) -> Result<(), MountError> {
     }
 }
 
-/// Whether `path` is a mount point, judged from `/proc/self/mountinfo`.
+/// Whether `path` is a mount point (a final symlink is not followed): one `statx` where the
+/// kernel reports mount roots (5.8+), else judged from `/proc/self/mountinfo`, whose reading
+/// costs in proportion to the host's mount table.
 pub fn is_mount_point(path: &Path) -> std::io::Result<bool> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    match crate::sys::is_mount_root(&c_path) {
+        Ok(Some(root)) => return Ok(root),
+        Ok(None) => {}
+        Err(Errno::ENOENT) => return Ok(false),
+        Err(errno) => return Err(errno.into()),
+    }
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
     let found = mount_points(&mountinfo).any(|p| p == path);
     Ok(found)
@@ -141,6 +152,20 @@ pub fn unescape_mountinfo(field: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mount_points_are_told_from_plain_dirs_and_links() {
+        // `/` and `/proc` are mount roots on any Linux host; a fresh temp dir, a missing path
+        // and a symlink to `/proc` (not followed) are not.
+        assert!(is_mount_point(Path::new("/")).unwrap());
+        assert!(is_mount_point(Path::new("/proc")).unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!is_mount_point(dir.path()).unwrap());
+        assert!(!is_mount_point(&dir.path().join("missing")).unwrap());
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink("/proc", &link).unwrap();
+        assert!(!is_mount_point(&link).unwrap());
+    }
 
     #[test]
     fn mountinfo_escapes_are_decoded() {

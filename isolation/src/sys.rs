@@ -354,6 +354,32 @@ pub(crate) fn umount2(target: &CStr, flags: libc::c_int) -> Result<(), Errno> {
 }
 
 /// Child-safe. `mkdirat(AT_FDCWD, path, mode)`.
+/// Whether `path` (a final symlink not followed) is the root of a mount, by `statx`'s
+/// `STATX_ATTR_MOUNT_ROOT`; `None` when the kernel does not report that attribute (< 5.8).
+pub(crate) fn is_mount_root(path: &CStr) -> Result<Option<bool>, Errno> {
+    // SAFETY: all-zero bytes are a valid `statx` (plain integers).
+    let mut buf: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a NUL-terminated string and `buf` a live, writable `statx` that
+    // outlives the call.
+    let rc = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+            0,
+            &mut buf,
+        )
+    };
+    if rc != 0 {
+        return Err(Errno::last());
+    }
+    let attr = libc::STATX_ATTR_MOUNT_ROOT as u64;
+    if buf.stx_attributes_mask & attr == 0 {
+        return Ok(None);
+    }
+    Ok(Some(buf.stx_attributes & attr != 0))
+}
+
 pub(crate) fn mkdir(path: &CStr, mode: libc::mode_t) -> Result<(), Errno> {
     // SAFETY: path is a NUL-terminated string that outlives the call.
     check(unsafe { libc::syscall(libc::SYS_mkdirat, libc::AT_FDCWD, path.as_ptr(), mode) })

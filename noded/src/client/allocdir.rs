@@ -108,15 +108,20 @@ impl AllocDir {
         };
         match std::fs::create_dir(path) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                // Something was there already (a restarted client rebuilding): it must be a
+                // directory, not a link to elsewhere.
+                let meta = std::fs::symlink_metadata(path).map_err(|e| io("inspect", e))?;
+                if !meta.is_dir() {
+                    return Err(io(
+                        "create directory",
+                        std::io::Error::other(
+                            "a non-directory is in the way (refusing to follow it)",
+                        ),
+                    ));
+                }
+            }
             Err(e) => return Err(io("create directory", e)),
-        }
-        let meta = std::fs::symlink_metadata(path).map_err(|e| io("inspect", e))?;
-        if !meta.is_dir() {
-            return Err(io(
-                "create directory",
-                std::io::Error::other("a non-directory is in the way (refusing to follow it)"),
-            ));
         }
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
             .map_err(|e| io("set permissions of", e))
@@ -195,11 +200,14 @@ impl AllocDir {
                 continue;
             }
             let secrets = entry.path().join("secrets");
-            // symlink_metadata: a task cannot make us unmount something elsewhere via a link.
+            // symlink_metadata: a task cannot make us unmount something elsewhere via a link
+            // (and `unmount` does not follow one in the last component). A `secrets` that is
+            // not a mount point is left alone by the kernel (EINVAL, not an error): no need to
+            // read the whole mount table first.
             let is_dir = std::fs::symlink_metadata(entry.path())
                 .map(|m| m.is_dir())
                 .unwrap_or(false);
-            if is_dir && isolation::mount::is_mount_point(&secrets).unwrap_or(false) {
+            if is_dir {
                 isolation::mount::unmount(&secrets)?;
             }
         }
