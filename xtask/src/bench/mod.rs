@@ -1,9 +1,10 @@
 //! `cargo xtask bench NAME`: benchmarks that measure noded against its peers in the same run
 //! and end with one machine-readable `RESULT NAME key=value …` line.
 //!
-//! - `start [--runs N] [--gap-ms MS]` — `/bin/true` through noded's real start path (alloc
+//! - `start [--runs N] [--gap-ms MS] [--noded-only]` — `/bin/true` through noded's real start path (alloc
 //!   dir with its secrets tmpfs, the exec driver's launch, the real `noded supervisor` over its
-//!   socket: start, wait, remove, then the alloc dir unmounted and removed), back to back and
+//!   socket: start, wait, remove, then the alloc dir unmounted; its removal by the client's GC
+//!   is timed apart, after the clock, as the client keeps it for logs), back to back and
 //!   sporadic (`MS` apart), side by side with crun and runc on the same `/bin/true`, plus a
 //!   probe of the kernel's v1 cgroup attach cost ([`start`]).
 //! - `rss [--tasks N]` — what each running task costs in RSS and PSS: the supervisor driven
@@ -90,6 +91,7 @@ impl Options {
                     }
                 }
                 ("start", "--gap-ms") => start.gap_ms = value("milliseconds")?,
+                ("start", "--noded-only") => start.noded_only = true,
                 ("rss", "--tasks") => {
                     rss.tasks = usize::try_from(value("a number of tasks ≥ 1")?)?;
                     if rss.tasks == 0 {
@@ -97,7 +99,7 @@ impl Options {
                     }
                 }
                 (_, other) => bail!(
-                    "unknown option {other:?} for bench {name} (start: --runs N --gap-ms MS; rss: --tasks N)"
+                    "unknown option {other:?} for bench {name} (start: --runs N --gap-ms MS --noded-only; rss: --tasks N)"
                 ),
             }
         }

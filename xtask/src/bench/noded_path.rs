@@ -6,8 +6,10 @@
 //! the task user's lookup → `build_task` (which mounts the `secrets` tmpfs) → the `NOMAD_*`
 //! environment → `ExecDriver::prepare` → `Start` on the supervisor socket (the task has
 //! exec'd when `Started` comes back) → `Wait` (exited) → `Remove` (cgroup destroyed) →
-//! `AllocDir::unmount_all` + `destroy` (cleaned up). The clock starts when the allocation is
-//! in the client's hands, i.e. before `AllocDir::new`.
+//! `AllocDir::unmount_all` (cleaned up, as the client leaves it: the directory stays for
+//! `alloc logs` until the client's GC removes it, as Nomad's does). The clock starts when the
+//! allocation is in the client's hands, i.e. before `AllocDir::new`, and stops there; the
+//! GC's `destroy` of the directory runs next, after the clock, and is reported on its own.
 
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -148,7 +150,8 @@ pub struct Phases {
     pub remove: Duration,
     /// `unmount_all` of the alloc dir (the secrets tmpfs).
     pub unmount: Duration,
-    /// `destroy` of the alloc dir (the tree removed).
+    /// The client GC's `destroy` of the alloc dir (the tree removed), after the clock
+    /// stopped: the client keeps finished alloc dirs for logs until GC.
     pub destroy: Duration,
 }
 
@@ -160,7 +163,7 @@ impl Phases {
         "Wait rpc",
         "Remove rpc",
         "unmount_all",
-        "destroy",
+        "(after) GC: destroy dir",
     ];
 
     pub fn values(&self) -> [Duration; 7] {
@@ -456,13 +459,14 @@ impl NodedPath {
         lap();
         task.dir.dir.unmount_all()?;
         phases.unmount = lap();
+        let full = task.started.elapsed();
         task.dir.dir.destroy()?;
         task.dir.armed = false;
         phases.destroy = lap();
         Ok(Finished {
             exit,
             exec: task.exec,
-            full: task.started.elapsed(),
+            full,
             phases,
         })
     }

@@ -12,7 +12,10 @@
 //! Goals (issue 3): noded's full run p50 ≤ 0.25× crun's p50 and noded's p99 ≤ 0.5× crun's
 //! p50, in both modes. They are reported as met or missed with the figures.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use controlplane::model::Job;
 
 use super::noded_path::{job, Finished, NodedPath, Phases};
 use super::oci::{Bundles, OciRuntime};
@@ -34,6 +37,8 @@ const GOAL_P99: f64 = 0.5;
 pub struct StartOptions {
     pub runs: usize,
     pub gap_ms: u64,
+    /// Only noded, back to back, no goal verdict: for profiling noded's own path.
+    pub noded_only: bool,
 }
 
 impl Default for StartOptions {
@@ -41,6 +46,7 @@ impl Default for StartOptions {
         StartOptions {
             runs: 100,
             gap_ms: 300,
+            noded_only: false,
         }
     }
 }
@@ -113,6 +119,10 @@ pub fn run(options: &StartOptions, binaries: &Binaries) -> anyhow::Result<()> {
     let _sweep = CgroupSweep(prefix.clone());
 
     let noded = NodedPath::start(&binaries.noded, &dir.subdir("noded")?, &prefix)?;
+    let truth = job("bench-true", "/bin/true", &[])?;
+    if options.noded_only {
+        return run_noded_only(&noded, &truth, runs);
+    }
     let bundles = Bundles::create(&dir.subdir("oci")?)?;
     let mut crun = OciRuntime::spawn(
         &binaries.xtask,
@@ -129,7 +139,6 @@ pub fn run(options: &StartOptions, binaries: &Binaries) -> anyhow::Result<()> {
         &prefix,
     )?;
     let probe = AttachProbe::create(&format!("{prefix}-probe"))?;
-    let truth = job("bench-true", "/bin/true", &[])?;
 
     eprintln!("==> validating noded, crun and runc (marker output, exit codes)");
     noded.validate()?;
@@ -278,6 +287,34 @@ pub fn run(options: &StartOptions, binaries: &Binaries) -> anyhow::Result<()> {
         format!("goal_p99={}", verdict(p99_ok)),
     ]);
     println!("RESULT start {}", result.join(" "));
+    Ok(())
+}
+
+/// `--noded-only`: noded's path alone, back to back, with its phases; no peers, no verdict.
+fn run_noded_only(noded: &NodedPath, truth: &Arc<Job>, runs: usize) -> anyhow::Result<()> {
+    eprintln!("==> validating noded (marker output, exit codes)");
+    noded.validate()?;
+    for _ in 0..WARMUP {
+        noded.run(truth)?;
+    }
+    eprintln!("==> back to back: {runs} noded runs (peers skipped)");
+    let mut b2b = Mode::default();
+    for _ in 0..runs {
+        b2b.record(&noded.run(truth)?);
+    }
+    println!();
+    println!("start bench, noded only: /bin/true, {runs} runs back to back (times in ms)");
+    println!("  noded  received → exec'd      {}", b2b.exec);
+    println!("  noded  received → cleaned up  {}", b2b.full);
+    for (name, series) in Phases::NAMES.iter().zip(&b2b.phases) {
+        println!("    {name:<26} {series}");
+    }
+    println!(
+        "RESULT start runs={runs} exec_p50_ms={} p50_ms={} p99_ms={} peers=skipped goal_full=not_measured goal_p99=not_measured",
+        num(b2b.exec.p50()),
+        num(b2b.full.p50()),
+        num(b2b.full.p99())
+    );
     Ok(())
 }
 
