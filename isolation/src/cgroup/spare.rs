@@ -14,7 +14,7 @@
 //! cgroups directly (one `mkdir`, then `CLONE_INTO_CGROUP`), and on hybrid hosts the task's
 //! directory in the v2 tree is still made at start.
 //!
-//! Spares are named `.spare-<n>`: task names cannot start with `.`, so the two never clash,
+//! Spares are named `.spare-<pid>-<n>`: task names cannot start with `.`, so the two never clash,
 //! and [`CgroupManager::list`] leaves spares out. [`CgroupManager::remove_parent`] removes
 //! them first; a manager made on a parent (at supervisor start) removes spares a previous
 //! process left.
@@ -192,16 +192,17 @@ impl CgroupManager {
         for (root, kind) in self.spare_hierarchies() {
             let from = root.join(&self.parent).join(spare);
             let to = root.join(&self.parent).join(name);
-            // kernfs refuses to rename onto an existing name, but say so precisely.
-            let outcome = if fs.exists(&to) {
-                Err(CgroupError::AlreadyExists { path: to.clone() })
-            } else {
-                fs.rename(&from, &to)
-                    .map_err(|source| CgroupError::CreateDir {
+            // kernfs refuses to rename onto an existing name (EEXIST): no need to look first.
+            let outcome = fs.rename(&from, &to).map_err(|source| {
+                if source.kind() == io::ErrorKind::AlreadyExists {
+                    CgroupError::AlreadyExists { path: to.clone() }
+                } else {
+                    CgroupError::CreateDir {
                         path: to.clone(),
                         source,
-                    })
-            };
+                    }
+                }
+            });
             if let Err(e) = outcome {
                 for (from, to) in renamed.iter().rev() {
                     let _ = fs.rename(to, from);
