@@ -347,6 +347,47 @@ pub(crate) fn mount(
     .map(drop)
 }
 
+/// A NULL-terminated array of pointers to C strings (an `argv` or `envp`) whose strings its
+/// owner keeps alive, unmoved and unchanged for as long as the array lives.
+#[derive(Debug)]
+pub(crate) struct CStrArray(Vec<*const libc::c_char>);
+
+// SAFETY: the pointers are only ever read (by `execve`), and the strings they point to are
+// owned by the same plan, which never mutates or frees them while the array exists.
+unsafe impl Send for CStrArray {}
+// SAFETY: as above: shared access only reads.
+unsafe impl Sync for CStrArray {}
+
+impl CStrArray {
+    /// The array of `strings`' pointers plus the terminating NULL.
+    pub(crate) fn new<'a>(strings: impl IntoIterator<Item = &'a CStr>) -> CStrArray {
+        let mut v: Vec<*const libc::c_char> = strings.into_iter().map(CStr::as_ptr).collect();
+        v.push(ptr::null());
+        CStrArray(v)
+    }
+
+    pub(crate) fn as_slice(&self) -> &[*const libc::c_char] {
+        &self.0
+    }
+}
+
+/// Child-safe. `move_mount(from_fd, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH)`: attaches
+/// the detached mount tree `from_fd` (from [`open_tree_clone`]) at `target`.
+pub(crate) fn move_mount(from_fd: RawFd, target: &CStr) -> Result<(), Errno> {
+    // SAFETY: the empty path and target are NUL-terminated strings that outlive the call.
+    check(unsafe {
+        libc::syscall(
+            SYS_MOVE_MOUNT,
+            from_fd,
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    })
+    .map(drop)
+}
+
 /// Child-safe. `umount2(2)`.
 pub(crate) fn umount2(target: &CStr, flags: libc::c_int) -> Result<(), Errno> {
     // SAFETY: target is a NUL-terminated string that outlives the call.
@@ -634,6 +675,107 @@ pub(crate) fn execve(
 // ---------------------------------------------------------------------------------------------
 // parent-side wrappers
 // ---------------------------------------------------------------------------------------------
+
+// The new mount API's numbers are the same on every architecture (the unified table).
+const SYS_OPEN_TREE: libc::c_long = 428;
+const SYS_MOVE_MOUNT: libc::c_long = 429;
+const SYS_MOUNT_SETATTR: libc::c_long = 442;
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+
+/// `struct mount_attr` (`MOUNT_ATTR_SIZE_VER0`).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// A detached copy of the mount at `path` (not its submounts), close-on-exec, made private
+/// (no propagation to or from the host) and `nosuid,nodev`, plus read-only when asked; the
+/// source's own `ro`/`noexec` are kept. Attach it with [`move_mount`].
+pub(crate) fn open_tree_clone(path: &CStr, read_only: bool) -> Result<OwnedFd, Errno> {
+    // SAFETY: path is NUL-terminated and outlives the call; the flags are plain integers.
+    let fd = check(unsafe {
+        libc::syscall(
+            SYS_OPEN_TREE,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+        )
+    })?;
+    // SAFETY: the kernel returned a fresh fd that we now own exclusively.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    let mut set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    if read_only {
+        set |= MOUNT_ATTR_RDONLY;
+    }
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: libc::MS_PRIVATE,
+        userns_fd: 0,
+    };
+    // SAFETY: `attr` is a valid mount_attr of the size passed; the empty path is NUL-terminated.
+    check(unsafe {
+        libc::syscall(
+            SYS_MOUNT_SETATTR,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })?;
+    Ok(fd)
+}
+
+/// Whether this kernel has `open_tree`, `move_mount` and `mount_setattr` (5.12 and later).
+pub(crate) fn has_new_mount_api() -> bool {
+    // Invalid arguments on purpose: an old kernel answers ENOSYS before looking at them.
+    // SAFETY: a NULL path with a bad fd is rejected by the kernel without being read.
+    let setattr = unsafe {
+        libc::syscall(
+            SYS_MOUNT_SETATTR,
+            -1,
+            ptr::null::<libc::c_char>(),
+            0,
+            ptr::null::<MountAttr>(),
+            0,
+        )
+    };
+    setattr == -1 && Errno::last() != Errno::ENOSYS
+}
+
+/// (device, inode, mount id) of `path`, a final symlink not followed: what a bind of it
+/// would show. `Ok(None)` if it does not exist.
+pub(crate) fn path_identity(path: &CStr) -> Result<Option<(u64, u64, u64)>, Errno> {
+    // SAFETY: all-zero bytes are a valid `statx` (plain integers).
+    let mut buf: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a NUL-terminated string and `buf` a live, writable `statx` that
+    // outlives the call.
+    let rc = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+            libc::STATX_INO | libc::STATX_MNT_ID,
+            &mut buf,
+        )
+    };
+    if rc != 0 {
+        return match Errno::last() {
+            Errno::ENOENT | Errno::ENOTDIR => Ok(None),
+            e => Err(e),
+        };
+    }
+    let dev = (u64::from(buf.stx_dev_major) << 32) | u64::from(buf.stx_dev_minor);
+    Ok(Some((dev, buf.stx_ino, buf.stx_mnt_id)))
+}
 
 /// `openat2(dirfd, path, {flags, mode, resolve})`; the result is close-on-exec.
 pub(crate) fn openat2(

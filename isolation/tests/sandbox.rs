@@ -194,7 +194,14 @@ fn pipe() -> (std::fs::File, OwnedFd) {
 }
 
 /// Spawns with stdout/stderr captured, waits, returns the output.
-fn run(mut spec: SandboxSpec) -> Result<Output, SpawnError> {
+fn run(spec: SandboxSpec) -> Result<Output, SpawnError> {
+    run_with(spec, spawn)
+}
+
+fn run_with(
+    mut spec: SandboxSpec,
+    spawn: fn(&SandboxSpec) -> Result<isolation::sandbox::SandboxChild, SpawnError>,
+) -> Result<Output, SpawnError> {
     let (mut out_r, out_w) = pipe();
     let (mut err_r, err_w) = pipe();
     spec.stdout = Stdio::Fd(out_w);
@@ -855,4 +862,95 @@ fn cgroup_limits_land_in_this_hosts_files_and_stats_read_back() {
     assert_eq!(cgroups.manager.list().unwrap(), vec![cg.name().to_string()]);
     cg.destroy().unwrap();
     assert!(cgroups.manager.list().unwrap().is_empty());
+}
+
+/// (mount point, per-mount options, fs type, super options) of each mount a task sees,
+/// sorted: comparable between two tasks (mount ids and device numbers differ).
+fn task_mounts(out: &str) -> Vec<String> {
+    let mut mounts: Vec<String> = out
+        .lines()
+        .map(|l| {
+            let (left, right) = l.split_once(" - ").expect("mountinfo separator");
+            let f: Vec<&str> = left.split(' ').collect();
+            let r: Vec<&str> = right.split(' ').collect();
+            format!("{} {} {} {}", f[4], f[5], r[0], r.get(2).unwrap_or(&""))
+        })
+        .collect();
+    mounts.sort();
+    mounts
+}
+
+#[test]
+fn template_and_legacy_jails_give_a_task_the_same_mounts() {
+    if !require_root("spawning a sandbox") {
+        return;
+    }
+    let cgroups = TestCgroups::new();
+    let jail = JailDirs::new();
+    let mut seen = Vec::new();
+    for spawn_fn in [
+        spawn as fn(&SandboxSpec) -> Result<isolation::sandbox::SandboxChild, SpawnError>,
+        isolation::sandbox::spawn_with_legacy_jail,
+    ] {
+        let cg = cgroups.create(&limits(64, 16));
+        let out = run_with(
+            spec("/bin/cat", &["/proc/self/mountinfo"], &jail, Some(&cg)),
+            spawn_fn,
+        )
+        .unwrap();
+        assert!(out.status.success(), "{}", out.stderr);
+        let mounts = task_mounts(&out.stdout);
+        // Nothing of the host's mount table or the staging dir shows.
+        let staging = jail.path("staging").display().to_string();
+        assert!(
+            mounts
+                .iter()
+                .all(|m| !m.contains(&staging) && !m.starts_with("/run/")),
+            "{mounts:#?}"
+        );
+        assert!(mounts.iter().any(|m| m.starts_with("/ ro,")), "{mounts:#?}");
+        seen.push(mounts);
+        cg.destroy().unwrap();
+    }
+    assert_eq!(
+        seen[0], seen[1],
+        "template (left) and legacy (right) differ"
+    );
+    assert!(mounts_under(jail.root.path()).is_empty());
+}
+
+#[test]
+fn a_task_sees_a_replaced_read_only_source_not_the_old_template() {
+    if !require_root("spawning a sandbox") {
+        return;
+    }
+    let jail = JailDirs::new();
+    let data = jail.path("data");
+    let write_version = |version: &str| {
+        let fresh = jail.path("data.new");
+        std::fs::create_dir(&fresh).unwrap();
+        std::fs::write(fresh.join("version"), version).unwrap();
+        if data.exists() {
+            std::fs::remove_dir_all(&data).unwrap();
+        }
+        std::fs::rename(&fresh, &data).unwrap();
+    };
+    let read_version = || {
+        let mut s = spec("/bin/cat", &["/opt/data/version"], &jail, None);
+        if let Filesystem::Jail(rootfs) = &mut s.filesystem {
+            rootfs.ro_binds.push(Bind::new(&data, "/opt/data"));
+        }
+        let out = run(s).unwrap();
+        assert!(out.status.success(), "{}", out.stderr);
+        out.stdout
+    };
+    write_version("1");
+    assert_eq!(read_version(), "1");
+    assert_eq!(read_version(), "1");
+    // A new directory in its place (as a package upgrade or a config deploy does it).
+    write_version("2");
+    assert_eq!(read_version(), "2");
+    // A file changed in place shows through the same template.
+    std::fs::write(data.join("version"), "3").unwrap();
+    assert_eq!(read_version(), "3");
 }

@@ -42,11 +42,13 @@ pub(super) fn run(plan: &Plan, report_fd: RawFd) {
     sys::exit_now(127);
 }
 
-fn execute(op: &Op) -> Result<(), (Errno, u32)> {
+pub(super) fn execute(op: &Op) -> Result<(), (Errno, u32)> {
     let plain = |r: Result<(), Errno>| r.map_err(|e| (e, 0));
     match op {
         Op::WriteFd { fd, data } => plain(sys::write_all(*fd, data)),
         Op::SetNs { fd, nstype } => plain(sys::setns(*fd, *nstype)),
+        Op::EnterTemplate { fd } => plain(sys::setns(*fd, libc::CLONE_NEWNS)),
+        Op::MoveMount { fd, target, .. } => plain(sys::move_mount(*fd, target)),
         Op::Unshare { flags } => plain(sys::unshare(*flags)),
         Op::Mount {
             source,
@@ -160,7 +162,7 @@ fn execute(op: &Op) -> Result<(), (Errno, u32)> {
             let mut denied: Option<(Errno, u32)> = None;
             let mut i: u32 = 0;
             for candidate in candidates {
-                let errno = sys::execve(candidate, argv, envp);
+                let errno = sys::execve(candidate, argv.as_slice(), envp.as_slice());
                 match errno {
                     Errno::ENOENT | Errno::ENOTDIR => {
                         if first_missing.is_none() {

@@ -8,7 +8,10 @@
 //! # How a spawn works
 //! 1. In the parent, [`spawn`] validates the [`SandboxSpec`] and turns it into a *plan*: every
 //!    path, string, fd, uid/gid, capability mask and the seccomp BPF program prepared up front,
-//!    as a list of steps.
+//!    as a list of steps. The read-only part of the jail comes from a *template* mount
+//!    namespace (module `template`), found in a per-process cache or built once on a thread
+//!    of its own; the task's own dirs are opened as detached, private, `nosuid,nodev` mount
+//!    trees (`open_tree` + `mount_setattr`).
 //! 2. `clone3` with `CLONE_PIDFD`, the requested `CLONE_NEW*` flags and, where a cgroup2 tree
 //!    exists, `CLONE_INTO_CGROUP`; on x86_64 also `CLONE_VM | CLONE_VFORK` on a stack of its
 //!    own, as `posix_spawn` does: the child borrows the parent's memory until it execs, so no
@@ -25,17 +28,28 @@
 //! join cgroup (v1: write `0` to each pre-opened `tasks` file, which moves the single-threaded
 //! child without the kernel's global threadgroup lock, see [`crate::cgroup::V1_JOIN_FILE`];
 //! v2: already done by `CLONE_INTO_CGROUP`) → join the network namespace → new cgroup namespace (after joining,
-//! so its root is the task's cgroup) → `/` made recursively private → the root: a tmpfs at the
-//! staging dir, read-only binds of the host's system dirs (`/bin /etc /lib /lib32 /lib64
-//! /sbin /usr` where they exist, symlinks mirrored), the caller's ro and rw binds (all
-//! `nosuid,nodev`), masks over secrets such as `/etc/shadow`, then the root remounted
-//! read-only → a fresh `/proc` with masked and read-only paths → a minimal `/dev` on tmpfs →
-//! read-only `/sys` with the task's own cgroups at `/sys/fs/cgroup` → `pivot_root` and detach
-//! of the old root → hostname → rlimits → stdio onto 0/1/2 → close every other fd → reset
+//! so its root is the task's cgroup) → the jail → hostname → rlimits → stdio onto 0/1/2 → close every other fd → reset
 //! signal dispositions and mask → capability bounding set → groups, gid, uid → capabilities
 //! (root: effective = permitted = inheritable = allow-list; others: none, or the requested
 //! ambient set) → `no_new_privs` → seccomp → `chdir(work_dir)` → `execve` with exactly the
 //! caller's environment.
+//!
+//! The jail, with a template (kernels with the new mount API, 5.12+): `setns` into the
+//! template, whose root becomes the child's root → `unshare(CLONE_NEWNS)`, a private copy of
+//! it → the task's dirs attached with `move_mount` → masks over secrets such as
+//! `/etc/shadow` → a fresh `/proc` with masked and read-only paths → the task's devpts and
+//! `/dev/shm` → its cgroups under `/sys/fs/cgroup`. The template holds, built in this order
+//! on the staging dir and then made the root by `pivot_root` and detach of the old root: `/`
+//! made recursively private, a tmpfs, read-only binds of the host's system dirs (`/bin /etc
+//! /lib /lib32 /lib64 /sbin /usr` where they exist, symlinks mirrored) and of the caller's
+//! other ro binds (all `nosuid,nodev`), mount points for the task's dirs, the root remounted
+//! read-only, a minimal read-only `/dev` on tmpfs, and read-only `/sys` with the mount points
+//! of the task's cgroups (when the task stays in the caller's network namespace; otherwise
+//! the task mounts its own `/sys`). Each use checks the identity (device, inode, mount id) of
+//! every host source; a changed one gets a new template.
+//!
+//! Without a template (older kernels) the child builds all of it itself in a `CLONE_NEWNS`
+//! copy of the host's mount table, in the same order, and ends with `pivot_root`.
 //!
 //! With [`Filesystem::Host`] (raw_exec) the mount steps are skipped; everything else is the
 //! same.
@@ -50,6 +64,7 @@
 mod child;
 mod enter;
 mod plan;
+mod template;
 
 #[cfg(test)]
 mod tests;
@@ -286,6 +301,8 @@ pub enum Step {
     JoinTaskNamespaces,
     JoinNetNamespace,
     UnshareCgroupNamespace,
+    EnterJailTemplate,
+    NewMountNamespace,
     MakeMountsPrivate,
     MountRootTmpfs,
     MakeDirectory,
@@ -330,12 +347,14 @@ pub enum Step {
 
 impl Step {
     /// Every step in execution order.
-    pub const ALL: [Step; 45] = [
+    pub const ALL: [Step; 47] = [
         Step::MakeNonDumpable,
         Step::JoinCgroup,
         Step::JoinTaskNamespaces,
         Step::JoinNetNamespace,
         Step::UnshareCgroupNamespace,
+        Step::EnterJailTemplate,
+        Step::NewMountNamespace,
         Step::MakeMountsPrivate,
         Step::MountRootTmpfs,
         Step::MakeDirectory,
@@ -390,6 +409,8 @@ impl Step {
             Step::JoinTaskNamespaces => "join the namespaces of",
             Step::JoinNetNamespace => "join network namespace",
             Step::UnshareCgroupNamespace => "create cgroup namespace",
+            Step::EnterJailTemplate => "enter the jail template built on",
+            Step::NewMountNamespace => "create the task's mount namespace",
             Step::MakeMountsPrivate => "make mounts private",
             Step::MountRootTmpfs => "mount root tmpfs at",
             Step::MakeDirectory => "mkdir",
@@ -646,7 +667,18 @@ fn dup_above_stdio(fd: BorrowedFd<'_>, what: &str) -> Result<OwnedFd, SpawnError
 /// Starts the process described by `spec` (see the module docs). Blocks until the child has
 /// executed the program or failed (~1 ms); async callers should call it on a blocking thread.
 pub fn spawn(spec: &SandboxSpec) -> Result<SandboxChild, SpawnError> {
-    let mut plan = plan::build(spec)?;
+    spawn_plan(plan::build(spec)?)
+}
+
+/// [`spawn`] with the whole jail built in the child and entered by `pivot_root`, as on
+/// kernels without the new mount API: for tests that compare both ways.
+#[doc(hidden)]
+pub fn spawn_with_legacy_jail(spec: &SandboxSpec) -> Result<SandboxChild, SpawnError> {
+    spawn_plan(plan::build_with(spec, plan::JailMode::Legacy)?)
+}
+
+fn spawn_plan(mut plan: plan::Plan) -> Result<SandboxChild, SpawnError> {
+    plan.prepare_jail()?;
     let (read_end, write_end) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|errno| SpawnError::Prepare {
             what: "create the report pipe".to_string(),

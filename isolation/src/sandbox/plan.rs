@@ -18,6 +18,7 @@ use super::{
     SpawnError, Stdio, Step, DEFAULT_PATH, MAX_BINDS,
 };
 use crate::caps::CapabilitySet;
+use crate::cgroup::JailCgroupMount;
 use crate::{describe_errno, errno_sentence};
 
 /// One prepared action of the child. Holds only data the child reads (C strings, numbers,
@@ -32,6 +33,18 @@ pub(crate) enum Op {
     SetNs {
         fd: RawFd,
         nstype: libc::c_int,
+    },
+    /// `setns` into the jail template's mount namespace (fd filled in by
+    /// [`Plan::prepare_jail`]): root and working directory become the template's root.
+    EnterTemplate {
+        fd: RawFd,
+    },
+    /// Attach the detached tree `fd` (of `Plan::detached[bind]`, opened by
+    /// [`Plan::prepare_jail`]) at `target`.
+    MoveMount {
+        fd: RawFd,
+        bind: usize,
+        target: CString,
     },
     Unshare {
         flags: libc::c_int,
@@ -133,8 +146,8 @@ pub(crate) enum Op {
     /// Try each candidate path in turn.
     Exec {
         candidates: Vec<CString>,
-        argv: Vec<*const libc::c_char>,
-        envp: Vec<*const libc::c_char>,
+        argv: crate::sys::CStrArray,
+        envp: crate::sys::CStrArray,
     },
 }
 
@@ -158,6 +171,12 @@ pub(crate) struct Plan {
     search_path: Option<String>,
     exec_candidates: Vec<String>,
     jail: bool,
+    /// The template this plan's jail starts from ([`JailMode::Template`]).
+    pub template: Option<TemplateLayout>,
+    /// Per-task binds attached from detached trees.
+    pub detached: Vec<DetachedBind>,
+    /// The template entered, kept alive until the child has exec'd.
+    held_template: Option<std::sync::Arc<super::template::Template>>,
     /// Strings `argv`/`envp` point into.
     _strings: Vec<CString>,
     /// Descriptors the child dups from or joins; closed when the plan is dropped.
@@ -515,8 +534,70 @@ fn push_mask_kind(
     }
 }
 
-fn jail_ops(b: &mut Builder, spec: &SandboxSpec, rootfs: &RootfsSpec) -> Result<(), SpawnError> {
-    let staging = &rootfs.staging_dir;
+/// How a jail's filesystem is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JailMode {
+    /// Everything common to every task of a layout (root tmpfs, read-only binds, `/dev`,
+    /// `/sys`) lives in a template mount namespace built once ([`super::template`]); each
+    /// task enters it, copies it with `unshare(CLONE_NEWNS)` and adds only its own mounts:
+    /// its dirs as detached trees (`open_tree` + `move_mount`), masks, `/proc`, devpts,
+    /// `/dev/shm` and its cgroups. Needs the new mount API (5.12+).
+    Template,
+    /// The whole jail built in each task's child, then `pivot_root` (older kernels).
+    Legacy,
+}
+
+impl JailMode {
+    /// The mode this kernel supports (probed once).
+    pub(crate) fn for_this_kernel() -> JailMode {
+        static MODE: OnceLock<JailMode> = OnceLock::new();
+        *MODE.get_or_init(|| {
+            if crate::sys::has_new_mount_api() {
+                JailMode::Template
+            } else {
+                JailMode::Legacy
+            }
+        })
+    }
+}
+
+/// What identifies a jail template: every input of its ops. Two tasks with equal keys share
+/// one template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TemplateKey {
+    staging_dir: PathBuf,
+    system_dirs: Vec<PathBuf>,
+    /// (host, sandbox, is a directory) of the read-only binds made in the template.
+    binds: Vec<(PathBuf, PathBuf, bool)>,
+    /// (sandbox, is a directory) of the mount points of per-task binds.
+    mount_points: Vec<(PathBuf, bool)>,
+    /// `/sys` (and the cgroup mount points under it) are in the template: the task stays in
+    /// the network namespace the template was built in (sysfs shows its mounter's).
+    sysfs: Option<Vec<String>>,
+}
+
+/// Everything needed to build (or find) the template of a plan.
+#[derive(Debug)]
+pub(crate) struct TemplateLayout {
+    pub key: TemplateKey,
+    /// The steps, run by a thread in a fresh mount namespace; they end in `pivot_root`.
+    pub ops: Vec<PlannedOp>,
+    /// Host paths whose identity the template depends on (system dirs, bind sources): a
+    /// change to any of them (replaced, remounted, removed, appeared) makes it stale.
+    pub sources: Vec<CString>,
+}
+
+/// A per-task bind attached from a detached copy of the host path.
+#[derive(Debug)]
+pub(crate) struct DetachedBind {
+    pub host: CString,
+    pub read_only: bool,
+    /// "host at sandbox", for errors.
+    pub text: String,
+}
+
+fn checked_staging(rootfs: &RootfsSpec) -> Result<&Path, SpawnError> {
+    let staging = rootfs.staging_dir.as_path();
     if !staging.is_absolute() {
         return Err(SpawnError::invalid(
             "filesystem.staging_dir",
@@ -529,8 +610,19 @@ fn jail_ops(b: &mut Builder, spec: &SandboxSpec, rootfs: &RootfsSpec) -> Result<
             format!("{} is not an existing directory", staging.display()),
         ));
     }
-    let binds = collect_binds(rootfs)?;
+    Ok(staging)
+}
 
+/// Private propagation, the root tmpfs, the system dirs and the `/proc`, `/dev`, `/sys`
+/// mount points. Fills `dirs` (directories of the jail) and `sources` ((sandbox, host) of
+/// directory binds, for masks).
+fn root_ops(
+    b: &mut Builder,
+    rootfs: &RootfsSpec,
+    dirs: &mut BTreeSet<PathBuf>,
+    sources: &mut Vec<(PathBuf, PathBuf)>,
+) -> Result<(), SpawnError> {
+    let staging = rootfs.staging_dir.as_path();
     b.mount(
         Step::MakeMountsPrivate,
         "/".to_string(),
@@ -555,13 +647,7 @@ fn jail_ops(b: &mut Builder, spec: &SandboxSpec, rootfs: &RootfsSpec) -> Result<
             optional: false,
         },
     )?;
-
-    // Directories known to exist in the jail (created, or provided by a directory bind).
-    let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
     dirs.insert(PathBuf::from("/"));
-    // (sandbox path, host path) of every directory bind, for masks.
-    let mut sources: Vec<(PathBuf, PathBuf)> = Vec::new();
-
     for (i, dir) in rootfs.system_dirs.iter().enumerate() {
         let field = format!("system_dirs[{i}]");
         let sandbox = sandbox_path(&field, dir)?;
@@ -596,31 +682,54 @@ fn jail_ops(b: &mut Builder, spec: &SandboxSpec, rootfs: &RootfsSpec) -> Result<
             0o555,
         )?;
     }
+    Ok(())
+}
 
-    for bind in &binds {
-        let mut ancestors: Vec<&Path> = bind.sandbox.ancestors().skip(1).collect();
-        ancestors.reverse();
-        for ancestor in ancestors {
-            if dirs.insert(ancestor.to_path_buf()) {
-                b.mkdir(Step::MakeDirectory, &staged(staging, ancestor), 0o755)?;
-            }
-        }
-        let target = staged(staging, &bind.sandbox);
-        push_bind(
-            b,
-            &bind.field,
-            &bind.host,
-            &bind.sandbox,
-            &target,
-            bind.is_dir,
-            bind.read_only,
-        )?;
-        if bind.is_dir {
-            dirs.insert(bind.sandbox.clone());
-            sources.push((bind.sandbox.clone(), bind.host.clone()));
+/// `mkdir` of the ancestors of `sandbox` not yet in `dirs`, under `root`.
+fn ancestor_ops(
+    b: &mut Builder,
+    root: &Path,
+    sandbox: &Path,
+    dirs: &mut BTreeSet<PathBuf>,
+) -> Result<(), SpawnError> {
+    let mut ancestors: Vec<&Path> = sandbox.ancestors().skip(1).collect();
+    ancestors.reverse();
+    for ancestor in ancestors {
+        if dirs.insert(ancestor.to_path_buf()) {
+            b.mkdir(Step::MakeDirectory, &staged(root, ancestor), 0o755)?;
         }
     }
+    Ok(())
+}
 
+/// An empty file or directory to mount on.
+fn mount_point_op(
+    b: &mut Builder,
+    field: &str,
+    target: &Path,
+    is_dir: bool,
+) -> Result<(), SpawnError> {
+    if is_dir {
+        b.mkdir(Step::MakeMountPoint, target, 0o755)
+    } else {
+        b.push(
+            Step::MakeMountPoint,
+            target.display().to_string(),
+            Op::MkFile {
+                path: path_cstring(field, target)?,
+            },
+        );
+        Ok(())
+    }
+}
+
+/// Masks of `rootfs.masked_paths` under `root`, each by the kind of the host path behind it.
+fn mask_ops(
+    b: &mut Builder,
+    root: &Path,
+    rootfs: &RootfsSpec,
+    sources: &[(PathBuf, PathBuf)],
+) -> Result<(), SpawnError> {
     for (i, masked) in rootfs.masked_paths.iter().enumerate() {
         let sandbox = sandbox_path(&format!("masked_paths[{i}]"), masked)?;
         // The host path behind it: the deepest directory bind containing it.
@@ -635,11 +744,14 @@ fn jail_ops(b: &mut Builder, spec: &SandboxSpec, rootfs: &RootfsSpec) -> Result<
         push_mask(
             b,
             Step::MaskPath,
-            &staged(staging, &sandbox),
+            &staged(root, &sandbox),
             &bind_host.join(rest),
         )?;
     }
+    Ok(())
+}
 
+fn remount_root_read_only(b: &mut Builder, staging: &Path) -> Result<(), SpawnError> {
     b.mount(
         Step::RemountRootReadOnly,
         staging.display().to_string(),
@@ -655,10 +767,12 @@ fn jail_ops(b: &mut Builder, spec: &SandboxSpec, rootfs: &RootfsSpec) -> Result<
             data: None,
             optional: false,
         },
-    )?;
+    )
+}
 
-    // /proc, mounted from inside the new pid namespace.
-    let proc_dir = staged(staging, Path::new("/proc"));
+/// `/proc`, mounted from inside the new pid namespace, with its masked and read-only paths.
+fn proc_ops(b: &mut Builder, root: &Path) -> Result<(), SpawnError> {
+    let proc_dir = staged(root, Path::new("/proc"));
     b.mount(
         Step::MountProc,
         proc_dir.display().to_string(),
@@ -676,12 +790,12 @@ fn jail_ops(b: &mut Builder, spec: &SandboxSpec, rootfs: &RootfsSpec) -> Result<
         push_mask_kind(
             b,
             Step::MaskProcPath,
-            &staged(staging, Path::new(masked)),
+            &staged(root, Path::new(masked)),
             *kind,
         )?;
     }
     for ro in &kernel.proc_read_only {
-        let target = staged(staging, Path::new(ro));
+        let target = staged(root, Path::new(ro));
         let target_bytes = target.as_os_str().as_bytes().to_vec();
         b.mount(
             Step::ReadOnlyProcPath,
@@ -713,9 +827,13 @@ fn jail_ops(b: &mut Builder, spec: &SandboxSpec, rootfs: &RootfsSpec) -> Result<
             },
         )?;
     }
+    Ok(())
+}
 
-    // /dev: a small tmpfs with the host's harmless device nodes bound in.
-    let dev = staged(staging, Path::new("/dev"));
+/// `/dev`: a small read-only tmpfs with the host's harmless device nodes bound in, the
+/// `pts` and `shm` mount points and the usual symlinks.
+fn dev_ops(b: &mut Builder, root: &Path) -> Result<(), SpawnError> {
+    let dev = staged(root, Path::new("/dev"));
     b.mount(
         Step::MountDev,
         dev.display().to_string(),
@@ -728,7 +846,7 @@ fn jail_ops(b: &mut Builder, spec: &SandboxSpec, rootfs: &RootfsSpec) -> Result<
             optional: false,
         },
     )?;
-    for name in &kernel.devices {
+    for name in &kernel_paths().devices {
         let host = Path::new("/dev").join(name);
         let target = dev.join(name);
         let text = format!("{} at {}", host.display(), target.display());
@@ -753,35 +871,8 @@ fn jail_ops(b: &mut Builder, spec: &SandboxSpec, rootfs: &RootfsSpec) -> Result<
             },
         )?;
     }
-    let pts = dev.join("pts");
-    b.mkdir(Step::MountDevPts, &pts, 0o755)?;
-    b.mount(
-        Step::MountDevPts,
-        pts.display().to_string(),
-        &pts,
-        Mnt {
-            source: Some(b"devpts"),
-            fstype: Some("devpts"),
-            flags: MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-            data: Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
-            optional: false,
-        },
-    )?;
-    let shm = dev.join("shm");
-    b.mkdir(Step::MountShm, &shm, 0o1777)?;
-    let shm_data = format!("mode=1777,size={}", rootfs.shm_size_bytes.max(4096));
-    b.mount(
-        Step::MountShm,
-        shm.display().to_string(),
-        &shm,
-        Mnt {
-            source: Some(b"shm"),
-            fstype: Some("tmpfs"),
-            flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-            data: Some(&shm_data),
-            optional: false,
-        },
-    )?;
+    b.mkdir(Step::MountDevPts, &dev.join("pts"), 0o755)?;
+    b.mkdir(Step::MountShm, &dev.join("shm"), 0o1777)?;
     for (link, target) in [
         ("ptmx", "pts/ptmx"),
         ("fd", "/proc/self/fd"),
@@ -815,12 +906,50 @@ fn jail_ops(b: &mut Builder, spec: &SandboxSpec, rootfs: &RootfsSpec) -> Result<
             data: None,
             optional: false,
         },
-    )?;
+    )
+}
 
-    // /sys, read-only, with the task's own cgroups.
-    let sys = staged(staging, Path::new("/sys"));
-    let kernel_fs_flags =
-        MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+/// The task's own devpts instance and `/dev/shm`.
+fn dev_instance_ops(b: &mut Builder, root: &Path, shm_size_bytes: u64) -> Result<(), SpawnError> {
+    let dev = staged(root, Path::new("/dev"));
+    let pts = dev.join("pts");
+    b.mount(
+        Step::MountDevPts,
+        pts.display().to_string(),
+        &pts,
+        Mnt {
+            source: Some(b"devpts"),
+            fstype: Some("devpts"),
+            flags: MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            data: Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+            optional: false,
+        },
+    )?;
+    let shm = dev.join("shm");
+    let shm_data = format!("mode=1777,size={}", shm_size_bytes.max(4096));
+    b.mount(
+        Step::MountShm,
+        shm.display().to_string(),
+        &shm,
+        Mnt {
+            source: Some(b"shm"),
+            fstype: Some("tmpfs"),
+            flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            data: Some(&shm_data),
+            optional: false,
+        },
+    )
+}
+
+const KERNEL_FS_FLAGS: MsFlags = MsFlags::MS_RDONLY
+    .union(MsFlags::MS_NOSUID)
+    .union(MsFlags::MS_NODEV)
+    .union(MsFlags::MS_NOEXEC);
+
+/// Read-only `/sys` with its masks and, when the task's cgroups are mounted in
+/// subdirectories, a read-only tmpfs at `/sys/fs/cgroup` holding their mount points.
+fn sys_ops(b: &mut Builder, root: &Path, mounts: &[JailCgroupMount]) -> Result<(), SpawnError> {
+    let sys = staged(root, Path::new("/sys"));
     b.mount(
         Step::MountSys,
         sys.display().to_string(),
@@ -828,91 +957,99 @@ fn jail_ops(b: &mut Builder, spec: &SandboxSpec, rootfs: &RootfsSpec) -> Result<
         Mnt {
             source: Some(b"sysfs"),
             fstype: Some("sysfs"),
-            flags: kernel_fs_flags,
+            flags: KERNEL_FS_FLAGS,
             data: None,
             optional: false,
         },
     )?;
-    for (masked, kind) in &kernel.sys_masked {
+    for (masked, kind) in &kernel_paths().sys_masked {
         push_mask_kind(
             b,
             Step::MaskSysPath,
-            &staged(staging, Path::new(masked)),
+            &staged(root, Path::new(masked)),
             *kind,
         )?;
     }
+    if !mounts.iter().any(|m| !m.dir_name.is_empty()) {
+        return Ok(());
+    }
     let cgroup_root = sys.join("fs/cgroup");
-    let mounts = match (&spec.cgroup, spec.namespaces.cgroup) {
-        // Without a cgroup namespace a cgroup mount would show the host's whole tree.
-        (Some(join), true) => join.jail_mounts().to_vec(),
-        _ => Vec::new(),
-    };
-    if let [single] = mounts.as_slice() {
-        if single.dir_name.is_empty() {
-            b.mount(
-                Step::MountCgroup,
-                cgroup_root.display().to_string(),
-                &cgroup_root,
-                Mnt {
-                    source: Some(b"cgroup2"),
-                    fstype: Some("cgroup2"),
-                    flags: kernel_fs_flags,
-                    data: None,
-                    optional: false,
-                },
-            )?;
-        }
+    b.mount(
+        Step::MountCgroup,
+        cgroup_root.display().to_string(),
+        &cgroup_root,
+        Mnt {
+            source: Some(b"tmpfs"),
+            fstype: Some("tmpfs"),
+            flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            data: Some("mode=0755,size=64k"),
+            optional: false,
+        },
+    )?;
+    for m in mounts {
+        b.mkdir(Step::MountCgroup, &cgroup_root.join(&m.dir_name), 0o555)?;
     }
-    if mounts.iter().any(|m| !m.dir_name.is_empty()) {
-        b.mount(
-            Step::MountCgroup,
-            cgroup_root.display().to_string(),
-            &cgroup_root,
-            Mnt {
-                source: Some(b"tmpfs"),
-                fstype: Some("tmpfs"),
-                flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-                data: Some("mode=0755,size=64k"),
-                optional: false,
-            },
-        )?;
-        for m in &mounts {
-            let dir = cgroup_root.join(&m.dir_name);
-            b.mkdir(Step::MountCgroup, &dir, 0o555)?;
-            let data = (!m.data.is_empty()).then_some(m.data.as_str());
-            b.mount(
-                Step::MountCgroup,
-                format!("{} ({})", dir.display(), m.data),
-                &dir,
-                Mnt {
-                    source: Some(m.fstype.as_bytes()),
-                    fstype: Some(m.fstype),
-                    flags: kernel_fs_flags,
-                    data,
-                    optional: false,
-                },
-            )?;
-        }
-        b.mount(
-            Step::MountCgroup,
-            cgroup_root.display().to_string(),
-            &cgroup_root,
-            Mnt {
-                source: None,
-                fstype: None,
-                flags: MsFlags::MS_BIND
-                    | MsFlags::MS_REMOUNT
-                    | MsFlags::MS_RDONLY
-                    | MsFlags::MS_NOSUID
-                    | MsFlags::MS_NODEV
-                    | MsFlags::MS_NOEXEC,
-                data: None,
-                optional: false,
-            },
-        )?;
-    }
+    b.mount(
+        Step::MountCgroup,
+        cgroup_root.display().to_string(),
+        &cgroup_root,
+        Mnt {
+            source: None,
+            fstype: None,
+            flags: MsFlags::MS_BIND
+                | MsFlags::MS_REMOUNT
+                | MsFlags::MS_RDONLY
+                | MsFlags::MS_NOSUID
+                | MsFlags::MS_NODEV
+                | MsFlags::MS_NOEXEC,
+            data: None,
+            optional: false,
+        },
+    )
+}
 
-    // pivot_root(".", ".") stacks the old root under the new one; detaching "." removes it.
+/// The task's own cgroup hierarchies (seen through its cgroup namespace) at
+/// `/sys/fs/cgroup` or in the subdirectories [`sys_ops`] made.
+fn cgroup_instance_ops(
+    b: &mut Builder,
+    root: &Path,
+    mounts: &[JailCgroupMount],
+) -> Result<(), SpawnError> {
+    let cgroup_root = staged(root, Path::new("/sys/fs/cgroup"));
+    for m in mounts {
+        let dir = if m.dir_name.is_empty() {
+            // A single cgroup2 tree straight at /sys/fs/cgroup; nothing else can go there.
+            if mounts.len() != 1 {
+                continue;
+            }
+            cgroup_root.clone()
+        } else {
+            cgroup_root.join(&m.dir_name)
+        };
+        let data = (!m.data.is_empty()).then_some(m.data.as_str());
+        let text = if m.data.is_empty() {
+            dir.display().to_string()
+        } else {
+            format!("{} ({})", dir.display(), m.data)
+        };
+        b.mount(
+            Step::MountCgroup,
+            text,
+            &dir,
+            Mnt {
+                source: Some(m.fstype.as_bytes()),
+                fstype: Some(m.fstype),
+                flags: KERNEL_FS_FLAGS,
+                data,
+                optional: false,
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// `pivot_root(".", ".")` stacks the old root under the new one; detaching "." removes it.
+fn pivot_ops(b: &mut Builder, staging: &Path) -> Result<(), SpawnError> {
     b.push(
         Step::PivotRoot,
         staging.display().to_string(),
@@ -940,6 +1077,188 @@ fn jail_ops(b: &mut Builder, spec: &SandboxSpec, rootfs: &RootfsSpec) -> Result<
         },
     );
     Ok(())
+}
+
+/// The cgroups mounted in the jail: only with a cgroup namespace, since without one a cgroup
+/// mount would show the host's whole tree.
+fn jail_cgroup_mounts(spec: &SandboxSpec) -> Vec<JailCgroupMount> {
+    match (&spec.cgroup, spec.namespaces.cgroup) {
+        (Some(join), true) => join.jail_mounts().to_vec(),
+        _ => Vec::new(),
+    }
+}
+
+/// The whole jail, built in the child and entered with `pivot_root` ([`JailMode::Legacy`]).
+fn legacy_jail_ops(
+    b: &mut Builder,
+    spec: &SandboxSpec,
+    rootfs: &RootfsSpec,
+) -> Result<(), SpawnError> {
+    let staging = checked_staging(rootfs)?;
+    let binds = collect_binds(rootfs)?;
+    let mut dirs = BTreeSet::new();
+    let mut sources = Vec::new();
+    root_ops(b, rootfs, &mut dirs, &mut sources)?;
+    for bind in &binds {
+        ancestor_ops(b, staging, &bind.sandbox, &mut dirs)?;
+        let target = staged(staging, &bind.sandbox);
+        push_bind(
+            b,
+            &bind.field,
+            &bind.host,
+            &bind.sandbox,
+            &target,
+            bind.is_dir,
+            bind.read_only,
+        )?;
+        if bind.is_dir {
+            dirs.insert(bind.sandbox.clone());
+            sources.push((bind.sandbox.clone(), bind.host.clone()));
+        }
+    }
+    mask_ops(b, staging, rootfs, &sources)?;
+    remount_root_read_only(b, staging)?;
+    proc_ops(b, staging)?;
+    dev_ops(b, staging)?;
+    dev_instance_ops(b, staging, rootfs.shm_size_bytes)?;
+    let mounts = jail_cgroup_mounts(spec);
+    sys_ops(b, staging, &mounts)?;
+    cgroup_instance_ops(b, staging, &mounts)?;
+    pivot_ops(b, staging)
+}
+
+/// The jail from a template ([`JailMode::Template`]): the template's steps go into the
+/// returned layout, the task's own into `b`.
+fn template_jail_ops(
+    b: &mut Builder,
+    spec: &SandboxSpec,
+    rootfs: &RootfsSpec,
+    detached: &mut Vec<DetachedBind>,
+) -> Result<TemplateLayout, SpawnError> {
+    let staging = checked_staging(rootfs)?;
+    let binds = collect_binds(rootfs)?;
+    let mut t = Builder {
+        ops: Vec::new(),
+        strings: Vec::new(),
+        fds: Vec::new(),
+    };
+    let mut dirs = BTreeSet::new();
+    let mut sources = Vec::new();
+    root_ops(&mut t, rootfs, &mut dirs, &mut sources)?;
+    let mut identities = Vec::new();
+    for (i, dir) in rootfs.system_dirs.iter().enumerate() {
+        identities.push(path_cstring(&format!("system_dirs[{i}]"), dir)?);
+    }
+    let mut key = TemplateKey {
+        staging_dir: staging.to_path_buf(),
+        system_dirs: rootfs.system_dirs.clone(),
+        binds: Vec::new(),
+        mount_points: Vec::new(),
+        sysfs: None,
+    };
+    // A bind inside a read-write bind lands in the task's own directory: per task, like
+    // the read-write binds themselves. Everything else is the template's.
+    let writable: Vec<&Path> = binds
+        .iter()
+        .filter(|b| !b.read_only)
+        .map(|b| b.sandbox.as_path())
+        .collect();
+    let mut per_task = Vec::new();
+    for bind in &binds {
+        let nested = writable
+            .iter()
+            .any(|w| *w != bind.sandbox && bind.sandbox.starts_with(w));
+        if nested {
+            per_task.push((bind, true));
+            continue;
+        }
+        ancestor_ops(&mut t, staging, &bind.sandbox, &mut dirs)?;
+        let target = staged(staging, &bind.sandbox);
+        if bind.read_only {
+            push_bind(
+                &mut t,
+                &bind.field,
+                &bind.host,
+                &bind.sandbox,
+                &target,
+                bind.is_dir,
+                true,
+            )?;
+            key.binds
+                .push((bind.host.clone(), bind.sandbox.clone(), bind.is_dir));
+            identities.push(path_cstring(&format!("{}.host", bind.field), &bind.host)?);
+        } else {
+            mount_point_op(&mut t, &bind.field, &target, bind.is_dir)?;
+            key.mount_points.push((bind.sandbox.clone(), bind.is_dir));
+            per_task.push((bind, false));
+        }
+        if bind.is_dir {
+            dirs.insert(bind.sandbox.clone());
+            sources.push((bind.sandbox.clone(), bind.host.clone()));
+        }
+    }
+    remount_root_read_only(&mut t, staging)?;
+    dev_ops(&mut t, staging)?;
+    let mounts = jail_cgroup_mounts(spec);
+    let sysfs_in_template = spec.namespaces.net.is_none();
+    if sysfs_in_template {
+        sys_ops(&mut t, staging, &mounts)?;
+        key.sysfs = Some(mounts.iter().map(|m| m.dir_name.clone()).collect());
+    }
+    pivot_ops(&mut t, staging)?;
+
+    // The task: enter a copy of the template, then add what is its own.
+    let root = Path::new("/");
+    b.push(
+        Step::EnterJailTemplate,
+        staging.display().to_string(),
+        Op::EnterTemplate { fd: -1 },
+    );
+    b.push(
+        Step::NewMountNamespace,
+        String::new(),
+        Op::Unshare {
+            flags: libc::CLONE_NEWNS,
+        },
+    );
+    for (bind, nested) in per_task {
+        let target = staged(root, &bind.sandbox);
+        if nested {
+            ancestor_ops(b, root, &bind.sandbox, &mut dirs)?;
+            mount_point_op(b, &bind.field, &target, bind.is_dir)?;
+        }
+        let text = format!("{} at {}", bind.host.display(), bind.sandbox.display());
+        b.push(
+            Step::BindMount,
+            text.clone(),
+            Op::MoveMount {
+                fd: -1,
+                bind: detached.len(),
+                target: path_cstring(&bind.field, &target)?,
+            },
+        );
+        detached.push(DetachedBind {
+            host: path_cstring(&format!("{}.host", bind.field), &bind.host)?,
+            read_only: bind.read_only,
+            text,
+        });
+        if bind.is_dir {
+            dirs.insert(bind.sandbox.clone());
+            sources.push((bind.sandbox.clone(), bind.host.clone()));
+        }
+    }
+    mask_ops(b, root, rootfs, &sources)?;
+    proc_ops(b, root)?;
+    dev_instance_ops(b, root, rootfs.shm_size_bytes)?;
+    if !sysfs_in_template {
+        sys_ops(b, root, &mounts)?;
+    }
+    cgroup_instance_ops(b, root, &mounts)?;
+    Ok(TemplateLayout {
+        key,
+        ops: t.ops,
+        sources: identities,
+    })
 }
 
 /// Mount point, bind, then remount with the final flags.
@@ -1055,8 +1374,13 @@ fn rlimit_name(resource: u32) -> String {
         .unwrap_or_else(|| format!("resource {resource}"))
 }
 
-/// Validates `spec` and prepares every step.
+/// Validates `spec` and prepares every step, the jail as this kernel supports it.
 pub(crate) fn build(spec: &SandboxSpec) -> Result<Plan, SpawnError> {
+    build_with(spec, JailMode::for_this_kernel())
+}
+
+/// [`build`] with the jail built as `mode` says.
+pub(crate) fn build_with(spec: &SandboxSpec, mode: JailMode) -> Result<Plan, SpawnError> {
     if spec.program.is_empty() {
         return Err(SpawnError::invalid("program", "is empty"));
     }
@@ -1139,10 +1463,10 @@ pub(crate) fn build(spec: &SandboxSpec) -> Result<Plan, SpawnError> {
         }
         env_strings.push(cstring(&format!("env[{i}] ({k})"), format!("{k}={v}"))?);
     }
-    let mut argv: Vec<*const libc::c_char> = argv_strings.iter().map(|s| s.as_ptr()).collect();
-    argv.push(std::ptr::null());
-    let mut envp: Vec<*const libc::c_char> = env_strings.iter().map(|s| s.as_ptr()).collect();
-    envp.push(std::ptr::null());
+    // The pointers stay valid when the strings move into `b.strings`: a CString's bytes live
+    // on the heap.
+    let argv = crate::sys::CStrArray::new(argv_strings.iter().map(CString::as_c_str));
+    let envp = crate::sys::CStrArray::new(env_strings.iter().map(CString::as_c_str));
     b.strings.extend(argv_strings);
     b.strings.extend(env_strings);
 
@@ -1216,8 +1540,15 @@ pub(crate) fn build(spec: &SandboxSpec) -> Result<Plan, SpawnError> {
         );
     }
     // 4. the jail
+    let mut template = None;
+    let mut detached = Vec::new();
     if let Filesystem::Jail(rootfs) = &spec.filesystem {
-        jail_ops(&mut b, spec, rootfs)?;
+        match mode {
+            JailMode::Template => {
+                template = Some(template_jail_ops(&mut b, spec, rootfs, &mut detached)?);
+            }
+            JailMode::Legacy => legacy_jail_ops(&mut b, spec, rootfs)?,
+        }
     }
     // 5. hostname, rlimits, stdio, fds, signals
     if let Some(h) = &spec.hostname {
@@ -1322,7 +1653,8 @@ pub(crate) fn build(spec: &SandboxSpec) -> Result<Plan, SpawnError> {
     );
 
     let mut namespace_flags = 0u64;
-    if jail {
+    // A template's copy comes from `unshare` in the child, after entering the template.
+    if jail && template.is_none() {
         namespace_flags |= libc::CLONE_NEWNS as u64;
     }
     if spec.namespaces.pid {
@@ -1344,6 +1676,9 @@ pub(crate) fn build(spec: &SandboxSpec) -> Result<Plan, SpawnError> {
         search_path,
         exec_candidates: candidates,
         jail,
+        template,
+        detached,
+        held_template: None,
         _strings: b.strings,
         _fds: b.fds,
     })
@@ -1354,6 +1689,46 @@ impl Plan {
     /// enters an existing one), so exec errors say where the lookup happened.
     pub(crate) fn set_exec_inside_task_root(&mut self) {
         self.jail = true;
+    }
+
+    /// Finds or builds the jail template and opens the per-task binds' detached trees,
+    /// filling their fds into the steps that use them. Needs root; a no-op without a
+    /// template.
+    pub(crate) fn prepare_jail(&mut self) -> Result<(), SpawnError> {
+        let Some(layout) = &self.template else {
+            return Ok(());
+        };
+        let template = super::template::obtain(layout)?;
+        let mut trees = Vec::with_capacity(self.detached.len());
+        for bind in &self.detached {
+            let fd = crate::sys::open_tree_clone(&bind.host, bind.read_only).map_err(|errno| {
+                SpawnError::Step {
+                    step: Step::BindMount,
+                    target: bind.text.clone(),
+                    errno,
+                    message: format!(
+                        "bind mount {}: copy the host mount: {}",
+                        bind.text,
+                        describe_errno(errno)
+                    ),
+                }
+            })?;
+            trees.push(fd);
+        }
+        for planned in &mut self.ops {
+            match &mut planned.op {
+                Op::EnterTemplate { fd } => *fd = template.ns_fd(),
+                Op::MoveMount { fd, bind, .. } => {
+                    if let Some(tree) = trees.get(*bind) {
+                        *fd = tree.as_raw_fd();
+                    }
+                }
+                _ => {}
+            }
+        }
+        self._fds.extend(trees);
+        self.held_template = Some(template);
+        Ok(())
     }
 
     /// Sets the fd `CloseFrom` keeps (the report pipe's write end).
@@ -1440,17 +1815,7 @@ impl Plan {
                 ),
             }
         } else {
-            let target = if planned.target.is_empty() {
-                String::new()
-            } else {
-                format!(" {}", planned.target)
-            };
-            format!(
-                "{}{target}: {}{}",
-                step.phrase(),
-                describe_errno(errno),
-                step_hint(step, errno)
-            )
+            step_message(planned, errno)
         };
         SpawnError::Step {
             step,
@@ -1459,6 +1824,22 @@ impl Plan {
             message,
         }
     }
+}
+
+/// "what target: why (hint)" for a failed step other than exec.
+pub(crate) fn step_message(planned: &PlannedOp, errno: Errno) -> String {
+    let step = planned.step;
+    let target = if planned.target.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", planned.target)
+    };
+    format!(
+        "{}{target}: {}{}",
+        step.phrase(),
+        describe_errno(errno),
+        step_hint(step, errno)
+    )
 }
 
 fn step_hint(step: Step, errno: Errno) -> &'static str {

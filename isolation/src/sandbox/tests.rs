@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::plan::{build, Op, Plan};
+use super::plan::{build, build_with, JailMode, Op, Plan};
 use super::*;
 use crate::caps::{Capability, DEFAULT_ALLOW};
 use crate::cgroup::JailCgroupMount;
@@ -92,7 +92,7 @@ fn phase(step: Step) -> u32 {
         Step::MakeNonDumpable | Step::JoinCgroup | Step::JoinTaskNamespaces => 0,
         Step::JoinNetNamespace => 1,
         Step::UnshareCgroupNamespace => 2,
-        Step::MakeMountsPrivate => 3,
+        Step::EnterJailTemplate | Step::NewMountNamespace | Step::MakeMountsPrivate => 3,
         Step::MountRootTmpfs => 4,
         Step::MakeDirectory
         | Step::MakeMountPoint
@@ -131,6 +131,11 @@ fn phase(step: Step) -> u32 {
 
 fn assert_in_order(plan: &Plan) {
     let steps = plan.steps();
+    assert_steps_in_order(&steps);
+    assert_eq!(steps.last(), Some(&Step::Exec));
+}
+
+fn assert_steps_in_order(steps: &[Step]) {
     for pair in steps.windows(2) {
         assert!(
             phase(pair[0]) <= phase(pair[1]),
@@ -139,7 +144,6 @@ fn assert_in_order(plan: &Plan) {
             pair[0]
         );
     }
-    assert_eq!(steps.last(), Some(&Step::Exec));
 }
 
 fn position(plan: &Plan, step: Step) -> usize {
@@ -154,7 +158,8 @@ fn jail_steps_run_in_the_documented_order() {
     let dir = staging();
     let mut spec = jail_spec(dir.path());
     spec.cgroup = Some(fake_join(dir.path()));
-    let plan = build(&spec).unwrap();
+    let plan = build_with(&spec, JailMode::Legacy).unwrap();
+    assert!(plan.template.is_none());
     assert_in_order(&plan);
     for step in [
         Step::JoinCgroup,
@@ -211,6 +216,123 @@ fn jail_steps_run_in_the_documented_order() {
 }
 
 #[test]
+fn template_jails_split_the_steps_between_template_and_task() {
+    let dir = staging();
+    let mut spec = jail_spec(dir.path());
+    spec.cgroup = Some(fake_join(dir.path()));
+    let plan = build_with(&spec, JailMode::Template).unwrap();
+    assert_in_order(&plan);
+    let template = plan.template.as_ref().expect("a template layout");
+    let template_steps: Vec<Step> = template.ops.iter().map(|p| p.step).collect();
+    assert_steps_in_order(&template_steps);
+    // The template holds the read-only tree and ends in its own root.
+    for step in [
+        Step::MakeMountsPrivate,
+        Step::MountRootTmpfs,
+        Step::BindMount,
+        Step::RemountBind,
+        Step::RemountRootReadOnly,
+        Step::MountDev,
+        Step::BindDevice,
+        Step::MountSys,
+        Step::MountCgroup,
+        Step::PivotRoot,
+        Step::DetachOldRoot,
+    ] {
+        assert!(
+            template_steps.contains(&step),
+            "{step:?}: {template_steps:?}"
+        );
+    }
+    for step in [Step::MountProc, Step::MountDevPts, Step::MountShm] {
+        assert!(
+            !template
+                .ops
+                .iter()
+                .any(|p| p.step == step && matches!(p.op, Op::Mount { .. })),
+            "{step:?} is per task"
+        );
+    }
+    // The task enters a copy of it and adds only its own mounts, with no pivot_root.
+    let steps = plan.steps();
+    let enter = position(&plan, Step::EnterJailTemplate);
+    assert_eq!(steps.get(enter + 1), Some(&Step::NewMountNamespace));
+    assert!(position(&plan, Step::UnshareCgroupNamespace) < enter);
+    for step in [
+        Step::BindMount,
+        Step::MountProc,
+        Step::MountDevPts,
+        Step::MountShm,
+        Step::MountCgroup,
+    ] {
+        position(&plan, step);
+    }
+    for step in [
+        Step::MountRootTmpfs,
+        Step::RemountBind,
+        Step::PivotRoot,
+        Step::DetachOldRoot,
+        Step::MountSys,
+    ] {
+        assert!(!steps.contains(&step), "{step:?} is the template's");
+    }
+    // Its mount namespace comes from unshare after entering the template, not from clone3.
+    assert_eq!(plan.namespace_flags & libc::CLONE_NEWNS as u64, 0);
+    assert_ne!(plan.namespace_flags & libc::CLONE_NEWPID as u64, 0);
+
+    // The read-write binds are attached per task from detached trees, parents first; the
+    // nested one's mount point is made inside its parent bind, after that is attached.
+    let moves: Vec<(String, usize)> = plan
+        .ops
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| match &p.op {
+            Op::MoveMount { target, .. } => Some((target.to_string_lossy().into_owned(), i)),
+            _ => None,
+        })
+        .collect();
+    let targets: Vec<&str> = moves.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(targets, ["/alloc", "/alloc/data/nested"]);
+    let nested_dir = plan
+        .ops
+        .iter()
+        .position(
+            |p| matches!(&p.op, Op::Mkdir { path, .. } if path.to_bytes() == b"/alloc/data/nested"),
+        )
+        .expect("nested mount point made per task");
+    assert!(moves[0].1 < nested_dir && nested_dir < moves[1].1);
+    assert_eq!(plan.detached.len(), 2);
+    assert!(plan.detached.iter().all(|d| !d.read_only));
+    // Only the top-level bind's mount point is in the template.
+    let template_dirs: Vec<String> = template
+        .ops
+        .iter()
+        .filter_map(|p| match &p.op {
+            Op::Mkdir { path, .. } => Some(
+                path.to_string_lossy()
+                    .replace(&dir.path().display().to_string(), ""),
+            ),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        template_dirs.contains(&"/alloc".to_string()),
+        "{template_dirs:?}"
+    );
+    assert!(
+        !template_dirs.iter().any(|d| d.starts_with("/alloc/")),
+        "{template_dirs:?}"
+    );
+
+    // A task in another network namespace mounts its own /sys (sysfs shows the mounter's).
+    spec.namespaces.net = Some(PathBuf::from("/proc/self/ns/net"));
+    let plan = build_with(&spec, JailMode::Template).unwrap();
+    position(&plan, Step::MountSys);
+    let template = plan.template.as_ref().unwrap();
+    assert!(!template.ops.iter().any(|p| p.step == Step::MountSys));
+}
+
+#[test]
 fn host_mode_has_no_mount_steps() {
     let dir = staging();
     let mut spec = jail_spec(dir.path());
@@ -233,7 +355,7 @@ fn host_mode_has_no_mount_steps() {
 fn binds_are_prepared_parents_first_with_safe_flags() {
     let dir = staging();
     let spec = jail_spec(dir.path());
-    let plan = build(&spec).unwrap();
+    let plan = build_with(&spec, JailMode::Legacy).unwrap();
     let staging = dir.path().display().to_string();
     let binds: Vec<(String, libc::c_ulong)> = plan
         .ops
@@ -295,7 +417,8 @@ fn exec_gets_exactly_the_callers_argv_and_env() {
     assert_eq!(candidates[0].to_str().unwrap(), "/bin/true");
     // argv/envp point at the plan's own strings, NULL-terminated.
     let strings = plan.strings();
-    let texts = |v: &Vec<*const libc::c_char>| -> Vec<String> {
+    let texts = |v: &crate::sys::CStrArray| -> Vec<String> {
+        let v = v.as_slice();
         assert!(v.last().unwrap().is_null());
         v[..v.len() - 1]
             .iter()
@@ -534,7 +657,19 @@ fn child_failures_become_messages_naming_step_and_path() {
     let staging = dir.path().display().to_string();
     let mut spec = jail_spec(dir.path());
     spec.program = "/bin/nonexistent".to_string();
-    let plan = build(&spec).unwrap();
+    let template = build_with(&spec, JailMode::Template).unwrap();
+    assert_eq!(
+        report_at(&template, Step::EnterJailTemplate, libc::EINVAL, 0),
+        format!("enter the jail template built on {staging}: invalid argument (EINVAL)")
+    );
+    assert_eq!(
+        report_at(&template, Step::BindMount, libc::ENOENT, 0),
+        format!(
+            "bind mount {} at /alloc: no such file or directory (ENOENT) (the host path disappeared after validation)",
+            dir.path().parent().unwrap().display()
+        )
+    );
+    let plan = build_with(&spec, JailMode::Legacy).unwrap();
     assert_eq!(
         report_at(&plan, Step::Exec, libc::ENOENT, 0),
         "exec \"/bin/nonexistent\": no such file or directory inside the task root (ENOENT)"
@@ -605,7 +740,16 @@ fn jail_cgroup_mounts_need_a_cgroup_namespace() {
     let dir = staging();
     let mut spec = jail_spec(dir.path());
     spec.cgroup = Some(fake_join(dir.path()));
-    let with_ns = build(&spec)
+    let cgroup_mounts = |plan: &Plan| {
+        plan.ops
+            .iter()
+            .filter(|p| p.step == Step::MountCgroup && matches!(p.op, Op::Mount { .. }))
+            .count()
+    };
+    // With a template the per-task part is one mount per hierarchy.
+    let template = build_with(&spec, JailMode::Template).unwrap();
+    assert_eq!(cgroup_mounts(&template), 2);
+    let with_ns = build_with(&spec, JailMode::Legacy)
         .unwrap()
         .steps()
         .iter()
@@ -616,7 +760,11 @@ fn jail_cgroup_mounts_need_a_cgroup_namespace() {
         "tmpfs + 2 × (mkdir + mount) + remount, got {with_ns}"
     );
     spec.namespaces.cgroup = false;
-    let without_ns = build(&spec)
+    assert_eq!(
+        cgroup_mounts(&build_with(&spec, JailMode::Template).unwrap()),
+        0
+    );
+    let without_ns = build_with(&spec, JailMode::Legacy)
         .unwrap()
         .steps()
         .iter()

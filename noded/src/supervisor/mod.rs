@@ -78,6 +78,9 @@ struct TaskEntry {
     exit: RefCell<Option<ExitInfo>>,
     exited: Notify,
     kill_timer: RefCell<Option<tokio::task::JoinHandle<()>>>,
+    /// The task's mount namespace, held until its exit is recorded (see
+    /// [`hold_mount_namespace`]).
+    mount_ns: RefCell<Option<OwnedFd>>,
     pumps: RefCell<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -668,6 +671,7 @@ impl Supervisor {
             exit: RefCell::new(None),
             exited: Notify::new(),
             kill_timer: RefCell::new(None),
+            mount_ns: RefCell::new(hold_mount_namespace(launch, child.pid)),
             pumps: RefCell::new(Vec::new()),
         });
         let pumps = vec![
@@ -1000,6 +1004,26 @@ fn record_exit(task: &TaskEntry, status: nix::sys::wait::WaitStatus) {
         timer.abort();
     }
     task.exited.notify_waiters();
+    if let Some(ns) = task.mount_ns.borrow_mut().take() {
+        tokio::task::spawn_blocking(move || drop(ns));
+    }
+}
+
+/// A jailed task's mount namespace, held by fd so that its teardown happens when we drop
+/// it, on a blocking thread after the exit is recorded, and not in the task's own exit:
+/// unmounting the jail's ~35 mounts waits for an RCU grace period, which would delay the
+/// exit (and every `Wait`er) by it. `None` when there is nothing to hold (a host-filesystem
+/// task, or a task already gone).
+fn hold_mount_namespace(launch: &TaskLaunch, pid: i32) -> Option<OwnedFd> {
+    if !matches!(launch.isolation, IsolationMode::Jail { .. }) {
+        return None;
+    }
+    nix::fcntl::open(
+        format!("/proc/{pid}/ns/mnt").as_str(),
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ok()
 }
 
 /// Reaps every child that has exited: a task's main process gets its exit recorded; anything

@@ -1,0 +1,132 @@
+//! Jail templates: one mount namespace per jail layout, built once and copied by each task
+//! of that layout ([`JailMode::Template`](super::plan::JailMode::Template)).
+//!
+//! A template's root is the jail's read-only tree: the root tmpfs, the system dirs and other
+//! read-only binds, the mount points of the task's own dirs, `/dev`, and `/sys` when tasks
+//! share its network namespace. A task's child enters it with `setns`, which makes the
+//! template's root its root, then copies it with `unshare(CLONE_NEWNS)` before adding its own
+//! mounts. So no task ever changes a template, and no task sees the host's mount table.
+//!
+//! Owns the cache of this process's templates and the thread that builds one. Must not: keep
+//! a template whose host sources changed (each use compares their identity), or let a task
+//! reach a template's namespace other than through its own copy.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use super::plan::{step_message, PlannedOp, TemplateKey, TemplateLayout};
+use super::{SpawnError, Step};
+use crate::describe_errno;
+use crate::sys;
+
+/// Most templates kept; the oldest goes first. A node uses one per chroot_env (and network
+/// mode), so this is only reached by tests and unusual configurations.
+const MAX_TEMPLATES: usize = 8;
+
+/// (device, inode, mount id) of a host path, `None` if missing.
+type Identity = Option<(u64, u64, u64)>;
+
+/// A built template: its mount namespace, held open by fd.
+#[derive(Debug)]
+pub(crate) struct Template {
+    key: TemplateKey,
+    identities: Vec<Identity>,
+    ns: OwnedFd,
+}
+
+impl Template {
+    /// The template's mount-namespace fd, for `setns`.
+    pub(crate) fn ns_fd(&self) -> RawFd {
+        self.ns.as_raw_fd()
+    }
+}
+
+static TEMPLATES: Mutex<Vec<Arc<Template>>> = Mutex::new(Vec::new());
+
+/// The template of `layout`: the cached one if its sources are unchanged, else a new one.
+pub(crate) fn obtain(layout: &TemplateLayout) -> Result<Arc<Template>, SpawnError> {
+    // Read before building, so that a change during the build shows next time.
+    let identities = identities(&layout.sources)?;
+    let mut cache = TEMPLATES.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(i) = cache.iter().position(|t| t.key == layout.key) {
+        if cache.get(i).is_some_and(|t| t.identities == identities) {
+            if let Some(t) = cache.get(i) {
+                return Ok(t.clone());
+            }
+        }
+        // Stale: tasks running from it keep their own copies; new ones get a fresh build.
+        cache.remove(i);
+    }
+    let ns = build(&layout.ops)?;
+    let template = Arc::new(Template {
+        key: layout.key.clone(),
+        identities,
+        ns,
+    });
+    cache.insert(0, template.clone());
+    cache.truncate(MAX_TEMPLATES);
+    Ok(template)
+}
+
+fn identities(sources: &[CString]) -> Result<Vec<Identity>, SpawnError> {
+    sources
+        .iter()
+        .map(|path| {
+            sys::path_identity(path).map_err(|errno| SpawnError::Prepare {
+                what: format!("statx {}", path.to_string_lossy()),
+                source: errno.into(),
+            })
+        })
+        .collect()
+}
+
+/// Runs the template's steps on a thread of its own that moves into a new mount namespace;
+/// the returned fd keeps the namespace once the thread has ended.
+fn build(ops: &[PlannedOp]) -> Result<OwnedFd, SpawnError> {
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("jail-template".to_string())
+            .spawn_scoped(scope, || build_here(ops))
+            .map_err(|source| SpawnError::Prepare {
+                what: "start the jail template's builder thread".to_string(),
+                source,
+            })?
+            .join()
+            .unwrap_or_else(|_| {
+                Err(SpawnError::Prepare {
+                    what: "build the jail template".to_string(),
+                    source: std::io::Error::other("the builder thread panicked"),
+                })
+            })
+    })
+}
+
+fn build_here(ops: &[PlannedOp]) -> Result<OwnedFd, SpawnError> {
+    // Only this thread moves: unshare(CLONE_NEWNS) also gives it its own root and cwd.
+    sys::unshare(libc::CLONE_NEWNS).map_err(|errno| SpawnError::Step {
+        step: Step::MakeMountsPrivate,
+        target: String::new(),
+        errno,
+        message: format!(
+            "jail template: create a mount namespace: {}",
+            describe_errno(errno)
+        ),
+    })?;
+    let ns =
+        std::fs::File::open("/proc/thread-self/ns/mnt").map_err(|source| SpawnError::Prepare {
+            what: "open /proc/thread-self/ns/mnt for the jail template".to_string(),
+            source,
+        })?;
+    for planned in ops {
+        if let Err((errno, _)) = super::child::execute(&planned.op) {
+            return Err(SpawnError::Step {
+                step: planned.step,
+                target: planned.target.clone(),
+                errno,
+                message: format!("jail template: {}", step_message(planned, errno)),
+            });
+        }
+    }
+    Ok(OwnedFd::from(ns))
+}
