@@ -395,9 +395,8 @@ pub(crate) fn umount2(target: &CStr, flags: libc::c_int) -> Result<(), Errno> {
 }
 
 /// Child-safe. `mkdirat(AT_FDCWD, path, mode)`.
-/// Whether `path` (a final symlink not followed) is the root of a mount, by `statx`'s
-/// `STATX_ATTR_MOUNT_ROOT`; `None` when the kernel does not report that attribute (< 5.8).
-pub(crate) fn is_mount_root(path: &CStr) -> Result<Option<bool>, Errno> {
+/// `statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, mask)`.
+fn statx_nofollow(path: &CStr, mask: libc::c_uint) -> Result<libc::statx, Errno> {
     // SAFETY: all-zero bytes are a valid `statx` (plain integers).
     let mut buf: libc::statx = unsafe { std::mem::zeroed() };
     // SAFETY: `path` is a NUL-terminated string and `buf` a live, writable `statx` that
@@ -407,13 +406,20 @@ pub(crate) fn is_mount_root(path: &CStr) -> Result<Option<bool>, Errno> {
             libc::AT_FDCWD,
             path.as_ptr(),
             libc::AT_SYMLINK_NOFOLLOW,
-            0,
+            mask,
             &mut buf,
         )
     };
     if rc != 0 {
         return Err(Errno::last());
     }
+    Ok(buf)
+}
+
+/// Whether `path` (a final symlink not followed) is the root of a mount, by `statx`'s
+/// `STATX_ATTR_MOUNT_ROOT`; `None` when the kernel does not report that attribute (< 5.8).
+pub(crate) fn is_mount_root(path: &CStr) -> Result<Option<bool>, Errno> {
+    let buf = statx_nofollow(path, 0)?;
     let attr = libc::STATX_ATTR_MOUNT_ROOT as u64;
     if buf.stx_attributes_mask & attr == 0 {
         return Ok(None);
@@ -754,25 +760,11 @@ pub(crate) fn has_new_mount_api() -> bool {
 /// (device, inode, mount id) of `path`, a final symlink not followed: what a bind of it
 /// would show. `Ok(None)` if it does not exist.
 pub(crate) fn path_identity(path: &CStr) -> Result<Option<(u64, u64, u64)>, Errno> {
-    // SAFETY: all-zero bytes are a valid `statx` (plain integers).
-    let mut buf: libc::statx = unsafe { std::mem::zeroed() };
-    // SAFETY: `path` is a NUL-terminated string and `buf` a live, writable `statx` that
-    // outlives the call.
-    let rc = unsafe {
-        libc::statx(
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-            libc::STATX_INO | libc::STATX_MNT_ID,
-            &mut buf,
-        )
+    let buf = match statx_nofollow(path, libc::STATX_INO | libc::STATX_MNT_ID) {
+        Ok(buf) => buf,
+        Err(Errno::ENOENT | Errno::ENOTDIR) => return Ok(None),
+        Err(e) => return Err(e),
     };
-    if rc != 0 {
-        return match Errno::last() {
-            Errno::ENOENT | Errno::ENOTDIR => Ok(None),
-            e => Err(e),
-        };
-    }
     let dev = (u64::from(buf.stx_dev_major) << 32) | u64::from(buf.stx_dev_minor);
     Ok(Some((dev, buf.stx_ino, buf.stx_mnt_id)))
 }

@@ -751,23 +751,31 @@ fn mask_ops(
     Ok(())
 }
 
-fn remount_root_read_only(b: &mut Builder, staging: &Path) -> Result<(), SpawnError> {
+/// Remounts the mount at `target` read-only, with `flags` besides.
+fn remount_read_only(
+    b: &mut Builder,
+    step: Step,
+    target: &Path,
+    flags: MsFlags,
+    optional: bool,
+) -> Result<(), SpawnError> {
     b.mount(
-        Step::RemountRootReadOnly,
-        staging.display().to_string(),
-        staging,
+        step,
+        target.display().to_string(),
+        target,
         Mnt {
             source: None,
             fstype: None,
-            flags: MsFlags::MS_BIND
-                | MsFlags::MS_REMOUNT
-                | MsFlags::MS_RDONLY
-                | MsFlags::MS_NOSUID
-                | MsFlags::MS_NODEV,
+            flags: MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | flags,
             data: None,
-            optional: false,
+            optional,
         },
     )
+}
+
+fn remount_root_read_only(b: &mut Builder, staging: &Path) -> Result<(), SpawnError> {
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    remount_read_only(b, Step::RemountRootReadOnly, staging, flags, false)
 }
 
 /// `/proc`, mounted from inside the new pid namespace, with its masked and read-only paths.
@@ -809,23 +817,8 @@ fn proc_ops(b: &mut Builder, root: &Path) -> Result<(), SpawnError> {
                 optional: true,
             },
         )?;
-        b.mount(
-            Step::ReadOnlyProcPath,
-            target.display().to_string(),
-            &target,
-            Mnt {
-                source: None,
-                fstype: None,
-                flags: MsFlags::MS_BIND
-                    | MsFlags::MS_REMOUNT
-                    | MsFlags::MS_RDONLY
-                    | MsFlags::MS_NOSUID
-                    | MsFlags::MS_NODEV
-                    | MsFlags::MS_NOEXEC,
-                data: None,
-                optional: true,
-            },
-        )?;
+        let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        remount_read_only(b, Step::ReadOnlyProcPath, &target, flags, true)?;
     }
     Ok(())
 }
@@ -891,22 +884,8 @@ fn dev_ops(b: &mut Builder, root: &Path) -> Result<(), SpawnError> {
             op,
         );
     }
-    b.mount(
-        Step::MountDev,
-        dev.display().to_string(),
-        &dev,
-        Mnt {
-            source: None,
-            fstype: None,
-            flags: MsFlags::MS_BIND
-                | MsFlags::MS_REMOUNT
-                | MsFlags::MS_RDONLY
-                | MsFlags::MS_NOSUID
-                | MsFlags::MS_NOEXEC,
-            data: None,
-            optional: false,
-        },
-    )
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+    remount_read_only(b, Step::MountDev, &dev, flags, false)
 }
 
 /// The task's own devpts instance and `/dev/shm`.
@@ -989,23 +968,8 @@ fn sys_ops(b: &mut Builder, root: &Path, mounts: &[JailCgroupMount]) -> Result<(
     for m in mounts {
         b.mkdir(Step::MountCgroup, &cgroup_root.join(&m.dir_name), 0o555)?;
     }
-    b.mount(
-        Step::MountCgroup,
-        cgroup_root.display().to_string(),
-        &cgroup_root,
-        Mnt {
-            source: None,
-            fstype: None,
-            flags: MsFlags::MS_BIND
-                | MsFlags::MS_REMOUNT
-                | MsFlags::MS_RDONLY
-                | MsFlags::MS_NOSUID
-                | MsFlags::MS_NODEV
-                | MsFlags::MS_NOEXEC,
-            data: None,
-            optional: false,
-        },
-    )
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    remount_read_only(b, Step::MountCgroup, &cgroup_root, flags, false)
 }
 
 /// The task's own cgroup hierarchies (seen through its cgroup namespace) at
