@@ -576,16 +576,26 @@ pub(crate) struct TemplateKey {
     sysfs: Option<Vec<String>>,
 }
 
-/// Everything needed to build (or find) the template of a plan.
+/// Everything needed to find, or else build, the template of a plan.
 #[derive(Debug)]
 pub(crate) struct TemplateLayout {
     pub key: TemplateKey,
     /// The steps, run by a thread in a fresh mount namespace; they end in `pivot_root`.
+    /// Empty when `ready` holds the template.
     pub ops: Vec<PlannedOp>,
-    /// Host paths whose identity the template depends on (system dirs, bind sources): a
-    /// change to any of them (replaced, remounted, removed, appeared) makes it stale.
-    pub sources: Vec<CString>,
+    /// Identity of the host paths the template depends on (system dirs, bind sources), read
+    /// before its steps were prepared: a change to any of them (replaced, remounted,
+    /// removed, appeared) makes it stale.
+    pub identities: Vec<super::template::Identity>,
+    /// What the task's own steps need to know of the template: its directories (sandbox
+    /// paths) and its directory binds (sandbox path, host path).
+    pub facts: TemplateFacts,
+    /// The cached template, current when the plan was made.
+    pub ready: Option<std::sync::Arc<super::template::Template>>,
 }
+
+/// See [`TemplateLayout::facts`].
+pub(crate) type TemplateFacts = (BTreeSet<PathBuf>, Vec<(PathBuf, PathBuf)>);
 
 /// A per-task bind attached from a detached copy of the host path.
 #[derive(Debug)]
@@ -1092,7 +1102,9 @@ fn legacy_jail_ops(
 }
 
 /// The jail from a template ([`JailMode::Template`]): the template's steps go into the
-/// returned layout, the task's own into `b`.
+/// returned layout, the task's own into `b`. The template's key and the identity of its
+/// host sources are worked out first; when the cache holds a current template for them, its
+/// steps are not prepared again (they are only needed to build one).
 fn template_jail_ops(
     b: &mut Builder,
     spec: &SandboxSpec,
@@ -1101,24 +1113,18 @@ fn template_jail_ops(
 ) -> Result<TemplateLayout, SpawnError> {
     let staging = checked_staging(rootfs)?;
     let binds = collect_binds(rootfs)?;
-    let mut t = Builder {
-        ops: Vec::new(),
-        strings: Vec::new(),
-        fds: Vec::new(),
-    };
-    let mut dirs = BTreeSet::new();
-    let mut sources = Vec::new();
-    root_ops(&mut t, rootfs, &mut dirs, &mut sources)?;
-    let mut identities = Vec::new();
+    let mut identity_paths = Vec::new();
     for (i, dir) in rootfs.system_dirs.iter().enumerate() {
-        identities.push(path_cstring(&format!("system_dirs[{i}]"), dir)?);
+        identity_paths.push(path_cstring(&format!("system_dirs[{i}]"), dir)?);
     }
+    let mounts = jail_cgroup_mounts(spec);
+    let sysfs_in_template = spec.namespaces.net.is_none();
     let mut key = TemplateKey {
         staging_dir: staging.to_path_buf(),
         system_dirs: rootfs.system_dirs.clone(),
         binds: Vec::new(),
         mount_points: Vec::new(),
-        sysfs: None,
+        sysfs: sysfs_in_template.then(|| mounts.iter().map(|m| m.dir_name.clone()).collect()),
     };
     // A bind inside a read-write bind lands in the task's own directory: per task, like
     // the read-write binds themselves. Everything else is the template's.
@@ -1127,6 +1133,7 @@ fn template_jail_ops(
         .filter(|b| !b.read_only)
         .map(|b| b.sandbox.as_path())
         .collect();
+    let mut in_template = Vec::new();
     let mut per_task = Vec::new();
     for bind in &binds {
         let nested = writable
@@ -1136,40 +1143,66 @@ fn template_jail_ops(
             per_task.push((bind, true));
             continue;
         }
-        ancestor_ops(&mut t, staging, &bind.sandbox, &mut dirs)?;
-        let target = staged(staging, &bind.sandbox);
+        in_template.push(bind);
         if bind.read_only {
-            push_bind(
-                &mut t,
-                &bind.field,
-                &bind.host,
-                &bind.sandbox,
-                &target,
-                bind.is_dir,
-                true,
-            )?;
             key.binds
                 .push((bind.host.clone(), bind.sandbox.clone(), bind.is_dir));
-            identities.push(path_cstring(&format!("{}.host", bind.field), &bind.host)?);
+            identity_paths.push(path_cstring(&format!("{}.host", bind.field), &bind.host)?);
         } else {
-            mount_point_op(&mut t, &bind.field, &target, bind.is_dir)?;
             key.mount_points.push((bind.sandbox.clone(), bind.is_dir));
             per_task.push((bind, false));
         }
-        if bind.is_dir {
-            dirs.insert(bind.sandbox.clone());
-            sources.push((bind.sandbox.clone(), bind.host.clone()));
+    }
+
+    let cached = super::template::lookup(&key, &identity_paths)?;
+    let (ops, mut dirs, mut sources, identities, ready) = match cached {
+        super::template::Lookup::Current(template) => {
+            let (dirs, sources) = template.layout_facts();
+            (Vec::new(), dirs, sources, Vec::new(), Some(template))
         }
-    }
-    remount_root_read_only(&mut t, staging)?;
-    dev_ops(&mut t, staging)?;
-    let mounts = jail_cgroup_mounts(spec);
-    let sysfs_in_template = spec.namespaces.net.is_none();
-    if sysfs_in_template {
-        sys_ops(&mut t, staging, &mounts)?;
-        key.sysfs = Some(mounts.iter().map(|m| m.dir_name.clone()).collect());
-    }
-    pivot_ops(&mut t, staging)?;
+        super::template::Lookup::Missing(identities) => {
+            let mut t = Builder {
+                ops: Vec::new(),
+                strings: Vec::new(),
+                fds: Vec::new(),
+            };
+            let mut dirs = BTreeSet::new();
+            let mut sources = Vec::new();
+            root_ops(&mut t, rootfs, &mut dirs, &mut sources)?;
+            for bind in in_template {
+                ancestor_ops(&mut t, staging, &bind.sandbox, &mut dirs)?;
+                let target = staged(staging, &bind.sandbox);
+                if bind.read_only {
+                    push_bind(
+                        &mut t,
+                        &bind.field,
+                        &bind.host,
+                        &bind.sandbox,
+                        &target,
+                        bind.is_dir,
+                        true,
+                    )?;
+                } else {
+                    mount_point_op(&mut t, &bind.field, &target, bind.is_dir)?;
+                }
+                if bind.is_dir {
+                    dirs.insert(bind.sandbox.clone());
+                    // A per-task bind's host path is the task's own: added below.
+                    if bind.read_only {
+                        sources.push((bind.sandbox.clone(), bind.host.clone()));
+                    }
+                }
+            }
+            remount_root_read_only(&mut t, staging)?;
+            dev_ops(&mut t, staging)?;
+            if sysfs_in_template {
+                sys_ops(&mut t, staging, &mounts)?;
+            }
+            pivot_ops(&mut t, staging)?;
+            (t.ops, dirs, sources, identities, None)
+        }
+    };
+    let facts = (dirs.clone(), sources.clone());
 
     // The task: enter a copy of the template, then add what is its own.
     let root = Path::new("/");
@@ -1220,8 +1253,10 @@ fn template_jail_ops(
     cgroup_instance_ops(b, root, &mounts)?;
     Ok(TemplateLayout {
         key,
-        ops: t.ops,
-        sources: identities,
+        ops,
+        identities,
+        facts,
+        ready,
     })
 }
 

@@ -15,7 +15,7 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::plan::{step_message, PlannedOp, TemplateKey, TemplateLayout};
+use super::plan::{step_message, PlannedOp, TemplateFacts, TemplateKey, TemplateLayout};
 use super::{SpawnError, Step};
 use crate::describe_errno;
 use crate::sys;
@@ -25,13 +25,14 @@ use crate::sys;
 const MAX_TEMPLATES: usize = 8;
 
 /// (device, inode, mount id) of a host path, `None` if missing.
-type Identity = Option<(u64, u64, u64)>;
+pub(crate) type Identity = Option<(u64, u64, u64)>;
 
 /// A built template: its mount namespace, held open by fd.
 #[derive(Debug)]
 pub(crate) struct Template {
     key: TemplateKey,
     identities: Vec<Identity>,
+    facts: TemplateFacts,
     ns: OwnedFd,
 }
 
@@ -40,30 +41,55 @@ impl Template {
     pub(crate) fn ns_fd(&self) -> RawFd {
         self.ns.as_raw_fd()
     }
+
+    /// What a task's own steps need to know of this template (see `TemplateLayout`).
+    pub(crate) fn layout_facts(&self) -> TemplateFacts {
+        self.facts.clone()
+    }
 }
 
 static TEMPLATES: Mutex<Vec<Arc<Template>>> = Mutex::new(Vec::new());
 
-/// The template of `layout`: the cached one if its sources are unchanged, else a new one.
-pub(crate) fn obtain(layout: &TemplateLayout) -> Result<Arc<Template>, SpawnError> {
-    // Read before building, so that a change during the build shows next time.
-    let identities = identities(&layout.sources)?;
+/// What the cache holds for a key.
+pub(crate) enum Lookup {
+    /// A template whose host sources are unchanged.
+    Current(Arc<Template>),
+    /// None, or a stale one (dropped from the cache): build one; these are the sources'
+    /// identities now.
+    Missing(Vec<Identity>),
+}
+
+/// The cached template of `key` if the host paths `sources` are what they were when it was
+/// built. A stale one leaves the cache: tasks running from it keep their own copies.
+pub(crate) fn lookup(key: &TemplateKey, sources: &[CString]) -> Result<Lookup, SpawnError> {
+    // Read before any build, so that a change during the build shows next time.
+    let identities = identities(sources)?;
     let mut cache = TEMPLATES.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(i) = cache.iter().position(|t| t.key == layout.key) {
-        if cache.get(i).is_some_and(|t| t.identities == identities) {
-            if let Some(t) = cache.get(i) {
-                return Ok(t.clone());
-            }
+    if let Some(i) = cache.iter().position(|t| &t.key == key) {
+        if let Some(t) = cache.get(i).filter(|t| t.identities == identities) {
+            return Ok(Lookup::Current(t.clone()));
         }
-        // Stale: tasks running from it keep their own copies; new ones get a fresh build.
         cache.remove(i);
+    }
+    Ok(Lookup::Missing(identities))
+}
+
+/// The template of `layout`: the one found when the plan was made, else a new build of its
+/// steps, which then goes into the cache.
+pub(crate) fn obtain(layout: &TemplateLayout) -> Result<Arc<Template>, SpawnError> {
+    if let Some(ready) = &layout.ready {
+        return Ok(ready.clone());
     }
     let ns = build(&layout.ops)?;
     let template = Arc::new(Template {
         key: layout.key.clone(),
-        identities,
+        identities: layout.identities.clone(),
+        facts: layout.facts.clone(),
         ns,
     });
+    let mut cache = TEMPLATES.lock().unwrap_or_else(PoisonError::into_inner);
+    // Another start may have built one meanwhile: the newer replaces it.
+    cache.retain(|t| t.key != layout.key);
     cache.insert(0, template.clone());
     cache.truncate(MAX_TEMPLATES);
     Ok(template)

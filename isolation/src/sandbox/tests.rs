@@ -782,3 +782,58 @@ fn step_ids_are_distinct_and_ordered() {
     }
     assert_eq!(Step::from_raw(0), None);
 }
+
+#[test]
+fn a_current_cached_template_gives_the_task_the_same_steps_unprepared() {
+    if !crate::privileged::require_root("building a jail template (mount namespace)") {
+        return;
+    }
+    let dir = staging();
+    let source = dir
+        .path()
+        .parent()
+        .unwrap()
+        .join(format!("noded-template-source-{}", std::process::id()));
+    std::fs::create_dir_all(&source).unwrap();
+    let mut spec = jail_spec(dir.path());
+    if let Filesystem::Jail(rootfs) = &mut spec.filesystem {
+        rootfs.ro_binds.push(Bind::new(&source, "/opt/data"));
+        rootfs.masked_paths.push(PathBuf::from("/etc/hostname"));
+    }
+    let task_steps = |plan: &Plan| -> Vec<(Step, String)> {
+        plan.ops
+            .iter()
+            .map(|p| (p.step, p.target.clone()))
+            .collect()
+    };
+
+    let mut first = build_with(&spec, JailMode::Template).unwrap();
+    let layout = first.template.as_ref().unwrap();
+    assert!(layout.ready.is_none() && !layout.ops.is_empty());
+    let first_steps = task_steps(&first);
+    first.prepare_jail().unwrap();
+
+    // Same layout, sources unchanged: the cached template, and no template steps prepared.
+    let second = build_with(&spec, JailMode::Template).unwrap();
+    let layout = second.template.as_ref().unwrap();
+    assert!(layout.ready.is_some(), "the cached template is used");
+    assert!(layout.ops.is_empty(), "its steps are not prepared again");
+    assert_eq!(task_steps(&second), first_steps);
+    assert!(first_steps
+        .iter()
+        .any(|(step, target)| *step == Step::MaskPath && target.ends_with("/etc/hostname")));
+
+    // A replaced source makes it stale: the next plan prepares a new template.
+    let replacement = source.with_extension("new");
+    std::fs::create_dir_all(&replacement).unwrap();
+    std::fs::rename(&replacement, &source).unwrap_or_else(|_| {
+        std::fs::remove_dir(&source).unwrap();
+        std::fs::rename(&replacement, &source).unwrap();
+    });
+    let third = build_with(&spec, JailMode::Template).unwrap();
+    let layout = third.template.as_ref().unwrap();
+    assert!(layout.ready.is_none() && !layout.ops.is_empty());
+    assert_eq!(task_steps(&third), first_steps);
+    drop((first, second, third));
+    std::fs::remove_dir(&source).unwrap();
+}
