@@ -7,190 +7,30 @@
 // Test helpers outside #[test] functions: a failed setup should panic loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeSet;
-use std::io::Read;
-use std::os::fd::OwnedFd;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+mod support;
 
-use isolation::caps::{Capability, CapabilitySet, DEFAULT_ALLOW};
-use isolation::cgroup::{CgroupLayout, CgroupLimits, CgroupManager, TaskCgroup};
+use std::io::Read;
+use std::path::PathBuf;
+
+use isolation::caps::{Capability, DEFAULT_ALLOW};
+use isolation::cgroup::{CgroupLayout, CgroupLimits, TaskCgroup};
 use isolation::privileged::require_root;
 use isolation::sandbox::{
-    spawn, Bind, ExitStatus, Filesystem, NamespaceSpec, Rlimit, RlimitResource, RootfsSpec,
-    SandboxSpec, SeccompPolicy, SpawnError, Stdio, Step,
+    spawn, Bind, ExitStatus, Filesystem, NamespaceSpec, SandboxSpec, SeccompPolicy, SpawnError,
+    Stdio, Step,
 };
-use isolation::user::{lookup, ResolvedUser};
+use isolation::user::ResolvedUser;
 use serde_json::Value;
-
-const VERIFY_IN_JAIL: &str = "/opt/noded/noded-verify";
-const MIB: u64 = 1 << 20;
-
-/// The verifier binary: `NODED_VERIFY_BIN`, else `noded-verify` next to this test's target dir.
-fn verifier_bin() -> PathBuf {
-    if let Ok(path) = std::env::var("NODED_VERIFY_BIN") {
-        return PathBuf::from(path);
-    }
-    let exe = std::env::current_exe().expect("current_exe");
-    for dir in exe.ancestors().skip(1).take(4) {
-        let candidate = dir.join("noded-verify");
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    panic!(
-        "noded-verify not found near {}: run `cargo build -p noded-tests --bins` first (with the same CARGO_TARGET_DIR), or set NODED_VERIFY_BIN",
-        exe.display()
-    );
-}
-
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
-/// A parent cgroup for one test; everything under it is destroyed on drop, even on failure.
-struct TestCgroups {
-    manager: CgroupManager,
-}
-
-impl TestCgroups {
-    fn new() -> TestCgroups {
-        Self::with_layout(CgroupLayout::detect().expect("detect cgroups"))
-    }
-
-    fn with_layout(layout: CgroupLayout) -> TestCgroups {
-        let manager =
-            CgroupManager::new(layout, &unique("noded-test")).expect("create parent cgroup");
-        TestCgroups { manager }
-    }
-
-    fn create(&self, limits: &CgroupLimits) -> TaskCgroup {
-        self.manager
-            .create(&unique("t"), limits)
-            .expect("create task cgroup")
-    }
-}
-
-impl Drop for TestCgroups {
-    fn drop(&mut self) {
-        for name in self.manager.list().unwrap_or_default() {
-            if let Ok(Some(cg)) = self.manager.open(&name) {
-                if let Err(e) = cg.destroy() {
-                    eprintln!("cleanup: {e}");
-                }
-            }
-        }
-        if let Err(e) = self.manager.remove_parent() {
-            eprintln!("cleanup: {e}");
-        }
-    }
-}
-
-fn limits(memory_mb: u64, pids: u64) -> CgroupLimits {
-    CgroupLimits {
-        memory_limit_bytes: memory_mb * MIB,
-        memory_reservation_bytes: None,
-        cpu_shares_mhz: 500,
-        cpu_hard_limit: None,
-        cpuset_cpus: None,
-        pids_max: Some(pids),
-    }
-}
-
-/// Host directories of one jail: staging dir and the task's writable dirs.
-struct JailDirs {
-    root: tempfile::TempDir,
-}
-
-impl JailDirs {
-    fn new() -> JailDirs {
-        let root = tempfile::Builder::new()
-            .prefix("noded-jail-")
-            .tempdir()
-            .unwrap();
-        for (dir, mode) in [
-            ("staging", 0o755),
-            ("alloc", 0o777),
-            ("local", 0o777),
-            ("secrets", 0o777),
-            ("tmp", 0o1777),
-        ] {
-            let path = root.path().join(dir);
-            std::fs::create_dir(&path).unwrap();
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-        }
-        // The jail dirs hang off a private temp dir; nobody must be able to reach them.
-        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        JailDirs { root }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.root.path().join(name)
-    }
-
-    fn rootfs(&self) -> RootfsSpec {
-        let mut rootfs = RootfsSpec::new(self.path("staging"));
-        rootfs
-            .ro_binds
-            .push(Bind::new(verifier_bin(), VERIFY_IN_JAIL));
-        for dir in ["alloc", "local", "secrets", "tmp"] {
-            rootfs
-                .rw_binds
-                .push(Bind::new(self.path(dir), format!("/{dir}")));
-        }
-        rootfs
-    }
-}
-
-fn nobody() -> ResolvedUser {
-    lookup("nobody", Path::new("/etc")).expect("nobody in /etc/passwd")
-}
+use support::*;
 
 fn spec(program: &str, args: &[&str], jail: &JailDirs, cgroup: Option<&TaskCgroup>) -> SandboxSpec {
-    SandboxSpec {
-        program: program.to_string(),
-        args: args.iter().map(|s| s.to_string()).collect(),
-        env: vec![
-            ("PATH".to_string(), "/usr/bin:/bin".to_string()),
-            ("TASK_MARK".to_string(), "42".to_string()),
-        ],
-        work_dir: PathBuf::from("/local"),
-        user: nobody(),
-        filesystem: Filesystem::Jail(jail.rootfs()),
-        namespaces: NamespaceSpec::isolated(),
-        hostname: Some("task-host".to_string()),
-        cgroup: cgroup.map(|c| c.join_handle().expect("join handle")),
-        capabilities: DEFAULT_ALLOW,
-        ambient_capabilities: CapabilitySet::EMPTY,
-        rlimits: vec![Rlimit {
-            resource: RlimitResource::Nofile,
-            soft: 1024,
-            hard: 4096,
-        }],
-        seccomp: SeccompPolicy::Default,
-        stdin: Stdio::Null,
-        stdout: Stdio::Null,
-        stderr: Stdio::Null,
-    }
+    task_spec(program, args, jail, cgroup)
 }
 
 struct Output {
     status: ExitStatus,
     stdout: String,
     stderr: String,
-}
-
-fn pipe() -> (std::fs::File, OwnedFd) {
-    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
-    (std::fs::File::from(r), w)
 }
 
 /// Spawns with stdout/stderr captured, waits, returns the output.
@@ -223,61 +63,6 @@ fn run_with(
         stdout,
         stderr,
     })
-}
-
-fn mount_points() -> BTreeSet<String> {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-        .collect()
-}
-
-/// Mount points at or under `dir` in this (the host's) mount namespace.
-fn mounts_under(dir: &Path) -> Vec<String> {
-    let prefix = dir.to_string_lossy().to_string();
-    mount_points()
-        .into_iter()
-        .filter(|m| m.starts_with(&prefix))
-        .collect()
-}
-
-fn hex_mask(v: &Value) -> u64 {
-    u64::from_str_radix(v.as_str().expect("hex string"), 16).expect("hex")
-}
-
-/// A network namespace of our own, alive while the guard lives (a thread that unshared).
-struct TestNetns {
-    path: PathBuf,
-    stop: Option<mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl TestNetns {
-    fn new() -> TestNetns {
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let (stop_tx, stop_rx) = mpsc::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare netns");
-            ready_tx.send(nix::unistd::gettid().as_raw()).unwrap();
-            let _ = stop_rx.recv();
-        });
-        let tid = ready_rx.recv().unwrap();
-        TestNetns {
-            path: PathBuf::from(format!("/proc/{}/task/{tid}/ns/net", std::process::id())),
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for TestNetns {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 #[test]

@@ -59,7 +59,10 @@ pub struct TestCgroups {
 
 impl TestCgroups {
     pub fn new() -> TestCgroups {
-        let layout = CgroupLayout::detect().expect("detect cgroups");
+        Self::with_layout(CgroupLayout::detect().expect("detect cgroups"))
+    }
+
+    pub fn with_layout(layout: CgroupLayout) -> TestCgroups {
         let manager =
             CgroupManager::new(layout, &unique("noded-test")).expect("create parent cgroup");
         TestCgroups { manager }
