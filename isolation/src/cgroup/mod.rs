@@ -693,12 +693,19 @@ impl CgroupManager {
         limits.validate()?;
         let fs = self.fs.as_ref();
         let mut created: Vec<CgroupDir> = Vec::new();
+        // The v1 directories of a spare made with these limits need no writes.
+        let mut written = 0;
         if let Some(spare) = self.take_spare(limits) {
-            match self.rename_spare(&spare, name) {
-                Ok(dirs) => created = dirs,
+            match self.rename_spare(&spare.name, name) {
+                Ok(dirs) => {
+                    if spare.limits_written {
+                        written = dirs.len();
+                    }
+                    created = dirs;
+                }
                 Err(e @ CgroupError::AlreadyExists { .. }) => return Err(e),
                 Err(e) => {
-                    tracing::debug!(spare = %spare, error = %e, "spare cgroup unusable; creating one");
+                    tracing::debug!(spare = %spare.name, error = %e, "spare cgroup unusable; creating one");
                 }
             }
         }
@@ -720,7 +727,7 @@ impl CgroupManager {
                 }
                 created.push(CgroupDir { path, kind });
             }
-            for dir in &created {
+            for dir in created.iter().skip(written) {
                 match &dir.kind {
                     DirKind::V1 { .. } => v1::apply_limits(fs, dir, limits)?,
                     DirKind::V2 => v2::apply_limits(fs, dir, limits)?,

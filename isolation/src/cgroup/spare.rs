@@ -14,6 +14,11 @@
 //! cgroups directly (one `mkdir`, then `CLONE_INTO_CGROUP`), and on hybrid hosts the task's
 //! directory in the v2 tree is still made at start.
 //!
+//! A spare is also made with the limits of the latest task that took one (see
+//! [`SparePool::expected`]): tasks of one job share their limits, so the next start usually
+//! finds them written and writes nothing. A spare whose limits differ (or are unknown) gets
+//! every limit written at start, as a new directory does.
+//!
 //! Spares are named `.spare-<pid>-<n>`: task names cannot start with `.`, so the two never clash,
 //! and [`CgroupManager::list`] leaves spares out. [`CgroupManager::remove_parent`] removes
 //! them first; a manager made on a parent (at supervisor start) removes spares a previous
@@ -46,10 +51,29 @@ const WARM_FILES: [&str; 10] = [
     "cgroup.procs",
 ];
 
+/// A ready spare.
+#[derive(Debug)]
+struct Spare {
+    name: String,
+    /// The limits written into it when it was made, if all of them were.
+    limits: Option<CgroupLimits>,
+}
+
+/// A spare handed to a start.
+#[derive(Debug)]
+pub(super) struct TakenSpare {
+    pub name: String,
+    /// Its v1 limits already are the task's: nothing to write.
+    pub limits_written: bool,
+}
+
 /// The spares of one manager (shared by its clones).
 #[derive(Debug, Default)]
 pub(super) struct SparePool {
-    ready: Vec<String>,
+    ready: Vec<Spare>,
+    /// The limits of the latest start that could take a spare: new spares are made with
+    /// them.
+    expected: Option<CgroupLimits>,
     /// Spares being made now (counted against [`SPARE_CGROUPS`]).
     making: usize,
     next: u64,
@@ -82,21 +106,22 @@ impl CgroupManager {
             return Ok(());
         }
         loop {
-            let name = {
+            let (name, expected) = {
                 let mut pool = lock(&self.spares);
                 if pool.closed || pool.ready.len() + pool.making >= SPARE_CGROUPS {
                     return Ok(());
                 }
                 pool.making += 1;
                 pool.next += 1;
-                format!("{SPARE_PREFIX}{}-{}", std::process::id(), pool.next)
+                let name = format!("{SPARE_PREFIX}{}-{}", std::process::id(), pool.next);
+                (name, pool.expected.clone())
             };
-            let made = self.make_spare(&name);
+            let made = self.make_spare(&name, expected);
             let mut pool = lock(&self.spares);
             pool.making -= 1;
             match made {
-                Ok(()) if !pool.closed => pool.ready.push(name),
-                Ok(()) => {
+                Ok(limits) if !pool.closed => pool.ready.push(Spare { name, limits }),
+                Ok(_) => {
                     drop(pool);
                     self.remove_spare(&name);
                     return Ok(());
@@ -119,9 +144,16 @@ impl CgroupManager {
             .collect()
     }
 
-    fn make_spare(&self, name: &str) -> Result<(), CgroupError> {
+    /// Makes spare `name`, with `limits` written when given; returns the limits it has (none
+    /// if writing them failed: the start then writes them all).
+    fn make_spare(
+        &self,
+        name: &str,
+        limits: Option<CgroupLimits>,
+    ) -> Result<Option<CgroupLimits>, CgroupError> {
         let fs = self.fs.as_ref();
         let mut made: Vec<PathBuf> = Vec::new();
+        let mut dirs: Vec<CgroupDir> = Vec::new();
         let result = (|| {
             for (root, kind) in self.spare_hierarchies() {
                 let path = root.join(&self.parent).join(name);
@@ -140,15 +172,26 @@ impl CgroupManager {
                     // does not have is cached as absent, which the start path asks too.
                     let _ = fs.exists(&dir.file(file));
                 }
+                dirs.push(dir);
             }
             Ok(())
         })();
-        if result.is_err() {
+        if let Err(e) = result {
             for path in made.iter().rev() {
                 let _ = fs.remove_dir(path);
             }
+            return Err(e);
         }
-        result
+        let Some(limits) = limits else {
+            return Ok(None);
+        };
+        for dir in &dirs {
+            if let Err(e) = v1::apply_limits(fs, dir, &limits) {
+                tracing::debug!(spare = name, error = %e, "writing the expected limits into a spare; the start writes them");
+                return Ok(None);
+            }
+        }
+        Ok(Some(limits))
     }
 
     /// Removes every directory of spare `name` (missing ones are fine).
@@ -166,8 +209,9 @@ impl CgroupManager {
     }
 
     /// Takes a ready spare for a task with `limits`, if the task's directories are the
-    /// spare's (plus the v2 tree's, made by the caller).
-    pub(super) fn take_spare(&self, limits: &CgroupLimits) -> Option<String> {
+    /// spare's (plus the v2 tree's, made by the caller). Spares made from now on get
+    /// `limits`; one that has them already is preferred.
+    pub(super) fn take_spare(&self, limits: &CgroupLimits) -> Option<TakenSpare> {
         if limits.cpuset_cpus.is_none() || !self.uses_spares() {
             return None;
         }
@@ -175,7 +219,19 @@ impl CgroupManager {
         if pool.closed {
             return None;
         }
-        pool.ready.pop()
+        if pool.expected.as_ref() != Some(limits) {
+            pool.expected = Some(limits.clone());
+        }
+        let i = pool
+            .ready
+            .iter()
+            .rposition(|s| s.limits.as_ref() == Some(limits))
+            .or_else(|| pool.ready.len().checked_sub(1))?;
+        let spare = pool.ready.remove(i);
+        Some(TakenSpare {
+            limits_written: spare.limits.as_ref() == Some(limits),
+            name: spare.name,
+        })
     }
 
     /// Renames spare `spare` to task `name` on every v1 hierarchy. On failure the renamed
@@ -225,7 +281,9 @@ impl CgroupManager {
                 names.extend(children.into_iter().filter(|n| n.starts_with(SPARE_PREFIX)));
             }
         }
-        lock(&self.spares).ready.retain(|n| !names.contains(n));
+        lock(&self.spares)
+            .ready
+            .retain(|s| !names.contains(&s.name));
         for name in names {
             self.remove_spare(&name);
         }

@@ -930,3 +930,68 @@ fn pure_v2_makes_no_spares_and_a_new_manager_clears_old_ones() {
     assert!(spare_names(&f.root).is_empty());
     assert_eq!(again.spares_ready(), 0);
 }
+
+#[test]
+fn spares_are_made_with_the_latest_limits_and_a_matching_one_needs_no_writes() {
+    let f = hybrid();
+    // Before any start, spares carry no limits: the first start writes them all.
+    f.manager.fill_spares().unwrap();
+    let before = f.fs.written().len();
+    f.manager.create("t1", &limits()).unwrap();
+    let first_writes = f.fs.written().len() - before;
+    assert!(first_writes >= 8, "{first_writes} writes");
+
+    // The refill makes its spare with t1's limits, off the start path.
+    f.manager.fill_spares().unwrap();
+    let made = f.fs.written();
+    let spare_memory = made
+        .iter()
+        .find(|(path, _)| {
+            path.to_string_lossy().contains("/.spare-") && path.ends_with("memory.limit_in_bytes")
+        })
+        .expect("the refill wrote the memory limit into its spare");
+    assert_eq!(spare_memory.1, (256u64 << 20).to_string());
+
+    // A start with the same limits takes that spare and writes nothing into its v1 dirs.
+    let before = f.fs.written().len();
+    f.manager.create("t2", &limits()).unwrap();
+    let v1_writes: Vec<_> = f.fs.written()[before..]
+        .iter()
+        .filter(|(path, _)| !path.starts_with(f.root.join("unified")))
+        .cloned()
+        .collect();
+    assert!(v1_writes.is_empty(), "{v1_writes:?}");
+    let t2 = f.root.join("memory/noded/t2");
+    assert_eq!(
+        content(&t2.join("memory.limit_in_bytes")),
+        (256u64 << 20).to_string()
+    );
+    assert_eq!(
+        content(&t2.join("memory.soft_limit_in_bytes")),
+        (128u64 << 20).to_string()
+    );
+    assert_eq!(
+        content(&f.root.join("cpu/noded/t2/cpu.shares")),
+        limits().v1_cpu_shares().to_string()
+    );
+    assert_eq!(content(&f.root.join("cpuset/noded/t2/cpuset.cpus")), "0-1");
+    assert_eq!(content(&f.root.join("pids/noded/t2/pids.max")), "64");
+
+    // Other limits: whatever spare is left gets every limit written.
+    f.manager.fill_spares().unwrap();
+    let other = CgroupLimits {
+        memory_limit_bytes: 64 << 20,
+        memory_reservation_bytes: None,
+        pids_max: Some(10),
+        ..limits()
+    };
+    let before = f.fs.written().len();
+    f.manager.create("t3", &other).unwrap();
+    assert!(f.fs.written().len() - before >= 5);
+    let t3 = f.root.join("memory/noded/t3");
+    assert_eq!(
+        content(&t3.join("memory.limit_in_bytes")),
+        (64u64 << 20).to_string()
+    );
+    assert_eq!(content(&f.root.join("pids/noded/t3/pids.max")), "10");
+}
