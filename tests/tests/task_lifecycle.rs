@@ -381,6 +381,69 @@ job "raw" {{
 }
 
 #[test]
+fn what_a_task_leaves_running_dies_with_its_main_process_and_its_cgroup_goes() {
+    if !require_root("raw_exec with cgroups") {
+        return;
+    }
+    let agent = DevAgent::start(AgentOptions::default());
+    // The main process exits at once; the backgrounded sleep outlives it (no pid namespace
+    // with raw_exec), in the task's cgroup.
+    let job = write_job(
+        &agent,
+        "leftover",
+        r#"
+job "leftover" {
+  type = "batch"
+  group "g" {
+    restart {
+      attempts = 0
+      mode     = "fail"
+    }
+    task "t" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "sleep 600 & echo leftover=$!"]
+      }
+    }
+  }
+}
+"#,
+    );
+    assert!(
+        agent
+            .cli(&["job", "run", job.to_str().unwrap()])
+            .status
+            .success(),
+        "{}",
+        agent.log_text()
+    );
+    let a = first_alloc_with_status(&agent, "leftover", &["complete"]);
+    let id = a["ID"].as_str().unwrap().to_string();
+    let out = logs(&agent, &id, "t", "stdout");
+    let pid: i32 = out
+        .trim()
+        .strip_prefix("leftover=")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no leftover pid in {out:?}"));
+    agent.wait_for(
+        "the leftover sleep to be gone",
+        Duration::from_secs(10),
+        |_| (!PathBuf::from(format!("/proc/{pid}")).exists()).then_some(()),
+    );
+    agent.wait_for(
+        "the task's cgroup to be gone",
+        Duration::from_secs(10),
+        |a| {
+            a.cgroup_dirs()
+                .iter()
+                .all(|d| !d.join(format!("{id}.t")).exists())
+                .then_some(())
+        },
+    );
+}
+
+#[test]
 fn every_escape_attempt_from_inside_a_real_task_is_blocked() {
     if !require_root("escape suite inside a task") {
         return;

@@ -82,6 +82,9 @@ struct TaskEntry {
     /// [`hold_mount_namespace`]).
     mount_ns: RefCell<Option<OwnedFd>>,
     pumps: RefCell<Vec<tokio::task::JoinHandle<()>>>,
+    /// The cgroup's removal, begun on a blocking thread as soon as the exit is recorded
+    /// (see [`record_exit`]); `Remove` awaits it.
+    teardown: RefCell<Option<tokio::task::JoinHandle<Result<(), isolation::cgroup::CgroupError>>>>,
 }
 
 /// A command run inside a task by `alloc exec`.
@@ -394,6 +397,10 @@ impl Supervisor {
             },
             Request::Stats { task_id } => match self.get(&task_id) {
                 None => err(format!("no task {task_id:?} on this supervisor")),
+                // Its cgroup goes at the exit (see `record_exit`).
+                Some(task) if task.exit.borrow().is_some() => err(format!(
+                    "task {task_id:?} has exited: it has no resource usage any more"
+                )),
                 Some(task) => match task.cgroup.stats() {
                     Ok(s) => Response::Stats {
                         stats: TaskStats {
@@ -673,6 +680,7 @@ impl Supervisor {
             kill_timer: RefCell::new(None),
             mount_ns: RefCell::new(hold_mount_namespace(launch, child.pid)),
             pumps: RefCell::new(Vec::new()),
+            teardown: RefCell::new(None),
         });
         let pumps = vec![
             tokio::task::spawn_local(pump(out_r, stdout_log, launch.task_id.clone())),
@@ -885,7 +893,19 @@ impl Supervisor {
                 );
             }
         }
-        let destroyed = tokio::task::spawn_blocking(move || cgroup.destroy()).await;
+        // Usually begun at the exit already; a failed early attempt is tried once more.
+        let early = task.teardown.borrow_mut().take();
+        let destroyed = match early {
+            Some(handle) => match handle.await {
+                Ok(Ok(())) => Ok(Ok(())),
+                Ok(Err(e)) => {
+                    tracing::debug!(task = task_id, error = %e, "removing the cgroup at exit failed; trying again");
+                    tokio::task::spawn_blocking(move || cgroup.destroy()).await
+                }
+                Err(_) => tokio::task::spawn_blocking(move || cgroup.destroy()).await,
+            },
+            None => tokio::task::spawn_blocking(move || cgroup.destroy()).await,
+        };
         match destroyed {
             Ok(Ok(())) => {
                 self.tasks.borrow_mut().remove(task_id);
@@ -988,7 +1008,11 @@ fn exit_code_of(status: nix::sys::wait::WaitStatus) -> (i32, i32) {
     }
 }
 
-/// Records how a task's main process ended and wakes every waiter.
+/// Records how a task's main process ended and wakes every waiter, then begins removing its
+/// cgroup (which kills whatever the task left running in it, as Nomad's executor does when
+/// a task's main process exits): the OOM count is read first, and nothing else of the
+/// cgroup is needed after the exit. Beginning here, on a blocking thread, takes the removal
+/// off the path of the `Remove` that follows every exit.
 fn record_exit(task: &TaskEntry, status: nix::sys::wait::WaitStatus) {
     let oom = task.cgroup.oom_kill_count().map(|n| n > 0).unwrap_or(false);
     let (exit_code, signal) = exit_code_of(status);
@@ -1004,6 +1028,8 @@ fn record_exit(task: &TaskEntry, status: nix::sys::wait::WaitStatus) {
         timer.abort();
     }
     task.exited.notify_waiters();
+    let cgroup = task.cgroup.clone();
+    *task.teardown.borrow_mut() = Some(tokio::task::spawn_blocking(move || cgroup.destroy()));
     if let Some(ns) = task.mount_ns.borrow_mut().take() {
         tokio::task::spawn_blocking(move || drop(ns));
     }
