@@ -151,3 +151,25 @@ pub fn terminal_size(fd: RawFd) -> Option<(u16, u16)> {
     let rc = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut size as *mut libc::winsize) };
     (rc == 0 && size.ws_row > 0).then_some((size.ws_row, size.ws_col))
 }
+
+/// Pins the calling thread to `cpu` if its affinity allows that CPU; returns the affinity to
+/// restore afterwards (`None`: left as it was).
+pub fn pin_to_cpu(cpu: usize) -> Option<nix::sched::CpuSet> {
+    use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
+    use nix::unistd::Pid;
+    let previous = sched_getaffinity(Pid::from_raw(0)).ok()?;
+    if !previous.is_set(cpu).unwrap_or(false) {
+        return None;
+    }
+    let mut only = CpuSet::new();
+    only.set(cpu).ok()?;
+    sched_setaffinity(Pid::from_raw(0), &only).ok()?;
+    Some(previous)
+}
+
+/// Gives the calling thread back the affinity [`pin_to_cpu`] returned.
+pub fn restore_affinity(previous: &nix::sched::CpuSet) {
+    if let Err(e) = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), previous) {
+        tracing::warn!("restoring a blocking thread's CPU affinity: {e}");
+    }
+}
