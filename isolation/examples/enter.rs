@@ -55,6 +55,7 @@ fn task_spec(
         stdin: Stdio::Null,
         stdout: Stdio::Null,
         stderr: Stdio::Null,
+        go_ahead: None,
     })
 }
 

@@ -63,6 +63,7 @@ fn spec(
         stdin: Stdio::Null,
         stdout: Stdio::Inherit,
         stderr: Stdio::Inherit,
+        go_ahead: None,
     })
 }
 

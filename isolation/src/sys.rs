@@ -518,6 +518,37 @@ pub(crate) fn close_range(first: u32, last: u32) -> Result<(), Errno> {
     check(unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) }).map(drop)
 }
 
+/// Child-safe. Waits up to `timeout_ms` for `fd` to be readable and reads one byte: `Ok` for a
+/// byte, `ECANCELED` at end of file, `ETIMEDOUT` when nothing came.
+pub(crate) fn await_byte(fd: RawFd, timeout_ms: libc::c_int) -> Result<(), Errno> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: `pfd` is a valid pollfd on our stack, count 1.
+        match check(unsafe {
+            libc::syscall(libc::SYS_poll, &mut pfd as *mut libc::pollfd, 1, timeout_ms)
+        }) {
+            Ok(0) => return Err(Errno::ETIMEDOUT),
+            Ok(_) => break,
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    let mut byte = 0u8;
+    loop {
+        // SAFETY: reads at most one byte into a byte on our stack.
+        match check(unsafe { libc::syscall(libc::SYS_read, fd, &mut byte as *mut u8, 1usize) }) {
+            Ok(0) => return Err(Errno::ECANCELED),
+            Ok(_) => return Ok(()),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Child-safe. `prctl(option, arg2, arg3, arg4, arg5)` with integer arguments.
 pub(crate) fn prctl(
     option: libc::c_int,

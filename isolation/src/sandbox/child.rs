@@ -89,17 +89,24 @@ pub(super) fn execute(op: &Op) -> Result<(), (Errno, u32)> {
         } => plain(sys::set_rlimit(*resource, *soft, *hard)),
         Op::Dup { from, to } => plain(sys::dup_onto(*from, *to)),
         Op::CloseFrom { keep } => {
-            let keep = *keep;
-            if keep < 3 {
-                plain(sys::close_range(3, u32::MAX))
-            } else {
-                let keep = keep as u32;
-                plain(
-                    sys::close_range(3, keep - 1)
-                        .and_then(|()| sys::close_range(keep + 1, u32::MAX)),
-                )
+            let [a, b] = *keep;
+            let (low, high) = if a <= b { (a, b) } else { (b, a) };
+            let mut next: u32 = 3;
+            for kept in [low, high] {
+                let Ok(kept) = u32::try_from(kept) else {
+                    continue;
+                };
+                if kept < next {
+                    continue;
+                }
+                if let Err(e) = sys::close_range(next, kept - 1) {
+                    return Err((e, 0));
+                }
+                next = kept.saturating_add(1);
             }
+            plain(sys::close_range(next, u32::MAX))
         }
+        Op::AwaitByte { fd, timeout_ms } => plain(sys::await_byte(*fd, *timeout_ms)),
         Op::ResetSignals => {
             sys::reset_signal_dispositions();
             plain(sys::set_signal_mask(0))

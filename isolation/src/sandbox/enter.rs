@@ -435,6 +435,7 @@ fn build_plan(
         stdin,
         stdout,
         stderr,
+        go_ahead: None,
     };
     let mut plan = plan::build(&base)?;
 

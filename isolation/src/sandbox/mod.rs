@@ -290,7 +290,19 @@ pub struct SandboxSpec {
     pub stdin: Stdio,
     pub stdout: Stdio,
     pub stderr: Stdio,
+    /// The read end of a pipe the child waits on after its last capability step, before
+    /// `no_new_privs`, seccomp and exec ([`Step::AwaitGoAhead`]): one byte lets it go on;
+    /// end of file (the writer closed without writing) stops the start there, before the
+    /// program ran. It lets the caller finish work the program needs only once it runs
+    /// (opening its log files) while the child builds the sandbox. The child waits at most
+    /// [`GO_AHEAD_TIMEOUT_MS`]. `None`: no waiting.
+    pub go_ahead: Option<OwnedFd>,
 }
+
+/// Longest wait for [`SandboxSpec::go_ahead`]: a caller that never answers fails the start
+/// (`ETIMEDOUT`) instead of holding the spawning thread, which is suspended until the child
+/// execs.
+pub const GO_AHEAD_TIMEOUT_MS: i32 = 10_000;
 
 /// The steps of a spawn, in the order they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -339,6 +351,7 @@ pub enum Step {
     SetUid,
     SetCapabilities,
     SetAmbientCapabilities,
+    AwaitGoAhead,
     NoNewPrivs,
     InstallSeccomp,
     ChangeDirectory,
@@ -347,7 +360,7 @@ pub enum Step {
 
 impl Step {
     /// Every step in execution order.
-    pub const ALL: [Step; 47] = [
+    pub const ALL: [Step; 48] = [
         Step::MakeNonDumpable,
         Step::JoinCgroup,
         Step::JoinTaskNamespaces,
@@ -391,6 +404,7 @@ impl Step {
         Step::SetUid,
         Step::SetCapabilities,
         Step::SetAmbientCapabilities,
+        Step::AwaitGoAhead,
         Step::NoNewPrivs,
         Step::InstallSeccomp,
         Step::ChangeDirectory,
@@ -447,6 +461,7 @@ impl Step {
             Step::SetUid => "setuid",
             Step::SetCapabilities => "set capabilities",
             Step::SetAmbientCapabilities => "raise ambient capabilities",
+            Step::AwaitGoAhead => "wait for the go-ahead to exec",
             Step::NoNewPrivs => "set no_new_privs",
             Step::InstallSeccomp => "install seccomp filter",
             Step::ChangeDirectory => "chdir",

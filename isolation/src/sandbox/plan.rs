@@ -108,9 +108,15 @@ pub(crate) enum Op {
         from: RawFd,
         to: RawFd,
     },
-    /// Close every fd ≥ 3 except `keep` (the report pipe, close-on-exec).
+    /// Close every fd ≥ 3 except those in `keep` (the report pipe and the go-ahead pipe,
+    /// both close-on-exec; -1 for none).
     CloseFrom {
-        keep: RawFd,
+        keep: [RawFd; 2],
+    },
+    /// Wait (at most `timeout_ms`) for one byte on `fd`; end of file is `ECANCELED`.
+    AwaitByte {
+        fd: RawFd,
+        timeout_ms: i32,
     },
     ResetSignals,
     DropBounding {
@@ -1441,6 +1447,16 @@ pub(crate) fn build_with(spec: &SandboxSpec, mode: JailMode) -> Result<Plan, Spa
         strings: Vec::new(),
         fds: Vec::new(),
     };
+    // Held by the plan (above stdio, so the stdio dups cannot close it) until the child execs.
+    let go_ahead_fd = match &spec.go_ahead {
+        Some(fd) => {
+            let fd = dup_above_stdio(std::os::fd::AsFd::as_fd(fd), "duplicate the go-ahead fd")?;
+            let raw = fd.as_raw_fd();
+            b.fds.push(fd);
+            raw
+        }
+        None => -1,
+    };
 
     // argv/envp first: they only borrow from `b.strings`, which the plan keeps.
     let program = cstring("program", spec.program.as_bytes())?;
@@ -1573,7 +1589,13 @@ pub(crate) fn build_with(spec: &SandboxSpec, mode: JailMode) -> Result<Plan, Spa
     }
     stdio_ops(&mut b, spec)?;
     // The report fd is filled in by `spawn` (it is created after the plan); see Plan::set_report_fd.
-    b.push(Step::CloseFds, "3..", Op::CloseFrom { keep: -1 });
+    b.push(
+        Step::CloseFds,
+        "3..",
+        Op::CloseFrom {
+            keep: [-1, go_ahead_fd],
+        },
+    );
     b.push(Step::ResetSignals, "", Op::ResetSignals);
     // 6. identity and privileges
     let allowed = spec.capabilities.clip_to(last_cap);
@@ -1624,6 +1646,16 @@ pub(crate) fn build_with(spec: &SandboxSpec, mode: JailMode) -> Result<Plan, Spa
     );
     if keep_ambient {
         b.push(Step::KeepCapabilities, "off", Op::KeepCaps { on: false });
+    }
+    if go_ahead_fd >= 0 {
+        b.push(
+            Step::AwaitGoAhead,
+            "",
+            Op::AwaitByte {
+                fd: go_ahead_fd,
+                timeout_ms: super::GO_AHEAD_TIMEOUT_MS,
+            },
+        );
     }
     b.push(Step::NoNewPrivs, "", Op::NoNewPrivs);
     if let Some(program) = seccomp {
@@ -1734,7 +1766,7 @@ impl Plan {
     pub(crate) fn set_report_fd(&mut self, fd: RawFd) {
         for planned in &mut self.ops {
             if let Op::CloseFrom { keep } = &mut planned.op {
-                *keep = fd;
+                keep[0] = fd;
             }
         }
     }
@@ -1855,6 +1887,10 @@ fn step_hint(step: Step, errno: Errno) -> &'static str {
             " (the working directory must exist inside the sandbox)"
         }
         (Step::BindMount, Errno::ENOENT) => " (the host path disappeared after validation)",
+        (Step::AwaitGoAhead, Errno::ECANCELED) => {
+            " (the caller stopped the start before the program ran; its own error says why)"
+        }
+        (Step::AwaitGoAhead, Errno::ETIMEDOUT) => " (no go-ahead came in time)",
         _ => "",
     }
 }

@@ -53,6 +53,7 @@ fn jail_spec(staging: &Path) -> SandboxSpec {
         stdin: Stdio::Null,
         stdout: Stdio::Inherit,
         stderr: Stdio::Null,
+        go_ahead: None,
     }
 }
 
@@ -122,10 +123,11 @@ fn phase(step: Step) -> u32 {
         | Step::SetUid
         | Step::SetCapabilities
         | Step::SetAmbientCapabilities => 25,
-        Step::NoNewPrivs => 26,
-        Step::InstallSeccomp => 27,
-        Step::ChangeDirectory => 28,
-        Step::Exec => 29,
+        Step::AwaitGoAhead => 26,
+        Step::NoNewPrivs => 27,
+        Step::InstallSeccomp => 28,
+        Step::ChangeDirectory => 29,
+        Step::Exec => 30,
     }
 }
 
@@ -836,4 +838,32 @@ fn a_current_cached_template_gives_the_task_the_same_steps_unprepared() {
     assert_eq!(task_steps(&third), first_steps);
     drop((first, second, third));
     std::fs::remove_dir(&source).unwrap();
+}
+
+#[test]
+fn a_go_ahead_is_awaited_after_the_capabilities_and_kept_through_close_fds() {
+    let dir = staging();
+    let mut spec = jail_spec(dir.path());
+    let (go_r, _go_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    spec.go_ahead = Some(go_r);
+    let plan = build(&spec).unwrap();
+    assert_in_order(&plan);
+    let wait = position(&plan, Step::AwaitGoAhead);
+    assert_eq!(plan.steps().get(wait + 1), Some(&Step::NoNewPrivs));
+    assert!(position(&plan, Step::SetCapabilities) < wait);
+    let Op::AwaitByte { fd, timeout_ms } = &plan.ops[wait].op else {
+        panic!("not a wait: {:?}", plan.ops[wait].op)
+    };
+    assert!(*fd > 2);
+    assert_eq!(*timeout_ms, GO_AHEAD_TIMEOUT_MS);
+    let close = &plan.ops[position(&plan, Step::CloseFds)].op;
+    assert!(
+        matches!(close, Op::CloseFrom { keep } if keep.contains(fd)),
+        "{close:?}"
+    );
+
+    // Without one, nothing waits.
+    spec.go_ahead = None;
+    let plan = build(&spec).unwrap();
+    assert!(!plan.steps().contains(&Step::AwaitGoAhead));
 }

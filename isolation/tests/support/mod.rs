@@ -184,6 +184,7 @@ pub fn task_spec(
         stdin: Stdio::Null,
         stdout: Stdio::Null,
         stderr: Stdio::Null,
+        go_ahead: None,
     }
 }
 

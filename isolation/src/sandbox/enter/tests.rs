@@ -280,6 +280,7 @@ fn matching_copies_the_tasks_identity_and_policy() {
         stdin: Stdio::Null,
         stdout: Stdio::Null,
         stderr: Stdio::Null,
+        go_ahead: None,
     };
     let e = EnterSpec::matching(&task, 77, "/bin/sh", vec!["-i".to_string()]);
     assert_eq!(e.target_pid, 77);
