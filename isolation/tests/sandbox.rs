@@ -352,22 +352,25 @@ fn the_program_runs_only_after_the_go_ahead_and_never_without_it() {
     let cg = cgroups.create(&limits(64, 16));
     let jail = JailDirs::new();
     let marker = jail.root.path().join("local/ran");
+    let gated = |go: std::os::fd::OwnedFd| {
+        let mut s = spec(
+            "/bin/sh",
+            &["-c", "echo ran > /local/ran"],
+            &jail,
+            Some(&cg),
+        );
+        s.go_ahead = Some(go);
+        s
+    };
 
     // The go-ahead comes late, from another thread: the program runs after it.
     let (go_r, go_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
-    let mut s = spec(
-        "/bin/sh",
-        &["-c", "echo ran > /local/ran"],
-        &jail,
-        Some(&cg),
-    );
-    s.go_ahead = Some(go_r);
     let giver = std::thread::spawn(move || {
         std::thread::sleep(std::time::Duration::from_millis(100));
         nix::unistd::write(&go_w, b"g").unwrap();
     });
     let started = std::time::Instant::now();
-    let out = run(s).expect("runs after the go-ahead");
+    let out = run(gated(go_r)).expect("runs after the go-ahead");
     assert!(out.status.success(), "{:?} {}", out.status, out.stderr);
     assert!(started.elapsed() >= std::time::Duration::from_millis(100));
     giver.join().unwrap();
@@ -377,15 +380,8 @@ fn the_program_runs_only_after_the_go_ahead_and_never_without_it() {
     // The writer closes without a byte: the start fails at that step, the program never ran,
     // and nothing is left in the cgroup or mounted on the host.
     let (go_r, go_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
-    let mut s = spec(
-        "/bin/sh",
-        &["-c", "echo ran > /local/ran"],
-        &jail,
-        Some(&cg),
-    );
-    s.go_ahead = Some(go_r);
     drop(go_w);
-    let err = run(s).err().expect("no go-ahead, no start");
+    let err = run(gated(go_r)).err().expect("no go-ahead, no start");
     assert_eq!(err.step(), Some(Step::AwaitGoAhead), "{err}");
     assert!(err.to_string().contains("wait for the go-ahead"), "{err}");
     assert!(!marker.exists(), "the program ran without its go-ahead");
