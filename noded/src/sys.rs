@@ -152,6 +152,17 @@ pub fn terminal_size(fd: RawFd) -> Option<(u16, u16)> {
     (rc == 0 && size.ws_row > 0).then_some((size.ws_row, size.ws_col))
 }
 
+/// Sets the calling thread's nice value (Linux: per thread).
+pub fn set_thread_nice(nice: i32) -> std::io::Result<()> {
+    // SAFETY: plain integer arguments; `who` 0 is the calling thread.
+    let ret = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// Pins the calling thread to `cpu` if its affinity allows that CPU; returns the affinity to
 /// restore afterwards (`None`: left as it was).
 pub fn pin_to_cpu(cpu: usize) -> Option<nix::sched::CpuSet> {
@@ -170,6 +181,6 @@ pub fn pin_to_cpu(cpu: usize) -> Option<nix::sched::CpuSet> {
 /// Gives the calling thread back the affinity [`pin_to_cpu`] returned.
 pub fn restore_affinity(previous: &nix::sched::CpuSet) {
     if let Err(e) = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), previous) {
-        tracing::warn!("restoring a blocking thread's CPU affinity: {e}");
+        tracing::warn!("restoring the background thread's CPU affinity: {e}");
     }
 }

@@ -128,6 +128,53 @@ struct Supervisor {
     by_pid: RefCell<HashMap<i32, Child>>,
     cgroups: CgroupManager,
     staging_dir: PathBuf,
+    background: Background,
+}
+
+/// Work no request waits for, on one thread of its own at a lower CPU priority (nice
+/// [`BACKGROUND_NICE`]): making spare cgroups, and the teardown of exited tasks' mount
+/// namespaces. On a small host that work lands while a task starts or exits. perf showed it,
+/// run on a blocking thread, woken onto the CPU of the task just started: the task (whose
+/// cgroup has the small CPU weight of its `cpu` MHz) then got a fraction of that CPU for
+/// ~0.3 ms while the other CPU idled. So a job can be pinned to a CPU (the one the
+/// supervisor's main thread is leaving), and the nice value makes it yield to that thread.
+struct Background {
+    jobs: std::sync::mpsc::Sender<BackgroundJob>,
+}
+
+/// A background job, and the CPU to run it on.
+type BackgroundJob = (Option<usize>, Box<dyn FnOnce() + Send>);
+
+/// Nice value of the background thread: low enough to yield to starts and exits, not so low
+/// that it starves while holding a kernel lock (cgroup creation takes `cgroup_mutex`).
+const BACKGROUND_NICE: i32 = 10;
+
+impl Background {
+    fn start() -> std::io::Result<Background> {
+        let (jobs, queue) = std::sync::mpsc::channel::<BackgroundJob>();
+        std::thread::Builder::new()
+            .name("background".to_string())
+            .spawn(move || {
+                if let Err(e) = crate::sys::set_thread_nice(BACKGROUND_NICE) {
+                    tracing::debug!("lowering the background thread's priority: {e}");
+                }
+                for (cpu, job) in queue {
+                    let restore = cpu.and_then(crate::sys::pin_to_cpu);
+                    job();
+                    if let Some(previous) = restore {
+                        crate::sys::restore_affinity(&previous);
+                    }
+                }
+            })?;
+        Ok(Background { jobs })
+    }
+
+    /// Queues `job`, to run on `cpu` when given (and allowed).
+    fn run(&self, cpu: Option<usize>, job: impl FnOnce() + Send + 'static) {
+        if self.jobs.send((cpu, Box::new(job))).is_err() {
+            tracing::warn!("the background thread is gone; background work is skipped");
+        }
+    }
 }
 
 /// Runs the supervisor until its socket is gone or (with `exit_with_parent`) its parent exits.
@@ -169,6 +216,7 @@ pub fn run(
         by_pid: RefCell::new(HashMap::new()),
         cgroups,
         staging_dir,
+        background: Background::start().context("starting the supervisor's background thread")?,
     });
     runtime.block_on(async move {
         if socket.exists() {
@@ -705,27 +753,21 @@ impl Supervisor {
         Ok(entry)
     }
 
-    /// Makes spare task cgroups on a blocking thread, off the start path, so that the next
+    /// Makes spare task cgroups on the background thread, off the start path, so that the next
     /// start renames one instead of creating it (see `isolation::cgroup`'s `spare`).
     fn refill_spare_cgroups(&self) {
         if !self.cgroups.uses_spares() || self.cgroups.spares_ready() >= SPARE_CGROUPS {
             return;
         }
         let cgroups = self.cgroups.clone();
-        // The CPU this thread is on: it goes idle once the reply is written, while the task
-        // just started runs on another. Left to itself, the scheduler tends to wake the
-        // blocking thread next to the new task, which then waits out the spares' ~0.5 ms of
-        // cgroup work before it can even exit (measured with `perf sched`).
+        // This thread's CPU: it goes idle once the reply is written, while the new task runs
+        // on another.
         let here = nix::sched::sched_getcpu().ok();
-        tokio::task::spawn_blocking(move || {
-            let restore = here.and_then(crate::sys::pin_to_cpu);
+        self.background.run(here, move || {
             if let Err(e) = cgroups.fill_spares() {
                 tracing::warn!(
                     "making spare task cgroups: {e} (tasks start without them, more slowly)"
                 );
-            }
-            if let Some(previous) = restore {
-                crate::sys::restore_affinity(&previous);
             }
         });
     }
@@ -1054,7 +1096,7 @@ fn open_task_logs(logs: &protocol::LogSettings) -> Result<(LogWriter, LogWriter)
 /// a task's main process exits): the OOM count is read first, and nothing else of the
 /// cgroup is needed after the exit. Beginning here, on a blocking thread, takes the removal
 /// off the path of the `Remove` that follows every exit.
-fn record_exit(task: &TaskEntry, status: nix::sys::wait::WaitStatus) {
+fn record_exit(background: &Background, task: &TaskEntry, status: nix::sys::wait::WaitStatus) {
     let oom = task.cgroup.oom_kill_count().map(|n| n > 0).unwrap_or(false);
     let (exit_code, signal) = exit_code_of(status);
     let exit = ExitInfo {
@@ -1072,12 +1114,12 @@ fn record_exit(task: &TaskEntry, status: nix::sys::wait::WaitStatus) {
     let cgroup = task.cgroup.clone();
     *task.teardown.borrow_mut() = Some(tokio::task::spawn_blocking(move || cgroup.destroy()));
     if let Some(ns) = task.mount_ns.borrow_mut().take() {
-        tokio::task::spawn_blocking(move || drop(ns));
+        background.run(None, move || drop(ns));
     }
 }
 
 /// A jailed task's mount namespace, held by fd so that its teardown happens when we drop
-/// it, on a blocking thread after the exit is recorded, and not in the task's own exit:
+/// it, on the background thread after the exit is recorded, and not in the task's own exit:
 /// unmounting the jail's ~35 mounts waits for an RCU grace period, which would delay the
 /// exit (and every `Wait`er) by it. `None` when there is nothing to hold (a host-filesystem
 /// task, or a task already gone).
@@ -1113,7 +1155,9 @@ async fn reap_children(supervisor: Rc<Supervisor>) {
                     let Some(pid) = status.pid() else { continue };
                     let child = supervisor.by_pid.borrow_mut().remove(&pid.as_raw());
                     match child {
-                        Some(Child::Task(task)) => record_exit(&task, status),
+                        Some(Child::Task(task)) => {
+                            record_exit(&supervisor.background, &task, status)
+                        }
                         Some(Child::Exec(exec)) => {
                             let (exit_code, signal) = exit_code_of(status);
                             tracing::info!(exec = %exec.exec_id, pid = exec.pid, code = exit_code, "exec session exited");
