@@ -616,6 +616,10 @@ impl Client {
                 .await
             {
                 Ok(Response::Stats { stats }) => stats,
+                // Exited since the list was taken: no usage to report, as for the others.
+                Ok(Response::Error {
+                    step: Some(step), ..
+                }) if step == crate::supervisor::protocol::STEP_EXITED => continue,
                 Ok(Response::Error { message, .. }) => return Err(ClientError::Internal(message)),
                 Ok(other) => {
                     return Err(ClientError::Internal(format!(

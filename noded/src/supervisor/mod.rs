@@ -445,10 +445,14 @@ impl Supervisor {
             },
             Request::Stats { task_id } => match self.get(&task_id) {
                 None => err(format!("no task {task_id:?} on this supervisor")),
-                // Its cgroup goes at the exit (see `record_exit`).
-                Some(task) if task.exit.borrow().is_some() => err(format!(
-                    "task {task_id:?} has exited: it has no resource usage any more"
-                )),
+                // Its cgroup goes at the exit (see `record_exit`). The step tells a caller that
+                // listed the task as running just before that it has exited since.
+                Some(task) if task.exit.borrow().is_some() => Response::Error {
+                    step: Some(protocol::STEP_EXITED.to_string()),
+                    message: format!(
+                        "task {task_id:?} has exited: it has no resource usage any more"
+                    ),
+                },
                 Some(task) => match task.cgroup.stats() {
                     Ok(s) => Response::Stats {
                         stats: TaskStats {

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 
 /// Bumped when a change is not backwards compatible.
 pub const PROTOCOL_VERSION: u32 = 1;
+/// The `step` of the error `Stats` answers for a task that has exited (its cgroup is gone).
+pub const STEP_EXITED: &str = "exited";
 /// Largest request or answer line accepted.
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
