@@ -962,16 +962,21 @@ impl Supervisor {
         }
         // Usually begun at the exit already; a failed early attempt is tried once more.
         let early = task.teardown.borrow_mut().take();
-        let destroyed = match early {
+        let removed_early = match early {
             Some(handle) => match handle.await {
-                Ok(Ok(())) => Ok(Ok(())),
+                Ok(Ok(())) => true,
                 Ok(Err(e)) => {
                     tracing::debug!(task = task_id, error = %e, "removing the cgroup at exit failed; trying again");
-                    tokio::task::spawn_blocking(move || cgroup.destroy()).await
+                    false
                 }
-                Err(_) => tokio::task::spawn_blocking(move || cgroup.destroy()).await,
+                Err(_) => false,
             },
-            None => tokio::task::spawn_blocking(move || cgroup.destroy()).await,
+            None => false,
+        };
+        let destroyed = if removed_early {
+            Ok(Ok(()))
+        } else {
+            tokio::task::spawn_blocking(move || cgroup.destroy()).await
         };
         match destroyed {
             Ok(Ok(())) => {
