@@ -1276,17 +1276,7 @@ fn push_bind(
     is_dir: bool,
     read_only: bool,
 ) -> Result<(), SpawnError> {
-    if is_dir {
-        b.mkdir(Step::MakeMountPoint, target, 0o755)?;
-    } else {
-        b.push(
-            Step::MakeMountPoint,
-            target.display().to_string(),
-            Op::MkFile {
-                path: path_cstring(field, target)?,
-            },
-        );
-    }
+    mount_point_op(b, field, target, is_dir)?;
     let text = format!("{} at {}", host.display(), sandbox.display());
     b.mount(
         Step::BindMount,
