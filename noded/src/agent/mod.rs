@@ -176,6 +176,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
             // Nothing could reattach to a temporary data dir: stop the tasks now.
             client.stop_all().await;
         }
+        client.remove_spare_alloc_dirs();
     }
     server.shutdown().await;
     if let Err(e) = raft.shutdown().await {

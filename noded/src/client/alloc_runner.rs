@@ -158,8 +158,9 @@ async fn run(
             return;
         }
     };
-    let shared_error = dir
-        .build_shared()
+    let shared_error = shared
+        .alloc_dirs
+        .build_shared(&dir)
         .err()
         .map(|e| format!("building the allocation directory: {e}"));
 
@@ -207,7 +208,7 @@ async fn run(
             Err(e) => setup_error = setup_error.or(Some(format!("user: {e}"))),
         }
         if setup_error.is_none() {
-            if let Err(e) = dir.build_task(&task.name, owner) {
+            if let Err(e) = shared.alloc_dirs.build_task(&dir, &task.name, owner) {
                 setup_error = Some(format!("building the task directory: {e}"));
             }
         }
@@ -264,6 +265,12 @@ async fn run(
         runners.spawn(async move { (name, runner.run().await) });
     }
     drop(update_tx);
+    if shared_error.is_none() {
+        let names: Vec<&str> = group.tasks.iter().map(|t| t.name.as_str()).collect();
+        if let Err(e) = dir.discard_spare_task(&names) {
+            tracing::warn!(alloc = %alloc.id, "removing the unused spare task dir: {e}");
+        }
+    }
 
     let leader = group
         .tasks

@@ -36,7 +36,7 @@ use crate::driver::DriverRegistry;
 use crate::supervisor::client::SupervisorClient;
 use crate::supervisor::protocol::{Request, Response, TaskStats, TaskStatus};
 use alloc_runner::AllocRunnerHandle;
-use allocdir::AllocDir;
+use allocdir::{AllocDir, SpareAllocDirs};
 
 /// Longest an allocation update waits to be batched with others (Nomad batches every 200ms).
 const UPDATE_BATCH: Duration = Duration::from_millis(100);
@@ -132,6 +132,8 @@ pub struct ClientShared {
     pub datacenter: String,
     pub region: String,
     pub allocs_root: PathBuf,
+    /// Allocation directory layouts made ahead of the allocations that take them.
+    pub alloc_dirs: Arc<SpareAllocDirs>,
     pub supervisor: SupervisorClient,
     pub drivers: DriverRegistry,
     pub attributes: BTreeMap<String, String>,
@@ -237,6 +239,12 @@ impl Client {
                 config.allocs_root.display()
             )
         })?;
+        let alloc_dirs = SpareAllocDirs::start(&config.allocs_root).with_context(|| {
+            format!(
+                "preparing spare allocation directories in {}",
+                config.allocs_root.display()
+            )
+        })?;
         let node_id = node_id(&config.state_dir).with_context(|| {
             format!("reading or writing {}/node-id", config.state_dir.display())
         })?;
@@ -308,6 +316,7 @@ impl Client {
             datacenter: config.datacenter.clone(),
             region: config.region.clone(),
             allocs_root: config.allocs_root.clone(),
+            alloc_dirs,
             supervisor,
             drivers,
             attributes,
@@ -519,6 +528,13 @@ impl Client {
                 Ok(()) => tracing::info!(alloc = %id, "garbage collected allocation directory"),
                 Err(e) => tracing::warn!(alloc = %id, "garbage collecting: {e}"),
             }
+        }
+    }
+
+    /// Removes the spare allocation directories (the agent is shutting down).
+    pub fn remove_spare_alloc_dirs(&self) {
+        if let Err(e) = self.shared.alloc_dirs.remove_all() {
+            tracing::warn!("removing spare allocation directories: {e}");
         }
     }
 

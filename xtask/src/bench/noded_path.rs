@@ -2,8 +2,9 @@
 //! real `noded supervisor` process.
 //!
 //! Per task, in the client's order (`client::alloc_runner::run` and
-//! `client::task_runner::TaskRunner::start_and_wait`): `AllocDir::new` → `build_shared` →
-//! the task user's lookup → `build_task` (which mounts the `secrets` tmpfs) → the `NOMAD_*`
+//! `client::task_runner::TaskRunner::start_and_wait`): `AllocDir::new` → `build_shared` (a
+//! spare directory renamed into place, made by `SpareAllocDirs`'s own thread as in the client)
+//! → the task user's lookup → `build_task` (which mounts the `secrets` tmpfs) → the `NOMAD_*`
 //! environment → `ExecDriver::prepare` → `Start` on the supervisor socket (the task has
 //! exec'd when `Started` comes back) → `Wait` (exited) → `Remove` (cgroup destroyed) →
 //! `AllocDir::unmount_all` (cleaned up, as the client leaves it: the directory stays for
@@ -22,7 +23,7 @@ use controlplane::model::{
     Allocation, Job,
 };
 use isolation::cgroup::{CgroupLayout, CgroupManager};
-use noded::client::allocdir::{AllocDir, DirOwner};
+use noded::client::allocdir::{AllocDir, DirOwner, SpareAllocDirs};
 use noded::client::taskenv::{self, NodeContext, TaskPaths};
 use noded::driver::{Driver, ExecDriver, ExecSettings, TaskContext};
 use noded::supervisor::client::SupervisorClient;
@@ -227,6 +228,15 @@ impl Drop for AllocGuard {
     }
 }
 
+impl Drop for NodedPath {
+    fn drop(&mut self) {
+        // Stops the spare maker before the bench dir goes.
+        if let Err(e) = self.alloc_dirs.remove_all() {
+            eprintln!("warning: removing spare allocation dirs: {e}");
+        }
+    }
+}
+
 /// The client's half of the start path, against one supervisor.
 #[derive(Debug)]
 pub struct NodedPath {
@@ -234,6 +244,8 @@ pub struct NodedPath {
     pub supervisor: Supervisor,
     driver: ExecDriver,
     allocs_root: PathBuf,
+    /// The client's spare allocation directories (made on their own thread, as in the client).
+    alloc_dirs: Arc<SpareAllocDirs>,
     node: NodeContext,
     /// The shared cores a task without reserved cores gets, as the client computes them for
     /// a node with no reservations (every task pays for its cpuset cgroup, as in production).
@@ -249,8 +261,12 @@ impl NodedPath {
             .context("starting a tokio runtime")?;
         let supervisor = Supervisor::start(&rt, noded, dir, prefix)?;
         let allocs_root = dir.join("alloc");
-        std::fs::create_dir_all(&allocs_root)
-            .with_context(|| format!("creating {}", allocs_root.display()))?;
+        let alloc_dirs = SpareAllocDirs::start(&allocs_root).with_context(|| {
+            format!(
+                "preparing spare allocation dirs in {}",
+                allocs_root.display()
+            )
+        })?;
         // The agent's own defaults (allow_caps, pid/ipc modes …), built as `noded agent` does.
         let defaults = noded::agent::config::AgentConfig::build(
             &[],
@@ -291,6 +307,7 @@ impl NodedPath {
             supervisor,
             driver: ExecDriver::exec(settings, Ok(())),
             allocs_root,
+            alloc_dirs,
             node: NodeContext {
                 node_id: uuid::Uuid::new_v4().to_string(),
                 node_name: "bench".into(),
@@ -359,20 +376,22 @@ impl NodedPath {
             .context("bench job without a task")?;
         let dir = AllocDir::new(&self.allocs_root, &alloc.id)?;
         let dir = AllocGuard { dir, armed: true };
-        dir.dir.build_shared()?;
+        self.alloc_dirs.build_shared(&dir.dir)?;
         let user_name = if task.user.is_empty() {
             self.driver.default_user().to_string()
         } else {
             task.user.clone()
         };
         let user = isolation::user::lookup(&user_name, Path::new("/etc"))?;
-        dir.dir.build_task(
+        self.alloc_dirs.build_task(
+            &dir.dir,
             &task.name,
             DirOwner {
                 uid: user.uid,
                 gid: user.gid,
             },
         )?;
+        dir.dir.discard_spare_task(&[task.name.as_str()])?;
         let mut phases = Phases {
             dirs: started.elapsed(),
             ..Default::default()
