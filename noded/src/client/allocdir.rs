@@ -212,7 +212,10 @@ impl AllocDir {
         let spare = self.task_dir(SPARE_TASK);
         match rename_noreplace(&spare, dir) {
             Ok(()) => {}
-            Err(nix::errno::Errno::ENOENT | nix::errno::Errno::EEXIST) => return Ok(false),
+            // EINVAL: a filesystem without RENAME_NOREPLACE (no spare was used there).
+            Err(
+                nix::errno::Errno::ENOENT | nix::errno::Errno::EEXIST | nix::errno::Errno::EINVAL,
+            ) => return Ok(false),
             Err(errno) => {
                 return Err(AllocDirError::Io {
                     op: "rename the spare task dir to",
@@ -461,6 +464,16 @@ impl SpareAllocDirs {
             }
             Err(nix::errno::Errno::EEXIST | nix::errno::Errno::ENOTEMPTY) => {
                 self.state().ready.push(name);
+                dir.build_shared()
+            }
+            Err(nix::errno::Errno::EINVAL) => {
+                // The filesystem cannot rename without replacing (NFS, for one): spares
+                // cannot be taken safely there.
+                tracing::info!(root = %self.allocs_root.display(), "this filesystem has no RENAME_NOREPLACE; allocation dirs are built at start");
+                self.state().closed = true;
+                if let Err(e) = self.remove_leftovers() {
+                    tracing::warn!("removing spare allocation directories: {e}");
+                }
                 dir.build_shared()
             }
             Err(errno) => {
