@@ -544,8 +544,20 @@ async fn relay_exec(socket: axum::extract::ws::WebSocket, mut session: ExecSessi
         }
     }
     let _ = sink.send(Message::Close(None)).await;
-    reader.abort();
+    // Closing our end while the user's frames are unread makes the kernel answer with a reset,
+    // and a reset discards what the user has not read yet: the last output and the exit code.
+    // Keep reading until the user closes (or goes away), for a bounded time.
+    let mut reader = reader;
+    if tokio::time::timeout(EXEC_CLOSE_GRACE, &mut reader)
+        .await
+        .is_err()
+    {
+        reader.abort();
+    }
 }
+
+/// How long an ended exec session waits for the user's side to close the websocket.
+const EXEC_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[cfg(test)]
 mod exec_frame_tests {

@@ -185,17 +185,26 @@ pub async fn exec(
             .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
             .unwrap_or_default()
     };
-    loop {
+    // Once every input source is done, only the agent's frames are awaited.
+    let mut input_open = true;
+    let lost = loop {
         tokio::select! {
-            out = rx.recv() => {
-                if let Some(message) = out {
-                    if sink.send(message).await.is_err() {
-                        break;
+            out = rx.recv(), if input_open => {
+                match out {
+                    Some(message) => {
+                        if let Err(e) = sink.send(message).await {
+                            break format!("sending: {e}");
+                        }
                     }
+                    None => input_open = false,
                 }
             }
             incoming = stream.next() => {
-                let Some(Ok(message)) = incoming else { break };
+                let message = match incoming {
+                    Some(Ok(m)) => m,
+                    Some(Err(e)) => break format!("receiving: {e}"),
+                    None => break "the agent closed it".to_string(),
+                };
                 let Message::Text(text) = message else { continue };
                 let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
                 if let Some(out) = v.get("stdout") {
@@ -210,6 +219,6 @@ pub async fn exec(
                 }
             }
         }
-    }
-    bail!("the exec session ended without an exit code (connection lost)")
+    };
+    bail!("the exec session ended without an exit code (connection lost: {lost})")
 }
