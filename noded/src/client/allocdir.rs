@@ -470,8 +470,7 @@ impl SpareAllocDirs {
                 // The filesystem cannot rename without replacing (NFS, for one): spares
                 // cannot be taken safely there.
                 tracing::info!(root = %self.allocs_root.display(), "this filesystem has no RENAME_NOREPLACE; allocation dirs are built at start");
-                self.state().closed = true;
-                if let Err(e) = self.remove_leftovers() {
+                if let Err(e) = self.remove_all() {
                     tracing::warn!("removing spare allocation directories: {e}");
                 }
                 dir.build_shared()
