@@ -33,6 +33,11 @@ pub struct ExecConfig {
     /// Cap CPU at the task's `cpu` MHz with a CFS quota instead of only weighting it
     /// (beyond Nomad's exec driver; the docker driver has the same option).
     pub cpu_hard_limit: bool,
+    /// Make the task's own `/local` read-only as well (beyond Nomad's exec driver, whose
+    /// chroot is writable; the docker driver has an option of this name). The jail's system
+    /// directories are read-only for every task; `/alloc`, `/secrets` and `/tmp` stay
+    /// writable. `exec` only: `raw_exec` has no task root.
+    pub readonly_rootfs: bool,
 }
 
 /// Resource names `rlimits` accepts (setrlimit(2) without the `RLIMIT_` prefix).
@@ -203,6 +208,62 @@ fn rlimit_value(field: &str, value: &Value) -> Result<(u64, u64), ConfigError> {
     }
 }
 
+/// `rlimits`: an object (API JSON), or the list of objects an HCL block becomes (one per
+/// `rlimits { … }` block; a resource may be named once).
+fn rlimits(value: &Value, errors: &mut Vec<ConfigError>) -> BTreeMap<String, (u64, u64)> {
+    let blocks: Vec<&serde_json::Map<String, Value>> = match value {
+        Value::Object(map) => vec![map],
+        Value::Array(items) if items.iter().all(Value::is_object) => {
+            items.iter().filter_map(Value::as_object).collect()
+        }
+        other => {
+            errors.push(ConfigError {
+                field: "rlimits".into(),
+                message: format!(
+                    "must be a block such as rlimits {{ nofile = 4096 }}, not {other}"
+                ),
+            });
+            return BTreeMap::new();
+        }
+    };
+    let mut out = BTreeMap::new();
+    for (name, v) in blocks.into_iter().flatten() {
+        let field = format!("rlimits.{name}");
+        if !RLIMIT_NAMES.contains(&name.as_str()) {
+            errors.push(ConfigError {
+                field,
+                message: format!("unknown resource (known: {})", RLIMIT_NAMES.join(", ")),
+            });
+            continue;
+        }
+        match rlimit_value(&field, v) {
+            Ok(limits) => {
+                if out.insert(name.clone(), limits).is_some() {
+                    errors.push(ConfigError {
+                        field,
+                        message: "is set twice; name each resource once".into(),
+                    });
+                }
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    out
+}
+
+fn boolean(field: &str, value: &Value, errors: &mut Vec<ConfigError>) -> bool {
+    match value {
+        Value::Bool(b) => *b,
+        other => {
+            errors.push(ConfigError {
+                field: field.to_string(),
+                message: format!("must be true or false, not {other}"),
+            });
+            false
+        }
+    }
+}
+
 fn mode(field: &str, value: &Value, errors: &mut Vec<ConfigError>) -> Option<NamespaceMode> {
     match value.as_str() {
         Some("private") => Some(NamespaceMode::Private),
@@ -217,7 +278,36 @@ fn mode(field: &str, value: &Value, errors: &mut Vec<ConfigError>) -> Option<Nam
     }
 }
 
+/// Parses the config of a task of `driver` (`exec` or `raw_exec`): [`parse_exec`], plus the
+/// options only `exec` has. A `raw_exec` task asking for them is refused, never run with
+/// less isolation than it asked for.
+pub fn parse_driver_config(
+    driver: &str,
+    config: &serde_json::Map<String, Value>,
+) -> Result<ExecConfig, Vec<ConfigError>> {
+    let parsed = parse_exec(config);
+    if driver != "raw_exec" {
+        return parsed;
+    }
+    let mut errors = match &parsed {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors.clone(),
+    };
+    if config.get("readonly_rootfs") == Some(&Value::Bool(true)) {
+        errors.push(ConfigError {
+            field: "readonly_rootfs".into(),
+            message: "raw_exec runs on the host's filesystem and has no task root to make read-only; use the exec driver".into(),
+        });
+    }
+    if errors.is_empty() {
+        parsed
+    } else {
+        Err(errors)
+    }
+}
+
 /// Parses an `exec`/`raw_exec` config; every problem is reported, not just the first.
+/// [`parse_driver_config`] adds what depends on the driver.
 pub fn parse_exec(config: &serde_json::Map<String, Value>) -> Result<ExecConfig, Vec<ConfigError>> {
     let mut errors = Vec::new();
     let mut c = ExecConfig::default();
@@ -240,37 +330,9 @@ pub fn parse_exec(config: &serde_json::Map<String, Value>) -> Result<ExecConfig,
             "ipc_mode" => c.ipc_mode = mode("ipc_mode", value, &mut errors),
             "cap_add" => c.cap_add = capability_list("cap_add", value, &mut errors),
             "cap_drop" => c.cap_drop = capability_list("cap_drop", value, &mut errors),
-            "rlimits" => match value {
-                Value::Object(map) => {
-                    for (name, v) in map {
-                        let field = format!("rlimits.{name}");
-                        if !RLIMIT_NAMES.contains(&name.as_str()) {
-                            errors.push(ConfigError {
-                                field,
-                                message: format!("unknown resource (known: {})", RLIMIT_NAMES.join(", ")),
-                            });
-                            continue;
-                        }
-                        match rlimit_value(&field, v) {
-                            Ok(limits) => {
-                                c.rlimits.insert(name.clone(), limits);
-                            }
-                            Err(e) => errors.push(e),
-                        }
-                    }
-                }
-                other => errors.push(ConfigError {
-                    field: "rlimits".into(),
-                    message: format!("must be a block such as rlimits {{ nofile = 4096 }}, not {other}"),
-                }),
-            },
-            "cpu_hard_limit" => match value {
-                Value::Bool(b) => c.cpu_hard_limit = *b,
-                other => errors.push(ConfigError {
-                    field: "cpu_hard_limit".into(),
-                    message: format!("must be true or false, not {other}"),
-                }),
-            },
+            "rlimits" => c.rlimits = rlimits(value, &mut errors),
+            "cpu_hard_limit" => c.cpu_hard_limit = boolean("cpu_hard_limit", value, &mut errors),
+            "readonly_rootfs" => c.readonly_rootfs = boolean("readonly_rootfs", value, &mut errors),
             "seccomp" => match value.as_str() {
                 Some("default") | Some("unconfined") => c.seccomp = value.as_str().map(str::to_string),
                 Some(p) if p.starts_with('/') => c.seccomp = Some(p.to_string()),
@@ -281,7 +343,7 @@ pub fn parse_exec(config: &serde_json::Map<String, Value>) -> Result<ExecConfig,
             },
             other => errors.push(ConfigError {
                 field: other.to_string(),
-                message: "unknown option (the exec driver takes: command, args, work_dir, pid_mode, ipc_mode, cap_add, cap_drop, rlimits, seccomp, cpu_hard_limit)".into(),
+                message: "unknown option (the exec driver takes: command, args, work_dir, pid_mode, ipc_mode, cap_add, cap_drop, rlimits, seccomp, cpu_hard_limit, readonly_rootfs)".into(),
             }),
         }
     }
@@ -307,7 +369,7 @@ pub fn check_job(job: &crate::model::Job) -> Vec<String> {
             if !is_builtin(&task.driver) {
                 continue;
             }
-            if let Err(errors) = parse_exec(&task.config) {
+            if let Err(errors) = parse_driver_config(&task.driver, &task.config) {
                 for e in errors {
                     out.push(format!(
                         "group {:?} → task {:?} → {e}",
@@ -336,9 +398,10 @@ mod tests {
             "pid_mode": "host", "ipc_mode": "private",
             "cap_add": ["CAP_NET_RAW", "sys_time"], "cap_drop": ["all"],
             "rlimits": {"nofile": 4096, "core": "0:unlimited"},
-            "seccomp": "unconfined"
+            "seccomp": "unconfined", "readonly_rootfs": true
         }))
         .unwrap();
+        assert!(c.readonly_rootfs);
         assert_eq!(c.args, vec!["-v", "3"]);
         assert_eq!(c.pid_mode, Some(NamespaceMode::Host));
         assert_eq!(c.cap_add, vec!["net_raw", "sys_time"]);
@@ -353,7 +416,7 @@ mod tests {
         let errors = parse(json!({
             "args": "not-a-list", "work_dir": "relative", "pid_mode": "shared",
             "cap_add": ["net_bind_service", "superpowers"], "rlimits": {"files": 1, "nproc": "9:3"},
-            "seccomp": "strict", "image": "redis"
+            "seccomp": "strict", "image": "redis", "readonly_rootfs": "yes"
         }))
         .unwrap_err();
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
@@ -366,11 +429,58 @@ mod tests {
             "rlimits.nproc",
             "seccomp",
             "image",
+            "readonly_rootfs",
             "command",
         ] {
             assert!(fields.contains(&f), "{f} missing from {fields:?}");
         }
         let soft = errors.iter().find(|e| e.field == "rlimits.nproc").unwrap();
         assert!(soft.message.contains("above the hard limit"), "{soft}");
+    }
+
+    #[test]
+    fn readonly_rootfs_is_for_exec_only() {
+        let config = json!({"command": "/bin/app", "readonly_rootfs": true});
+        let config = config.as_object().unwrap();
+        assert!(parse_driver_config("exec", config).unwrap().readonly_rootfs);
+        let errors = parse_driver_config("raw_exec", config).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field, "readonly_rootfs");
+        assert!(
+            errors[0].message.contains("use the exec driver"),
+            "{}",
+            errors[0]
+        );
+        // Other problems of a raw_exec config are still all reported.
+        let bad = json!({"readonly_rootfs": true});
+        let fields: Vec<String> = parse_driver_config("raw_exec", bad.as_object().unwrap())
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(fields, ["command", "readonly_rootfs"]);
+        // Off is fine everywhere.
+        let off = json!({"command": "/bin/app", "readonly_rootfs": false});
+        assert!(
+            !parse_driver_config("raw_exec", off.as_object().unwrap())
+                .unwrap()
+                .readonly_rootfs
+        );
+    }
+
+    #[test]
+    fn rlimits_come_as_an_object_or_as_hcl_blocks() {
+        let json_form = parse(json!({"command": "/a", "rlimits": {"nofile": 64}})).unwrap();
+        let block_form =
+            parse(json!({"command": "/a", "rlimits": [{"nofile": 64}, {"core": 0}]})).unwrap();
+        assert_eq!(json_form.rlimits["nofile"], (64, 64));
+        assert_eq!(block_form.rlimits["nofile"], (64, 64));
+        assert_eq!(block_form.rlimits["core"], (0, 0));
+        let twice = parse(json!({"command": "/a", "rlimits": [{"nofile": 64}, {"nofile": 65}]}))
+            .unwrap_err();
+        assert_eq!(twice[0].field, "rlimits.nofile");
+        assert!(twice[0].message.contains("twice"), "{}", twice[0]);
+        let bad = parse(json!({"command": "/a", "rlimits": [64]})).unwrap_err();
+        assert_eq!(bad[0].field, "rlimits");
     }
 }

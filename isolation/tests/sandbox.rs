@@ -785,3 +785,70 @@ fn a_task_sees_a_replaced_read_only_source_not_the_old_template() {
     std::fs::write(data.join("version"), "3").unwrap();
     assert_eq!(read_version(), "3");
 }
+
+#[test]
+fn a_read_only_task_bind_is_readable_but_not_writable_and_leaves_the_template_alone() {
+    if !require_root("spawning a sandbox") {
+        return;
+    }
+    let jail = JailDirs::new();
+    std::fs::write(jail.path("local").join("config"), "from the client\n").unwrap();
+    let script = "cat /local/config; \
+                  echo x > /local/new && echo LOCAL_WRITTEN; \
+                  echo y > /tmp/t && echo TMP_WRITTEN; \
+                  echo z > /alloc/z && echo ALLOC_WRITTEN";
+    let run_task = |read_only_local: bool,
+                    spawn_fn: fn(
+        &SandboxSpec,
+    ) -> Result<isolation::sandbox::SandboxChild, SpawnError>| {
+        let mut s = spec("/bin/sh", &["-c", script], &jail, None);
+        if let Filesystem::Jail(rootfs) = &mut s.filesystem {
+            if read_only_local {
+                let local = rootfs
+                    .rw_binds
+                    .iter()
+                    .position(|b| b.sandbox == std::path::Path::new("/local"))
+                    .unwrap();
+                let bind = rootfs.rw_binds.remove(local);
+                rootfs.task_ro_binds.push(bind);
+            }
+        }
+        let out = run_with(s, spawn_fn).unwrap();
+        for name in ["new", "t", "z"] {
+            for dir in ["local", "tmp", "alloc"] {
+                let _ = std::fs::remove_file(jail.path(dir).join(name));
+            }
+        }
+        out
+    };
+    for spawn_fn in [
+        spawn as fn(&SandboxSpec) -> Result<isolation::sandbox::SandboxChild, SpawnError>,
+        isolation::sandbox::spawn_with_legacy_jail,
+    ] {
+        // Writable, read-only, writable again: the template both modes of /local share
+        // keeps neither the read-only tree nor the writable one.
+        for read_only in [false, true, false] {
+            let out = run_task(read_only, spawn_fn);
+            assert!(
+                out.stdout.starts_with("from the client\n"),
+                "{}",
+                out.stdout
+            );
+            assert!(out.stdout.contains("TMP_WRITTEN"), "{}", out.stdout);
+            assert!(out.stdout.contains("ALLOC_WRITTEN"), "{}", out.stdout);
+            if read_only {
+                assert!(!out.stdout.contains("LOCAL_WRITTEN"), "{}", out.stdout);
+                assert!(
+                    out.stderr.contains("Read-only file system"),
+                    "{}",
+                    out.stderr
+                );
+            } else {
+                assert!(out.stdout.contains("LOCAL_WRITTEN"), "{}", out.stdout);
+            }
+            assert!(out.status.success(), "{}", out.stderr);
+        }
+    }
+    assert!(!jail.path("local").join("new").exists());
+    assert!(mounts_under(jail.root.path()).is_empty());
+}

@@ -824,3 +824,83 @@ fn tasks_without_cores_are_kept_off_reserved_cores_and_get_them_back_when_freed(
     }
     assert_eq!(host_cpus_allowed(early_pid).as_deref(), Some(all.as_str()));
 }
+
+#[test]
+fn readonly_rootfs_and_rlimits_blocks_reach_the_task_and_its_exec_sessions() {
+    if !require_root("readonly_rootfs") {
+        return;
+    }
+    let agent = DevAgent::start(AgentOptions::default());
+    let job = write_job(
+        &agent,
+        "rofs",
+        r#"
+job "rofs" {
+  group "g" {
+    task "t" {
+      driver = "exec"
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "if echo x > /local/probe; then echo local=writable; else echo local=read-only; fi; echo y > /tmp/probe && echo tmp=writable; echo z > /alloc/data/probe && echo alloc=writable; echo nofile=$(ulimit -n); sleep 600"]
+        readonly_rootfs = true
+        # An HCL block (the API's JSON form is an object): both reach the task.
+        rlimits {
+          nofile = 64
+        }
+      }
+    }
+  }
+}
+"#,
+    );
+    let out = agent.cli(&["job", "run", job.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let a = first_alloc_with_status(&agent, "rofs", &["running"]);
+    let id = a["ID"].as_str().unwrap().to_string();
+    let stdout = agent.wait_for("the task's probes", Duration::from_secs(30), |agent| {
+        let text = logs(agent, &id, "t", "stdout");
+        text.contains("nofile=").then_some(text)
+    });
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            "local=read-only",
+            "tmp=writable",
+            "alloc=writable",
+            "nofile=64"
+        ]
+    );
+    assert!(logs(&agent, &id, "t", "stderr").contains("Read-only file system"));
+
+    // An exec session sees the task's mounts: /local is read-only there too.
+    let out = agent.cli(&[
+        "alloc",
+        "exec",
+        "-t=false",
+        &id[..8],
+        "/bin/sh",
+        "-c",
+        "touch /local/x",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Read-only file system"));
+
+    // raw_exec has no task root: asking it for a read-only one is refused at submission.
+    let raw = write_job(
+        &agent,
+        "rofs-raw",
+        "job \"rofs-raw\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"raw_exec\"\n      config {\n        command = \"/bin/true\"\n        readonly_rootfs = true\n      }\n    }\n  }\n}\n",
+    );
+    let out = agent.cli(&["job", "run", raw.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("readonly_rootfs") && err.contains("exec driver"),
+        "{err}"
+    );
+    assert_eq!(agent.get("/v1/job/rofs-raw").unwrap().status, 404);
+}

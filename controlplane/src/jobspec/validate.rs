@@ -1666,6 +1666,7 @@ pub const ACTED_ON: &[&str] = &[
     "Tasks.Config.rlimits",
     "Tasks.Config.seccomp",
     "Tasks.Config.cpu_hard_limit",
+    "Tasks.Config.readonly_rootfs",
     "Tasks.Resources.Cores",
     "Tasks.Env",
     "Tasks.User",
@@ -1754,6 +1755,7 @@ fn baseline_of(job: &Job) -> Job {
                 "rlimits",
                 "seccomp",
                 "cpu_hard_limit",
+                "readonly_rootfs",
             ] {
                 if let Some(v) = t.config.get(k) {
                     config.insert(k.to_string(), v.clone());

@@ -138,6 +138,10 @@ pub struct RootfsSpec {
     /// Read-write binds, e.g. the task's `/alloc`, `/local`, `/secrets`, `/tmp` (the source
     /// must exist; its `noexec`/`ro` flags are kept).
     pub rw_binds: Vec<Bind>,
+    /// Read-only binds of the task's own directories, e.g. its `/local` when the task asks
+    /// for a read-only root (`readonly_rootfs`). Bound per task like `rw_binds` (never part
+    /// of a template shared by other tasks), but read-only.
+    pub task_ro_binds: Vec<Bind>,
     /// Sandbox paths hidden from the task ([`DEFAULT_MASKED_PATHS`]).
     pub masked_paths: Vec<PathBuf>,
     /// Size of `/dev/shm`.
@@ -152,6 +156,7 @@ impl RootfsSpec {
             system_dirs: DEFAULT_SYSTEM_DIRS.iter().map(PathBuf::from).collect(),
             ro_binds: Vec::new(),
             rw_binds: Vec::new(),
+            task_ro_binds: Vec::new(),
             masked_paths: DEFAULT_MASKED_PATHS.iter().map(PathBuf::from).collect(),
             shm_size_bytes: DEFAULT_SHM_SIZE_BYTES,
         }

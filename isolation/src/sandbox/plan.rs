@@ -343,6 +343,9 @@ struct PlannedBind {
     host: PathBuf,
     sandbox: PathBuf,
     read_only: bool,
+    /// The task's own (a read-write bind, or a read-only bind of a task directory): bound
+    /// per task, never in a template.
+    per_task: bool,
     is_dir: bool,
 }
 
@@ -352,17 +355,24 @@ fn collect_binds(rootfs: &RootfsSpec) -> Result<Vec<PlannedBind>, SpawnError> {
         .ro_binds
         .iter()
         .enumerate()
-        .map(|(i, b)| (format!("ro_binds[{i}]"), b, true))
+        .map(|(i, b)| (format!("ro_binds[{i}]"), b, true, false))
         .chain(
             rootfs
                 .rw_binds
                 .iter()
                 .enumerate()
-                .map(|(i, b)| (format!("rw_binds[{i}]"), b, false)),
+                .map(|(i, b)| (format!("rw_binds[{i}]"), b, false, true)),
+        )
+        .chain(
+            rootfs
+                .task_ro_binds
+                .iter()
+                .enumerate()
+                .map(|(i, b)| (format!("task_ro_binds[{i}]"), b, true, true)),
         );
     let system: BTreeSet<PathBuf> = rootfs.system_dirs.iter().cloned().collect();
     let mut seen = BTreeSet::new();
-    for (field, bind, read_only) in all {
+    for (field, bind, read_only, per_task) in all {
         let sandbox = sandbox_path(&format!("{field}.sandbox"), &bind.sandbox)?;
         if !bind.host.is_absolute() {
             return Err(SpawnError::invalid(
@@ -393,6 +403,7 @@ fn collect_binds(rootfs: &RootfsSpec) -> Result<Vec<PlannedBind>, SpawnError> {
             host: bind.host.clone(),
             sandbox,
             read_only,
+            per_task,
             is_dir: meta.is_dir(),
         });
     }
@@ -574,9 +585,9 @@ pub(crate) struct TemplateKey {
     staging_dir: PathBuf,
     system_dirs: Vec<PathBuf>,
     /// (host, sandbox, is a directory) of the read-only binds made in the template.
-    binds: Vec<(PathBuf, PathBuf, bool)>,
+    pub(super) binds: Vec<(PathBuf, PathBuf, bool)>,
     /// (sandbox, is a directory) of the mount points of per-task binds.
-    mount_points: Vec<(PathBuf, bool)>,
+    pub(super) mount_points: Vec<(PathBuf, bool)>,
     /// `/sys` (and the cgroup mount points under it) are in the template: the task stays in
     /// the network namespace the template was built in (sysfs shows its mounter's).
     sysfs: Option<Vec<String>>,
@@ -1132,17 +1143,17 @@ fn template_jail_ops(
         mount_points: Vec::new(),
         sysfs: sysfs_in_template.then(|| mounts.iter().map(|m| m.dir_name.clone()).collect()),
     };
-    // A bind inside a read-write bind lands in the task's own directory: per task, like
-    // the read-write binds themselves. Everything else is the template's.
-    let writable: Vec<&Path> = binds
+    // A bind inside one of the task's own binds lands in the task's own directory: per
+    // task, like the task's binds themselves. Everything else is the template's.
+    let own: Vec<&Path> = binds
         .iter()
-        .filter(|b| !b.read_only)
+        .filter(|b| b.per_task)
         .map(|b| b.sandbox.as_path())
         .collect();
     let mut in_template = Vec::new();
     let mut per_task = Vec::new();
     for bind in &binds {
-        let nested = writable
+        let nested = own
             .iter()
             .any(|w| *w != bind.sandbox && bind.sandbox.starts_with(w));
         if nested {
@@ -1150,7 +1161,7 @@ fn template_jail_ops(
             continue;
         }
         in_template.push(bind);
-        if bind.read_only {
+        if !bind.per_task {
             key.binds
                 .push((bind.host.clone(), bind.sandbox.clone(), bind.is_dir));
             identity_paths.push(path_cstring(&format!("{}.host", bind.field), &bind.host)?);
@@ -1178,7 +1189,7 @@ fn template_jail_ops(
             for bind in in_template {
                 ancestor_ops(&mut t, staging, &bind.sandbox, &mut dirs)?;
                 let target = staged(staging, &bind.sandbox);
-                if bind.read_only {
+                if !bind.per_task {
                     push_bind(
                         &mut t,
                         &bind.field,
@@ -1194,7 +1205,7 @@ fn template_jail_ops(
                 if bind.is_dir {
                     dirs.insert(bind.sandbox.clone());
                     // A per-task bind's host path is the task's own: added below.
-                    if bind.read_only {
+                    if !bind.per_task {
                         sources.push((bind.sandbox.clone(), bind.host.clone()));
                     }
                 }

@@ -867,3 +867,70 @@ fn a_go_ahead_is_awaited_after_the_capabilities_and_kept_through_close_fds() {
     let plan = build(&spec).unwrap();
     assert!(!plan.steps().contains(&Step::AwaitGoAhead));
 }
+
+#[test]
+fn a_read_only_task_bind_is_attached_per_task_and_read_only() {
+    let dir = staging();
+    let mut spec = jail_spec(dir.path());
+    let Filesystem::Jail(rootfs) = &mut spec.filesystem else {
+        unreachable!()
+    };
+    rootfs
+        .task_ro_binds
+        .push(Bind::new(dir.path().parent().unwrap(), "/local"));
+    let plan = build_with(&spec, JailMode::Template).unwrap();
+    let template = plan.template.as_ref().expect("a template layout");
+    // Only its mount point is shared: the template of a task with a writable /local is the
+    // same one.
+    assert!(template
+        .key
+        .mount_points
+        .contains(&(PathBuf::from("/local"), true)));
+    assert!(!template
+        .key
+        .binds
+        .iter()
+        .any(|(_, sandbox, _)| sandbox == Path::new("/local")));
+    let local: Vec<_> = plan
+        .detached
+        .iter()
+        .filter(|d| d.text.ends_with(" at /local"))
+        .collect();
+    assert_eq!(local.len(), 1);
+    assert!(local[0].read_only);
+    assert!(plan
+        .ops
+        .iter()
+        .any(|p| matches!(&p.op, Op::MoveMount { target, .. } if target.to_bytes() == b"/local")));
+
+    // Without a template it is a bind remounted read-only.
+    let plan = build_with(&spec, JailMode::Legacy).unwrap();
+    let remount = plan
+        .ops
+        .iter()
+        .find(|p| p.step == Step::RemountBind && p.target.ends_with(" at /local"))
+        .expect("a remount of /local");
+    assert!(
+        matches!(&remount.op, Op::Mount { flags, .. } if flags & libc::MS_RDONLY != 0),
+        "{remount:?}"
+    );
+
+    // A bad one is refused naming its list.
+    rootfs_of(&mut spec)
+        .task_ro_binds
+        .push(Bind::new("rel", "/x"));
+    let e = build_with(&spec, JailMode::Template)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("task_ro_binds[1].host: rel is not an absolute path"),
+        "{e}"
+    );
+}
+
+fn rootfs_of(spec: &mut SandboxSpec) -> &mut RootfsSpec {
+    match &mut spec.filesystem {
+        Filesystem::Jail(rootfs) => rootfs,
+        Filesystem::Host => panic!("not a jail"),
+    }
+}

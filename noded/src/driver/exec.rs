@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use controlplane::drivers::{parse_exec, ExecConfig, NamespaceMode};
+use controlplane::drivers::{parse_driver_config, ExecConfig, NamespaceMode};
 use controlplane::model::{DriverInfo, Task};
 
 use super::{Driver, DriverError, TaskContext};
@@ -284,7 +284,7 @@ impl Driver for ExecDriver {
     }
 
     fn prepare(&self, task: &Task, ctx: &TaskContext) -> Result<TaskLaunch, DriverError> {
-        let config = parse_exec(&task.config).map_err(|errors| {
+        let config = parse_driver_config(self.name(), &task.config).map_err(|errors| {
             let first = errors.first().cloned();
             let message = errors
                 .iter()
@@ -343,6 +343,7 @@ impl Driver for ExecDriver {
                         .unwrap_or_else(|| "default".to_string()),
                     host_pid: pid == NamespaceMode::Host,
                     host_ipc: ipc == NamespaceMode::Host,
+                    readonly_rootfs: config.readonly_rootfs,
                 },
                 ambient,
             )
@@ -521,5 +522,24 @@ mod tests {
         let unhealthy = ExecDriver::exec(settings(), Err("needs root".into())).fingerprint();
         assert!(!unhealthy.healthy);
         assert_eq!(unhealthy.health_description, "needs root");
+    }
+
+    #[test]
+    fn readonly_rootfs_reaches_the_launch_and_raw_exec_refuses_it() {
+        let config = json!({"command": "/bin/true", "readonly_rootfs": true});
+        let launch = ExecDriver::exec(settings(), Ok(()))
+            .prepare(&task(config.clone(), "nobody"), &ctx())
+            .unwrap();
+        assert!(matches!(
+            launch.isolation,
+            IsolationMode::Jail {
+                readonly_rootfs: true,
+                ..
+            }
+        ));
+        let err = ExecDriver::raw_exec(true, settings(), Ok(()))
+            .prepare(&task(config, "root"), &ctx())
+            .unwrap_err();
+        assert_eq!(err.field, "readonly_rootfs");
     }
 }

@@ -525,6 +525,7 @@ impl Supervisor {
                 seccomp,
                 host_pid,
                 host_ipc,
+                readonly_rootfs,
             } => {
                 let mut root = RootfsSpec::new(&self.staging_dir);
                 root.system_dirs.clear();
@@ -544,10 +545,15 @@ impl Supervisor {
                 }
                 root.rw_binds = vec![
                     Bind::new(&launch.alloc_dir, "/alloc"),
-                    Bind::new(launch.task_dir.join("local"), "/local"),
                     Bind::new(launch.task_dir.join("secrets"), "/secrets"),
                     Bind::new(launch.task_dir.join("tmp"), "/tmp"),
                 ];
+                let local = Bind::new(launch.task_dir.join("local"), "/local");
+                if *readonly_rootfs {
+                    root.task_ro_binds.push(local);
+                } else {
+                    root.rw_binds.push(local);
+                }
                 let mut ns = NamespaceSpec::isolated();
                 ns.pid = !host_pid;
                 ns.ipc = !host_ipc;

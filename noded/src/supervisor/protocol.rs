@@ -31,6 +31,9 @@ pub enum IsolationMode {
         /// Share the host's pid / ipc namespace (`pid_mode`/`ipc_mode = "host"`).
         host_pid: bool,
         host_ipc: bool,
+        /// The task's `/local` is read-only too (`readonly_rootfs`).
+        #[serde(default)]
+        readonly_rootfs: bool,
     },
     /// `raw_exec`: the host's filesystem; still a cgroup that tracks, limits and kills.
     Host,
