@@ -904,3 +904,72 @@ job "rofs" {
     );
     assert_eq!(agent.get("/v1/job/rofs-raw").unwrap().status, 404);
 }
+
+#[test]
+fn bad_task_input_fails_at_once_naming_the_field_without_restarts() {
+    if !require_root("bad task input") {
+        return;
+    }
+    let agent = DevAgent::start(AgentOptions::default());
+    // Each is valid as a job (only a node can judge it), and each would fail the same way on
+    // every restart: the default batch policy's 3 restarts 15 s apart must not happen.
+    let cases = [
+        (
+            "caps",
+            "user = \"nobody\"",
+            "cap_add = [\"sys_admin\"]",
+            "config.cap_add",
+        ),
+        (
+            "seccomp",
+            "",
+            "seccomp = \"/no/such/profile.json\"",
+            "seccomp",
+        ),
+        ("outside", "", "", "/opt/not-in-the-task-root/app"),
+        (
+            "rlimit",
+            "",
+            "rlimits {\n          nofile = 4294967295\n        }",
+            "rlimits.nofile",
+        ),
+    ];
+    for (name, user, option, named) in cases {
+        let command = if name == "outside" {
+            "/opt/not-in-the-task-root/app"
+        } else {
+            "/bin/true"
+        };
+        let job = write_job(
+            &agent,
+            name,
+            &format!(
+                "job \"bad-{name}\" {{\n  type = \"batch\"\n  group \"g\" {{\n    task \"t\" {{\n      driver = \"exec\"\n      {user}\n      config {{\n        command = \"{command}\"\n        {option}\n      }}\n    }}\n  }}\n}}\n"
+            ),
+        );
+        let started = std::time::Instant::now();
+        let out = agent.cli(&["job", "run", job.to_str().unwrap()]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(2), "{name}: {text}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{name}: took {:?}: {text}",
+            started.elapsed()
+        );
+        assert!(
+            text.contains("Error was unrecoverable") && text.contains(named),
+            "{name}: the one-line failure should say why ({named}): {text}"
+        );
+        let a = first_alloc_with_status(&agent, &format!("bad-{name}"), &["failed"]);
+        let kinds: Vec<String> = events(&a, "t").into_iter().map(|(kind, _)| kind).collect();
+        assert!(
+            !kinds.iter().any(|k| k == "Restarting"),
+            "{name}: {kinds:?}"
+        );
+        assert_eq!(a["TaskStates"]["t"]["Restarts"], 0, "{name}");
+    }
+}

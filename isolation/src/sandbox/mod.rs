@@ -527,6 +527,33 @@ fn clone_hint(errno: Errno) -> &'static str {
 }
 
 impl SpawnError {
+    /// Whether starting the same spec again must fail the same way: the spec is invalid, its
+    /// seccomp profile is, or the program or working directory is missing or not usable.
+    /// Resource shortages, races and kernel errors are not permanent.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            SpawnError::Invalid { .. } | SpawnError::Seccomp(_) => true,
+            SpawnError::Step { step, errno, .. } => match step {
+                Step::Exec | Step::ChangeDirectory => matches!(
+                    errno,
+                    Errno::ENOENT
+                        | Errno::ENOTDIR
+                        | Errno::EACCES
+                        | Errno::ENOEXEC
+                        | Errno::ELOOP
+                        | Errno::ENAMETOOLONG
+                ),
+                // Above the hard limit the supervisor may set.
+                Step::SetRlimit => *errno == Errno::EPERM,
+                _ => false,
+            },
+            SpawnError::Prepare { .. }
+            | SpawnError::Clone { .. }
+            | SpawnError::TargetGone { .. }
+            | SpawnError::Report { .. } => false,
+        }
+    }
+
     /// The failed step, for errors raised in the child.
     pub fn step(&self) -> Option<Step> {
         match self {

@@ -934,3 +934,34 @@ fn rootfs_of(spec: &mut SandboxSpec) -> &mut RootfsSpec {
         Filesystem::Host => panic!("not a jail"),
     }
 }
+
+#[test]
+fn only_errors_that_would_repeat_are_permanent() {
+    let step = |step: Step, errno: Errno| SpawnError::Step {
+        step,
+        target: String::new(),
+        errno,
+        message: String::new(),
+    };
+    for permanent in [
+        SpawnError::invalid("work_dir", "relative"),
+        step(Step::Exec, Errno::ENOENT),
+        step(Step::Exec, Errno::EACCES),
+        step(Step::ChangeDirectory, Errno::ENOTDIR),
+        step(Step::SetRlimit, Errno::EPERM),
+    ] {
+        assert!(permanent.is_permanent(), "{permanent:?}");
+    }
+    for transient in [
+        step(Step::Exec, Errno::ENOMEM),
+        step(Step::MountProc, Errno::EBUSY),
+        step(Step::JoinCgroup, Errno::ENOSPC),
+        SpawnError::Clone {
+            flags: String::new(),
+            errno: Errno::EAGAIN,
+        },
+        SpawnError::Report { pid: 1, bytes: 3 },
+    ] {
+        assert!(!transient.is_permanent(), "{transient:?}");
+    }
+}

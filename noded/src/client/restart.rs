@@ -14,6 +14,10 @@ pub enum RunOutcome {
     Failure,
     /// Could not be started at all (driver or setup error).
     StartFailure,
+    /// Could not be started, and starting again cannot help: the task's config is refused
+    /// by this node, its program is not there. Never restarted (as Nomad does with a driver
+    /// error it marks unrecoverable).
+    UnrecoverableStartFailure,
 }
 
 /// What to do next.
@@ -53,6 +57,7 @@ impl RestartTracker {
         if outcome == RunOutcome::Success && batch {
             return RestartDecision::Complete;
         }
+
         let start = *self.interval_start.get_or_insert(now);
         if now.saturating_sub(start) >= self.policy.interval {
             self.interval_start = Some(now);
@@ -64,6 +69,11 @@ impl RestartTracker {
             }
             RunOutcome::Failure => "Restart within policy",
             RunOutcome::StartFailure => "Restart within policy (the task failed to start)",
+            RunOutcome::UnrecoverableStartFailure => {
+                return RestartDecision::Fail {
+                    reason: "Error was unrecoverable".to_string(),
+                }
+            }
         };
         if self.count_in_interval < self.policy.attempts {
             self.count_in_interval += 1;
@@ -182,6 +192,27 @@ mod tests {
         assert!(matches!(
             t.next(RunOutcome::Failure, S(0)),
             RestartDecision::Fail { .. }
+        ));
+    }
+
+    #[test]
+    fn an_unrecoverable_start_failure_is_never_restarted() {
+        for mode in ["fail", "delay"] {
+            for job_type in [JobType::Service, JobType::Batch] {
+                let mut t = RestartTracker::new(policy(5, mode), job_type);
+                assert_eq!(
+                    t.next(RunOutcome::UnrecoverableStartFailure, S(0)),
+                    RestartDecision::Fail {
+                        reason: "Error was unrecoverable".to_string()
+                    }
+                );
+            }
+        }
+        // A recoverable one is, within the policy.
+        let mut t = RestartTracker::new(policy(5, "fail"), JobType::Service);
+        assert!(matches!(
+            t.next(RunOutcome::StartFailure, S(0)),
+            RestartDecision::Restart { .. }
         ));
     }
 }

@@ -96,7 +96,9 @@ pub fn parse_signal(name: &str) -> Result<i32, String> {
 enum RunEnd {
     Exited(ExitInfo),
     Killed(Option<ExitInfo>),
-    StartFailed,
+    /// Not started. `Some(cause)` when starting again cannot help (see
+    /// [`RunOutcome::UnrecoverableStartFailure`]).
+    StartFailed(Option<String>),
     /// Killed on a user's restart request: start again at once, outside the restart policy.
     Restarted,
 }
@@ -183,7 +185,8 @@ impl TaskRunner {
                     self.remove().await;
                     return self.finish(state, false).await;
                 }
-                RunEnd::StartFailed => RunOutcome::StartFailure,
+                RunEnd::StartFailed(None) => RunOutcome::StartFailure,
+                RunEnd::StartFailed(Some(_)) => RunOutcome::UnrecoverableStartFailure,
                 RunEnd::Restarted => {
                     self.remove().await;
                     state.state = TaskLifecycleState::Pending;
@@ -204,7 +207,11 @@ impl TaskRunner {
             let now = origin.elapsed();
             match tracker.next(outcome, now) {
                 RestartDecision::Complete => return self.finish(state, false).await,
-                RestartDecision::Fail { reason } => {
+                RestartDecision::Fail { mut reason } => {
+                    if let RunEnd::StartFailed(Some(cause)) = &end {
+                        // The one line `job run` shows says why, not only that.
+                        reason = format!("{reason}: {cause}");
+                    }
                     let mut e = TaskEvent::new(event_type::NOT_RESTARTING, reason.clone());
                     e.restart_reason = reason;
                     e.fails_task = true;
@@ -269,12 +276,16 @@ impl TaskRunner {
         let mut launch = match self.driver.prepare(&self.task, &self.ctx) {
             Ok(l) => l,
             Err(e) => {
+                // The task's config against this node's driver settings: the same next time.
                 let message = e.to_string();
                 let mut ev = TaskEvent::new(event_type::DRIVER_FAILURE, message.clone());
                 ev.driver_error = message.clone();
                 self.push(state, ev);
                 self.send(state).await;
-                return RunEnd::StartFailed;
+                // The failure line names the task already.
+                let prefix = format!("task {:?}: ", e.task);
+                let cause = message.strip_prefix(&prefix).unwrap_or(&message);
+                return RunEnd::StartFailed(Some(cause.to_string()));
             }
         };
         if launch.limits.cpuset.is_empty() {
@@ -305,12 +316,23 @@ impl TaskRunner {
                 self.send(state).await;
                 self.wait_or_kill(state).await
             }
-            Ok(Response::Error { step, message }) => {
-                let text = match step {
-                    Some(step) => format!("failed to start task: {step}: {message}"),
-                    None => format!("failed to start task: {message}"),
+            Ok(Response::Error {
+                step,
+                message,
+                permanent,
+            }) => {
+                let cause = match step {
+                    Some(step) => format!("{step}: {message}"),
+                    None => message,
                 };
-                self.start_failed(state, text).await
+                let end = self
+                    .start_failed(state, format!("failed to start task: {cause}"))
+                    .await;
+                if permanent {
+                    RunEnd::StartFailed(Some(cause))
+                } else {
+                    end
+                }
             }
             Ok(other) => {
                 self.start_failed(
@@ -333,7 +355,7 @@ impl TaskRunner {
         ev.driver_error = text;
         self.push(state, ev);
         self.send(state).await;
-        RunEnd::StartFailed
+        RunEnd::StartFailed(None)
     }
 
     async fn reattached(&mut self, state: &mut TaskState, status: TaskStatus) -> RunEnd {
@@ -455,7 +477,7 @@ impl TaskRunner {
                 ev.driver_error = message.clone();
                 self.push(state, ev);
                 self.send(state).await;
-                RunEnd::StartFailed
+                RunEnd::StartFailed(None)
             }
         }
     }

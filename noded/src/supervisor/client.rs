@@ -246,7 +246,7 @@ impl SupervisorClient {
                 }
                 Ok(ExecHandle { exec_id, pid, fds })
             }
-            Ok(Response::Error { step, message }) => {
+            Ok(Response::Error { step, message, .. }) => {
                 Err(SupervisorClientError::Refused(match step {
                     Some(step) => format!("{step}: {message}"),
                     None => message,

@@ -304,6 +304,7 @@ async fn serve_connection(sup: Rc<Supervisor>, stream: UnixStream) -> std::io::R
         Err(e) => Response::Error {
             step: None,
             message: format!("malformed request: {e}"),
+            permanent: false,
         }
         .into(),
     };
@@ -347,6 +348,7 @@ fn err(message: impl Into<String>) -> Response {
     Response::Error {
         step: None,
         message: message.into(),
+        permanent: false,
     }
 }
 
@@ -452,6 +454,7 @@ impl Supervisor {
                     message: format!(
                         "task {task_id:?} has exited: it has no resource usage any more"
                     ),
+                    permanent: false,
                 },
                 Some(task) => match task.cgroup.stats() {
                     Ok(s) => Response::Stats {
@@ -632,6 +635,7 @@ impl Supervisor {
         let fail = |step: &str, message: String| Response::Error {
             step: Some(step.to_string()),
             message,
+            permanent: false,
         };
         let mib = 1024 * 1024;
         let memory = launch.limits.memory_mb.max(1);
@@ -704,7 +708,13 @@ impl Supervisor {
             Ok(spec) => sandbox::spawn(&spec),
             Err((step, message)) => {
                 // Dropping the spec's go-ahead end lets the log opener finish unanswered.
-                return Err(cleanup(fail(step, message)));
+                // What the spec is made of (user, capabilities, seccomp profile, rlimits)
+                // does not change by trying again.
+                return Err(cleanup(Response::Error {
+                    step: Some(step.to_string()),
+                    message,
+                    permanent: true,
+                }));
             }
         };
         // Ready by now, unless the child failed before its wait; either way the job is short.
@@ -721,6 +731,7 @@ impl Supervisor {
                 return Err(cleanup(Response::Error {
                     step,
                     message: e.to_string(),
+                    permanent: e.is_permanent(),
                 }));
             }
         };
@@ -801,6 +812,7 @@ impl Supervisor {
             Response::Error {
                 step: Some(step.to_string()),
                 message,
+                permanent: false,
             }
             .into()
         };
@@ -837,6 +849,7 @@ impl Supervisor {
                 return Response::Error {
                     step,
                     message: e.to_string(),
+                    permanent: e.is_permanent(),
                 }
                 .into();
             }

@@ -228,6 +228,11 @@ pub enum Response {
     Error {
         step: Option<String>,
         message: String,
+        /// Trying again cannot help: the request itself is wrong for this node (a user,
+        /// capability or seccomp profile it refuses, a program or working directory that is
+        /// not there). A task that failed to start so is not restarted.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        permanent: bool,
     },
 }
 
@@ -260,9 +265,29 @@ mod tests {
         let err = serde_json::to_string(&Response::Error {
             step: Some("exec".into()),
             message: "x".into(),
+            permanent: false,
         })
         .unwrap();
         assert!(!err.contains('\n'));
+        // `permanent` is written only when set, and an answer without it (from a supervisor
+        // that predates it) reads as a failure worth retrying.
+        assert!(!err.contains("permanent"));
+        let old: Response =
+            serde_json::from_str(r#"{"result":"error","step":"exec","message":"x"}"#).unwrap();
+        assert!(matches!(
+            old,
+            Response::Error {
+                permanent: false,
+                ..
+            }
+        ));
+        let permanent = serde_json::to_string(&Response::Error {
+            step: None,
+            message: "x".into(),
+            permanent: true,
+        })
+        .unwrap();
+        assert!(permanent.contains(r#""permanent":true"#), "{permanent}");
     }
 
     #[test]
