@@ -852,3 +852,58 @@ fn a_read_only_task_bind_is_readable_but_not_writable_and_leaves_the_template_al
     assert!(!jail.path("local").join("new").exists());
     assert!(mounts_under(jail.root.path()).is_empty());
 }
+
+#[test]
+fn a_spare_cgroup_made_for_a_smaller_task_takes_a_bigger_one_on_this_kernel() {
+    if !require_root("creating cgroups") {
+        return;
+    }
+    let cgroups = TestCgroups::new();
+    let with = |memory_mb: u64, reservation_mb: Option<u64>, quota: bool| CgroupLimits {
+        memory_limit_bytes: memory_mb * MIB,
+        memory_reservation_bytes: reservation_mb.map(|m| m * MIB),
+        cpu_shares_mhz: 100,
+        cpu_hard_limit: quota.then_some(isolation::cgroup::CpuQuota {
+            quota_us: 50_000,
+            period_us: 100_000,
+        }),
+        // Spares serve tasks with a cpuset (every task, when the node knows its cores).
+        cpuset_cpus: Some("0".to_string()),
+        pids_max: Some(20),
+    };
+    let small = with(50, Some(40), true);
+    let big = with(300, None, false);
+    cgroups.manager.fill_spares().unwrap();
+    cgroups.create(&small).destroy().unwrap();
+    // Refilled with `small`'s limits; `big` takes one of those spares.
+    cgroups.manager.fill_spares().unwrap();
+    let cg = cgroups.create(&big);
+    let read = |name: &str| {
+        let dir = cg
+            .paths()
+            .into_iter()
+            .find(|p| p.join(name).exists())
+            .unwrap_or_else(|| panic!("no {name} in {:?}", cg.paths()));
+        std::fs::read_to_string(dir.join(name))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    match cgroups.manager.layout() {
+        CgroupLayout::V2 { .. } => assert_eq!(read("memory.max"), (300 * MIB).to_string()),
+        CgroupLayout::V1 { .. } => {
+            assert_eq!(read("memory.limit_in_bytes"), (300 * MIB).to_string());
+            if cg
+                .paths()
+                .iter()
+                .any(|p| p.join("memory.memsw.limit_in_bytes").exists())
+            {
+                assert_eq!(read("memory.memsw.limit_in_bytes"), (300 * MIB).to_string());
+            }
+            // "No reservation" and "no quota" are the kernel's unlimited values.
+            assert!(read("memory.soft_limit_in_bytes").parse::<u64>().unwrap() > 1 << 60);
+            assert_eq!(read("cpu.cfs_quota_us"), "-1");
+        }
+    }
+    cg.destroy().unwrap();
+}

@@ -342,6 +342,34 @@ impl CgroupFs for FakeCgroupFs {
                 }
                 std::fs::write(path, value)
             }
+            // v1 keeps memory+swap at or above memory: a write that would break that is
+            // refused, so lowering writes the memory limit first and raising writes memsw first.
+            "memory.limit_in_bytes" | "memory.memsw.limit_in_bytes"
+                if matches!(self.kind_of(path), Some(Kind::V1(_))) =>
+            {
+                let limit = |text: &str| -> io::Result<u64> {
+                    match text.trim() {
+                        "-1" => Ok(V1_ROOT_LIMIT.parse().unwrap_or(u64::MAX)),
+                        n => n.parse().map_err(|_| io_err(libc::EINVAL)),
+                    }
+                };
+                let new = limit(value)?;
+                let memory = limit(&std::fs::read_to_string(dir.join("memory.limit_in_bytes"))?)?;
+                let memsw = dir.join("memory.memsw.limit_in_bytes");
+                let memsw = match std::fs::read_to_string(&memsw) {
+                    Ok(text) => Some(limit(&text)?),
+                    Err(_) => None,
+                };
+                let refused = match (name, memsw) {
+                    ("memory.limit_in_bytes", Some(memsw)) => new > memsw,
+                    ("memory.memsw.limit_in_bytes", _) => new < memory,
+                    _ => false,
+                };
+                if refused {
+                    return Err(io_err(libc::EINVAL));
+                }
+                std::fs::write(path, new.to_string())
+            }
             "cgroup.procs" => {
                 let mut text = std::fs::read_to_string(path)?;
                 text.push_str(&format!("{}\n", value.trim()));

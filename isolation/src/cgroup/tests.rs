@@ -995,3 +995,57 @@ fn spares_are_made_with_the_latest_limits_and_a_matching_one_needs_no_writes() {
     );
     assert_eq!(content(&f.root.join("pids/noded/t3/pids.max")), "10");
 }
+
+#[test]
+fn a_spare_made_for_other_limits_gets_exactly_the_new_ones() {
+    let f = hybrid();
+    // The first start writes its limits; the refill then makes spares with them: a low
+    // memory limit, a reservation and a CPU quota.
+    let small = CgroupLimits {
+        memory_limit_bytes: 50 << 20,
+        memory_reservation_bytes: Some(40 << 20),
+        ..limits()
+    };
+    f.manager.fill_spares().unwrap();
+    f.manager.create("t1", &small).unwrap();
+    f.manager.fill_spares().unwrap();
+    // The next task asks for more memory, no reservation and no quota (seen on this host:
+    // raising memory.limit_in_bytes above a spare's memsw limit is EINVAL, and the old
+    // reservation and quota stayed).
+    let big = CgroupLimits {
+        memory_limit_bytes: 300 << 20,
+        memory_reservation_bytes: None,
+        cpu_hard_limit: None,
+        ..limits()
+    };
+    let ready = f.manager.spares_ready();
+    f.manager.create("t2", &big).unwrap();
+    assert_eq!(f.manager.spares_ready(), ready - 1, "t2 took a spare");
+    let memory = f.root.join("memory/noded/t2");
+    let big_bytes = (300u64 << 20).to_string();
+    assert_eq!(content(&memory.join("memory.limit_in_bytes")), big_bytes);
+    assert_eq!(
+        content(&memory.join("memory.memsw.limit_in_bytes")),
+        big_bytes
+    );
+    assert_eq!(content(&memory.join("memory.soft_limit_in_bytes")), "-1");
+    assert_eq!(content(&f.root.join("cpu/noded/t2/cpu.cfs_quota_us")), "-1");
+    // And back down: a spare made for `big` takes `small`.
+    f.manager.fill_spares().unwrap();
+    f.manager.create("t3", &small).unwrap();
+    let memory = f.root.join("memory/noded/t3");
+    let small_bytes = (50u64 << 20).to_string();
+    assert_eq!(content(&memory.join("memory.limit_in_bytes")), small_bytes);
+    assert_eq!(
+        content(&memory.join("memory.memsw.limit_in_bytes")),
+        small_bytes
+    );
+    assert_eq!(
+        content(&memory.join("memory.soft_limit_in_bytes")),
+        (40u64 << 20).to_string()
+    );
+    assert_eq!(
+        content(&f.root.join("cpu/noded/t3/cpu.cfs_quota_us")),
+        "50000"
+    );
+}

@@ -29,31 +29,42 @@ pub(super) fn inherit_cpuset(
     Ok(())
 }
 
-/// Writes `limits` into one v1 task directory, according to its controllers.
+/// Writes `limits` into one v1 task directory, according to its controllers. Every value it
+/// manages is written, "unlimited" included: the directory may be a spare made with another
+/// task's limits, not a new one.
 pub(super) fn apply_limits(
     fs: &dyn CgroupFs,
     dir: &CgroupDir,
     limits: &CgroupLimits,
 ) -> Result<(), CgroupError> {
     if dir.has("memory") {
-        // limit_in_bytes first: memsw must never be below it.
-        write(
-            fs,
-            &dir.file("memory.limit_in_bytes"),
-            &limits.memory_limit_bytes.to_string(),
-        )?;
-        // Swap off: memory+swap = memory. The file exists only with swap accounting enabled.
+        // Swap off: memory+swap = memory. The memsw file exists only with swap accounting
+        // enabled, and the kernel refuses (EINVAL) any write that would leave it below the
+        // memory limit: lowering writes limit_in_bytes first (a new directory is unlimited),
+        // raising above a spare's memsw writes memsw first.
+        let bytes = limits.memory_limit_bytes.to_string();
+        let limit = dir.file("memory.limit_in_bytes");
         let memsw = dir.file("memory.memsw.limit_in_bytes");
-        if fs.exists(&memsw) {
-            write(fs, &memsw, &limits.memory_limit_bytes.to_string())?;
+        let has_memsw = fs.exists(&memsw);
+        match write(fs, &limit, &bytes) {
+            Err(CgroupError::Write { source, .. })
+                if has_memsw && source.raw_os_error() == Some(libc::EINVAL) =>
+            {
+                write(fs, &memsw, &bytes)?;
+                write(fs, &limit, &bytes)?;
+            }
+            written => {
+                written?;
+                if has_memsw {
+                    write(fs, &memsw, &bytes)?;
+                }
+            }
         }
-        if let Some(soft) = limits.memory_reservation_bytes {
-            write(
-                fs,
-                &dir.file("memory.soft_limit_in_bytes"),
-                &soft.to_string(),
-            )?;
-        }
+        let soft = match limits.memory_reservation_bytes {
+            Some(soft) => soft.to_string(),
+            None => "-1".to_string(),
+        };
+        write(fs, &dir.file("memory.soft_limit_in_bytes"), &soft)?;
         let swappiness = dir.file("memory.swappiness");
         if fs.exists(&swappiness) {
             write(fs, &swappiness, "0")?;
@@ -65,9 +76,12 @@ pub(super) fn apply_limits(
             &dir.file("cpu.shares"),
             &limits.v1_cpu_shares().to_string(),
         )?;
-        if let Some(q) = limits.cpu_hard_limit {
-            write(fs, &dir.file("cpu.cfs_period_us"), &q.period_us.to_string())?;
-            write(fs, &dir.file("cpu.cfs_quota_us"), &q.quota_us.to_string())?;
+        match limits.cpu_hard_limit {
+            Some(q) => {
+                write(fs, &dir.file("cpu.cfs_period_us"), &q.period_us.to_string())?;
+                write(fs, &dir.file("cpu.cfs_quota_us"), &q.quota_us.to_string())?;
+            }
+            None => write(fs, &dir.file("cpu.cfs_quota_us"), "-1")?,
         }
     }
     if dir.has("cpuset") {
