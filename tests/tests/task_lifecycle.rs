@@ -973,3 +973,73 @@ fn bad_task_input_fails_at_once_naming_the_field_without_restarts() {
         assert_eq!(a["TaskStates"]["t"]["Restarts"], 0, "{name}");
     }
 }
+
+#[test]
+fn alloc_stats_report_a_busy_tasks_cpu_and_memory_from_the_first_request() {
+    if !require_root("alloc stats") {
+        return;
+    }
+    let agent = DevAgent::start(AgentOptions::default());
+    let job = write_job(
+        &agent,
+        "busy",
+        r#"
+job "busy" {
+  group "g" {
+    task "t" {
+      driver = "exec"
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "while :; do :; done"]
+      }
+    }
+  }
+}
+"#,
+    );
+    let out = agent.cli(&["job", "run", job.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let a = first_alloc_with_status(&agent, "busy", &["running"]);
+    let id = a["ID"].as_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(300));
+    let stats = agent
+        .get(&format!("/v1/client/allocation/{id}/stats"))
+        .unwrap()
+        .json();
+    let usage = &stats["Tasks"]["t"]["ResourceUsage"];
+    // A shell spinning on a core: well above zero at the very first request.
+    let percent = usage["CpuStats"]["Percent"].as_f64().unwrap();
+    assert!(percent > 20.0, "{stats:#}");
+    assert!(usage["CpuStats"]["UserMode"].as_f64().unwrap() > 0.0);
+    assert!(
+        usage["MemoryStats"]["RSS"].as_u64().unwrap() > 0,
+        "{stats:#}"
+    );
+    assert_eq!(stats["Tasks"]["t"]["Pids"], 1);
+    assert!(
+        stats["ResourceUsage"]["CpuStats"]["Percent"]
+            .as_f64()
+            .unwrap()
+            > 20.0
+    );
+
+    let out = agent.cli(&["alloc", "status", "-stats", &id[..8]]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for heading in ["Memory Stats", "CPU Stats", "Throttled Periods"] {
+        assert!(text.contains(heading), "{heading}: {text}");
+    }
+    // An unknown allocation is a 404 naming it, not an empty answer.
+    let missing = agent
+        .get("/v1/client/allocation/00000000-0000-0000-0000-000000000000/stats")
+        .unwrap();
+    assert_eq!(missing.status, 404, "{}", missing.text());
+}

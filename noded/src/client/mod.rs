@@ -47,6 +47,8 @@ const UPDATE_QUIET: Duration = Duration::from_millis(5);
 const UPDATE_QUEUE: usize = 1024;
 /// Blocking-query wait for the allocation watcher.
 const WATCH_WAIT: Duration = Duration::from_secs(300);
+/// Between the two samples of a task's first stats request (CPU percent is a rate).
+const FIRST_CPU_SAMPLE_GAP: Duration = Duration::from_millis(100);
 
 /// A node's allocations and the index they were read at.
 pub type NodeAllocs = (Vec<Arc<Allocation>>, u64);
@@ -616,35 +618,35 @@ impl Client {
             .await
             .remove(&alloc_id)
             .unwrap_or_default();
+        let running: Vec<(String, String)> = tasks
+            .into_iter()
+            .filter(|(_, status)| status.exit.is_none())
+            .map(|(name, status)| (name, status.task_id))
+            .collect();
+        self.forget_cpu_samples(&alloc_id, &running);
+        // CPU percent is a rate: a task asked about for the first time is sampled twice,
+        // FIRST_CPU_SAMPLE_GAP apart, rather than reported at 0 %.
+        let mut unsampled = false;
+        for (_, task_id) in &running {
+            if !self.has_cpu_sample(task_id) {
+                if let Some(stats) = self.task_stats(task_id).await? {
+                    self.cpu_percent(task_id, &stats);
+                    unsampled = true;
+                }
+            }
+        }
+        if unsampled {
+            tokio::time::sleep(FIRST_CPU_SAMPLE_GAP).await;
+        }
         let mut per_task = serde_json::Map::new();
         let mut total = TaskStats::default();
         let mut total_percent = 0.0;
-        for (name, status) in tasks {
-            if status.exit.is_some() {
+        for (name, task_id) in running {
+            // Exited since the list was taken: no usage to report, as for the others.
+            let Some(stats) = self.task_stats(&task_id).await? else {
                 continue;
-            }
-            let stats = match self
-                .shared
-                .supervisor
-                .call(&Request::Stats {
-                    task_id: status.task_id.clone(),
-                })
-                .await
-            {
-                Ok(Response::Stats { stats }) => stats,
-                // Exited since the list was taken: no usage to report, as for the others.
-                Ok(Response::Error {
-                    step: Some(step), ..
-                }) if step == crate::supervisor::protocol::STEP_EXITED => continue,
-                Ok(Response::Error { message, .. }) => return Err(ClientError::Internal(message)),
-                Ok(other) => {
-                    return Err(ClientError::Internal(format!(
-                        "unexpected answer {other:?}"
-                    )))
-                }
-                Err(e) => return Err(ClientError::Internal(e.to_string())),
             };
-            let percent = self.cpu_percent(&status.task_id, &stats);
+            let percent = self.cpu_percent(&task_id, &stats);
             total_percent += percent;
             total.memory_rss_bytes += stats.memory_rss_bytes;
             total.memory_cache_bytes += stats.memory_cache_bytes;
@@ -679,6 +681,45 @@ impl Client {
             .get("cpu.frequency")
             .and_then(|f| f.parse().ok())
             .unwrap_or(1000.0)
+    }
+
+    /// A running task's usage from the supervisor; `None` once it has exited.
+    async fn task_stats(&self, task_id: &str) -> Result<Option<TaskStats>, ClientError> {
+        match self
+            .shared
+            .supervisor
+            .call(&Request::Stats {
+                task_id: task_id.to_string(),
+            })
+            .await
+        {
+            Ok(Response::Stats { stats }) => Ok(Some(stats)),
+            Ok(Response::Error {
+                step: Some(step), ..
+            }) if step == crate::supervisor::protocol::STEP_EXITED => Ok(None),
+            Ok(Response::Error { message, .. }) => Err(ClientError::Internal(message)),
+            Ok(other) => Err(ClientError::Internal(format!(
+                "unexpected answer {other:?}"
+            ))),
+            Err(e) => Err(ClientError::Internal(e.to_string())),
+        }
+    }
+
+    fn has_cpu_sample(&self, task_id: &str) -> bool {
+        self.previous_cpu
+            .lock()
+            .map(|p| p.contains_key(task_id))
+            .unwrap_or(false)
+    }
+
+    /// Drops the samples of this allocation's tasks that no longer run.
+    fn forget_cpu_samples(&self, alloc_id: &str, running: &[(String, String)]) {
+        let prefix = format!("{alloc_id}.");
+        if let Ok(mut previous) = self.previous_cpu.lock() {
+            previous.retain(|task_id, _| {
+                !task_id.starts_with(&prefix) || running.iter().any(|(_, id)| id == task_id)
+            });
+        }
     }
 
     fn cpu_percent(&self, task_id: &str, stats: &TaskStats) -> f64 {
