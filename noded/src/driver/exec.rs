@@ -110,8 +110,11 @@ impl ExecDriver {
         }
     }
 
-    /// The task's capabilities: (allow_caps ∪ cap_add) − cap_drop, with cap_add inside
-    /// allow_caps. Returns (the jail's set, the ambient set for a non-root user).
+    /// The task's capabilities, as Nomad computes them: (Nomad's default set ∩ allow_caps)
+    /// − cap_drop ∪ cap_add, with cap_add inside allow_caps. cap_add wins over cap_drop, so
+    /// `cap_drop = ["all"]` with `cap_add = ["chown"]` gives exactly `chown`; allow_caps
+    /// only says what a task may ask for, it adds nothing by itself. Returns (the jail's set,
+    /// the ambient set for a non-root user).
     fn capabilities(
         &self,
         task: &Task,
@@ -124,11 +127,18 @@ impl ExecDriver {
             .map(String::as_str)
             .collect();
         let allow_all = allowed.contains("all");
-        let mut set: BTreeSet<String> = allowed
+        let mut set: BTreeSet<String> = crate::agent::config::DEFAULT_ALLOW_CAPS
             .iter()
-            .filter(|c| **c != "all")
+            .filter(|c| allow_all || allowed.contains(**c))
             .map(|c| c.to_string())
             .collect();
+        for cap in &config.cap_drop {
+            if cap == "all" {
+                set.clear();
+            } else {
+                set.remove(cap);
+            }
+        }
         for cap in &config.cap_add {
             if !(allow_all || allowed.contains(cap.as_str())) {
                 return Err(Self::err(
@@ -148,13 +158,6 @@ impl ExecDriver {
                 );
             } else {
                 set.insert(cap.clone());
-            }
-        }
-        for cap in &config.cap_drop {
-            if cap == "all" {
-                set.clear();
-            } else {
-                set.remove(cap);
             }
         }
         let ambient: Vec<String> = config
@@ -445,6 +448,50 @@ mod tests {
             err.message.contains("\"sys_admin\" is not allowed"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn cap_add_wins_over_cap_drop_and_allow_caps_grants_nothing_by_itself() {
+        let caps = |allow: &[&str], config: Value| {
+            let mut s = settings();
+            s.allow_caps = allow.iter().map(|c| c.to_string()).collect();
+            let launch = ExecDriver::exec(s, Ok(()))
+                .prepare(&task(config, "nobody"), &ctx())
+                .unwrap();
+            match launch.isolation {
+                IsolationMode::Jail { capabilities, .. } => capabilities,
+                other => panic!("{other:?}"),
+            }
+        };
+        let defaults = crate::agent::config::DEFAULT_ALLOW_CAPS;
+        // Drop everything, add back what the task needs: exactly that.
+        assert_eq!(
+            caps(
+                defaults,
+                json!({"command": "/a", "cap_drop": ["all"], "cap_add": ["chown", "kill"]})
+            ),
+            ["chown", "kill"]
+        );
+        // Dropping and adding the same one keeps it (as Nomad: adds are applied last).
+        assert_eq!(
+            caps(
+                defaults,
+                json!({"command": "/a", "cap_drop": ["kill"], "cap_add": ["kill"]})
+            )
+            .len(),
+            defaults.len()
+        );
+        // An operator allowing net_raw lets tasks ask for it; a task that does not ask
+        // does not get it.
+        let mut wider: Vec<&str> = defaults.to_vec();
+        wider.push("net_raw");
+        let plain = caps(&wider, json!({"command": "/a"}));
+        assert!(!plain.iter().any(|c| c == "net_raw"), "{plain:?}");
+        assert_eq!(plain.len(), defaults.len());
+        let asked = caps(&wider, json!({"command": "/a", "cap_add": ["net_raw"]}));
+        assert!(asked.iter().any(|c| c == "net_raw"), "{asked:?}");
+        // A narrower allow-list narrows the default set too.
+        assert_eq!(caps(&["chown"], json!({"command": "/a"})), ["chown"]);
     }
 
     #[test]
