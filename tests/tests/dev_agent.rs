@@ -381,6 +381,12 @@ fn the_http_api_answers_in_nomads_shapes() {
     let leader = agent.get("/v1/status/leader").unwrap();
     assert_eq!(leader.status, 200);
     assert!(leader.json().as_str().unwrap().contains(':'));
+    // Its log goes to a file here (journald under systemd): plain text, no colour codes,
+    // from the agent and from the supervisor that shares its stderr.
+    let log = agent.log_text();
+    assert!(log.contains("HTTP API listening"), "{log}");
+    assert!(log.contains("task supervisor ready"), "{log}");
+    assert!(!log.contains('\u{1b}'), "escape codes in the log:\n{log}");
     let nodes = agent.get("/v1/nodes").unwrap();
     assert!(nodes.header("X-Nomad-Index").is_some());
     let nodes = nodes.json();
