@@ -597,6 +597,20 @@ fn custom_seccomp_profile_is_enforced() {
     assert!(out.stderr.contains("Permission denied"), "{}", out.stderr);
     assert!(!jail.path("tmp/blocked").exists());
 
+    // The same rule in the OCI/Docker format.
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}"#,
+    )
+    .unwrap();
+    let mut s = spec("/bin/mkdir", &["/tmp/blocked"], &jail, None);
+    s.seccomp = SeccompPolicy::from_profile_file(&profile).unwrap();
+    let out = run(s).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("Permission denied"), "{}", out.stderr);
+    assert!(!jail.path("tmp/blocked").exists());
+
     let mut s = spec("/bin/mkdir", &["/tmp/allowed"], &jail, None);
     s.seccomp = SeccompPolicy::Unconfined;
     let out = run(s).unwrap();

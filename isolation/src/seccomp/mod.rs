@@ -37,10 +37,14 @@
 //! - Rules are tried in file order; the first whose name and arguments match decides. At most
 //!   [`MAX_PROFILE_RULES`] rules.
 //!
+//! A profile in the OCI runtime-spec format (as runc, crun, Docker and Podman take it, with
+//! `"defaultAction"`) is read too; module `oci` says how its rules are read.
+//!
 //! The filter is installed just before `chdir` and `execve`, so a profile must allow those
 //! (and `write`/`exit_group`, which report a failed step to the parent); otherwise the task
 //! dies before it runs, seen by the caller as an exit by signal or errno.
 
+mod oci;
 mod syscalls;
 
 use std::path::{Path, PathBuf};
@@ -309,13 +313,19 @@ impl SeccompPolicy {
 }
 
 impl SeccompProfile {
-    /// Parses profile JSON; `path` only labels errors.
+    /// Parses profile JSON, in noded's format or the OCI/Docker one; `path` only labels
+    /// errors.
     pub fn parse(text: &str, path: &Path) -> Result<SeccompProfile, SeccompError> {
-        let json: JsonProfile =
-            serde_json::from_str(text).map_err(|source| SeccompError::Json {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        let json_error = |source| SeccompError::Json {
+            path: path.to_path_buf(),
+            source,
+        };
+        // Parsed twice (to tell the formats apart, then typed) so errors keep their line.
+        let value: serde_json::Value = serde_json::from_str(text).map_err(json_error)?;
+        if oci::looks_like_oci(&value) {
+            return oci::parse(text, path);
+        }
+        let json: JsonProfile = serde_json::from_str(text).map_err(json_error)?;
         let invalid = |location: String, reason: String| SeccompError::Invalid {
             path: path.to_path_buf(),
             location,

@@ -430,3 +430,92 @@ fn syscall_table_knows_the_common_names() {
     assert_eq!(syscall_number("read"), Some(libc::SYS_read));
     assert!(syscall_number("no_such_call").is_none());
 }
+
+#[test]
+fn oci_profiles_are_read_conservatively() {
+    // The shape of Docker's default profile: an allow-list, a conditional personality rule, a
+    // rule for capability holders only, one for other architectures, names of other
+    // architectures, a masked clone rule for tasks without CAP_SYS_ADMIN.
+    let json = r#"{
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "defaultErrnoRet": 1,
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [
+            { "names": ["read", "write", "exit_group", "arm_fadvise64_64"], "action": "SCMP_ACT_ALLOW" },
+            { "names": ["personality"], "action": "SCMP_ACT_ALLOW",
+              "args": [ { "index": 0, "value": 0, "valueTwo": 0, "op": "SCMP_CMP_EQ" } ] },
+            { "names": ["mount", "umount2"], "action": "SCMP_ACT_ALLOW",
+              "includes": { "caps": ["CAP_SYS_ADMIN"] } },
+            { "names": ["sync_file_range2"], "action": "SCMP_ACT_ALLOW",
+              "includes": { "arches": ["ppc64le"] } },
+            { "names": ["clone"], "action": "SCMP_ACT_ALLOW",
+              "args": [ { "index": 0, "value": 2114060288, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ" } ],
+              "excludes": { "caps": ["CAP_SYS_ADMIN"] } },
+            { "name": "kill", "action": "SCMP_ACT_KILL_PROCESS" },
+            { "names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13, "comment": "x" }
+        ]
+    }"#;
+    let profile = SeccompProfile::parse(json, Path::new("docker.json")).unwrap();
+    let prog = profile.compile().unwrap();
+    let allow = libc::SECCOMP_RET_ALLOW;
+    let eperm = libc::SECCOMP_RET_ERRNO | 1;
+    assert_eq!(run(&prog, ARCH, nr("read"), [0; 6]), allow);
+    assert_eq!(run(&prog, ARCH, nr("personality"), [0; 6]), allow);
+    assert_eq!(
+        run(&prog, ARCH, nr("personality"), [8, 0, 0, 0, 0, 0]),
+        eperm
+    );
+    // Capability holders' rules do not apply: mount takes the default.
+    assert_eq!(run(&prog, ARCH, nr("mount"), [0; 6]), eperm);
+    // clone without namespace flags is allowed, with CLONE_NEWUSER it is not.
+    assert_eq!(run(&prog, ARCH, nr("clone"), [0x11, 0, 0, 0, 0, 0]), allow);
+    assert_eq!(
+        run(
+            &prog,
+            ARCH,
+            nr("clone"),
+            [libc::CLONE_NEWUSER as u64, 0, 0, 0, 0, 0]
+        ),
+        eperm
+    );
+    assert_eq!(
+        run(&prog, ARCH, nr("kill"), [0; 6]),
+        libc::SECCOMP_RET_KILL_PROCESS
+    );
+    assert_eq!(
+        run(&prog, ARCH, nr("mkdir"), [0; 6]),
+        libc::SECCOMP_RET_ERRNO | 13
+    );
+    // Names of other architectures were skipped, not refused.
+    assert!(!profile.rules.iter().any(|r| r.name == "arm_fadvise64_64"));
+
+    // What cannot be honoured is refused, naming the rule.
+    let path = Path::new("/etc/noded/docker.json");
+    for (text, expected) in [
+        (
+            r#"{"defaultAction": "SCMP_ACT_NOTIFY"}"#,
+            "defaultAction: SCMP_ACT_NOTIFY needs a supervising process",
+        ),
+        (
+            r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_GT"}]}]}"#,
+            "syscalls[0].args[0].op: SCMP_CMP_GT is not supported",
+        ),
+        (
+            r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": [], "action": "SCMP_ACT_ERRNO"}]}"#,
+            "syscalls[0].names: is empty",
+        ),
+        (
+            r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO", "errnoRet": 5000}]}"#,
+            "syscalls[0].action: errno 5000 is outside 1..=4095",
+        ),
+    ] {
+        let e = SeccompProfile::parse(text, path).unwrap_err().to_string();
+        assert!(e.contains(expected), "{e}");
+        assert!(e.contains("/etc/noded/docker.json"), "{e}");
+    }
+    // noded's own format still reports the line of a JSON error.
+    let e = SeccompProfile::parse("{\n\"default_action\": \"allow\",\n\"x\": 1}", path)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("line 3"), "{e}");
+}
