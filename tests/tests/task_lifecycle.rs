@@ -1043,3 +1043,96 @@ job "busy" {
         .unwrap();
     assert_eq!(missing.status, 404, "{}", missing.text());
 }
+
+/// The pid of the task supervisor the agent reports (the current one).
+fn supervisor_pid(agent: &DevAgent) -> Option<i32> {
+    agent.get("/v1/agent/self").ok()?.json()["client"]["SupervisorPid"]
+        .as_i64()
+        .and_then(|p| i32::try_from(p).ok())
+}
+
+#[test]
+fn a_supervisor_that_dies_is_replaced_and_its_orphaned_tasks_restarted() {
+    if !require_root("task supervision after the supervisor dies") {
+        return;
+    }
+    let agent = DevAgent::start(AgentOptions::default());
+    let job = write_job(
+        &agent,
+        "orphan",
+        r#"
+job "orphan" {
+  group "g" {
+    restart {
+      delay = "1s"
+    }
+    task "t" {
+      driver = "exec"
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "while true; do echo tick; sleep 0.2; done"]
+      }
+    }
+  }
+}
+"#,
+    );
+    let out = agent.cli(&["job", "run", job.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let a = first_alloc_with_status(&agent, "orphan", &["running"]);
+    let id = a["ID"].as_str().unwrap().to_string();
+    let first_task = started_pids(&agent, &id, "t")[0];
+    let first_supervisor = supervisor_pid(&agent).expect("supervisor pid");
+
+    // The supervisor dies (as an OOM kill or a crash would end it). Its task is left
+    // running with nobody reading its output.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first_supervisor),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+
+    // The client notices, starts a new supervisor, which stops the orphan; the task is
+    // started again by its restart policy.
+    let pids = agent.wait_for(
+        "the task restarted by a new supervisor",
+        Duration::from_secs(30),
+        |a| {
+            let pids = started_pids(a, &id, "t");
+            (pids.len() >= 2).then_some(pids)
+        },
+    );
+    assert_ne!(pids[1], first_task);
+    let second_supervisor = supervisor_pid(&agent).expect("supervisor pid");
+    assert_ne!(second_supervisor, first_supervisor);
+    assert!(std::path::Path::new(&format!("/proc/{second_supervisor}")).exists());
+    // The orphan is gone, reaped too (not a zombie of the agent, which is its subreaper).
+    agent.wait_for(
+        "the orphaned task to be gone",
+        Duration::from_secs(10),
+        |_| (!std::path::Path::new(&format!("/proc/{first_task}")).exists()).then_some(()),
+    );
+    let kinds: Vec<String> = events(&alloc(&agent, &id), "t")
+        .into_iter()
+        .map(|(kind, _)| kind)
+        .collect();
+    assert!(kinds.iter().any(|k| k == "Driver Failure"), "{kinds:?}");
+    let log = agent.log_text();
+    assert!(
+        log.contains("stopped a task left running by a supervisor that is gone"),
+        "{log}"
+    );
+    assert!(
+        log.contains("the task supervisor was gone; started a new one"),
+        "{log}"
+    );
+    // Output flows again, through the new supervisor.
+    let before = logs(&agent, &id, "t", "stdout").len();
+    agent.wait_for("new output", Duration::from_secs(10), |a| {
+        (logs(a, &id, "t", "stdout").len() > before).then_some(())
+    });
+}

@@ -140,6 +140,8 @@ pub enum CgroupError {
     },
     #[error("task cgroup {name:?} has no cpuset directory (it was created without cpuset_cpus), so its cpus cannot be changed; restart the task to place it in a cpuset")]
     NoCpuset { name: String },
+    #[error("cgroup parent {path} is in use by another process (it holds the parent's lock): one supervisor per cgroup parent; stop the other agent or give this one its own client.cgroup_parent")]
+    ParentClaimed { path: PathBuf },
     #[error("cgroup {path} still holds processes {pids:?} after {attempts} kill attempts; they may be stuck in uninterruptible sleep (D state)")]
     Busy {
         path: PathBuf,
@@ -800,6 +802,30 @@ impl CgroupManager {
 
     /// Removes the parent cgroups themselves (they must hold no task cgroup any more), and
     /// the spares first; no spare is made afterwards.
+    /// Claims the parent for this process: an exclusive `flock` on its directory in the first
+    /// managed hierarchy, held until the returned claim is dropped or the process ends (a crash
+    /// included). One process owns a parent (its spares and its task cgroups); a second
+    /// claim fails with [`CgroupError::ParentClaimed`] while the first holder lives. (The lock
+    /// is not a cgroup file operation, so it does not go through [`CgroupFs`].)
+    pub fn claim_parent(&self) -> Result<ParentClaim, CgroupError> {
+        let Some((root, _)) = self.hierarchies().into_iter().next() else {
+            return Err(CgroupError::NoCgroupMounts);
+        };
+        let path = root.join(&self.parent);
+        let dir = std::fs::File::open(&path).map_err(|source| CgroupError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        match nix::fcntl::Flock::lock(dir, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => Ok(ParentClaim { _lock: lock }),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(CgroupError::ParentClaimed { path }),
+            Err((_, errno)) => Err(CgroupError::Open {
+                path,
+                source: errno.into(),
+            }),
+        }
+    }
+
     pub fn remove_parent(&self) -> Result<(), CgroupError> {
         self.close_spares();
         for (root, _) in self.hierarchies() {
@@ -817,6 +843,12 @@ impl CgroupManager {
         }
         Ok(())
     }
+}
+
+/// A process's exclusive claim on a cgroup parent ([`CgroupManager::claim_parent`]).
+#[derive(Debug)]
+pub struct ParentClaim {
+    _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
 /// One task's cgroup (one directory per hierarchy).

@@ -1049,3 +1049,17 @@ fn a_spare_made_for_other_limits_gets_exactly_the_new_ones() {
         "50000"
     );
 }
+
+#[test]
+fn a_parent_has_one_claim_at_a_time() {
+    let f = hybrid();
+    let first = f.manager.claim_parent().unwrap();
+    let err = f.manager.claim_parent().unwrap_err();
+    assert!(matches!(err, CgroupError::ParentClaimed { .. }), "{err}");
+    assert!(
+        err.to_string().contains("one supervisor per cgroup parent"),
+        "{err}"
+    );
+    drop(first);
+    f.manager.claim_parent().unwrap();
+}

@@ -19,7 +19,7 @@ pub use config::{AgentConfig, Overrides};
 struct Info {
     config: AgentConfig,
     node: Option<controlplane::model::Node>,
-    supervisor_pid: Option<i32>,
+    client: Option<Arc<Client>>,
 }
 
 impl AgentInfo for Info {
@@ -46,7 +46,7 @@ impl AgentInfo for Info {
                 "Status": "alive",
             },
             "node": self.node,
-            "client": { "SupervisorPid": self.supervisor_pid },
+            "client": { "SupervisorPid": self.client.as_ref().and_then(|c| c.supervisor_pid()) },
         })
     }
 }
@@ -60,11 +60,37 @@ pub fn temp_data_dir() -> anyhow::Result<PathBuf> {
     Ok(dir.keep())
 }
 
+/// Reaps every child of the agent that exits. As a child subreaper the agent inherits the
+/// orphans of what it started: the tasks of a supervisor that died (stopped by the next
+/// supervisor, see `supervisor::stop_orphaned_tasks`). Without this they would stay zombies
+/// for the agent's life. The agent's own children are supervisors, whose exit status nobody
+/// needs.
+async fn reap_orphans() {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let mut sigchld = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("watching SIGCHLD to reap orphaned processes: {e}");
+            return;
+        }
+    };
+    loop {
+        sigchld.recv().await;
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(status) => tracing::debug!(?status, "reaped an orphaned process"),
+            }
+        }
+    }
+}
+
 /// Runs the agent until SIGINT or SIGTERM.
 pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     if let Err(e) = crate::sys::become_subreaper() {
         tracing::warn!("could not become a child subreaper: {e}");
     }
+    tokio::spawn(reap_orphans());
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     tracing::info!(
@@ -153,7 +179,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         agent: Arc::new(Info {
             config: config.clone(),
             node: client.as_ref().map(|c| c.node().clone()),
-            supervisor_pid: client.as_ref().map(|c| c.supervisor_pid()),
+            client: client.clone(),
         }),
     };
     let app = api::router(ctx);

@@ -191,7 +191,6 @@ impl ClientShared {
 /// A running client.
 pub struct Client {
     shared: Arc<ClientShared>,
-    supervisor_pid: i32,
     runners: Mutex<HashMap<String, AllocRunnerHandle>>,
     finished: Mutex<VecDeque<String>>,
     config: ClientConfig,
@@ -331,7 +330,6 @@ impl Client {
         });
         let client = Arc::new(Client {
             shared,
-            supervisor_pid,
             runners: Mutex::new(HashMap::new()),
             finished: Mutex::new(VecDeque::new()),
             config,
@@ -353,9 +351,10 @@ impl Client {
         &self.node
     }
 
-    /// The pid of the task supervisor this client talks to.
-    pub fn supervisor_pid(&self) -> i32 {
-        self.supervisor_pid
+    /// The pid of the task supervisor this client talks to (the current one, after a
+    /// supervisor that died was replaced).
+    pub fn supervisor_pid(&self) -> Option<i32> {
+        self.shared.supervisor.pid()
     }
 
     pub fn config(&self) -> &ClientConfig {

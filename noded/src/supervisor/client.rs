@@ -2,6 +2,8 @@
 //! start the supervisor when none is listening.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -33,19 +35,69 @@ pub enum SupervisorClientError {
 #[derive(Debug, Clone)]
 pub struct SupervisorClient {
     socket: PathBuf,
+    /// How [`SupervisorClient::ensure_running`] started the supervisor: set, a call that finds
+    /// nobody listening starts a new one (see [`SupervisorClient::call`]).
+    launch: Arc<OnceLock<Launch>>,
+    /// One start at a time: two would race for the socket.
+    starting: Arc<tokio::sync::Mutex<()>>,
+    /// The pid of the supervisor last found or started; 0 before that.
+    pid: Arc<AtomicI32>,
+}
+
+#[derive(Debug, Clone)]
+struct Launch {
+    exe: PathBuf,
+    state_dir: PathBuf,
+    cgroup_parent: String,
+    exit_with_parent: bool,
 }
 
 impl SupervisorClient {
     pub fn new(socket: PathBuf) -> SupervisorClient {
-        SupervisorClient { socket }
+        SupervisorClient {
+            socket,
+            launch: Arc::new(OnceLock::new()),
+            starting: Arc::new(tokio::sync::Mutex::new(())),
+            pid: Arc::new(AtomicI32::new(0)),
+        }
+    }
+
+    /// The pid of the supervisor [`SupervisorClient::ensure_running`] found or started (the
+    /// replacement, after one died).
+    pub fn pid(&self) -> Option<i32> {
+        match self.pid.load(Ordering::Relaxed) {
+            0 => None,
+            pid => Some(pid),
+        }
     }
 
     pub fn socket(&self) -> &Path {
         &self.socket
     }
 
-    /// One request, one answer.
+    /// One request, one answer. When nobody listens on the socket (the supervisor died: it
+    /// was killed, crashed or was OOM-killed) and this client started one before, a new
+    /// supervisor is started and the request sent to it. The new one stops the tasks the
+    /// old one left (their output went with it); their runners see them lost and restart
+    /// them by their restart policy.
     pub async fn call(&self, request: &Request) -> Result<Response, SupervisorClientError> {
+        match self.call_once(request).await {
+            Err(SupervisorClientError::Connect { source, .. }) if nobody_listens(&source) => {
+                let Some(launch) = self.launch.get().cloned() else {
+                    return Err(SupervisorClientError::Connect {
+                        path: self.socket.clone(),
+                        source,
+                    });
+                };
+                let pid = self.start_if_gone(&launch).await?;
+                tracing::warn!(pid, socket = %self.socket.display(), "the task supervisor was gone; started a new one");
+                self.call_once(request).await
+            }
+            other => other,
+        }
+    }
+
+    async fn call_once(&self, request: &Request) -> Result<Response, SupervisorClientError> {
         let io = |source| SupervisorClientError::Io {
             path: self.socket.clone(),
             source,
@@ -82,7 +134,7 @@ impl SupervisorClient {
 
     /// Whether a supervisor answers, and its pid.
     pub async fn hello(&self) -> Result<i32, SupervisorClientError> {
-        match self.call(&Request::Hello).await? {
+        match self.call_once(&Request::Hello).await? {
             Response::Hello { version, pid } if version == PROTOCOL_VERSION => Ok(pid),
             Response::Hello { version, .. } => Err(SupervisorClientError::Protocol {
                 path: self.socket.clone(),
@@ -127,30 +179,47 @@ impl SupervisorClient {
         cgroup_parent: &str,
         exit_with_parent: bool,
     ) -> Result<i32, SupervisorClientError> {
-        if let Ok(pid) = self.hello().await {
-            return Ok(pid);
+        let launch = Launch {
+            exe: exe.to_path_buf(),
+            state_dir: state_dir.to_path_buf(),
+            cgroup_parent: cgroup_parent.to_string(),
+            exit_with_parent,
+        };
+        let _ = self.launch.set(launch.clone());
+        self.start_if_gone(&launch).await
+    }
+
+    /// The running supervisor's pid, starting one first if none answers.
+    async fn start_if_gone(&self, launch: &Launch) -> Result<i32, SupervisorClientError> {
+        let pid = self.find_or_start(launch).await?;
+        self.pid.store(pid, Ordering::Relaxed);
+        Ok(pid)
+    }
+
+    async fn find_or_start(&self, launch: &Launch) -> Result<i32, SupervisorClientError> {
+        let _one_at_a_time = self.starting.lock().await;
+        match self.hello().await {
+            Ok(pid) => return Ok(pid),
+            // Only when nobody listens: a supervisor that answers oddly (another protocol
+            // version, a broken connection) is alive and keeps its socket and its tasks.
+            Err(SupervisorClientError::Connect { source, .. }) if nobody_listens(&source) => {}
+            Err(e) => return Err(e),
         }
+        let exe = launch.exe.as_path();
         let spawn_err = |detail: String| SupervisorClientError::Spawn {
             exe: exe.to_path_buf(),
             detail,
         };
-        // A stale socket from a supervisor that died: remove it so the new one can bind.
-        if self.socket.exists() {
-            std::fs::remove_file(&self.socket).map_err(|e| {
-                spawn_err(format!(
-                    "removing stale socket {}: {e}",
-                    self.socket.display()
-                ))
-            })?;
-        }
+        // A stale socket of a supervisor that died is replaced by the new one, once it holds
+        // the cgroup parent's claim (so never while the old one lives).
         let mut cmd = std::process::Command::new(exe);
         cmd.arg("supervisor")
             .arg("-socket")
             .arg(&self.socket)
             .arg("-state-dir")
-            .arg(state_dir)
+            .arg(&launch.state_dir)
             .arg("-cgroup-parent")
-            .arg(cgroup_parent)
+            .arg(&launch.cgroup_parent)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::inherit())
@@ -165,7 +234,7 @@ impl SupervisorClient {
                 cmd.env(key, value);
             }
         }
-        if exit_with_parent {
+        if launch.exit_with_parent {
             cmd.arg("-exit-with-parent");
         }
         crate::sys::detach_into_own_session(&mut cmd);
@@ -173,16 +242,22 @@ impl SupervisorClient {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(pid) = self.hello().await {
-                // The supervisor runs on its own; reap our direct child when it eventually exits.
+                // The supervisor runs on its own; reap our direct child when it eventually
+                // exits (the agent's orphan reaper may get there first: either is fine).
                 std::thread::spawn(move || {
                     let _ = child.wait();
                 });
                 return Ok(pid);
             }
-            if let Ok(Some(status)) = child.try_wait() {
-                return Err(spawn_err(format!(
-                    "it exited at once ({status}); see the log above"
-                )));
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    return Err(spawn_err(format!(
+                        "it exited at once ({status}); see the log above"
+                    )))
+                }
+                Ok(None) => {}
+                // Reaped by the agent's orphan reaper: it exited.
+                Err(_) => return Err(spawn_err("it exited at once; see the log above".into())),
             }
             if tokio::time::Instant::now() > deadline {
                 return Err(spawn_err(
@@ -302,4 +377,13 @@ fn exec_exchange(
         }
     }
     Ok((answer, fds))
+}
+
+/// Connecting failed because no supervisor listens: the socket file is gone, or nobody
+/// accepts on it.
+fn nobody_listens(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+    )
 }

@@ -202,6 +202,12 @@ pub fn run(
     let layout = CgroupLayout::detect().context("detecting the cgroup layout")?;
     let cgroups = CgroupManager::new(layout, cgroup_parent)
         .with_context(|| format!("preparing the cgroup parent {cgroup_parent:?}"))?;
+    // Held for this process's life: a second supervisor on the parent stops here, before it
+    // touches the socket or anybody's tasks.
+    let _claim = cgroups
+        .claim_parent()
+        .context("claiming the cgroup parent")?;
+    stop_orphaned_tasks(&cgroups);
     let parent_pidfd = if exit_with_parent {
         let ppid = nix::unistd::getppid().as_raw();
         Some(crate::sys::pidfd_open(ppid).context("watching the parent process")?)
@@ -1031,6 +1037,42 @@ impl Supervisor {
         }
         if let Err(e) = self.cgroups.remove_parent() {
             tracing::debug!("removing the cgroup parent: {e}");
+        }
+    }
+}
+
+/// Stops the tasks a supervisor that is gone left in the parent (it died: killed, crashed or
+/// OOM-killed). Their output pipes and exit status went with it and nothing can reattach to
+/// them; left alone they would run unmanaged, and their cgroups would block their restart
+/// under the same name. The claim on the parent (taken first) proves the old supervisor is
+/// gone. Their node daemon sees the tasks as lost and restarts them by their policy.
+fn stop_orphaned_tasks(cgroups: &CgroupManager) {
+    let names = match cgroups.list() {
+        Ok(names) => names,
+        Err(e) => {
+            tracing::warn!("listing task cgroups left by an earlier supervisor: {e}");
+            return;
+        }
+    };
+    for name in names {
+        match cgroups.open(&name) {
+            Ok(Some(cgroup)) => {
+                let pids = cgroup.pids().unwrap_or_default();
+                match cgroup.destroy() {
+                    Ok(()) => tracing::warn!(
+                        task = %name,
+                        ?pids,
+                        "stopped a task left running by a supervisor that is gone (its output and exit status went with it); the node daemon restarts it by its restart policy"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(task = %name, "stopping a task left by an earlier supervisor: {e}")
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(task = %name, "opening a task cgroup left by an earlier supervisor: {e}")
+            }
         }
     }
 }
