@@ -89,8 +89,7 @@ impl SupervisorClient {
                         source,
                     });
                 };
-                let pid = self.start_if_gone(&launch).await?;
-                tracing::warn!(pid, socket = %self.socket.display(), "the task supervisor was gone; started a new one");
+                self.start_if_gone(&launch).await?;
                 self.call_once(request).await
             }
             other => other,
@@ -191,8 +190,12 @@ impl SupervisorClient {
 
     /// The running supervisor's pid, starting one first if none answers.
     async fn start_if_gone(&self, launch: &Launch) -> Result<i32, SupervisorClientError> {
+        let before = self.pid();
         let pid = self.find_or_start(launch).await?;
         self.pid.store(pid, Ordering::Relaxed);
+        if let Some(old) = before.filter(|old| *old != pid) {
+            tracing::warn!(old, pid, socket = %self.socket.display(), "the task supervisor was gone; started a new one");
+        }
         Ok(pid)
     }
 
