@@ -584,32 +584,21 @@ fn custom_seccomp_profile_is_enforced() {
     }
     let dir = tempfile::tempdir().unwrap();
     let profile = dir.path().join("profile.json");
-    std::fs::write(
-        &profile,
-        r#"{"default_action": "allow", "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "errno", "errno": 13}]}"#,
-    )
-    .unwrap();
     let jail = JailDirs::new();
-    let mut s = spec("/bin/mkdir", &["/tmp/blocked"], &jail, None);
-    s.seccomp = SeccompPolicy::from_profile_file(&profile).unwrap();
-    let out = run(s).unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
-    assert!(out.stderr.contains("Permission denied"), "{}", out.stderr);
-    assert!(!jail.path("tmp/blocked").exists());
-
-    // The same rule in the OCI/Docker format.
-    std::fs::write(
-        &profile,
+    // The same rule in noded's format and in the OCI/Docker one.
+    for text in [
+        r#"{"default_action": "allow", "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "errno", "errno": 13}]}"#,
         r#"{"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
             "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}"#,
-    )
-    .unwrap();
-    let mut s = spec("/bin/mkdir", &["/tmp/blocked"], &jail, None);
-    s.seccomp = SeccompPolicy::from_profile_file(&profile).unwrap();
-    let out = run(s).unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
-    assert!(out.stderr.contains("Permission denied"), "{}", out.stderr);
-    assert!(!jail.path("tmp/blocked").exists());
+    ] {
+        std::fs::write(&profile, text).unwrap();
+        let mut s = spec("/bin/mkdir", &["/tmp/blocked"], &jail, None);
+        s.seccomp = SeccompPolicy::from_profile_file(&profile).unwrap();
+        let out = run(s).unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+        assert!(out.stderr.contains("Permission denied"), "{}", out.stderr);
+        assert!(!jail.path("tmp/blocked").exists());
+    }
 
     let mut s = spec("/bin/mkdir", &["/tmp/allowed"], &jail, None);
     s.seccomp = SeccompPolicy::Unconfined;

@@ -11,6 +11,19 @@ use std::time::Duration;
 use noded_tests::*;
 use serde_json::Value;
 
+/// Submits the job `name` (HCL `text`) and waits until an allocation of it runs; its id.
+fn run_until_running(agent: &DevAgent, name: &str, text: &str) -> String {
+    let job = write_job(agent, name, text);
+    let out = agent.cli(&["job", "run", job.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let a = first_alloc_with_status(agent, name, &["running"]);
+    a["ID"].as_str().unwrap().to_string()
+}
+
 fn started_pids(agent: &DevAgent, alloc_id: &str, task: &str) -> Vec<i32> {
     events(&alloc(agent, alloc_id), task)
         .iter()
@@ -831,7 +844,7 @@ fn readonly_rootfs_and_rlimits_blocks_reach_the_task_and_its_exec_sessions() {
         return;
     }
     let agent = DevAgent::start(AgentOptions::default());
-    let job = write_job(
+    let id = run_until_running(
         &agent,
         "rofs",
         r#"
@@ -853,14 +866,6 @@ job "rofs" {
 }
 "#,
     );
-    let out = agent.cli(&["job", "run", job.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let a = first_alloc_with_status(&agent, "rofs", &["running"]);
-    let id = a["ID"].as_str().unwrap().to_string();
     let stdout = agent.wait_for("the task's probes", Duration::from_secs(30), |agent| {
         let text = logs(agent, &id, "t", "stdout");
         text.contains("nofile=").then_some(text)
@@ -980,7 +985,7 @@ fn alloc_stats_report_a_busy_tasks_cpu_and_memory_from_the_first_request() {
         return;
     }
     let agent = DevAgent::start(AgentOptions::default());
-    let job = write_job(
+    let id = run_until_running(
         &agent,
         "busy",
         r#"
@@ -997,14 +1002,6 @@ job "busy" {
 }
 "#,
     );
-    let out = agent.cli(&["job", "run", job.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let a = first_alloc_with_status(&agent, "busy", &["running"]);
-    let id = a["ID"].as_str().unwrap().to_string();
     std::thread::sleep(Duration::from_millis(300));
     let stats = agent
         .get(&format!("/v1/client/allocation/{id}/stats"))
@@ -1057,7 +1054,7 @@ fn a_supervisor_that_dies_is_replaced_and_its_orphaned_tasks_restarted() {
         return;
     }
     let agent = DevAgent::start(AgentOptions::default());
-    let job = write_job(
+    let id = run_until_running(
         &agent,
         "orphan",
         r#"
@@ -1077,14 +1074,6 @@ job "orphan" {
 }
 "#,
     );
-    let out = agent.cli(&["job", "run", job.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let a = first_alloc_with_status(&agent, "orphan", &["running"]);
-    let id = a["ID"].as_str().unwrap().to_string();
     let first_task = started_pids(&agent, &id, "t")[0];
     let first_supervisor = supervisor_pid(&agent).expect("supervisor pid");
 

@@ -283,6 +283,36 @@ fn action(json: &JsonAction, errno: Option<u16>) -> Result<Action, String> {
     })
 }
 
+/// The argument conditions of rule `i`, in either profile format: at most 6, each on an
+/// argument index 0..=5. `read` gives one condition's (index, comparison), or a reason and the
+/// location suffix (`.op`, or empty for the condition itself) it is about. Errors are
+/// (location, reason).
+fn conditions<A>(
+    i: usize,
+    args: &[A],
+    read: impl Fn(&A) -> Result<(u8, ArgOp), (String, String)>,
+) -> Result<Vec<ArgCondition>, (String, String)> {
+    if args.len() > 6 {
+        return Err((
+            format!("syscalls[{i}].args"),
+            "has more than 6 conditions".to_string(),
+        ));
+    }
+    let mut out = Vec::with_capacity(args.len());
+    for (j, arg) in args.iter().enumerate() {
+        let (index, op) = read(arg)
+            .map_err(|(suffix, reason)| (format!("syscalls[{i}].args[{j}]{suffix}"), reason))?;
+        if index > 5 {
+            return Err((
+                format!("syscalls[{i}].args[{j}].index"),
+                format!("{index} is not an argument index 0..=5"),
+            ));
+        }
+        out.push(ArgCondition { index, op });
+    }
+    Ok(out)
+}
+
 impl SeccompPolicy {
     /// Reads and validates a profile file (format in the module docs).
     pub fn from_profile_file(path: &Path) -> Result<SeccompPolicy, SeccompError> {
@@ -343,20 +373,7 @@ impl SeccompProfile {
                     "is empty".to_string(),
                 ));
             }
-            if rule.args.len() > 6 {
-                return Err(invalid(
-                    format!("syscalls[{i}].args"),
-                    "has more than 6 conditions".to_string(),
-                ));
-            }
-            let mut args = Vec::new();
-            for (j, arg) in rule.args.iter().enumerate() {
-                if arg.index > 5 {
-                    return Err(invalid(
-                        format!("syscalls[{i}].args[{j}].index"),
-                        format!("{} is not an argument index 0..=5", arg.index),
-                    ));
-                }
+            let args = conditions(i, &rule.args, |arg| {
                 let op = match (&arg.op, arg.mask) {
                     (JsonOp::Eq, None) => ArgOp::Eq(arg.value),
                     (JsonOp::Ne, None) => ArgOp::Ne(arg.value),
@@ -365,23 +382,18 @@ impl SeccompProfile {
                         value: arg.value,
                     },
                     (JsonOp::MaskedEq, None) => {
-                        return Err(invalid(
-                            format!("syscalls[{i}].args[{j}]"),
-                            "masked_eq needs a \"mask\"".to_string(),
-                        ))
+                        return Err((String::new(), "masked_eq needs a \"mask\"".to_string()))
                     }
                     (_, Some(_)) => {
-                        return Err(invalid(
-                            format!("syscalls[{i}].args[{j}]"),
+                        return Err((
+                            String::new(),
                             "\"mask\" is only valid with masked_eq".to_string(),
                         ))
                     }
                 };
-                args.push(ArgCondition {
-                    index: arg.index,
-                    op,
-                });
-            }
+                Ok((arg.index, op))
+            })
+            .map_err(|(location, reason)| invalid(location, reason))?;
             for (k, name) in rule.names.iter().enumerate() {
                 let nr = syscall_number(name).ok_or_else(|| {
                     invalid(

@@ -22,7 +22,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{syscall_number, Action, ArgCondition, ArgOp, Rule, SeccompError, SeccompProfile};
+use super::{conditions, syscall_number, Action, ArgOp, Rule, SeccompError, SeccompProfile};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -141,20 +141,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<SeccompProfile, SeccompEr
         }
         let act = action(&rule.action, rule.errno_ret, profile.default_errno_ret)
             .map_err(|r| invalid(format!("syscalls[{i}].action"), r))?;
-        if rule.args.len() > 6 {
-            return Err(invalid(
-                format!("syscalls[{i}].args"),
-                "has more than 6 conditions".to_string(),
-            ));
-        }
-        let mut args = Vec::new();
-        for (j, arg) in rule.args.iter().enumerate() {
-            if arg.index > 5 {
-                return Err(invalid(
-                    format!("syscalls[{i}].args[{j}].index"),
-                    format!("{} is not an argument index 0..=5", arg.index),
-                ));
-            }
+        let args = conditions(i, &rule.args, |arg| {
             let op = match arg.op.as_str() {
                 "SCMP_CMP_EQ" => ArgOp::Eq(arg.value),
                 "SCMP_CMP_NE" => ArgOp::Ne(arg.value),
@@ -163,18 +150,14 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<SeccompProfile, SeccompEr
                     mask: arg.value,
                     value: arg.value_two,
                 },
-                other => {
-                    return Err(invalid(
-                        format!("syscalls[{i}].args[{j}].op"),
-                        format!("{other} is not supported (noded compares with SCMP_CMP_EQ, SCMP_CMP_NE and SCMP_CMP_MASKED_EQ)"),
-                    ))
-                }
+                other => return Err((
+                    ".op".to_string(),
+                    format!("{other} is not supported (noded compares with SCMP_CMP_EQ, SCMP_CMP_NE and SCMP_CMP_MASKED_EQ)"),
+                )),
             };
-            args.push(ArgCondition {
-                index: arg.index,
-                op,
-            });
-        }
+            Ok((arg.index, op))
+        })
+        .map_err(|(location, reason)| invalid(location, reason))?;
         let names = rule.names.iter().chain(rule.name.iter());
         let mut named = false;
         for name in names {
