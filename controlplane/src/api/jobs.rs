@@ -86,6 +86,12 @@ async fn register_body(
     }
     let mut warnings: Vec<String> = parsed.warnings.iter().map(|w| w.to_string()).collect();
     warnings.extend(check_job(&job)?);
+    let oversubscription = ctx
+        .server
+        .state()
+        .scheduler_config()
+        .memory_oversubscription_enabled;
+    warnings.extend(memory_max_warnings(&job, oversubscription));
     if request.enforce_index {
         let current = ctx
             .server
@@ -111,6 +117,26 @@ async fn register_body(
     response.warnings = warnings.join("\n");
     let index = response.index;
     Ok(json_with_index(&response, index, true))
+}
+
+/// A warning per task that sets `memory_max` while the scheduler configuration does not allow
+/// memory oversubscription: the scheduler then grants `memory` as the hard limit (as Nomad
+/// does), and the job's author should hear so rather than find out from an OOM kill.
+fn memory_max_warnings(job: &Job, oversubscription: bool) -> Vec<String> {
+    if oversubscription {
+        return Vec::new();
+    }
+    job.task_groups
+        .iter()
+        .flat_map(|group| group.tasks.iter().map(move |task| (group, task)))
+        .filter(|(_, task)| task.resources.as_ref().is_some_and(|r| r.memory_max_mb != 0))
+        .map(|(group, task)| {
+            format!(
+                "memory oversubscription is not enabled: task \"{}.{}\" gets its memory as the hard limit and its memory_max is ignored; enable it with `noded operator scheduler set-config -memory-oversubscription=true`",
+                group.name, task.name
+            )
+        })
+        .collect()
 }
 
 /// What a submitted job must pass, beyond the jobspec rules, before anything is written.
@@ -274,7 +300,7 @@ struct JobValidateResponse {
     warnings: String,
 }
 
-pub async fn validate(body: Bytes) -> ApiResult<Response> {
+pub async fn validate(State(ctx): State<ApiContext>, body: Bytes) -> ApiResult<Response> {
     let request: JobRegisterRequest = decode_body(&body, "job validate request")?;
     let Some(job_value) = request.job else {
         return Err(ApiError::bad_request(
@@ -293,10 +319,16 @@ pub async fn validate(body: Bytes) -> ApiResult<Response> {
     match crate::jobspec::check_api_json(&job_text, &opts) {
         Ok(parsed) => {
             response.validation_errors = crate::drivers::check_job(&parsed.job);
+            let oversubscription = ctx
+                .server
+                .state()
+                .scheduler_config()
+                .memory_oversubscription_enabled;
             response.warnings = parsed
                 .warnings
                 .iter()
                 .map(|w| w.to_string())
+                .chain(memory_max_warnings(&parsed.job, oversubscription))
                 .collect::<Vec<_>>()
                 .join("\n");
         }
@@ -308,4 +340,21 @@ pub async fn validate(body: Bytes) -> ApiResult<Response> {
         response.error = format!("{} validation error(s)", response.validation_errors.len());
     }
     Ok(json_with_index(&response, 0, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_max_is_reported_ignored_only_without_oversubscription() {
+        let hcl = "job \"m\" {\n  group \"g\" {\n    task \"a\" {\n      driver = \"exec\"\n      config { command = \"/bin/true\" }\n      resources {\n        memory     = 64\n        memory_max = 128\n      }\n    }\n    task \"b\" {\n      driver = \"exec\"\n      config { command = \"/bin/true\" }\n    }\n  }\n}\n";
+        let opts = crate::jobspec::ParseOptions::for_file("m.hcl");
+        let job = crate::jobspec::check_hcl(hcl, &opts).unwrap().job;
+        let warnings = memory_max_warnings(&job, false);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("\"g.a\""), "{}", warnings[0]);
+        assert!(warnings[0].contains("-memory-oversubscription=true"));
+        assert!(memory_max_warnings(&job, true).is_empty());
+    }
 }
