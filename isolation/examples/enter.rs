@@ -96,10 +96,13 @@ fn run(n: usize) -> Result<(), String> {
             for join in [true, false] {
                 let mut times = Vec::with_capacity(n);
                 for i in 0..n + 5 {
-                    let mut spec = EnterSpec::matching(&sleeper, task.pid, "/bin/true", Vec::new());
-                    if join {
-                        spec.cgroup = Some(cg.join_handle().map_err(|e| e.to_string())?);
-                    }
+                    let cgroup = if join {
+                        Some(cg.join_handle().map_err(|e| e.to_string())?)
+                    } else {
+                        None
+                    };
+                    let spec =
+                        EnterSpec::matching(&sleeper, cgroup, task.pid, "/bin/true", Vec::new());
                     let start = Instant::now();
                     let child = enter(&spec).map_err(|e| e.to_string())?.child;
                     let status = child.wait().map_err(|e| e.to_string())?;

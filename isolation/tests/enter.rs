@@ -60,14 +60,13 @@ impl Fixture {
 
     /// An entry matching the task, in its cgroup.
     fn entry(&self, program: &str, args: &[&str]) -> EnterSpec {
-        let mut spec = EnterSpec::matching(
+        EnterSpec::matching(
             &self.task_spec,
+            Some(self.cgroup.join_handle().unwrap()),
             self.task.pid(),
             program,
             args.iter().map(|s| s.to_string()).collect(),
-        );
-        spec.cgroup = Some(self.cgroup.join_handle().unwrap());
-        spec
+        )
     }
 }
 
@@ -567,13 +566,13 @@ fn entering_a_host_filesystem_task_keeps_the_host_root_but_its_cgroup_and_identi
     task.hostname = None;
     task.work_dir = jail.path("tmp");
     let running = RunningTask::start(&task);
-    let mut spec = EnterSpec::matching(
+    let spec = EnterSpec::matching(
         &task,
+        Some(cgroup.join_handle().unwrap()),
         running.pid(),
         verifier.to_str().unwrap(),
         vec!["report".to_string()],
     );
-    spec.cgroup = Some(cgroup.join_handle().unwrap());
     let out = run_entered(spec).unwrap();
     assert!(out.status.success(), "{}", out.stderr);
     let r: Value = serde_json::from_str(&out.stdout).unwrap();

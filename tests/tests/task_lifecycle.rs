@@ -383,6 +383,43 @@ job "raw" {{
         })
         .collect();
     assert!(task_pids.len() >= 2, "{task_pids:?}");
+    // An exec session joins the task's cgroup (raw_exec has no namespaces to show it
+    // otherwise): what it leaves behind dies with the task.
+    let out = agent.cli(&[
+        "alloc",
+        "exec",
+        "-t=false",
+        &id[..8],
+        "/bin/sh",
+        "-c",
+        "(sleep 600 &); echo $$; cat /proc/self/cgroup",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let memory_line = text.lines().find(|l| l.contains(":memory:")).unwrap_or("");
+    assert!(
+        memory_line.ends_with(&format!("/{}/{id}.t", agent.cgroup_parent)),
+        "the exec session is not in the task's cgroup: {text}"
+    );
+    let task_pids: Vec<i32> = agent
+        .cgroup_dirs()
+        .iter()
+        .flat_map(|d| {
+            std::fs::read_to_string(d.join(format!("{id}.t")).join("cgroup.procs"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect();
+    assert!(
+        task_pids.len() >= 3,
+        "the session's sleep joins the task: {task_pids:?}"
+    );
     assert!(agent.cli(&["job", "stop", "raw"]).status.success());
     for pid in task_pids {
         assert!(
@@ -654,6 +691,25 @@ job "execd" {
         text.contains("/dev/pts/"),
         "a terminal inside the task: {text}"
     );
+
+    // The session is in the task's cgroup: its own cgroup namespace shows every hierarchy
+    // at its root (a session outside it would see `/../..`, and escape the task's limits).
+    let out = agent.cli(&[
+        "alloc",
+        "exec",
+        "-t=false",
+        &id[..8],
+        "/bin/cat",
+        "/proc/self/cgroup",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.lines().count() > 1, "{text}");
+    assert!(text.lines().all(|l| l.ends_with(":/")), "{text}");
 
     // A missing program: refused before any session, naming the path.
     let out = agent.cli(&["alloc", "exec", "-t=false", &id[..8], "/no/such/program"]);

@@ -158,10 +158,13 @@ pub struct EnterSpec {
 
 impl EnterSpec {
     /// An entry with the task's identity, environment, working directory, capabilities,
-    /// rlimits and seccomp policy; no cgroup (set [`EnterSpec::cgroup`] from the task's
-    /// cgroup) and null streams.
+    /// rlimits and seccomp policy, in `cgroup`, with null streams. `cgroup` is the task's
+    /// cgroup (a join handle of its own: a spec's handle is spent by its spawn); `None` only
+    /// for a task that has none, since the entered process would otherwise escape the task's
+    /// limits and outlive its cgroup.
     pub fn matching(
         task: &SandboxSpec,
+        cgroup: Option<CgroupJoin>,
         target_pid: i32,
         program: impl Into<String>,
         args: Vec<String>,
@@ -173,7 +176,7 @@ impl EnterSpec {
             env: task.env.clone(),
             work_dir: task.work_dir.clone(),
             user: task.user.clone(),
-            cgroup: None,
+            cgroup,
             capabilities: task.capabilities,
             ambient_capabilities: task.ambient_capabilities,
             rlimits: task.rlimits.clone(),

@@ -827,12 +827,14 @@ impl Supervisor {
             Ok(j) => j,
             Err(e) => return fail("cgroup", e.to_string()),
         };
-        let spec = match self.sandbox_spec(&task.launch, join, Stdio::Null, Stdio::Null) {
+        let mut spec = match self.sandbox_spec(&task.launch, join, Stdio::Null, Stdio::Null) {
             Ok(s) => s,
             Err((step, message)) => return fail(step, message),
         };
+        // The session joins the task's cgroup: its limits, its accounting, and its end.
+        let cgroup = spec.cgroup.take();
         let mut enter =
-            sandbox::EnterSpec::matching(&spec, task.pid, program.clone(), args.to_vec());
+            sandbox::EnterSpec::matching(&spec, cgroup, task.pid, program.clone(), args.to_vec());
         let mut handed: Vec<OwnedFd> = Vec::new();
         if tty {
             enter.io = sandbox::EnterIo::Pty(sandbox::PtySpec::default());

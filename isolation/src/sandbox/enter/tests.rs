@@ -282,7 +282,7 @@ fn matching_copies_the_tasks_identity_and_policy() {
         stderr: Stdio::Null,
         go_ahead: None,
     };
-    let e = EnterSpec::matching(&task, 77, "/bin/sh", vec!["-i".to_string()]);
+    let e = EnterSpec::matching(&task, None, 77, "/bin/sh", vec!["-i".to_string()]);
     assert_eq!(e.target_pid, 77);
     assert_eq!(e.program, "/bin/sh");
     assert_eq!(e.env, task.env);
