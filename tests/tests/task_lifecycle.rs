@@ -545,58 +545,109 @@ job "{name}" {{
         );
         let a = first_alloc_with_status(&agent, &name, &["complete"]);
         let text = logs(&agent, a["ID"].as_str().unwrap(), "t", "stdout");
-        let attempts: Vec<Value> = text
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        assert!(
-            attempts.len() >= 30,
-            "{user}: only {} attempts:\n{text}",
-            attempts.len()
-        );
-        // Attempts that need a target this test does not provide may be skipped (tried=false).
-        let may_skip = [
-            "connect_host_loopback",
-            "reach_other_allocation",
-            "fork_bomb",
-            "memory_hog",
-        ];
-        // Known, documented openings for root in a task (docs/threat-model.md): root keeps
-        // net_bind_service (Nomad's default allow-list) and dac_override over the bound /etc.
-        let open_for_root = ["bind_low_port", "read_private_host_files"];
-        let open: Vec<&Value> = attempts
-            .iter()
-            .filter(|a| a["blocked"] != true)
-            .filter(|a| {
-                let name = a["name"].as_str().unwrap_or("");
-                let skipped_as_allowed = a["tried"] == false && may_skip.contains(&name);
-                let open_by_design = user == "root" && open_for_root.contains(&name);
-                !skipped_as_allowed && !open_by_design
-            })
-            .collect();
-        let untried: Vec<&str> = attempts
-            .iter()
-            .filter(|a| a["tried"] == false)
-            .filter_map(|a| a["name"].as_str())
-            .filter(|n| !may_skip.contains(n))
-            .collect();
-        assert!(
-            untried.is_empty(),
-            "{user}: attempts not tried: {untried:?}"
-        );
-        assert!(open.is_empty(), "{user}: escapes not blocked: {open:#?}");
-        let blocked = attempts.iter().filter(|a| a["blocked"] == true).count();
-        let by_design: Vec<&str> = attempts
-            .iter()
-            .filter(|a| a["blocked"] != true && a["tried"] != false)
-            .filter_map(|a| a["name"].as_str())
-            .collect();
-        eprintln!(
-            "escape suite as {user}: {} attempts, {blocked} blocked, open by design: {by_design:?}",
-            attempts.len()
-        );
+        assert_escapes_blocked(user, user == "root", &text);
     }
+
+    // The same suite through `alloc exec` into a running task: the session must be held
+    // exactly as the task is (namespaces, root, user, seccomp, and the cgroup's limits).
+    let id = run_until_running(
+        &agent,
+        "escape-exec",
+        &format!(
+            r#"
+job "escape-exec" {{
+  group "g" {{
+    task "t" {{
+      driver = "exec"
+      user   = "nobody"
+      config {{
+        command = "/bin/sleep"
+        args    = ["600"]
+      }}
+      env {{
+        NODED_VERIFY_HOG_MB      = "0"
+        NODED_VERIFY_HOST_PID    = "{host_pid}"
+        NODED_VERIFY_ALLOWED_ENV = "NOMAD_*,NODED_VERIFY_*"
+      }}
+    }}
+  }}
+}}
+"#,
+            host_pid = std::process::id()
+        ),
+    );
+    let out = agent.cli(&[
+        "alloc",
+        "exec",
+        "-t=false",
+        &id[..8],
+        "/verify/noded-verify",
+        "escape",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_escapes_blocked("nobody, through alloc exec", false, &text);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Checks the escape suite's report (`noded-verify escape`, one JSON line per attempt) run as
+/// `user` (`as_root`: the task's user is root): every attempt tried and blocked, except the
+/// documented openings for root and the attempts this harness gives no target.
+fn assert_escapes_blocked(user: &str, as_root: bool, text: &str) {
+    let attempts: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        attempts.len() >= 30,
+        "{user}: only {} attempts:\n{text}",
+        attempts.len()
+    );
+    // Attempts that need a target this test does not provide may be skipped (tried=false).
+    let may_skip = [
+        "connect_host_loopback",
+        "reach_other_allocation",
+        "fork_bomb",
+        "memory_hog",
+    ];
+    // Known, documented openings for root in a task (docs/threat-model.md): root keeps
+    // net_bind_service (Nomad's default allow-list) and dac_override over the bound /etc.
+    let open_for_root = ["bind_low_port", "read_private_host_files"];
+    let open: Vec<&Value> = attempts
+        .iter()
+        .filter(|a| a["blocked"] != true)
+        .filter(|a| {
+            let name = a["name"].as_str().unwrap_or("");
+            let skipped_as_allowed = a["tried"] == false && may_skip.contains(&name);
+            let open_by_design = as_root && open_for_root.contains(&name);
+            !skipped_as_allowed && !open_by_design
+        })
+        .collect();
+    let untried: Vec<&str> = attempts
+        .iter()
+        .filter(|a| a["tried"] == false)
+        .filter_map(|a| a["name"].as_str())
+        .filter(|n| !may_skip.contains(n))
+        .collect();
+    assert!(
+        untried.is_empty(),
+        "{user}: attempts not tried: {untried:?}"
+    );
+    assert!(open.is_empty(), "{user}: escapes not blocked: {open:#?}");
+    let blocked = attempts.iter().filter(|a| a["blocked"] == true).count();
+    let by_design: Vec<&str> = attempts
+        .iter()
+        .filter(|a| a["blocked"] != true && a["tried"] != false)
+        .filter_map(|a| a["name"].as_str())
+        .collect();
+    eprintln!(
+        "escape suite as {user}: {} attempts, {blocked} blocked, open by design: {by_design:?}",
+        attempts.len()
+    );
 }
 
 #[test]
