@@ -766,6 +766,23 @@ job "execd" {
     let out = agent.cli(&["alloc", "exec", "-t=false", &id[..8], "/no/such/program"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/program"));
+    // A task the allocation does not have: named, with the ones it has.
+    let out = agent.cli(&[
+        "alloc",
+        "exec",
+        "-t=false",
+        "-task",
+        "nosuch",
+        &id[..8],
+        "/bin/true",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("task \"nosuch\" is not running in allocation")
+            && err.contains("(running: t)"),
+        "{err}"
+    );
 }
 
 /// The value of the last `Cpus_allowed_list:` line of a `/proc/<pid>/status` text.
@@ -1125,7 +1142,12 @@ job "busy" {
         "{stats:#}"
     );
     assert_eq!(stats["Tasks"]["t"]["Pids"], 1);
-    assert!(stats["ResourceUsage"]["CpuStats"]["Percent"].as_f64().unwrap() > 1.0);
+    assert!(
+        stats["ResourceUsage"]["CpuStats"]["Percent"]
+            .as_f64()
+            .unwrap()
+            > 1.0
+    );
 
     let out = agent.cli(&["alloc", "status", "-stats", &id[..8]]);
     let text = String::from_utf8_lossy(&out.stdout);

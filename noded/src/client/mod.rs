@@ -901,6 +901,29 @@ impl ClientEndpoints for ClientApi {
                     request.alloc_id
                 )));
             }
+            let tasks = self
+                .0
+                .supervisor_tasks()
+                .await
+                .remove(&request.alloc_id)
+                .unwrap_or_default();
+            let running: Vec<&str> = tasks
+                .iter()
+                .filter(|(_, status)| status.exit.is_none())
+                .map(|(name, _)| name.as_str())
+                .collect();
+            if !running.contains(&request.task.as_str()) {
+                return Err(ClientError::BadRequest(format!(
+                    "task {:?} is not running in allocation {:?} (running: {}); pick one with -task",
+                    request.task,
+                    request.alloc_id,
+                    if running.is_empty() {
+                        "none".to_string()
+                    } else {
+                        running.join(", ")
+                    }
+                )));
+            }
             let task_id = format!("{}.{}", request.alloc_id, request.task);
             exec::start(
                 &self.0.shared.supervisor,
