@@ -24,6 +24,21 @@ fn run_until_running(agent: &DevAgent, name: &str, text: &str) -> String {
     a["ID"].as_str().unwrap().to_string()
 }
 
+/// The pids in task `t`'s cgroup of allocation `id`, over every hierarchy.
+fn task_cgroup_pids(agent: &DevAgent, id: &str) -> Vec<i32> {
+    agent
+        .cgroup_dirs()
+        .iter()
+        .flat_map(|d| {
+            std::fs::read_to_string(d.join(format!("{id}.t")).join("cgroup.procs"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect()
+}
+
 fn started_pids(agent: &DevAgent, alloc_id: &str, task: &str) -> Vec<i32> {
     events(&alloc(agent, alloc_id), task)
         .iter()
@@ -371,17 +386,7 @@ job "raw" {{
         );
     }
     // Stopping kills the whole tree, the backgrounded sleep included (no pid namespace here).
-    let task_pids: Vec<i32> = agent
-        .cgroup_dirs()
-        .iter()
-        .flat_map(|d| {
-            std::fs::read_to_string(d.join(format!("{id}.t")).join("cgroup.procs"))
-                .unwrap_or_default()
-                .split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect::<Vec<i32>>()
-        })
-        .collect();
+    let task_pids = task_cgroup_pids(&agent, &id);
     assert!(task_pids.len() >= 2, "{task_pids:?}");
     // An exec session joins the task's cgroup (raw_exec has no namespaces to show it
     // otherwise): what it leaves behind dies with the task.
@@ -392,7 +397,7 @@ job "raw" {{
         &id[..8],
         "/bin/sh",
         "-c",
-        "(sleep 600 &); echo $$; cat /proc/self/cgroup",
+        "(sleep 600 &); cat /proc/self/cgroup",
     ]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
@@ -405,17 +410,7 @@ job "raw" {{
         memory_line.ends_with(&format!("/{}/{id}.t", agent.cgroup_parent)),
         "the exec session is not in the task's cgroup: {text}"
     );
-    let task_pids: Vec<i32> = agent
-        .cgroup_dirs()
-        .iter()
-        .flat_map(|d| {
-            std::fs::read_to_string(d.join(format!("{id}.t")).join("cgroup.procs"))
-                .unwrap_or_default()
-                .split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect::<Vec<i32>>()
-        })
-        .collect();
+    let task_pids = task_cgroup_pids(&agent, &id);
     assert!(
         task_pids.len() >= 3,
         "the session's sleep joins the task: {task_pids:?}"
