@@ -325,14 +325,9 @@ impl TaskRunner {
                     Some(step) => format!("{step}: {message}"),
                     None => message,
                 };
-                let end = self
-                    .start_failed(state, format!("failed to start task: {cause}"))
+                self.start_failed(state, format!("failed to start task: {cause}"))
                     .await;
-                if permanent {
-                    RunEnd::StartFailed(Some(cause))
-                } else {
-                    end
-                }
+                RunEnd::StartFailed(permanent.then_some(cause))
             }
             Ok(other) => {
                 self.start_failed(
