@@ -1225,11 +1225,13 @@ job "orphan" {
         Duration::from_secs(10),
         |_| (!std::path::Path::new(&format!("/proc/{first_task}")).exists()).then_some(()),
     );
-    let kinds: Vec<String> = events(&alloc(&agent, &id), "t")
-        .into_iter()
-        .map(|(kind, _)| kind)
-        .collect();
-    assert!(kinds.iter().any(|k| k == "Driver Failure"), "{kinds:?}");
+    // The task's events say what happened.
+    let events = events(&alloc(&agent, &id), "t");
+    assert!(
+        events.iter().any(|(kind, text)| kind == "Driver Failure"
+            && text.contains("the task supervisor died and was replaced")),
+        "{events:?}"
+    );
     let log = agent.log_text();
     assert!(
         log.contains("stopped a task left running by a supervisor that is gone"),
@@ -1244,4 +1246,60 @@ job "orphan" {
     agent.wait_for("new output", Duration::from_secs(10), |a| {
         (logs(a, &id, "t", "stdout").len() > before).then_some(())
     });
+}
+
+#[test]
+fn a_node_daemon_restarted_after_its_supervisor_died_restarts_the_stopped_task() {
+    if !require_root("task supervision after the supervisor and the node daemon died") {
+        return;
+    }
+    let mut agent = DevAgent::start(AgentOptions {
+        persistent: true,
+        ..Default::default()
+    });
+    let id = run_until_running(
+        &agent,
+        "both-died",
+        r#"
+job "both-died" {
+  group "g" {
+    task "t" {
+      driver = "exec"
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "while true; do echo tick; sleep 0.2; done"]
+      }
+    }
+  }
+}
+"#,
+    );
+    let first_task = started_pids(&agent, &id, "t")[0];
+    let first_supervisor = agent.supervisor_pid.expect("supervisor pid");
+    // The node daemon dies, then its supervisor (a host under memory pressure, say).
+    agent.kill9();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first_supervisor),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    agent.launch();
+    assert_ne!(agent.supervisor_pid, Some(first_supervisor));
+    // The new supervisor stopped the orphan; the restored runner starts the task again and
+    // says why.
+    let events = agent.wait_for("the task started again", Duration::from_secs(20), |a| {
+        let pids = started_pids(a, &id, "t");
+        (pids.len() >= 2).then(|| events(&alloc(a, &id), "t"))
+    });
+    assert!(
+        events.iter().any(|(kind, text)| kind == "Driver Failure"
+            && text.contains("its task supervisor had died")),
+        "{events:?}"
+    );
+    assert!(!started_pids(&agent, &id, "t")[1..].contains(&first_task));
+    agent.wait_for(
+        "the orphaned task to be gone",
+        Duration::from_secs(10),
+        |_| (!std::path::Path::new(&format!("/proc/{first_task}")).exists()).then_some(()),
+    );
 }

@@ -142,6 +142,15 @@ impl TaskRunner {
             return state;
         }
         if reattach.is_none() {
+            if state.state == TaskLifecycleState::Running {
+                // It ran under the previous node daemon, and the supervisor does not know it
+                // now: the supervisor died meanwhile, and the one started since stopped the
+                // tasks it left. Say so before it starts again.
+                let text = "the task was gone when the node daemon came back: its task supervisor had died and its tasks were stopped; starting it again";
+                let mut e = TaskEvent::new(event_type::DRIVER_FAILURE, text);
+                e.driver_error = text.to_string();
+                self.push(&mut state, e);
+            }
             if state.events.is_empty() {
                 self.push(
                     &mut state,
@@ -412,6 +421,7 @@ impl TaskRunner {
 
     async fn wait_or_kill(&mut self, state: &mut TaskState) -> RunEnd {
         let supervisor = self.supervisor.clone();
+        let supervisor_at_start = supervisor.pid();
         let task_id = self.ctx.task_id.clone();
         let exited = wait_for_exit(&supervisor, &task_id);
         tokio::pin!(exited);
@@ -465,10 +475,13 @@ impl TaskRunner {
                 RunEnd::Exited(exit)
             }
             Err(message) => {
-                let mut ev = TaskEvent::new(
-                    event_type::DRIVER_FAILURE,
-                    format!("lost track of the task: {message}"),
-                );
+                let text = if supervisor.pid() != supervisor_at_start {
+                    // The Wait retried into a new supervisor, which stopped the task.
+                    "the task supervisor died and was replaced; the task was stopped with it (its output had nowhere to go)".to_string()
+                } else {
+                    format!("lost track of the task: {message}")
+                };
+                let mut ev = TaskEvent::new(event_type::DRIVER_FAILURE, text);
                 ev.driver_error = message.clone();
                 self.push(state, ev);
                 self.send(state).await;
