@@ -102,10 +102,11 @@ impl ExecDriver {
             .collect()
     }
 
-    fn err(task: &Task, field: &str, message: impl Into<String>) -> DriverError {
+    /// An error about the config option `option`.
+    fn err(task: &Task, option: &str, message: impl Into<String>) -> DriverError {
         DriverError {
             task: task.name.clone(),
-            field: field.to_string(),
+            field: format!("config.{option}"),
             message: message.into(),
         }
     }
@@ -191,8 +192,12 @@ impl ExecDriver {
     }
 
     fn check_user(&self, task: &Task, user: &str) -> Result<(), DriverError> {
-        let resolved = isolation::user::lookup(user, Path::new("/etc"))
-            .map_err(|e| Self::err(task, "user", e.to_string()))?;
+        let resolved =
+            isolation::user::lookup(user, Path::new("/etc")).map_err(|e| DriverError {
+                task: task.name.clone(),
+                field: "user".into(),
+                message: e.to_string(),
+            })?;
         if self.settings.denied_uids.contains(resolved.uid) {
             return Err(DriverError {
                 task: task.name.clone(),
@@ -288,15 +293,19 @@ impl Driver for ExecDriver {
 
     fn prepare(&self, task: &Task, ctx: &TaskContext) -> Result<TaskLaunch, DriverError> {
         let config = parse_driver_config(self.name(), &task.config).map_err(|errors| {
-            let first = errors.first().cloned();
-            let message = errors
-                .iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("; ");
+            let (field, message) = match errors.as_slice() {
+                [one] => (format!("config.{}", one.field), one.message.clone()),
+                many => (
+                    "config".to_string(),
+                    many.iter()
+                        .map(|e| format!("{}: {}", e.field, e.message))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                ),
+            };
             DriverError {
                 task: task.name.clone(),
-                field: first.map(|e| e.field).unwrap_or_default(),
+                field,
                 message,
             }
         })?;
@@ -443,7 +452,7 @@ mod tests {
                 &ctx(),
             )
             .unwrap_err();
-        assert_eq!(err.field, "cap_add");
+        assert_eq!(err.field, "config.cap_add");
         assert!(
             err.message.contains("\"sys_admin\" is not allowed"),
             "{err}"
@@ -502,6 +511,8 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.field, "user");
         assert!(err.message.contains("denied_host_uids"), "{err}");
+        // `user` is the task's, not a config option.
+        assert!(err.to_string().contains("\": user: uid 0"), "{err}");
         let err = d
             .prepare(
                 &task(json!({"command": "/bin/true"}), "no-such-user-here"),
@@ -518,7 +529,7 @@ mod tests {
         );
         // The agent's own hard limit for nofile is finite on Linux.
         let err = err.unwrap_err();
-        assert_eq!(err.field, "rlimits.nofile");
+        assert_eq!(err.field, "config.rlimits.nofile");
         let ok = d.prepare(&task(json!({"command": "/bin/true", "rlimits": {"nofile": 64}, "work_dir": "/local", "pid_mode": "host"}), "nobody"), &ctx()).unwrap();
         assert_eq!(ok.rlimits, vec![("nofile".to_string(), 64, 64)]);
         // Limits are what the scheduler granted.
@@ -587,6 +598,11 @@ mod tests {
         let err = ExecDriver::raw_exec(true, settings(), Ok(()))
             .prepare(&task(config, "root"), &ctx())
             .unwrap_err();
-        assert_eq!(err.field, "readonly_rootfs");
+        assert_eq!(err.field, "config.readonly_rootfs");
+        assert!(
+            err.to_string()
+                .starts_with("task \"t\": config.readonly_rootfs: raw_exec"),
+            "{err}"
+        );
     }
 }

@@ -18,9 +18,11 @@ use crate::supervisor::protocol::TaskLaunch;
 
 /// A task's config did not make sense to its driver.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-#[error("task {task:?}: config.{field}: {message}")]
+#[error("task {task:?}: {field}: {message}")]
 pub struct DriverError {
     pub task: String,
+    /// Where in the task: `config.cap_add`, `config.rlimits.nofile`, `user`, or `config`
+    /// for several options at once (then the message names each).
     pub field: String,
     pub message: String,
 }
