@@ -11,6 +11,9 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
+    /// The file it was read from, for errors found when files are combined.
+    #[serde(skip)]
+    pub source: String,
     pub data_dir: Option<PathBuf>,
     pub region: Option<String>,
     pub datacenter: Option<String>,
@@ -71,11 +74,12 @@ pub fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
 }
 
 pub fn parse(text: &str, name: &str) -> anyhow::Result<FileConfig> {
-    let config: FileConfig = if name.ends_with(".json") {
+    let mut config: FileConfig = if name.ends_with(".json") {
         serde_json::from_str(text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?
     } else {
         hcl::from_str(text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?
     };
+    config.source = name.to_string();
     for (plugin, block) in &config.plugin {
         let known: &[&str] = match plugin.as_str() {
             "raw_exec" => &["enabled"],
@@ -204,144 +208,173 @@ impl AgentConfig {
         };
         let mut data_dir = None;
         for f in files {
-            if let Some(v) = &f.data_dir {
-                data_dir = Some(v.clone());
-            }
-            if let Some(v) = &f.region {
-                c.region = v.clone();
-            }
-            if let Some(v) = &f.datacenter {
-                c.datacenter = v.clone();
-            }
-            if let Some(v) = &f.name {
-                c.name = v.clone();
-            }
-            if let Some(v) = &f.bind_addr {
-                c.bind_addr = v.clone();
-            }
-            if let Some(v) = &f.log_level {
-                c.log_level = v.clone();
-            }
-            if let Some(p) = &f.ports {
-                if let Some(v) = p.http {
-                    c.http_port = v;
+            c.apply_file(f, &mut data_dir).map_err(|e| {
+                if f.source.is_empty() {
+                    e
+                } else {
+                    anyhow::anyhow!("{}: {e}", f.source)
                 }
-                if let Some(v) = p.rpc {
-                    c.rpc_port = v;
+            })?;
+        }
+        Self::finish(c, data_dir, flags, temp_data_dir)
+    }
+
+    /// Takes what one file sets (later files override earlier ones).
+    fn apply_file(&mut self, f: &FileConfig, data_dir: &mut Option<PathBuf>) -> anyhow::Result<()> {
+        let c = self;
+        if let Some(v) = &f.data_dir {
+            *data_dir = Some(v.clone());
+        }
+        if let Some(v) = &f.region {
+            c.region = v.clone();
+        }
+        if let Some(v) = &f.datacenter {
+            c.datacenter = v.clone();
+        }
+        if let Some(v) = &f.name {
+            c.name = v.clone();
+        }
+        if let Some(v) = &f.bind_addr {
+            c.bind_addr = v.clone();
+        }
+        if let Some(v) = &f.log_level {
+            c.log_level = v.clone();
+        }
+        if let Some(p) = &f.ports {
+            if let Some(v) = p.http {
+                c.http_port = v;
+            }
+            if let Some(v) = p.rpc {
+                c.rpc_port = v;
+            }
+        }
+        if let Some(s) = &f.server {
+            if let Some(v) = s.enabled {
+                c.server_enabled = v;
+            }
+            if let Some(n) = s.bootstrap_expect {
+                if n > 1 {
+                    anyhow::bail!("server.bootstrap_expect = {n}: this noded runs single-server regions only (multi-server Raft arrives later); use 1");
                 }
             }
-            if let Some(s) = &f.server {
-                if let Some(v) = s.enabled {
-                    c.server_enabled = v;
+            if s.num_schedulers.is_some() {
+                c.num_schedulers = s.num_schedulers;
+            }
+        }
+        if let Some(cl) = &f.client {
+            if let Some(v) = cl.enabled {
+                c.client_enabled = v;
+            }
+            if let Some(v) = &cl.node_class {
+                c.node_class = v.clone();
+            }
+            if let Some(v) = &cl.node_pool {
+                c.node_pool = v.clone();
+            }
+            c.meta.extend(cl.meta.clone());
+            if let Some(env) = &cl.chroot_env {
+                let mut binds = Vec::new();
+                for (host, task) in env {
+                    let (h, t) = (PathBuf::from(host), PathBuf::from(task));
+                    if !h.is_absolute() || !t.is_absolute() {
+                        anyhow::bail!(
+                            "client.chroot_env: {host:?} = {task:?}: both paths must be absolute"
+                        );
+                    }
+                    binds.push((h, t));
                 }
-                if let Some(n) = s.bootstrap_expect {
-                    if n > 1 {
-                        anyhow::bail!("server.bootstrap_expect = {n}: this noded runs single-server regions only (multi-server Raft arrives later); use 1");
+                c.chroot_env = Some(binds);
+            }
+            if let Some(v) = cl.gc_max_allocs {
+                c.gc_max_allocs = v;
+            }
+            if let Some(v) = &cl.cgroup_parent {
+                if v.is_empty() || v.contains('/') || v == "." || v == ".." {
+                    anyhow::bail!(
+                        "client.cgroup_parent = {v:?}: give a single cgroup name such as \"noded\""
+                    );
+                }
+                c.cgroup_parent = v.clone();
+            }
+        }
+        if let Some(raw) = f.plugin.get("raw_exec") {
+            if let Some(v) = raw.config.get("enabled") {
+                c.raw_exec_enabled = v.as_bool().ok_or_else(|| {
+                    anyhow::anyhow!("plugin \"raw_exec\" config.enabled must be true or false")
+                })?;
+            }
+        }
+        if let Some(exec) = f.plugin.get("exec") {
+            let text = |key: &str| -> anyhow::Result<Option<String>> {
+                match exec.config.get(key) {
+                    None => Ok(None),
+                    Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+                    Some(other) => {
+                        anyhow::bail!("plugin \"exec\" config.{key} must be a string, not {other}")
                     }
                 }
-                if s.num_schedulers.is_some() {
-                    c.num_schedulers = s.num_schedulers;
+            };
+            if let Some(v) = text("denied_host_uids")? {
+                c.denied_uids = crate::driver::IdRanges::parse(&v)
+                    .map_err(|e| anyhow::anyhow!("plugin \"exec\" config.denied_host_uids: {e}"))?;
+            }
+            if let Some(v) = text("denied_host_gids")? {
+                c.denied_gids = crate::driver::IdRanges::parse(&v)
+                    .map_err(|e| anyhow::anyhow!("plugin \"exec\" config.denied_host_gids: {e}"))?;
+            }
+            for (key, slot) in [
+                ("default_pid_mode", &mut c.default_pid_mode),
+                ("default_ipc_mode", &mut c.default_ipc_mode),
+            ] {
+                match text(key)?.as_deref() {
+                    None => {}
+                    Some("private") => *slot = controlplane::drivers::NamespaceMode::Private,
+                    Some("host") => *slot = controlplane::drivers::NamespaceMode::Host,
+                    Some(other) => anyhow::bail!(
+                        "plugin \"exec\" config.{key} = {other:?}: must be \"private\" or \"host\""
+                    ),
                 }
             }
-            if let Some(cl) = &f.client {
-                if let Some(v) = cl.enabled {
-                    c.client_enabled = v;
-                }
-                if let Some(v) = &cl.node_class {
-                    c.node_class = v.clone();
-                }
-                if let Some(v) = &cl.node_pool {
-                    c.node_pool = v.clone();
-                }
-                c.meta.extend(cl.meta.clone());
-                if let Some(env) = &cl.chroot_env {
-                    let mut binds = Vec::new();
-                    for (host, task) in env {
-                        let (h, t) = (PathBuf::from(host), PathBuf::from(task));
-                        if !h.is_absolute() || !t.is_absolute() {
-                            anyhow::bail!("client.chroot_env: {host:?} = {task:?}: both paths must be absolute");
-                        }
-                        binds.push((h, t));
-                    }
-                    c.chroot_env = Some(binds);
-                }
-                if let Some(v) = cl.gc_max_allocs {
-                    c.gc_max_allocs = v;
-                }
-                if let Some(v) = &cl.cgroup_parent {
-                    if v.is_empty() || v.contains('/') || v == "." || v == ".." {
-                        anyhow::bail!("client.cgroup_parent = {v:?}: give a single cgroup name such as \"noded\"");
-                    }
-                    c.cgroup_parent = v.clone();
-                }
-            }
-            if let Some(raw) = f.plugin.get("raw_exec") {
-                if let Some(v) = raw.config.get("enabled") {
-                    c.raw_exec_enabled = v.as_bool().ok_or_else(|| {
-                        anyhow::anyhow!("plugin \"raw_exec\" config.enabled must be true or false")
-                    })?;
-                }
-            }
-            if let Some(exec) = f.plugin.get("exec") {
-                let text = |key: &str| -> anyhow::Result<Option<String>> {
-                    match exec.config.get(key) {
-                        None => Ok(None),
-                        Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
-                        Some(other) => anyhow::bail!(
-                            "plugin \"exec\" config.{key} must be a string, not {other}"
-                        ),
-                    }
-                };
-                if let Some(v) = text("denied_host_uids")? {
-                    c.denied_uids = crate::driver::IdRanges::parse(&v).map_err(|e| {
-                        anyhow::anyhow!("plugin \"exec\" config.denied_host_uids: {e}")
-                    })?;
-                }
-                if let Some(v) = text("denied_host_gids")? {
-                    c.denied_gids = crate::driver::IdRanges::parse(&v).map_err(|e| {
-                        anyhow::anyhow!("plugin \"exec\" config.denied_host_gids: {e}")
-                    })?;
-                }
-                for (key, slot) in [
-                    ("default_pid_mode", &mut c.default_pid_mode),
-                    ("default_ipc_mode", &mut c.default_ipc_mode),
-                ] {
-                    match text(key)?.as_deref() {
-                        None => {}
-                        Some("private") => *slot = controlplane::drivers::NamespaceMode::Private,
-                        Some("host") => *slot = controlplane::drivers::NamespaceMode::Host,
-                        Some(other) => anyhow::bail!("plugin \"exec\" config.{key} = {other:?}: must be \"private\" or \"host\""),
-                    }
-                }
-                if let Some(v) = exec.config.get("allow_caps") {
-                    let list = v.as_array().ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "plugin \"exec\" config.allow_caps must be a list of capability names"
-                        )
-                    })?;
-                    c.allow_caps = list
-                        .iter()
-                        .map(|x| {
-                            x.as_str().map(|s| {
-                                s.to_ascii_lowercase()
-                                    .trim_start_matches("cap_")
-                                    .to_string()
-                            })
+            if let Some(v) = exec.config.get("allow_caps") {
+                let list = v.as_array().ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "plugin \"exec\" config.allow_caps must be a list of capability names"
+                    )
+                })?;
+                c.allow_caps = list
+                    .iter()
+                    .map(|x| {
+                        x.as_str().map(|s| {
+                            s.to_ascii_lowercase()
+                                .trim_start_matches("cap_")
+                                .to_string()
                         })
-                        .collect::<Option<Vec<_>>>()
-                        .ok_or_else(|| {
-                            anyhow::anyhow!("plugin \"exec\" config.allow_caps must hold strings")
-                        })?;
-                    for cap in &c.allow_caps {
-                        if cap != "all"
-                            && !controlplane::drivers::CAPABILITY_NAMES.contains(&cap.as_str())
-                        {
-                            anyhow::bail!("plugin \"exec\" config.allow_caps: {cap:?} is not a Linux capability");
-                        }
+                    })
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("plugin \"exec\" config.allow_caps must hold strings")
+                    })?;
+                for cap in &c.allow_caps {
+                    if cap != "all"
+                        && !controlplane::drivers::CAPABILITY_NAMES.contains(&cap.as_str())
+                    {
+                        anyhow::bail!(
+                            "plugin \"exec\" config.allow_caps: {cap:?} is not a Linux capability"
+                        );
                     }
                 }
             }
         }
+        Ok(())
+    }
+
+    /// The command-line flags over the files, the data dir, and the checks of the whole.
+    fn finish(
+        mut c: AgentConfig,
+        mut data_dir: Option<PathBuf>,
+        flags: &Overrides,
+        temp_data_dir: impl FnOnce() -> anyhow::Result<PathBuf>,
+    ) -> anyhow::Result<AgentConfig> {
         if let Some(v) = &flags.bind {
             c.bind_addr = v.clone();
         }
@@ -478,4 +511,24 @@ plugin "raw_exec" {
             .to_string();
         assert!(e.contains("data_dir"), "{e}");
     }
+
+    #[test]
+    fn an_invalid_value_names_the_file_it_came_from() {
+        let good = parse("data_dir = \"/tmp/x\"\nserver { enabled = true }\n", "base.hcl").unwrap();
+        let bad = parse(
+            "plugin \"exec\" {\n  config {\n    allow_caps = [\"bogus\"]\n  }\n}\n",
+            "exec.hcl",
+        )
+        .unwrap();
+        let err = AgentConfig::build(&[good, bad], &Overrides::default(), || {
+            unreachable!("not a dev agent")
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("exec.hcl: plugin \"exec\" config.allow_caps: \"bogus\""),
+            "{err}"
+        );
+    }
 }
+
