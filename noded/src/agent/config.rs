@@ -514,7 +514,11 @@ plugin "raw_exec" {
 
     #[test]
     fn an_invalid_value_names_the_file_it_came_from() {
-        let good = parse("data_dir = \"/tmp/x\"\nserver { enabled = true }\n", "base.hcl").unwrap();
+        let good = parse(
+            "data_dir = \"/tmp/x\"\nserver { enabled = true }\n",
+            "base.hcl",
+        )
+        .unwrap();
         let bad = parse(
             "plugin \"exec\" {\n  config {\n    allow_caps = [\"bogus\"]\n  }\n}\n",
             "exec.hcl",
@@ -531,4 +535,3 @@ plugin "raw_exec" {
         );
     }
 }
-
