@@ -283,6 +283,16 @@ fn action(json: &JsonAction, errno: Option<u16>) -> Result<Action, String> {
     })
 }
 
+/// At most [`MAX_PROFILE_RULES`] rules (syscall names × rule entries), in either format.
+fn check_rule_count(rules: usize) -> Result<(), String> {
+    if rules > MAX_PROFILE_RULES {
+        return Err(format!(
+            "{rules} rules exceed the limit of {MAX_PROFILE_RULES}"
+        ));
+    }
+    Ok(())
+}
+
 /// The argument conditions of rule `i`, in either profile format: at most 6, each on an
 /// argument index 0..=5. `read` gives one condition's (index, comparison), or a reason and the
 /// location suffix (`.op`, or empty for the condition itself) it is about. Errors are
@@ -409,15 +419,7 @@ impl SeccompProfile {
                 });
             }
         }
-        if rules.len() > MAX_PROFILE_RULES {
-            return Err(invalid(
-                "syscalls".to_string(),
-                format!(
-                    "{} rules exceed the limit of {MAX_PROFILE_RULES}",
-                    rules.len()
-                ),
-            ));
-        }
+        check_rule_count(rules.len()).map_err(|r| invalid("syscalls".to_string(), r))?;
         Ok(SeccompProfile {
             default_action,
             rules,

@@ -22,7 +22,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{conditions, syscall_number, Action, ArgOp, Rule, SeccompError, SeccompProfile};
+use super::{
+    check_rule_count, conditions, syscall_number, Action, ArgOp, Rule, SeccompError, SeccompProfile,
+};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -139,6 +141,12 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<SeccompProfile, SeccompEr
         if for_cap_holders || other_arch {
             continue;
         }
+        if rule.names.is_empty() && rule.name.is_none() {
+            return Err(invalid(
+                format!("syscalls[{i}].names"),
+                "is empty".to_string(),
+            ));
+        }
         let act = action(&rule.action, rule.errno_ret, profile.default_errno_ret)
             .map_err(|r| invalid(format!("syscalls[{i}].action"), r))?;
         let args = conditions(i, &rule.args, |arg| {
@@ -158,10 +166,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<SeccompProfile, SeccompEr
             Ok((arg.index, op))
         })
         .map_err(|(location, reason)| invalid(location, reason))?;
-        let names = rule.names.iter().chain(rule.name.iter());
-        let mut named = false;
-        for name in names {
-            named = true;
+        for name in rule.names.iter().chain(rule.name.iter()) {
             // Names of other architectures are skipped, as libseccomp does.
             if let Some(nr) = syscall_number(name) {
                 rules.push(Rule {
@@ -172,13 +177,8 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<SeccompProfile, SeccompEr
                 });
             }
         }
-        if !named {
-            return Err(invalid(
-                format!("syscalls[{i}].names"),
-                "is empty".to_string(),
-            ));
-        }
     }
+    check_rule_count(rules.len()).map_err(|r| invalid("syscalls".to_string(), r))?;
     Ok(SeccompProfile {
         default_action,
         rules,

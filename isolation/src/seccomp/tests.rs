@@ -412,6 +412,17 @@ fn huge_profiles_are_refused() {
     );
     let err = SeccompProfile::parse(&json, Path::new("big.json")).unwrap_err();
     assert!(err.to_string().contains("exceed the limit"), "{err}");
+    // The same in the OCI format.
+    let json = format!(
+        r#"{{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{{"names": [{}], "action": "SCMP_ACT_ALLOW"}}]}}"#,
+        names.join(",")
+    );
+    let err = SeccompProfile::parse(&json, Path::new("big.json")).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("syscalls: 1025 rules exceed the limit"),
+        "{err}"
+    );
 }
 
 #[test]
