@@ -517,8 +517,7 @@ impl Supervisor {
         }
     }
 
-    /// The sandbox a task runs in, from its launch description: also what `alloc exec`
-    /// enters (same user, capabilities, rlimits, seccomp). Errors name the step.
+    /// The sandbox a task runs in (see [`sandbox_spec`]).
     fn sandbox_spec(
         &self,
         launch: &TaskLaunch,
@@ -526,116 +525,7 @@ impl Supervisor {
         stdout: Stdio,
         stderr: Stdio,
     ) -> Result<SandboxSpec, (&'static str, String)> {
-        let user = isolation::user::lookup(&launch.user, Path::new("/etc"))
-            .map_err(|e| ("user", e.to_string()))?;
-        let (filesystem, namespaces, capabilities, seccomp, work_dir) = match &launch.isolation {
-            IsolationMode::Jail {
-                chroot_env,
-                capabilities,
-                seccomp,
-                host_pid,
-                host_ipc,
-                readonly_rootfs,
-            } => {
-                let mut root = RootfsSpec::new(&self.staging_dir);
-                root.system_dirs.clear();
-                // The host's /etc is bound whole (as Nomad does); hide noded's own config and
-                // credentials in it.
-                root.masked_paths.extend(host_secret_paths());
-                for (host, inside) in chroot_env {
-                    if host == inside
-                        && sandbox::DEFAULT_SYSTEM_DIRS
-                            .iter()
-                            .any(|d| Path::new(d) == host)
-                    {
-                        root.system_dirs.push(host.clone());
-                    } else {
-                        root.ro_binds.push(Bind::new(host, inside));
-                    }
-                }
-                root.rw_binds = vec![
-                    Bind::new(&launch.alloc_dir, "/alloc"),
-                    Bind::new(launch.task_dir.join("secrets"), "/secrets"),
-                    Bind::new(launch.task_dir.join("tmp"), "/tmp"),
-                ];
-                let local = Bind::new(launch.task_dir.join("local"), "/local");
-                if *readonly_rootfs {
-                    root.task_ro_binds.push(local);
-                } else {
-                    root.rw_binds.push(local);
-                }
-                let mut ns = NamespaceSpec::isolated();
-                ns.pid = !host_pid;
-                ns.ipc = !host_ipc;
-                let caps = CapabilitySet::parse_list(capabilities.iter())
-                    .map_err(|e| ("capabilities", e.to_string()))?;
-                let policy = match seccomp.as_str() {
-                    "" | "default" => SeccompPolicy::Default,
-                    "unconfined" => SeccompPolicy::Unconfined,
-                    path => SeccompPolicy::from_profile_file(Path::new(path))
-                        .map_err(|e| ("seccomp", e.to_string()))?,
-                };
-                let wd = if launch.work_dir.is_empty() {
-                    PathBuf::from("/")
-                } else {
-                    PathBuf::from(&launch.work_dir)
-                };
-                (Filesystem::Jail(root), ns, caps, policy, wd)
-            }
-            IsolationMode::Host => {
-                let wd = if launch.work_dir.is_empty() {
-                    launch.task_dir.clone()
-                } else {
-                    PathBuf::from(&launch.work_dir)
-                };
-                (
-                    Filesystem::Host,
-                    NamespaceSpec::default(),
-                    // raw_exec keeps what the supervisor itself has, as Nomad's raw_exec keeps
-                    // the agent's privileges.
-                    own_capabilities(),
-                    SeccompPolicy::Unconfined,
-                    wd,
-                )
-            }
-        };
-        let ambient = CapabilitySet::parse_list(launch.ambient_capabilities.iter())
-            .map_err(|e| ("capabilities", e.to_string()))?;
-        let mut rlimits = Vec::new();
-        for (name, soft, hard) in &launch.rlimits {
-            let resource = rlimit_resource(name)
-                .ok_or_else(|| ("rlimits", format!("unknown resource {name:?}")))?;
-            rlimits.push(sandbox::Rlimit {
-                resource,
-                soft: *soft,
-                hard: *hard,
-            });
-        }
-        let mut env: Vec<(String, String)> = launch
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        env.sort();
-        Ok(SandboxSpec {
-            program: launch.command.clone(),
-            args: launch.args.clone(),
-            env,
-            work_dir,
-            user,
-            filesystem,
-            namespaces,
-            hostname: None,
-            cgroup: Some(join),
-            capabilities,
-            ambient_capabilities: ambient,
-            rlimits,
-            seccomp,
-            stdin: Stdio::Null,
-            stdout,
-            stderr,
-            go_ahead: None,
-        })
+        sandbox_spec(launch, &self.staging_dir, join, stdout, stderr)
     }
 
     fn spawn_task(self: &Rc<Self>, launch: &TaskLaunch) -> Result<Rc<TaskEntry>, Response> {
@@ -644,31 +534,7 @@ impl Supervisor {
             message,
             permanent: false,
         };
-        let mib = 1024 * 1024;
-        let memory = launch.limits.memory_mb.max(1);
-        let hard = if launch.limits.memory_max_mb > memory {
-            launch.limits.memory_max_mb
-        } else {
-            memory
-        };
-        let limits = CgroupLimits {
-            memory_limit_bytes: hard * mib,
-            memory_reservation_bytes: (hard > memory).then_some(memory * mib),
-            cpu_shares_mhz: launch.limits.cpu_mhz,
-            cpu_hard_limit: (launch.limits.cpu_quota_us > 0).then_some(
-                isolation::cgroup::CpuQuota {
-                    quota_us: launch.limits.cpu_quota_us,
-                    period_us: 100_000,
-                },
-            ),
-            // Reserved cores pin the task; otherwise the shared cores it was given (which also
-            // puts it in a cpuset cgroup, so that `SetCpuset` can move it later).
-            cpuset_cpus: [&launch.limits.cpuset, &launch.limits.shared_cpuset]
-                .into_iter()
-                .find(|cpus| !cpus.is_empty())
-                .map(|cpus| crate::client::taskenv::cpuset_string(cpus)),
-            pids_max: (launch.limits.pids_max > 0).then_some(launch.limits.pids_max),
-        };
+        let limits = cgroup_limits(launch);
         let cgroup = self
             .cgroups
             .create(&launch.task_id, &limits)
@@ -1077,6 +943,156 @@ fn stop_orphaned_tasks(cgroups: &CgroupManager) {
             }
         }
     }
+}
+
+/// The cgroup limits of a task: `memory` is the hard limit, or the reservation when a
+/// larger `memory_max` was granted (oversubscription).
+pub fn cgroup_limits(launch: &TaskLaunch) -> CgroupLimits {
+    let mib = 1024 * 1024;
+    let memory = launch.limits.memory_mb.max(1);
+    let hard = if launch.limits.memory_max_mb > memory {
+        launch.limits.memory_max_mb
+    } else {
+        memory
+    };
+    CgroupLimits {
+        memory_limit_bytes: hard * mib,
+        memory_reservation_bytes: (hard > memory).then_some(memory * mib),
+        cpu_shares_mhz: launch.limits.cpu_mhz,
+        cpu_hard_limit: (launch.limits.cpu_quota_us > 0).then_some(isolation::cgroup::CpuQuota {
+            quota_us: launch.limits.cpu_quota_us,
+            period_us: 100_000,
+        }),
+        // Reserved cores pin the task; otherwise the shared cores it was given (which also
+        // puts it in a cpuset cgroup, so that `SetCpuset` can move it later).
+        cpuset_cpus: [&launch.limits.cpuset, &launch.limits.shared_cpuset]
+            .into_iter()
+            .find(|cpus| !cpus.is_empty())
+            .map(|cpus| crate::client::taskenv::cpuset_string(cpus)),
+        pids_max: (launch.limits.pids_max > 0).then_some(launch.limits.pids_max),
+    }
+}
+
+/// The sandbox a task runs in, from its launch description, with its jail's root built on
+/// `staging_dir`: also what `alloc exec` enters (same user, capabilities, rlimits, seccomp),
+/// and what the start bench's floor spawns. Errors name the step.
+pub fn sandbox_spec(
+    launch: &TaskLaunch,
+    staging_dir: &Path,
+    join: isolation::cgroup::CgroupJoin,
+    stdout: Stdio,
+    stderr: Stdio,
+) -> Result<SandboxSpec, (&'static str, String)> {
+    let user = isolation::user::lookup(&launch.user, Path::new("/etc"))
+        .map_err(|e| ("user", e.to_string()))?;
+    let (filesystem, namespaces, capabilities, seccomp, work_dir) = match &launch.isolation {
+        IsolationMode::Jail {
+            chroot_env,
+            capabilities,
+            seccomp,
+            host_pid,
+            host_ipc,
+            readonly_rootfs,
+        } => {
+            let mut root = RootfsSpec::new(staging_dir);
+            root.system_dirs.clear();
+            // The host's /etc is bound whole (as Nomad does); hide noded's own config and
+            // credentials in it.
+            root.masked_paths.extend(host_secret_paths());
+            for (host, inside) in chroot_env {
+                if host == inside
+                    && sandbox::DEFAULT_SYSTEM_DIRS
+                        .iter()
+                        .any(|d| Path::new(d) == host)
+                {
+                    root.system_dirs.push(host.clone());
+                } else {
+                    root.ro_binds.push(Bind::new(host, inside));
+                }
+            }
+            root.rw_binds = vec![
+                Bind::new(&launch.alloc_dir, "/alloc"),
+                Bind::new(launch.task_dir.join("secrets"), "/secrets"),
+                Bind::new(launch.task_dir.join("tmp"), "/tmp"),
+            ];
+            let local = Bind::new(launch.task_dir.join("local"), "/local");
+            if *readonly_rootfs {
+                root.task_ro_binds.push(local);
+            } else {
+                root.rw_binds.push(local);
+            }
+            let mut ns = NamespaceSpec::isolated();
+            ns.pid = !host_pid;
+            ns.ipc = !host_ipc;
+            let caps = CapabilitySet::parse_list(capabilities.iter())
+                .map_err(|e| ("capabilities", e.to_string()))?;
+            let policy = match seccomp.as_str() {
+                "" | "default" => SeccompPolicy::Default,
+                "unconfined" => SeccompPolicy::Unconfined,
+                path => SeccompPolicy::from_profile_file(Path::new(path))
+                    .map_err(|e| ("seccomp", e.to_string()))?,
+            };
+            let wd = if launch.work_dir.is_empty() {
+                PathBuf::from("/")
+            } else {
+                PathBuf::from(&launch.work_dir)
+            };
+            (Filesystem::Jail(root), ns, caps, policy, wd)
+        }
+        IsolationMode::Host => {
+            let wd = if launch.work_dir.is_empty() {
+                launch.task_dir.clone()
+            } else {
+                PathBuf::from(&launch.work_dir)
+            };
+            (
+                Filesystem::Host,
+                NamespaceSpec::default(),
+                // raw_exec keeps what the supervisor itself has, as Nomad's raw_exec keeps
+                // the agent's privileges.
+                own_capabilities(),
+                SeccompPolicy::Unconfined,
+                wd,
+            )
+        }
+    };
+    let ambient = CapabilitySet::parse_list(launch.ambient_capabilities.iter())
+        .map_err(|e| ("capabilities", e.to_string()))?;
+    let mut rlimits = Vec::new();
+    for (name, soft, hard) in &launch.rlimits {
+        let resource = rlimit_resource(name)
+            .ok_or_else(|| ("rlimits", format!("unknown resource {name:?}")))?;
+        rlimits.push(sandbox::Rlimit {
+            resource,
+            soft: *soft,
+            hard: *hard,
+        });
+    }
+    let mut env: Vec<(String, String)> = launch
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    env.sort();
+    Ok(SandboxSpec {
+        program: launch.command.clone(),
+        args: launch.args.clone(),
+        env,
+        work_dir,
+        user,
+        filesystem,
+        namespaces,
+        hostname: None,
+        cgroup: Some(join),
+        capabilities,
+        ambient_capabilities: ambient,
+        rlimits,
+        seccomp,
+        stdin: Stdio::Null,
+        stdout,
+        stderr,
+        go_ahead: None,
+    })
 }
 
 /// The supervisor's own effective capabilities (from `/proc/self/status`).

@@ -21,6 +21,7 @@
 //! a private mount namespace of a helper process, never by changing the host's mounts).
 
 mod agent;
+mod floor;
 mod noded_path;
 mod oci;
 mod probe;

@@ -27,7 +27,7 @@ use noded::client::allocdir::{AllocDir, DirOwner, SpareAllocDirs};
 use noded::client::taskenv::{self, NodeContext, TaskPaths};
 use noded::driver::{Driver, ExecDriver, ExecSettings, TaskContext};
 use noded::supervisor::client::SupervisorClient;
-use noded::supervisor::protocol::{ExitInfo, Request, Response};
+use noded::supervisor::protocol::{ExitInfo, Request, Response, TaskLaunch};
 
 /// The task group and task every bench job has.
 const GROUP: &str = "g";
@@ -366,6 +366,35 @@ impl NodedPath {
     /// From "allocation received" to "task exec'd".
     pub fn start_task(&self, alloc: &Allocation) -> anyhow::Result<StartedTask> {
         let started = Instant::now();
+        let (dir, launch, mut phases) = self.prepare_task(alloc, started)?;
+        let task_id = launch.task_id.clone();
+        match self.call(&Request::Start {
+            launch: Box::new(launch),
+        })? {
+            Response::Started { .. } => {}
+            other => bail!(
+                "the supervisor did not start task {task_id}: {other:?}\nsupervisor log:\n{}",
+                self.supervisor.log_tail()
+            ),
+        }
+        let exec = started.elapsed();
+        phases.start = exec - phases.dirs - phases.prepare;
+        Ok(StartedTask {
+            task_id,
+            dir,
+            exec,
+            started,
+            phases,
+        })
+    }
+
+    /// The client's work before `Start`: the allocation and task dirs, the environment and
+    /// the driver's launch description (timed from `started`).
+    pub fn prepare_task(
+        &self,
+        alloc: &Allocation,
+        started: Instant,
+    ) -> anyhow::Result<(AllocGuard, TaskLaunch, Phases)> {
         let job = alloc
             .job
             .as_ref()
@@ -424,25 +453,7 @@ impl NodedPath {
             launch.limits.shared_cpuset = self.shared_cpuset.clone();
         }
         phases.prepare = started.elapsed() - phases.dirs;
-        match self.call(&Request::Start {
-            launch: Box::new(launch),
-        })? {
-            Response::Started { .. } => {}
-            other => bail!(
-                "the supervisor did not start task {}: {other:?}\nsupervisor log:\n{}",
-                ctx.task_id,
-                self.supervisor.log_tail()
-            ),
-        }
-        let exec = started.elapsed();
-        phases.start = exec - phases.dirs - phases.prepare;
-        Ok(StartedTask {
-            task_id: ctx.task_id,
-            dir,
-            exec,
-            started,
-            phases,
-        })
+        Ok((dir, launch, phases))
     }
 
     /// From "task exec'd" to "exited and cleaned up". `inspect` sees the allocation dir
@@ -488,6 +499,16 @@ impl NodedPath {
             full,
             phases,
         })
+    }
+
+    /// One `Hello` to the supervisor and its answer: the cost of a request crossing noded's
+    /// process boundary (connect, both wake-ups, JSON both ways), with no work behind it.
+    pub fn round_trip(&self) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        match self.call(&Request::Hello)? {
+            Response::Hello { .. } => Ok(started.elapsed()),
+            other => bail!("the supervisor answered Hello with {other:?}"),
+        }
     }
 
     /// Kills a running task (SIGKILL to its whole cgroup, as the client's kill ends).

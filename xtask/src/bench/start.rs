@@ -4,8 +4,10 @@
 //! - Validation first (not timed): each of noded, crun and runc must print a marker from
 //!   inside its sandbox and report `/bin/false` as exit code 1, so a failing peer is never
 //!   measured; every timed run must exit 0.
-//! - Back to back: blocks of [`BLOCK`] runs per tool, rotating noded → crun → runc, so drift
-//!   of the machine's load hits all three alike.
+//! - Back to back: blocks of [`BLOCK`] runs per tool, rotating noded → floor → crun → runc,
+//!   so drift of the machine's load hits all of them alike.
+//! - The floor (module `floor`) is the same task's kernel steps alone, in this process:
+//!   what is left of noded's time once its supervisor, logs and directories are taken away.
 //! - Sporadic: every run (of every tool, and of the attach probe) follows `--gap-ms` of
 //!   idle; tools rotate run by run.
 //!
@@ -17,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use controlplane::model::Job;
 
+use super::floor::Floor;
 use super::noded_path::{job, Finished, NodedPath, Phases};
 use super::oci::{Bundles, OciRuntime};
 use super::probe::{AttachProbe, JoinFile};
@@ -57,11 +60,23 @@ struct Mode {
     exec: Samples,
     full: Samples,
     phases: [Samples; 7],
+    floor_exec: Samples,
+    floor_full: Samples,
+    /// `Hello` round trips to the supervisor, one after each floor run.
+    round_trip: Samples,
     crun: Samples,
     runc: Samples,
 }
 
 impl Mode {
+    fn record_floor(&mut self, noded: &NodedPath, floor: &mut Floor) -> anyhow::Result<()> {
+        let (exec, full) = floor.run()?;
+        self.floor_exec.push(exec);
+        self.floor_full.push(full);
+        self.round_trip.push(noded.round_trip()?);
+        Ok(())
+    }
+
     fn record(&mut self, f: &Finished) {
         self.exec.push(f.exec);
         self.full.push(f.full);
@@ -82,6 +97,16 @@ impl Mode {
         ratio(self.full.p50(), self.runc.p50())
     }
 
+    fn print_floor(&self) {
+        println!("  floor  cgroup → exec'd         {}", self.floor_exec);
+        println!("  floor  cgroup → removed       {}", self.floor_full);
+        println!(
+            "    (the kernel steps alone, in-process: noded − floor = {:.3} ms at p50)",
+            self.full.p50() - self.floor_full.p50()
+        );
+        println!("  noded  supervisor round trip  {}", self.round_trip);
+    }
+
     fn print(&self, title: &str) {
         println!("{title}");
         println!("  noded  received → exec'd      {}", self.exec);
@@ -89,13 +114,15 @@ impl Mode {
         for (name, series) in Phases::NAMES.iter().zip(&self.phases) {
             println!("    {name:<26} {series}");
         }
+        self.print_floor();
         println!("  crun   run (create…delete)    {}", self.crun);
         println!("  runc   run (create…delete)    {}", self.runc);
         println!(
-            "  ratios (p50 / p50): noded/crun {:.3}, noded/runc {:.3}; noded p99 / crun p50 {:.3}",
+            "  ratios (p50 / p50): noded/crun {:.3}, noded/runc {:.3}; noded p99 / crun p50 {:.3}; floor/crun {:.3}",
             self.ratio_vs_crun(),
             self.ratio_vs_runc(),
-            self.p99_ratio_vs_crun()
+            self.p99_ratio_vs_crun(),
+            ratio(self.floor_full.p50(), self.crun.p50())
         );
     }
 }
@@ -120,8 +147,9 @@ pub fn run(options: &StartOptions, binaries: &Binaries) -> anyhow::Result<()> {
 
     let noded = NodedPath::start(&binaries.noded, &dir.subdir("noded")?, &prefix)?;
     let truth = job("bench-true", "/bin/true", &[])?;
+    let mut floor = Floor::new(&noded, &truth, dir.subdir("floor")?, &prefix)?;
     if options.noded_only {
-        return run_noded_only(&noded, &truth, runs);
+        return run_noded_only(&noded, &mut floor, &truth, runs);
     }
     let bundles = Bundles::create(&dir.subdir("oci")?)?;
     let mut crun = OciRuntime::spawn(
@@ -142,10 +170,12 @@ pub fn run(options: &StartOptions, binaries: &Binaries) -> anyhow::Result<()> {
 
     eprintln!("==> validating noded, crun and runc (marker output, exit codes)");
     noded.validate()?;
+    floor.validate()?;
     crun.validate(&bundles)?;
     runc.validate(&bundles)?;
     for _ in 0..WARMUP {
         noded.run(&truth)?;
+        floor.run()?;
         crun.run_true(&bundles)?;
         runc.run_true(&bundles)?;
     }
@@ -159,6 +189,9 @@ pub fn run(options: &StartOptions, binaries: &Binaries) -> anyhow::Result<()> {
             b2b.record(&noded.run(&truth)?);
         }
         for _ in 0..n {
+            b2b.record_floor(&noded, &mut floor)?;
+        }
+        for _ in 0..n {
             b2b.crun.push(crun.run_true(&bundles)?);
         }
         for _ in 0..n {
@@ -167,7 +200,7 @@ pub fn run(options: &StartOptions, binaries: &Binaries) -> anyhow::Result<()> {
         done += n;
     }
 
-    let slots = runs * if probe.is_some() { 5 } else { 3 };
+    let slots = runs * if probe.is_some() { 6 } else { 4 };
     eprintln!(
         "==> sporadic: {runs} runs each, {} ms apart (about {:.0} s)",
         options.gap_ms,
@@ -180,6 +213,8 @@ pub fn run(options: &StartOptions, binaries: &Binaries) -> anyhow::Result<()> {
     for i in 0..runs {
         std::thread::sleep(gap);
         sporadic.record(&noded.run(&truth)?);
+        std::thread::sleep(gap);
+        sporadic.record_floor(&noded, &mut floor)?;
         std::thread::sleep(gap);
         sporadic.crun.push(crun.run_true(&bundles)?);
         std::thread::sleep(gap);
@@ -258,6 +293,12 @@ pub fn run(options: &StartOptions, binaries: &Binaries) -> anyhow::Result<()> {
         format!("ratio_vs_crun={}", num(b2b.ratio_vs_crun())),
         format!("p99_ratio_vs_crun={}", num(b2b.p99_ratio_vs_crun())),
         format!("ratio_vs_runc={}", num(b2b.ratio_vs_runc())),
+        format!("floor_p50_ms={}", num(b2b.floor_full.p50())),
+        format!(
+            "floor_ratio_vs_crun={}",
+            num(ratio(b2b.floor_full.p50(), b2b.crun.p50()))
+        ),
+        format!("round_trip_p50_ms={}", num(b2b.round_trip.p50())),
         format!("sporadic_exec_p50_ms={}", num(sporadic.exec.p50())),
         format!("sporadic_exec_p99_ms={}", num(sporadic.exec.p99())),
         format!("sporadic_p50_ms={}", num(sporadic.full.p50())),
@@ -266,6 +307,11 @@ pub fn run(options: &StartOptions, binaries: &Binaries) -> anyhow::Result<()> {
         format!("sporadic_crun_p50_ms={}", num(sporadic.crun.p50())),
         format!("sporadic_runc_p50_ms={}", num(sporadic.runc.p50())),
         format!("sporadic_ratio_vs_crun={}", num(sporadic.ratio_vs_crun())),
+        format!("sporadic_floor_p50_ms={}", num(sporadic.floor_full.p50())),
+        format!(
+            "sporadic_floor_ratio_vs_crun={}",
+            num(ratio(sporadic.floor_full.p50(), sporadic.crun.p50()))
+        ),
         format!(
             "sporadic_p99_ratio_vs_crun={}",
             num(sporadic.p99_ratio_vs_crun())
@@ -291,16 +337,31 @@ pub fn run(options: &StartOptions, binaries: &Binaries) -> anyhow::Result<()> {
 }
 
 /// `--noded-only`: noded's path alone, back to back, with its phases; no peers, no verdict.
-fn run_noded_only(noded: &NodedPath, truth: &Arc<Job>, runs: usize) -> anyhow::Result<()> {
+fn run_noded_only(
+    noded: &NodedPath,
+    floor: &mut Floor,
+    truth: &Arc<Job>,
+    runs: usize,
+) -> anyhow::Result<()> {
     eprintln!("==> validating noded (marker output, exit codes)");
     noded.validate()?;
+    floor.validate()?;
     for _ in 0..WARMUP {
         noded.run(truth)?;
+        floor.run()?;
     }
-    eprintln!("==> back to back: {runs} noded runs (peers skipped)");
+    eprintln!("==> back to back: {runs} noded and floor runs (peers skipped)");
     let mut b2b = Mode::default();
-    for _ in 0..runs {
-        b2b.record(&noded.run(truth)?);
+    let mut done = 0;
+    while done < runs {
+        let n = BLOCK.min(runs - done);
+        for _ in 0..n {
+            b2b.record(&noded.run(truth)?);
+        }
+        for _ in 0..n {
+            b2b.record_floor(noded, floor)?;
+        }
+        done += n;
     }
     println!();
     println!("start bench, noded only: /bin/true, {runs} runs back to back (times in ms)");
@@ -309,11 +370,14 @@ fn run_noded_only(noded: &NodedPath, truth: &Arc<Job>, runs: usize) -> anyhow::R
     for (name, series) in Phases::NAMES.iter().zip(&b2b.phases) {
         println!("    {name:<26} {series}");
     }
+    b2b.print_floor();
     println!(
-        "RESULT start runs={runs} exec_p50_ms={} p50_ms={} p99_ms={} peers=skipped goal_full=not_measured goal_p99=not_measured",
+        "RESULT start runs={runs} exec_p50_ms={} p50_ms={} p99_ms={} floor_p50_ms={} round_trip_p50_ms={} peers=skipped goal_full=not_measured goal_p99=not_measured",
         num(b2b.exec.p50()),
         num(b2b.full.p50()),
-        num(b2b.full.p99())
+        num(b2b.full.p99()),
+        num(b2b.floor_full.p50()),
+        num(b2b.round_trip.p50())
     );
     Ok(())
 }
