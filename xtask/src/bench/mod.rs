@@ -91,7 +91,10 @@ impl Options {
                         bail!("--runs must be at least 1 (the issue asks for ≥ 100)");
                     }
                 }
-                ("start", "--gap-ms") => start.gap_ms = value("milliseconds")?,
+                ("start", "--gap-ms") => {
+                    start.gap_ms = value("milliseconds")?;
+                    start.gap_given = true;
+                }
                 ("start", "--noded-only") => start.noded_only = true,
                 ("rss", "--tasks") => {
                     rss.tasks = usize::try_from(value("a number of tasks ≥ 1")?)?;

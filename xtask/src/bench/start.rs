@@ -40,8 +40,11 @@ const GOAL_P99: f64 = 0.5;
 pub struct StartOptions {
     pub runs: usize,
     pub gap_ms: u64,
-    /// Only noded, back to back, no goal verdict: for profiling noded's own path.
+    /// Only noded and the floor, no peers, no goal verdict: for profiling noded's own path.
+    /// Back to back, or sporadic when `--gap-ms` is given.
     pub noded_only: bool,
+    /// Whether `--gap-ms` was given.
+    pub gap_given: bool,
 }
 
 impl Default for StartOptions {
@@ -50,6 +53,7 @@ impl Default for StartOptions {
             runs: 100,
             gap_ms: 300,
             noded_only: false,
+            gap_given: false,
         }
     }
 }
@@ -149,7 +153,8 @@ pub fn run(options: &StartOptions, binaries: &Binaries) -> anyhow::Result<()> {
     let truth = job("bench-true", "/bin/true", &[])?;
     let mut floor = Floor::new(&noded, &truth, dir.subdir("floor")?, &prefix)?;
     if options.noded_only {
-        return run_noded_only(&noded, &mut floor, &truth, runs);
+        let gap = options.gap_given.then_some(gap);
+        return run_noded_only(&noded, &mut floor, &truth, runs, gap);
     }
     let bundles = Bundles::create(&dir.subdir("oci")?)?;
     let mut crun = OciRuntime::spawn(
@@ -336,12 +341,14 @@ pub fn run(options: &StartOptions, binaries: &Binaries) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--noded-only`: noded's path alone, back to back, with its phases; no peers, no verdict.
+/// `--noded-only`: noded's path and the floor, with noded's phases; no peers, no verdict.
+/// Back to back in blocks, or with `gap` of idle before every run (alternating).
 fn run_noded_only(
     noded: &NodedPath,
     floor: &mut Floor,
     truth: &Arc<Job>,
     runs: usize,
+    gap: Option<Duration>,
 ) -> anyhow::Result<()> {
     eprintln!("==> validating noded (marker output, exit codes)");
     noded.validate()?;
@@ -350,9 +357,22 @@ fn run_noded_only(
         noded.run(truth)?;
         floor.run()?;
     }
-    eprintln!("==> back to back: {runs} noded and floor runs (peers skipped)");
     let mut b2b = Mode::default();
-    let mut done = 0;
+    if let Some(gap) = gap {
+        eprintln!(
+            "==> sporadic: {runs} noded and floor runs, {} ms apart (peers skipped)",
+            gap.as_millis()
+        );
+        for _ in 0..runs {
+            std::thread::sleep(gap);
+            b2b.record(&noded.run(truth)?);
+            std::thread::sleep(gap);
+            b2b.record_floor(noded, floor)?;
+        }
+    } else {
+        eprintln!("==> back to back: {runs} noded and floor runs (peers skipped)");
+    }
+    let mut done = if gap.is_some() { runs } else { 0 };
     while done < runs {
         let n = BLOCK.min(runs - done);
         for _ in 0..n {
@@ -364,7 +384,11 @@ fn run_noded_only(
         done += n;
     }
     println!();
-    println!("start bench, noded only: /bin/true, {runs} runs back to back (times in ms)");
+    let how = match gap {
+        Some(gap) => format!("{} ms apart", gap.as_millis()),
+        None => "back to back".to_string(),
+    };
+    println!("start bench, noded only: /bin/true, {runs} runs {how} (times in ms)");
     println!("  noded  received → exec'd      {}", b2b.exec);
     println!("  noded  received → cleaned up  {}", b2b.full);
     for (name, series) in Phases::NAMES.iter().zip(&b2b.phases) {
