@@ -234,9 +234,21 @@ job "signals" {
     );
     let after = alloc(&agent, &id);
     assert_eq!(after["TaskStates"]["t"]["Restarts"], 1);
-    assert!(events(&after, "t")
+    let seen = events(&after, "t");
+    assert!(seen
         .iter()
         .any(|(t, m)| t == "Restart Signaled" && m.contains("User requested")));
+    // How the old process ended, and the restart itself, as Nomad shows them.
+    assert!(
+        seen.iter()
+            .any(|(t, m)| t == "Terminated" && m.starts_with("Exit Code:")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|(t, m)| t == "Restarting" && m == "Task restarting in 0s"),
+        "{seen:?}"
+    );
 
     // Bad requests name what is wrong.
     let out = agent.cli(&["alloc", "signal", "-s", "SIGNOPE", &id[..8]]);

@@ -461,7 +461,14 @@ impl TaskRunner {
                     TaskControl::Restart { reply } => {
                         self.push(state, TaskEvent::new(event_type::RESTART_SIGNAL, "User requested task to restart"));
                         let _ = reply.send(Ok(()));
-                        self.kill_task(state, KillRequest { reason: "restart requested".into() }).await;
+                        let killed = self.kill_task(state, KillRequest { reason: "restart requested".into() }).await;
+                        // As Nomad shows it: how the old process ended, then the restart.
+                        if let RunEnd::Killed(Some(exit)) = &killed {
+                            self.record_exit(state, exit);
+                        }
+                        let mut e = TaskEvent::new(event_type::RESTARTING, "Task restarting in 0s");
+                        e.restart_reason = "User requested restart".into();
+                        self.push(state, e);
                         return RunEnd::Restarted;
                     }
                 },
