@@ -535,29 +535,56 @@ impl Drop for DevAgent {
 
 use serde_json::Value;
 
+/// A directory of the test's own, removed on drop (also when the test fails).
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn create(what: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(unique_name(what));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A directory holding only the verifier, bound into tasks at /verify.
-pub fn verifier_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(unique_name("verify"));
-    std::fs::create_dir_all(&dir).unwrap();
+pub fn verifier_dir() -> TempDir {
+    let dir = TempDir::create("verify");
     std::fs::copy(binary("noded-verify"), dir.join("noded-verify")).unwrap();
     dir
 }
 
-pub fn agent_with_verifier() -> (DevAgent, PathBuf) {
+pub fn agent_with_verifier() -> (DevAgent, TempDir) {
     let dir = verifier_dir();
     let agent = DevAgent::start(AgentOptions {
-        extra_chroot: vec![(dir.clone(), PathBuf::from("/verify"))],
+        extra_chroot: vec![(dir.to_path_buf(), PathBuf::from("/verify"))],
         ..Default::default()
     });
     (agent, dir)
 }
 
+/// Writes a job file into the agent's own config dir, which goes with the agent.
 pub fn write_job(agent: &DevAgent, name: &str, text: &str) -> PathBuf {
-    let path = agent
-        .data_dir
-        .parent()
-        .unwrap_or(&agent.data_dir)
-        .join(format!("{}.hcl", unique_name(name)));
+    let path = agent.config_dir.join(format!("{}.hcl", unique_name(name)));
     std::fs::write(&path, text).unwrap();
     path
 }

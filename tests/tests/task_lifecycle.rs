@@ -54,7 +54,7 @@ fn tasks_survive_a_killed_node_daemon_and_are_reattached_without_restarting() {
     }
     let dir = verifier_dir();
     let mut agent = DevAgent::start(AgentOptions {
-        extra_chroot: vec![(dir.clone(), PathBuf::from("/verify"))],
+        extra_chroot: vec![(dir.to_path_buf(), PathBuf::from("/verify"))],
         persistent: true,
         ..Default::default()
     });
