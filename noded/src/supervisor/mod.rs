@@ -517,17 +517,6 @@ impl Supervisor {
         }
     }
 
-    /// The sandbox a task runs in (see [`sandbox_spec`]).
-    fn sandbox_spec(
-        &self,
-        launch: &TaskLaunch,
-        join: isolation::cgroup::CgroupJoin,
-        stdout: Stdio,
-        stderr: Stdio,
-    ) -> Result<SandboxSpec, (&'static str, String)> {
-        sandbox_spec(launch, &self.staging_dir, join, stdout, stderr)
-    }
-
     fn spawn_task(self: &Rc<Self>, launch: &TaskLaunch) -> Result<Rc<TaskEntry>, Response> {
         let fail = |step: &str, message: String| Response::Error {
             step: Some(step.to_string()),
@@ -571,12 +560,17 @@ impl Supervisor {
             let _ = logs_tx.send(opened);
         });
 
-        let spec = self
-            .sandbox_spec(launch, join, Stdio::Fd(out_w), Stdio::Fd(err_w))
-            .map(|mut spec| {
-                spec.go_ahead = Some(go_r);
-                spec
-            });
+        let spec = sandbox_spec(
+            launch,
+            &self.staging_dir,
+            join,
+            Stdio::Fd(out_w),
+            Stdio::Fd(err_w),
+        )
+        .map(|mut spec| {
+            spec.go_ahead = Some(go_r);
+            spec
+        });
         let spawned = match spec {
             Ok(spec) => sandbox::spawn(&spec),
             Err((step, message)) => {
@@ -693,7 +687,13 @@ impl Supervisor {
             Ok(j) => j,
             Err(e) => return fail("cgroup", e.to_string()),
         };
-        let mut spec = match self.sandbox_spec(&task.launch, join, Stdio::Null, Stdio::Null) {
+        let mut spec = match sandbox_spec(
+            &task.launch,
+            &self.staging_dir,
+            join,
+            Stdio::Null,
+            Stdio::Null,
+        ) {
             Ok(s) => s,
             Err((step, message)) => return fail(step, message),
         };

@@ -102,7 +102,7 @@ impl Mode {
     }
 
     fn print_floor(&self) {
-        println!("  floor  cgroup → exec'd         {}", self.floor_exec);
+        println!("  floor  cgroup → exec'd        {}", self.floor_exec);
         println!("  floor  cgroup → removed       {}", self.floor_full);
         println!(
             "    (the kernel steps alone, in-process: noded − floor = {:.3} ms at p50)",
@@ -358,30 +358,33 @@ fn run_noded_only(
         floor.run()?;
     }
     let mut b2b = Mode::default();
-    if let Some(gap) = gap {
-        eprintln!(
-            "==> sporadic: {runs} noded and floor runs, {} ms apart (peers skipped)",
-            gap.as_millis()
-        );
-        for _ in 0..runs {
-            std::thread::sleep(gap);
-            b2b.record(&noded.run(truth)?);
-            std::thread::sleep(gap);
-            b2b.record_floor(noded, floor)?;
+    match gap {
+        Some(gap) => {
+            eprintln!(
+                "==> sporadic: {runs} noded and floor runs, {} ms apart (peers skipped)",
+                gap.as_millis()
+            );
+            for _ in 0..runs {
+                std::thread::sleep(gap);
+                b2b.record(&noded.run(truth)?);
+                std::thread::sleep(gap);
+                b2b.record_floor(noded, floor)?;
+            }
         }
-    } else {
-        eprintln!("==> back to back: {runs} noded and floor runs (peers skipped)");
-    }
-    let mut done = if gap.is_some() { runs } else { 0 };
-    while done < runs {
-        let n = BLOCK.min(runs - done);
-        for _ in 0..n {
-            b2b.record(&noded.run(truth)?);
+        None => {
+            eprintln!("==> back to back: {runs} noded and floor runs (peers skipped)");
+            let mut done = 0;
+            while done < runs {
+                let n = BLOCK.min(runs - done);
+                for _ in 0..n {
+                    b2b.record(&noded.run(truth)?);
+                }
+                for _ in 0..n {
+                    b2b.record_floor(noded, floor)?;
+                }
+                done += n;
+            }
         }
-        for _ in 0..n {
-            b2b.record_floor(noded, floor)?;
-        }
-        done += n;
     }
     println!();
     let how = match gap {
