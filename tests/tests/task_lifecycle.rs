@@ -1144,10 +1144,20 @@ job "busy" {
     let percent = usage["CpuStats"]["Percent"].as_f64().unwrap();
     assert!(percent > 1.0, "{stats:#}");
     assert!(usage["CpuStats"]["UserMode"].as_f64().unwrap() > 0.0);
+    // Usage is the cgroup's page counter, exact at once. RSS comes from memory.stat, whose
+    // counters the kernel flushes lazily (at the latest every 2 s): 0 is possible at first.
     assert!(
-        usage["MemoryStats"]["RSS"].as_u64().unwrap() > 0,
+        usage["MemoryStats"]["Usage"].as_u64().unwrap() > 0,
         "{stats:#}"
     );
+    agent.wait_for("RSS in the task's stats", Duration::from_secs(10), |a| {
+        let stats = a
+            .get(&format!("/v1/client/allocation/{id}/stats"))
+            .ok()?
+            .json();
+        let rss = stats["Tasks"]["t"]["ResourceUsage"]["MemoryStats"]["RSS"].as_u64()?;
+        (rss > 0).then_some(())
+    });
     assert_eq!(stats["Tasks"]["t"]["Pids"], 1);
     assert!(
         stats["ResourceUsage"]["CpuStats"]["Percent"]
