@@ -11,6 +11,7 @@
 
 mod bench;
 mod bench_logs;
+mod cycles;
 mod fuzz;
 
 use std::path::{Path, PathBuf};
@@ -159,6 +160,7 @@ fn main() -> anyhow::Result<()> {
             bench::run(rest)
         }
         "fuzz" => fuzz::run(rest),
+        "cycles" => cycles::run(rest),
         other => bail!("unknown task {other:?}; tasks: deps, dev, test, bench, fuzz"),
     }
 }
