@@ -46,7 +46,7 @@ pub fn run(args: &[String]) -> Result<()> {
             "--release",
             "--quiet",
             "-p",
-            "controlplane",
+            "jobspec",
             "--example",
             "jobspec_fuzz",
             "--",

@@ -3,10 +3,11 @@
 //! Run with `UPDATE_GOLDEN=1` to rewrite the expected files after a deliberate change, then
 //! review the diff.
 #![allow(clippy::unwrap_used)] // test helpers, not only #[test] fns, unwrap fixtures
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // fixtures and the corpus are read from disk
 
 use std::path::Path;
 
-use controlplane::jobspec::{self, ParseOptions};
+use jobspec::ParseOptions;
 
 #[test]
 fn error_messages_match_their_golden_files() {

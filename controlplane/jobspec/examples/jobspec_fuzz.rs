@@ -5,6 +5,7 @@
 //! taking more than a second stops the run and saves the input under `target/fuzz-jobspec/`.
 //!
 //! Run by `cargo xtask fuzz jobspec [--runs N] [--seconds S] [--seed X]`.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // fixtures and the corpus are read from disk
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -12,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use controlplane::jobspec::properties::check_properties;
+use jobspec::properties::check_properties;
 
 const SLOW: Duration = Duration::from_secs(1);
 const MAX_INPUT: usize = 64 * 1024;
@@ -266,12 +267,12 @@ fn outcome(input: &[u8]) -> u64 {
     let Ok(text) = std::str::from_utf8(input) else {
         return 0;
     };
-    let opts = controlplane::jobspec::ParseOptions::default();
+    let opts = jobspec::ParseOptions::default();
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    match controlplane::jobspec::parse_hcl(text, &opts) {
+    match jobspec::parse_hcl(text, &opts) {
         Ok(p) => {
             "ok".hash(&mut h);
-            match controlplane::jobspec::validate(&p.job) {
+            match jobspec::validate(&p.job) {
                 Ok(w) => w.len().hash(&mut h),
                 Err(e) => {
                     for err in e.iter() {
@@ -298,8 +299,8 @@ fn outcome(input: &[u8]) -> u64 {
 fn seeds(root: &Path) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for dir in [
-        "../../shared/jobspecs/valid",
-        "../../shared/jobspecs/invalid",
+        "../../../shared/jobspecs/valid",
+        "../../../shared/jobspecs/invalid",
         "tests/fixtures/jobspec/errors",
     ] {
         if let Ok(rd) = std::fs::read_dir(root.join(dir)) {
@@ -312,7 +313,7 @@ fn seeds(root: &Path) -> Vec<Vec<u8>> {
             }
         }
     }
-    out.push(controlplane::jobspec::example_job().as_bytes().to_vec());
+    out.push(jobspec::example_job().as_bytes().to_vec());
     out
 }
 
@@ -365,7 +366,7 @@ fn main() {
         }
     };
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out_dir = root.join("../target/fuzz-jobspec");
+    let out_dir = root.join("../../target/fuzz-jobspec");
     let mut pool = seeds(&root);
     eprintln!(
         "jobspec fuzz: {} seeds, seed {:#x}, up to {} runs{}",

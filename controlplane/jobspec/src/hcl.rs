@@ -196,7 +196,7 @@ fn collect_assignments(
     let mut files: Vec<(String, String)> = Vec::new();
     for file in &opts.var_files {
         let shown = file.display().to_string();
-        match read_bounded(file, opts.limits.max_bytes) {
+        match super::disk::read_text_bounded(file, opts.limits.max_bytes) {
             Ok(t) => files.push((shown, t)),
             Err(m) => diags.error(None, &shown, m),
         }
@@ -260,31 +260,6 @@ fn collect_assignments(
         }
     }
     out
-}
-
-/// Reads a file, refusing it without reading it all when it is larger than `max`.
-pub(crate) fn read_bounded(path: &std::path::Path, max: usize) -> Result<String, String> {
-    use std::io::Read;
-    let file =
-        std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    if len > max as u64 {
-        return Err(format!(
-            "{} is {len} bytes, more than the limit of {max} bytes",
-            path.display()
-        ));
-    }
-    let mut text = String::new();
-    file.take(max as u64 + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("cannot read {}: {e} (is it UTF-8 text?)", path.display()))?;
-    if text.len() > max {
-        return Err(format!(
-            "{} is more than the limit of {max} bytes",
-            path.display()
-        ));
-    }
-    Ok(text)
 }
 
 /// A variable file: HCL `name = value` lines, or a JSON object when it starts with `{`.

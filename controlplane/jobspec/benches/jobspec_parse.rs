@@ -1,11 +1,12 @@
 //! Parse time of jobspecs: the largest file of the Nomad corpus (and the whole corpus), HCL
 //! and API JSON, reported as median and p99 of many runs. `cargo bench -p controlplane --bench
 //! jobspec_parse` (or `cargo xtask bench jobspec_parse`).
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // fixtures and the corpus are read from disk
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use controlplane::jobspec::{self, ParseOptions};
+use jobspec::ParseOptions;
 
 fn stats(mut samples: Vec<Duration>) -> (Duration, Duration) {
     samples.sort();
@@ -31,7 +32,7 @@ fn time(runs: usize, mut f: impl FnMut()) -> (Duration, Duration) {
 fn main() {
     let dir = Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/jobspecs/valid"
+        "/../../../shared/jobspecs/valid"
     ));
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),

@@ -14,8 +14,8 @@ use super::error::{
 };
 use super::limits::Limits;
 use super::schema::{self, Kind, Schema};
-use crate::model::duration::format_go;
-use crate::model::{
+use model::duration::format_go;
+use model::{
     defaults, Affinity, Constraint, Job, JobType, NetworkResource, Resources, RestartPolicy,
     Service, Spread, Task, TaskGroup, UpdateStrategy,
 };
@@ -1172,7 +1172,7 @@ impl Validator<'_> {
         }
     }
 
-    fn reschedule(&mut self, r: &crate::model::ReschedulePolicy, rp: &FieldPath) {
+    fn reschedule(&mut self, r: &model::ReschedulePolicy, rp: &FieldPath) {
         let attempts = r.attempts.unwrap_or(0);
         let unlimited = r.unlimited.unwrap_or(false);
         if attempts < 0 {

@@ -2,11 +2,12 @@
 //! expressions, functions, `dynamic` blocks, runtime interpolations kept literal, and errors
 //! that point at file:line:col.
 #![allow(clippy::unwrap_used)] // test helpers, not only #[test] fns, unwrap fixtures
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // fixtures and the corpus are read from disk
 
 use std::io::Write;
 
-use controlplane::jobspec::{self, ParseOptions};
-use controlplane::model::Job;
+use jobspec::ParseOptions;
+use model::Job;
 
 fn opts() -> ParseOptions {
     ParseOptions::for_file("t.hcl")

@@ -3,6 +3,10 @@
 //!
 //! These types are also the payload of Raft entries and snapshots, so a change to a field's name
 //! or meaning is a wire change: add fields with `#[serde(default)]`, never repurpose one.
+//!
+//! A crate of its own (re-exported as `controlplane::model`): it depends on nothing of noded's,
+//! so everything else can depend on it, the jobspec included.
+#![forbid(unsafe_code)]
 
 pub mod alloc;
 pub mod duration;

@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::value::{Number, Value};
-use crate::model::time::{format_rfc3339, parse_rfc3339};
+use model::time::{format_rfc3339, parse_rfc3339};
 
 type R = Result<Value, String>;
 
@@ -270,7 +270,7 @@ pub(crate) fn timeadd(ts: &str, duration: &str) -> R {
         Some(rest) => (true, rest),
         None => (false, duration),
     };
-    let d = crate::model::duration::parse_go(text)?;
+    let d = model::duration::parse_go(text)?;
     let nanos = i64::try_from(d.as_nanos()).map_err(|_| "duration too large".to_string())?;
     let t = if negative {
         base.checked_sub(nanos)

@@ -440,7 +440,7 @@ fn dispatch(name: &str, ctx: &FuncCtx, a: Args) -> R {
             let bits = (1..a.0.len()).map(|i| a.int(i)).collect::<Result<Vec<_>, _>>()?;
             super::funcs_more::cidrsubnets(&a.str(0)?, &bits)
         }),
-        "timestamp" => a.exact(0).and_then(|_| super::funcs_more::timestamp(crate::model::now_unix_nanos())),
+        "timestamp" => a.exact(0).and_then(|_| super::funcs_more::timestamp(model::now_unix_nanos())),
         "formatdate" => a.exact(2).and_then(|a| super::funcs_more::formatdate(&a.str(0)?, &a.str(1)?)),
         "timeadd" => a.exact(2).and_then(|a| super::funcs_more::timeadd(&a.str(0)?, &a.str(1)?)),
         "jsonencode" => a.exact(1).and_then(|a| a.0[0].to_json().map(|j| Value::String(j.to_string()))),
@@ -910,7 +910,7 @@ fn fs(name: &str, ctx: &FuncCtx, a: Args) -> R {
     }
     let a = a.exact(1)?;
     let p = a.str(0)?;
-    let home = || std::env::var("HOME").unwrap_or_default();
+    let home = super::disk::home_dir;
     let expand = |p: &str| -> PathBuf {
         match p.strip_prefix("~/") {
             Some(rest) => PathBuf::from(home()).join(rest),
@@ -942,19 +942,10 @@ fn fs(name: &str, ctx: &FuncCtx, a: Args) -> R {
                 .unwrap_or_else(|| ".".into()),
         )),
         "abspath" => Ok(Value::String(resolve(&p).display().to_string())),
-        "fileexists" => Ok(Value::Bool(resolve(&p).is_file())),
+        "fileexists" => Ok(Value::Bool(super::disk::is_file(&resolve(&p)))),
         "file" | "filebase64" => {
             let path = resolve(&p);
-            let meta = std::fs::metadata(&path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            if meta.len() > MAX_STRING as u64 {
-                return Err(format!(
-                    "{} is larger than {MAX_STRING} bytes",
-                    path.display()
-                ));
-            }
-            let bytes =
-                std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let bytes = super::disk::read_bytes_bounded(&path, MAX_STRING)?;
             if name == "filebase64" {
                 Ok(Value::String(base64_encode(&bytes)))
             } else {
@@ -970,6 +961,7 @@ fn fs(name: &str, ctx: &FuncCtx, a: Args) -> R {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // the test writes a file for file() to read
 mod tests {
     use super::*;
 

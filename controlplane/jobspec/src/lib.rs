@@ -1,5 +1,5 @@
 //! The jobspec: Nomad's HCL2 and JSON job language turned into a validated
-//! [`crate::model::Job`].
+//! [`model::Job`].
 //!
 //! Owns parsing (HCL2 with variables, locals, functions and `dynamic` blocks; Nomad's API
 //! JSON), validation with Nomad's rules, the runtime interpolation resolver, `fmt`, and the
@@ -18,6 +18,7 @@ pub mod properties;
 
 pub(crate) mod cron;
 pub(crate) mod decode;
+mod disk;
 pub(crate) mod eval;
 pub(crate) mod finish;
 pub(crate) mod funcs;
@@ -40,7 +41,7 @@ pub use interpolate::{interpolate, InterpolationContext, InterpolationError};
 pub use limits::Limits;
 pub use validate::{unsupported_warnings, validate, validate_with};
 
-use crate::model::Job;
+use model::Job;
 
 /// How to parse a jobspec.
 #[derive(Debug, Clone, Default)]
@@ -155,8 +156,8 @@ pub fn check_api_json(src: &str, opts: &ParseOptions) -> Result<ParsedJob, Jobsp
 /// The size is checked before reading, so a huge file is refused without loading it.
 /// `opts.filename` defaults to the path.
 pub fn parse_file(path: &Path, opts: &ParseOptions) -> Result<ParsedJob, JobspecErrors> {
-    let text =
-        hcl::read_bounded(path, opts.limits.max_bytes).map_err(|m| JobspecErrors::one("", m))?;
+    let text = disk::read_text_bounded(path, opts.limits.max_bytes)
+        .map_err(|m| JobspecErrors::one("", m))?;
     let mut opts = opts.clone();
     if opts.filename.is_empty() {
         opts.filename = path.display().to_string();

@@ -1299,7 +1299,7 @@ fn schema_has_block_named(schema: &Schema, name: &str) -> bool {
 /// Durations: a Go duration string, or a number of nanoseconds.
 fn duration_nanos(v: &Value) -> Result<i64, String> {
     match v {
-        Value::String(s) => crate::model::duration::parse_go(s)
+        Value::String(s) => model::duration::parse_go(s)
             .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
             .map_err(|e| format!("{e}; write a duration like \"30s\", \"5m\" or \"1h30m\"")),
         Value::Number(_) => {

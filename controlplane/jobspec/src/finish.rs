@@ -8,7 +8,7 @@ use serde_json::{Map, Value as Json};
 
 use super::error::{lookup_pos, JobspecError, JobspecErrors, Positions};
 use super::limits::{json_depth, json_depth_limit, Limits};
-use crate::model::{defaults, Job, JobType};
+use model::{defaults, Job, JobType};
 
 const JOB_TYPES: &[&str] = &["service", "batch", "system", "sysbatch"];
 
