@@ -3,25 +3,26 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 
+use super::error::ApiResult;
+use super::reply::Reply;
 use super::ApiContext;
 
-pub async fn leader(State(ctx): State<ApiContext>) -> Json<String> {
-    Json(ctx.server.consensus().leader_address().unwrap_or_default())
+pub async fn leader(State(ctx): State<ApiContext>) -> ApiResult<Reply> {
+    Reply::json(&ctx.server.consensus().leader_address().unwrap_or_default())
 }
 
-pub async fn peers(State(ctx): State<ApiContext>) -> Json<Vec<String>> {
-    Json(
-        ctx.server
-            .consensus()
-            .leader_address()
-            .into_iter()
-            .collect(),
-    )
+pub async fn peers(State(ctx): State<ApiContext>) -> ApiResult<Reply> {
+    let peers: Vec<String> = ctx
+        .server
+        .consensus()
+        .leader_address()
+        .into_iter()
+        .collect();
+    Reply::json(&peers)
 }
 
-pub async fn self_info(State(ctx): State<ApiContext>) -> Json<serde_json::Value> {
+pub async fn self_info(State(ctx): State<ApiContext>) -> ApiResult<Reply> {
     let mut info = ctx.agent.self_info();
     if let Some(obj) = info.as_object_mut() {
         let (ready, total) = ctx.server.broker().stats();
@@ -40,18 +41,18 @@ pub async fn self_info(State(ctx): State<ApiContext>) -> Json<serde_json::Value>
             }),
         );
     }
-    Json(info)
+    Reply::json(&info)
 }
 
 /// 200 when the server has a leader and the client (if any) is healthy; 500 otherwise, with the
 /// reason — the shape Nomad's health check tooling expects.
-pub async fn health(State(ctx): State<ApiContext>) -> Response {
+pub async fn health(State(ctx): State<ApiContext>) -> ApiResult<Response> {
     let leader = ctx.server.consensus().leader_address();
     let server_ok = leader.is_some();
     let mut body = serde_json::json!({
         "server": {
             "ok": server_ok,
-            "message": if server_ok { "ok".to_string() } else { "no known leader".to_string() },
+            "message": if server_ok { "ok" } else { "no known leader" },
         }
     });
     let mut ok = server_ok;
@@ -65,36 +66,5 @@ pub async fn health(State(ctx): State<ApiContext>) -> Response {
     } else {
         StatusCode::INTERNAL_SERVER_ERROR
     };
-    (status, Json(body)).into_response()
-}
-
-/// `GET /v1/operator/scheduler/configuration`.
-pub async fn scheduler_config(
-    State(ctx): State<ApiContext>,
-    axum::extract::Query(params): axum::extract::Query<std::collections::HashMap<String, String>>,
-) -> super::ApiResult<Response> {
-    let q = super::QueryOptions::parse(params)?;
-    let (state, index) = q
-        .block(ctx.server.store(), &[crate::state::Table::SchedulerConfig])
-        .await;
-    let body = serde_json::json!({ "SchedulerConfig": *state.scheduler_config(), "Index": index });
-    Ok(super::json_with_index(&body, index, true))
-}
-
-/// `PUT/POST /v1/operator/scheduler/configuration`: the whole configuration in the body.
-pub async fn set_scheduler_config(
-    State(ctx): State<ApiContext>,
-    body: bytes::Bytes,
-) -> super::ApiResult<Response> {
-    let mut config: crate::model::SchedulerConfiguration =
-        super::decode_body(&body, "scheduler configuration")?;
-    if config.scheduler_algorithm.is_empty() {
-        config.scheduler_algorithm = "binpack".to_string();
-    }
-    let index = ctx.server.set_scheduler_config(config).await?;
-    Ok(super::json_with_index(
-        &serde_json::json!({ "Updated": true, "Index": index }),
-        index,
-        true,
-    ))
+    Ok((status, Reply::json(&body)?).into_response())
 }

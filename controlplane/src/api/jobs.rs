@@ -1,80 +1,118 @@
-//! `/v1/jobs` and `/v1/job/:id/...`.
+//! `/v1/jobs`, `/v1/job/:id/...`, `/v1/jobs/parse`, `/v1/validate/job`.
 
-use std::collections::HashMap;
-
-use axum::extract::{Path, Query, State};
-use axum::response::Response;
-use bytes::Bytes;
+use axum::extract::{Path, State};
 use serde::Deserialize;
 
 use super::error::{ApiError, ApiResult};
-use super::{decode_body, json_with_index, ApiContext, QueryOptions};
+use super::extract::{Body, QueryOptions, RequestBody, WriteOptions};
+use super::reply::Reply;
+use super::ApiContext;
 use crate::model::{Job, DEFAULT_NAMESPACE};
 use crate::state::Table;
 
-/// The body of `PUT /v1/jobs`, in Nomad's shape.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct JobRegisterRequest {
+/// The body of `PUT /v1/jobs` and `/v1/job/:id` (Nomad's `JobRegisterRequest`). The fields
+/// noded does not act on are declared, so that they are reported as such rather than as
+/// unknown.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub(super) struct JobRegisterRequest {
     job: Option<serde_json::Value>,
-    #[serde(default)]
     enforce_index: bool,
-    #[serde(default)]
     job_modify_index: u64,
+    preserve_counts: bool,
+    policy_override: bool,
+    eval_priority: i64,
+    submission: Option<serde_json::Value>,
+    region: String,
+    namespace: String,
+    #[serde(rename = "SecretID")]
+    secret_id: String,
 }
 
-fn known_leader(ctx: &ApiContext) -> bool {
-    ctx.server.consensus().leader_address().is_some()
+impl RequestBody for JobRegisterRequest {
+    const WHAT: &'static str = "job register request";
 }
 
-pub async fn list(
-    State(ctx): State<ApiContext>,
-    Query(params): Query<HashMap<String, String>>,
-) -> ApiResult<Response> {
-    let q = QueryOptions::parse(params)?;
-    let (state, index) = q
-        .block(
-            ctx.server.store(),
-            &[Table::Jobs, Table::Allocs, Table::Evals],
-        )
+impl JobRegisterRequest {
+    /// Warnings for what the request asks that noded does not do.
+    fn unsupported(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.preserve_counts {
+            out.push("PreserveCounts is not acted on yet: the submitted counts are used".into());
+        }
+        if self.policy_override {
+            out.push("PolicyOverride has no effect: noded has no Sentinel policies".into());
+        }
+        if self.eval_priority != 0 {
+            out.push("EvalPriority is not acted on yet: the job's priority is used".into());
+        }
+        out
+    }
+
+    /// The job, read as API JSON with Nomad's rules: the outer error is about the request,
+    /// the inner ones about the job (each naming its field and position).
+    fn job(&self) -> ApiResult<Result<jobspec::ParsedJob, jobspec::JobspecErrors>> {
+        let Some(value) = &self.job else {
+            return Err(ApiError::bad_request(format!(
+                "{}: missing \"Job\" object",
+                Self::WHAT
+            )));
+        };
+        let text = serde_json::to_string(value)
+            .map_err(|e| ApiError::bad_request(format!("{}: {e}", Self::WHAT)))?;
+        let opts = jobspec::ParseOptions::for_file("request body \"Job\"");
+        Ok(jobspec::check_api_json(&text, &opts))
+    }
+}
+
+pub async fn list(State(ctx): State<ApiContext>, q: QueryOptions) -> ApiResult<Reply> {
+    let (state, meta) = ctx
+        .read(&q, &[Table::Jobs, Table::Allocs, Table::Evals])
         .await;
-    let stubs: Vec<_> = state
+    let every_namespace = q.namespace == "*";
+    let key = |namespace: &str, id: &str| {
+        if every_namespace {
+            format!("{namespace}.{id}")
+        } else {
+            id.to_string()
+        }
+    };
+    let mut stubs: Vec<_> = state
         .jobs(None)
         .into_iter()
         .filter(|j| q.covers(&j.namespace) && j.id.starts_with(&q.prefix))
         .map(|j| j.stub(state.job_summary(&j)))
         .collect();
-    Ok(json_with_index(&stubs, index, known_leader(&ctx)))
+    stubs.sort_by_cached_key(|s| key(&s.namespace, &s.id));
+    Reply::page(stubs, |s| key(&s.namespace, &s.id), &q, meta)
 }
 
-pub async fn register(State(ctx): State<ApiContext>, body: Bytes) -> ApiResult<Response> {
-    register_body(&ctx, &body, None).await
+pub async fn register(
+    State(ctx): State<ApiContext>,
+    _w: WriteOptions,
+    body: Body<JobRegisterRequest>,
+) -> ApiResult<Reply> {
+    register_job(&ctx, body, None).await
 }
 
 pub async fn register_one(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,
-    body: Bytes,
-) -> ApiResult<Response> {
-    register_body(&ctx, &body, Some(id)).await
+    _w: WriteOptions,
+    body: Body<JobRegisterRequest>,
+) -> ApiResult<Reply> {
+    register_job(&ctx, body, Some(id)).await
 }
 
-async fn register_body(
+async fn register_job(
     ctx: &ApiContext,
-    body: &[u8],
+    body: Body<JobRegisterRequest>,
     path_id: Option<String>,
-) -> ApiResult<Response> {
-    let request: JobRegisterRequest = decode_body(body, "job register request")?;
-    let Some(job_value) = request.job else {
-        return Err(ApiError::bad_request(
-            "job register request: missing \"Job\" object",
-        ));
-    };
-    let job_text = serde_json::to_string(&job_value)
-        .map_err(|e| ApiError::bad_request(format!("job register request: {e}")))?;
-    let opts = crate::jobspec::ParseOptions::for_file("request body \"Job\"");
-    let parsed = crate::jobspec::check_api_json(&job_text, &opts)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+) -> ApiResult<Reply> {
+    let request = &body.value;
+    let parsed = request
+        .job()?
+        .map_err(|errors| ApiError::bad_request(errors.to_string()))?;
     let job = parsed.job;
     if let Some(id) = path_id {
         if id != job.id {
@@ -84,8 +122,10 @@ async fn register_body(
             )));
         }
     }
-    let mut warnings: Vec<String> = parsed.warnings.iter().map(|w| w.to_string()).collect();
-    warnings.extend(check_job(&job)?);
+    check_job(&job)?;
+    let mut warnings = body.ignored_warnings();
+    warnings.extend(request.unsupported());
+    warnings.extend(parsed.warnings.iter().map(|w| w.to_string()));
     let oversubscription = ctx
         .server
         .state()
@@ -93,30 +133,37 @@ async fn register_body(
         .memory_oversubscription_enabled;
     warnings.extend(memory_max_warnings(&job, oversubscription));
     if request.enforce_index {
-        let current = ctx
-            .server
-            .state()
-            .job(
-                if job.namespace.is_empty() {
-                    DEFAULT_NAMESPACE
-                } else {
-                    &job.namespace
-                },
-                &job.id,
-            )
-            .map(|j| j.job_modify_index)
-            .unwrap_or(0);
-        if current != request.job_modify_index {
-            return Err(ApiError::bad_request(format!(
-                "enforcing job modify index {}: job {:?} exists with a conflicting job modify index: {current}",
-                request.job_modify_index, job.id
-            )));
-        }
+        check_modify_index(ctx, &job, request.job_modify_index)?;
     }
     let mut response = ctx.server.register_job(job).await?;
     response.warnings = warnings.join("\n");
-    let index = response.index;
-    Ok(json_with_index(&response, index, true))
+    Reply::write(&response, response.index)
+}
+
+/// `EnforceIndex`: the job's current modify index (0 when it does not exist) must be the
+/// one the caller saw.
+fn check_modify_index(ctx: &ApiContext, job: &Job, expected: u64) -> ApiResult<()> {
+    let current = ctx
+        .server
+        .state()
+        .job(namespace_of(job), &job.id)
+        .map(|j| j.job_modify_index)
+        .unwrap_or(0);
+    if current == expected {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(format!(
+        "enforcing job modify index {expected}: job {:?} exists with a conflicting job modify index: {current}",
+        job.id
+    )))
+}
+
+fn namespace_of(job: &Job) -> &str {
+    if job.namespace.is_empty() {
+        DEFAULT_NAMESPACE
+    } else {
+        &job.namespace
+    }
 }
 
 /// A warning per task that sets `memory_max` while the scheduler configuration does not allow
@@ -140,154 +187,151 @@ fn memory_max_warnings(job: &Job, oversubscription: bool) -> Vec<String> {
 }
 
 /// What a submitted job must pass, beyond the jobspec rules, before anything is written.
-fn check_job(job: &Job) -> ApiResult<Vec<String>> {
+fn check_job(job: &Job) -> ApiResult<()> {
     let config_errors = crate::drivers::check_job(job);
     if !config_errors.is_empty() {
         return Err(ApiError::bad_request(config_errors.join("\n")));
     }
-    let namespace = if job.namespace.is_empty() {
-        DEFAULT_NAMESPACE
-    } else {
-        &job.namespace
-    };
+    let namespace = namespace_of(job);
     if namespace != DEFAULT_NAMESPACE {
         return Err(ApiError::bad_request(format!(
             "job {:?}: namespace {namespace:?} does not exist (only {DEFAULT_NAMESPACE:?} exists)",
             job.id
         )));
     }
-    Ok(Vec::new())
+    Ok(())
 }
 
 pub async fn read(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,
-    Query(params): Query<HashMap<String, String>>,
-) -> ApiResult<Response> {
-    let q = QueryOptions::parse(params)?;
-    let (state, index) = q.block(ctx.server.store(), &[Table::Jobs]).await;
+    q: QueryOptions,
+) -> ApiResult<Reply> {
+    let (state, meta) = ctx.read(&q, &[Table::Jobs]).await;
     let job = state
         .job(&q.namespace, &id)
-        .ok_or_else(|| ApiError::not_found(format!("job {id:?} not found")))?;
-    Ok(json_with_index(&*job, index, known_leader(&ctx)))
+        .ok_or_else(|| job_not_found(&id))?;
+    Reply::read(&*job, meta)
+}
+
+fn job_not_found(id: &str) -> ApiError {
+    ApiError::not_found(format!("job {id:?} not found"))
 }
 
 pub async fn deregister(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,
-    Query(params): Query<HashMap<String, String>>,
-) -> ApiResult<Response> {
-    let q = QueryOptions::parse(params)?;
-    let purge = q.flag("purge")?;
-    let response = ctx.server.deregister_job(&q.namespace, &id, purge).await?;
-    let index = response.index;
-    Ok(json_with_index(&response, index, true))
+    w: WriteOptions,
+) -> ApiResult<Reply> {
+    let purge = w.flag("purge")?;
+    let response = ctx.server.deregister_job(&w.namespace, &id, purge).await?;
+    Reply::write(&response, response.index)
 }
 
 pub async fn allocations(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,
-    Query(params): Query<HashMap<String, String>>,
-) -> ApiResult<Response> {
-    let q = QueryOptions::parse(params)?;
-    let (state, index) = q.block(ctx.server.store(), &[Table::Allocs]).await;
+    q: QueryOptions,
+) -> ApiResult<Reply> {
+    let (state, meta) = ctx.read(&q, &[Table::Allocs]).await;
     let mut stubs: Vec<_> = state
         .allocs_by_job(&q.namespace, &id)
         .iter()
         .map(|a| a.stub())
         .collect();
     stubs.sort_by(|a, b| b.create_index.cmp(&a.create_index).then(a.id.cmp(&b.id)));
-    Ok(json_with_index(&stubs, index, known_leader(&ctx)))
+    Reply::read(&stubs, meta)
 }
 
 pub async fn evaluations(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,
-    Query(params): Query<HashMap<String, String>>,
-) -> ApiResult<Response> {
-    let q = QueryOptions::parse(params)?;
-    let (state, index) = q.block(ctx.server.store(), &[Table::Evals]).await;
+    q: QueryOptions,
+) -> ApiResult<Reply> {
+    let (state, meta) = ctx.read(&q, &[Table::Evals]).await;
     let mut evals: Vec<_> = state
         .evals_by_job(&q.namespace, &id)
         .iter()
         .map(|e| (**e).clone())
         .collect();
     evals.sort_by(|a, b| b.create_index.cmp(&a.create_index).then(a.id.cmp(&b.id)));
-    Ok(json_with_index(&evals, index, known_leader(&ctx)))
+    Reply::read(&evals, meta)
 }
 
 pub async fn summary(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,
-    Query(params): Query<HashMap<String, String>>,
-) -> ApiResult<Response> {
-    let q = QueryOptions::parse(params)?;
-    let (state, index) = q
-        .block(ctx.server.store(), &[Table::Jobs, Table::Allocs])
-        .await;
+    q: QueryOptions,
+) -> ApiResult<Reply> {
+    let (state, meta) = ctx.read(&q, &[Table::Jobs, Table::Allocs]).await;
     let job = state
         .job(&q.namespace, &id)
-        .ok_or_else(|| ApiError::not_found(format!("job {id:?} not found")))?;
-    Ok(json_with_index(
-        &state.job_summary(&job),
-        index,
-        known_leader(&ctx),
-    ))
+        .ok_or_else(|| job_not_found(&id))?;
+    Reply::read(&state.job_summary(&job), meta)
 }
 
 pub async fn versions(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,
-    Query(params): Query<HashMap<String, String>>,
-) -> ApiResult<Response> {
-    let q = QueryOptions::parse(params)?;
-    let (state, index) = q.block(ctx.server.store(), &[Table::JobVersions]).await;
+    q: QueryOptions,
+) -> ApiResult<Reply> {
+    let (state, meta) = ctx.read(&q, &[Table::JobVersions]).await;
     let versions: Vec<Job> = state
         .job_versions(&q.namespace, &id)
         .iter()
         .map(|j| (**j).clone())
         .collect();
     if versions.is_empty() {
-        return Err(ApiError::not_found(format!("job {id:?} not found")));
+        return Err(job_not_found(&id));
     }
-    let body = serde_json::json!({ "Versions": versions, "Diffs": null });
-    Ok(json_with_index(&body, index, known_leader(&ctx)))
+    Reply::read(
+        &serde_json::json!({ "Versions": versions, "Diffs": null }),
+        meta,
+    )
 }
 
 /// `POST /v1/jobs/parse`: HCL in, the job as API JSON out (Nomad's `JobsParseRequest`).
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct JobsParseRequest {
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub(super) struct JobsParseRequest {
     #[serde(rename = "JobHCL")]
     job_hcl: String,
-    #[serde(default, rename = "HCLv1")]
+    #[serde(rename = "HCLv1")]
     hcl_v1: bool,
-    #[serde(default)]
     variables: String,
-    #[serde(default)]
     canonicalize: bool,
 }
 
-pub async fn parse(body: Bytes) -> ApiResult<Response> {
-    let request: JobsParseRequest = decode_body(&body, "job parse request")?;
+impl RequestBody for JobsParseRequest {
+    const WHAT: &'static str = "job parse request";
+}
+
+pub async fn parse(_w: WriteOptions, body: Body<JobsParseRequest>) -> ApiResult<Reply> {
+    let request = body.value;
     if request.hcl_v1 {
         return Err(ApiError::bad_request(
             "HCLv1 jobspecs are not supported (Nomad removed HCL1 too); send HCL2",
         ));
     }
-    let mut opts = crate::jobspec::ParseOptions::for_file("JobHCL");
+    if request.job_hcl.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "{}: missing \"JobHCL\"",
+            JobsParseRequest::WHAT
+        )));
+    }
+    let mut opts = jobspec::ParseOptions::for_file("JobHCL");
     if !request.variables.is_empty() {
         opts.var_file_texts
             .push(("Variables".to_string(), request.variables));
     }
     // The server never reads its own disk on behalf of a request: no file() and friends.
     opts.allow_fs_functions = false;
-    let parsed = crate::jobspec::parse_hcl(&request.job_hcl, &opts)
+    let parsed = jobspec::parse_hcl(&request.job_hcl, &opts)
         .map_err(|errors| ApiError::bad_request(errors.to_string()))?;
     // noded's parser always applies Nomad's defaults; `Canonicalize = false` gets the same
     // canonical job (a superset of what Nomad would return).
     let _ = request.canonicalize;
-    Ok(json_with_index(&parsed.job, 0, true))
+    Reply::json(&parsed.job)
 }
 
 /// `POST /v1/validate/job`: Nomad's `JobValidateResponse`, with every problem listed.
@@ -300,23 +344,19 @@ struct JobValidateResponse {
     warnings: String,
 }
 
-pub async fn validate(State(ctx): State<ApiContext>, body: Bytes) -> ApiResult<Response> {
-    let request: JobRegisterRequest = decode_body(&body, "job validate request")?;
-    let Some(job_value) = request.job else {
-        return Err(ApiError::bad_request(
-            "job validate request: missing \"Job\" object",
-        ));
-    };
-    let job_text = serde_json::to_string(&job_value)
-        .map_err(|e| ApiError::bad_request(format!("job validate request: {e}")))?;
-    let opts = crate::jobspec::ParseOptions::for_file("request body \"Job\"");
+pub async fn validate(
+    State(ctx): State<ApiContext>,
+    _w: WriteOptions,
+    body: Body<JobRegisterRequest>,
+) -> ApiResult<Reply> {
     let mut response = JobValidateResponse {
         driver_config_validated: true,
         validation_errors: Vec::new(),
         error: String::new(),
         warnings: String::new(),
     };
-    match crate::jobspec::check_api_json(&job_text, &opts) {
+    let mut warnings = body.ignored_warnings();
+    match body.value.job()? {
         Ok(parsed) => {
             response.validation_errors = crate::drivers::check_job(&parsed.job);
             let oversubscription = ctx
@@ -324,22 +364,18 @@ pub async fn validate(State(ctx): State<ApiContext>, body: Bytes) -> ApiResult<R
                 .state()
                 .scheduler_config()
                 .memory_oversubscription_enabled;
-            response.warnings = parsed
-                .warnings
-                .iter()
-                .map(|w| w.to_string())
-                .chain(memory_max_warnings(&parsed.job, oversubscription))
-                .collect::<Vec<_>>()
-                .join("\n");
+            warnings.extend(parsed.warnings.iter().map(|w| w.to_string()));
+            warnings.extend(memory_max_warnings(&parsed.job, oversubscription));
         }
         Err(errors) => {
             response.validation_errors = errors.iter().map(|e| e.to_string()).collect();
         }
     }
+    response.warnings = warnings.join("\n");
     if !response.validation_errors.is_empty() {
         response.error = format!("{} validation error(s)", response.validation_errors.len());
     }
-    Ok(json_with_index(&response, 0, true))
+    Reply::json(&response)
 }
 
 #[cfg(test)]
@@ -349,8 +385,8 @@ mod tests {
     #[test]
     fn memory_max_is_reported_ignored_only_without_oversubscription() {
         let hcl = "job \"m\" {\n  group \"g\" {\n    task \"a\" {\n      driver = \"exec\"\n      config { command = \"/bin/true\" }\n      resources {\n        memory     = 64\n        memory_max = 128\n      }\n    }\n    task \"b\" {\n      driver = \"exec\"\n      config { command = \"/bin/true\" }\n    }\n  }\n}\n";
-        let opts = crate::jobspec::ParseOptions::for_file("m.hcl");
-        let job = crate::jobspec::check_hcl(hcl, &opts).unwrap().job;
+        let opts = jobspec::ParseOptions::for_file("m.hcl");
+        let job = jobspec::check_hcl(hcl, &opts).unwrap().job;
         let warnings = memory_max_warnings(&job, false);
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].contains("\"g.a\""), "{}", warnings[0]);

@@ -2,6 +2,12 @@
 //! on reads, plain-text errors (400 for bad input, 404 for unknown ids, 500 only for the server's
 //! own trouble — a panic in a handler is caught and answered 500).
 //!
+//! One pattern for every endpoint: the route table ([`routes`]) declares method, path, what the
+//! caller must hold ([`Requires`]) and the handler; a handler takes [`QueryOptions`] (reads) or
+//! [`WriteOptions`] (writes), a [`Body`] when it has one, and answers with a [`Reply`], which
+//! sets Nomad's index, leader and next-page headers. Adding an endpoint is one route line and
+//! one handler.
+//!
 //! The only layer that knows about HTTP and JSON-on-the-wire. Server endpoints call
 //! [`crate::server::Server`]; endpoints a node answers (`/v1/client/...`: logs, stats) go through
 //! the [`ClientEndpoints`] trait, which the `noded` crate implements — this crate never touches
@@ -11,28 +17,32 @@ mod agent;
 mod allocs;
 mod client;
 mod error;
+mod evals;
+mod exec;
+mod extract;
 mod jobs;
 mod nodes;
-mod query;
+mod operator;
+mod reply;
+mod routes;
 
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::Router;
-use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use serde::Serialize;
 
-pub use client::{
-    AllocFileInfo, ClientError, ExecInput, ExecOutput, ExecRequest, ExecSession, LogFrame,
-    LogOrigin, LogStream, LogsRequest,
-};
+pub use client::{AllocFileInfo, ClientError, LogFrame, LogOrigin, LogStream, LogsRequest};
 pub use error::{ApiError, ApiResult};
-pub use query::QueryOptions;
+pub use exec::{ExecInput, ExecOutput, ExecRequest, ExecSession};
+pub use extract::{
+    parse_go_bool, Body, QueryOptions, RequestBody, WriteOptions, DEFAULT_WAIT, MAX_PER_PAGE,
+    MAX_WAIT,
+};
+pub use reply::{QueryMeta, Reply};
+pub use routes::{Access, NamespaceCapability, Requires, Route};
 
 use crate::server::Server;
 
@@ -119,80 +129,44 @@ impl std::fmt::Debug for ApiContext {
     }
 }
 
-/// The `/v1` router.
+impl ApiContext {
+    /// The node-side endpoints of this agent, or a 400 saying to ask the node instead.
+    pub(crate) fn client_endpoints(&self) -> ApiResult<Arc<dyn ClientEndpoints>> {
+        self.client.clone().ok_or_else(|| {
+            ApiError::bad_request(
+                "this agent runs no client; ask the agent on the node that runs the allocation",
+            )
+        })
+    }
+
+    /// A 404 unless the state knows the allocation.
+    pub(crate) fn known_alloc(&self, alloc: &str) -> ApiResult<()> {
+        if self.server.state().alloc(alloc).is_none() {
+            return Err(ApiError::not_found(format!(
+                "allocation {alloc:?} not found"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The `/v1` router, built from the route table ([`routes`]): every route declares what it
+/// requires.
 pub fn router(ctx: ApiContext) -> Router {
-    Router::new()
-        .route(
-            "/v1/jobs",
-            get(jobs::list).put(jobs::register).post(jobs::register),
-        )
-        .route(
-            "/v1/jobs/parse",
-            axum::routing::post(jobs::parse).put(jobs::parse),
-        )
-        .route(
-            "/v1/validate/job",
-            axum::routing::post(jobs::validate).put(jobs::validate),
-        )
-        .route(
-            "/v1/job/{id}",
-            get(jobs::read)
-                .put(jobs::register_one)
-                .post(jobs::register_one)
-                .delete(jobs::deregister),
-        )
-        .route("/v1/job/{id}/allocations", get(jobs::allocations))
-        .route("/v1/job/{id}/evaluations", get(jobs::evaluations))
-        .route("/v1/job/{id}/summary", get(jobs::summary))
-        .route("/v1/job/{id}/versions", get(jobs::versions))
-        .route("/v1/allocations", get(allocs::list))
-        .route("/v1/allocation/{id}", get(allocs::read))
-        .route("/v1/evaluations", get(allocs::list_evals))
-        .route("/v1/evaluation/{id}", get(allocs::read_eval))
-        .route(
-            "/v1/evaluation/{id}/allocations",
-            get(allocs::eval_allocations),
-        )
-        .route("/v1/nodes", get(nodes::list))
-        .route("/v1/node/{id}", get(nodes::read))
-        .route("/v1/node/{id}/allocations", get(nodes::allocations))
-        .route("/v1/status/leader", get(agent::leader))
-        .route("/v1/status/peers", get(agent::peers))
-        .route("/v1/agent/self", get(agent::self_info))
-        .route("/v1/agent/health", get(agent::health))
-        .route(
-            "/v1/operator/scheduler/configuration",
-            get(agent::scheduler_config)
-                .put(agent::set_scheduler_config)
-                .post(agent::set_scheduler_config),
-        )
-        .route("/v1/client/fs/logs/{alloc}", get(client::logs))
-        .route("/v1/client/fs/ls/{alloc}", get(client::fs_ls))
-        .route("/v1/client/fs/stat/{alloc}", get(client::fs_stat))
-        .route("/v1/client/fs/cat/{alloc}", get(client::fs_read))
-        .route("/v1/client/fs/readat/{alloc}", get(client::fs_read))
-        .route(
-            "/v1/client/allocation/{alloc}/stats",
-            get(client::alloc_stats),
-        )
-        .route(
-            "/v1/client/allocation/{alloc}/signal",
-            axum::routing::post(client::alloc_signal).put(client::alloc_signal),
-        )
-        .route(
-            "/v1/client/allocation/{alloc}/restart",
-            axum::routing::post(client::alloc_restart).put(client::alloc_restart),
-        )
-        .route(
-            "/v1/client/allocation/{alloc}/exec",
-            get(client::alloc_exec),
-        )
+    let (router, _) = routes::table().into_parts();
+    router
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_to_500,
         ))
         .with_state(ctx)
+}
+
+/// Every declared route: method, path and what it requires (for documentation, the route
+/// walk in the tests, and the ACL matrix to come).
+pub fn declared_routes() -> Vec<Route> {
+    routes::table().into_parts().1
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
@@ -210,35 +184,6 @@ fn panic_to_500(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
         "internal error: the request handler panicked ({detail}); this is a bug in noded"
     ))
     .into_response()
-}
-
-/// A JSON answer with the blocking-query headers.
-pub(crate) fn json_with_index<T: Serialize>(value: &T, index: u64, known_leader: bool) -> Response {
-    match serde_json::to_vec(value) {
-        Ok(body) => {
-            let mut headers = query::index_headers(index, known_leader);
-            headers.insert(
-                "content-type",
-                axum::http::HeaderValue::from_static("application/json"),
-            );
-            (StatusCode::OK, headers, Bytes::from(body)).into_response()
-        }
-        Err(e) => ApiError::internal(format!("encoding the answer as JSON: {e}")).into_response(),
-    }
-}
-
-/// Reads a JSON body into `T`, with a 400 naming the line, column and field on failure.
-pub(crate) fn decode_body<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> ApiResult<T> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path.is_empty() || path == "." {
-            ApiError::bad_request(format!("{what}: {inner}"))
-        } else {
-            ApiError::bad_request(format!("{what}: field {path}: {inner}"))
-        }
-    })
 }
 
 #[cfg(test)]

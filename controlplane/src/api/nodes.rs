@@ -1,60 +1,52 @@
-//! `/v1/nodes` and `/v1/node/:id`.
+//! `/v1/nodes` and `/v1/node/:id[/allocations]`.
 
-use std::collections::HashMap;
-
-use axum::extract::{Path, Query, State};
-use axum::response::Response;
+use axum::extract::{Path, State};
 
 use super::error::{ApiError, ApiResult};
-use super::{json_with_index, ApiContext, QueryOptions};
+use super::extract::QueryOptions;
+use super::reply::Reply;
+use super::ApiContext;
 use crate::state::Table;
 
-fn known_leader(ctx: &ApiContext) -> bool {
-    ctx.server.consensus().leader_address().is_some()
+fn node_not_found(id: &str) -> ApiError {
+    ApiError::not_found(format!("node {id:?} not found"))
 }
 
-pub async fn list(
-    State(ctx): State<ApiContext>,
-    Query(params): Query<HashMap<String, String>>,
-) -> ApiResult<Response> {
-    let q = QueryOptions::parse(params)?;
-    let (state, index) = q.block(ctx.server.store(), &[Table::Nodes]).await;
-    let stubs: Vec<_> = state
+pub async fn list(State(ctx): State<ApiContext>, q: QueryOptions) -> ApiResult<Reply> {
+    let (state, meta) = ctx.read(&q, &[Table::Nodes]).await;
+    let mut stubs: Vec<_> = state
         .nodes()
         .iter()
         .filter(|n| n.id.starts_with(&q.prefix))
         .map(|n| n.stub())
         .collect();
-    Ok(json_with_index(&stubs, index, known_leader(&ctx)))
+    stubs.sort_by(|a, b| a.id.cmp(&b.id));
+    Reply::page(stubs, |n| n.id.clone(), &q, meta)
 }
 
 pub async fn read(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,
-    Query(params): Query<HashMap<String, String>>,
-) -> ApiResult<Response> {
-    let q = QueryOptions::parse(params)?;
-    let (state, index) = q.block(ctx.server.store(), &[Table::Nodes]).await;
-    let node = state
-        .node(&id)
-        .ok_or_else(|| ApiError::not_found(format!("node {id:?} not found")))?;
-    Ok(json_with_index(&*node, index, known_leader(&ctx)))
+    q: QueryOptions,
+) -> ApiResult<Reply> {
+    let (state, meta) = ctx.read(&q, &[Table::Nodes]).await;
+    let node = state.node(&id).ok_or_else(|| node_not_found(&id))?;
+    Reply::read(&*node, meta)
 }
 
 pub async fn allocations(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,
-    Query(params): Query<HashMap<String, String>>,
-) -> ApiResult<Response> {
-    let q = QueryOptions::parse(params)?;
-    let (state, index) = q.block(ctx.server.store(), &[Table::Allocs]).await;
+    q: QueryOptions,
+) -> ApiResult<Reply> {
+    let (state, meta) = ctx.read(&q, &[Table::Allocs]).await;
     if state.node(&id).is_none() {
-        return Err(ApiError::not_found(format!("node {id:?} not found")));
+        return Err(node_not_found(&id));
     }
     let allocs: Vec<_> = state
         .allocs_by_node(&id)
         .iter()
         .map(|a| (**a).clone())
         .collect();
-    Ok(json_with_index(&allocs, index, known_leader(&ctx)))
+    Reply::read(&allocs, meta)
 }

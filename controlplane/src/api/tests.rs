@@ -397,3 +397,200 @@ async fn parse_and_validate_endpoints_speak_nomads_shapes() {
     assert!(!v["Error"].as_str().unwrap().is_empty());
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn every_route_declares_what_it_requires() {
+    let (app, server) = app();
+    let routes = declared_routes();
+    assert!(routes.len() >= 35, "{} routes", routes.len());
+    for route in &routes {
+        let uri = route.path.replace("{id}", "x").replace("{alloc}", "x");
+        let response = app
+            .clone()
+            .oneshot(
+                Request::builder()
+                    .method(route.method.clone())
+                    .uri(&uri)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            response.extensions().get::<Requires>(),
+            Some(&route.requires),
+            "{} {} ({}) did not pass through its declaration",
+            route.method,
+            route.path,
+            response.status()
+        );
+        assert_ne!(
+            response.status(),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{} {}",
+            route.method,
+            route.path
+        );
+    }
+    // Nothing undeclared is served: an unknown path and an undeclared method get no
+    // declaration, and never reach a handler.
+    for (method, uri, want) in [
+        ("GET", "/v1/nowhere", StatusCode::NOT_FOUND),
+        ("PATCH", "/v1/jobs", StatusCode::METHOD_NOT_ALLOWED),
+        ("DELETE", "/v1/nodes", StatusCode::METHOD_NOT_ALLOWED),
+    ] {
+        let response = app
+            .clone()
+            .oneshot(
+                Request::builder()
+                    .method(method)
+                    .uri(uri)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), want, "{method} {uri}");
+        assert!(response.extensions().get::<Requires>().is_none());
+    }
+    // The table speaks Nomad's words.
+    let find = |method: &str, path: &str| {
+        routes
+            .iter()
+            .find(|r| r.method.as_str() == method && r.path == path)
+            .map(|r| r.requires.to_string())
+    };
+    assert_eq!(
+        find("GET", "/v1/jobs").as_deref(),
+        Some("namespace:list-jobs")
+    );
+    assert_eq!(
+        find("POST", "/v1/jobs").as_deref(),
+        Some("namespace:submit-job")
+    );
+    assert_eq!(find("GET", "/v1/nodes").as_deref(), Some("node:read"));
+    assert_eq!(
+        find("GET", "/v1/agent/health").as_deref(),
+        Some("anonymous")
+    );
+    assert_eq!(
+        find("GET", "/v1/client/allocation/{alloc}/exec").as_deref(),
+        Some("namespace:alloc-exec")
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn bodies_are_decoded_as_nomads_go_decoder_does() {
+    let (app, server) = app();
+    node(&server).await;
+    // Unknown fields (a newer Nomad's) are accepted and named in Warnings; null is unset.
+    let mut body = job_body("newer");
+    body["FutureOption"] = serde_json::json!({"X": 1});
+    body["EnforceIndex"] = serde_json::Value::Null;
+    body["Job"]["TaskGroups"][0]["Tasks"][0]["Meta"] = serde_json::Value::Null;
+    let (status, _, text) = call(&app, "PUT", "/v1/jobs", Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&text));
+    let reply: serde_json::Value = serde_json::from_slice(&text).unwrap();
+    let warnings = reply["Warnings"].as_str().unwrap();
+    assert!(warnings.contains("\"FutureOption\""), "{warnings}");
+    // The operator endpoint takes a partial body with nulls too.
+    let (status, _, text) = call(
+        &app,
+        "PUT",
+        "/v1/operator/scheduler/configuration",
+        Some(serde_json::json!({"SchedulerAlgorithm": null, "MemoryOversubscriptionEnabled": true, "PreemptionConfig": {"SystemSchedulerEnabled": true}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&text));
+    let config = server.state().scheduler_config();
+    assert!(config.memory_oversubscription_enabled);
+    assert_eq!(config.scheduler_algorithm, "binpack");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_options_and_bodies_name_what_is_wrong_and_change_nothing() {
+    let (app, server) = app();
+    node(&server).await;
+    let before = server.state().latest_index();
+    for (method, uri, body, needle) in [
+        ("GET", "/v1/allocations?index=abc", "", "index=\"abc\""),
+        (
+            "GET",
+            "/v1/evaluations?wait=forever",
+            "",
+            "wait=\"forever\"",
+        ),
+        ("GET", "/v1/nodes?reverse=maybe", "", "reverse=\"maybe\""),
+        ("GET", "/v1/jobs?per_page=x", "", "per_page"),
+        (
+            "GET",
+            "/v1/jobs?region=mars",
+            "",
+            "no path to region \"mars\"",
+        ),
+        ("PUT", "/v1/jobs", "{\n  \"Job\": {,", "line 2, column"),
+        ("PUT", "/v1/jobs", "", "body is empty"),
+        (
+            "PUT",
+            "/v1/operator/scheduler/configuration",
+            "",
+            "body is empty",
+        ),
+        (
+            "PUT",
+            "/v1/operator/scheduler/configuration",
+            "{\"MemoryOversubscriptionEnabled\": \"yes\"}",
+            "field MemoryOversubscriptionEnabled",
+        ),
+    ] {
+        let response = app
+            .clone()
+            .oneshot(
+                Request::builder()
+                    .method(method)
+                    .uri(uri)
+                    .body(Body::from(body))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = response.status();
+        let text = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&text);
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {uri}: {text}");
+        assert!(
+            text.contains(needle),
+            "{method} {uri}: {text:?} should say {needle:?}"
+        );
+    }
+    assert_eq!(server.state().latest_index(), before, "nothing was written");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn lists_page_with_nomads_tokens() {
+    let (app, server) = app();
+    node(&server).await;
+    for id in ["a", "b", "c"] {
+        let (status, _, text) = call(&app, "PUT", "/v1/jobs", Some(job_body(id))).await;
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&text));
+    }
+    let (_, headers, body) = call(&app, "GET", "/v1/jobs?per_page=2", None).await;
+    let page: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(page.as_array().unwrap().len(), 2);
+    assert_eq!(page[0]["ID"], "a");
+    assert_eq!(headers["X-Nomad-NextToken"], "c");
+    let (_, headers, body) = call(&app, "GET", "/v1/jobs?per_page=2&next_token=c", None).await;
+    let page: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(page.as_array().unwrap().len(), 1);
+    assert_eq!(page[0]["ID"], "c");
+    assert!(!headers.contains_key("X-Nomad-NextToken"));
+    let (_, _, body) = call(&app, "GET", "/v1/jobs?reverse=True", None).await;
+    let page: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(page[0]["ID"], "c");
+    server.shutdown().await;
+}

@@ -1,0 +1,275 @@
+//! The one table of `/v1` routes: method, path, what the caller must be allowed to do, and the
+//! handler. A route cannot be added without saying what it requires: [`Routes::add`] is the
+//! only way into the router, and it takes a [`Requires`].
+//!
+//! The requirement travels with every request through [`declared`], the one middleware each
+//! route is wrapped in: it puts the [`Requires`] into the request's and the response's
+//! extensions. Nothing enforces it yet; the ACL issue fills in that middleware, and the
+//! test that walks every route (`api::tests::every_route_declares_what_it_requires`) proves
+//! each one passes through it with its declaration.
+
+use axum::extract::{Request, State};
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{on, MethodFilter};
+use axum::Router;
+
+use super::{agent, allocs, client, evals, exec, jobs, nodes, operator, ApiContext};
+
+/// A namespace capability, in Nomad's ACL words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NamespaceCapability {
+    ListJobs,
+    ParseJob,
+    ReadJob,
+    SubmitJob,
+    ReadLogs,
+    ReadFs,
+    AllocExec,
+    AllocLifecycle,
+}
+
+impl NamespaceCapability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NamespaceCapability::ListJobs => "list-jobs",
+            NamespaceCapability::ParseJob => "parse-job",
+            NamespaceCapability::ReadJob => "read-job",
+            NamespaceCapability::SubmitJob => "submit-job",
+            NamespaceCapability::ReadLogs => "read-logs",
+            NamespaceCapability::ReadFs => "read-fs",
+            NamespaceCapability::AllocExec => "alloc-exec",
+            NamespaceCapability::AllocLifecycle => "alloc-lifecycle",
+        }
+    }
+}
+
+/// `read` or `write` on a coarse ACL scope (`node`, `agent`, `operator`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// What a caller must hold to use a route, as Nomad's API documentation lists it per
+/// endpoint ("ACL Required").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Requires {
+    /// Nothing: anyone who reaches the port (leader status, health).
+    Anonymous,
+    /// A capability in the request's namespace.
+    Namespace(NamespaceCapability),
+    Node(Access),
+    Agent(Access),
+    Operator(Access),
+    /// A management token.
+    Management,
+}
+
+impl std::fmt::Display for Requires {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let access = |a: &Access| match a {
+            Access::Read => "read",
+            Access::Write => "write",
+        };
+        match self {
+            Requires::Anonymous => f.write_str("anonymous"),
+            Requires::Namespace(c) => write!(f, "namespace:{}", c.as_str()),
+            Requires::Node(a) => write!(f, "node:{}", access(a)),
+            Requires::Agent(a) => write!(f, "agent:{}", access(a)),
+            Requires::Operator(a) => write!(f, "operator:{}", access(a)),
+            Requires::Management => f.write_str("management"),
+        }
+    }
+}
+
+/// One declared route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    pub requires: Requires,
+}
+
+/// The router under construction and what has been declared into it.
+#[derive(Debug)]
+pub(super) struct Routes {
+    router: Router<ApiContext>,
+    declared: Vec<Route>,
+}
+
+impl Routes {
+    fn new() -> Routes {
+        Routes {
+            router: Router::new(),
+            declared: Vec::new(),
+        }
+    }
+
+    /// Adds `handler` for `methods` on `path`, wrapped in the middleware that carries
+    /// `requires`.
+    fn add<H, T>(
+        mut self,
+        methods: &[Method],
+        path: &'static str,
+        requires: Requires,
+        handler: H,
+    ) -> Routes
+    where
+        H: Handler<T, ApiContext>,
+        T: 'static,
+    {
+        for method in methods {
+            let route = Route {
+                method: method.clone(),
+                path,
+                requires,
+            };
+            assert!(
+                !self.declared.contains(&route),
+                "route {method} {path} is declared twice"
+            );
+            self.declared.push(route);
+            let filter = MethodFilter::try_from(method.clone())
+                .unwrap_or_else(|_| panic!("no method filter for {method}"));
+            let endpoint = on(filter, handler.clone())
+                .route_layer(axum::middleware::from_fn_with_state(requires, declared));
+            self.router = self.router.route(path, endpoint);
+        }
+        self
+    }
+
+    pub(super) fn into_parts(self) -> (Router<ApiContext>, Vec<Route>) {
+        (self.router, self.declared)
+    }
+}
+
+/// The middleware around every route: the declared requirement goes into the request (for
+/// the handler and, with the ACL issue, the check) and into the response (for the test that
+/// walks the routes).
+async fn declared(State(requires): State<Requires>, mut request: Request, next: Next) -> Response {
+    request.extensions_mut().insert(requires);
+    let mut response = next.run(request).await;
+    response.extensions_mut().insert(requires);
+    response
+}
+
+const GET: &[Method] = &[Method::GET];
+const DELETE: &[Method] = &[Method::DELETE];
+/// Nomad accepts PUT and POST alike for its writes.
+const WRITE: &[Method] = &[Method::PUT, Method::POST];
+
+/// Every `/v1` route. Adding an endpoint is one line here and one handler.
+pub(super) fn table() -> Routes {
+    use Access::{Read, Write};
+    use NamespaceCapability::*;
+    use Requires::{Agent, Anonymous, Namespace as Ns, Node, Operator};
+    Routes::new()
+        // Jobs.
+        .add(GET, "/v1/jobs", Ns(ListJobs), jobs::list)
+        .add(WRITE, "/v1/jobs", Ns(SubmitJob), jobs::register)
+        .add(WRITE, "/v1/jobs/parse", Ns(ParseJob), jobs::parse)
+        .add(WRITE, "/v1/validate/job", Ns(ReadJob), jobs::validate)
+        .add(GET, "/v1/job/{id}", Ns(ReadJob), jobs::read)
+        .add(WRITE, "/v1/job/{id}", Ns(SubmitJob), jobs::register_one)
+        .add(DELETE, "/v1/job/{id}", Ns(SubmitJob), jobs::deregister)
+        .add(
+            GET,
+            "/v1/job/{id}/allocations",
+            Ns(ReadJob),
+            jobs::allocations,
+        )
+        .add(
+            GET,
+            "/v1/job/{id}/evaluations",
+            Ns(ReadJob),
+            jobs::evaluations,
+        )
+        .add(GET, "/v1/job/{id}/summary", Ns(ReadJob), jobs::summary)
+        .add(GET, "/v1/job/{id}/versions", Ns(ReadJob), jobs::versions)
+        // Allocations and evaluations.
+        .add(GET, "/v1/allocations", Ns(ReadJob), allocs::list)
+        .add(GET, "/v1/allocation/{id}", Ns(ReadJob), allocs::read)
+        .add(GET, "/v1/evaluations", Ns(ReadJob), evals::list)
+        .add(GET, "/v1/evaluation/{id}", Ns(ReadJob), evals::read)
+        .add(
+            GET,
+            "/v1/evaluation/{id}/allocations",
+            Ns(ReadJob),
+            evals::allocations,
+        )
+        // Nodes.
+        .add(GET, "/v1/nodes", Node(Read), nodes::list)
+        .add(GET, "/v1/node/{id}", Node(Read), nodes::read)
+        .add(
+            GET,
+            "/v1/node/{id}/allocations",
+            Node(Read),
+            nodes::allocations,
+        )
+        // Status and agent.
+        .add(GET, "/v1/status/leader", Anonymous, agent::leader)
+        .add(GET, "/v1/status/peers", Anonymous, agent::peers)
+        .add(GET, "/v1/agent/self", Agent(Read), agent::self_info)
+        .add(GET, "/v1/agent/health", Anonymous, agent::health)
+        // Operator.
+        .add(
+            GET,
+            "/v1/operator/scheduler/configuration",
+            Operator(Read),
+            operator::scheduler_config,
+        )
+        .add(
+            WRITE,
+            "/v1/operator/scheduler/configuration",
+            Operator(Write),
+            operator::set_scheduler_config,
+        )
+        // What the node running an allocation answers.
+        .add(
+            GET,
+            "/v1/client/fs/logs/{alloc}",
+            Ns(ReadLogs),
+            client::logs,
+        )
+        .add(GET, "/v1/client/fs/ls/{alloc}", Ns(ReadFs), client::fs_ls)
+        .add(
+            GET,
+            "/v1/client/fs/stat/{alloc}",
+            Ns(ReadFs),
+            client::fs_stat,
+        )
+        .add(GET, "/v1/client/fs/cat/{alloc}", Ns(ReadFs), client::fs_cat)
+        .add(
+            GET,
+            "/v1/client/fs/readat/{alloc}",
+            Ns(ReadFs),
+            client::fs_readat,
+        )
+        .add(
+            GET,
+            "/v1/client/allocation/{alloc}/stats",
+            Ns(ReadJob),
+            client::alloc_stats,
+        )
+        .add(
+            WRITE,
+            "/v1/client/allocation/{alloc}/signal",
+            Ns(AllocLifecycle),
+            client::alloc_signal,
+        )
+        .add(
+            WRITE,
+            "/v1/client/allocation/{alloc}/restart",
+            Ns(AllocLifecycle),
+            client::alloc_restart,
+        )
+        .add(
+            GET,
+            "/v1/client/allocation/{alloc}/exec",
+            Ns(AllocExec),
+            exec::alloc_exec,
+        )
+}
