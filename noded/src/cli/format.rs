@@ -72,11 +72,6 @@ pub fn or_none(s: &str) -> String {
     }
 }
 
-/// Pretty JSON for `-json`.
-pub fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<String> {
-    Ok(serde_json::to_string_pretty(value)?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,6 @@
-//! The CLI's HTTP client for the agent's `/v1` API: JSON in and out, blocking queries, and
-//! errors that say which agent could not be reached and what to do.
+//! The CLI's one HTTP client for the agent's `/v1` API: every request carries the global
+//! flags (`?namespace=`, `?region=`, `X-Nomad-Token`); JSON in and out, blocking queries, the
+//! exec websocket, and errors that say which agent could not be reached and what to do.
 
 use std::time::Duration;
 
@@ -7,6 +8,15 @@ use anyhow::{anyhow, Context};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+
+use super::global::GlobalArgs;
+
+/// How long a connection to the agent may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a write may take (a Raft commit, behind a busy leader).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Slack on top of a blocking query's `wait` before the request is given up.
+const BLOCKING_SLACK: Duration = Duration::from_secs(30);
 
 /// An answer with its `X-Nomad-Index`.
 #[derive(Debug)]
@@ -37,29 +47,37 @@ pub struct ApiClient {
     address: String,
     http: reqwest::Client,
     namespace: String,
+    region: String,
+    token: String,
 }
 
 impl ApiClient {
-    pub fn new(address: &str, namespace: &str) -> anyhow::Result<ApiClient> {
-        let address = address.trim_end_matches('/').to_string();
+    pub fn new(global: &GlobalArgs) -> anyhow::Result<ApiClient> {
+        let address = global.address.trim_end_matches('/').to_string();
         if !address.starts_with("http://") && !address.starts_with("https://") {
             return Err(anyhow!(
                 "agent address {address:?} must start with http:// or https://"
             ));
         }
         let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
+            .connect_timeout(CONNECT_TIMEOUT)
             .build()
             .context("building the HTTP client")?;
         Ok(ApiClient {
             address,
             http,
-            namespace: namespace.to_string(),
+            namespace: global.namespace.clone(),
+            region: global.region.clone(),
+            token: global.token.clone(),
         })
     }
 
     pub fn address(&self) -> &str {
         &self.address
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
     }
 
     fn url(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<reqwest::Url> {
@@ -69,6 +87,9 @@ impl ApiClient {
             let mut pairs = url.query_pairs_mut();
             if !self.namespace.is_empty() {
                 pairs.append_pair("namespace", &self.namespace);
+            }
+            if !self.region.is_empty() {
+                pairs.append_pair("region", &self.region);
             }
             for (k, v) in query {
                 pairs.append_pair(k, v);
@@ -89,6 +110,9 @@ impl ApiClient {
             .url(path, query)
             .map_err(|e| ApiCallError::Other(e.to_string()))?;
         let mut request = self.http.request(method, url).timeout(timeout);
+        if !self.token.is_empty() {
+            request = request.header("X-Nomad-Token", &self.token);
+        }
         if let Some(body) = body {
             request = request
                 .header("content-type", "application/json")
@@ -126,7 +150,7 @@ impl ApiClient {
             q.push(("wait", format!("{}ms", wait.as_millis())));
         }
         let response = self
-            .send(Method::GET, path, &q, None, wait + Duration::from_secs(30))
+            .send(Method::GET, path, &q, None, wait + BLOCKING_SLACK)
             .await?;
         let index = response
             .headers()
@@ -134,18 +158,11 @@ impl ApiClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| ApiCallError::Other(e.to_string()))?;
-        let value = serde_json::from_slice(&bytes).map_err(|e| {
-            ApiCallError::Other(format!(
-                "the agent's answer to {path} is not what this CLI expects: {e}"
-            ))
-        })?;
+        let value = decode(path, response).await?;
         Ok(Indexed { value, index })
     }
 
+    /// GET a JSON answer now.
     pub async fn get_now<T: DeserializeOwned>(
         &self,
         path: &str,
@@ -161,26 +178,9 @@ impl ApiClient {
     ) -> Result<T, ApiCallError> {
         let body = serde_json::to_vec(body).map_err(|e| ApiCallError::Other(e.to_string()))?;
         let response = self
-            .send(Method::PUT, path, &[], Some(body), Duration::from_secs(60))
+            .send(Method::PUT, path, &[], Some(body), WRITE_TIMEOUT)
             .await?;
-        response
-            .json()
-            .await
-            .map_err(|e| ApiCallError::Other(e.to_string()))
-    }
-
-    pub async fn post_raw(
-        &self,
-        path: &str,
-        body: Vec<u8>,
-    ) -> Result<serde_json::Value, ApiCallError> {
-        let response = self
-            .send(Method::POST, path, &[], Some(body), Duration::from_secs(60))
-            .await?;
-        response
-            .json()
-            .await
-            .map_err(|e| ApiCallError::Other(e.to_string()))
+        decode(path, response).await
     }
 
     pub async fn delete<T: DeserializeOwned>(
@@ -189,15 +189,12 @@ impl ApiClient {
         query: &[(&str, String)],
     ) -> Result<T, ApiCallError> {
         let response = self
-            .send(Method::DELETE, path, query, None, Duration::from_secs(60))
+            .send(Method::DELETE, path, query, None, WRITE_TIMEOUT)
             .await?;
-        response
-            .json()
-            .await
-            .map_err(|e| ApiCallError::Other(e.to_string()))
+        decode(path, response).await
     }
 
-    /// A streaming GET (logs): the raw response.
+    /// A streaming GET (logs, file contents): the raw response.
     pub async fn stream(
         &self,
         path: &str,
@@ -212,17 +209,114 @@ impl ApiClient {
         )
         .await
     }
+
+    /// The request opening a websocket on `path` (`alloc exec`), with the same namespace,
+    /// region and token as every other call.
+    pub fn websocket(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> anyhow::Result<tokio_tungstenite::tungstenite::handshake::client::Request> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut url = self.url(path, query)?;
+        let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
+        url.set_scheme(scheme)
+            .map_err(|()| anyhow!("cannot open a websocket to {}", self.address))?;
+        let mut request = url.as_str().into_client_request()?;
+        if !self.token.is_empty() {
+            request.headers_mut().insert(
+                "X-Nomad-Token",
+                self.token
+                    .parse()
+                    .map_err(|_| anyhow!("the token is not a valid header value"))?,
+            );
+        }
+        Ok(request)
+    }
+}
+
+async fn decode<T: DeserializeOwned>(
+    path: &str,
+    response: reqwest::Response,
+) -> Result<T, ApiCallError> {
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| ApiCallError::Other(e.to_string()))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiCallError::Other(format!(
+            "the agent's answer to {path} is not what this CLI expects: {e}"
+        ))
+    })
 }
 
 fn describe_reqwest(e: &reqwest::Error) -> String {
-    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    if e.is_timeout() {
+        return "the request timed out".to_string();
+    }
     let mut deepest = e.to_string();
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
     while let Some(s) = source {
         deepest = s.to_string();
         source = s.source();
     }
-    if e.is_timeout() {
-        return "the request timed out".to_string();
-    }
     deepest
+}
+
+/// `s` as one URL path segment.
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(region: &str, token: &str) -> ApiClient {
+        ApiClient::new(&GlobalArgs {
+            address: "http://127.0.0.1:4646/".into(),
+            region: region.into(),
+            namespace: "default".into(),
+            token: token.into(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn every_request_carries_the_global_flags() {
+        let url = client("eu", "")
+            .url("/v1/jobs", &[("prefix", "a b".into())])
+            .unwrap();
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:4646/v1/jobs?namespace=default&region=eu&prefix=a+b"
+        );
+        let ws = client("", "s3cret")
+            .websocket("/v1/client/allocation/x/exec", &[("task", "t".into())])
+            .unwrap();
+        assert_eq!(
+            ws.uri().to_string(),
+            "ws://127.0.0.1:4646/v1/client/allocation/x/exec?namespace=default&task=t"
+        );
+        assert_eq!(ws.headers()["X-Nomad-Token"], "s3cret");
+        let bad = ApiClient::new(&GlobalArgs {
+            address: "127.0.0.1:4646".into(),
+            region: String::new(),
+            namespace: String::new(),
+            token: String::new(),
+        });
+        assert!(bad.unwrap_err().to_string().contains("http://"));
+    }
+
+    #[test]
+    fn path_segments_are_escaped() {
+        assert_eq!(urlencode("web/v2 x"), "web%2Fv2%20x");
+    }
 }

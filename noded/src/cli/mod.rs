@@ -1,25 +1,31 @@
 //! The command line: Nomad's verbs (`job run`, `alloc logs`, …) talking to an agent's HTTP API.
 //! Flags are written Nomad's way (`-detach`, `-address=…`); `--detach` works too.
+//!
+//! One pattern for every command: a noun (`job`, `alloc`, `node`, `operator`) is a module
+//! with an enum of its verbs; a verb is a file with its clap `Args` and, when it talks to an
+//! agent, an [`global::ApiCommand`] impl. Wrapped as `Api<Verb>`, it takes the global flags
+//! (`-address`, `-region`, `-namespace`, `-token` and their `NODED_*` variables, read in
+//! [`global`]) and gets the one HTTP client ([`http`]). Ids are resolved by unique prefix in
+//! [`resolve`]; `-json` prints through [`output`]. Adding a command is one file and one line in
+//! its noun's enum.
 
+pub mod agent;
 pub mod alloc;
-pub mod exec;
+pub mod fmt;
 pub mod format;
+pub mod global;
 pub mod http;
 pub mod job;
 pub mod node;
 pub mod operator;
+pub mod output;
+pub mod resolve;
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::agent;
-
-/// Output mode of a command.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Output {
-    pub json: bool,
-}
+use global::Api;
 
 /// How a command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,87 +45,31 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Args, Clone)]
-pub struct ApiArgs {
-    /// Address of the agent's HTTP API.
-    #[arg(
-        long,
-        env = "NODED_ADDR",
-        default_value = "http://127.0.0.1:4646",
-        global = true
-    )]
-    pub address: String,
-    /// Namespace of the objects.
-    #[arg(
-        long,
-        env = "NODED_NAMESPACE",
-        default_value = "default",
-        global = true
-    )]
-    pub namespace: String,
-}
-
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run an agent (server, client, or both with -dev).
-    Agent(AgentArgs),
+    Agent(agent::AgentArgs),
     /// Submit, inspect and stop jobs.
     #[command(subcommand)]
-    Job(JobCommand),
+    Job(job::JobCommand),
     /// Inspect allocations.
     #[command(subcommand)]
-    Alloc(AllocCommand),
+    Alloc(alloc::AllocCommand),
     /// Inspect nodes.
     #[command(subcommand)]
-    Node(NodeCommand),
+    Node(node::NodeCommand),
     /// Cluster operator settings.
     #[command(subcommand)]
-    Operator(OperatorCommand),
-    /// List jobs (or show one).
-    Status {
-        #[command(flatten)]
-        api: ApiArgs,
-        #[arg(long)]
-        json: bool,
-        id: Option<String>,
-    },
+    Operator(operator::OperatorCommand),
+    /// List jobs (or show one): the same as `job status`.
+    Status(Api<job::status::JobStatus>),
     /// Format a jobspec canonically.
-    Fmt {
-        /// Only check; exit 1 if the file is not formatted.
-        #[arg(long)]
-        check: bool,
-        files: Vec<PathBuf>,
-    },
+    Fmt(fmt::FmtArgs),
     /// The per-node task supervisor (started by the agent; not for direct use).
     #[command(hide = true)]
     Supervisor(SupervisorArgs),
     /// Print the version.
     Version,
-}
-
-#[derive(Debug, Args)]
-pub struct AgentArgs {
-    /// Development mode: server and client in one process, state in a temporary dir.
-    #[arg(long)]
-    pub dev: bool,
-    /// Agent config file(s) (HCL or JSON); later files override earlier ones.
-    #[arg(long)]
-    pub config: Vec<PathBuf>,
-    #[arg(long = "data-dir")]
-    pub data_dir: Option<PathBuf>,
-    /// Address to bind (default 127.0.0.1 with -dev, 0.0.0.0 otherwise).
-    #[arg(long)]
-    pub bind: Option<String>,
-    #[arg(long = "http-port")]
-    pub http_port: Option<u16>,
-    #[arg(long)]
-    pub region: Option<String>,
-    #[arg(long = "dc")]
-    pub datacenter: Option<String>,
-    #[arg(long = "node")]
-    pub node_name: Option<String>,
-    #[arg(long = "log-level")]
-    pub log_level: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -134,219 +84,62 @@ pub struct SupervisorArgs {
     pub exit_with_parent: bool,
 }
 
-#[derive(Debug, Args, Clone)]
-pub struct SpecArgs {
-    /// Read the file as API JSON ({"Job": {...}}).
-    #[arg(long)]
-    pub json: bool,
-    /// Set an HCL variable: -var name=value.
-    #[arg(long = "var")]
-    pub vars: Vec<String>,
-    /// Read HCL variables from a file.
-    #[arg(long = "var-file")]
-    pub var_files: Vec<PathBuf>,
-    pub file: PathBuf,
-}
-
-impl SpecArgs {
-    fn input(&self) -> job::SpecInput {
-        job::SpecInput {
-            file: self.file.clone(),
-            json: self.json,
-            vars: self.vars.clone(),
-            var_files: self.var_files.clone(),
+/// Runs a parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<Exit> {
+    match cli.command {
+        Command::Supervisor(args) => {
+            crate::supervisor::run(
+                args.socket,
+                args.state_dir,
+                &args.cgroup_parent,
+                args.exit_with_parent,
+            )?;
+            Ok(Exit::Ok)
         }
+        Command::Agent(args) => args.run(),
+        Command::Version => {
+            println!("noded v{}", env!("CARGO_PKG_VERSION"));
+            Ok(Exit::Ok)
+        }
+        Command::Fmt(args) => args.run(),
+        Command::Job(c) => on_runtime(c.run()),
+        Command::Alloc(c) => on_runtime(c.run()),
+        Command::Node(c) => on_runtime(c.run()),
+        Command::Operator(c) => on_runtime(c.run()),
+        Command::Status(c) => on_runtime(c.run()),
     }
 }
 
-#[derive(Debug, Subcommand)]
-pub enum JobCommand {
-    /// Submit a job and follow it until it runs (service) or finishes (batch).
-    Run {
-        #[command(flatten)]
-        api: ApiArgs,
-        #[command(flatten)]
-        spec: SpecArgs,
-        /// Return after submitting, without monitoring.
-        #[arg(long)]
-        detach: bool,
-        /// Print the job as API JSON instead of submitting it.
-        #[arg(long)]
-        output: bool,
-        /// Give up monitoring after this long (the job keeps running).
-        #[arg(long = "monitor-timeout", default_value = "10m")]
-        monitor_timeout: String,
-    },
-    /// Check a jobspec without submitting it.
-    Validate {
-        #[command(flatten)]
-        spec: SpecArgs,
-    },
-    /// Show all jobs, or one job's status and allocations.
-    Status {
-        #[command(flatten)]
-        api: ApiArgs,
-        #[arg(long)]
-        json: bool,
-        id: Option<String>,
-    },
-    /// Stop a job (and with -purge, forget it).
-    Stop {
-        #[command(flatten)]
-        api: ApiArgs,
-        #[arg(long)]
-        purge: bool,
-        #[arg(long)]
-        detach: bool,
-        #[arg(long)]
-        json: bool,
-        id: String,
-    },
-    /// Print a job as API JSON.
-    Inspect {
-        #[command(flatten)]
-        api: ApiArgs,
-        #[arg(long)]
-        json: bool,
-        #[arg(long)]
-        version: Option<u64>,
-        id: String,
-    },
-    /// Write an example jobspec.
-    Init {
-        #[arg(long)]
-        force: bool,
-        #[arg(default_value = "example.nomad.hcl")]
-        file: PathBuf,
-    },
+/// Runs a command that talks to an agent on a small runtime of its own.
+fn on_runtime(
+    command: impl std::future::Future<Output = anyhow::Result<Exit>>,
+) -> anyhow::Result<Exit> {
+    init_cli_logging();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(command);
+    // A read of stdin (alloc exec) cannot be cancelled; do not wait for it.
+    rt.shutdown_background();
+    result
 }
 
-#[derive(Debug, Subcommand)]
-pub enum AllocCommand {
-    /// Show an allocation and its tasks' events.
-    Status {
-        #[command(flatten)]
-        api: ApiArgs,
-        #[arg(long)]
-        json: bool,
-        /// Include resource usage.
-        #[arg(long)]
-        stats: bool,
-        id: String,
-    },
-    /// Print a task's stdout (or stderr).
-    Logs {
-        #[command(flatten)]
-        api: ApiArgs,
-        /// Follow new output.
-        #[arg(short = 'f', long)]
-        follow: bool,
-        #[arg(long)]
-        stderr: bool,
-        /// Start from the end.
-        #[arg(long)]
-        tail: bool,
-        /// Lines to show with -tail.
-        #[arg(short = 'n')]
-        lines: Option<usize>,
-        /// Bytes to show (with -tail: from the end).
-        #[arg(short = 'c')]
-        bytes: Option<u64>,
-        /// ID is a job: pick one of its allocations.
-        #[arg(long)]
-        job: bool,
-        id: String,
-        task: Option<String>,
-    },
-    /// Send a signal to a task (or to every running task).
-    Signal {
-        #[command(flatten)]
-        api: ApiArgs,
-        /// Signal name (default SIGKILL).
-        #[arg(short = 's', default_value = "SIGKILL")]
-        signal: String,
-        #[arg(long)]
-        task: Option<String>,
-        id: String,
-        task_arg: Option<String>,
-    },
-    /// Restart a task (or every running task) in place, outside its restart policy.
-    Restart {
-        #[command(flatten)]
-        api: ApiArgs,
-        #[arg(long)]
-        task: Option<String>,
-        id: String,
-        task_arg: Option<String>,
-    },
-    /// Run a command inside a running task (same namespaces, root, cgroup, user, seccomp).
-    Exec {
-        #[command(flatten)]
-        api: ApiArgs,
-        /// Pass stdin (default true).
-        #[arg(short = 'i', default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
-        stdin: bool,
-        /// Allocate a terminal (default: when stdin and stdout are terminals).
-        #[arg(short = 't', num_args = 0..=1, require_equals = true, default_missing_value = "true")]
-        tty: Option<bool>,
-        #[arg(long)]
-        task: Option<String>,
-        id: String,
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
-        command: Vec<String>,
-    },
-    /// List a directory or print a file of the allocation.
-    Fs {
-        #[command(flatten)]
-        api: ApiArgs,
-        #[arg(long)]
-        stat: bool,
-        #[arg(long)]
-        json: bool,
-        id: String,
-        path: Option<String>,
-    },
+/// Colours only for a person at a terminal: under systemd (journald), in a log file or a
+/// pipe, escape codes would land in the text.
+pub(crate) fn stderr_is_terminal() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal()
 }
 
-#[derive(Debug, Subcommand)]
-pub enum OperatorCommand {
-    /// The scheduler configuration.
-    #[command(subcommand)]
-    Scheduler(SchedulerCommand),
-}
-
-#[derive(Debug, Subcommand)]
-pub enum SchedulerCommand {
-    /// Show it.
-    GetConfig {
-        #[command(flatten)]
-        api: ApiArgs,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Change it.
-    SetConfig {
-        #[command(flatten)]
-        api: ApiArgs,
-        /// binpack (spread is not implemented yet).
-        #[arg(long = "scheduler-algorithm")]
-        algorithm: Option<String>,
-        /// Let tasks use memory_max above their memory reservation.
-        #[arg(long = "memory-oversubscription")]
-        memory_oversubscription: Option<bool>,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum NodeCommand {
-    /// List nodes, or show one.
-    Status {
-        #[command(flatten)]
-        api: ApiArgs,
-        #[arg(long)]
-        json: bool,
-        id: Option<String>,
-    },
+fn init_cli_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("NODED_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(stderr_is_terminal())
+        .try_init();
 }
 
 /// Rewrites Nomad-style `-flag` / `-flag=value` into clap's `--flag`, leaving single-letter
@@ -376,251 +169,6 @@ pub fn normalize_args(args: Vec<String>) -> Vec<String> {
         }
     }
     out
-}
-
-fn client(api: &ApiArgs) -> anyhow::Result<http::ApiClient> {
-    http::ApiClient::new(&api.address, &api.namespace)
-}
-
-/// Runs a parsed command.
-pub fn run(cli: Cli) -> anyhow::Result<Exit> {
-    match cli.command {
-        Command::Supervisor(args) => {
-            crate::supervisor::run(
-                args.socket,
-                args.state_dir,
-                &args.cgroup_parent,
-                args.exit_with_parent,
-            )?;
-            Ok(Exit::Ok)
-        }
-        Command::Agent(args) => run_agent(args),
-        Command::Version => {
-            println!("noded v{}", env!("CARGO_PKG_VERSION"));
-            Ok(Exit::Ok)
-        }
-        Command::Fmt { check, files } => fmt(check, &files),
-        other => {
-            init_cli_logging();
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            let result = rt.block_on(run_api_command(other));
-            // A read of stdin (alloc exec) cannot be cancelled; do not wait for it.
-            rt.shutdown_background();
-            result
-        }
-    }
-}
-
-/// Colours only for a person at a terminal: under systemd (journald), in a log file or a
-/// pipe, escape codes would land in the text.
-pub(crate) fn stderr_is_terminal() -> bool {
-    use std::io::IsTerminal;
-    std::io::stderr().is_terminal()
-}
-
-fn init_cli_logging() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("NODED_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(stderr_is_terminal())
-        .try_init();
-}
-
-fn run_agent(args: AgentArgs) -> anyhow::Result<Exit> {
-    let files = args
-        .config
-        .iter()
-        .map(|p| agent::config::load_file(p))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let overrides = agent::Overrides {
-        dev: args.dev,
-        data_dir: args.data_dir,
-        bind: args.bind,
-        http_port: args.http_port,
-        region: args.region,
-        datacenter: args.datacenter,
-        node_name: args.node_name,
-        log_level: args.log_level,
-    };
-    let config = agent::AgentConfig::build(&files, &overrides, agent::temp_data_dir)?;
-    let filter = std::env::var("RUST_LOG")
-        .unwrap_or_else(|_| format!("{},h2=warn,hyper=warn,openraft=warn", config.log_level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_ansi(stderr_is_terminal())
-        .try_init();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(agent::run(config))?;
-    Ok(Exit::Ok)
-}
-
-fn fmt(check: bool, files: &[PathBuf]) -> anyhow::Result<Exit> {
-    if files.is_empty() {
-        anyhow::bail!("name at least one file to format");
-    }
-    let mut unformatted = false;
-    for file in files {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
-        let formatted = controlplane::jobspec::format_hcl(&text)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-        if formatted == text {
-            continue;
-        }
-        if check {
-            println!("{}", file.display());
-            unformatted = true;
-        } else {
-            std::fs::write(file, formatted)
-                .map_err(|e| anyhow::anyhow!("writing {}: {e}", file.display()))?;
-            println!("{}", file.display());
-        }
-    }
-    Ok(if unformatted { Exit::Code(1) } else { Exit::Ok })
-}
-
-async fn run_api_command(command: Command) -> anyhow::Result<Exit> {
-    match command {
-        Command::Job(JobCommand::Run {
-            api,
-            spec,
-            detach,
-            output,
-            monitor_timeout,
-        }) => {
-            let timeout = controlplane::model::duration::parse_go(&monitor_timeout)
-                .map_err(|e| anyhow::anyhow!("-monitor-timeout: {e}"))?;
-            job::run(
-                &client(&api)?,
-                &spec.input(),
-                job::RunOptions {
-                    detach,
-                    output,
-                    monitor_timeout: timeout,
-                },
-                Output::default(),
-            )
-            .await
-        }
-        Command::Job(JobCommand::Validate { spec }) => {
-            job::validate(&spec.input(), Output::default()).await
-        }
-        Command::Job(JobCommand::Status { api, json, id }) => {
-            job::status(&client(&api)?, id.as_deref(), Output { json }).await
-        }
-        Command::Status { api, json, id } => {
-            job::status(&client(&api)?, id.as_deref(), Output { json }).await
-        }
-        Command::Job(JobCommand::Stop {
-            api,
-            purge,
-            detach,
-            json,
-            id,
-        }) => job::stop(&client(&api)?, &id, purge, detach, Output { json }).await,
-        Command::Job(JobCommand::Inspect {
-            api,
-            json,
-            version,
-            id,
-        }) => job::inspect(&client(&api)?, &id, version, Output { json }).await,
-        Command::Job(JobCommand::Init { force, file }) => job::init(&file, force),
-        Command::Alloc(AllocCommand::Status {
-            api,
-            json,
-            stats,
-            id,
-        }) => alloc::status(&client(&api)?, &id, stats, Output { json }).await,
-        Command::Alloc(AllocCommand::Logs {
-            api,
-            follow,
-            stderr,
-            tail,
-            lines,
-            bytes,
-            job,
-            id,
-            task,
-        }) => {
-            alloc::logs(
-                &client(&api)?,
-                &id,
-                task.as_deref(),
-                alloc::LogsOptions {
-                    follow,
-                    stderr,
-                    tail,
-                    lines,
-                    bytes,
-                    job,
-                },
-            )
-            .await
-        }
-        Command::Alloc(AllocCommand::Signal {
-            api,
-            signal,
-            task,
-            id,
-            task_arg,
-        }) => alloc::signal(&client(&api)?, &id, task.or(task_arg).as_deref(), &signal).await,
-        Command::Alloc(AllocCommand::Restart {
-            api,
-            task,
-            id,
-            task_arg,
-        }) => alloc::restart(&client(&api)?, &id, task.or(task_arg).as_deref()).await,
-        Command::Alloc(AllocCommand::Exec {
-            api,
-            stdin,
-            tty,
-            task,
-            id,
-            command,
-        }) => {
-            exec::exec(
-                &client(&api)?,
-                &id,
-                &command,
-                exec::ExecOptions {
-                    task: task.as_deref(),
-                    stdin,
-                    tty,
-                },
-            )
-            .await
-        }
-        Command::Alloc(AllocCommand::Fs {
-            api,
-            stat,
-            json,
-            id,
-            path,
-        }) => alloc::fs(&client(&api)?, &id, path.as_deref(), stat, Output { json }).await,
-        Command::Operator(OperatorCommand::Scheduler(SchedulerCommand::GetConfig {
-            api,
-            json,
-        })) => operator::get_config(&client(&api)?, Output { json }).await,
-        Command::Operator(OperatorCommand::Scheduler(SchedulerCommand::SetConfig {
-            api,
-            algorithm,
-            memory_oversubscription,
-        })) => operator::set_config(&client(&api)?, algorithm, memory_oversubscription).await,
-        Command::Node(NodeCommand::Status { api, json, id }) => {
-            node::status(&client(&api)?, id.as_deref(), Output { json }).await
-        }
-        Command::Agent(_) | Command::Supervisor(_) | Command::Version | Command::Fmt { .. } => {
-            Ok(Exit::Ok)
-        }
-    }
 }
 
 #[cfg(test)]
@@ -677,21 +225,75 @@ mod tests {
             "noded", "job", "run", "-detach", "x.hcl",
         ])))
         .unwrap();
-        assert!(matches!(
-            cli.command,
-            Command::Job(JobCommand::Run { detach: true, .. })
-        ));
+        assert!(format!("{cli:?}").contains("detach: true"), "{cli:?}");
         let cli = Cli::try_parse_from(normalize_args(v(&[
-            "noded", "alloc", "logs", "-f", "-stderr", "abcd", "web",
+            "noded",
+            "alloc",
+            "logs",
+            "-f",
+            "-stderr",
+            "-address=http://h:1",
+            "-region=eu",
+            "-token=t",
+            "abcd",
+            "web",
         ])))
         .unwrap();
-        assert!(matches!(
-            cli.command,
-            Command::Alloc(AllocCommand::Logs {
-                follow: true,
-                stderr: true,
-                ..
-            })
-        ));
+        let shown = format!("{cli:?}");
+        for want in [
+            "follow: true",
+            "stderr: true",
+            "address: \"http://h:1\"",
+            "region: \"eu\"",
+            "token: \"t\"",
+        ] {
+            assert!(shown.contains(want), "{want} in {shown}");
+        }
+    }
+
+    /// Every command that talks to an agent takes the global flags, and every command that
+    /// shows something takes `-json`: the pattern holds for commands added later too.
+    #[test]
+    fn every_agent_command_takes_the_global_flags() {
+        use clap::CommandFactory;
+        let local = [
+            "agent",
+            "fmt",
+            "supervisor",
+            "version",
+            "validate",
+            "init",
+            "help",
+        ];
+        let mut leaves = Vec::new();
+        fn walk<'a>(
+            c: &'a clap::Command,
+            path: String,
+            out: &mut Vec<(String, &'a clap::Command)>,
+        ) {
+            for sub in c.get_subcommands() {
+                walk(sub, format!("{path} {}", sub.get_name()), out);
+            }
+            if c.get_subcommands().next().is_none() {
+                out.push((path, c));
+            }
+        }
+        let root = Cli::command();
+        walk(&root, "noded".into(), &mut leaves);
+        let mut checked = 0;
+        for (path, command) in leaves {
+            if local.contains(&command.get_name()) {
+                continue;
+            }
+            let args: Vec<&str> = command
+                .get_arguments()
+                .filter_map(|a| a.get_long())
+                .collect();
+            for flag in ["address", "region", "namespace", "token"] {
+                assert!(args.contains(&flag), "{path} lacks -{flag}");
+            }
+            checked += 1;
+        }
+        assert!(checked >= 12, "{checked} commands checked");
     }
 }

@@ -1,0 +1,66 @@
+//! `noded agent`: run a server, a client, or both (`-dev`).
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::Exit;
+use crate::agent;
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Development mode: server and client in one process, state in a temporary dir.
+    #[arg(long)]
+    pub dev: bool,
+    /// Agent config file(s) (HCL or JSON); later files override earlier ones.
+    #[arg(long)]
+    pub config: Vec<PathBuf>,
+    #[arg(long = "data-dir")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to bind (default 127.0.0.1 with -dev, 0.0.0.0 otherwise).
+    #[arg(long)]
+    pub bind: Option<String>,
+    #[arg(long = "http-port")]
+    pub http_port: Option<u16>,
+    #[arg(long)]
+    pub region: Option<String>,
+    #[arg(long = "dc")]
+    pub datacenter: Option<String>,
+    #[arg(long = "node")]
+    pub node_name: Option<String>,
+    #[arg(long = "log-level")]
+    pub log_level: Option<String>,
+}
+
+impl AgentArgs {
+    pub fn run(self) -> anyhow::Result<Exit> {
+        let files = self
+            .config
+            .iter()
+            .map(|p| agent::config::load_file(p))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let overrides = agent::Overrides {
+            dev: self.dev,
+            data_dir: self.data_dir,
+            bind: self.bind,
+            http_port: self.http_port,
+            region: self.region,
+            datacenter: self.datacenter,
+            node_name: self.node_name,
+            log_level: self.log_level,
+        };
+        let config = agent::AgentConfig::build(&files, &overrides, agent::temp_data_dir)?;
+        let filter = std::env::var("RUST_LOG")
+            .unwrap_or_else(|_| format!("{},h2=warn,hyper=warn,openraft=warn", config.log_level));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .with_ansi(super::stderr_is_terminal())
+            .try_init();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(agent::run(config))?;
+        Ok(Exit::Ok)
+    }
+}

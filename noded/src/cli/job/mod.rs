@@ -1,0 +1,60 @@
+//! `noded job ...`.
+
+mod init;
+mod inspect;
+mod monitor;
+mod run;
+mod spec;
+pub(super) mod status;
+mod stop;
+mod validate;
+
+use clap::Subcommand;
+
+use super::global::Api;
+use super::Exit;
+
+pub use monitor::EXIT_PLACEMENT;
+
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// Submit a job and follow it until it runs (service) or finishes (batch).
+    Run(Api<run::JobRun>),
+    /// Check a jobspec without submitting it.
+    Validate(validate::JobValidate),
+    /// Show all jobs, or one job's status and allocations.
+    Status(Api<status::JobStatus>),
+    /// Stop a job (and with -purge, forget it).
+    Stop(Api<stop::JobStop>),
+    /// Print a job as API JSON.
+    Inspect(Api<inspect::JobInspect>),
+    /// Write an example jobspec.
+    Init(init::JobInit),
+}
+
+impl JobCommand {
+    pub async fn run(self) -> anyhow::Result<Exit> {
+        match self {
+            JobCommand::Run(c) => c.run().await,
+            JobCommand::Validate(c) => c.run(),
+            JobCommand::Status(c) => c.run().await,
+            JobCommand::Stop(c) => c.run().await,
+            JobCommand::Inspect(c) => c.run().await,
+            JobCommand::Init(c) => c.run(),
+        }
+    }
+}
+
+/// The job `prefix` names (an exact id wins), read whole.
+pub(super) async fn fetch_job(
+    api: &super::http::ApiClient,
+    prefix: &str,
+) -> anyhow::Result<controlplane::model::Job> {
+    let stub: controlplane::model::JobListStub = super::resolve::resolve(api, prefix).await?;
+    api.get_now(
+        &format!("/v1/job/{}", super::http::urlencode(&stub.id)),
+        &[],
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("Error querying job: {e}"))
+}

@@ -1,0 +1,54 @@
+//! `noded job run`: submit a jobspec and follow it.
+
+use anyhow::anyhow;
+use clap::Args;
+use controlplane::jobspec;
+use controlplane::server::JobRegisterResponse;
+
+use super::super::global::ApiCommand;
+use super::super::http::ApiClient;
+use super::super::output::json;
+use super::super::Exit;
+use super::monitor::monitor;
+use super::spec::SpecArgs;
+
+#[derive(Debug, Args)]
+pub struct JobRun {
+    #[command(flatten)]
+    spec: SpecArgs,
+    /// Return after submitting, without monitoring.
+    #[arg(long)]
+    detach: bool,
+    /// Print the job as API JSON instead of submitting it.
+    #[arg(long)]
+    output: bool,
+    /// Give up monitoring after this long (the job keeps running).
+    #[arg(long = "monitor-timeout", default_value = "10m")]
+    monitor_timeout: String,
+}
+
+impl ApiCommand for JobRun {
+    async fn run(self, api: &ApiClient) -> anyhow::Result<Exit> {
+        let timeout = controlplane::model::duration::parse_go(&self.monitor_timeout)
+            .map_err(|e| anyhow!("-monitor-timeout: {e}"))?;
+        let job = self.spec.load_job()?;
+        if self.output {
+            println!("{}", json(&jobspec::to_api_json(&job))?);
+            return Ok(Exit::Ok);
+        }
+        let body = serde_json::json!({ "Job": job });
+        let response: JobRegisterResponse = api
+            .put("/v1/jobs", &body)
+            .await
+            .map_err(|e| anyhow!("Error submitting job: {e}"))?;
+        if !response.warnings.is_empty() {
+            eprintln!("Job Warnings:\n{}", response.warnings);
+        }
+        if self.detach {
+            println!("Job registration successful");
+            println!("Evaluation ID: {}", response.eval_id);
+            return Ok(Exit::Ok);
+        }
+        monitor(api, &response.eval_id, job.job_type, timeout).await
+    }
+}

@@ -1,0 +1,148 @@
+//! `noded job status [ID]` (and `noded status`): every job, or one job with its summary and
+//! allocations.
+
+use anyhow::anyhow;
+use clap::Args;
+use controlplane::model::{AllocListStub, Job, JobListStub, JobSummary};
+
+use super::super::format::{ago, kv, short, table, timestamp};
+use super::super::global::ApiCommand;
+use super::super::http::{urlencode, ApiClient};
+use super::super::output::OutputArgs;
+use super::super::Exit;
+use super::fetch_job;
+
+#[derive(Debug, Args)]
+pub struct JobStatus {
+    #[command(flatten)]
+    out: OutputArgs,
+    /// A job's ID or a unique prefix of it; all jobs when left out.
+    id: Option<String>,
+}
+
+impl ApiCommand for JobStatus {
+    async fn run(self, api: &ApiClient) -> anyhow::Result<Exit> {
+        let Some(id) = &self.id else {
+            let jobs: Vec<JobListStub> = api
+                .get_now("/v1/jobs", &[])
+                .await
+                .map_err(|e| anyhow!("Error querying jobs: {e}"))?;
+            return self.out.print(&jobs, |jobs| render_list(jobs));
+        };
+        let job = fetch_job(api, id).await?;
+        let path = format!("/v1/job/{}", urlencode(&job.id));
+        let summary: JobSummary = api
+            .get_now(&format!("{path}/summary"), &[])
+            .await
+            .map_err(|e| anyhow!("Error querying job summary: {e}"))?;
+        let allocs: Vec<AllocListStub> = api
+            .get_now(&format!("{path}/allocations"), &[])
+            .await
+            .map_err(|e| anyhow!("Error querying allocations: {e}"))?;
+        if self.out.json {
+            let all = serde_json::json!({"Job": job, "Summary": summary, "Allocations": allocs});
+            return self.out.print(&all, |_| String::new());
+        }
+        print!("{}", render_job(&job, &summary, &allocs));
+        Ok(Exit::Ok)
+    }
+}
+
+fn render_list(jobs: &[JobListStub]) -> String {
+    if jobs.is_empty() {
+        return "No running jobs\n".to_string();
+    }
+    let mut rows = vec![["ID", "Type", "Priority", "Status", "Submit Date"]
+        .map(String::from)
+        .to_vec()];
+    rows.extend(jobs.iter().map(|j| {
+        vec![
+            j.id.clone(),
+            j.job_type.as_str().into(),
+            j.priority.to_string(),
+            j.status.as_str().into(),
+            timestamp(j.submit_time),
+        ]
+    }));
+    table(&rows)
+}
+
+fn render_job(job: &Job, summary: &JobSummary, allocs: &[AllocListStub]) -> String {
+    let status = if job.stop {
+        format!("{} (stopped)", job.status.as_str())
+    } else {
+        job.status.as_str().into()
+    };
+    let mut out = kv(&[
+        ("ID", job.id.clone()),
+        ("Name", job.name.clone()),
+        ("Submit Date", timestamp(job.submit_time)),
+        ("Type", job.job_type.as_str().into()),
+        ("Priority", job.priority.to_string()),
+        ("Datacenters", job.datacenters.join(",")),
+        ("Namespace", job.namespace.clone()),
+        ("Node Pool", job.node_pool.clone()),
+        ("Status", status),
+        ("Version", job.version.to_string()),
+    ]);
+    out.push_str("\nSummary\n");
+    let mut rows = vec![[
+        "Task Group",
+        "Queued",
+        "Starting",
+        "Running",
+        "Failed",
+        "Complete",
+        "Lost",
+        "Unknown",
+    ]
+    .map(String::from)
+    .to_vec()];
+    rows.extend(summary.summary.iter().map(|(group, s)| {
+        vec![
+            group.clone(),
+            s.queued.to_string(),
+            s.starting.to_string(),
+            s.running.to_string(),
+            s.failed.to_string(),
+            s.complete.to_string(),
+            s.lost.to_string(),
+            s.unknown.to_string(),
+        ]
+    }));
+    out.push_str(&table(&rows));
+    out.push_str("\nAllocations\n");
+    out.push_str(&render_allocs(allocs));
+    out
+}
+
+fn render_allocs(allocs: &[AllocListStub]) -> String {
+    if allocs.is_empty() {
+        return "No allocations placed\n".to_string();
+    }
+    let mut rows = vec![[
+        "ID",
+        "Node ID",
+        "Task Group",
+        "Version",
+        "Desired",
+        "Status",
+        "Created",
+        "Modified",
+    ]
+    .map(String::from)
+    .to_vec()];
+    rows.extend(allocs.iter().map(|a| {
+        vec![
+            short(&a.id),
+            short(&a.node_id),
+            a.task_group.clone(),
+            a.job_version.to_string(),
+            a.desired_status.as_str().into(),
+            a.client_status.as_str().into(),
+            ago(a.create_time),
+            ago(a.modify_time),
+        ]
+    }));
+    table(&rows)
+}
