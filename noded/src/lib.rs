@@ -15,3 +15,4 @@ pub mod client;
 pub mod driver;
 pub mod supervisor;
 pub mod sys;
+mod terminal;

@@ -413,13 +413,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     }
 }
 
-/// Colours only for a person at a terminal: under systemd (journald), in a log file or a
-/// pipe, escape codes would land in the text.
-pub(crate) fn stderr_is_terminal() -> bool {
-    use std::io::IsTerminal;
-    std::io::stderr().is_terminal()
-}
-
 fn init_cli_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -427,7 +420,7 @@ fn init_cli_logging() {
                 .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
-        .with_ansi(stderr_is_terminal())
+        .with_ansi(crate::terminal::stderr_is_terminal())
         .try_init();
 }
 
@@ -453,7 +446,7 @@ fn run_agent(args: AgentArgs) -> anyhow::Result<Exit> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
-        .with_ansi(stderr_is_terminal())
+        .with_ansi(crate::terminal::stderr_is_terminal())
         .try_init();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -189,7 +189,7 @@ pub fn run(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
-        .with_ansi(crate::cli::stderr_is_terminal())
+        .with_ansi(crate::terminal::stderr_is_terminal())
         .with_target(false)
         .try_init();
     crate::sys::become_subreaper().context("becoming a child subreaper")?;
