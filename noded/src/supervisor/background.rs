@@ -11,7 +11,7 @@ use std::sync::mpsc;
 /// The background thread's queue.
 #[derive(Debug)]
 pub(super) struct Background {
-    jobs: mpsc::Sender<BackgroundJob>,
+    jobs: mpsc::SyncSender<BackgroundJob>,
 }
 
 /// A background job, and the CPU to run it on.
@@ -21,9 +21,16 @@ type BackgroundJob = (Option<usize>, Box<dyn FnOnce() + Send>);
 /// that it starves while holding a kernel lock (cgroup creation takes `cgroup_mutex`).
 const BACKGROUND_NICE: i32 = 10;
 
+/// Jobs queued for the background thread at most. A job is a spare-cgroup refill (one per
+/// start, and a refill that finds the spares made does nothing) or a mount namespace to let
+/// go (one per exit), and each takes a few milliseconds; a thousand queued means the thread
+/// is hopelessly behind, and doing the work on the caller's thread instead is the back
+/// pressure. The queue's slots are allocated up front (~40 KiB), so not `MAX_TASKS`.
+const BACKGROUND_QUEUE: usize = 1024;
+
 impl Background {
     pub(super) fn start() -> std::io::Result<Background> {
-        let (jobs, queue) = mpsc::channel::<BackgroundJob>();
+        let (jobs, queue) = mpsc::sync_channel::<BackgroundJob>(BACKGROUND_QUEUE);
         std::thread::Builder::new()
             .name("background".to_string())
             .spawn(move || {
@@ -41,10 +48,19 @@ impl Background {
         Ok(Background { jobs })
     }
 
-    /// Queues `job`, to run on `cpu` when given (and allowed).
+    /// Queues `job`, to run on `cpu` when given (and allowed). Never blocks: a job the queue
+    /// refuses (full, or the thread gone) is dropped here, on the caller's thread, so what it
+    /// owns is released now (a mount namespace fd is closed, with its teardown) and what it
+    /// would have done is skipped (a spare refill: the next start makes its cgroup itself).
     pub(super) fn run(&self, cpu: Option<usize>, job: impl FnOnce() + Send + 'static) {
-        if self.jobs.send((cpu, Box::new(job))).is_err() {
-            tracing::warn!("the background thread is gone; background work is skipped");
+        match self.jobs.try_send((cpu, Box::new(job))) {
+            Ok(()) => {}
+            Err(mpsc::TrySendError::Full(_)) => tracing::debug!(
+                "{BACKGROUND_QUEUE} background jobs are queued; this one is done or skipped here"
+            ),
+            Err(mpsc::TrySendError::Disconnected(_)) => {
+                tracing::warn!("the background thread is gone; background work is skipped")
+            }
         }
     }
 }

@@ -8,15 +8,23 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Semaphore;
 
 use super::protocol::{Request, Response, MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
-use super::{err, Supervisor};
+use super::{err, Supervisor, MAX_EXECS, MAX_TASKS};
 
+/// Connections served at once at most. Every task may have a `Wait` open (its runner's) and
+/// every exec session an `ExecWait`; the headroom is for the short requests around them. A
+/// connection beyond the bound waits in the socket's backlog until one ends.
+const MAX_CONNECTIONS: usize = MAX_TASKS + MAX_EXECS + CONNECTION_HEADROOM;
+/// Short requests (start, kill, list, stats, ...) served beside the waiting ones.
+const CONNECTION_HEADROOM: usize = 1024;
 /// Pause after a failed `accept` (out of descriptors, say) before the next.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
@@ -55,7 +63,19 @@ pub(super) async fn serve(
     shutdown: impl Future<Output = &'static str>,
 ) -> &'static str {
     tokio::pin!(shutdown);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
+        if slots.available_permits() == 0 {
+            tracing::warn!("{MAX_CONNECTIONS} connections are open; new ones wait for one to end");
+        }
+        let slot = tokio::select! {
+            reason = &mut shutdown => return reason,
+            slot = slots.clone().acquire_owned() => slot,
+        };
+        let Ok(slot) = slot else {
+            // Not reached: the semaphore is never closed.
+            return "the connection bound was closed";
+        };
         let accepted = tokio::select! {
             reason = &mut shutdown => return reason,
             accepted = listener.accept() => accepted,
@@ -67,6 +87,7 @@ pub(super) async fn serve(
                     if let Err(e) = serve_connection(sup, stream).await {
                         tracing::debug!("connection: {e}");
                     }
+                    drop(slot);
                 });
             }
             Err(e) => {
