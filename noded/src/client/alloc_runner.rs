@@ -18,6 +18,15 @@ use super::ClientShared;
 use crate::driver::TaskContext;
 use crate::supervisor::protocol::TaskStatus;
 
+/// User requests (`alloc signal`, `alloc restart`) queued for one allocation before the
+/// HTTP handler waits; each is answered quickly (the work is spawned).
+const ALLOC_CONTROL_QUEUE: usize = 16;
+/// Task state changes queued from an allocation's task runners before they wait; the runner
+/// takes each at once (a report is a queue send, see `report`).
+const TASK_UPDATE_QUEUE: usize = 64;
+/// User requests queued for one task before the allocation's dispatcher waits.
+const TASK_CONTROL_QUEUE: usize = 8;
+
 /// Nomad's client status from task states: any failed → failed; else any running → running;
 /// else any pending → pending; else complete.
 pub fn client_status(states: &BTreeMap<String, TaskState>) -> ClientStatus {
@@ -119,7 +128,7 @@ pub fn start(
 ) -> AllocRunnerHandle {
     let (updates_tx, updates_rx) = watch::channel(alloc.clone());
     let (done_tx, done_rx) = watch::channel(false);
-    let (controls_tx, controls_rx) = mpsc::channel(16);
+    let (controls_tx, controls_rx) = mpsc::channel(ALLOC_CONTROL_QUEUE);
     let alloc_id = alloc.id.clone();
     tokio::spawn(async move {
         run(shared, alloc, updates_rx, controls_rx, reattach).await;
@@ -170,14 +179,14 @@ async fn run(
         datacenter: shared.datacenter.clone(),
         region: shared.region.clone(),
     };
-    let (update_tx, mut update_rx) = mpsc::channel::<TaskUpdate>(64);
+    let (update_tx, mut update_rx) = mpsc::channel::<TaskUpdate>(TASK_UPDATE_QUEUE);
     let mut kills: BTreeMap<String, watch::Sender<Option<KillRequest>>> = BTreeMap::new();
     let mut task_controls: BTreeMap<String, mpsc::Sender<TaskControl>> = BTreeMap::new();
     let mut runners = JoinSet::new();
     for task in &group.tasks {
         let (kill_tx, kill_rx) = watch::channel(None);
         kills.insert(task.name.clone(), kill_tx);
-        let (control_tx, control_rx) = mpsc::channel(8);
+        let (control_tx, control_rx) = mpsc::channel(TASK_CONTROL_QUEUE);
         task_controls.insert(task.name.clone(), control_tx);
         let Some(driver) = shared.drivers.get(&task.driver) else {
             // A driver this node lacks: the scheduler should not have placed it here.
