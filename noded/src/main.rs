@@ -1,5 +1,8 @@
 //! The `noded` binary.
 
+// Everything it does is in the library; its `unsafe` is in `noded::sys` only.
+#![forbid(unsafe_code)]
+
 use clap::Parser;
 use noded::cli::{normalize_args, run, Cli, Exit};
 

@@ -55,7 +55,7 @@ impl AgentArgs {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
             .with_writer(std::io::stderr)
-            .with_ansi(super::stderr_is_terminal())
+            .with_ansi(crate::terminal::stderr_is_terminal())
             .try_init();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()

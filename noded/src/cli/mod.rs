@@ -124,13 +124,6 @@ fn on_runtime(
     result
 }
 
-/// Colours only for a person at a terminal: under systemd (journald), in a log file or a
-/// pipe, escape codes would land in the text.
-pub(crate) fn stderr_is_terminal() -> bool {
-    use std::io::IsTerminal;
-    std::io::stderr().is_terminal()
-}
-
 fn init_cli_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -138,7 +131,7 @@ fn init_cli_logging() {
                 .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
-        .with_ansi(stderr_is_terminal())
+        .with_ansi(crate::terminal::stderr_is_terminal())
         .try_init();
 }
 

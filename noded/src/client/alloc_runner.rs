@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use controlplane::model::{
-    AllocClientUpdate, Allocation, ClientStatus, DesiredStatus, TaskLifecycleState, TaskState,
+    AllocClientUpdate, Allocation, ClientStatus, DesiredStatus, Job, Task, TaskGroup,
+    TaskLifecycleState, TaskState,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -15,8 +16,17 @@ use super::allocdir::{AllocDir, DirOwner};
 use super::task_runner::{KillRequest, TaskControl, TaskRunner, TaskUpdate};
 use super::taskenv::{self, NodeContext, TaskPaths};
 use super::ClientShared;
-use crate::driver::TaskContext;
+use crate::driver::{Driver, TaskContext};
 use crate::supervisor::protocol::TaskStatus;
+
+/// User requests (`alloc signal`, `alloc restart`) queued for one allocation before the
+/// HTTP handler waits; each is answered quickly (the work is spawned).
+const ALLOC_CONTROL_QUEUE: usize = 16;
+/// Task state changes queued from an allocation's task runners before they wait; the runner
+/// takes each at once (a report is a queue send, see `report`).
+const TASK_UPDATE_QUEUE: usize = 64;
+/// User requests queued for one task before the allocation's dispatcher waits.
+const TASK_CONTROL_QUEUE: usize = 8;
 
 /// Nomad's client status from task states: any failed → failed; else any running → running;
 /// else any pending → pending; else complete.
@@ -119,7 +129,7 @@ pub fn start(
 ) -> AllocRunnerHandle {
     let (updates_tx, updates_rx) = watch::channel(alloc.clone());
     let (done_tx, done_rx) = watch::channel(false);
-    let (controls_tx, controls_rx) = mpsc::channel(16);
+    let (controls_tx, controls_rx) = mpsc::channel(ALLOC_CONTROL_QUEUE);
     let alloc_id = alloc.id.clone();
     tokio::spawn(async move {
         run(shared, alloc, updates_rx, controls_rx, reattach).await;
@@ -137,7 +147,7 @@ async fn run(
     shared: Arc<ClientShared>,
     alloc: Arc<Allocation>,
     mut alloc_updates: watch::Receiver<Arc<Allocation>>,
-    mut controls_rx: mpsc::Receiver<AllocControl>,
+    mut controls: mpsc::Receiver<AllocControl>,
     reattach: BTreeMap<String, TaskStatus>,
 ) {
     let Some(job) = alloc.job.clone() else {
@@ -148,9 +158,6 @@ async fn run(
         tracing::warn!(alloc = %alloc.id, "task group {:?} is not in the job", alloc.task_group);
         return;
     };
-    let mut states: BTreeMap<String, TaskState> = alloc.task_states.clone();
-    let mut reported: Option<(ClientStatus, BTreeMap<String, TaskState>)> = None;
-
     let dir = match AllocDir::new(&shared.allocs_root, &alloc.id) {
         Ok(d) => d,
         Err(e) => {
@@ -158,45 +165,175 @@ async fn run(
             return;
         }
     };
-    let shared_error = shared
-        .alloc_dirs
-        .build_shared(&dir)
-        .err()
-        .map(|e| format!("building the allocation directory: {e}"));
-
-    let node = NodeContext {
-        node_id: shared.node_id.clone(),
-        node_name: shared.node_name.clone(),
-        datacenter: shared.datacenter.clone(),
-        region: shared.region.clone(),
+    let setup = TaskSetup {
+        shared: &shared,
+        alloc: &alloc,
+        job: &job,
+        dir: &dir,
+        node: NodeContext {
+            node_id: shared.node_id.clone(),
+            node_name: shared.node_name.clone(),
+            datacenter: shared.datacenter.clone(),
+            region: shared.region.clone(),
+        },
+        shared_error: shared
+            .alloc_dirs
+            .build_shared(&dir)
+            .err()
+            .map(|e| format!("building the allocation directory: {e}")),
+        reattach: &reattach,
     };
-    let (update_tx, mut update_rx) = mpsc::channel::<TaskUpdate>(64);
-    let mut kills: BTreeMap<String, watch::Sender<Option<KillRequest>>> = BTreeMap::new();
-    let mut task_controls: BTreeMap<String, mpsc::Sender<TaskControl>> = BTreeMap::new();
+    let mut running = Running::new(&alloc, &group);
+    let (update_tx, mut updates) = mpsc::channel::<TaskUpdate>(TASK_UPDATE_QUEUE);
     let mut runners = JoinSet::new();
     for task in &group.tasks {
         let (kill_tx, kill_rx) = watch::channel(None);
-        kills.insert(task.name.clone(), kill_tx);
-        let (control_tx, control_rx) = mpsc::channel(8);
-        task_controls.insert(task.name.clone(), control_tx);
-        let Some(driver) = shared.drivers.get(&task.driver) else {
+        running.kills.insert(task.name.clone(), kill_tx);
+        let (control_tx, control_rx) = mpsc::channel(TASK_CONTROL_QUEUE);
+        running.task_controls.insert(task.name.clone(), control_tx);
+        match setup.runner(task, update_tx.clone(), kill_rx, control_rx) {
+            Ok(runner) => {
+                let name = task.name.clone();
+                runners.spawn(async move { (name, runner.run().await) });
+            }
+            Err(dead) => {
+                running.states.insert(task.name.clone(), dead);
+            }
+        }
+    }
+    drop(update_tx);
+    if setup.shared_error.is_none() {
+        let names: Vec<&str> = group.tasks.iter().map(|t| t.name.as_str()).collect();
+        if let Err(e) = dir.discard_spare_task(&names) {
+            tracing::warn!(alloc = %alloc.id, "removing the unused spare task dir: {e}");
+        }
+    }
+    if alloc.desired_status != DesiredStatus::Run {
+        running.stop("allocation is not wanted (desired status stop)");
+    }
+    running.report(&shared).await;
+    running
+        .supervise(
+            &shared,
+            &mut updates,
+            &mut runners,
+            &mut alloc_updates,
+            &mut controls,
+        )
+        .await;
+    while let Some(update) = updates.recv().await {
+        running.states.insert(update.task, update.state);
+    }
+    running.report(&shared).await;
+    // Tasks are gone: release the host mounts; the directory stays for logs until GC.
+    if let Err(e) = dir.unmount_all() {
+        tracing::warn!(alloc = %alloc.id, "unmounting task secrets: {e}");
+    }
+}
+
+/// What building an allocation's task runners needs.
+struct TaskSetup<'a> {
+    shared: &'a Arc<ClientShared>,
+    alloc: &'a Allocation,
+    job: &'a Job,
+    dir: &'a AllocDir,
+    node: NodeContext,
+    /// Why the allocation directory could not be built: every task reports it as its setup
+    /// failure.
+    shared_error: Option<String>,
+    /// The supervisor's records of this allocation's tasks, by task name.
+    reattach: &'a BTreeMap<String, TaskStatus>,
+}
+
+impl TaskSetup<'_> {
+    /// The runner of `task`, talking to the allocation runner through the given channels;
+    /// or, for a task that cannot run on this node (its driver is missing), its dead state.
+    fn runner(
+        &self,
+        task: &Task,
+        updates: mpsc::Sender<TaskUpdate>,
+        kill: watch::Receiver<Option<KillRequest>>,
+        control: mpsc::Receiver<TaskControl>,
+    ) -> Result<TaskRunner, TaskState> {
+        let Some(driver) = self.shared.drivers.get(&task.driver) else {
             // A driver this node lacks: the scheduler should not have placed it here.
-            let mut state = states.get(&task.name).cloned().unwrap_or_default();
+            let mut state = self
+                .alloc
+                .task_states
+                .get(&task.name)
+                .cloned()
+                .unwrap_or_default();
             state.state = TaskLifecycleState::Dead;
             state.failed = true;
             state.events.push(controlplane::model::TaskEvent::new(
                 controlplane::model::event_type::DRIVER_FAILURE,
                 format!("driver {:?} is not available on this node", task.driver),
             ));
-            states.insert(task.name.clone(), state);
-            continue;
+            return Err(state);
         };
+        let mut setup_error = self.build_task_dir(task, driver.as_ref());
+        let task_dir = self.dir.task_dir(&task.name);
+        let paths = if driver.sees_host_paths() {
+            TaskPaths::host(&self.dir.shared_dir(), &task_dir)
+        } else {
+            TaskPaths::jailed()
+        };
+        let nomad = taskenv::nomad_variables(self.alloc, self.job, task, &paths, &self.node);
+        let env = match taskenv::task_environment(&nomad, &task.env, |value| {
+            self.shared.interpolate(value, &nomad)
+        }) {
+            Ok(env) => env,
+            Err(e) => {
+                setup_error = setup_error.or(Some(e));
+                nomad.clone()
+            }
+        };
+        let allocated = self
+            .alloc
+            .allocated_resources
+            .tasks
+            .get(&task.name)
+            .cloned()
+            .unwrap_or_else(|| requested_resources(task));
+        // Without reserved cores the task lives on the node's shared cores.
+        let shared_cores = allocated
+            .cpu
+            .reserved_cores
+            .is_empty()
+            .then(|| self.shared.shared_cores.subscribe());
+        Ok(TaskRunner {
+            task: task.clone(),
+            job_type: self.job.job_type,
+            ctx: TaskContext {
+                task_id: format!("{}.{}", self.alloc.id, task.name),
+                allocated,
+                env,
+                alloc_dir: self.dir.shared_dir(),
+                task_dir,
+                logs_dir: self.dir.logs_dir(),
+            },
+            driver,
+            supervisor: self.shared.supervisor.clone(),
+            updates,
+            kill,
+            control,
+            previous: self.alloc.task_states.get(&task.name).cloned(),
+            reattach: self.reattach.get(&task.name).cloned(),
+            setup_error,
+            shared_cores,
+        })
+    }
+
+    /// Builds `task`'s directory, owned by the user it runs as. Returns the setup failure
+    /// the task reports: the allocation directory's, else the user lookup's, else the
+    /// build's.
+    fn build_task_dir(&self, task: &Task, driver: &dyn Driver) -> Option<String> {
         let user_name = if task.user.is_empty() {
             driver.default_user().to_string()
         } else {
             task.user.clone()
         };
-        let mut setup_error = shared_error.clone();
+        let mut setup_error = self.shared_error.clone();
         let mut owner = DirOwner { uid: 0, gid: 0 };
         match isolation::user::lookup(&user_name, std::path::Path::new("/etc")) {
             Ok(user) => {
@@ -208,135 +345,118 @@ async fn run(
             Err(e) => setup_error = setup_error.or(Some(format!("user: {e}"))),
         }
         if setup_error.is_none() {
-            if let Err(e) = shared.alloc_dirs.build_task(&dir, &task.name, owner) {
+            if let Err(e) = self
+                .shared
+                .alloc_dirs
+                .build_task(self.dir, &task.name, owner)
+            {
                 setup_error = Some(format!("building the task directory: {e}"));
             }
         }
-        let task_dir = dir.task_dir(&task.name);
-        let paths = if driver.sees_host_paths() {
-            TaskPaths::host(&dir.shared_dir(), &task_dir)
-        } else {
-            TaskPaths::jailed()
-        };
-        let nomad = taskenv::nomad_variables(&alloc, &job, task, &paths, &node);
-        let env = match taskenv::task_environment(&nomad, &task.env, |value| {
-            shared.interpolate(value, &nomad)
-        }) {
-            Ok(env) => env,
-            Err(e) => {
-                setup_error = setup_error.or(Some(e));
-                nomad.clone()
-            }
-        };
-        let allocated = alloc
-            .allocated_resources
-            .tasks
-            .get(&task.name)
-            .cloned()
-            .unwrap_or_else(|| requested_resources(task));
-        // Without reserved cores the task lives on the node's shared cores.
-        let shared_cores = allocated
-            .cpu
-            .reserved_cores
-            .is_empty()
-            .then(|| shared.shared_cores.subscribe());
-        let runner = TaskRunner {
-            task: task.clone(),
-            job_type: job.job_type,
-            ctx: TaskContext {
-                task_id: format!("{}.{}", alloc.id, task.name),
-                allocated,
-                env,
-                alloc_dir: dir.shared_dir(),
-                task_dir,
-                logs_dir: dir.logs_dir(),
-            },
-            driver: driver.clone(),
-            supervisor: shared.supervisor.clone(),
-            updates: update_tx.clone(),
-            kill: kill_rx,
-            control: control_rx,
-            previous: alloc.task_states.get(&task.name).cloned(),
-            reattach: reattach.get(&task.name).cloned(),
-            setup_error,
-            shared_cores,
-        };
-        let name = task.name.clone();
-        runners.spawn(async move { (name, runner.run().await) });
+        setup_error
     }
-    drop(update_tx);
-    if shared_error.is_none() {
-        let names: Vec<&str> = group.tasks.iter().map(|t| t.name.as_str()).collect();
-        if let Err(e) = dir.discard_spare_task(&names) {
-            tracing::warn!(alloc = %alloc.id, "removing the unused spare task dir: {e}");
+}
+
+/// An allocation while its tasks run: their states, what was last reported, and the
+/// handles that stop or control them.
+struct Running {
+    alloc_id: String,
+    states: BTreeMap<String, TaskState>,
+    reported: Option<(ClientStatus, BTreeMap<String, TaskState>)>,
+    kills: BTreeMap<String, watch::Sender<Option<KillRequest>>>,
+    task_controls: BTreeMap<String, mpsc::Sender<TaskControl>>,
+    /// The group's leader task: when it is dead, the others are stopped.
+    leader: Option<String>,
+    /// Every task has been asked to stop (once: the first reason is the one they report).
+    stopping: bool,
+}
+
+impl Running {
+    fn new(alloc: &Allocation, group: &TaskGroup) -> Running {
+        Running {
+            alloc_id: alloc.id.clone(),
+            states: alloc.task_states.clone(),
+            reported: None,
+            kills: BTreeMap::new(),
+            task_controls: BTreeMap::new(),
+            leader: group
+                .tasks
+                .iter()
+                .find(|t| t.leader)
+                .map(|t| t.name.clone()),
+            stopping: false,
         }
     }
 
-    let leader = group
-        .tasks
-        .iter()
-        .find(|t| t.leader)
-        .map(|t| t.name.clone());
-    let mut stopping = false;
-    if alloc.desired_status != DesiredStatus::Run {
-        stopping = true;
-        stop_all(&kills, "allocation is not wanted (desired status stop)");
-    }
-    report(&shared, &alloc.id, &states, &mut reported).await;
-    loop {
-        tokio::select! {
-            Some(update) = update_rx.recv() => {
-                let failed_for_good = update.state.state == TaskLifecycleState::Dead && update.state.failed;
-                let leader_done = leader.as_deref() == Some(update.task.as_str())
-                    && update.state.state == TaskLifecycleState::Dead;
-                states.insert(update.task.clone(), update.state);
-                if !stopping && failed_for_good {
-                    stopping = true;
-                    stop_all(&kills, &format!("sibling task {:?} failed", update.task));
-                }
-                if !stopping && leader_done {
-                    stopping = true;
-                    stop_all(&kills, &format!("leader task {:?} is dead", update.task));
-                }
-                report(&shared, &alloc.id, &states, &mut reported).await;
-            }
-            Some(joined) = runners.join_next() => {
-                if let Ok((name, state)) = joined {
-                    states.insert(name, state);
-                    report(&shared, &alloc.id, &states, &mut reported).await;
-                }
-                if runners.is_empty() {
-                    break;
-                }
-            }
-            changed = alloc_updates.changed(), if !stopping => {
-                if changed.is_err() {
-                    stopping = true;
-                    stop_all(&kills, "the client is shutting down");
-                    continue;
-                }
-                let newest = alloc_updates.borrow_and_update().clone();
-                if newest.desired_status != DesiredStatus::Run {
-                    stopping = true;
-                    let reason = if newest.desired_description.is_empty() {
-                        "allocation stopped".to_string()
-                    } else {
-                        newest.desired_description.clone()
-                    };
-                    stop_all(&kills, &reason);
-                }
-            }
-            Some(control) = controls_rx.recv() => dispatch_control(control, &states, &task_controls),
-            else => break,
+    /// Asks every task to stop for `reason`, unless they were asked already.
+    fn stop(&mut self, reason: &str) {
+        if !self.stopping {
+            self.stopping = true;
+            stop_all(&self.kills, reason);
         }
     }
-    while let Some(update) = update_rx.recv().await {
-        states.insert(update.task, update.state);
+
+    async fn report(&mut self, shared: &ClientShared) {
+        report(shared, &self.alloc_id, &self.states, &mut self.reported).await;
     }
-    report(&shared, &alloc.id, &states, &mut reported).await;
-    // Tasks are gone: release the host mounts; the directory stays for logs until GC.
-    if let Err(e) = dir.unmount_all() {
-        tracing::warn!(alloc = %alloc.id, "unmounting task secrets: {e}");
+
+    /// Follows the task runners until every one has ended: their state changes, the
+    /// servers' newer versions of the allocation (a stop), and users' requests.
+    async fn supervise(
+        &mut self,
+        shared: &ClientShared,
+        updates: &mut mpsc::Receiver<TaskUpdate>,
+        runners: &mut JoinSet<(String, TaskState)>,
+        alloc_updates: &mut watch::Receiver<Arc<Allocation>>,
+        controls: &mut mpsc::Receiver<AllocControl>,
+    ) {
+        loop {
+            tokio::select! {
+                Some(update) = updates.recv() => self.task_changed(shared, update).await,
+                Some(joined) = runners.join_next() => {
+                    if let Ok((name, state)) = joined {
+                        self.states.insert(name, state);
+                        self.report(shared).await;
+                    }
+                    if runners.is_empty() {
+                        break;
+                    }
+                }
+                changed = alloc_updates.changed(), if !self.stopping => {
+                    if changed.is_err() {
+                        self.stop("the client is shutting down");
+                        continue;
+                    }
+                    let newest = alloc_updates.borrow_and_update().clone();
+                    if newest.desired_status != DesiredStatus::Run {
+                        let reason = if newest.desired_description.is_empty() {
+                            "allocation stopped"
+                        } else {
+                            newest.desired_description.as_str()
+                        };
+                        self.stop(reason);
+                    }
+                }
+                Some(control) = controls.recv() => dispatch_control(control, &self.states, &self.task_controls),
+                else => break,
+            }
+        }
+    }
+
+    /// A task's new state: the group stops together when a task failed for good or the
+    /// leader is dead.
+    async fn task_changed(&mut self, shared: &ClientShared, update: TaskUpdate) {
+        let dead = update.state.state == TaskLifecycleState::Dead;
+        let failed_for_good = dead && update.state.failed;
+        let leader_done = dead && self.leader.as_deref() == Some(update.task.as_str());
+        self.states.insert(update.task.clone(), update.state);
+        if failed_for_good {
+            self.stop(&format!("sibling task {:?} failed", update.task));
+        }
+        if leader_done {
+            self.stop(&format!("leader task {:?} is dead", update.task));
+        }
+        self.report(shared).await;
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod alloc_runner;
 pub mod allocdir;
+mod backoff;
 pub mod cpuset;
 pub mod exec;
 pub mod fingerprint;
@@ -15,6 +16,7 @@ pub mod logs;
 pub mod restart;
 pub mod task_runner;
 pub mod taskenv;
+mod updater;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
@@ -37,16 +39,22 @@ use crate::supervisor::client::SupervisorClient;
 use crate::supervisor::protocol::{Request, Response, TaskStats, TaskStatus};
 use alloc_runner::AllocRunnerHandle;
 use allocdir::{AllocDir, SpareAllocDirs};
+use backoff::{Backoff, BackoffPolicy};
+pub use updater::UpdateError;
 
-/// Longest an allocation update waits to be batched with others (Nomad batches every 200ms).
-const UPDATE_BATCH: Duration = Duration::from_millis(100);
-/// A batch is sent as soon as updates stop arriving for this long: a quiet client reports at
-/// once, a busy one still batches.
-const UPDATE_QUIET: Duration = Duration::from_millis(5);
-/// Pending updates held before senders wait.
-const UPDATE_QUEUE: usize = 1024;
 /// Blocking-query wait for the allocation watcher.
 const WATCH_WAIT: Duration = Duration::from_secs(300);
+/// Retrying the allocation watcher's query after an error: 1 s (as before), doubling, at
+/// most 30 s (Nomad's client waits 30 s and a stagger), up to a quarter shorter at random;
+/// back to 1 s after an answer.
+const WATCH_RETRY: BackoffPolicy = BackoffPolicy {
+    first: Duration::from_secs(1),
+    factor: 2,
+    cap: Duration::from_secs(30),
+    jitter: 0.25,
+};
+/// How long a shutting-down client waits for each allocation's tasks to stop.
+const STOP_ALL_WAIT: Duration = Duration::from_secs(30);
 /// Between the two samples of a task's first stats request (CPU percent is a rate).
 const FIRST_CPU_SAMPLE_GAP: Duration = Duration::from_millis(100);
 
@@ -306,7 +314,7 @@ impl Client {
             scheduling_eligibility: eligibility::ELIGIBLE.to_string(),
             ..Default::default()
         };
-        let (updates_tx, updates_rx) = mpsc::channel(UPDATE_QUEUE);
+        let (updates_tx, updates_rx) = mpsc::channel(updater::UPDATE_QUEUE);
         let usable_cores = cpuset::usable_cores(&node.node_resources.cpu);
         if usable_cores.is_empty() {
             tracing::warn!("the fingerprint found no cpu cores: tasks without reserved cores will not be kept off reserved ones");
@@ -342,7 +350,7 @@ impl Client {
             .map_err(|e| anyhow::anyhow!("registering the node: {e}"))?;
         tracing::info!(node_id = %node_id, "node registered");
         let reattach = client.supervisor_tasks().await;
-        tokio::spawn(run_updater(server.clone(), updates_rx));
+        tokio::spawn(updater::run_updater(server.clone(), updates_rx));
         tokio::spawn(client.clone().watch(server, reattach));
         Ok(client)
     }
@@ -387,12 +395,14 @@ impl Client {
     ) {
         let mut index = 0;
         let mut first = true;
+        let mut retry = Backoff::new(WATCH_RETRY);
         loop {
             match server
                 .node_allocs(self.shared.node_id.clone(), index, WATCH_WAIT)
                 .await
             {
                 Ok((allocs, new_index)) => {
+                    retry.succeeded();
                     index = new_index;
                     self.reconcile(allocs, &mut reattach);
                     if first {
@@ -407,8 +417,14 @@ impl Client {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!("watching allocations: {e}");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let delay = retry.failed(backoff::stagger());
+                    tracing::warn!(
+                        failures = retry.failures(),
+                        retry_in_ms = delay.as_millis() as u64,
+                        "watching the allocations of node {}: {e}",
+                        self.shared.node_id
+                    );
+                    tokio::time::sleep(delay).await;
                 }
             }
         }
@@ -561,7 +577,7 @@ impl Client {
             }
         }
         for mut done in waits {
-            let _ = tokio::time::timeout(Duration::from_secs(30), done.wait_for(|d| *d)).await;
+            let _ = tokio::time::timeout(STOP_ALL_WAIT, done.wait_for(|d| *d)).await;
         }
     }
 
@@ -768,41 +784,6 @@ fn exec_health() -> Result<(), String> {
     isolation::cgroup::CgroupLayout::detect()
         .map(|_| ())
         .map_err(|e| format!("cgroups: {e}"))
-}
-
-/// Sends allocation updates in batches, newest state per allocation, retrying on failure.
-async fn run_updater(server: Arc<dyn ServerRpc>, mut rx: mpsc::Receiver<AllocClientUpdate>) {
-    let mut pending: BTreeMap<String, AllocClientUpdate> = BTreeMap::new();
-    loop {
-        if pending.is_empty() {
-            match rx.recv().await {
-                Some(u) => {
-                    pending.insert(u.id.clone(), u);
-                }
-                None => return,
-            }
-        }
-        let deadline = tokio::time::sleep(UPDATE_BATCH);
-        tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                _ = &mut deadline => break,
-                _ = tokio::time::sleep(UPDATE_QUIET) => break,
-                u = rx.recv() => match u {
-                    Some(u) => { pending.insert(u.id.clone(), u); }
-                    None => break,
-                }
-            }
-        }
-        let batch: Vec<AllocClientUpdate> = pending.values().cloned().collect();
-        match server.update_allocs(batch).await {
-            Ok(_) => pending.clear(),
-            Err(e) => {
-                tracing::warn!("sending allocation updates (will retry): {e}");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    }
 }
 
 /// The client's HTTP endpoints.

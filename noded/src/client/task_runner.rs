@@ -17,6 +17,12 @@ use crate::driver::{Driver, TaskContext};
 use crate::supervisor::client::SupervisorClient;
 use crate::supervisor::protocol::{ExitInfo, Request, Response, TaskStatus};
 
+/// Times a task's `Wait` is asked again when the supervisor cannot be reached (it is being
+/// replaced), [`WAIT_RETRY`] apart: ten seconds for a new supervisor to answer.
+const WAIT_ATTEMPTS: usize = 50;
+/// Pause between two of those attempts.
+const WAIT_RETRY: Duration = Duration::from_millis(200);
+
 /// Why a task is being stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KillRequest {
@@ -579,14 +585,14 @@ async fn wait_for_exit(supervisor: &SupervisorClient, task_id: &str) -> Result<E
         task_id: task_id.to_string(),
     };
     let mut last = String::new();
-    for _ in 0..50 {
+    for _ in 0..WAIT_ATTEMPTS {
         match supervisor.call(&request).await {
             Ok(Response::Exited { exit }) => return Ok(exit),
             Ok(Response::Error { message, .. }) => return Err(message),
             Ok(other) => return Err(format!("unexpected answer from the supervisor: {other:?}")),
             Err(e) => {
                 last = e.to_string();
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                tokio::time::sleep(WAIT_RETRY).await;
             }
         }
     }

@@ -11,6 +11,13 @@ use tokio::net::UnixStream;
 
 use super::protocol::{Request, Response, MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
 
+/// How long a supervisor just started has to answer on its socket before the start fails.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a supervisor just started is asked whether it answers.
+const START_POLL: Duration = Duration::from_millis(10);
+/// Longest wait for the answer to an `Exec` (the session's start), on a blocking socket.
+const EXEC_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorClientError {
     #[error("cannot reach the task supervisor at {path}: {source}")]
@@ -242,7 +249,7 @@ impl SupervisorClient {
         }
         crate::sys::detach_into_own_session(&mut cmd);
         let mut child = cmd.spawn().map_err(|e| spawn_err(e.to_string()))?;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
         loop {
             if let Ok(pid) = self.hello().await {
                 // The supervisor runs on its own; reap our direct child when it eventually
@@ -263,11 +270,12 @@ impl SupervisorClient {
                 Err(_) => return Err(spawn_err("it exited at once; see the log above".into())),
             }
             if tokio::time::Instant::now() > deadline {
-                return Err(spawn_err(
-                    "it did not answer on its socket within 10s".to_string(),
-                ));
+                return Err(spawn_err(format!(
+                    "it did not answer on its socket within {}s",
+                    START_TIMEOUT.as_secs()
+                )));
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(START_POLL).await;
         }
     }
 }
@@ -360,7 +368,7 @@ fn exec_exchange(
         }
     })?;
     stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
+        .set_read_timeout(Some(EXEC_ANSWER_TIMEOUT))
         .map_err(io)?;
     line.push(b'\n');
     stream.write_all(&line).map_err(io)?;
