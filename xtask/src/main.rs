@@ -2,10 +2,12 @@
 //!
 //! - `deps`  — install the system packages the build, the tests and the benches need (apt).
 //! - `dev`   — build noded, put it on PATH (/usr/local/bin/noded) and run `noded agent -dev`.
-//! - `test`  — what CI runs: fmt check, clippy (deny warnings), every test including the
-//!   privileged ones (a skip is a failure), and a bounded jobspec fuzz run.
+//! - `test`  — what CI runs: fmt check, no import cycles between files, no unused
+//!   dependency, clippy (deny warnings), every test including the privileged ones (a skip is
+//!   a failure), and a bounded jobspec fuzz run.
 //! - `bench NAME` — benchmarks (`start`, `rss`, `logs`), each ending in one `RESULT` line.
 //! - `fuzz jobspec` — the jobspec fuzzer.
+//! - `cycles`, `unused-deps` — the two shape checks of `test`, on their own.
 //!
 //! Owns developer workflow only; nothing here ships in the binary.
 
@@ -13,6 +15,7 @@ mod bench;
 mod bench_logs;
 mod cycles;
 mod fuzz;
+mod unused_deps;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -119,6 +122,9 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     install(PACKAGES)?;
     let started = std::time::Instant::now();
     run(cargo().args(["fmt", "--all", "--check"]))?;
+    // Shape checks that cost a second: no import cycles between files, no unused dependency.
+    cycles::run(&[])?;
+    unused_deps::run(&[])?;
     run(cargo().args([
         "clippy",
         "--workspace",
@@ -144,7 +150,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((task, rest)) = args.split_first() else {
-        bail!("usage: cargo xtask <deps|dev|test|bench NAME|fuzz jobspec>");
+        bail!("usage: cargo xtask <deps|dev|test|bench NAME|fuzz jobspec|cycles|unused-deps>");
     };
     match task.as_str() {
         "deps" => {
@@ -161,6 +167,9 @@ fn main() -> anyhow::Result<()> {
         }
         "fuzz" => fuzz::run(rest),
         "cycles" => cycles::run(rest),
-        other => bail!("unknown task {other:?}; tasks: deps, dev, test, bench, fuzz"),
+        "unused-deps" => unused_deps::run(rest),
+        other => bail!(
+            "unknown task {other:?}; tasks: deps, dev, test, bench, fuzz, cycles, unused-deps"
+        ),
     }
 }

@@ -25,6 +25,18 @@ pub struct GlobalArgs {
     pub token: String,
 }
 
+impl GlobalArgs {
+    /// The defaults, pointed at `address` (for programs that drive an agent: the benches).
+    pub fn at(address: &str) -> GlobalArgs {
+        GlobalArgs {
+            address: address.to_string(),
+            region: String::new(),
+            namespace: controlplane::model::DEFAULT_NAMESPACE.to_string(),
+            token: String::new(),
+        }
+    }
+}
+
 /// A command that talks to an agent. Adding one is a file with its `Args` struct and this impl,
 /// and a line in its noun's enum.
 pub trait ApiCommand: Args {

@@ -19,6 +19,7 @@ use anyhow::{bail, Context};
 use controlplane::model::{AllocListStub, Node, NodeListStub, NodeStatus};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use noded::cli::global::GlobalArgs;
 use noded::cli::http::ApiClient;
 
 /// How long the agent may take to answer `/v1/agent/health`.
@@ -96,7 +97,7 @@ impl Agent {
             .context("starting a tokio runtime")?;
         let api = {
             let _entered = rt.enter();
-            ApiClient::new(&address, "default")?
+            ApiClient::new(&GlobalArgs::at(&address))?
         };
         let mut agent = Agent {
             child: Some(child),
