@@ -61,7 +61,8 @@ use std::path::PathBuf;
 
 use nix::errno::Errno;
 
-use super::plan::{self, Op, PlannedOp};
+use super::ops::{Op, PlannedOp};
+use super::plan;
 use super::{
     above_stdio, dup_above_stdio, read_report, reap, Filesystem, NamespaceSpec, Rlimit,
     SandboxChild, SandboxSpec, SeccompPolicy, SpawnError, Stdio, Step,
@@ -593,7 +594,7 @@ fn launch(
         namespace_flags: 0,
         cgroup_dir: clone_into,
     };
-    let cloned = sys::clone3_spawn(request, &|| super::child::run(&plan, report_fd));
+    let cloned = sys::clone3_spawn(request, &|| super::child::run(&plan.ops, report_fd));
     drop(write_end);
     let (pid, pidfd) = cloned.map_err(|errno| SpawnError::Clone {
         flags: describe_clone(spec, target.pid),
