@@ -398,6 +398,13 @@ fn privilege_ops(
     }
     b.push(Step::NoNewPrivs, "", Op::NoNewPrivs);
     if let Some(program) = seccomp {
+        // `SeccompPolicy::compile` refuses a longer program; checked again where the plan
+        // takes it, since the child can only report the kernel's EINVAL.
+        assert!(
+            !program.is_empty() && program.len() <= libc::BPF_MAXINSNS as usize,
+            "seccomp program of {} instructions",
+            program.len()
+        );
         b.push(
             Step::InstallSeccomp,
             format!("({} instructions)", program.len()),
