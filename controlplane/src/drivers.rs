@@ -23,7 +23,7 @@ pub struct ExecConfig {
     pub work_dir: Option<String>,
     pub pid_mode: Option<NamespaceMode>,
     pub ipc_mode: Option<NamespaceMode>,
-    /// Lower-case names without `cap_`, or `all`.
+    /// Lower-case names without `cap_` (as in `capabilities::NAMES`), or `all`.
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
     /// Resource name (`nofile`, `nproc`, …) → (soft, hard).
@@ -58,51 +58,6 @@ pub const RLIMIT_NAMES: &[&str] = &[
     "rttime",
     "sigpending",
     "stack",
-];
-
-/// Capability names (lower-case, without `cap_`) as of Linux 6.x.
-pub const CAPABILITY_NAMES: &[&str] = &[
-    "chown",
-    "dac_override",
-    "dac_read_search",
-    "fowner",
-    "fsetid",
-    "kill",
-    "setgid",
-    "setuid",
-    "setpcap",
-    "linux_immutable",
-    "net_bind_service",
-    "net_broadcast",
-    "net_admin",
-    "net_raw",
-    "ipc_lock",
-    "ipc_owner",
-    "sys_module",
-    "sys_rawio",
-    "sys_chroot",
-    "sys_ptrace",
-    "sys_pacct",
-    "sys_admin",
-    "sys_boot",
-    "sys_nice",
-    "sys_resource",
-    "sys_time",
-    "sys_tty_config",
-    "mknod",
-    "lease",
-    "audit_write",
-    "audit_control",
-    "setfcap",
-    "mac_override",
-    "mac_admin",
-    "syslog",
-    "wake_alarm",
-    "block_suspend",
-    "audit_read",
-    "perfmon",
-    "bpf",
-    "checkpoint_restore",
 ];
 
 /// One problem in a task's `config`: the field (`args[2]`, `rlimits.nofile`) and what is wrong.
@@ -154,10 +109,9 @@ fn string_list(field: &str, value: &Value, errors: &mut Vec<ConfigError>) -> Vec
 fn capability_list(field: &str, value: &Value, errors: &mut Vec<ConfigError>) -> Vec<String> {
     let mut out = Vec::new();
     for (i, name) in string_list(field, value, errors).into_iter().enumerate() {
-        let lower = name.trim().to_ascii_lowercase();
-        let bare = lower.strip_prefix("cap_").unwrap_or(&lower).to_string();
-        if bare == "all" || CAPABILITY_NAMES.contains(&bare.as_str()) {
-            out.push(bare);
+        // `CAP_NET_RAW`, ` net_raw `, `all`...: stored as `net_raw`, `all`.
+        if let Some(bare) = capabilities::normalize(&name) {
+            out.push(bare.to_string());
         } else {
             errors.push(ConfigError {
                 field: format!("{field}[{i}]"),

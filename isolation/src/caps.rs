@@ -1,82 +1,50 @@
 //! Linux capabilities as names and sets.
 //!
-//! Owns parsing capability names (`"net_bind_service"`, `"CAP_NET_BIND_SERVICE"`, `"all"`) and
-//! set arithmetic. It does not apply anything to a process: `sandbox` turns a [`CapabilitySet`]
-//! into prepared `prctl`/`capset` calls for the child.
+//! Owns capabilities as typed values and set arithmetic over the kernel's 64-bit masks. The
+//! names, their numbers and how a user may spell them (`"net_bind_service"`,
+//! `"CAP_NET_BIND_SERVICE"`, `"all"`) come from the `capabilities` crate, the one table the
+//! control plane shares. It does not apply anything to a process: `sandbox` turns a
+//! [`CapabilitySet`] into prepared `prctl`/`capset` calls for the child.
 
 use std::fmt;
 use std::str::FromStr;
+
+use capabilities::Parsed;
 
 /// One Linux capability, numbered as in `<linux/capability.h>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Capability(u8);
 
-/// Names without the `CAP_` prefix, indexed by capability number.
-const NAMES: [&str; 41] = [
-    "chown",
-    "dac_override",
-    "dac_read_search",
-    "fowner",
-    "fsetid",
-    "kill",
-    "setgid",
-    "setuid",
-    "setpcap",
-    "linux_immutable",
-    "net_bind_service",
-    "net_broadcast",
-    "net_admin",
-    "net_raw",
-    "ipc_lock",
-    "ipc_owner",
-    "sys_module",
-    "sys_rawio",
-    "sys_chroot",
-    "sys_ptrace",
-    "sys_pacct",
-    "sys_admin",
-    "sys_boot",
-    "sys_nice",
-    "sys_resource",
-    "sys_time",
-    "sys_tty_config",
-    "mknod",
-    "lease",
-    "audit_write",
-    "audit_control",
-    "setfcap",
-    "mac_override",
-    "mac_admin",
-    "syslog",
-    "wake_alarm",
-    "block_suspend",
-    "audit_read",
-    "perfmon",
-    "bpf",
-    "checkpoint_restore",
-];
-
 impl Capability {
     /// The highest capability number this crate knows by name.
-    pub const LAST_KNOWN: u8 = (NAMES.len() - 1) as u8;
+    pub const LAST_KNOWN: u8 = capabilities::LAST_KNOWN;
 
-    pub const CHOWN: Capability = Capability(0);
-    pub const DAC_OVERRIDE: Capability = Capability(1);
-    pub const FOWNER: Capability = Capability(3);
-    pub const FSETID: Capability = Capability(4);
-    pub const KILL: Capability = Capability(5);
-    pub const SETGID: Capability = Capability(6);
-    pub const SETUID: Capability = Capability(7);
-    pub const SETPCAP: Capability = Capability(8);
-    pub const NET_BIND_SERVICE: Capability = Capability(10);
-    pub const NET_ADMIN: Capability = Capability(12);
-    pub const NET_RAW: Capability = Capability(13);
-    pub const SYS_CHROOT: Capability = Capability(18);
-    pub const SYS_PTRACE: Capability = Capability(19);
-    pub const SYS_ADMIN: Capability = Capability(21);
-    pub const MKNOD: Capability = Capability(27);
-    pub const AUDIT_WRITE: Capability = Capability(29);
-    pub const SETFCAP: Capability = Capability(31);
+    pub const CHOWN: Capability = Capability::named("chown");
+    pub const DAC_OVERRIDE: Capability = Capability::named("dac_override");
+    pub const FOWNER: Capability = Capability::named("fowner");
+    pub const FSETID: Capability = Capability::named("fsetid");
+    pub const KILL: Capability = Capability::named("kill");
+    pub const SETGID: Capability = Capability::named("setgid");
+    pub const SETUID: Capability = Capability::named("setuid");
+    pub const SETPCAP: Capability = Capability::named("setpcap");
+    pub const NET_BIND_SERVICE: Capability = Capability::named("net_bind_service");
+    pub const NET_ADMIN: Capability = Capability::named("net_admin");
+    pub const NET_RAW: Capability = Capability::named("net_raw");
+    pub const SYS_CHROOT: Capability = Capability::named("sys_chroot");
+    pub const SYS_PTRACE: Capability = Capability::named("sys_ptrace");
+    pub const SYS_ADMIN: Capability = Capability::named("sys_admin");
+    pub const MKNOD: Capability = Capability::named("mknod");
+    pub const AUDIT_WRITE: Capability = Capability::named("audit_write");
+    pub const SETFCAP: Capability = Capability::named("setfcap");
+
+    /// The capability of a name in the table, for the constants above (a misspelt name fails
+    /// the build).
+    const fn named(name: &str) -> Capability {
+        match capabilities::number(name) {
+            Some(number) => Capability(number),
+            None => panic!("not a capability name of capabilities::NAMES"),
+        }
+    }
 
     /// The capability with this number, if the kernel ABI can hold it (0..=63).
     pub fn from_number(number: u8) -> Option<Capability> {
@@ -90,8 +58,8 @@ impl Capability {
 
     /// Lower-case name without `CAP_`, e.g. `net_bind_service` (`cap_41` for unnamed ones).
     pub fn name(self) -> String {
-        match NAMES.get(usize::from(self.0)) {
-            Some(name) => (*name).to_string(),
+        match capabilities::name(self.0) {
+            Some(name) => name.to_string(),
             None => format!("cap_{}", self.0),
         }
     }
@@ -116,16 +84,12 @@ impl FromStr for Capability {
     /// Accepts `net_bind_service`, `NET_BIND_SERVICE`, `cap_net_bind_service` and
     /// `CAP_NET_BIND_SERVICE`. (`"all"` is a set, see [`CapabilitySet::parse_list`].)
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let lower = s.trim().to_ascii_lowercase();
-        let bare = lower.strip_prefix("cap_").unwrap_or(&lower);
-        NAMES
-            .iter()
-            .position(|n| *n == bare)
-            .and_then(|i| u8::try_from(i).ok())
-            .map(Capability)
-            .ok_or_else(|| CapsError {
+        match capabilities::parse(s) {
+            Some(Parsed::One(number)) => Ok(Capability(number)),
+            Some(Parsed::All) | None => Err(CapsError {
                 name: s.to_string(),
-            })
+            }),
+        }
     }
 }
 
@@ -133,22 +97,10 @@ impl FromStr for Capability {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct CapabilitySet(u64);
 
-/// Nomad's default `allow_caps` for the exec driver: Docker's default set without `NET_RAW`.
-pub const DEFAULT_ALLOW: CapabilitySet = CapabilitySet(
-    (1 << 29) // audit_write
-        | (1 << 0) // chown
-        | (1 << 1) // dac_override
-        | (1 << 3) // fowner
-        | (1 << 4) // fsetid
-        | (1 << 5) // kill
-        | (1 << 27) // mknod
-        | (1 << 10) // net_bind_service
-        | (1 << 31) // setfcap
-        | (1 << 6) // setgid
-        | (1 << 8) // setpcap
-        | (1 << 7) // setuid
-        | (1 << 18), // sys_chroot
-);
+/// Nomad's default `allow_caps` for the exec driver: Docker's default set without `NET_RAW`
+/// ([`capabilities::NOMAD_DEFAULT_ALLOW`]).
+pub const DEFAULT_ALLOW: CapabilitySet =
+    CapabilitySet(capabilities::mask(&capabilities::NOMAD_DEFAULT_ALLOW));
 
 impl CapabilitySet {
     /// No capabilities.
@@ -170,7 +122,8 @@ impl CapabilitySet {
         self.0
     }
 
-    /// Parses a list of names; `"all"` (any case) stands for [`CapabilitySet::all`].
+    /// Parses a list of names (spelled as [`capabilities::parse`] reads them); `"all"`
+    /// stands for [`CapabilitySet::all`].
     pub fn parse_list<I, S>(names: I) -> Result<CapabilitySet, CapsError>
     where
         I: IntoIterator<Item = S>,
@@ -179,10 +132,14 @@ impl CapabilitySet {
         let mut set = CapabilitySet::EMPTY;
         for name in names {
             let name = name.as_ref();
-            if name.trim().eq_ignore_ascii_case("all") {
-                set = set.union(CapabilitySet::all());
-            } else {
-                set.insert(name.parse()?);
+            match capabilities::parse(name) {
+                Some(Parsed::All) => set = set.union(CapabilitySet::all()),
+                Some(Parsed::One(number)) => set.insert(Capability(number)),
+                None => {
+                    return Err(CapsError {
+                        name: name.to_string(),
+                    })
+                }
             }
         }
         Ok(set)
@@ -332,6 +289,10 @@ mod tests {
     fn all_and_set_arithmetic() {
         let all = CapabilitySet::parse_list(["ALL"]).unwrap();
         assert_eq!(all.iter().count(), 41);
+        // Read as the control plane reads it (`capabilities::parse`): `cap_all` too; but
+        // "all" is a set, not one capability.
+        assert_eq!(CapabilitySet::parse_list([" cap_all "]).unwrap(), all);
+        assert!("all".parse::<Capability>().is_err());
         assert_eq!(all.clip_to(37).iter().count(), 38);
         let dropped = all.difference(DEFAULT_ALLOW);
         assert!(!dropped.contains(Capability::CHOWN));

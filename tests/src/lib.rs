@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 
 pub use isolation::privileged::require_root;
 
+pub mod threat_model;
+pub use threat_model::{documented_escape_attempts, DocumentedAttempt};
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A name unique to this test run: `noded-test-<pid>-<n>-<what>`.

@@ -1,5 +1,6 @@
 //! Unit tests of the cgroup logic on a fake cgroupfs tree (no root needed).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

@@ -10,14 +10,14 @@ use std::os::fd::RawFd;
 
 use nix::errno::Errno;
 
-use super::plan::{Op, Plan};
+use super::ops::{Op, PlannedOp};
 use super::Report;
 use crate::sys;
 
-/// Runs the plan; never returns (exec or `_exit`).
-pub(super) fn run(plan: &Plan, report_fd: RawFd) {
+/// Runs the plan's steps; never returns (exec or `_exit`).
+pub(super) fn run(ops: &[PlannedOp], report_fd: RawFd) {
     let mut index: u32 = 0;
-    for planned in &plan.ops {
+    for planned in ops {
         if let Err((errno, detail)) = execute(&planned.op) {
             let report = Report {
                 step: planned.step as u32,
@@ -88,40 +88,13 @@ pub(super) fn execute(op: &Op) -> Result<(), (Errno, u32)> {
             hard,
         } => plain(sys::set_rlimit(*resource, *soft, *hard)),
         Op::Dup { from, to } => plain(sys::dup_onto(*from, *to)),
-        Op::CloseFrom { keep } => {
-            let [a, b] = *keep;
-            let (low, high) = if a <= b { (a, b) } else { (b, a) };
-            let mut next: u32 = 3;
-            for kept in [low, high] {
-                let Ok(kept) = u32::try_from(kept) else {
-                    continue;
-                };
-                if kept < next {
-                    continue;
-                }
-                if let Err(e) = sys::close_range(next, kept - 1) {
-                    return Err((e, 0));
-                }
-                next = kept.saturating_add(1);
-            }
-            plain(sys::close_range(next, u32::MAX))
-        }
+        Op::CloseFrom { keep } => close_from(*keep),
         Op::AwaitByte { fd, timeout_ms } => plain(sys::await_byte(*fd, *timeout_ms)),
         Op::ResetSignals => {
             sys::reset_signal_dispositions();
             plain(sys::set_signal_mask(0))
         }
-        Op::DropBounding { keep, last_cap } => {
-            let mut cap: u8 = 0;
-            while cap <= *last_cap && cap < 64 {
-                if keep & (1u64 << cap) == 0 {
-                    sys::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0)
-                        .map_err(|e| (e, u32::from(cap)))?;
-                }
-                cap += 1;
-            }
-            Ok(())
-        }
+        Op::DropBounding { keep, last_cap } => drop_bounding(*keep, *last_cap),
         Op::SetGroups { gids } => plain(sys::setgroups(gids)),
         Op::SetGid { gid } => plain(sys::setresgid(*gid)),
         Op::KeepCaps { on } => {
@@ -133,59 +106,102 @@ pub(super) fn execute(op: &Op) -> Result<(), (Errno, u32)> {
             permitted,
             inheritable,
         } => plain(sys::capset(*effective, *permitted, *inheritable)),
-        Op::Ambient { raise, last_cap } => {
-            plain(
-                sys::prctl(
-                    libc::PR_CAP_AMBIENT,
-                    libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
-                    0,
-                )
-                .map(drop),
-            )?;
-            let mut cap: u8 = 0;
-            while cap <= *last_cap && cap < 64 {
-                if raise & (1u64 << cap) != 0 {
-                    sys::prctl(
-                        libc::PR_CAP_AMBIENT,
-                        libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
-                        libc::c_ulong::from(cap),
-                    )
-                    .map_err(|e| (e, u32::from(cap)))?;
-                }
-                cap += 1;
-            }
-            Ok(())
-        }
+        Op::Ambient { raise, last_cap } => set_ambient(*raise, *last_cap),
         Op::NoNewPrivs => plain(sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0).map(drop)),
         Op::Seccomp { program } => plain(sys::seccomp_set_filter(program)),
         Op::Exec {
             candidates,
             argv,
             envp,
-        } => {
-            // Like execvp: ENOENT/ENOTDIR move on to the next candidate, EACCES is remembered
-            // (reported if nothing else is found), anything else stops the search.
-            let mut first_missing: Option<(Errno, u32)> = None;
-            let mut denied: Option<(Errno, u32)> = None;
-            let mut i: u32 = 0;
-            for candidate in candidates {
-                let errno = sys::execve(candidate, argv.as_slice(), envp.as_slice());
-                match errno {
-                    Errno::ENOENT | Errno::ENOTDIR => {
-                        if first_missing.is_none() {
-                            first_missing = Some((errno, i));
-                        }
-                    }
-                    Errno::EACCES => {
-                        if denied.is_none() {
-                            denied = Some((errno, i));
-                        }
-                    }
-                    other => return Err((other, i)),
-                }
-                i = i.wrapping_add(1);
-            }
-            Err(denied.or(first_missing).unwrap_or((Errno::ENOENT, 0)))
-        }
+        } => exec_first(candidates, argv, envp),
     }
+}
+
+/// Closes every fd ≥ 3 except the (at most two) in `keep`.
+fn close_from(keep: [RawFd; 2]) -> Result<(), (Errno, u32)> {
+    let [a, b] = keep;
+    let (low, high) = if a <= b { (a, b) } else { (b, a) };
+    let mut next: u32 = 3;
+    for kept in [low, high] {
+        let Ok(kept) = u32::try_from(kept) else {
+            continue;
+        };
+        if kept < next {
+            continue;
+        }
+        if let Err(e) = sys::close_range(next, kept - 1) {
+            return Err((e, 0));
+        }
+        next = kept.saturating_add(1);
+    }
+    sys::close_range(next, u32::MAX).map_err(|e| (e, 0))
+}
+
+/// Drops from the bounding set every capability up to `last_cap` not in `keep`; a failure
+/// names the capability.
+fn drop_bounding(keep: u64, last_cap: u8) -> Result<(), (Errno, u32)> {
+    let mut cap: u8 = 0;
+    while cap <= last_cap && cap < 64 {
+        if keep & (1u64 << cap) == 0 {
+            sys::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0)
+                .map_err(|e| (e, u32::from(cap)))?;
+        }
+        cap += 1;
+    }
+    Ok(())
+}
+
+/// Clears the ambient set, then raises the capabilities in `raise` (up to `last_cap`); a
+/// failure names the capability.
+fn set_ambient(raise: u64, last_cap: u8) -> Result<(), (Errno, u32)> {
+    sys::prctl(
+        libc::PR_CAP_AMBIENT,
+        libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+        0,
+    )
+    .map_err(|e| (e, 0))?;
+    let mut cap: u8 = 0;
+    while cap <= last_cap && cap < 64 {
+        if raise & (1u64 << cap) != 0 {
+            sys::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                libc::c_ulong::from(cap),
+            )
+            .map_err(|e| (e, u32::from(cap)))?;
+        }
+        cap += 1;
+    }
+    Ok(())
+}
+
+/// Like execvp: ENOENT/ENOTDIR move on to the next candidate, EACCES is remembered (reported
+/// if nothing else is found), anything else stops the search. Returns only on failure, with
+/// the index of the candidate the error is about.
+fn exec_first(
+    candidates: &[std::ffi::CString],
+    argv: &sys::CStrArray,
+    envp: &sys::CStrArray,
+) -> Result<(), (Errno, u32)> {
+    let mut first_missing: Option<(Errno, u32)> = None;
+    let mut denied: Option<(Errno, u32)> = None;
+    let mut i: u32 = 0;
+    for candidate in candidates {
+        let errno = sys::execve(candidate, argv.as_slice(), envp.as_slice());
+        match errno {
+            Errno::ENOENT | Errno::ENOTDIR => {
+                if first_missing.is_none() {
+                    first_missing = Some((errno, i));
+                }
+            }
+            Errno::EACCES => {
+                if denied.is_none() {
+                    denied = Some((errno, i));
+                }
+            }
+            other => return Err((other, i)),
+        }
+        i = i.wrapping_add(1);
+    }
+    Err(denied.or(first_missing).unwrap_or((Errno::ENOENT, 0)))
 }

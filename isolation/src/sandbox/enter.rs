@@ -61,7 +61,8 @@ use std::path::PathBuf;
 
 use nix::errno::Errno;
 
-use super::plan::{self, Op, PlannedOp};
+use super::ops::{Op, PlannedOp};
+use super::plan;
 use super::{
     above_stdio, dup_above_stdio, read_report, reap, Filesystem, NamespaceSpec, Rlimit,
     SandboxChild, SandboxSpec, SeccompPolicy, SpawnError, Stdio, Step,
@@ -385,14 +386,13 @@ fn copy_stdio(stdio: &Stdio, name: &str) -> Result<Stdio, SpawnError> {
     })
 }
 
-/// The plan of an entry: `spawn`'s plan for a host-filesystem process without namespaces
-/// (identity, privileges, stdio, exec), with the entry steps spliced in.
-fn build_plan(
+/// The entry's stdin, stdout and stderr: copies of the caller's streams, or three copies of
+/// the pty slave.
+fn entry_stdio(
     spec: &EnterSpec,
-    target: &Target,
     pty_slave: Option<&OwnedFd>,
-) -> Result<plan::Plan, SpawnError> {
-    let (stdin, stdout, stderr) = match (&spec.io, pty_slave) {
+) -> Result<(Stdio, Stdio, Stdio), SpawnError> {
+    match (&spec.io, pty_slave) {
         (
             EnterIo::Streams {
                 stdin,
@@ -400,11 +400,11 @@ fn build_plan(
                 stderr,
             },
             _,
-        ) => (
+        ) => Ok((
             copy_stdio(stdin, "stdin")?,
             copy_stdio(stdout, "stdout")?,
             copy_stdio(stderr, "stderr")?,
-        ),
+        )),
         (EnterIo::Pty(_), Some(slave)) => {
             let copy = || -> Result<Stdio, SpawnError> {
                 Ok(Stdio::Fd(dup_above_stdio(
@@ -412,15 +412,70 @@ fn build_plan(
                     "duplicate the pty slave",
                 )?))
             };
-            (copy()?, copy()?, copy()?)
+            Ok((copy()?, copy()?, copy()?))
         }
-        (EnterIo::Pty(_), None) => {
-            return Err(SpawnError::invalid(
-                "io",
-                "a pty was asked for but none was opened",
-            ))
+        (EnterIo::Pty(_), None) => Err(SpawnError::invalid(
+            "io",
+            "a pty was asked for but none was opened",
+        )),
+    }
+}
+
+fn planned(step: Step, target: String, op: Op) -> PlannedOp {
+    PlannedOp { step, target, op }
+}
+
+/// The steps that put the new process into the task, before everything else: non-dumpable,
+/// the task cgroup, the task's namespaces (one `setns` on its pidfd), its root.
+fn entry_ops(spec: &EnterSpec, target: &Target) -> Vec<PlannedOp> {
+    let mut entry = vec![planned(
+        Step::MakeNonDumpable,
+        String::new(),
+        Op::NotDumpable,
+    )];
+    if let Some(join) = &spec.cgroup {
+        for (fd, path) in join.procs_fds() {
+            entry.push(planned(
+                Step::JoinCgroup,
+                path.display().to_string(),
+                Op::WriteFd { fd, data: b"0" },
+            ));
         }
-    };
+    }
+    entry.push(planned(
+        Step::JoinTaskNamespaces,
+        format!("pid {} (mnt, ipc, uts, net, cgroup, pid)", target.pid),
+        Op::SetNs {
+            fd: target.pidfd.as_raw_fd(),
+            nstype: JOINED_NAMESPACES,
+        },
+    ));
+    entry.push(planned(
+        Step::EnterTaskRoot,
+        target.root_path.clone(),
+        Op::Fchdir {
+            fd: target.root.as_raw_fd(),
+        },
+    ));
+    entry.push(planned(
+        Step::EnterTaskRoot,
+        target.root_path.clone(),
+        Op::Chroot {
+            path: c".".to_owned(),
+        },
+    ));
+    entry
+}
+
+/// The plan of an entry: `spawn`'s plan for a host-filesystem process without namespaces
+/// (identity, privileges, stdio, exec), with the entry steps spliced in first and a new
+/// session (with the pty as controlling terminal) right after the signal reset.
+fn build_plan(
+    spec: &EnterSpec,
+    target: &Target,
+    pty_slave: Option<&OwnedFd>,
+) -> Result<plan::Plan, SpawnError> {
+    let (stdin, stdout, stderr) = entry_stdio(spec, pty_slave)?;
     let base = SandboxSpec {
         program: spec.program.clone(),
         args: spec.args.clone(),
@@ -441,41 +496,7 @@ fn build_plan(
         go_ahead: None,
     };
     let mut plan = plan::build(&base)?;
-
-    let op = |step: Step, target: String, op: Op| PlannedOp { step, target, op };
-    let mut entry = vec![op(Step::MakeNonDumpable, String::new(), Op::NotDumpable)];
-    if let Some(join) = &spec.cgroup {
-        for (fd, path) in join.procs_fds() {
-            entry.push(op(
-                Step::JoinCgroup,
-                path.display().to_string(),
-                Op::WriteFd { fd, data: b"0" },
-            ));
-        }
-    }
-    entry.push(op(
-        Step::JoinTaskNamespaces,
-        format!("pid {} (mnt, ipc, uts, net, cgroup, pid)", target.pid),
-        Op::SetNs {
-            fd: target.pidfd.as_raw_fd(),
-            nstype: JOINED_NAMESPACES,
-        },
-    ));
-    entry.push(op(
-        Step::EnterTaskRoot,
-        target.root_path.clone(),
-        Op::Fchdir {
-            fd: target.root.as_raw_fd(),
-        },
-    ));
-    entry.push(op(
-        Step::EnterTaskRoot,
-        target.root_path.clone(),
-        Op::Chroot {
-            path: c".".to_owned(),
-        },
-    ));
-    plan.ops.splice(0..0, entry);
+    plan.ops.splice(0..0, entry_ops(spec, target));
 
     let after_signals = plan
         .ops
@@ -483,9 +504,9 @@ fn build_plan(
         .position(|p| p.step == Step::ResetSignals)
         .map(|i| i + 1)
         .ok_or_else(|| SpawnError::invalid("plan", "has no signal reset step (internal error)"))?;
-    let mut session = vec![op(Step::NewSession, String::new(), Op::NewSession)];
+    let mut session = vec![planned(Step::NewSession, String::new(), Op::NewSession)];
     if pty_slave.is_some() {
-        session.push(op(
+        session.push(planned(
             Step::SetControllingTerminal,
             "stdin".to_string(),
             Op::ControllingTty { fd: 0 },
@@ -593,7 +614,7 @@ fn launch(
         namespace_flags: 0,
         cgroup_dir: clone_into,
     };
-    let cloned = sys::clone3_spawn(request, &|| super::child::run(&plan, report_fd));
+    let cloned = sys::clone3_spawn(request, &|| super::child::run(&plan.ops, report_fd));
     drop(write_end);
     let (pid, pidfd) = cloned.map_err(|errno| SpawnError::Clone {
         flags: describe_clone(spec, target.pid),

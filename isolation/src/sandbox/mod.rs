@@ -63,6 +63,7 @@
 
 mod child;
 mod enter;
+mod ops;
 mod plan;
 mod template;
 
@@ -754,7 +755,7 @@ fn spawn_plan(mut plan: plan::Plan) -> Result<SandboxChild, SpawnError> {
     })?;
     // The child runs in our memory until it execs (no page-table copy: see
     // `sys::clone3_spawn_shared`); `child::run` only reads the plan and writes its stack.
-    let cloned = sys::clone3_spawn_shared(request, &|| child::run(&plan, report_fd));
+    let cloned = sys::clone3_spawn_shared(request, &|| child::run(&plan.ops, report_fd));
     let restored = nix::sys::signal::pthread_sigmask(
         nix::sys::signal::SigmaskHow::SIG_SETMASK,
         Some(&old),

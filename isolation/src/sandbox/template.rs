@@ -11,11 +11,13 @@
 //! a template whose host sources changed (each use compares their identity), or let a task
 //! reach a template's namespace other than through its own copy.
 
+use std::collections::BTreeSet;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::plan::{step_message, PlannedOp, TemplateFacts, TemplateKey, TemplateLayout};
+use super::ops::{step_message, PlannedOp};
 use super::{SpawnError, Step};
 use crate::describe_errno;
 use crate::sys;
@@ -26,6 +28,42 @@ const MAX_TEMPLATES: usize = 8;
 
 /// (device, inode, mount id) of a host path, `None` if missing.
 pub(crate) type Identity = Option<(u64, u64, u64)>;
+
+/// What identifies a jail template: every input of its ops. Two tasks with equal keys share
+/// one template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TemplateKey {
+    pub(super) staging_dir: PathBuf,
+    pub(super) system_dirs: Vec<PathBuf>,
+    /// (host, sandbox, is a directory) of the read-only binds made in the template.
+    pub(super) binds: Vec<(PathBuf, PathBuf, bool)>,
+    /// (sandbox, is a directory) of the mount points of per-task binds.
+    pub(super) mount_points: Vec<(PathBuf, bool)>,
+    /// `/sys` (and the cgroup mount points under it) are in the template: the task stays in
+    /// the network namespace the template was built in (sysfs shows its mounter's).
+    pub(super) sysfs: Option<Vec<String>>,
+}
+
+/// Everything needed to find, or else build, the template of a plan.
+#[derive(Debug)]
+pub(crate) struct TemplateLayout {
+    pub key: TemplateKey,
+    /// The steps, run by a thread in a fresh mount namespace; they end in `pivot_root`.
+    /// Empty when `ready` holds the template.
+    pub ops: Vec<PlannedOp>,
+    /// Identity of the host paths the template depends on (system dirs, bind sources), read
+    /// before its steps were prepared: a change to any of them (replaced, remounted,
+    /// removed, appeared) makes it stale.
+    pub identities: Vec<Identity>,
+    /// What the task's own steps need to know of the template: its directories (sandbox
+    /// paths) and its directory binds (sandbox path, host path).
+    pub facts: TemplateFacts,
+    /// The cached template, current when the plan was made.
+    pub ready: Option<Arc<Template>>,
+}
+
+/// See [`TemplateLayout::facts`].
+pub(crate) type TemplateFacts = (BTreeSet<PathBuf>, Vec<(PathBuf, PathBuf)>);
 
 /// A built template: its mount namespace, held open by fd.
 #[derive(Debug)]

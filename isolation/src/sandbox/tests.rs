@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::plan::{build, build_with, JailMode, Op, Plan};
+use super::ops::Op;
+use super::plan::{build, build_with, JailMode, Plan};
 use super::*;
 use crate::caps::{Capability, DEFAULT_ALLOW};
 use crate::cgroup::JailCgroupMount;

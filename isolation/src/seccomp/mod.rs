@@ -32,8 +32,8 @@
 //!   number 1..=4095, default 1 = EPERM; `default_errno` for the default action), `kill_process`,
 //!   `kill_thread`, `trap`, `log`.
 //! - `names`: syscall names of the running architecture; an unknown name is an error.
-//! - `args` (optional, all must match): `index` 0..=5, `op` one of `eq`, `ne`, `masked_eq`
-//!   (`arg & mask == value`), 64-bit `value` and `mask`.
+//! - `args` (optional, all must match, at most [`MAX_ARG_CONDITIONS`]): `index` 0..=5, `op`
+//!   one of `eq`, `ne`, `masked_eq` (`arg & mask == value`), 64-bit `value` and `mask`.
 //! - Rules are tried in file order; the first whose name and arguments match decides. At most
 //!   [`MAX_PROFILE_RULES`] rules.
 //!
@@ -53,6 +53,13 @@ use serde::Deserialize;
 
 /// Most rules (syscall names × rule entries) a profile may hold.
 pub const MAX_PROFILE_RULES: usize = 1024;
+
+/// Most argument conditions one rule may hold (a syscall has six arguments).
+pub const MAX_ARG_CONDITIONS: usize = 6;
+
+/// The errnos a filter may return: the kernel's `MAX_ERRNO` bounds them, and 0 would make a
+/// denied syscall look successful without running it.
+const ERRNO_RANGE: std::ops::RangeInclusive<u16> = 1..=4095;
 
 /// Syscalls the default policy fails with `EPERM` (names missing on the running architecture
 /// are skipped).
@@ -206,6 +213,17 @@ pub enum SeccompError {
     },
     #[error("seccomp filter too large: {instructions} BPF instructions (the kernel takes at most 4096); use fewer rules")]
     TooLarge { instructions: usize },
+    /// A profile built in code breaks a limit the profile parsers enforce (and the code
+    /// generator relies on); `index` is the rule's position in [`SeccompProfile::rules`].
+    #[error("seccomp rule {index} ({name}): {reason}")]
+    Rule {
+        index: usize,
+        name: String,
+        reason: String,
+    },
+    /// As [`SeccompError::Rule`], for the profile as a whole.
+    #[error("seccomp profile: {reason}")]
+    Profile { reason: String },
 }
 
 /// The syscall number of `name` on the running architecture.
@@ -271,9 +289,7 @@ fn action(json: &JsonAction, errno: Option<u16>) -> Result<Action, String> {
         JsonAction::Allow => Action::Allow,
         JsonAction::Errno => {
             let e = errno.unwrap_or(libc::EPERM as u16);
-            if !(1..=4095).contains(&e) {
-                return Err(format!("errno {e} is outside 1..=4095"));
-            }
+            check_errno(e)?;
             Action::Errno(e)
         }
         JsonAction::KillProcess => Action::KillProcess,
@@ -281,6 +297,14 @@ fn action(json: &JsonAction, errno: Option<u16>) -> Result<Action, String> {
         JsonAction::Trap => Action::Trap,
         JsonAction::Log => Action::Log,
     })
+}
+
+/// An errno a filter may return ([`ERRNO_RANGE`]).
+fn check_errno(errno: u16) -> Result<(), String> {
+    if !ERRNO_RANGE.contains(&errno) {
+        return Err(format!("errno {errno} is outside 1..=4095"));
+    }
+    Ok(())
 }
 
 /// At most [`MAX_PROFILE_RULES`] rules (syscall names × rule entries), in either format.
@@ -293,19 +317,19 @@ fn check_rule_count(rules: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// The argument conditions of rule `i`, in either profile format: at most 6, each on an
-/// argument index 0..=5. `read` gives one condition's (index, comparison), or a reason and the
-/// location suffix (`.op`, or empty for the condition itself) it is about. Errors are
-/// (location, reason).
+/// The argument conditions of rule `i`, in either profile format: at most
+/// [`MAX_ARG_CONDITIONS`], each on an argument index 0..=5. `read` gives one condition's
+/// (index, comparison), or a reason and the location suffix (`.op`, or empty for the
+/// condition itself) it is about. Errors are (location, reason).
 fn conditions<A>(
     i: usize,
     args: &[A],
     read: impl Fn(&A) -> Result<(u8, ArgOp), (String, String)>,
 ) -> Result<Vec<ArgCondition>, (String, String)> {
-    if args.len() > 6 {
+    if args.len() > MAX_ARG_CONDITIONS {
         return Err((
             format!("syscalls[{i}].args"),
-            "has more than 6 conditions".to_string(),
+            format!("has more than {MAX_ARG_CONDITIONS} conditions"),
         ));
     }
     let mut out = Vec::with_capacity(args.len());
@@ -471,23 +495,69 @@ impl SeccompProfile {
         }
     }
 
-    /// Compiles to classic BPF for `SECCOMP_SET_MODE_FILTER`.
+    /// Compiles to classic BPF for `SECCOMP_SET_MODE_FILTER`. A profile built in code must
+    /// keep the parsers' limits ([`MAX_PROFILE_RULES`], [`MAX_ARG_CONDITIONS`], argument
+    /// indexes 0..=5, errnos 1..=4095): the generator's jump offsets are only sure to fit
+    /// within them, so a profile beyond them is refused rather than compiled.
     pub fn compile(&self) -> Result<Vec<libc::sock_filter>, SeccompError> {
+        self.check_limits()?;
         let program = bpf::compile(self);
         if program.len() > libc::BPF_MAXINSNS as usize {
             return Err(SeccompError::TooLarge {
                 instructions: program.len(),
             });
         }
+        bpf::assert_well_formed(&program);
         Ok(program)
+    }
+
+    /// The limits [`SeccompProfile::compile`] relies on, which `rules`' public fields do not
+    /// enforce by themselves.
+    fn check_limits(&self) -> Result<(), SeccompError> {
+        check_rule_count(self.rules.len()).map_err(|reason| SeccompError::Profile { reason })?;
+        if let Action::Errno(e) = self.default_action {
+            check_errno(e).map_err(|r| SeccompError::Profile {
+                reason: format!("default action: {r}"),
+            })?;
+        }
+        for (index, rule) in self.rules.iter().enumerate() {
+            let refuse = |reason: String| SeccompError::Rule {
+                index,
+                name: rule.name.clone(),
+                reason,
+            };
+            if rule.args.len() > MAX_ARG_CONDITIONS {
+                return Err(refuse(format!(
+                    "{} argument conditions exceed the limit of {MAX_ARG_CONDITIONS}",
+                    rule.args.len()
+                )));
+            }
+            if let Some(c) = rule.args.iter().find(|c| c.index > 5) {
+                return Err(refuse(format!(
+                    "{} is not an argument index 0..=5",
+                    c.index
+                )));
+            }
+            if let Action::Errno(e) = rule.action {
+                check_errno(e).map_err(refuse)?;
+            }
+        }
+        Ok(())
     }
 }
 
 /// The classic-BPF code generator.
+///
+/// Jump offsets: a conditional jump reaches at most 255 instructions ahead (8 bits), `ja`
+/// 2^32 - 1. Within a rule block every conditional jump stays inside the block, which
+/// `MAX_RULE_BLOCK` bounds; a leaf or subtree longer than 255 instructions is jumped over
+/// through a `ret` or a `ja`. So every offset fits by construction, given the limits
+/// `SeccompProfile::compile` checks first; where an offset is emitted, an assertion says so
+/// (a bug here must stop the program, never install a filter that jumps elsewhere).
 mod bpf {
     use std::collections::BTreeMap;
 
-    use super::{Action, ArgOp, Rule, SeccompProfile};
+    use super::{Action, ArgOp, Rule, SeccompProfile, MAX_ARG_CONDITIONS, MAX_PROFILE_RULES};
 
     const LD_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
     const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
@@ -512,6 +582,38 @@ mod bpf {
     pub(crate) const NATIVE_ARCH: u32 = 0xC000_00B7; // AUDIT_ARCH_AARCH64
     #[cfg(target_arch = "x86_64")]
     const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+    /// Instructions of the longest argument test: `masked_eq` on both words (load, and,
+    /// jeq, twice).
+    const MAX_CONDITION_LEN: usize = 6;
+
+    /// The longest rule block: every condition at its longest, then the `ret`.
+    pub(super) const MAX_RULE_BLOCK: usize = MAX_ARG_CONDITIONS * MAX_CONDITION_LEN + 1;
+
+    /// The longest program the limits allow, far beyond what the kernel takes: the
+    /// architecture checks (6), every rule at its longest, per leaf its test and two `ret`s
+    /// (3), per tree node a `jge` and a `ja` (2).
+    const MAX_PROGRAM: usize = 6 + MAX_PROFILE_RULES * (MAX_RULE_BLOCK + 3 + 2);
+
+    // Offsets inside a rule block fit a conditional jump, offsets anywhere a `ja`.
+    const _: () = assert!(MAX_RULE_BLOCK - 1 <= u8::MAX as usize);
+    const _: () = assert!(MAX_PROGRAM <= u32::MAX as usize);
+
+    /// A conditional jump offset that must fit 8 bits.
+    fn offset_u8(over: usize) -> u8 {
+        match u8::try_from(over) {
+            Ok(offset) => offset,
+            Err(_) => panic!("seccomp: conditional jump over {over} instructions (limit 255): the rule limits should have prevented this"),
+        }
+    }
+
+    /// A `ja` offset (32 bits).
+    fn offset_u32(over: usize) -> u32 {
+        match u32::try_from(over) {
+            Ok(offset) => offset,
+            Err(_) => panic!("seccomp: jump over {over} instructions exceeds 32 bits"),
+        }
+    }
 
     fn stmt(code: u16, k: u32) -> libc::sock_filter {
         libc::sock_filter {
@@ -593,7 +695,7 @@ mod bpf {
             Err(_) => {
                 // nr >= first upper number → the `ja` over the lower half; else skip it.
                 out.push(jump(JGE_K, upper[0].0, 0, 1));
-                out.push(stmt(JA, u32::try_from(lower.len()).unwrap_or(u32::MAX)));
+                out.push(stmt(JA, offset_u32(lower.len())));
             }
         }
         out.extend(lower);
@@ -640,10 +742,15 @@ mod bpf {
             block.push(Insn::Plain(stmt(RET_K, rule.action.ret_value())));
 
             let len = block.len();
+            assert!(
+                len <= MAX_RULE_BLOCK,
+                "seccomp rule {} compiled to {len} instructions (at most {MAX_RULE_BLOCK})",
+                rule.name
+            );
             for (i, insn) in block.into_iter().enumerate() {
-                // Instructions to skip to land just past the block. Blocks hold at most
-                // 1 + 6 * 6 instructions, so this always fits a u8.
-                let to_end = u8::try_from(len - i - 1).unwrap_or(u8::MAX);
+                // Instructions to skip to land just past the block (fits: see
+                // MAX_RULE_BLOCK).
+                let to_end = offset_u8(len - i - 1);
                 out.push(match insn {
                     Insn::Plain(s) => s,
                     Insn::JeqOrFail(k) => jump(JEQ_K, k, 0, to_end),
@@ -661,6 +768,37 @@ mod bpf {
         leaf.extend(out);
         leaf.push(stmt(RET_K, default.ret_value()));
         leaf
+    }
+
+    /// Asserts what the kernel's checker would refuse, and what it would not notice: only
+    /// the instructions this generator emits, loads inside `struct seccomp_data` (64 bytes),
+    /// every jump landing inside the program, and a `ret` at the end (nothing falls off).
+    pub(super) fn assert_well_formed(program: &[libc::sock_filter]) {
+        assert!(
+            !program.is_empty() && program.len() <= libc::BPF_MAXINSNS as usize,
+            "seccomp program of {} instructions",
+            program.len()
+        );
+        let last = program.len() - 1;
+        for (pc, insn) in program.iter().enumerate() {
+            let lands = |skip: usize| pc + 1 + skip <= last;
+            let ok = match insn.code {
+                LD_ABS => insn.k % 4 == 0 && insn.k < 64,
+                AND_K | RET_K => true,
+                JA => lands(insn.k as usize),
+                JEQ_K | JGE_K => lands(usize::from(insn.jt)) && lands(usize::from(insn.jf)),
+                _ => false,
+            };
+            assert!(
+                ok,
+                "seccomp program: bad instruction {insn:?} at {pc} of {}",
+                program.len()
+            );
+        }
+        assert_eq!(
+            program[last].code, RET_K,
+            "seccomp program does not end with a ret"
+        );
     }
 }
 

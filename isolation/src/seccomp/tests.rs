@@ -257,6 +257,192 @@ fn long_subtrees_and_leaves_reach_past_8_bit_jump_offsets() {
     }
 }
 
+/// A rule whose every condition is at its longest (`masked_eq` reaching the high word), so its
+/// block is the longest the generator makes: `arg[i] & mask == (i + 1) << 32 | 1` for all
+/// six arguments.
+fn longest_rule(name: &str, action: Action) -> Rule {
+    let args = (0..MAX_ARG_CONDITIONS)
+        .map(|i| ArgCondition {
+            index: u8::try_from(i).unwrap(),
+            op: ArgOp::MaskedEq {
+                mask: 0xff << 32 | 0xff,
+                value: (i as u64 + 1) << 32 | 1,
+            },
+        })
+        .collect();
+    Rule {
+        name: name.to_string(),
+        nr: nr(name),
+        args,
+        action,
+    }
+}
+
+/// Arguments matching [`longest_rule`]; with `miss` = Some((i, high)), argument `i` differs
+/// in its low or high word.
+fn longest_rule_args(miss: Option<(usize, bool)>) -> [u64; 6] {
+    let mut args = [0u64; 6];
+    for (i, a) in args.iter_mut().enumerate() {
+        *a = (i as u64 + 1) << 32 | 1 | 0xff00;
+    }
+    if let Some((i, high)) = miss {
+        args[i] ^= if high { 1 << 33 } else { 1 };
+    }
+    args
+}
+
+#[test]
+fn a_rule_at_the_condition_limit_jumps_exactly_past_its_block() {
+    let profile = SeccompProfile {
+        default_action: Action::Allow,
+        rules: vec![
+            longest_rule("openat", Action::Errno(13)),
+            Rule {
+                name: "openat".to_string(),
+                nr: nr("openat"),
+                args: Vec::new(),
+                action: Action::Errno(5),
+            },
+        ],
+    };
+    let prog = profile.compile().unwrap();
+    let block = 1 + MAX_ARG_CONDITIONS * 6;
+    assert_eq!(bpf::MAX_RULE_BLOCK, block);
+    let openat = nr("openat");
+    let errno = |e: u32| libc::SECCOMP_RET_ERRNO | e;
+    assert_eq!(run(&prog, ARCH, openat, longest_rule_args(None)), errno(13));
+    // A miss in any word of any argument leaves the block exactly at its end: the next rule.
+    for i in 0..MAX_ARG_CONDITIONS {
+        for high in [false, true] {
+            let args = longest_rule_args(Some((i, high)));
+            assert_eq!(
+                run(&prog, ARCH, openat, args),
+                errno(5),
+                "arg {i} high {high}"
+            );
+            assert_eq!(reference(&profile, openat, args), errno(5));
+        }
+    }
+    assert_eq!(
+        run(&prog, ARCH, nr("read"), longest_rule_args(None)),
+        libc::SECCOMP_RET_ALLOW
+    );
+}
+
+#[test]
+fn long_programs_of_longest_rules_agree_with_their_rules() {
+    // One longest rule for each of the first 90 syscalls: ~3,700 instructions, near the
+    // kernel's 4096, with leaves of 39 instructions and subtrees past 8-bit offsets.
+    let rules: Vec<Rule> = syscalls::SYSCALLS
+        .iter()
+        .take(90)
+        .map(|(name, _)| longest_rule(name, Action::Errno(7)))
+        .collect();
+    let profile = SeccompProfile {
+        default_action: Action::Errno(38),
+        rules,
+    };
+    let prog = profile.compile().unwrap();
+    assert!(prog.len() > 3_000, "{} instructions", prog.len());
+    assert!(prog.iter().any(|i| i.code == 0x05), "expected a ja");
+    for nr in 0..600i64 {
+        for args in [
+            longest_rule_args(None),
+            longest_rule_args(Some((5, true))),
+            longest_rule_args(Some((0, false))),
+        ] {
+            assert_eq!(
+                run(&prog, ARCH, nr, args),
+                reference(&profile, nr, args),
+                "nr {nr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_largest_profile_the_limits_allow_is_too_large_not_wrong() {
+    // MAX_PROFILE_RULES rules at MAX_ARG_CONDITIONS conditions each: the generator's offsets
+    // still fit (its assertions hold), and the kernel's limit refuses the program cleanly.
+    let rules: Vec<Rule> = syscalls::SYSCALLS
+        .iter()
+        .cycle()
+        .take(MAX_PROFILE_RULES)
+        .map(|(name, _)| longest_rule(name, Action::KillProcess))
+        .collect();
+    let profile = SeccompProfile {
+        default_action: Action::Allow,
+        rules,
+    };
+    match profile.compile() {
+        Err(SeccompError::TooLarge { instructions }) => {
+            assert!(instructions > 4096 * 9, "{instructions}")
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+}
+
+#[test]
+fn profiles_built_in_code_must_keep_the_parsers_limits() {
+    let openat = |args: Vec<ArgCondition>, action: Action| SeccompProfile {
+        default_action: Action::Allow,
+        rules: vec![
+            Rule {
+                name: "read".to_string(),
+                nr: nr("read"),
+                args: Vec::new(),
+                action: Action::Allow,
+            },
+            Rule {
+                name: "openat".to_string(),
+                nr: nr("openat"),
+                args,
+                action,
+            },
+        ],
+    };
+    let eq = |index: u8| ArgCondition {
+        index,
+        op: ArgOp::Eq(1),
+    };
+    let seven = (0..7).map(|i| eq(i % 6)).collect();
+    let errors = [
+        (
+            openat(seven, Action::Allow),
+            "seccomp rule 1 (openat): 7 argument conditions exceed the limit of 6",
+        ),
+        (
+            openat(vec![eq(6)], Action::Allow),
+            "seccomp rule 1 (openat): 6 is not an argument index 0..=5",
+        ),
+        (
+            openat(Vec::new(), Action::Errno(0)),
+            "seccomp rule 1 (openat): errno 0 is outside 1..=4095",
+        ),
+        (
+            SeccompProfile {
+                default_action: Action::Errno(5000),
+                rules: Vec::new(),
+            },
+            "seccomp profile: default action: errno 5000 is outside 1..=4095",
+        ),
+        (
+            SeccompProfile {
+                default_action: Action::Allow,
+                rules: vec![longest_rule("read", Action::Allow); MAX_PROFILE_RULES + 1],
+            },
+            "seccomp profile: 1025 rules exceed the limit of 1024",
+        ),
+    ];
+    for (profile, message) in errors {
+        let err = profile.compile().unwrap_err();
+        assert_eq!(err.to_string(), message);
+    }
+    // At the limits exactly: compiles.
+    let six = (0..6).map(eq).collect();
+    assert!(openat(six, Action::Errno(4095)).compile().is_ok());
+}
+
 #[test]
 fn unconfined_has_no_program() {
     assert!(SeccompPolicy::Unconfined.compile().unwrap().is_none());

@@ -137,23 +137,6 @@ pub struct AgentConfig {
     pub log_level: String,
 }
 
-/// Nomad's default `allow_caps` for the exec driver.
-pub const DEFAULT_ALLOW_CAPS: &[&str] = &[
-    "audit_write",
-    "chown",
-    "dac_override",
-    "fowner",
-    "fsetid",
-    "kill",
-    "mknod",
-    "net_bind_service",
-    "setfcap",
-    "setgid",
-    "setpcap",
-    "setuid",
-    "sys_chroot",
-];
-
 /// Flags that override the file.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -197,7 +180,10 @@ impl AgentConfig {
             meta: BTreeMap::new(),
             chroot_env: None,
             raw_exec_enabled: false,
-            allow_caps: DEFAULT_ALLOW_CAPS.iter().map(|s| s.to_string()).collect(),
+            allow_caps: capabilities::NOMAD_DEFAULT_ALLOW
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             denied_uids: Default::default(),
             denied_gids: Default::default(),
             default_pid_mode: controlplane::drivers::NamespaceMode::Private,
@@ -341,28 +327,23 @@ impl AgentConfig {
                         "plugin \"exec\" config.allow_caps must be a list of capability names"
                     )
                 })?;
-                c.allow_caps = list
+                let texts = list
                     .iter()
-                    .map(|x| {
-                        x.as_str().map(|s| {
-                            s.to_ascii_lowercase()
-                                .trim_start_matches("cap_")
-                                .to_string()
-                        })
-                    })
+                    .map(|x| x.as_str())
                     .collect::<Option<Vec<_>>>()
                     .ok_or_else(|| {
                         anyhow::anyhow!("plugin \"exec\" config.allow_caps must hold strings")
                     })?;
-                for cap in &c.allow_caps {
-                    if cap != "all"
-                        && !controlplane::drivers::CAPABILITY_NAMES.contains(&cap.as_str())
-                    {
-                        anyhow::bail!(
-                            "plugin \"exec\" config.allow_caps: {cap:?} is not a Linux capability"
-                        );
-                    }
-                }
+                // Read as the control plane reads cap_add: `CAP_NET_RAW` → `net_raw`.
+                c.allow_caps = texts
+                    .into_iter()
+                    .map(|text| match capabilities::normalize(text) {
+                        Some(cap) => Ok(cap.to_string()),
+                        None => Err(anyhow::anyhow!(
+                            "plugin \"exec\" config.allow_caps: {text:?} is not a Linux capability"
+                        )),
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
             }
         }
         Ok(())

@@ -128,7 +128,7 @@ impl ExecDriver {
             .map(String::as_str)
             .collect();
         let allow_all = allowed.contains("all");
-        let mut set: BTreeSet<String> = crate::agent::config::DEFAULT_ALLOW_CAPS
+        let mut set: BTreeSet<String> = capabilities::NOMAD_DEFAULT_ALLOW
             .iter()
             .filter(|c| allow_all || allowed.contains(**c))
             .map(|c| c.to_string())
@@ -152,11 +152,7 @@ impl ExecDriver {
                 ));
             }
             if cap == "all" {
-                set.extend(
-                    controlplane::drivers::CAPABILITY_NAMES
-                        .iter()
-                        .map(|c| c.to_string()),
-                );
+                set.extend(capabilities::NAMES.iter().map(|c| c.to_string()));
             } else {
                 set.insert(cap.clone());
             }
@@ -472,7 +468,7 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         };
-        let defaults = crate::agent::config::DEFAULT_ALLOW_CAPS;
+        let defaults: &[&str] = &capabilities::NOMAD_DEFAULT_ALLOW;
         // Drop everything, add back what the task needs: exactly that.
         assert_eq!(
             caps(
