@@ -277,7 +277,8 @@ job "hog" {
         out.status.code(),
         Some(2),
         "a failed allocation exits 2: {} {}",
-        String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout)
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
     );
     let a = first_alloc_with_status(&agent, "hog", &["failed"]);
     let e = events(&alloc(&agent, a["ID"].as_str().unwrap()), "hog");

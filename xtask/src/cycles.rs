@@ -62,7 +62,7 @@ pub fn run(args: &[String]) -> Result<()> {
 /// Every cycle in every crate of the workspace at `root`, as lists of files relative to it.
 pub fn find_all(root: &Path) -> Result<Vec<Vec<String>>> {
     let mut out = Vec::new();
-    for krate in crate_roots(root)? {
+    for krate in crate_roots()? {
         let tree = load_tree(&krate.root)?;
         for cycle in cycles(&tree) {
             let files: Vec<String> = cycle
@@ -75,31 +75,31 @@ pub fn find_all(root: &Path) -> Result<Vec<Vec<String>>> {
     Ok(out)
 }
 
-fn crate_roots(root: &Path) -> Result<Vec<CrateRoot>> {
+/// The root file of every library and binary of every workspace package.
+fn crate_roots() -> Result<Vec<CrateRoot>> {
+    let meta = super::metadata()?;
+    let members: Vec<&str> = meta["workspace_members"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
     let mut roots = Vec::new();
-    for member in [
-        "controlplane",
-        "noded",
-        "isolation",
-        "xtask",
-        "tests",
-        "netns",
-        "ebpf",
-        "federation",
-    ] {
-        let src = root.join(member).join("src");
-        for file in ["lib.rs", "main.rs"] {
-            let path = src.join(file);
-            if path.is_file() {
-                roots.push(CrateRoot { root: path });
-            }
+    for package in meta["packages"].as_array().into_iter().flatten() {
+        if !members.contains(&package["id"].as_str().unwrap_or_default()) {
+            continue;
         }
-        let bins = src.join("bin");
-        if let Ok(entries) = std::fs::read_dir(&bins) {
-            for entry in entries.flatten() {
-                let path = entry.path();
-                if path.extension().is_some_and(|e| e == "rs") {
-                    roots.push(CrateRoot { root: path });
+        for target in package["targets"].as_array().into_iter().flatten() {
+            let kinds: Vec<&str> = target["kind"]
+                .as_array()
+                .map(|k| k.iter().filter_map(|v| v.as_str()).collect())
+                .unwrap_or_default();
+            if kinds
+                .iter()
+                .any(|k| matches!(*k, "lib" | "bin" | "proc-macro"))
+            {
+                if let Some(path) = target["src_path"].as_str() {
+                    roots.push(CrateRoot {
+                        root: PathBuf::from(path),
+                    });
                 }
             }
         }

@@ -40,6 +40,21 @@ fn root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// `cargo metadata` of the workspace, as JSON (the lock file is not changed).
+fn metadata() -> anyhow::Result<serde_json::Value> {
+    let output = cargo()
+        .args(["metadata", "--format-version", "1", "--locked"])
+        .output()
+        .context("running cargo metadata")?;
+    if !output.status.success() {
+        bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    serde_json::from_slice(&output.stdout).context("reading cargo metadata")
+}
+
 fn have(command: &str) -> bool {
     std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(command).is_file()))

@@ -9,7 +9,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
@@ -50,24 +49,15 @@ pub fn run(args: &[String]) -> Result<()> {
 }
 
 fn packages() -> Result<Vec<Package>> {
-    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["metadata", "--format-version", "1", "--locked"])
-        .current_dir(super::root())
-        .output()
-        .context("running cargo metadata")?;
-    if !output.status.success() {
-        bail!(
-            "cargo metadata failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let meta: serde_json::Value =
-        serde_json::from_slice(&output.stdout).context("reading cargo metadata")?;
+    let meta = super::metadata()?;
     let members: BTreeSet<&str> = meta["workspace_members"]
         .as_array()
         .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
         .unwrap_or_default();
-    let nodes = meta["resolve"]["nodes"].as_array().cloned().unwrap_or_default();
+    let nodes = meta["resolve"]["nodes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let mut out = Vec::new();
     for package in meta["packages"].as_array().into_iter().flatten() {
         let id = package["id"].as_str().unwrap_or_default();
@@ -108,16 +98,24 @@ fn sources_of(dir: &Path, package_dirs: &[PathBuf]) -> Result<String> {
     let mut text = String::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(current) = pending.pop() {
-        for entry in std::fs::read_dir(&current).with_context(|| format!("listing {}", current.display()))? {
+        for entry in
+            std::fs::read_dir(&current).with_context(|| format!("listing {}", current.display()))?
+        {
             let path = entry?.path();
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             if path.is_dir() {
                 let nested = package_dirs.iter().any(|d| d == &path);
                 if !nested && name != "target" && !name.starts_with('.') {
                     pending.push(path);
                 }
             } else if name.ends_with(".rs") {
-                text.push_str(&std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?);
+                text.push_str(
+                    &std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?,
+                );
                 text.push('\n');
             }
         }

@@ -5,7 +5,7 @@ use std::future::Future;
 
 use clap::Args;
 
-use super::http::ApiClient;
+use super::http::{ApiClient, Endpoint};
 use super::Exit;
 
 /// How to reach the agent, and as whom.
@@ -26,13 +26,13 @@ pub struct GlobalArgs {
 }
 
 impl GlobalArgs {
-    /// The defaults, pointed at `address` (for programs that drive an agent: the benches).
-    pub fn at(address: &str) -> GlobalArgs {
-        GlobalArgs {
-            address: address.to_string(),
-            region: String::new(),
-            namespace: controlplane::model::DEFAULT_NAMESPACE.to_string(),
-            token: String::new(),
+    /// Where the flags point.
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint {
+            address: self.address.clone(),
+            namespace: self.namespace.clone(),
+            region: self.region.clone(),
+            token: self.token.clone(),
         }
     }
 }
@@ -54,7 +54,7 @@ pub struct Api<C: Args> {
 
 impl<C: ApiCommand> Api<C> {
     pub async fn run(self) -> anyhow::Result<Exit> {
-        let api = ApiClient::new(&self.global)?;
+        let api = ApiClient::new(&self.global.endpoint())?;
         self.command.run(&api).await
     }
 }

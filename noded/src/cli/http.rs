@@ -9,8 +9,6 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::global::GlobalArgs;
-
 /// How long a connection to the agent may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a write may take (a Raft commit, behind a busy leader).
@@ -42,6 +40,19 @@ impl ApiCallError {
     }
 }
 
+/// Which agent to talk to, and what every request carries.
+#[derive(Debug, Clone, Default)]
+pub struct Endpoint {
+    /// `http://host:port` (or https).
+    pub address: String,
+    /// `?namespace=`, left out when empty.
+    pub namespace: String,
+    /// `?region=`, left out when empty (the agent's own region).
+    pub region: String,
+    /// `X-Nomad-Token`, left out when empty.
+    pub token: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct ApiClient {
     address: String,
@@ -52,8 +63,8 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
-    pub fn new(global: &GlobalArgs) -> anyhow::Result<ApiClient> {
-        let address = global.address.trim_end_matches('/').to_string();
+    pub fn new(endpoint: &Endpoint) -> anyhow::Result<ApiClient> {
+        let address = endpoint.address.trim_end_matches('/').to_string();
         if !address.starts_with("http://") && !address.starts_with("https://") {
             return Err(anyhow!(
                 "agent address {address:?} must start with http:// or https://"
@@ -66,9 +77,9 @@ impl ApiClient {
         Ok(ApiClient {
             address,
             http,
-            namespace: global.namespace.clone(),
-            region: global.region.clone(),
-            token: global.token.clone(),
+            namespace: endpoint.namespace.clone(),
+            region: endpoint.region.clone(),
+            token: endpoint.token.clone(),
         })
     }
 
@@ -280,7 +291,7 @@ mod tests {
     use super::*;
 
     fn client(region: &str, token: &str) -> ApiClient {
-        ApiClient::new(&GlobalArgs {
+        ApiClient::new(&Endpoint {
             address: "http://127.0.0.1:4646/".into(),
             region: region.into(),
             namespace: "default".into(),
@@ -306,11 +317,9 @@ mod tests {
             "ws://127.0.0.1:4646/v1/client/allocation/x/exec?namespace=default&task=t"
         );
         assert_eq!(ws.headers()["X-Nomad-Token"], "s3cret");
-        let bad = ApiClient::new(&GlobalArgs {
+        let bad = ApiClient::new(&Endpoint {
             address: "127.0.0.1:4646".into(),
-            region: String::new(),
-            namespace: String::new(),
-            token: String::new(),
+            ..Endpoint::default()
         });
         assert!(bad.unwrap_err().to_string().contains("http://"));
     }

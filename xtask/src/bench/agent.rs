@@ -19,8 +19,7 @@ use anyhow::{bail, Context};
 use controlplane::model::{AllocListStub, Node, NodeListStub, NodeStatus};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use noded::cli::global::GlobalArgs;
-use noded::cli::http::ApiClient;
+use noded::cli::http::{ApiClient, Endpoint};
 
 /// How long the agent may take to answer `/v1/agent/health`.
 const HEALTHY_WITHIN: Duration = Duration::from_secs(30);
@@ -97,7 +96,11 @@ impl Agent {
             .context("starting a tokio runtime")?;
         let api = {
             let _entered = rt.enter();
-            ApiClient::new(&GlobalArgs::at(&address))?
+            ApiClient::new(&Endpoint {
+                address: address.clone(),
+                namespace: "default".to_string(),
+                ..Endpoint::default()
+            })?
         };
         let mut agent = Agent {
             child: Some(child),
