@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::Job;
+use crate::job::{Job, JobType};
+use crate::placement::AllocMetric;
+use crate::resources::AllocatedResources;
 
 /// What the servers want of an allocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -60,74 +62,6 @@ impl ClientStatus {
             ClientStatus::Complete | ClientStatus::Failed | ClientStatus::Lost
         )
     }
-}
-
-/// Resources reserved for an allocation on its node.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct AllocatedResources {
-    pub tasks: BTreeMap<String, AllocatedTaskResources>,
-    pub shared: AllocatedSharedResources,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct AllocatedTaskResources {
-    pub cpu: AllocatedCpuResources,
-    pub memory: AllocatedMemoryResources,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct AllocatedCpuResources {
-    /// MHz reserved; the client turns it into a cgroup cpu weight.
-    pub cpu_shares: i64,
-    pub reserved_cores: Vec<u32>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct AllocatedMemoryResources {
-    #[serde(rename = "MemoryMB")]
-    pub memory_mb: i64,
-    #[serde(rename = "MemoryMaxMB")]
-    pub memory_max_mb: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct AllocatedSharedResources {
-    #[serde(rename = "DiskMB")]
-    pub disk_mb: i64,
-}
-
-impl AllocatedResources {
-    /// The total, as placement compares it.
-    pub fn comparable(&self) -> super::ComparableResources {
-        let mut total = super::ComparableResources::default();
-        for t in self.tasks.values() {
-            total.cpu_mhz += t.cpu.cpu_shares;
-            total.memory_mb += t.memory.memory_mb;
-        }
-        total
-    }
-}
-
-/// How the scheduler arrived at (or failed) a placement: shown by `alloc status -verbose` and in
-/// an evaluation's `FailedTGAllocs`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct AllocMetric {
-    pub nodes_evaluated: u64,
-    pub nodes_filtered: u64,
-    pub nodes_in_pool: u64,
-    pub nodes_available: BTreeMap<String, u64>,
-    pub class_filtered: BTreeMap<String, u64>,
-    pub constraint_filtered: BTreeMap<String, u64>,
-    pub nodes_exhausted: u64,
-    pub dimension_exhausted: BTreeMap<String, u64>,
-    pub scores: BTreeMap<String, f64>,
-    pub coalesced_failures: u64,
 }
 
 /// Lifecycle of one task on the client.
@@ -275,7 +209,7 @@ impl Allocation {
         self.job.as_ref().map(|j| j.version).unwrap_or(0)
     }
 
-    pub fn job_type(&self) -> super::JobType {
+    pub fn job_type(&self) -> JobType {
         self.job.as_ref().map(|j| j.job_type).unwrap_or_default()
     }
 
@@ -320,7 +254,7 @@ pub struct AllocListStub {
     pub node_name: String,
     #[serde(rename = "JobID")]
     pub job_id: String,
-    pub job_type: super::JobType,
+    pub job_type: JobType,
     pub job_version: u64,
     pub task_group: String,
     pub desired_status: DesiredStatus,

@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::duration;
-use super::job_parts::*;
+use crate::duration;
+use crate::job_parts::*;
+use crate::placement::{Affinity, Constraint, Spread};
+use crate::resources::{ComparableResources, NetworkResource, Resources};
 
 /// The scheduler a job uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -189,34 +191,6 @@ pub struct Task {
     pub schedule: Option<TaskSchedule>,
 }
 
-/// What a task asks of its node.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct Resources {
-    /// CPU in MHz.
-    #[serde(rename = "CPU")]
-    pub cpu: i64,
-    /// Exclusive cores (instead of `CPU`).
-    pub cores: i64,
-    #[serde(rename = "MemoryMB")]
-    pub memory_mb: i64,
-    #[serde(rename = "MemoryMaxMB")]
-    pub memory_max_mb: i64,
-    #[serde(rename = "DiskMB")]
-    pub disk_mb: Option<i64>,
-    /// Deprecated task-level networks (Nomad still accepts them).
-    pub networks: Vec<NetworkResource>,
-    pub devices: Vec<RequestedDevice>,
-    #[serde(rename = "NUMA")]
-    pub numa: Option<NumaResource>,
-    /// Size of the in-memory secrets directory.
-    #[serde(rename = "SecretsMB")]
-    pub secrets_mb: Option<i64>,
-    /// Ignored by Nomad since 0.9; accepted for old jobs.
-    #[serde(rename = "IOPS")]
-    pub iops: Option<i64>,
-}
-
 /// What the client does when a task exits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
@@ -231,36 +205,13 @@ pub struct RestartPolicy {
     pub render_templates: bool,
 }
 
-/// Log rotation for a task's stdout and stderr.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct LogConfig {
-    pub max_files: i64,
-    #[serde(rename = "MaxFileSizeMB")]
-    pub max_file_size_mb: i64,
-    pub disabled: bool,
-    /// The older spelling of `!disabled`; folded into `disabled` by canonicalization.
-    pub enabled: Option<bool>,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig {
-            max_files: 10,
-            max_file_size_mb: 10,
-            disabled: false,
-            enabled: None,
-        }
-    }
-}
-
 /// Nomad's defaults, in one place. The jobspec decoder and the API both canonicalize through
 /// [`Job::canonicalize`], so a job looks the same however it arrived. Values follow Nomad's
 /// `api` package (`Canonicalize` methods); where noded differs it says so.
 pub mod defaults {
     use std::time::Duration;
 
-    use super::super::job_parts::*;
+    use crate::job_parts::{MigrateStrategy, ReschedulePolicy, UpdateStrategy};
 
     pub const PRIORITY: i32 = 50;
     pub const MIN_PRIORITY: i32 = 1;
@@ -859,34 +810,6 @@ impl TaskGroup {
             }
         }
         total
-    }
-}
-
-/// Resources reduced to what placement compares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ComparableResources {
-    #[serde(rename = "CPU")]
-    pub cpu_mhz: i64,
-    #[serde(rename = "MemoryMB")]
-    pub memory_mb: i64,
-}
-
-impl ComparableResources {
-    pub fn add(&mut self, other: ComparableResources) {
-        self.cpu_mhz += other.cpu_mhz;
-        self.memory_mb += other.memory_mb;
-    }
-
-    /// Whether `self` fits into `capacity`; on failure, the dimension that did not fit.
-    pub fn fits_in(&self, capacity: &ComparableResources) -> Result<(), &'static str> {
-        if self.cpu_mhz > capacity.cpu_mhz {
-            return Err("cpu");
-        }
-        if self.memory_mb > capacity.memory_mb {
-            return Err("memory");
-        }
-        Ok(())
     }
 }
 
