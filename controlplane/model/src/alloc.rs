@@ -62,7 +62,76 @@ impl ClientStatus {
             ClientStatus::Complete | ClientStatus::Failed | ClientStatus::Lost
         )
     }
+
+    /// Every status, for tables and tests.
+    pub const ALL: [ClientStatus; 6] = [
+        ClientStatus::Pending,
+        ClientStatus::Running,
+        ClientStatus::Complete,
+        ClientStatus::Failed,
+        ClientStatus::Lost,
+        ClientStatus::Unknown,
+    ];
+
+    /// Whether an allocation's client status may move from `self` to `next`: the one table of
+    /// legal transitions, which the state machine enforces on every client update.
+    ///
+    /// | from \ to           | pending | running | complete | failed | lost | unknown |
+    /// |---------------------|---------|---------|----------|--------|------|---------|
+    /// | pending             | yes     | yes     | yes      | yes    | yes  | yes     |
+    /// | running             | yes     | yes     | yes      | yes    | yes  | yes     |
+    /// | unknown             | yes     | yes     | yes      | yes    | yes  | yes     |
+    /// | complete/failed/lost| only to itself                                         |
+    ///
+    /// Why each row, after Nomad (`structs.Allocation`, whose terminal client statuses are
+    /// complete, failed and lost):
+    /// - running → pending is a restart: every task waiting to start again reads as pending,
+    ///   as Nomad's client computes it (and noded's `alloc_runner::client_status`).
+    /// - pending/running → unknown is a client that stopped heartbeating while its
+    ///   allocations may still run (Nomad's `max_client_disconnect`); unknown → anything is
+    ///   that client reconnecting and reporting what it finds.
+    /// - a terminal status stays: an allocation runner that finished never starts again, so
+    ///   a later report of another status is stale or wrong. Reporting the same terminal
+    ///   status again is legal, since it carries the final task states and events. (Nomad's
+    ///   state store copies whatever a client sends; noded refuses instead, so that a stale
+    ///   report can never bring back an allocation whose resources were given away.)
+    pub fn can_become(self, next: ClientStatus) -> bool {
+        self == next || !self.is_terminal()
+    }
+
+    /// [`ClientStatus::can_become`], with an error that says why not.
+    pub fn check_transition(self, next: ClientStatus) -> Result<(), IllegalTransition> {
+        if self.can_become(next) {
+            Ok(())
+        } else {
+            Err(IllegalTransition {
+                from: self,
+                to: next,
+            })
+        }
+    }
 }
+
+/// A client status change [`ClientStatus::can_become`] refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IllegalTransition {
+    pub from: ClientStatus,
+    pub to: ClientStatus,
+}
+
+impl std::fmt::Display for IllegalTransition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "client status cannot go from {} to {}: {} is terminal",
+            self.from.as_str(),
+            self.to.as_str(),
+            self.from.as_str()
+        )
+    }
+}
+
+impl std::error::Error for IllegalTransition {}
 
 /// Lifecycle of one task on the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -277,4 +346,71 @@ pub struct AllocClientUpdate {
     pub client_status: ClientStatus,
     pub client_description: String,
     pub task_states: BTreeMap<String, TaskState>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use ClientStatus::*;
+
+    #[test]
+    fn the_transition_table_row_by_row() {
+        // (from, the statuses it may become), every other target refused.
+        let table = [
+            (Pending, &ClientStatus::ALL[..]),
+            (Running, &ClientStatus::ALL[..]),
+            (Unknown, &ClientStatus::ALL[..]),
+            (Complete, &[Complete][..]),
+            (Failed, &[Failed][..]),
+            (Lost, &[Lost][..]),
+        ];
+        assert_eq!(table.len(), ClientStatus::ALL.len(), "a row per status");
+        for (from, legal) in table {
+            for to in ClientStatus::ALL {
+                assert_eq!(
+                    from.can_become(to),
+                    legal.contains(&to),
+                    "{} → {}",
+                    from.as_str(),
+                    to.as_str()
+                );
+                assert_eq!(from.check_transition(to).is_ok(), legal.contains(&to));
+            }
+        }
+    }
+
+    #[test]
+    fn the_lifecycles_a_client_reports_are_legal() {
+        let paths: [&[ClientStatus]; 5] = [
+            &[Pending, Running, Complete, Complete],
+            &[Pending, Running, Pending, Running, Failed],
+            &[Pending, Failed],
+            &[Pending, Running, Unknown, Running, Complete],
+            &[Running, Unknown, Lost],
+        ];
+        for path in paths {
+            for step in path.windows(2) {
+                assert!(step[0].can_become(step[1]), "{path:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_terminal_status_never_comes_back_and_the_error_says_so() {
+        let e = Complete.check_transition(Running).unwrap_err();
+        assert_eq!(
+            e,
+            IllegalTransition {
+                from: Complete,
+                to: Running
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "client status cannot go from complete to running: complete is terminal"
+        );
+        assert!(!Lost.can_become(Pending));
+        assert!(!Failed.can_become(Complete));
+    }
 }

@@ -373,9 +373,32 @@ impl Server {
     }
 
     /// A client reports its allocations' state.
-    pub async fn update_allocs(&self, updates: Vec<AllocClientUpdate>) -> Result<u64, ServerError> {
+    ///
+    /// A status change the transition table refuses ([`ClientStatus::can_become`]: a finished
+    /// allocation reported running again, say) is left out with a warning rather than refused:
+    /// the client retries a refused batch whole, and a stale report would never become legal.
+    /// The state machine refuses it too, for a report that races another.
+    ///
+    /// [`ClientStatus::can_become`]: crate::model::ClientStatus::can_become
+    pub async fn update_allocs(
+        &self,
+        mut updates: Vec<AllocClientUpdate>,
+    ) -> Result<u64, ServerError> {
+        let state = self.store.snapshot();
+        updates.retain(|update| {
+            let Some(alloc) = state.alloc(&update.id) else {
+                return true;
+            };
+            match alloc.client_status.check_transition(update.client_status) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(alloc_id = %update.id, "ignoring a client update: {e}");
+                    false
+                }
+            }
+        });
         if updates.is_empty() {
-            return Ok(self.store.snapshot().latest_index());
+            return Ok(state.latest_index());
         }
         let response = self
             .propose(Command::AllocClientUpdate {

@@ -61,19 +61,21 @@ impl StateStore {
     }
 
     /// Records that a Raft entry carrying no command (a blank or membership entry) was applied.
+    /// Panics if `index` does not grow, as [`State::apply`] does.
     pub fn note_index(&self, index: u64) {
-        let mut guard = match self.state.write() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if index > guard.latest_index {
-            guard.latest_index = index;
+        {
+            let mut guard = match self.state.write() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            guard.note_index(index);
         }
-        drop(guard);
         self.index_tx.send_replace(index);
     }
 
-    /// Replaces the whole state (installing a snapshot).
+    /// Replaces the whole state (installing a snapshot). Panics if the snapshot is older than
+    /// the state it replaces: openraft installs only snapshots past what it has committed, and
+    /// going back would hand blocking queries an index that moved backwards.
     pub fn restore(&self, state: State) {
         let index = state.latest_index();
         {
@@ -81,6 +83,11 @@ impl StateStore {
                 Ok(g) => g,
                 Err(poisoned) => poisoned.into_inner(),
             };
+            assert!(
+                index >= guard.latest_index(),
+                "snapshot at index {index} would replace a state already at index {}",
+                guard.latest_index()
+            );
             *guard = state;
         }
         self.index_tx.send_replace(index);
