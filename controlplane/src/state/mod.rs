@@ -18,7 +18,7 @@ use imbl::{OrdMap, OrdSet};
 pub use capacity::PlanRefused;
 pub use command::{AllocStop, Command, CommandResponse, PlanResult};
 pub use snapshot::{SnapshotFile, SNAPSHOT_FORMAT_VERSION};
-pub use store::{StateStore, WaitOutcome};
+pub use store::{Effects, EffectsReceiver, StateStore, WaitOutcome, EFFECTS_QUEUE_DEPTH};
 
 use crate::model::{
     Allocation, ClientStatus, DesiredStatus, EvalStatus, Evaluation, Job, JobStatus, JobSummary,

@@ -789,3 +789,34 @@ fn a_plan_creating_an_allocation_the_client_never_saw_as_running_stops_the_state
     a.client_status = ClientStatus::Running;
     state.apply(3, &plan(vec![a]));
 }
+
+// ---- bounds: the effects queue ----
+
+#[tokio::test]
+async fn a_full_effects_queue_never_blocks_apply_and_ends_in_a_resync() {
+    let store = StateStore::new();
+    let mut effects = store.subscribe_effects();
+    // Every node registration publishes `capacity_changed`; nobody reads until the end.
+    let registrations = EFFECTS_QUEUE_DEPTH as u64 + 10;
+    for i in 1..=registrations {
+        store.apply(i, &node_register(&format!("n{i}")));
+    }
+    let mut applied = 0;
+    let mut resyncs = 0;
+    while let Ok(Some(next)) =
+        tokio::time::timeout(std::time::Duration::from_millis(50), effects.recv()).await
+    {
+        match next {
+            Effects::Apply(e) => {
+                assert!(e.capacity_changed);
+                applied += 1;
+            }
+            Effects::Resync => resyncs += 1,
+        }
+    }
+    assert_eq!(applied, EFFECTS_QUEUE_DEPTH);
+    assert_eq!(resyncs, 1, "one resync for the whole overflow");
+    // Drained: effects flow one by one again.
+    store.apply(registrations + 1, &node_register("late"));
+    assert!(matches!(effects.recv().await, Some(Effects::Apply(_))));
+}
