@@ -321,6 +321,71 @@ macro_rules! fill {
     }};
 }
 
+// Each strategy's fields, listed once: what a group inherits from its job and what defaults
+// fill in are the same fields.
+
+impl UpdateStrategy {
+    fn fill_from(&mut self, from: &UpdateStrategy) {
+        fill!(
+            self,
+            from,
+            [
+                stagger,
+                max_parallel,
+                health_check,
+                min_healthy_time,
+                healthy_deadline,
+                progress_deadline,
+                canary,
+                auto_revert,
+                auto_promote
+            ]
+        );
+    }
+}
+
+impl ReschedulePolicy {
+    fn fill_from(&mut self, from: &ReschedulePolicy) {
+        fill!(
+            self,
+            from,
+            [
+                attempts,
+                interval,
+                delay,
+                delay_function,
+                max_delay,
+                unlimited
+            ]
+        );
+    }
+}
+
+impl MigrateStrategy {
+    fn fill_from(&mut self, from: &MigrateStrategy) {
+        fill!(
+            self,
+            from,
+            [
+                max_parallel,
+                health_check,
+                min_healthy_time,
+                healthy_deadline
+            ]
+        );
+    }
+}
+
+/// A group's strategy after inheriting the job's: the group's set fields win, the job's fill
+/// the rest; a group without one takes the job's whole.
+fn inherit<T: Clone>(group: &mut Option<T>, job: &Option<T>, fill_from: fn(&mut T, &T)) {
+    match (job, group.as_mut()) {
+        (Some(from), Some(target)) => fill_from(target, from),
+        (Some(from), None) => *group = Some(from.clone()),
+        (None, _) => {}
+    }
+}
+
 impl Job {
     /// Fills unset fields with Nomad's defaults and merges job-level strategies into groups,
     /// as Nomad's API does before registering. Idempotent.
@@ -353,21 +418,7 @@ impl Job {
             }
         }
         match &mut self.update {
-            Some(u) => fill!(
-                u,
-                defaults::update(),
-                [
-                    stagger,
-                    max_parallel,
-                    health_check,
-                    min_healthy_time,
-                    healthy_deadline,
-                    progress_deadline,
-                    canary,
-                    auto_revert,
-                    auto_promote
-                ]
-            ),
+            Some(u) => u.fill_from(&defaults::update()),
             None if matches!(self.job_type, JobType::Service | JobType::System) => {
                 self.update = Some(defaults::update());
             }
@@ -410,6 +461,35 @@ struct JobContext {
 }
 
 impl TaskGroup {
+    /// Update, reschedule and migrate: inherited from the job, then Nomad's defaults for
+    /// what is still unset (reschedule and migrate only for the job types that use them).
+    fn canonicalize_strategies(&mut self, job: &JobContext) {
+        inherit(&mut self.update, &job.update, UpdateStrategy::fill_from);
+        if let Some(u) = &mut self.update {
+            u.fill_from(&defaults::update());
+        }
+        inherit(
+            &mut self.reschedule_policy,
+            &job.reschedule,
+            ReschedulePolicy::fill_from,
+        );
+        if self.reschedule_policy.is_none()
+            && matches!(job.job_type, JobType::Service | JobType::Batch)
+        {
+            self.reschedule_policy = Some(defaults::reschedule_for(job.job_type));
+        }
+        if let Some(r) = &mut self.reschedule_policy {
+            r.fill_from(&defaults::reschedule_for(job.job_type));
+        }
+        inherit(&mut self.migrate, &job.migrate, MigrateStrategy::fill_from);
+        if self.migrate.is_none() && job.job_type == JobType::Service {
+            self.migrate = Some(MigrateStrategy::default());
+        }
+        if let Some(m) = &mut self.migrate {
+            m.fill_from(&defaults::migrate());
+        }
+    }
+
     fn canonicalize(&mut self, job: &JobContext) {
         if let Some(s) = &mut self.scaling {
             s.enabled.get_or_insert(true);
@@ -432,106 +512,7 @@ impl TaskGroup {
                 c.cluster = "default".to_string();
             }
         }
-        match (&job.update, &mut self.update) {
-            (Some(ju), Some(gu)) => fill!(
-                gu,
-                ju,
-                [
-                    stagger,
-                    max_parallel,
-                    health_check,
-                    min_healthy_time,
-                    healthy_deadline,
-                    progress_deadline,
-                    canary,
-                    auto_revert,
-                    auto_promote
-                ]
-            ),
-            (Some(ju), None) => self.update = Some(ju.clone()),
-            _ => {}
-        }
-        if let Some(u) = &mut self.update {
-            fill!(
-                u,
-                defaults::update(),
-                [
-                    stagger,
-                    max_parallel,
-                    health_check,
-                    min_healthy_time,
-                    healthy_deadline,
-                    progress_deadline,
-                    canary,
-                    auto_revert,
-                    auto_promote
-                ]
-            );
-        }
-        match (&job.reschedule, &mut self.reschedule_policy) {
-            (Some(jr), Some(gr)) => fill!(
-                gr,
-                jr,
-                [
-                    attempts,
-                    interval,
-                    delay,
-                    delay_function,
-                    max_delay,
-                    unlimited
-                ]
-            ),
-            (Some(jr), None) => self.reschedule_policy = Some(jr.clone()),
-            _ => {}
-        }
-        if self.reschedule_policy.is_none()
-            && matches!(job.job_type, JobType::Service | JobType::Batch)
-        {
-            self.reschedule_policy = Some(defaults::reschedule_for(job.job_type));
-        }
-        if let Some(r) = &mut self.reschedule_policy {
-            fill!(
-                r,
-                defaults::reschedule_for(job.job_type),
-                [
-                    attempts,
-                    interval,
-                    delay,
-                    delay_function,
-                    max_delay,
-                    unlimited
-                ]
-            );
-        }
-        match (&job.migrate, &mut self.migrate) {
-            (Some(jm), Some(gm)) => fill!(
-                gm,
-                jm,
-                [
-                    max_parallel,
-                    health_check,
-                    min_healthy_time,
-                    healthy_deadline
-                ]
-            ),
-            (Some(jm), None) => self.migrate = Some(jm.clone()),
-            _ => {}
-        }
-        if self.migrate.is_none() && job.job_type == JobType::Service {
-            self.migrate = Some(MigrateStrategy::default());
-        }
-        if let Some(m) = &mut self.migrate {
-            fill!(
-                m,
-                defaults::migrate(),
-                [
-                    max_parallel,
-                    health_check,
-                    min_healthy_time,
-                    healthy_deadline
-                ]
-            );
-        }
+        self.canonicalize_strategies(job);
         let group_restart = self
             .restart_policy
             .get_or_insert_with(|| defaults::restart_for(job.job_type))
