@@ -165,3 +165,46 @@ async fn a_snapshot_streamed_to_another_state_machine_reproduces_the_state() {
         snapshot.meta
     );
 }
+
+#[tokio::test]
+#[should_panic(expected = "applied after")]
+async fn an_entry_applied_out_of_order_stops_the_state_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut machine =
+        StateMachineStore::open(dir.path().join("snapshots"), Arc::new(StateStore::new())).unwrap();
+    machine
+        .apply([entry(1, EntryPayload::Blank), entry(2, EntryPayload::Blank)])
+        .await
+        .unwrap();
+    let _ = machine
+        .apply([entry(2, EntryPayload::Normal(node_register("n1")))])
+        .await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "installed over a state already at")]
+async fn a_snapshot_older_than_the_state_stops_the_state_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut source =
+        StateMachineStore::open(dir.path().join("a"), Arc::new(StateStore::new())).unwrap();
+    source
+        .apply([entry(1, EntryPayload::Normal(node_register("n1")))])
+        .await
+        .unwrap();
+    let old = source
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    let mut target =
+        StateMachineStore::open(dir.path().join("b"), Arc::new(StateStore::new())).unwrap();
+    target
+        .apply([entry(1, EntryPayload::Blank), entry(2, EntryPayload::Blank)])
+        .await
+        .unwrap();
+    let mut sent = old.snapshot;
+    let mut received = target.begin_receiving_snapshot().await.unwrap();
+    tokio::io::copy(&mut sent, &mut *received).await.unwrap();
+    let _ = target.install_snapshot(&old.meta, received).await;
+}

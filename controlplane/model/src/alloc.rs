@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::Job;
+use crate::job::{Job, JobType};
+use crate::placement::AllocMetric;
+use crate::resources::AllocatedResources;
 
 /// What the servers want of an allocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -60,75 +62,76 @@ impl ClientStatus {
             ClientStatus::Complete | ClientStatus::Failed | ClientStatus::Lost
         )
     }
-}
 
-/// Resources reserved for an allocation on its node.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct AllocatedResources {
-    pub tasks: BTreeMap<String, AllocatedTaskResources>,
-    pub shared: AllocatedSharedResources,
-}
+    /// Every status, for tables and tests.
+    pub const ALL: [ClientStatus; 6] = [
+        ClientStatus::Pending,
+        ClientStatus::Running,
+        ClientStatus::Complete,
+        ClientStatus::Failed,
+        ClientStatus::Lost,
+        ClientStatus::Unknown,
+    ];
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct AllocatedTaskResources {
-    pub cpu: AllocatedCpuResources,
-    pub memory: AllocatedMemoryResources,
-}
+    /// Whether an allocation's client status may move from `self` to `next`: the one table of
+    /// legal transitions, which the state machine enforces on every client update.
+    ///
+    /// | from \ to           | pending | running | complete | failed | lost | unknown |
+    /// |---------------------|---------|---------|----------|--------|------|---------|
+    /// | pending             | yes     | yes     | yes      | yes    | yes  | yes     |
+    /// | running             | yes     | yes     | yes      | yes    | yes  | yes     |
+    /// | unknown             | yes     | yes     | yes      | yes    | yes  | yes     |
+    /// | complete/failed/lost| only to itself                                         |
+    ///
+    /// Why each row, after Nomad (`structs.Allocation`, whose terminal client statuses are
+    /// complete, failed and lost):
+    /// - running → pending is a restart: every task waiting to start again reads as pending,
+    ///   as Nomad's client computes it (and noded's `alloc_runner::client_status`).
+    /// - pending/running → unknown is a client that stopped heartbeating while its
+    ///   allocations may still run (Nomad's `max_client_disconnect`); unknown → anything is
+    ///   that client reconnecting and reporting what it finds.
+    /// - a terminal status stays: an allocation runner that finished never starts again, so
+    ///   a later report of another status is stale or wrong. Reporting the same terminal
+    ///   status again is legal, since it carries the final task states and events. (Nomad's
+    ///   state store copies whatever a client sends; noded refuses instead, so that a stale
+    ///   report can never bring back an allocation whose resources were given away.)
+    pub fn can_become(self, next: ClientStatus) -> bool {
+        self == next || !self.is_terminal()
+    }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct AllocatedCpuResources {
-    /// MHz reserved; the client turns it into a cgroup cpu weight.
-    pub cpu_shares: i64,
-    pub reserved_cores: Vec<u32>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct AllocatedMemoryResources {
-    #[serde(rename = "MemoryMB")]
-    pub memory_mb: i64,
-    #[serde(rename = "MemoryMaxMB")]
-    pub memory_max_mb: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct AllocatedSharedResources {
-    #[serde(rename = "DiskMB")]
-    pub disk_mb: i64,
-}
-
-impl AllocatedResources {
-    /// The total, as placement compares it.
-    pub fn comparable(&self) -> super::ComparableResources {
-        let mut total = super::ComparableResources::default();
-        for t in self.tasks.values() {
-            total.cpu_mhz += t.cpu.cpu_shares;
-            total.memory_mb += t.memory.memory_mb;
+    /// [`ClientStatus::can_become`], with an error that says why not.
+    pub fn check_transition(self, next: ClientStatus) -> Result<(), IllegalTransition> {
+        if self.can_become(next) {
+            Ok(())
+        } else {
+            Err(IllegalTransition {
+                from: self,
+                to: next,
+            })
         }
-        total
     }
 }
 
-/// How the scheduler arrived at (or failed) a placement: shown by `alloc status -verbose` and in
-/// an evaluation's `FailedTGAllocs`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct AllocMetric {
-    pub nodes_evaluated: u64,
-    pub nodes_filtered: u64,
-    pub nodes_in_pool: u64,
-    pub nodes_available: BTreeMap<String, u64>,
-    pub class_filtered: BTreeMap<String, u64>,
-    pub constraint_filtered: BTreeMap<String, u64>,
-    pub nodes_exhausted: u64,
-    pub dimension_exhausted: BTreeMap<String, u64>,
-    pub scores: BTreeMap<String, f64>,
-    pub coalesced_failures: u64,
+/// A client status change [`ClientStatus::can_become`] refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IllegalTransition {
+    pub from: ClientStatus,
+    pub to: ClientStatus,
 }
+
+impl std::fmt::Display for IllegalTransition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "client status cannot go from {} to {}: {} is terminal",
+            self.from.as_str(),
+            self.to.as_str(),
+            self.from.as_str()
+        )
+    }
+}
+
+impl std::error::Error for IllegalTransition {}
 
 /// Lifecycle of one task on the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -275,7 +278,7 @@ impl Allocation {
         self.job.as_ref().map(|j| j.version).unwrap_or(0)
     }
 
-    pub fn job_type(&self) -> super::JobType {
+    pub fn job_type(&self) -> JobType {
         self.job.as_ref().map(|j| j.job_type).unwrap_or_default()
     }
 
@@ -320,7 +323,7 @@ pub struct AllocListStub {
     pub node_name: String,
     #[serde(rename = "JobID")]
     pub job_id: String,
-    pub job_type: super::JobType,
+    pub job_type: JobType,
     pub job_version: u64,
     pub task_group: String,
     pub desired_status: DesiredStatus,
@@ -343,4 +346,71 @@ pub struct AllocClientUpdate {
     pub client_status: ClientStatus,
     pub client_description: String,
     pub task_states: BTreeMap<String, TaskState>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use ClientStatus::*;
+
+    #[test]
+    fn the_transition_table_row_by_row() {
+        // (from, the statuses it may become), every other target refused.
+        let table = [
+            (Pending, &ClientStatus::ALL[..]),
+            (Running, &ClientStatus::ALL[..]),
+            (Unknown, &ClientStatus::ALL[..]),
+            (Complete, &[Complete][..]),
+            (Failed, &[Failed][..]),
+            (Lost, &[Lost][..]),
+        ];
+        assert_eq!(table.len(), ClientStatus::ALL.len(), "a row per status");
+        for (from, legal) in table {
+            for to in ClientStatus::ALL {
+                assert_eq!(
+                    from.can_become(to),
+                    legal.contains(&to),
+                    "{} → {}",
+                    from.as_str(),
+                    to.as_str()
+                );
+                assert_eq!(from.check_transition(to).is_ok(), legal.contains(&to));
+            }
+        }
+    }
+
+    #[test]
+    fn the_lifecycles_a_client_reports_are_legal() {
+        let paths: [&[ClientStatus]; 5] = [
+            &[Pending, Running, Complete, Complete],
+            &[Pending, Running, Pending, Running, Failed],
+            &[Pending, Failed],
+            &[Pending, Running, Unknown, Running, Complete],
+            &[Running, Unknown, Lost],
+        ];
+        for path in paths {
+            for step in path.windows(2) {
+                assert!(step[0].can_become(step[1]), "{path:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_terminal_status_never_comes_back_and_the_error_says_so() {
+        let e = Complete.check_transition(Running).unwrap_err();
+        assert_eq!(
+            e,
+            IllegalTransition {
+                from: Complete,
+                to: Running
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "client status cannot go from complete to running: complete is terminal"
+        );
+        assert!(!Lost.can_become(Pending));
+        assert!(!Failed.can_become(Complete));
+    }
 }

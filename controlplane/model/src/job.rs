@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::duration;
-use super::job_parts::*;
+use crate::duration;
+use crate::job_parts::*;
+use crate::placement::{Affinity, Constraint, Spread};
+use crate::resources::{ComparableResources, NetworkResource, Resources};
 
 /// The scheduler a job uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -189,34 +191,6 @@ pub struct Task {
     pub schedule: Option<TaskSchedule>,
 }
 
-/// What a task asks of its node.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct Resources {
-    /// CPU in MHz.
-    #[serde(rename = "CPU")]
-    pub cpu: i64,
-    /// Exclusive cores (instead of `CPU`).
-    pub cores: i64,
-    #[serde(rename = "MemoryMB")]
-    pub memory_mb: i64,
-    #[serde(rename = "MemoryMaxMB")]
-    pub memory_max_mb: i64,
-    #[serde(rename = "DiskMB")]
-    pub disk_mb: Option<i64>,
-    /// Deprecated task-level networks (Nomad still accepts them).
-    pub networks: Vec<NetworkResource>,
-    pub devices: Vec<RequestedDevice>,
-    #[serde(rename = "NUMA")]
-    pub numa: Option<NumaResource>,
-    /// Size of the in-memory secrets directory.
-    #[serde(rename = "SecretsMB")]
-    pub secrets_mb: Option<i64>,
-    /// Ignored by Nomad since 0.9; accepted for old jobs.
-    #[serde(rename = "IOPS")]
-    pub iops: Option<i64>,
-}
-
 /// What the client does when a task exits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
@@ -231,36 +205,13 @@ pub struct RestartPolicy {
     pub render_templates: bool,
 }
 
-/// Log rotation for a task's stdout and stderr.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct LogConfig {
-    pub max_files: i64,
-    #[serde(rename = "MaxFileSizeMB")]
-    pub max_file_size_mb: i64,
-    pub disabled: bool,
-    /// The older spelling of `!disabled`; folded into `disabled` by canonicalization.
-    pub enabled: Option<bool>,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig {
-            max_files: 10,
-            max_file_size_mb: 10,
-            disabled: false,
-            enabled: None,
-        }
-    }
-}
-
 /// Nomad's defaults, in one place. The jobspec decoder and the API both canonicalize through
 /// [`Job::canonicalize`], so a job looks the same however it arrived. Values follow Nomad's
 /// `api` package (`Canonicalize` methods); where noded differs it says so.
 pub mod defaults {
     use std::time::Duration;
 
-    use super::super::job_parts::*;
+    use crate::job_parts::{MigrateStrategy, ReschedulePolicy, UpdateStrategy};
 
     pub const PRIORITY: i32 = 50;
     pub const MIN_PRIORITY: i32 = 1;
@@ -370,6 +321,71 @@ macro_rules! fill {
     }};
 }
 
+// Each strategy's fields, listed once: what a group inherits from its job and what defaults
+// fill in are the same fields.
+
+impl UpdateStrategy {
+    fn fill_from(&mut self, from: &UpdateStrategy) {
+        fill!(
+            self,
+            from,
+            [
+                stagger,
+                max_parallel,
+                health_check,
+                min_healthy_time,
+                healthy_deadline,
+                progress_deadline,
+                canary,
+                auto_revert,
+                auto_promote
+            ]
+        );
+    }
+}
+
+impl ReschedulePolicy {
+    fn fill_from(&mut self, from: &ReschedulePolicy) {
+        fill!(
+            self,
+            from,
+            [
+                attempts,
+                interval,
+                delay,
+                delay_function,
+                max_delay,
+                unlimited
+            ]
+        );
+    }
+}
+
+impl MigrateStrategy {
+    fn fill_from(&mut self, from: &MigrateStrategy) {
+        fill!(
+            self,
+            from,
+            [
+                max_parallel,
+                health_check,
+                min_healthy_time,
+                healthy_deadline
+            ]
+        );
+    }
+}
+
+/// A group's strategy after inheriting the job's: the group's set fields win, the job's fill
+/// the rest; a group without one takes the job's whole.
+fn inherit<T: Clone>(group: &mut Option<T>, job: &Option<T>, fill_from: fn(&mut T, &T)) {
+    match (job, group.as_mut()) {
+        (Some(from), Some(target)) => fill_from(target, from),
+        (Some(from), None) => *group = Some(from.clone()),
+        (None, _) => {}
+    }
+}
+
 impl Job {
     /// Fills unset fields with Nomad's defaults and merges job-level strategies into groups,
     /// as Nomad's API does before registering. Idempotent.
@@ -402,21 +418,7 @@ impl Job {
             }
         }
         match &mut self.update {
-            Some(u) => fill!(
-                u,
-                defaults::update(),
-                [
-                    stagger,
-                    max_parallel,
-                    health_check,
-                    min_healthy_time,
-                    healthy_deadline,
-                    progress_deadline,
-                    canary,
-                    auto_revert,
-                    auto_promote
-                ]
-            ),
+            Some(u) => u.fill_from(&defaults::update()),
             None if matches!(self.job_type, JobType::Service | JobType::System) => {
                 self.update = Some(defaults::update());
             }
@@ -459,6 +461,35 @@ struct JobContext {
 }
 
 impl TaskGroup {
+    /// Update, reschedule and migrate: inherited from the job, then Nomad's defaults for
+    /// what is still unset (reschedule and migrate only for the job types that use them).
+    fn canonicalize_strategies(&mut self, job: &JobContext) {
+        inherit(&mut self.update, &job.update, UpdateStrategy::fill_from);
+        if let Some(u) = &mut self.update {
+            u.fill_from(&defaults::update());
+        }
+        inherit(
+            &mut self.reschedule_policy,
+            &job.reschedule,
+            ReschedulePolicy::fill_from,
+        );
+        if self.reschedule_policy.is_none()
+            && matches!(job.job_type, JobType::Service | JobType::Batch)
+        {
+            self.reschedule_policy = Some(defaults::reschedule_for(job.job_type));
+        }
+        if let Some(r) = &mut self.reschedule_policy {
+            r.fill_from(&defaults::reschedule_for(job.job_type));
+        }
+        inherit(&mut self.migrate, &job.migrate, MigrateStrategy::fill_from);
+        if self.migrate.is_none() && job.job_type == JobType::Service {
+            self.migrate = Some(MigrateStrategy::default());
+        }
+        if let Some(m) = &mut self.migrate {
+            m.fill_from(&defaults::migrate());
+        }
+    }
+
     fn canonicalize(&mut self, job: &JobContext) {
         if let Some(s) = &mut self.scaling {
             s.enabled.get_or_insert(true);
@@ -481,106 +512,7 @@ impl TaskGroup {
                 c.cluster = "default".to_string();
             }
         }
-        match (&job.update, &mut self.update) {
-            (Some(ju), Some(gu)) => fill!(
-                gu,
-                ju,
-                [
-                    stagger,
-                    max_parallel,
-                    health_check,
-                    min_healthy_time,
-                    healthy_deadline,
-                    progress_deadline,
-                    canary,
-                    auto_revert,
-                    auto_promote
-                ]
-            ),
-            (Some(ju), None) => self.update = Some(ju.clone()),
-            _ => {}
-        }
-        if let Some(u) = &mut self.update {
-            fill!(
-                u,
-                defaults::update(),
-                [
-                    stagger,
-                    max_parallel,
-                    health_check,
-                    min_healthy_time,
-                    healthy_deadline,
-                    progress_deadline,
-                    canary,
-                    auto_revert,
-                    auto_promote
-                ]
-            );
-        }
-        match (&job.reschedule, &mut self.reschedule_policy) {
-            (Some(jr), Some(gr)) => fill!(
-                gr,
-                jr,
-                [
-                    attempts,
-                    interval,
-                    delay,
-                    delay_function,
-                    max_delay,
-                    unlimited
-                ]
-            ),
-            (Some(jr), None) => self.reschedule_policy = Some(jr.clone()),
-            _ => {}
-        }
-        if self.reschedule_policy.is_none()
-            && matches!(job.job_type, JobType::Service | JobType::Batch)
-        {
-            self.reschedule_policy = Some(defaults::reschedule_for(job.job_type));
-        }
-        if let Some(r) = &mut self.reschedule_policy {
-            fill!(
-                r,
-                defaults::reschedule_for(job.job_type),
-                [
-                    attempts,
-                    interval,
-                    delay,
-                    delay_function,
-                    max_delay,
-                    unlimited
-                ]
-            );
-        }
-        match (&job.migrate, &mut self.migrate) {
-            (Some(jm), Some(gm)) => fill!(
-                gm,
-                jm,
-                [
-                    max_parallel,
-                    health_check,
-                    min_healthy_time,
-                    healthy_deadline
-                ]
-            ),
-            (Some(jm), None) => self.migrate = Some(jm.clone()),
-            _ => {}
-        }
-        if self.migrate.is_none() && job.job_type == JobType::Service {
-            self.migrate = Some(MigrateStrategy::default());
-        }
-        if let Some(m) = &mut self.migrate {
-            fill!(
-                m,
-                defaults::migrate(),
-                [
-                    max_parallel,
-                    health_check,
-                    min_healthy_time,
-                    healthy_deadline
-                ]
-            );
-        }
+        self.canonicalize_strategies(job);
         let group_restart = self
             .restart_policy
             .get_or_insert_with(|| defaults::restart_for(job.job_type))
@@ -859,34 +791,6 @@ impl TaskGroup {
             }
         }
         total
-    }
-}
-
-/// Resources reduced to what placement compares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ComparableResources {
-    #[serde(rename = "CPU")]
-    pub cpu_mhz: i64,
-    #[serde(rename = "MemoryMB")]
-    pub memory_mb: i64,
-}
-
-impl ComparableResources {
-    pub fn add(&mut self, other: ComparableResources) {
-        self.cpu_mhz += other.cpu_mhz;
-        self.memory_mb += other.memory_mb;
-    }
-
-    /// Whether `self` fits into `capacity`; on failure, the dimension that did not fit.
-    pub fn fits_in(&self, capacity: &ComparableResources) -> Result<(), &'static str> {
-        if self.cpu_mhz > capacity.cpu_mhz {
-            return Err("cpu");
-        }
-        if self.memory_mb > capacity.memory_mb {
-            return Err("memory");
-        }
-        Ok(())
     }
 }
 

@@ -1,7 +1,8 @@
-//! The blocks of a job beyond the core (`Job`, `TaskGroup`, `Task`, `Resources`, restart and
-//! logs, which live in `job.rs`): placement rules, update/migrate/reschedule strategies,
-//! networks, services, templates, artifacts, volumes, identities and the rest of Nomad's
-//! `api.Job` tree, with Nomad's API field names (PascalCase JSON, durations in nanoseconds).
+//! The blocks of a job beyond the core (`Job`, `TaskGroup`, `Task` and restart, which live in
+//! `job.rs`; resources and networks in `resources.rs`; placement rules in `placement.rs`):
+//! update/migrate/reschedule strategies, logs, services, templates, artifacts, volumes,
+//! identities and the rest of Nomad's `api.Job` tree, with Nomad's API field names (PascalCase
+//! JSON, durations in nanoseconds).
 //!
 //! `Option` marks a field whose Nomad default is not the zero value, so "unset" can be told
 //! from "set to zero" until [`super::Job::canonicalize`] fills it in. After canonicalization
@@ -12,47 +13,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::duration;
-use super::job::{LogConfig, Resources};
+use crate::duration;
+use crate::resources::Resources;
 
 /// Free-form data (driver config, scaling policy, secret config): kept as JSON, checked by
 /// whoever consumes it.
 pub type FreeForm = serde_json::Map<String, serde_json::Value>;
-
-/// A placement rule a node must satisfy.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct Constraint {
-    pub l_target: String,
-    pub r_target: String,
-    pub operand: String,
-}
-
-/// A placement preference, weighted -100..=100.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct Affinity {
-    pub l_target: String,
-    pub r_target: String,
-    pub operand: String,
-    pub weight: Option<i64>,
-}
-
-/// Spread allocations over the values of a node attribute.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct Spread {
-    pub attribute: String,
-    pub weight: Option<i64>,
-    pub spread_target: Vec<SpreadTarget>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct SpreadTarget {
-    pub value: String,
-    pub percent: i64,
-}
 
 /// How a new version of a group rolls out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -182,70 +148,6 @@ pub struct JobUiLink {
     pub label: String,
     #[serde(rename = "URL")]
     pub url: String,
-}
-
-/// A group's (or, deprecated, a task's) network.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct NetworkResource {
-    pub mode: String,
-    pub device: String,
-    #[serde(rename = "CIDR")]
-    pub cidr: String,
-    #[serde(rename = "IP")]
-    pub ip: String,
-    #[serde(rename = "DNS")]
-    pub dns: Option<DnsConfig>,
-    pub reserved_ports: Vec<Port>,
-    pub dynamic_ports: Vec<Port>,
-    pub hostname: String,
-    #[serde(rename = "MBits")]
-    pub mbits: Option<i64>,
-    #[serde(rename = "CNI")]
-    pub cni: Option<CniConfig>,
-}
-
-/// A port: static when `value` > 0, otherwise dynamic.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct Port {
-    pub label: String,
-    pub value: i64,
-    pub to: i64,
-    pub host_network: String,
-    pub ignore_collision: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct DnsConfig {
-    pub servers: Vec<String>,
-    pub searches: Vec<String>,
-    pub options: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct CniConfig {
-    pub args: BTreeMap<String, String>,
-}
-
-/// A device (GPU, FPGA…) a task asks for.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct RequestedDevice {
-    pub name: String,
-    pub count: Option<i64>,
-    pub constraints: Vec<Constraint>,
-    pub affinities: Vec<Affinity>,
-}
-
-/// NUMA placement of a task's cores.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct NumaResource {
-    pub affinity: String,
-    pub devices: Vec<String>,
 }
 
 /// A service registration (Nomad or Consul).
@@ -415,6 +317,29 @@ pub struct ConsulTransparentProxy {
     pub exclude_uids: Vec<String>,
     #[serde(rename = "NoDNS")]
     pub no_dns: bool,
+}
+
+/// Log rotation for a task's stdout and stderr.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct LogConfig {
+    pub max_files: i64,
+    #[serde(rename = "MaxFileSizeMB")]
+    pub max_file_size_mb: i64,
+    pub disabled: bool,
+    /// The older spelling of `!disabled`; folded into `disabled` by canonicalization.
+    pub enabled: Option<bool>,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            max_files: 10,
+            max_file_size_mb: 10,
+            disabled: false,
+            enabled: None,
+        }
+    }
 }
 
 /// The Envoy proxy task Nomad injects for a Connect sidecar.

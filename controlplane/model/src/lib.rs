@@ -8,6 +8,13 @@
 //! so everything else can depend on it, the jobspec included.
 #![forbid(unsafe_code)]
 
+// Modules by concept. They use each other in one direction only (checked by `cargo xtask
+// cycles`), and reach this file only for what it defines itself, never through the
+// re-exports below:
+//   placement ← resources ← job_parts ← job ← alloc
+//   placement ← eval;  resources ← node;  duration ← job_parts, job
+// `placement` and `resources` are what jobs, allocations, evaluations and nodes share, so
+// none of those has to use another's file for them.
 pub mod alloc;
 pub mod duration;
 pub mod eval;
@@ -15,14 +22,19 @@ pub mod job;
 pub mod job_parts;
 pub mod node;
 pub mod operator;
+pub mod placement;
+pub mod resources;
 pub mod time;
 
+// Every public name stays reachable as `model::X`, wherever it lives.
 pub use alloc::*;
 pub use eval::*;
 pub use job::*;
 pub use job_parts::*;
 pub use node::*;
 pub use operator::*;
+pub use placement::*;
+pub use resources::*;
 
 /// The namespace every object lives in unless told otherwise.
 pub const DEFAULT_NAMESPACE: &str = "default";

@@ -1,10 +1,10 @@
 //! Nodes: the machines clients run on, as they fingerprint and register themselves.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::ComparableResources;
+use crate::resources::{AllocatedResources, ComparableResources};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -163,6 +163,90 @@ impl Node {
     }
 }
 
+/// What a set of allocations uses of one node, added up allocation by allocation: the one
+/// definition of "fits" that the plan applier and the state machine both check.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeUsage {
+    pub used: ComparableResources,
+    /// Cores reserved exclusively (`resources { cores }`), each by one allocation.
+    pub cores: BTreeSet<u32>,
+}
+
+/// Why allocations do not fit on a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overcommit {
+    /// Two allocations reserve the same core.
+    CoreTaken(u32),
+    /// An allocation reserves a core the node does not offer for reservation.
+    CoreNotReservable(u32),
+    /// cpu or memory: more is used than the node can allocate.
+    Exhausted {
+        dimension: &'static str,
+        used: ComparableResources,
+    },
+}
+
+impl std::fmt::Display for Overcommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Overcommit::CoreTaken(core) => {
+                write!(f, "core {core} is already reserved by another allocation")
+            }
+            Overcommit::CoreNotReservable(core) => {
+                write!(f, "core {core} is not one this node offers for reservation")
+            }
+            Overcommit::Exhausted { dimension, used } => write!(
+                f,
+                "{dimension} exhausted (would use {} MHz / {} MB)",
+                used.cpu_mhz, used.memory_mb
+            ),
+        }
+    }
+}
+
+impl NodeUsage {
+    /// Counts `allocations` and checks that together they fit `node`.
+    pub fn check<'a>(
+        node: &Node,
+        allocations: impl IntoIterator<Item = &'a AllocatedResources>,
+    ) -> Result<NodeUsage, Overcommit> {
+        let mut usage = NodeUsage::default();
+        for resources in allocations {
+            usage.add(resources)?;
+        }
+        usage.fits(node)?;
+        Ok(usage)
+    }
+
+    /// Counts one allocation; a core an allocation counted before holds is refused.
+    pub fn add(&mut self, resources: &AllocatedResources) -> Result<(), Overcommit> {
+        self.used.add(resources.comparable());
+        for task in resources.tasks.values() {
+            for core in &task.cpu.reserved_cores {
+                if !self.cores.insert(*core) {
+                    return Err(Overcommit::CoreTaken(*core));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether everything counted fits `node`: every reserved core is one it offers, and cpu
+    /// and memory stay within what it can allocate.
+    pub fn fits(&self, node: &Node) -> Result<(), Overcommit> {
+        let reservable = &node.node_resources.cpu.reservable_cpu_cores;
+        if let Some(core) = self.cores.iter().find(|c| !reservable.contains(c)) {
+            return Err(Overcommit::CoreNotReservable(*core));
+        }
+        self.used
+            .fits_in(&node.allocatable())
+            .map_err(|dimension| Overcommit::Exhausted {
+                dimension,
+                used: self.used,
+            })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct NodeListStub {
@@ -181,4 +265,75 @@ pub struct NodeListStub {
     pub drivers: BTreeMap<String, DriverInfo>,
     pub create_index: u64,
     pub modify_index: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::{
+        AllocatedCpuResources, AllocatedMemoryResources, AllocatedTaskResources,
+    };
+
+    fn node(cpu: i64, memory_mb: i64, cores: &[u32]) -> Node {
+        Node {
+            node_resources: NodeResources {
+                cpu: NodeCpuResources {
+                    cpu_shares: cpu,
+                    total_cpu_cores: 4,
+                    reservable_cpu_cores: cores.to_vec(),
+                },
+                memory: NodeMemoryResources { memory_mb },
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn alloc(cpu: i64, memory_mb: i64, cores: &[u32]) -> AllocatedResources {
+        let mut r = AllocatedResources::default();
+        r.tasks.insert(
+            "t".into(),
+            AllocatedTaskResources {
+                cpu: AllocatedCpuResources {
+                    cpu_shares: cpu,
+                    reserved_cores: cores.to_vec(),
+                },
+                memory: AllocatedMemoryResources {
+                    memory_mb,
+                    memory_max_mb: 0,
+                },
+            },
+        );
+        r
+    }
+
+    #[test]
+    fn usage_fits_up_to_the_last_mhz_and_megabyte() {
+        let n = node(1000, 512, &[0, 1]);
+        let mut usage = NodeUsage::default();
+        usage.add(&alloc(600, 256, &[0])).unwrap();
+        usage.add(&alloc(400, 256, &[1])).unwrap();
+        assert_eq!(usage.fits(&n), Ok(()));
+        usage.add(&alloc(1, 0, &[])).unwrap();
+        assert!(matches!(
+            usage.fits(&n),
+            Err(Overcommit::Exhausted {
+                dimension: "cpu",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_core_is_reserved_once_and_only_if_the_node_offers_it() {
+        let mut usage = NodeUsage::default();
+        usage.add(&alloc(0, 0, &[1])).unwrap();
+        assert_eq!(usage.add(&alloc(0, 0, &[1])), Err(Overcommit::CoreTaken(1)));
+        let mut usage = NodeUsage::default();
+        usage.add(&alloc(0, 0, &[7])).unwrap();
+        assert_eq!(
+            usage.fits(&node(1000, 512, &[0, 1])),
+            Err(Overcommit::CoreNotReservable(7))
+        );
+    }
 }

@@ -116,6 +116,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut responses = Vec::with_capacity(entries.size_hint().0);
         for entry in entries {
             let index = entry.log_id.index;
+            // openraft applies each committed entry once, in log order. Checked here, where
+            // `last_applied` is written, and again in the state (`State::apply`), which keeps
+            // its own index: a log applied twice or out of order must stop this server before
+            // its state drifts from every other server's.
+            assert!(
+                self.last_applied.is_none_or(|last| index > last.index),
+                "raft entry {} applied after {:?}",
+                entry.log_id,
+                self.last_applied
+            );
             let response = match entry.payload {
                 EntryPayload::Normal(command) => self.store.apply(index, &command),
                 EntryPayload::Blank => {
@@ -166,6 +176,15 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta,
         mut snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError> {
+        // openraft installs a snapshot only past what it has committed, hence past what was
+        // applied: `last_applied` never goes back here either, checked before anything is
+        // written (`StateStore::restore` checks the state's own index). The snapshot it already
+        // has, installed again, changes nothing and is let through.
+        assert!(
+            meta.last_log_id.map(|l| l.index) >= self.last_applied.map(|l| l.index),
+            "snapshot {meta} installed over a state already at {:?}",
+            self.last_applied
+        );
         let signature = Some(meta.signature());
         let io_error = |op: &'static str, e: std::io::Error| {
             snapshot_error(

@@ -163,6 +163,9 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// Reconciles one group: keeps `count` of its allocations (stopping the rest), updates the
+    /// kept ones to the job's version (in place, or stopped and replaced), and places what is
+    /// missing under the lowest free names.
     fn reconcile_group(
         &mut self,
         job: &Arc<Job>,
@@ -170,6 +173,33 @@ impl<'a> Run<'a> {
         allocs: &[Arc<Allocation>],
         env: &mut dyn SchedulerEnv,
     ) {
+        // The jobspec refuses a negative count and one above its `max_count`, so this always
+        // converts; were it not to (a negative count), nothing is placed, never "as many as
+        // fit in a usize".
+        let want = usize::try_from(group.count).unwrap_or(0);
+        let Kept {
+            live,
+            done,
+            mut used_names,
+        } = self.keep_wanted(job, group, allocs, want);
+        let existing = live.len() + done;
+        let mut to_place = self.update_kept(job, group, &live);
+        to_place.extend((existing..want).map(|_| (None, String::new())));
+        for (index, previous) in assign_names(to_place, &mut used_names) {
+            self.place(job, group, index, previous, env);
+        }
+    }
+
+    /// Which of the group's allocations stay: finished batch ones (their work is done) and,
+    /// up to `want` with them, live ones with distinct names, lowest names first. The other
+    /// live ones are stopped.
+    fn keep_wanted<'j>(
+        &mut self,
+        job: &Job,
+        group: &TaskGroup,
+        allocs: &'j [Arc<Allocation>],
+        want: usize,
+    ) -> Kept<'j> {
         let mine: Vec<&Arc<Allocation>> = allocs
             .iter()
             .filter(|a| a.task_group == group.name && a.desired_status == DesiredStatus::Run)
@@ -188,9 +218,8 @@ impl<'a> Run<'a> {
         } else {
             Vec::new()
         };
+        // A name without an index (none this scheduler writes) sorts last: stopped first.
         live.sort_by_key(|a| (a.name_index().unwrap_or(u64::MAX), a.create_index));
-
-        let want = usize::try_from(group.count.max(0)).unwrap_or(usize::MAX);
         let mut used_names: BTreeSet<u64> = done.iter().filter_map(|a| a.name_index()).collect();
         let mut keep = Vec::new();
         for alloc in live {
@@ -205,9 +234,23 @@ impl<'a> Run<'a> {
             }
             keep.push(alloc);
         }
+        Kept {
+            live: keep,
+            done: done.len(),
+            used_names,
+        }
+    }
 
-        let existing = keep.len() + done.len();
-        let mut to_place: Vec<(Option<u64>, String)> = Vec::new();
+    /// Brings kept allocations to the job's version: in place when the group did not change
+    /// in a way that needs new allocations, otherwise stopped. Returns the replacements to
+    /// place: (the stopped one's name index, its id).
+    fn update_kept(
+        &mut self,
+        job: &Arc<Job>,
+        group: &TaskGroup,
+        keep: &[&Arc<Allocation>],
+    ) -> Vec<(Option<u64>, String)> {
+        let mut replacements = Vec::new();
         for alloc in keep {
             let current = alloc
                 .job
@@ -223,7 +266,7 @@ impl<'a> Run<'a> {
                 .is_some_and(|old| !group_changed(old, group));
             if unchanged {
                 // In place: the allocation keeps running under the new job version.
-                let mut updated = (**alloc).clone();
+                let mut updated = Allocation::clone(alloc);
                 updated.job = Some(job.clone());
                 updated.eval_id = self.plan.eval.id.clone();
                 self.plan
@@ -234,33 +277,10 @@ impl<'a> Run<'a> {
             } else {
                 // Destructive: stop it and place a replacement under the same name.
                 self.stop(alloc, DESC_JOB_UPDATED);
-                to_place.push((alloc.name_index(), alloc.id.clone()));
+                replacements.push((alloc.name_index(), alloc.id.clone()));
             }
         }
-        for _ in existing..want {
-            to_place.push((None, String::new()));
-        }
-        // Fill in names: the lowest indexes nothing else uses.
-        let mut next_free = 0u64;
-        let mut named: Vec<(u64, String)> = Vec::with_capacity(to_place.len());
-        for (index, previous) in to_place {
-            let index = match index {
-                Some(i) => i,
-                None => {
-                    while used_names.contains(&next_free) {
-                        next_free += 1;
-                    }
-                    used_names.insert(next_free);
-                    next_free
-                }
-            };
-            named.push((index, previous));
-        }
-        named.sort();
-
-        for (index, previous) in named {
-            self.place(job, group, index, previous, env);
-        }
+        replacements
     }
 
     fn node_usage(&mut self, node_id: &str) -> &mut ComparableResources {
@@ -292,6 +312,9 @@ impl<'a> Run<'a> {
         self.reserved_cores.entry(node_id.to_string()).or_default()
     }
 
+    /// Places one allocation of `group`, named with `index` and replacing `previous` (empty
+    /// for a new one): on the best-ranked node that can run it and has room, or recorded as
+    /// a failed placement with the metrics of the search.
     fn place(
         &mut self,
         job: &Arc<Job>,
@@ -300,122 +323,12 @@ impl<'a> Run<'a> {
         previous: String,
         env: &mut dyn SchedulerEnv,
     ) {
-        let base_ask = group.total_resources();
-        let cores_needed: usize = group
-            .tasks
-            .iter()
-            .filter_map(|t| t.resources.as_ref())
-            .map(|r| usize::try_from(r.cores.max(0)).unwrap_or(0))
-            .sum();
-        let mut metric = AllocMetric::default();
-        let nodes = self.state.nodes();
-        metric.nodes_in_pool = nodes.len() as u64;
-        let mut best: Option<(f64, Arc<Node>)> = None;
-        for node in nodes {
-            metric.nodes_evaluated += 1;
-            if let Err(why) = feasible::check_node(job, group, &node) {
-                feasible::record_filtered(&mut metric, &node, &why);
-                continue;
-            }
-            *metric
-                .nodes_available
-                .entry(node.datacenter.clone())
-                .or_default() += 1;
-            let used = *self.node_usage(&node.id);
-            let mut ask = base_ask;
-            if cores_needed > 0 {
-                let reserved = self.node_cores(&node.id).clone();
-                let free = node
-                    .node_resources
-                    .cpu
-                    .reservable_cpu_cores
-                    .iter()
-                    .filter(|c| !reserved.contains(c))
-                    .count();
-                if free < cores_needed {
-                    metric.nodes_exhausted += 1;
-                    *metric
-                        .dimension_exhausted
-                        .entry("cores".to_string())
-                        .or_default() += 1;
-                    continue;
-                }
-                ask.cpu_mhz += mhz_per_core(&node) * cores_needed as i64;
-            }
-            if let Err(dimension) = feasible::check_fit(&node, used, ask) {
-                metric.nodes_exhausted += 1;
-                *metric
-                    .dimension_exhausted
-                    .entry(dimension.to_string())
-                    .or_default() += 1;
-                continue;
-            }
-            let mut after = used;
-            after.add(ask);
-            let score = rank::binpack_score(node.allocatable(), after);
-            metric.scores.insert(format!("{}.binpack", node.id), score);
-            if best.as_ref().is_none_or(|(s, _)| score > *s) {
-                best = Some((score, node));
-            }
-        }
-        let Some((_, node)) = best else {
-            let entry = self
-                .failed
-                .entry(group.name.clone())
-                .or_insert_with(|| metric.clone());
-            if entry != &metric {
-                entry.coalesced_failures += 1;
-            }
-            *self.queued.entry(group.name.clone()).or_default() += 1;
+        let (best, metric) = self.rank_nodes(job, group);
+        let Some(node) = best else {
+            self.record_failure(group, metric);
             return;
         };
-        let oversubscription = self
-            .state
-            .scheduler_config()
-            .memory_oversubscription_enabled;
-        let per_core = mhz_per_core(&node);
-        let mut free_cores: Vec<u32> = {
-            let reserved = self.node_cores(&node.id).clone();
-            node.node_resources
-                .cpu
-                .reservable_cpu_cores
-                .iter()
-                .copied()
-                .filter(|c| !reserved.contains(c))
-                .collect()
-        };
-        free_cores.sort_unstable();
-        let mut free_cores = free_cores.into_iter();
-        let mut resources = AllocatedResources::default();
-        for task in &group.tasks {
-            let r = task.resources.clone().unwrap_or_default();
-            let cores: Vec<u32> = free_cores
-                .by_ref()
-                .take(usize::try_from(r.cores.max(0)).unwrap_or(0))
-                .collect();
-            let cpu_shares = if cores.is_empty() {
-                r.cpu
-            } else {
-                per_core * cores.len() as i64
-            };
-            self.node_cores(&node.id).extend(cores.iter().copied());
-            resources.tasks.insert(
-                task.name.clone(),
-                AllocatedTaskResources {
-                    cpu: AllocatedCpuResources {
-                        cpu_shares,
-                        reserved_cores: cores,
-                    },
-                    memory: AllocatedMemoryResources {
-                        memory_mb: r.memory_mb,
-                        // Granted only when the operator enabled oversubscription (Nomad's
-                        // rule); otherwise `memory` is the hard limit.
-                        memory_max_mb: if oversubscription { r.memory_max_mb } else { 0 },
-                    },
-                },
-            );
-        }
-        self.node_usage(&node.id).add(resources.comparable());
+        let resources = self.reserve(&node, group);
         let alloc = Allocation {
             id: env.new_id(),
             namespace: job.namespace.clone(),
@@ -440,6 +353,148 @@ impl<'a> Run<'a> {
             .entry(node.id.clone())
             .or_default()
             .push(alloc);
+    }
+
+    /// Every node, filtered (can it run the group at all?), checked for room and scored: the
+    /// best one, if any has room, and the metrics of the search.
+    fn rank_nodes(&mut self, job: &Job, group: &TaskGroup) -> (Option<Arc<Node>>, AllocMetric) {
+        let ask = GroupAsk::of(group);
+        let mut metric = AllocMetric::default();
+        let nodes = self.state.nodes();
+        metric.nodes_in_pool = nodes.len() as u64;
+        let mut best: Option<(f64, Arc<Node>)> = None;
+        for node in nodes {
+            metric.nodes_evaluated += 1;
+            if let Err(why) = feasible::check_node(job, group, &node) {
+                feasible::record_filtered(&mut metric, &node, &why);
+                continue;
+            }
+            *metric
+                .nodes_available
+                .entry(node.datacenter.clone())
+                .or_default() += 1;
+            match self.fit_score(&node, &ask) {
+                Ok(score) => {
+                    metric.scores.insert(format!("{}.binpack", node.id), score);
+                    if best.as_ref().is_none_or(|(s, _)| score > *s) {
+                        best = Some((score, node));
+                    }
+                }
+                Err(dimension) => {
+                    metric.nodes_exhausted += 1;
+                    *metric
+                        .dimension_exhausted
+                        .entry(dimension.to_string())
+                        .or_default() += 1;
+                }
+            }
+        }
+        (best.map(|(_, node)| node), metric)
+    }
+
+    /// Whether `ask` fits in what is left on `node` (this run's placements and stops
+    /// counted): its bin-pack score if so, the exhausted dimension if not. A core asked for
+    /// costs the node's MHz per core.
+    fn fit_score(&mut self, node: &Node, ask: &GroupAsk) -> Result<f64, &'static str> {
+        let used = *self.node_usage(&node.id);
+        let mut total = ask.resources;
+        if ask.cores > 0 {
+            let reserved = self.node_cores(&node.id).clone();
+            let free = node
+                .node_resources
+                .cpu
+                .reservable_cpu_cores
+                .iter()
+                .filter(|c| !reserved.contains(c))
+                .count();
+            if free < ask.cores {
+                return Err("cores");
+            }
+            total.cpu_mhz += mhz_per_core(node) * ask.cores as i64;
+        }
+        feasible::check_fit(node, used, total)?;
+        let mut after = used;
+        after.add(total);
+        Ok(rank::binpack_score(node.allocatable(), after))
+    }
+
+    /// A group no node had room for: its metrics (the first failure's, later identical ones
+    /// coalesced) and one more queued placement.
+    fn record_failure(&mut self, group: &TaskGroup, metric: AllocMetric) {
+        let entry = self
+            .failed
+            .entry(group.name.clone())
+            .or_insert_with(|| metric.clone());
+        if entry != &metric {
+            entry.coalesced_failures += 1;
+        }
+        *self.queued.entry(group.name.clone()).or_default() += 1;
+    }
+
+    /// What each task of `group` gets on `node` (cpu, memory, and the lowest free cores for a
+    /// task that asks for cores), counted in this run's usage of the node.
+    fn reserve(&mut self, node: &Node, group: &TaskGroup) -> AllocatedResources {
+        let oversubscription = self
+            .state
+            .scheduler_config()
+            .memory_oversubscription_enabled;
+        let per_core = mhz_per_core(node);
+        let mut free_cores: Vec<u32> = {
+            let reserved = self.node_cores(&node.id);
+            node.node_resources
+                .cpu
+                .reservable_cpu_cores
+                .iter()
+                .copied()
+                .filter(|c| !reserved.contains(c))
+                .collect()
+        };
+        free_cores.sort_unstable();
+        let mut free_cores = free_cores.into_iter();
+        let mut resources = AllocatedResources::default();
+        for task in &group.tasks {
+            let r = task.resources.clone().unwrap_or_default();
+            let wanted = cores_asked(&r);
+            let cores: Vec<u32> = free_cores.by_ref().take(wanted).collect();
+            // `fit_score` found enough free cores on this node for the whole group.
+            assert_eq!(
+                cores.len(),
+                wanted,
+                "node {} ran out of the cores it was ranked with",
+                node.id
+            );
+            let cpu_shares = if cores.is_empty() {
+                r.cpu
+            } else {
+                per_core * cores.len() as i64
+            };
+            for core in &cores {
+                // A core goes to one task of one allocation; handing it out twice would be
+                // caught by the plan applier, but it is this run's bookkeeping that broke.
+                assert!(
+                    self.node_cores(&node.id).insert(*core),
+                    "core {core} of node {} handed out twice",
+                    node.id
+                );
+            }
+            resources.tasks.insert(
+                task.name.clone(),
+                AllocatedTaskResources {
+                    cpu: AllocatedCpuResources {
+                        cpu_shares,
+                        reserved_cores: cores,
+                    },
+                    memory: AllocatedMemoryResources {
+                        memory_mb: r.memory_mb,
+                        // Granted only when the operator enabled oversubscription (Nomad's
+                        // rule); otherwise `memory` is the hard limit.
+                        memory_max_mb: if oversubscription { r.memory_max_mb } else { 0 },
+                    },
+                },
+            );
+        }
+        self.node_usage(&node.id).add(resources.comparable());
+        resources
     }
 
     fn finish(mut self, env: &mut dyn SchedulerEnv) -> Plan {
@@ -476,6 +531,69 @@ impl<'a> Run<'a> {
         }
         self.plan
     }
+}
+
+/// The allocations of a group that stay, as [`Run::keep_wanted`] decides.
+struct Kept<'j> {
+    live: Vec<&'j Arc<Allocation>>,
+    /// Finished batch allocations, which count towards the group's count.
+    done: usize,
+    /// Name indexes taken by what stays.
+    used_names: BTreeSet<u64>,
+}
+
+/// Names for what is to be placed, in order: a replacement keeps the name it replaces, the
+/// others take the lowest indexes nothing else uses.
+fn assign_names(
+    to_place: Vec<(Option<u64>, String)>,
+    used_names: &mut BTreeSet<u64>,
+) -> Vec<(u64, String)> {
+    let mut next_free = 0u64;
+    let mut named: Vec<(u64, String)> = Vec::with_capacity(to_place.len());
+    for (index, previous) in to_place {
+        let index = match index {
+            Some(i) => i,
+            None => {
+                while used_names.contains(&next_free) {
+                    next_free += 1;
+                }
+                used_names.insert(next_free);
+                next_free
+            }
+        };
+        named.push((index, previous));
+    }
+    named.sort();
+    named
+}
+
+/// What one allocation of a group asks of a node, before any node is chosen.
+#[derive(Debug, Clone, Copy)]
+struct GroupAsk {
+    /// cpu (of the tasks that ask in MHz) and memory, summed over the tasks.
+    resources: ComparableResources,
+    /// Exclusive cores, summed over the tasks; their MHz depend on the node.
+    cores: usize,
+}
+
+impl GroupAsk {
+    fn of(group: &TaskGroup) -> GroupAsk {
+        GroupAsk {
+            resources: group.total_resources(),
+            cores: group
+                .tasks
+                .iter()
+                .filter_map(|t| t.resources.as_ref())
+                .map(cores_asked)
+                .sum(),
+        }
+    }
+}
+
+/// The exclusive cores a task asks for (`resources { cores }`); a negative count, which the
+/// jobspec refuses, asks for none.
+fn cores_asked(resources: &crate::model::Resources) -> usize {
+    usize::try_from(resources.cores).unwrap_or(0)
 }
 
 /// MHz of one core of `node` (its total compute over its cores).

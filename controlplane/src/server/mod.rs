@@ -24,7 +24,7 @@ use crate::model::{
     new_id, now_unix_nanos, trigger, AllocClientUpdate, EvalStatus, Evaluation, Job, JobType, Node,
 };
 use crate::scheduler::Plan;
-use crate::state::{ApplyEffects, Command, CommandResponse, State, StateStore};
+use crate::state::{Command, CommandResponse, Effects, EffectsReceiver, State, StateStore};
 pub use broker::EvalBroker;
 
 /// Why a proposal did not commit.
@@ -74,6 +74,16 @@ impl From<ConsensusError> for ServerError {
     }
 }
 
+/// Plans waiting for the applier before workers submitting more wait for room: one per worker
+/// of a large server, with room to spare. Bounded so that workers slow down when the applier
+/// (one Raft commit per plan) is the bottleneck, rather than piling up plans against a state
+/// that moves on under them.
+pub const DEFAULT_PLAN_QUEUE_DEPTH: usize = 64;
+
+/// How often evaluations held too long by a worker are taken back ([`broker::NACK_TIMEOUT`]
+/// is the bound; this is only how late past it they are noticed).
+const BROKER_EXPIRY_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Tunables of the scheduling pipeline.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -93,7 +103,7 @@ impl Default for ServerConfig {
             num_schedulers: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
-            plan_queue_depth: 64,
+            plan_queue_depth: DEFAULT_PLAN_QUEUE_DEPTH,
         }
     }
 }
@@ -139,6 +149,9 @@ pub struct Server {
     store: Arc<StateStore>,
     consensus: Arc<dyn Consensus>,
     broker: Arc<EvalBroker>,
+    /// Blocked evaluations to retry when capacity changes. Bounded by the state: every retry
+    /// drops the ids no longer blocked there, and the scheduler keeps at most one blocked
+    /// evaluation per job.
     blocked: Mutex<BTreeSet<String>>,
     plan_tx: mpsc::Sender<PlanRequest>,
     shutdown_tx: watch::Sender<bool>,
@@ -373,9 +386,32 @@ impl Server {
     }
 
     /// A client reports its allocations' state.
-    pub async fn update_allocs(&self, updates: Vec<AllocClientUpdate>) -> Result<u64, ServerError> {
+    ///
+    /// A status change the transition table refuses ([`ClientStatus::can_become`]: a finished
+    /// allocation reported running again, say) is left out with a warning rather than refused:
+    /// the client retries a refused batch whole, and a stale report would never become legal.
+    /// The state machine refuses it too, for a report that races another.
+    ///
+    /// [`ClientStatus::can_become`]: crate::model::ClientStatus::can_become
+    pub async fn update_allocs(
+        &self,
+        mut updates: Vec<AllocClientUpdate>,
+    ) -> Result<u64, ServerError> {
+        let state = self.store.snapshot();
+        updates.retain(|update| {
+            let Some(alloc) = state.alloc(&update.id) else {
+                return true;
+            };
+            match alloc.client_status.check_transition(update.client_status) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(alloc_id = %update.id, "ignoring a client update: {e}");
+                    false
+                }
+            }
+        });
         if updates.is_empty() {
-            return Ok(self.store.snapshot().latest_index());
+            return Ok(state.latest_index());
         }
         let response = self
             .propose(Command::AllocClientUpdate {
@@ -470,8 +506,20 @@ impl Server {
         }
     }
 
-    async fn run_effects(self: Arc<Self>, mut effects: mpsc::UnboundedReceiver<ApplyEffects>) {
-        while let Some(effect) = effects.recv().await {
+    async fn run_effects(self: Arc<Self>, mut effects: EffectsReceiver) {
+        while let Some(next) = effects.recv().await {
+            let effect = match next {
+                Effects::Apply(effect) => effect,
+                Effects::Resync => {
+                    // Some effects were dropped (the queue was full): what they would have
+                    // said is in the state, so take everything from there, as on gaining
+                    // leadership, and retry blocked evaluations in case capacity changed.
+                    tracing::info!("eval broker resyncing from the state");
+                    self.restore_broker();
+                    self.unblock();
+                    continue;
+                }
+            };
             for eval in effect.pending_evals {
                 self.enqueue(eval);
             }
@@ -522,7 +570,7 @@ impl Server {
     }
 
     async fn run_broker_expiry(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut tick = tokio::time::interval(BROKER_EXPIRY_INTERVAL);
         loop {
             tick.tick().await;
             for requeue in self.broker.expire() {

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::{ComparableResources, NodeStatus};
+use crate::model::{NodeStatus, NodeUsage};
 use crate::scheduler::Plan;
 use crate::state::{PlanResult, State};
 
@@ -47,22 +47,39 @@ pub fn evaluate_plan(state: &State, plan: &Plan, now: i64) -> PlanVerdict {
         accepted.clear();
     }
     let full = rejected.is_empty();
-    PlanVerdict {
-        result: PlanResult {
-            eval: full.then(|| plan.eval.clone()),
-            allocs: accepted,
-            stops: plan.node_update.values().flatten().cloned().collect(),
-            created_evals: if full {
-                plan.created_evals.clone()
-            } else {
-                Vec::new()
-            },
-            now,
+    let result = PlanResult {
+        eval: full.then(|| plan.eval.clone()),
+        allocs: accepted,
+        stops: plan.node_update.values().flatten().cloned().collect(),
+        created_evals: if full {
+            plan.created_evals.clone()
+        } else {
+            Vec::new()
         },
+        now,
+    };
+    debug_assert_commits_fit(state, &result);
+    PlanVerdict {
+        result,
         rejected_nodes: rejected,
     }
 }
 
+/// What is committed never overcommits a node: the state machine must accept `result` against
+/// the state it was decided on. Its check counts less than [`check_node`] (not the allocations
+/// earlier plans stopped that still run), so this fails only if the two disagree about a
+/// node, which is a bug. Debug builds only: it walks every allocation of every node placed on
+/// again, and the state machine runs the same check in release builds before it writes.
+fn debug_assert_commits_fit(state: &State, result: &PlanResult) {
+    if !cfg!(debug_assertions) {
+        return;
+    }
+    if let Err(e) = state.check_plan(result) {
+        panic!("the plan applier accepted what overcommits a node: {e}");
+    }
+}
+
+/// Whether `node_id`'s placements in `plan` still fit the newest state; why not otherwise.
 fn check_node(state: &State, plan: &Plan, node_id: &str) -> Result<(), String> {
     let Some(node) = state.node(node_id) else {
         return Err("node no longer exists".to_string());
@@ -80,37 +97,21 @@ fn check_node(state: &State, plan: &Plan, node_id: &str) -> Result<(), String> {
         .get(node_id)
         .map(Vec::as_slice)
         .unwrap_or_default();
-    let mut used = ComparableResources::default();
-    let mut cores: std::collections::BTreeSet<u32> = std::collections::BTreeSet::new();
-    let mut reserve = |alloc: &crate::model::Allocation| -> Result<(), String> {
-        for task in alloc.allocated_resources.tasks.values() {
-            for core in &task.cpu.reserved_cores {
-                if !cores.insert(*core) {
-                    return Err(format!(
-                        "core {core} is already reserved by another allocation"
-                    ));
-                }
-            }
-        }
-        Ok(())
-    };
-    for alloc in state.allocs_by_node(node_id) {
-        let replaced = placing.iter().any(|p| p.id == alloc.id);
-        if alloc.holds_resources() && !stopping.contains(&alloc.id.as_str()) && !replaced {
-            used.add(alloc.allocated_resources.comparable());
-            reserve(&alloc)?;
-        }
-    }
-    for alloc in placing {
-        used.add(alloc.allocated_resources.comparable());
-        reserve(alloc)?;
-    }
-    used.fits_in(&node.allocatable()).map_err(|dimension| {
-        format!(
-            "{dimension} exhausted (would use {} MHz / {} MB)",
-            used.cpu_mhz, used.memory_mb
-        )
-    })
+    // Counted: what still holds resources on the node (by its client's word, even if an
+    // earlier plan stopped it), except what this plan stops or replaces; then the placements.
+    let staying: Vec<_> = state
+        .allocs_by_node(node_id)
+        .into_iter()
+        .filter(|a| a.holds_resources())
+        .filter(|a| !stopping.contains(&a.id.as_str()) && !placing.iter().any(|p| p.id == a.id))
+        .collect();
+    let counted = staying
+        .iter()
+        .map(|a| &a.allocated_resources)
+        .chain(placing.iter().map(|a| &a.allocated_resources));
+    NodeUsage::check(&node, counted)
+        .map(|_| ())
+        .map_err(|overcommit| overcommit.to_string())
 }
 
 #[cfg(test)]
@@ -126,7 +127,8 @@ mod tests {
             node_resources: NodeResources {
                 cpu: NodeCpuResources {
                     cpu_shares: cpu,
-                    ..Default::default()
+                    total_cpu_cores: 4,
+                    reservable_cpu_cores: vec![0, 1, 2, 3],
                 },
                 memory: NodeMemoryResources { memory_mb: 1024 },
                 ..Default::default()
@@ -171,13 +173,14 @@ mod tests {
                 },
             );
         }
-        s.apply(
+        let (resp, _) = s.apply(
             i + 1,
             &Command::PlanApply(Box::new(PlanResult {
                 allocs,
                 ..Default::default()
             })),
         );
+        assert_eq!(resp.error, None, "the fixture's allocations must fit");
         s
     }
 
@@ -277,6 +280,38 @@ mod tests {
             verdict.rejected_nodes["n1"].contains("core 1"),
             "{:?}",
             verdict.rejected_nodes
+        );
+    }
+
+    #[test]
+    fn reserved_cores_must_be_ones_the_node_offers() {
+        let state = state_with(vec![node("n1", 4000)], vec![]);
+        let mut taker = alloc("new", "n1", 100);
+        taker
+            .allocated_resources
+            .tasks
+            .get_mut("t")
+            .unwrap()
+            .cpu
+            .reserved_cores = vec![9];
+        let verdict = evaluate_plan(&state, &plan_placing(vec![taker]), 0);
+        assert!(
+            verdict.rejected_nodes["n1"].contains("core 9 is not one this node offers"),
+            "{:?}",
+            verdict.rejected_nodes
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "the plan applier accepted what overcommits a node")]
+    fn committing_what_overcommits_a_node_fires_the_applier_assertion() {
+        let state = state_with(vec![node("n1", 1000)], vec![alloc("old", "n1", 800)]);
+        debug_assert_commits_fit(
+            &state,
+            &PlanResult {
+                allocs: vec![alloc("x", "n1", 300)],
+                ..Default::default()
+            },
         );
     }
 

@@ -198,3 +198,40 @@ async fn system_jobs_are_refused_before_anything_is_written() {
     assert!(server.state().job("default", "sys").is_none());
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_stale_report_about_a_finished_allocation_is_ignored_not_refused() {
+    let server = start();
+    server.register_node(node("n1")).await.unwrap();
+    server
+        .register_job(job("web", 1, 100, "exec"))
+        .await
+        .unwrap();
+    let state = eventually(&server, "placed", |s| {
+        s.allocs_by_job("default", "web").len() == 1
+    })
+    .await;
+    let id = state.allocs_by_job("default", "web")[0].id.clone();
+    let report = |status| AllocClientUpdate {
+        id: id.clone(),
+        client_status: status,
+        ..Default::default()
+    };
+    server
+        .update_allocs(vec![report(ClientStatus::Complete)])
+        .await
+        .unwrap();
+    let before = server.state().latest_index();
+    // The client would retry a refused batch forever; the server drops the stale entry.
+    let index = server
+        .update_allocs(vec![report(ClientStatus::Running)])
+        .await
+        .unwrap();
+    assert_eq!(index, before, "nothing was proposed");
+    let state = server.state();
+    assert_eq!(
+        state.alloc(&id).unwrap().client_status,
+        ClientStatus::Complete
+    );
+    server.shutdown().await;
+}

@@ -13,12 +13,14 @@ use crate::scheduler::{self, SystemEnv};
 const MAX_PLAN_ATTEMPTS: usize = 5;
 /// How long a worker waits for its snapshot to reach the evaluation's index.
 const SNAPSHOT_WAIT: Duration = Duration::from_secs(5);
+/// How long a worker waits for an evaluation before looking again (and at shutdown).
+const DEQUEUE_WAIT: Duration = Duration::from_secs(1);
 
 pub(super) async fn run(server: Arc<Server>, n: usize) {
     let mut shutdown = server.shutting_down();
     loop {
         let delivery = tokio::select! {
-            d = server.broker.dequeue(Duration::from_secs(1)) => d,
+            d = server.broker.dequeue(DEQUEUE_WAIT) => d,
             _ = shutdown.changed() => return,
         };
         let Some(delivery) = delivery else { continue };

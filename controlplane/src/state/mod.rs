@@ -6,6 +6,7 @@
 //! [`State::apply`] is the Raft state machine's transition function: `(state, index, command) →
 //! (state', response, effects)`, with no clock, randomness or I/O.
 
+mod capacity;
 mod command;
 mod snapshot;
 mod store;
@@ -14,13 +15,14 @@ use std::sync::Arc;
 
 use imbl::{OrdMap, OrdSet};
 
+pub use capacity::PlanRefused;
 pub use command::{AllocStop, Command, CommandResponse, PlanResult};
 pub use snapshot::{SnapshotFile, SNAPSHOT_FORMAT_VERSION};
-pub use store::{StateStore, WaitOutcome};
+pub use store::{Effects, EffectsReceiver, StateStore, WaitOutcome, EFFECTS_QUEUE_DEPTH};
 
 use crate::model::{
-    Allocation, ClientStatus, EvalStatus, Evaluation, Job, JobStatus, JobSummary, JobType, Node,
-    NodeStatus, TaskGroupSummary,
+    Allocation, ClientStatus, DesiredStatus, EvalStatus, Evaluation, Job, JobStatus, JobSummary,
+    JobType, Node, NodeStatus, TaskGroupSummary,
 };
 
 /// How many old versions of a job are kept for `job history` (Nomad keeps 6).
@@ -270,7 +272,12 @@ impl State {
 
     /// Applies one committed command at Raft log `index`. Pure: the same (state, index, command)
     /// always yields the same result.
+    ///
+    /// Panics if `index` is not past the last one applied: Raft hands each entry over once, in
+    /// log order, so an index that does not grow is a log replayed twice or out of order, and
+    /// applying it would give this server a state no other server has.
     pub fn apply(&mut self, index: u64, command: &Command) -> (CommandResponse, ApplyEffects) {
+        self.assert_index_grows(index);
         let mut effects = ApplyEffects::default();
         let mut response = CommandResponse {
             index,
@@ -310,10 +317,7 @@ impl State {
                 evals,
                 now,
             } => self.apply_alloc_client_update(index, updates, evals, *now, &mut effects),
-            Command::PlanApply(result) => {
-                self.apply_plan(index, result, &mut effects);
-                Ok(0)
-            }
+            Command::PlanApply(result) => self.apply_plan(index, result, &mut effects),
             Command::SchedulerSetConfig { config } => {
                 let mut config = config.clone();
                 config.create_index = if self.scheduler_config.create_index == 0 {
@@ -337,11 +341,37 @@ impl State {
             Ok(job_modify_index) => response.job_modify_index = job_modify_index,
             Err(e) => response.error = Some(e),
         }
-        self.latest_index = self.latest_index.max(index);
+        self.latest_index = index;
         (response, effects)
     }
 
+    /// Records that a Raft entry without a command (a blank or membership entry) was applied
+    /// at `index`. Panics, as [`State::apply`] does, if `index` does not grow.
+    pub fn note_index(&mut self, index: u64) {
+        self.assert_index_grows(index);
+        self.latest_index = index;
+    }
+
+    /// The state machine's first invariant: the applied index only grows. The one exception is
+    /// the very first entry, which openraft numbers 0 (the state starts at 0 too).
+    fn assert_index_grows(&self, index: u64) {
+        assert!(
+            index > self.latest_index || (index == 0 && self.latest_index == 0),
+            "raft index {index} applied after index {}: the log must be applied once, in order",
+            self.latest_index
+        );
+    }
+
+    /// Marks `table` changed at `index`. A table's index only grows, like the state's: blocking
+    /// queries wait for it to pass the index a reader last saw, and one that went back would
+    /// make them miss a change.
     fn touch(&mut self, table: Table, index: u64) {
+        let previous = self.table_index(table);
+        assert!(
+            index >= previous,
+            "table {} changed at index {index} after index {previous}",
+            table.name()
+        );
         self.table_index.insert(table, index);
     }
 
@@ -552,11 +582,23 @@ impl State {
         effects: &mut ApplyEffects,
     ) -> Result<u64, String> {
         let mut missing = Vec::new();
+        let mut illegal = Vec::new();
         for update in updates {
             let Some(existing) = self.allocs.get(&update.id) else {
                 missing.push(update.id.clone());
                 continue;
             };
+            // What a client reports is input: a status change the table refuses (a finished
+            // allocation said to run again) is left out, and the proposer told, never
+            // asserted. The server filters these before proposing; one can still get here
+            // when two reports about the same allocation race.
+            if let Err(e) = existing
+                .client_status
+                .check_transition(update.client_status)
+            {
+                illegal.push(format!("{}: {e}", update.id));
+                continue;
+            }
             let mut alloc = (**existing).clone();
             let was_terminal = alloc.client_status.is_terminal();
             alloc.client_status = update.client_status;
@@ -575,59 +617,36 @@ impl State {
         for eval in evals {
             self.upsert_eval(index, eval, now, effects);
         }
-        if missing.is_empty() {
+        let mut problems = Vec::new();
+        if !missing.is_empty() {
+            problems.push(format!("unknown allocations: {}", missing.join(", ")));
+        }
+        if !illegal.is_empty() {
+            problems.push(format!("status changes refused: {}", illegal.join("; ")));
+        }
+        if problems.is_empty() {
             Ok(0)
         } else {
-            Err(format!("unknown allocations: {}", missing.join(", ")))
+            Err(problems.join("; "))
         }
     }
 
-    fn apply_plan(&mut self, index: u64, result: &PlanResult, effects: &mut ApplyEffects) {
+    /// Writes what the plan applier accepted of a plan. Refused whole, with nothing written, if
+    /// it would overcommit a node ([`State::check_plan`]).
+    fn apply_plan(
+        &mut self,
+        index: u64,
+        result: &PlanResult,
+        effects: &mut ApplyEffects,
+    ) -> Result<u64, String> {
+        self.check_plan(result).map_err(|e| e.to_string())?;
         let now = result.now;
         let mut touched_jobs = Vec::new();
         for stop in &result.stops {
-            let Some(existing) = self.allocs.get(&stop.alloc_id) else {
-                continue;
-            };
-            let mut alloc = (**existing).clone();
-            alloc.desired_status = stop.desired_status;
-            alloc.desired_description = stop.desired_description.clone();
-            alloc.modify_index = index;
-            alloc.alloc_modify_index = index;
-            alloc.modify_time = now;
-            touched_jobs.push(key(&alloc.namespace, &alloc.job_id));
-            self.allocs.insert(alloc.id.clone(), Arc::new(alloc));
+            touched_jobs.push(self.write_stop(index, stop, now));
         }
         for alloc in &result.allocs {
-            let mut alloc = alloc.clone();
-            match self.allocs.get(&alloc.id) {
-                Some(existing) => {
-                    alloc.create_index = existing.create_index;
-                    alloc.create_time = existing.create_time;
-                    // The client owns these; a plan never rolls them back.
-                    alloc.client_status = existing.client_status;
-                    alloc.client_description = existing.client_description.clone();
-                    alloc.task_states = existing.task_states.clone();
-                }
-                None => {
-                    alloc.create_index = index;
-                    alloc.create_time = now;
-                }
-            }
-            alloc.modify_index = index;
-            alloc.alloc_modify_index = index;
-            alloc.modify_time = now;
-            let k = key(&alloc.namespace, &alloc.job_id);
-            self.allocs_by_job
-                .entry(k.clone())
-                .or_default()
-                .insert(alloc.id.clone());
-            self.allocs_by_node
-                .entry(alloc.node_id.clone())
-                .or_default()
-                .insert(alloc.id.clone());
-            touched_jobs.push(k);
-            self.allocs.insert(alloc.id.clone(), Arc::new(alloc));
+            touched_jobs.push(self.write_placement(index, alloc, now));
         }
         if !result.stops.is_empty() || !result.allocs.is_empty() {
             self.touch(Table::Allocs, index);
@@ -646,6 +665,85 @@ impl State {
         for k in touched_jobs {
             self.refresh_job_status(index, &k);
         }
+        self.debug_assert_plan_fits(result);
+        Ok(0)
+    }
+
+    /// Marks one allocation stopped; returns its job.
+    fn write_stop(&mut self, index: u64, stop: &AllocStop, now: i64) -> JobKey {
+        // A stop names an allocation a scheduler read from the state, and allocations are
+        // never removed from it: an unknown one is a bug in whoever built the plan.
+        let Some(existing) = self.allocs.get(&stop.alloc_id) else {
+            panic!(
+                "a plan stops allocation {:?}, which the state does not hold",
+                stop.alloc_id
+            );
+        };
+        let mut alloc = (**existing).clone();
+        alloc.desired_status = stop.desired_status;
+        alloc.desired_description = stop.desired_description.clone();
+        alloc.modify_index = index;
+        alloc.alloc_modify_index = index;
+        alloc.modify_time = now;
+        let k = key(&alloc.namespace, &alloc.job_id);
+        self.allocs.insert(alloc.id.clone(), Arc::new(alloc));
+        k
+    }
+
+    /// Writes one new or updated allocation and indexes it; returns its job.
+    fn write_placement(&mut self, index: u64, placed: &Allocation, now: i64) -> JobKey {
+        let mut alloc = placed.clone();
+        match self.allocs.get(&alloc.id) {
+            Some(existing) => {
+                // An update in place keeps its node and job: the indexes below only ever add
+                // an id, so an allocation that moved would stay listed where it was.
+                assert!(
+                    existing.node_id == alloc.node_id
+                        && existing.namespace == alloc.namespace
+                        && existing.job_id == alloc.job_id,
+                    "a plan moves allocation {:?} from node {:?} job {:?} to node {:?} job {:?}",
+                    alloc.id,
+                    existing.node_id,
+                    existing.job_id,
+                    alloc.node_id,
+                    alloc.job_id
+                );
+                alloc.create_index = existing.create_index;
+                alloc.create_time = existing.create_time;
+                // The client owns these; a plan never rolls them back.
+                alloc.client_status = existing.client_status;
+                alloc.client_description = existing.client_description.clone();
+                alloc.task_states = existing.task_states.clone();
+            }
+            None => {
+                // A new allocation is as the scheduler makes it: wanted running, nothing
+                // reported by a client yet. Anything else would skip the client's transitions.
+                assert!(
+                    alloc.desired_status == DesiredStatus::Run
+                        && alloc.client_status == ClientStatus::Pending,
+                    "a plan creates allocation {:?} as {}/{}, not run/pending",
+                    alloc.id,
+                    alloc.desired_status.as_str(),
+                    alloc.client_status.as_str()
+                );
+                alloc.create_index = index;
+                alloc.create_time = now;
+            }
+        }
+        alloc.modify_index = index;
+        alloc.alloc_modify_index = index;
+        alloc.modify_time = now;
+        let k = key(&alloc.namespace, &alloc.job_id);
+        self.allocs_by_job
+            .entry(k.clone())
+            .or_default()
+            .insert(alloc.id.clone());
+        self.allocs_by_node
+            .entry(alloc.node_id.clone())
+            .or_default()
+            .insert(alloc.id.clone());
+        self.allocs.insert(alloc.id.clone(), Arc::new(alloc));
+        k
     }
 
     /// Recomputes a job's status from its allocations and evaluations (Nomad's rules).
@@ -764,7 +862,53 @@ impl State {
         if let Some(config) = file.scheduler_config {
             state.scheduler_config = Arc::new(config);
         }
+        state.check_indexes()?;
         Ok(state)
+    }
+
+    /// What [`State::apply`] guarantees of the indexes it writes, checked on a state read back
+    /// from a snapshot (from disk, or sent by a leader): no table and no object changed after
+    /// the index the state says it is at. A snapshot that breaks this is damaged or was not
+    /// written by this state machine; building on it would answer blocking queries wrongly.
+    fn check_indexes(&self) -> Result<(), String> {
+        let latest = self.latest_index;
+        let beyond = |what: String, index: u64| {
+            Err(format!(
+                "snapshot is at index {latest} but {what} changed at index {index}"
+            ))
+        };
+        for (table, index) in &self.table_index {
+            if *index > latest {
+                return beyond(format!("table {}", table.name()), *index);
+            }
+        }
+        for ((ns, id), job) in &self.jobs {
+            if job.modify_index > latest {
+                return beyond(format!("job {id:?} in namespace {ns:?}"), job.modify_index);
+            }
+        }
+        for (id, eval) in &self.evals {
+            if eval.modify_index > latest {
+                return beyond(format!("evaluation {id}"), eval.modify_index);
+            }
+        }
+        for (id, alloc) in &self.allocs {
+            if alloc.modify_index > latest {
+                return beyond(format!("allocation {id}"), alloc.modify_index);
+            }
+            if alloc.create_index > alloc.modify_index {
+                return Err(format!(
+                    "snapshot holds allocation {id} created at index {} after its last change at {}",
+                    alloc.create_index, alloc.modify_index
+                ));
+            }
+        }
+        for (id, node) in &self.nodes {
+            if node.modify_index > latest {
+                return beyond(format!("node {id}"), node.modify_index);
+            }
+        }
+        Ok(())
     }
 }
 

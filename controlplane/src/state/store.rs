@@ -1,9 +1,26 @@
 //! The live state of one server: the newest [`State`], a way to wait for it to move past an
 //! index (blocking queries), and the stream of [`ApplyEffects`] the leader's broker consumes.
+//!
+//! # The effects stream is bounded, and apply never waits on it
+//! Effects go through a channel of [`EFFECTS_QUEUE_DEPTH`]. When it is full, `apply` does not
+//! wait: it drops the effect and raises a flag, and the receiver's next
+//! [`EffectsReceiver::recv`] answers [`Effects::Resync`], after which the consumer rebuilds
+//! what it derives from effects (pending evaluations to enqueue, blocked ones to remember,
+//! whether capacity changed) from the newest state. Nothing is lost: every effect describes a
+//! change already written to the state before it was published.
+//!
+//! Waiting instead would put Raft at the mercy of its consumer. `apply` runs inside openraft's
+//! state machine task; while it waits nothing else commits, and every proposer waits with it.
+//! The consumer is the leader's broker loop, which today never waits for Raft, but it is
+//! absent between leadership changes, shares the runtime's few threads with the state
+//! machine, and is one `propose` away from needing a commit itself: any of those turns
+//! backpressure into a stalled or deadlocked server. Dropping and resyncing cannot deadlock.
 
-use std::sync::{Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch};
 
 use super::{ApplyEffects, Command, CommandResponse, State, Table};
@@ -15,11 +32,52 @@ pub enum WaitOutcome {
     TimedOut,
 }
 
+/// Effects that may wait for the broker before new ones are dropped in favour of a resync.
+/// The broker drains them without waiting on anything slow (a mutex, a snapshot clone), so
+/// the queue fills only when commands come faster than that for a while (every client of a
+/// large cluster reporting at once); 1024 commands' worth of effects, each a few evaluations,
+/// is a few hundred kilobytes at most, and past it one resync is cheaper than the backlog.
+pub const EFFECTS_QUEUE_DEPTH: usize = 1024;
+
+/// What the broker receives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effects {
+    /// One applied command's effects, in apply order.
+    Apply(ApplyEffects),
+    /// Effects were dropped because the queue was full: rebuild from the newest state.
+    Resync,
+}
+
+/// The receiving end of the effects stream (see the module docs).
+#[derive(Debug)]
+pub struct EffectsReceiver {
+    rx: mpsc::Receiver<ApplyEffects>,
+    overflowed: Arc<AtomicBool>,
+}
+
+impl EffectsReceiver {
+    /// The next effects, or `None` once the store stopped publishing to this receiver.
+    pub async fn recv(&mut self) -> Option<Effects> {
+        // The flag is raised only when the queue is full, so the consumer is never waiting on
+        // an empty queue while it is set: it always reaches this check again.
+        if self.overflowed.swap(false, Ordering::AcqRel) {
+            return Some(Effects::Resync);
+        }
+        self.rx.recv().await.map(Effects::Apply)
+    }
+}
+
+#[derive(Debug)]
+struct EffectsSender {
+    tx: mpsc::Sender<ApplyEffects>,
+    overflowed: Arc<AtomicBool>,
+}
+
 #[derive(Debug)]
 pub struct StateStore {
     state: RwLock<State>,
     index_tx: watch::Sender<u64>,
-    effects_tx: Mutex<Option<mpsc::UnboundedSender<ApplyEffects>>>,
+    effects_tx: Mutex<Option<EffectsSender>>,
 }
 
 impl Default for StateStore {
@@ -61,19 +119,21 @@ impl StateStore {
     }
 
     /// Records that a Raft entry carrying no command (a blank or membership entry) was applied.
+    /// Panics if `index` does not grow, as [`State::apply`] does.
     pub fn note_index(&self, index: u64) {
-        let mut guard = match self.state.write() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if index > guard.latest_index {
-            guard.latest_index = index;
+        {
+            let mut guard = match self.state.write() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            guard.note_index(index);
         }
-        drop(guard);
         self.index_tx.send_replace(index);
     }
 
-    /// Replaces the whole state (installing a snapshot).
+    /// Replaces the whole state (installing a snapshot). Panics if the snapshot is older than
+    /// the state it replaces: openraft installs only snapshots past what it has committed, and
+    /// going back would hand blocking queries an index that moved backwards.
     pub fn restore(&self, state: State) {
         let index = state.latest_index();
         {
@@ -81,6 +141,11 @@ impl StateStore {
                 Ok(g) => g,
                 Err(poisoned) => poisoned.into_inner(),
             };
+            assert!(
+                index >= guard.latest_index(),
+                "snapshot at index {index} would replace a state already at index {}",
+                guard.latest_index()
+            );
             *guard = state;
         }
         self.index_tx.send_replace(index);
@@ -92,12 +157,16 @@ impl StateStore {
 
     /// Starts delivering apply effects to a new receiver (the leader's broker); replaces any
     /// previous subscriber.
-    pub fn subscribe_effects(&self) -> mpsc::UnboundedReceiver<ApplyEffects> {
-        let (tx, rx) = mpsc::unbounded_channel();
+    pub fn subscribe_effects(&self) -> EffectsReceiver {
+        let (tx, rx) = mpsc::channel(EFFECTS_QUEUE_DEPTH);
+        let overflowed = Arc::new(AtomicBool::new(false));
         if let Ok(mut slot) = self.effects_tx.lock() {
-            *slot = Some(tx);
+            *slot = Some(EffectsSender {
+                tx,
+                overflowed: overflowed.clone(),
+            });
         }
-        rx
+        EffectsReceiver { rx, overflowed }
     }
 
     /// Stops delivering apply effects (leadership lost).
@@ -111,11 +180,25 @@ impl StateStore {
         if effects == ApplyEffects::default() {
             return;
         }
-        if let Ok(slot) = self.effects_tx.lock() {
-            if let Some(tx) = slot.as_ref() {
-                // A closed receiver means the broker is gone; nothing to deliver to.
-                let _ = tx.send(effects);
+        let Ok(slot) = self.effects_tx.lock() else {
+            return;
+        };
+        let Some(sender) = slot.as_ref() else {
+            return;
+        };
+        match sender.tx.try_send(effects) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                // Never wait here (see the module docs): the receiver resyncs from the state.
+                if !sender.overflowed.swap(true, Ordering::AcqRel) {
+                    tracing::warn!(
+                        depth = EFFECTS_QUEUE_DEPTH,
+                        "apply effects queue full; the eval broker will resync from the state"
+                    );
+                }
             }
+            // The broker is gone (leadership lost); nothing to deliver to.
+            Err(TrySendError::Closed(_)) => {}
         }
     }
 

@@ -171,6 +171,24 @@ fn stop_then_purge() {
     assert!(state.job_versions("default", "web").is_empty());
 }
 
+/// A state whose only change so far is node `id` registering, at index 1: a plan may place
+/// allocations only on a node the state knows.
+fn with_node(id: &str) -> State {
+    let mut state = State::default();
+    let (resp, _) = state.apply(
+        1,
+        &Command::NodeRegister {
+            node: Box::new(Node {
+                id: id.into(),
+                ..Default::default()
+            }),
+            now: 0,
+        },
+    );
+    assert_eq!(resp.error, None);
+    state
+}
+
 fn alloc_for(job: &Job, id: &str, node: &str) -> Allocation {
     Allocation {
         id: id.into(),
@@ -186,10 +204,10 @@ fn alloc_for(job: &Job, id: &str, node: &str) -> Allocation {
 
 #[test]
 fn plans_and_client_updates_drive_the_job_status() {
-    let mut state = State::default();
+    let mut state = with_node("n1");
     let j = job("web", 1);
     state.apply(
-        1,
+        2,
         &Command::JobRegister {
             job: Box::new(j.clone()),
             eval: Some(eval_for(&j, "e1")),
@@ -199,7 +217,7 @@ fn plans_and_client_updates_drive_the_job_status() {
     let mut done = eval_for(&j, "e1");
     done.status = EvalStatus::Complete;
     state.apply(
-        2,
+        3,
         &Command::PlanApply(Box::new(PlanResult {
             eval: Some(done),
             allocs: vec![alloc_for(&j, "a1", "n1")],
@@ -211,10 +229,10 @@ fn plans_and_client_updates_drive_the_job_status() {
         JobStatus::Running
     );
     assert_eq!(state.allocs_by_node("n1").len(), 1);
-    assert_eq!(state.alloc("a1").unwrap().create_index, 2);
+    assert_eq!(state.alloc("a1").unwrap().create_index, 3);
 
     let (_, effects) = state.apply(
-        3,
+        4,
         &Command::AllocClientUpdate {
             updates: vec![AllocClientUpdate {
                 id: "a1".into(),
@@ -227,16 +245,16 @@ fn plans_and_client_updates_drive_the_job_status() {
     );
     assert!(effects.capacity_changed);
     assert_eq!(state.job("default", "web").unwrap().status, JobStatus::Dead);
-    assert_eq!(state.alloc("a1").unwrap().create_index, 2);
-    assert_eq!(state.alloc("a1").unwrap().modify_index, 3);
+    assert_eq!(state.alloc("a1").unwrap().create_index, 3);
+    assert_eq!(state.alloc("a1").unwrap().modify_index, 4);
 }
 
 #[test]
 fn a_plan_never_rolls_back_what_the_client_reported() {
-    let mut state = State::default();
+    let mut state = with_node("n1");
     let j = job("web", 1);
     state.apply(
-        1,
+        2,
         &Command::JobRegister {
             job: Box::new(j.clone()),
             eval: None,
@@ -244,14 +262,14 @@ fn a_plan_never_rolls_back_what_the_client_reported() {
         },
     );
     state.apply(
-        2,
+        3,
         &Command::PlanApply(Box::new(PlanResult {
             allocs: vec![alloc_for(&j, "a1", "n1")],
             ..Default::default()
         })),
     );
     state.apply(
-        3,
+        4,
         &Command::AllocClientUpdate {
             updates: vec![AllocClientUpdate {
                 id: "a1".into(),
@@ -264,7 +282,7 @@ fn a_plan_never_rolls_back_what_the_client_reported() {
     );
     // A later in-place update carries the scheduler's (stale) client status.
     state.apply(
-        4,
+        5,
         &Command::PlanApply(Box::new(PlanResult {
             allocs: vec![alloc_for(&j, "a1", "n1")],
             ..Default::default()
@@ -278,10 +296,10 @@ fn a_plan_never_rolls_back_what_the_client_reported() {
 
 #[test]
 fn snapshot_round_trip_rebuilds_indexes() {
-    let mut state = State::default();
+    let mut state = with_node("n1");
     let j = job("web", 1);
     state.apply(
-        1,
+        2,
         &Command::JobRegister {
             job: Box::new(j.clone()),
             eval: Some(eval_for(&j, "e1")),
@@ -289,7 +307,7 @@ fn snapshot_round_trip_rebuilds_indexes() {
         },
     );
     state.apply(
-        2,
+        3,
         &Command::PlanApply(Box::new(PlanResult {
             allocs: vec![alloc_for(&j, "a1", "n1")],
             ..Default::default()
@@ -301,7 +319,7 @@ fn snapshot_round_trip_rebuilds_indexes() {
     assert_eq!(back.to_snapshot(), file);
     assert_eq!(back.allocs_by_node("n1").len(), 1);
     assert_eq!(back.evals_by_job("default", "web").len(), 1);
-    assert_eq!(back.table_index(Table::Allocs), 2);
+    assert_eq!(back.table_index(Table::Allocs), 3);
 }
 
 #[test]
@@ -313,10 +331,10 @@ fn unknown_snapshot_format_is_refused() {
 
 #[test]
 fn prefixes_find_ids() {
-    let mut state = State::default();
+    let mut state = with_node("n");
     let j = job("web", 1);
     state.apply(
-        1,
+        2,
         &Command::JobRegister {
             job: Box::new(j.clone()),
             eval: None,
@@ -324,7 +342,7 @@ fn prefixes_find_ids() {
         },
     );
     state.apply(
-        2,
+        3,
         &Command::PlanApply(Box::new(PlanResult {
             allocs: vec![
                 alloc_for(&j, "abc1", "n"),
@@ -396,4 +414,409 @@ async fn blocking_queries_wake_on_their_table_only() {
     let (state, outcome) = waiter.await.unwrap();
     assert_eq!(outcome, WaitOutcome::Changed);
     assert_eq!(state.node("n1").unwrap().status, NodeStatus::Ready);
+}
+
+// ---- invariants: the index only grows ----
+
+fn node_register(id: &str) -> Command {
+    Command::NodeRegister {
+        node: Box::new(Node {
+            id: id.into(),
+            ..Default::default()
+        }),
+        now: 0,
+    }
+}
+
+#[test]
+fn indexes_grow_with_gaps_from_the_first_entry_at_zero() {
+    let mut state = State::default();
+    state.note_index(0);
+    state.apply(1, &node_register("n1"));
+    state.note_index(2);
+    state.apply(5, &node_register("n2"));
+    assert_eq!(state.latest_index(), 5);
+    assert_eq!(state.table_index(Table::Nodes), 5);
+}
+
+#[test]
+#[should_panic(expected = "raft index 3 applied after index 3")]
+fn a_command_applied_twice_stops_the_state_machine() {
+    let mut state = State::default();
+    state.apply(3, &node_register("n1"));
+    state.apply(3, &node_register("n1"));
+}
+
+#[test]
+#[should_panic(expected = "raft index 2 applied after index 4")]
+fn an_entry_without_a_command_cannot_go_back_either() {
+    let mut state = State::default();
+    state.apply(4, &node_register("n1"));
+    state.note_index(2);
+}
+
+#[test]
+#[should_panic(expected = "table nodes changed at index 2 after index 7")]
+fn a_table_index_that_would_go_back_stops_the_state_machine() {
+    let mut state = State::default();
+    // Only reachable through a bug (snapshots with such an index are refused on load): write
+    // it behind `apply`'s back.
+    state.table_index.insert(Table::Nodes, 7);
+    state.apply(2, &node_register("n1"));
+}
+
+#[test]
+#[should_panic(expected = "would replace a state already at index 5")]
+fn restoring_an_older_snapshot_stops_the_store() {
+    let store = StateStore::new();
+    store.apply(5, &node_register("n1"));
+    let mut older = State::default();
+    older.apply(3, &node_register("n1"));
+    store.restore(older);
+}
+
+#[test]
+fn a_snapshot_with_indexes_past_its_own_is_refused() {
+    let mut state = with_node("n1");
+    state.apply(2, &node_register("n2"));
+    let mut file = state.to_snapshot();
+    file.table_index.insert("nodes".into(), 9);
+    let e = State::from_snapshot(file).unwrap_err();
+    assert!(e.contains("table nodes changed at index 9"), "{e}");
+
+    let mut file = state.to_snapshot();
+    file.nodes[0].modify_index = 9;
+    let e = State::from_snapshot(file).unwrap_err();
+    assert!(e.contains("node n1 changed at index 9"), "{e}");
+}
+
+// ---- invariants: client status transitions ----
+
+fn client_update(id: &str, status: ClientStatus) -> Command {
+    Command::AllocClientUpdate {
+        updates: vec![AllocClientUpdate {
+            id: id.into(),
+            client_status: status,
+            ..Default::default()
+        }],
+        evals: vec![],
+        now: 0,
+    }
+}
+
+/// A state at index 3 holding allocation `a1` of job `web`, pending on node `n1`.
+fn with_alloc() -> State {
+    let mut state = with_node("n1");
+    let j = job("web", 1);
+    state.apply(
+        2,
+        &Command::JobRegister {
+            job: Box::new(j.clone()),
+            eval: None,
+            now: 0,
+        },
+    );
+    let (resp, _) = state.apply(
+        3,
+        &Command::PlanApply(Box::new(PlanResult {
+            allocs: vec![alloc_for(&j, "a1", "n1")],
+            ..Default::default()
+        })),
+    );
+    assert_eq!(resp.error, None);
+    state
+}
+
+#[test]
+fn a_client_may_run_restart_and_finish_an_allocation() {
+    let mut state = with_alloc();
+    let path = [
+        ClientStatus::Running,
+        ClientStatus::Pending,
+        ClientStatus::Running,
+        ClientStatus::Complete,
+        ClientStatus::Complete,
+    ];
+    for (i, status) in path.into_iter().enumerate() {
+        let (resp, _) = state.apply(4 + i as u64, &client_update("a1", status));
+        assert_eq!(resp.error, None, "→ {}", status.as_str());
+        assert_eq!(state.alloc("a1").unwrap().client_status, status);
+    }
+}
+
+#[test]
+fn a_finished_allocation_reported_running_again_is_refused_and_kept() {
+    let mut state = with_alloc();
+    state.apply(4, &client_update("a1", ClientStatus::Failed));
+    let (resp, effects) = state.apply(5, &client_update("a1", ClientStatus::Running));
+    let error = resp.error.unwrap();
+    assert!(
+        error.contains("a1: client status cannot go from failed to running"),
+        "{error}"
+    );
+    let alloc = state.alloc("a1").unwrap();
+    assert_eq!(alloc.client_status, ClientStatus::Failed);
+    assert_eq!(alloc.modify_index, 4, "the refused update wrote nothing");
+    assert!(!effects.capacity_changed);
+}
+
+// ---- invariants: a committed plan never overcommits a node ----
+
+fn sized_node(id: &str, cpu: i64, cores: &[u32]) -> Node {
+    Node {
+        id: id.into(),
+        status: NodeStatus::Ready,
+        node_resources: NodeResources {
+            cpu: NodeCpuResources {
+                cpu_shares: cpu,
+                total_cpu_cores: 4,
+                reservable_cpu_cores: cores.to_vec(),
+            },
+            memory: NodeMemoryResources { memory_mb: 1024 },
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+fn sized_alloc(job: &Job, id: &str, node: &str, cpu: i64, cores: &[u32]) -> Allocation {
+    let mut a = alloc_for(job, id, node);
+    a.allocated_resources.tasks.insert(
+        "t".into(),
+        AllocatedTaskResources {
+            cpu: AllocatedCpuResources {
+                cpu_shares: cpu,
+                reserved_cores: cores.to_vec(),
+            },
+            memory: AllocatedMemoryResources {
+                memory_mb: 100,
+                memory_max_mb: 0,
+            },
+        },
+    );
+    a
+}
+
+/// Index 1: node n1 (1000 MHz, cores 0-1); index 2: job web.
+fn with_sized_node() -> (State, Job) {
+    let mut state = State::default();
+    state.apply(
+        1,
+        &Command::NodeRegister {
+            node: Box::new(sized_node("n1", 1000, &[0, 1])),
+            now: 0,
+        },
+    );
+    let j = job("web", 2);
+    state.apply(
+        2,
+        &Command::JobRegister {
+            job: Box::new(j.clone()),
+            eval: None,
+            now: 0,
+        },
+    );
+    (state, j)
+}
+
+fn plan(allocs: Vec<Allocation>) -> Command {
+    Command::PlanApply(Box::new(PlanResult {
+        allocs,
+        ..Default::default()
+    }))
+}
+
+#[test]
+fn a_plan_that_fits_exactly_is_written() {
+    let (mut state, j) = with_sized_node();
+    let (resp, _) = state.apply(
+        3,
+        &plan(vec![
+            sized_alloc(&j, "a1", "n1", 500, &[0]),
+            sized_alloc(&j, "a2", "n1", 500, &[1]),
+        ]),
+    );
+    assert_eq!(resp.error, None);
+    assert_eq!(state.allocs_by_node("n1").len(), 2);
+}
+
+#[test]
+fn a_plan_that_would_overcommit_is_refused_whole() {
+    let (mut state, j) = with_sized_node();
+    state.apply(3, &plan(vec![sized_alloc(&j, "a1", "n1", 600, &[])]));
+    let mut done = eval_for(&j, "e2");
+    done.status = EvalStatus::Complete;
+    let (resp, _) = state.apply(
+        4,
+        &Command::PlanApply(Box::new(PlanResult {
+            eval: Some(done),
+            allocs: vec![sized_alloc(&j, "a2", "n1", 600, &[])],
+            stops: vec![],
+            created_evals: vec![],
+            now: 0,
+        })),
+    );
+    let error = resp.error.unwrap();
+    assert!(
+        error.contains("overcommit node \"n1\": cpu exhausted (would use 1200 MHz"),
+        "{error}"
+    );
+    assert!(state.alloc("a2").is_none());
+    assert!(state.eval("e2").is_none(), "nothing of the plan is written");
+    assert_eq!(state.table_index(Table::Allocs), 3);
+}
+
+#[test]
+fn a_node_that_shrank_after_the_applier_checked_refuses_the_plan() {
+    let (mut state, j) = with_sized_node();
+    let placement = sized_alloc(&j, "a1", "n1", 800, &[]);
+    // The applier checked against index 2; the node re-registers smaller before the commit.
+    assert_eq!(
+        state.check_plan(&PlanResult {
+            allocs: vec![placement.clone()],
+            ..Default::default()
+        }),
+        Ok(())
+    );
+    state.apply(
+        3,
+        &Command::NodeRegister {
+            node: Box::new(sized_node("n1", 500, &[0, 1])),
+            now: 0,
+        },
+    );
+    let (resp, _) = state.apply(4, &plan(vec![placement]));
+    assert!(resp.error.unwrap().contains("cpu exhausted"));
+    assert!(state.alloc("a1").is_none());
+}
+
+#[test]
+fn cores_are_reserved_once_and_only_where_the_node_offers_them() {
+    let (mut state, j) = with_sized_node();
+    state.apply(3, &plan(vec![sized_alloc(&j, "a1", "n1", 100, &[1])]));
+    let (resp, _) = state.apply(4, &plan(vec![sized_alloc(&j, "a2", "n1", 100, &[1])]));
+    assert!(resp.error.unwrap().contains("core 1 is already reserved"));
+    let (resp, _) = state.apply(5, &plan(vec![sized_alloc(&j, "a3", "n1", 100, &[3])]));
+    assert!(resp
+        .error
+        .unwrap()
+        .contains("core 3 is not one this node offers"));
+}
+
+#[test]
+fn stopping_in_the_same_plan_frees_room_and_unknown_nodes_are_refused() {
+    let (mut state, j) = with_sized_node();
+    state.apply(3, &plan(vec![sized_alloc(&j, "old", "n1", 800, &[0])]));
+    let (resp, _) = state.apply(
+        4,
+        &Command::PlanApply(Box::new(PlanResult {
+            allocs: vec![sized_alloc(&j, "new", "n1", 800, &[0])],
+            stops: vec![AllocStop {
+                alloc_id: "old".into(),
+                desired_status: DesiredStatus::Stop,
+                desired_description: String::new(),
+            }],
+            ..Default::default()
+        })),
+    );
+    assert_eq!(resp.error, None);
+    let (resp, _) = state.apply(5, &plan(vec![sized_alloc(&j, "x", "nowhere", 1, &[])]));
+    assert!(resp
+        .error
+        .unwrap()
+        .contains("\"nowhere\", which is not registered"));
+}
+
+#[test]
+#[should_panic(expected = "a committed plan overcommitted node \"n1\"")]
+fn the_check_after_writing_a_plan_fires_on_an_overcommitted_node() {
+    let (mut state, j) = with_sized_node();
+    let first = sized_alloc(&j, "a1", "n1", 900, &[]);
+    state.apply(3, &plan(vec![first]));
+    // Written behind `apply`'s back, as a bug in the write path would: a second allocation
+    // the refusal never saw.
+    let mut sneaked = sized_alloc(&j, "a2", "n1", 900, &[]);
+    sneaked.create_index = 3;
+    state.allocs.insert("a2".into(), Arc::new(sneaked.clone()));
+    state
+        .allocs_by_node
+        .entry("n1".into())
+        .or_default()
+        .insert("a2".into());
+    state.debug_assert_plan_fits(&PlanResult {
+        allocs: vec![sneaked],
+        ..Default::default()
+    });
+}
+
+#[test]
+#[should_panic(expected = "a plan stops allocation \"ghost\", which the state does not hold")]
+fn a_plan_stopping_an_unknown_allocation_stops_the_state_machine() {
+    let (mut state, _) = with_sized_node();
+    state.apply(
+        3,
+        &Command::PlanApply(Box::new(PlanResult {
+            stops: vec![AllocStop {
+                alloc_id: "ghost".into(),
+                desired_status: DesiredStatus::Stop,
+                desired_description: String::new(),
+            }],
+            ..Default::default()
+        })),
+    );
+}
+
+#[test]
+#[should_panic(expected = "a plan moves allocation \"a1\" from node \"n1\"")]
+fn a_plan_moving_an_allocation_to_another_node_stops_the_state_machine() {
+    let (mut state, j) = with_sized_node();
+    state.apply(
+        3,
+        &Command::NodeRegister {
+            node: Box::new(sized_node("n2", 1000, &[])),
+            now: 0,
+        },
+    );
+    state.apply(4, &plan(vec![sized_alloc(&j, "a1", "n1", 100, &[])]));
+    state.apply(5, &plan(vec![sized_alloc(&j, "a1", "n2", 100, &[])]));
+}
+
+#[test]
+#[should_panic(expected = "a plan creates allocation \"a1\" as run/running, not run/pending")]
+fn a_plan_creating_an_allocation_the_client_never_saw_as_running_stops_the_state_machine() {
+    let (mut state, j) = with_sized_node();
+    let mut a = sized_alloc(&j, "a1", "n1", 100, &[]);
+    a.client_status = ClientStatus::Running;
+    state.apply(3, &plan(vec![a]));
+}
+
+// ---- bounds: the effects queue ----
+
+#[tokio::test]
+async fn a_full_effects_queue_never_blocks_apply_and_ends_in_a_resync() {
+    let store = StateStore::new();
+    let mut effects = store.subscribe_effects();
+    // Every node registration publishes `capacity_changed`; nobody reads until the end.
+    let registrations = EFFECTS_QUEUE_DEPTH as u64 + 10;
+    for i in 1..=registrations {
+        store.apply(i, &node_register(&format!("n{i}")));
+    }
+    let mut applied = 0;
+    let mut resyncs = 0;
+    while let Ok(Some(next)) =
+        tokio::time::timeout(std::time::Duration::from_millis(50), effects.recv()).await
+    {
+        match next {
+            Effects::Apply(e) => {
+                assert!(e.capacity_changed);
+                applied += 1;
+            }
+            Effects::Resync => resyncs += 1,
+        }
+    }
+    assert_eq!(applied, EFFECTS_QUEUE_DEPTH);
+    assert_eq!(resyncs, 1, "one resync for the whole overflow");
+    // Drained: effects flow one by one again.
+    store.apply(registrations + 1, &node_register("late"));
+    assert!(matches!(effects.recv().await, Some(Effects::Apply(_))));
 }
