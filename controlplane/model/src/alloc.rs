@@ -282,8 +282,14 @@ impl Allocation {
         self.job.as_ref().map(|j| j.job_type).unwrap_or_default()
     }
 
-    /// The short form listings use.
+    /// The short form listings use, with Nomad's default fields.
     pub fn stub(&self) -> AllocListStub {
+        self.stub_with(AllocStubFields::default())
+    }
+
+    /// The short form with the optional fields `fields` asks for (`?resources=`,
+    /// `?task_states=`).
+    pub fn stub_with(&self, fields: AllocStubFields) -> AllocListStub {
         AllocListStub {
             id: self.id.clone(),
             eval_id: self.eval_id.clone(),
@@ -299,11 +305,30 @@ impl Allocation {
             desired_description: self.desired_description.clone(),
             client_status: self.client_status,
             client_description: self.client_description.clone(),
-            task_states: self.task_states.clone(),
+            task_states: fields.task_states.then(|| self.task_states.clone()),
+            allocated_resources: fields.resources.then(|| self.allocated_resources.clone()),
             create_index: self.create_index,
             modify_index: self.modify_index,
             create_time: self.create_time,
             modify_time: self.modify_time,
+        }
+    }
+}
+
+/// Which optional fields an allocation listing carries (Nomad's `AllocStubFields`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AllocStubFields {
+    /// `AllocatedResources` (off by default).
+    pub resources: bool,
+    /// `TaskStates` (on by default; `null` when off, as Nomad answers).
+    pub task_states: bool,
+}
+
+impl Default for AllocStubFields {
+    fn default() -> Self {
+        AllocStubFields {
+            resources: false,
+            task_states: true,
         }
     }
 }
@@ -330,7 +355,12 @@ pub struct AllocListStub {
     pub desired_description: String,
     pub client_status: ClientStatus,
     pub client_description: String,
-    pub task_states: BTreeMap<String, TaskState>,
+    /// `None` when the listing asked `?task_states=false`.
+    #[serde(default)]
+    pub task_states: Option<BTreeMap<String, TaskState>>,
+    /// Only when the listing asked `?resources=true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocated_resources: Option<AllocatedResources>,
     pub create_index: u64,
     pub modify_index: u64,
     pub create_time: i64,

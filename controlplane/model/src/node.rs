@@ -135,7 +135,13 @@ impl Node {
             && self.scheduling_eligibility != eligibility::INELIGIBLE
     }
 
+    /// The short form listings use, with Nomad's default fields.
     pub fn stub(&self) -> NodeListStub {
+        self.stub_with(NodeStubFields::default())
+    }
+
+    /// The short form with the optional fields `fields` asks for (`?resources=`, `?os=`).
+    pub fn stub_with(&self, fields: NodeStubFields) -> NodeListStub {
         NodeListStub {
             address: self
                 .attributes
@@ -157,10 +163,26 @@ impl Node {
             status: self.status,
             status_description: self.status_description.clone(),
             drivers: self.drivers.clone(),
+            node_resources: fields.resources.then(|| self.node_resources.clone()),
+            reserved_resources: fields.resources.then(|| self.reserved_resources.clone()),
+            attributes: fields.os.then(|| {
+                let os = self.attributes.get("os.name").cloned().unwrap_or_default();
+                BTreeMap::from([("os.name".to_string(), os)])
+            }),
             create_index: self.create_index,
             modify_index: self.modify_index,
         }
     }
+}
+
+/// Which optional fields a node listing carries (Nomad's `NodeStubFields`); both off by
+/// default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeStubFields {
+    /// `NodeResources` and `ReservedResources`.
+    pub resources: bool,
+    /// `Attributes`, holding only `os.name`.
+    pub os: bool,
 }
 
 /// What a set of allocations uses of one node, added up allocation by allocation: the one
@@ -263,6 +285,15 @@ pub struct NodeListStub {
     pub status: NodeStatus,
     pub status_description: String,
     pub drivers: BTreeMap<String, DriverInfo>,
+    /// Only when the listing asked `?resources=true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_resources: Option<NodeResources>,
+    /// Only when the listing asked `?resources=true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserved_resources: Option<NodeResources>,
+    /// Only when the listing asked `?os=true`: `os.name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<BTreeMap<String, String>>,
     pub create_index: u64,
     pub modify_index: u64,
 }

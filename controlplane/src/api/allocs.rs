@@ -6,15 +6,21 @@ use super::error::{ApiError, ApiResult};
 use super::extract::QueryOptions;
 use super::reply::Reply;
 use super::ApiContext;
+use crate::model::AllocStubFields;
 use crate::state::Table;
 
+/// `GET /v1/allocations?prefix=&namespace=&resources=&task_states=` (and paging).
 pub async fn list(State(ctx): State<ApiContext>, q: QueryOptions) -> ApiResult<Reply> {
+    let fields = AllocStubFields {
+        resources: q.flag("resources")?,
+        task_states: q.flag_or("task_states", true)?,
+    };
     let (state, meta) = ctx.read(&q, &[Table::Allocs]).await;
     let mut stubs: Vec<_> = state
         .allocs()
         .iter()
         .filter(|a| a.id.starts_with(&q.prefix) && q.covers(&a.namespace))
-        .map(|a| a.stub())
+        .map(|a| a.stub_with(fields))
         .collect();
     stubs.sort_by(|a, b| a.id.cmp(&b.id));
     Reply::page(stubs, |a| a.id.clone(), &q, meta)

@@ -6,19 +6,25 @@ use super::error::{ApiError, ApiResult};
 use super::extract::QueryOptions;
 use super::reply::Reply;
 use super::ApiContext;
+use crate::model::NodeStubFields;
 use crate::state::Table;
 
 fn node_not_found(id: &str) -> ApiError {
     ApiError::not_found(format!("node {id:?} not found"))
 }
 
+/// `GET /v1/nodes?prefix=&resources=&os=` (and paging).
 pub async fn list(State(ctx): State<ApiContext>, q: QueryOptions) -> ApiResult<Reply> {
+    let fields = NodeStubFields {
+        resources: q.flag("resources")?,
+        os: q.flag("os")?,
+    };
     let (state, meta) = ctx.read(&q, &[Table::Nodes]).await;
     let mut stubs: Vec<_> = state
         .nodes()
         .iter()
         .filter(|n| n.id.starts_with(&q.prefix))
-        .map(|n| n.stub())
+        .map(|n| n.stub_with(fields))
         .collect();
     stubs.sort_by(|a, b| a.id.cmp(&b.id));
     Reply::page(stubs, |n| n.id.clone(), &q, meta)

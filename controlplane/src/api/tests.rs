@@ -594,3 +594,52 @@ async fn lists_page_with_nomads_tokens() {
     assert_eq!(page[0]["ID"], "c");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn list_endpoints_honour_nomads_stub_options() {
+    let (app, server) = app();
+    node(&server).await;
+    let (_, _, body) = call(&app, "GET", "/v1/nodes", None).await;
+    let plain: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(plain[0].get("NodeResources").is_none(), "{plain}");
+    assert!(plain[0].get("Attributes").is_none(), "{plain}");
+    let (status, _, body) = call(&app, "GET", "/v1/nodes?resources=true&os=1", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let rich: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        rich[0]["NodeResources"]["Memory"]["MemoryMB"], 4096,
+        "{rich}"
+    );
+    assert!(rich[0]["ReservedResources"].is_object(), "{rich}");
+    assert!(rich[0]["Attributes"].get("os.name").is_some(), "{rich}");
+
+    let (status, _, text) = call(&app, "PUT", "/v1/jobs", Some(job_body("web"))).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&text));
+    let mut allocs = serde_json::Value::Null;
+    for _ in 0..50 {
+        let (_, _, body) = call(&app, "GET", "/v1/allocations?index=1&wait=2s", None).await;
+        allocs = serde_json::from_slice(&body).unwrap();
+        if allocs.as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+    }
+    assert!(allocs[0]["TaskStates"].is_object(), "{allocs}");
+    assert!(allocs[0].get("AllocatedResources").is_none(), "{allocs}");
+    let (_, _, body) = call(
+        &app,
+        "GET",
+        "/v1/allocations?resources=true&task_states=false",
+        None,
+    )
+    .await;
+    let rich: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(rich[0]["TaskStates"].is_null(), "{rich}");
+    assert!(
+        rich[0]["AllocatedResources"]["Tasks"]["t"].is_object(),
+        "{rich}"
+    );
+    let (status, _, text) = call(&app, "GET", "/v1/allocations?task_states=nope", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&text).contains("task_states"));
+    server.shutdown().await;
+}

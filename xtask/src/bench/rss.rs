@@ -402,7 +402,7 @@ fn whole_agent(n: usize, binaries: &Binaries, dir: &BenchDir) -> anyhow::Result<
 /// `sleep 3600` never should).
 fn check_no_failures(allocs: &[AllocListStub]) -> anyhow::Result<()> {
     for alloc in allocs {
-        for (task, state) in &alloc.task_states {
+        for (task, state) in alloc.task_states.iter().flatten() {
             if state.failed || state.restarts > 0 {
                 let event = state
                     .events

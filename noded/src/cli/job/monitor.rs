@@ -276,7 +276,7 @@ impl Tally {
 }
 
 fn failure_reason(a: &AllocListStub) -> String {
-    for (task, state) in &a.task_states {
+    for (task, state) in a.task_states.iter().flatten() {
         if state.failed {
             let last = state
                 .events
