@@ -17,6 +17,7 @@ use super::error::{Diagnostics, FieldPath, Positions, SourcePos};
 use super::eval::{Env, EvalError, Evaluator};
 use super::limits::Limits;
 use super::schema::{self, Field, Kind, Schema};
+use super::suggest::closest;
 use super::value::Value;
 
 /// A block as the decoder sees it: written in the file, or produced by a `dynamic` block.
@@ -1338,34 +1339,6 @@ pub(crate) fn pascal_case(s: &str) -> String {
         .collect()
 }
 
-/// The closest valid name, if one is within two edits: for "did you mean".
-pub(crate) fn closest<'n>(name: &str, names: &[&'n str]) -> Option<&'n str> {
-    names
-        .iter()
-        .map(|n| (edit_distance(name, n), *n))
-        .filter(|(d, _)| *d <= 2)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, n)| n)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    if a.len().abs_diff(b.len()) > 2 || a.len() > 64 || b.len() > 64 {
-        return usize::MAX;
-    }
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for i in 1..=a.len() {
-        let mut cur = vec![i; b.len() + 1];
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
 /// Applies Nomad's HCL normalization to a decoded group: vault and secrets inherited from the
 /// job and group, ports split into static and dynamic, the default identity moved apart.
 fn normalize_group(group: &mut Json, inherited: &Inherited) {
@@ -1444,14 +1417,5 @@ mod tests {
         assert_eq!(pascal_case("connect_timeout"), "ConnectTimeout");
         assert_eq!(pascal_case("tls"), "TLS");
         assert_eq!(pascal_case("ca_file"), "CAFile");
-    }
-
-    #[test]
-    fn closest_suggests_a_near_name() {
-        assert_eq!(
-            closest("nterval", &["interval", "timeout"]),
-            Some("interval")
-        );
-        assert_eq!(closest("zzzzzz", &["interval"]), None);
     }
 }

@@ -24,7 +24,7 @@ use hcl_edit::Span;
 
 use super::funcs::{self, FuncCtx};
 use super::source::Source;
-use super::value::{Number, Value};
+use super::value::{values_equal, Number, Value};
 
 /// How many evaluation steps and built values one jobspec may cost in total.
 pub(crate) const EVAL_BUDGET: u64 = 2_000_000;
@@ -859,23 +859,6 @@ fn index(v: &Value, key: &Value) -> Result<Value, String> {
         }
         Value::Null => Err("cannot index null".to_string()),
         other => Err(format!("cannot index {}", other.describe())),
-    }
-}
-
-/// Structural equality with numbers compared by value (`1 == 1.0`).
-pub(crate) fn values_equal(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::List(x), Value::List(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| values_equal(a, b))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .zip(y)
-                    .all(|((ka, va), (kb, vb))| ka == kb && values_equal(va, vb))
-        }
-        _ => a == b,
     }
 }
 

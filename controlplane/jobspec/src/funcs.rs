@@ -13,8 +13,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::eval::values_equal;
-use super::value::{Number, Value};
+use super::value::{values_equal, Number, Value};
 
 /// What functions may touch: the filesystem only when the caller allows it.
 #[derive(Debug, Clone, Default)]

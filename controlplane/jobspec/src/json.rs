@@ -400,7 +400,7 @@ impl Walker<'_> {
                     }
                 }
                 let names: Vec<&str> = schema.fields.iter().map(|f| f.api).collect();
-                let hint = match super::decode::closest(key, &names) {
+                let hint = match super::suggest::closest(key, &names) {
                     Some(n) => format!("; did you mean {n:?}?"),
                     None => String::new(),
                 };

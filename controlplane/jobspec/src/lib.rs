@@ -27,6 +27,7 @@ pub(crate) mod hcl;
 pub(crate) mod json;
 pub(crate) mod schema;
 pub(crate) mod source;
+pub(crate) mod suggest;
 pub(crate) mod types;
 pub(crate) mod tz;
 pub(crate) mod validate;
