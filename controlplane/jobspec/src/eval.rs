@@ -548,7 +548,10 @@ impl<'a> Evaluator<'a> {
         match funcs::call(name, &self.fctx, args) {
             None => Err(EvalError::new(
                 call.name.name.span().or(whole.span()),
-                format!("there is no function named {name:?}; see the jobspec docs for the functions available"),
+                match funcs::suggest(name) {
+                    Some(near) => format!("there is no function named {name:?}; did you mean {near:?}?"),
+                    None => format!("there is no function named {name:?}; see the jobspec docs for the functions available"),
+                },
             )),
             Some(Ok(v)) => {
                 self.charge(v.weight(), whole.span())?;
@@ -921,5 +924,34 @@ fn arith(op: BinaryOperator, a: Number, b: Number) -> Result<Number, String> {
         Ok(Number::from_f64(v))
     } else {
         Err("the result is out of range".to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::funcs::{Imp, FUNCTIONS};
+
+    /// The table lists the special forms; the evaluator must be the one running each of them
+    /// (a name listed as special but not handled here would reach `funcs::call` and fail).
+    #[test]
+    fn every_special_form_in_the_table_is_run_by_the_evaluator() {
+        for f in FUNCTIONS.iter().filter(|f| matches!(f.imp, Imp::Special)) {
+            let text = format!("x = {}(1, string)\n", f.name);
+            let body: hcl_edit::structure::Body = text.parse().unwrap();
+            let Some(attr) = body.get_attribute("x") else {
+                panic!("no attribute in {text}");
+            };
+            let src = Source::new("t.hcl", &text);
+            let ev = Evaluator::new(&src, FuncCtx::default());
+            if let Err(e) = ev.eval(&attr.value, &Env::Empty) {
+                assert!(
+                    !e.message.contains("internal error"),
+                    "{}: {}",
+                    f.name,
+                    e.message
+                );
+            }
+        }
     }
 }

@@ -22,7 +22,6 @@ mod disk;
 pub(crate) mod eval;
 pub(crate) mod finish;
 pub(crate) mod funcs;
-pub(crate) mod funcs_more;
 pub(crate) mod hcl;
 pub(crate) mod json;
 pub(crate) mod schema;

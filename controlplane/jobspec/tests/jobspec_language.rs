@@ -633,6 +633,8 @@ job "j" {
         e.contains("t.hcl:2:7") && e.contains("no function named \"nosuch\""),
         "{e}"
     );
+    let e = parse_err("locals {\n  x = lenght([1])\n}\njob \"j\" {}");
+    assert!(e.contains("did you mean \"length\"?"), "{e}");
 }
 
 #[test]
