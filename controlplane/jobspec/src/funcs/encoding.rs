@@ -1,6 +1,10 @@
 //! Encoding functions: `base64encode`, `base64decode`, `jsonencode`, `jsondecode`,
 //! `urlencode`, `csvdecode`, `yamlencode`, `yamldecode`.
 
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::{DecodeError, Engine};
+
 use super::{Args, R};
 use crate::value::{Number, Value};
 
@@ -54,56 +58,39 @@ pub(super) fn yamlencode(a: Args<'_>) -> R {
     yaml_encode(a.get(0)?)
 }
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+/// Go's `base64.StdEncoding`, which Terraform's `base64decode` uses: the standard alphabet,
+/// padding required and canonical (`"===="`, `"YQ"`, `"YQ="` are errors), and the unused
+/// bits of the last symbol ignored (Go's non-strict mode: `"YR=="` is `"a"`).
+const GO_STD: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(true)
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(DecodePaddingMode::RequireCanonical),
+);
 
 pub(super) fn base64_encode(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18u32, 12, 6, 0].iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(B64[((n >> shift) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    GO_STD.encode(data)
 }
 
+/// Decodes like Go's `StdEncoding.DecodeString`, which skips line breaks (`\r`, `\n`) and
+/// nothing else.
 fn base64_decode(s: &str) -> Result<Vec<u8>, String> {
-    let clean: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if !clean.len().is_multiple_of(4) {
-        return Err("not valid base64 (length is not a multiple of 4)".into());
-    }
-    let mut out = Vec::with_capacity(clean.len() / 4 * 3);
-    for chunk in clean.chunks(4) {
-        let mut n = 0u32;
-        let mut pad = 0;
-        for &c in chunk {
-            let v = match c {
-                b'A'..=b'Z' => c - b'A',
-                b'a'..=b'z' => c - b'a' + 26,
-                b'0'..=b'9' => c - b'0' + 52,
-                b'+' => 62,
-                b'/' => 63,
-                b'=' => {
-                    pad += 1;
-                    0
-                }
-                _ => return Err(format!("not valid base64 (unexpected {:?})", c as char)),
-            };
-            n = (n << 6) | u32::from(v);
-        }
-        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        out.extend_from_slice(&bytes[..3 - pad.min(2)]);
-    }
-    Ok(out)
+    let clean: Vec<u8> = s.bytes().filter(|b| !matches!(b, b'\r' | b'\n')).collect();
+    GO_STD.decode(&clean).map_err(|e| {
+        let why = match e {
+            DecodeError::InvalidByte(at, b'=') => format!("misplaced padding at byte {at}"),
+            DecodeError::InvalidByte(at, b) => {
+                format!("unexpected {:?} at byte {at}", char::from(b))
+            }
+            DecodeError::InvalidLength(_) => "the length is not a multiple of 4".to_string(),
+            DecodeError::InvalidLastSymbol(at, b) => {
+                format!("unexpected {:?} at byte {at}", char::from(b))
+            }
+            DecodeError::InvalidPadding => "the padding is missing or wrong".to_string(),
+        };
+        format!("not valid base64 ({why})")
+    })
 }
 
 fn csv_decode(s: &str) -> R {
@@ -289,6 +276,32 @@ mod tests {
                 .unwrap(),
             serde_json::json!([{"a": "1", "b": "x,y"}])
         );
+    }
+
+    #[test]
+    fn base64_padding_is_checked_as_go_does() {
+        let decode = |text: &str| run("base64decode", vec![s(text)]);
+        for (text, want) in [
+            ("", ""),
+            ("YQ==", "a"),
+            ("YWI=", "ab"),
+            ("YWJj", "abc"),
+            ("YWJjZA==", "abcd"),
+            // Go's StdEncoding is not strict: the unused bits of the last symbol are ignored.
+            ("YR==", "a"),
+            // Line breaks are skipped, as Go does.
+            ("YW\r\nJj\n", "abc"),
+        ] {
+            assert_eq!(decode(text).unwrap(), s(want), "{text:?}");
+        }
+        for bad in [
+            "====", "=", "==", "YQ", "YQ=", "YQ===", "YQ==YQ==", "=YQ=", "Y Q==", "YQ==\t", "Y-Q=",
+        ] {
+            let e = decode(bad).unwrap_err();
+            assert!(e.starts_with("not valid base64 ("), "{bad:?}: {e}");
+        }
+        assert!(decode("/w==").unwrap_err().contains("not UTF-8"));
+        assert_eq!(base64_encode(&[0xff]), "/w==");
     }
 
     #[test]
