@@ -700,3 +700,49 @@ fn every_kind_of_list_is_bounded_by_the_list_limit() {
     // Within the limit, both parse.
     jobspec::parse_hcl(&numbers.replace("[1, 2, 3]", "[1, 2]"), &o).unwrap();
 }
+
+#[test]
+fn timestamp_is_the_now_the_caller_passes_so_a_parse_is_reproducible() {
+    let src = r#"
+job "j" {
+  meta {
+    at    = timestamp()
+    later = timeadd(timestamp(), "90m")
+    day   = formatdate("EEEE D MMMM YYYY", timestamp())
+  }
+}
+"#;
+    let o = ParseOptions {
+        now_unix_nanos: 1_700_000_000_500_000_000,
+        ..opts()
+    };
+    let first = jobspec::parse_hcl(src, &o).unwrap().job;
+    assert_eq!(first.meta["at"], "2023-11-14T22:13:20Z");
+    assert_eq!(first.meta["later"], "2023-11-14T23:43:20Z");
+    assert_eq!(first.meta["day"], "Tuesday 14 November 2023");
+    assert_eq!(jobspec::parse_hcl(src, &o).unwrap().job, first);
+    // Options made without a time take the clock's, when they are made.
+    let year = jobspec::parse_hcl(src, &opts()).unwrap().job.meta["at"].clone();
+    assert!(year.as_str() > "2025", "{year}");
+}
+
+#[test]
+fn periodic_time_zones_come_from_the_bundled_database() {
+    let job = |tz: &str| {
+        format!(
+            "job \"p\" {{\n  type = \"batch\"\n  periodic {{\n    cron      = \"@daily\"\n    time_zone = \"{tz}\"\n  }}\n  group \"g\" {{\n    task \"t\" {{\n      driver = \"exec\"\n      config {{\n        command = \"/bin/true\"\n      }}\n    }}\n  }}\n}}\n"
+        )
+    };
+    for ok in [
+        "UTC",
+        "Europe/Minsk",
+        "America/Argentina/Buenos_Aires",
+        "Local",
+    ] {
+        jobspec::check_hcl(&job(ok), &opts()).unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+    for bad in ["utc", "Europe/Minks", "Local/Time"] {
+        let e = check_err(&job(bad));
+        assert!(e.contains("unknown time zone"), "{bad}: {e}");
+    }
+}

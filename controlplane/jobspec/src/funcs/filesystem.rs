@@ -102,6 +102,7 @@ mod tests {
         let ctx = FuncCtx {
             allow_fs: true,
             base_dir: dir.path().to_path_buf(),
+            ..FuncCtx::default()
         };
         assert_eq!(
             call("file", &ctx, vec![s("f.txt")]).unwrap().unwrap(),

@@ -28,11 +28,13 @@ use super::value::{Number, Value};
 
 pub(crate) use string::regex_error;
 
-/// What functions may touch: the filesystem only when the caller allows it.
+/// What functions may touch: the filesystem only when the caller allows it, and the instant
+/// `timestamp()` returns, which the caller passes in so that evaluation reads no clock.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct FuncCtx {
     pub allow_fs: bool,
     pub base_dir: PathBuf,
+    pub now_unix_nanos: i64,
 }
 
 /// Most elements a function may build.
