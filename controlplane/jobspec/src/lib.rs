@@ -11,13 +11,13 @@
 //! Every entry point returns *all* errors found, each with its field path and, for text
 //! input, its file:line:col.
 
+pub mod cron;
 pub mod error;
 pub mod format;
 pub mod interpolate;
 pub mod limits;
 pub mod properties;
 
-pub(crate) mod cron;
 pub(crate) mod decode;
 mod disk;
 pub(crate) mod eval;
