@@ -746,3 +746,41 @@ fn periodic_time_zones_come_from_the_bundled_database() {
         assert!(e.contains("unknown time zone"), "{bad}: {e}");
     }
 }
+
+/// Nomad's Go decoder ignores keys it does not know, so API JSON from a tool written for a
+/// newer Nomad still parses; noded warns with the place and the key. HCL stays strict.
+#[test]
+fn unknown_api_json_keys_are_ignored_with_a_warning_but_unknown_hcl_keys_are_errors() {
+    let json = "{\n  \"Job\": {\n    \"ID\": \"web\",\n    \"FutureField\": {\"a\": 1},\n    \"TaskGroups\": [{\n      \"Name\": \"g\",\n      \"Tasks\": [{\"Name\": \"t\", \"Driver\": \"exec\", \"Comand\": \"/bin/true\", \"Nme\": null}]\n    }]\n  }\n}\n";
+    let parsed = jobspec::parse_api_json(json, &ParseOptions::for_file("j.json")).unwrap();
+    let warnings: Vec<String> = parsed.warnings.iter().map(|w| w.to_string()).collect();
+    assert!(
+        warnings.contains(
+            &"j.json:4:5: FutureField: unknown key \"FutureField\" in job, ignored".to_string()
+        ),
+        "{warnings:#?}"
+    );
+    assert!(
+        warnings.contains(
+            &"j.json:7:49: TaskGroups[0].Tasks[0].Comand: unknown key \"Comand\" in task, ignored"
+                .to_string()
+        ),
+        "{warnings:#?}"
+    );
+    assert!(
+        warnings.iter().any(|w| w.starts_with("j.json:7:72: TaskGroups[0].Tasks[0].Nme: unknown key \"Nme\" in task, ignored; did you mean \"Name\"?")),
+        "{warnings:#?}"
+    );
+    assert_eq!(parsed.job.task_groups[0].tasks[0].name, "t");
+    // A value of the wrong type is still an error.
+    let bad = json.replace("\"Name\": \"g\"", "\"Name\": 7");
+    let e = jobspec::parse_api_json(&bad, &ParseOptions::for_file("j.json")).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("TaskGroups[0].Name: a string is required, got a number"),
+        "{e}"
+    );
+    // In HCL an unknown key is an error with its line.
+    let e = parse_err("job \"j\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"exec\"\n      comand = \"x\"\n    }\n  }\n}\n");
+    assert!(e.contains("t.hcl:5:7") && e.contains("comand"), "{e}");
+}
