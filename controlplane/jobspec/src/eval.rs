@@ -16,10 +16,10 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 
 use hcl_edit::expr::{
-    BinaryOperator, Expression, ForExpr, FuncCall, ObjectKey, Traversal, TraversalOperator,
-    UnaryOperator,
+    BinaryOp, BinaryOperator, Expression, ForExpr, FuncCall, ObjectKey, Traversal,
+    TraversalOperator, UnaryOp, UnaryOperator,
 };
-use hcl_edit::template::{Directive, Element, Strip, Template};
+use hcl_edit::template::{Directive, Element, ForDirective, IfDirective, Strip, Template};
 use hcl_edit::Span;
 
 use super::funcs::{self, FuncCtx};
@@ -283,52 +283,54 @@ impl<'a> Evaluator<'a> {
             }
             Expression::FuncCall(call) => self.call(call, expr, env),
             Expression::Traversal(t) => self.traversal(t, expr, env),
-            Expression::UnaryOp(op) => {
-                let v = self.eval(&op.expr, env)?;
-                match op.operator.value() {
-                    UnaryOperator::Neg => {
-                        let n = v.to_number().map_err(|m| {
-                            EvalError::new(op.expr.span(), format!("negation: {m}"))
-                        })?;
-                        Ok(Value::Number(match n {
-                            Number::Int(i) => i
-                                .checked_neg()
-                                .map(Number::Int)
-                                .unwrap_or(Number::Float(-(i as f64))),
-                            Number::Float(f) => Number::Float(-f),
-                        }))
-                    }
-                    UnaryOperator::Not => {
-                        let b = v.to_bool().map_err(|m| {
-                            EvalError::new(op.expr.span(), format!("logical not: {m}"))
-                        })?;
-                        Ok(Value::Bool(!b))
-                    }
-                }
-            }
-            Expression::BinaryOp(op) => {
-                let op_kind = *op.operator.value();
-                // `&&` and `||` short-circuit like HCL's.
-                let lhs = self.eval(&op.lhs_expr, env)?;
-                if matches!(op_kind, BinaryOperator::And | BinaryOperator::Or) {
-                    let l = lhs.to_bool().map_err(|m| {
-                        EvalError::new(op.lhs_expr.span(), format!("{}: {m}", op_kind.as_str()))
-                    })?;
-                    if (op_kind == BinaryOperator::And && !l)
-                        || (op_kind == BinaryOperator::Or && l)
-                    {
-                        return Ok(Value::Bool(l));
-                    }
-                    let r = self.eval(&op.rhs_expr, env)?.to_bool().map_err(|m| {
-                        EvalError::new(op.rhs_expr.span(), format!("{}: {m}", op_kind.as_str()))
-                    })?;
-                    return Ok(Value::Bool(r));
-                }
-                let rhs = self.eval(&op.rhs_expr, env)?;
-                binary(op_kind, &lhs, &rhs).map_err(|m| EvalError::new(expr.span(), m))
-            }
+            Expression::UnaryOp(op) => self.unary(op, env),
+            Expression::BinaryOp(op) => self.binary_op(op, expr, env),
             Expression::ForExpr(f) => self.for_expr(f, env),
         }
+    }
+
+    fn unary(&self, op: &UnaryOp, env: &Env<'_>) -> EResult<Value> {
+        let v = self.eval(&op.expr, env)?;
+        match op.operator.value() {
+            UnaryOperator::Neg => {
+                let n = v
+                    .to_number()
+                    .map_err(|m| EvalError::new(op.expr.span(), format!("negation: {m}")))?;
+                Ok(Value::Number(match n {
+                    Number::Int(i) => i
+                        .checked_neg()
+                        .map(Number::Int)
+                        .unwrap_or(Number::Float(-(i as f64))),
+                    Number::Float(f) => Number::Float(-f),
+                }))
+            }
+            UnaryOperator::Not => {
+                let b = v
+                    .to_bool()
+                    .map_err(|m| EvalError::new(op.expr.span(), format!("logical not: {m}")))?;
+                Ok(Value::Bool(!b))
+            }
+        }
+    }
+
+    fn binary_op(&self, op: &BinaryOp, expr: &Expression, env: &Env<'_>) -> EResult<Value> {
+        let op_kind = *op.operator.value();
+        // `&&` and `||` short-circuit like HCL's.
+        let lhs = self.eval(&op.lhs_expr, env)?;
+        if matches!(op_kind, BinaryOperator::And | BinaryOperator::Or) {
+            let l = lhs.to_bool().map_err(|m| {
+                EvalError::new(op.lhs_expr.span(), format!("{}: {m}", op_kind.as_str()))
+            })?;
+            if (op_kind == BinaryOperator::And && !l) || (op_kind == BinaryOperator::Or && l) {
+                return Ok(Value::Bool(l));
+            }
+            let r = self.eval(&op.rhs_expr, env)?.to_bool().map_err(|m| {
+                EvalError::new(op.rhs_expr.span(), format!("{}: {m}", op_kind.as_str()))
+            })?;
+            return Ok(Value::Bool(r));
+        }
+        let rhs = self.eval(&op.rhs_expr, env)?;
+        binary(op_kind, &lhs, &rhs).map_err(|m| EvalError::new(expr.span(), m))
     }
 
     fn variable(&self, name: &str, expr: &Expression, env: &Env<'_>) -> EResult<Value> {
@@ -714,94 +716,77 @@ impl<'a> Evaluator<'a> {
                     }
                 }
                 Element::Directive(d) => match d.as_ref() {
-                    Directive::If(ifd) => {
-                        let c = self
-                            .eval(&ifd.if_expr.cond_expr, env)?
-                            .to_bool()
-                            .map_err(|m| {
-                                EvalError::new(
-                                    ifd.if_expr.cond_expr.span(),
-                                    format!("%{{if}}: {m}"),
-                                )
-                            })?;
-                        if c {
-                            let after = match &ifd.else_expr {
-                                Some(e) => e.strip,
-                                None => ifd.endif_expr.strip,
-                            };
-                            self.template_stripped(
-                                &ifd.if_expr.template,
-                                env,
-                                out,
-                                ifd.if_expr.strip,
-                                after,
-                            )?;
-                        } else if let Some(e) = &ifd.else_expr {
-                            self.template_stripped(
-                                &e.template,
-                                env,
-                                out,
-                                e.strip,
-                                ifd.endif_expr.strip,
-                            )?;
-                        }
-                    }
-                    Directive::For(ford) => {
-                        let fe = &ford.for_expr;
-                        let coll = self.eval(&fe.collection_expr, env)?;
-                        let pairs: Vec<(Value, Value)> = match coll {
-                            Value::List(items) => items
-                                .into_iter()
-                                .enumerate()
-                                .map(|(i, v)| (Value::int(i as i64), v))
-                                .collect(),
-                            Value::Object(m) => {
-                                m.into_iter().map(|(k, v)| (Value::String(k), v)).collect()
-                            }
-                            other => {
-                                return Err(EvalError::new(
-                                    fe.collection_expr.span(),
-                                    format!(
-                                        "%{{for}} needs a list or an object, got {}",
-                                        other.describe()
-                                    ),
-                                ))
-                            }
-                        };
-                        self.charge(pairs.len() as u64, fe.collection_expr.span())?;
-                        for (k, v) in &pairs {
-                            let kb;
-                            let env2 = match &fe.key_var {
-                                Some(kn) => {
-                                    kb = Env::Bind {
-                                        name: kn.as_str(),
-                                        value: k,
-                                        parent: env,
-                                    };
-                                    Env::Bind {
-                                        name: fe.value_var.as_str(),
-                                        value: v,
-                                        parent: &kb,
-                                    }
-                                }
-                                None => Env::Bind {
-                                    name: fe.value_var.as_str(),
-                                    value: v,
-                                    parent: env,
-                                },
-                            };
-                            self.template_stripped(
-                                &fe.template,
-                                &env2,
-                                out,
-                                fe.strip,
-                                ford.endfor_expr.strip,
-                            )?;
-                            self.charge((out.len() as u64) / 4096, fe.collection_expr.span())?;
-                        }
-                    }
+                    Directive::If(ifd) => self.if_directive(ifd, env, out)?,
+                    Directive::For(ford) => self.for_directive(ford, env, out)?,
                 },
             }
+        }
+        Ok(())
+    }
+
+    /// `%{ if }`: the chosen branch, with the strip markers around it.
+    fn if_directive(&self, ifd: &IfDirective, env: &Env<'_>, out: &mut String) -> EResult<()> {
+        let c = self
+            .eval(&ifd.if_expr.cond_expr, env)?
+            .to_bool()
+            .map_err(|m| EvalError::new(ifd.if_expr.cond_expr.span(), format!("%{{if}}: {m}")))?;
+        if c {
+            let after = match &ifd.else_expr {
+                Some(e) => e.strip,
+                None => ifd.endif_expr.strip,
+            };
+            self.template_stripped(&ifd.if_expr.template, env, out, ifd.if_expr.strip, after)?;
+        } else if let Some(e) = &ifd.else_expr {
+            self.template_stripped(&e.template, env, out, e.strip, ifd.endif_expr.strip)?;
+        }
+        Ok(())
+    }
+
+    /// `%{ for }`: the body once per element, each charged to the budget as it grows.
+    fn for_directive(&self, ford: &ForDirective, env: &Env<'_>, out: &mut String) -> EResult<()> {
+        let fe = &ford.for_expr;
+        let coll = self.eval(&fe.collection_expr, env)?;
+        let pairs: Vec<(Value, Value)> = match coll {
+            Value::List(items) => items
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| (Value::int(i as i64), v))
+                .collect(),
+            Value::Object(m) => m.into_iter().map(|(k, v)| (Value::String(k), v)).collect(),
+            other => {
+                return Err(EvalError::new(
+                    fe.collection_expr.span(),
+                    format!(
+                        "%{{for}} needs a list or an object, got {}",
+                        other.describe()
+                    ),
+                ))
+            }
+        };
+        self.charge(pairs.len() as u64, fe.collection_expr.span())?;
+        for (k, v) in &pairs {
+            let kb;
+            let env2 = match &fe.key_var {
+                Some(kn) => {
+                    kb = Env::Bind {
+                        name: kn.as_str(),
+                        value: k,
+                        parent: env,
+                    };
+                    Env::Bind {
+                        name: fe.value_var.as_str(),
+                        value: v,
+                        parent: &kb,
+                    }
+                }
+                None => Env::Bind {
+                    name: fe.value_var.as_str(),
+                    value: v,
+                    parent: env,
+                },
+            };
+            self.template_stripped(&fe.template, &env2, out, fe.strip, ford.endfor_expr.strip)?;
+            self.charge((out.len() as u64) / 4096, fe.collection_expr.span())?;
         }
         Ok(())
     }
