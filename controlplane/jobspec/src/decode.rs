@@ -17,6 +17,7 @@ use super::error::{Diagnostics, FieldPath, Positions, SourcePos};
 use super::eval::{Env, EvalError, Evaluator};
 use super::limits::Limits;
 use super::schema::{self, Field, Kind, Schema};
+use super::suggest::closest;
 use super::value::Value;
 
 /// A block as the decoder sees it: written in the file, or produced by a `dynamic` block.
@@ -600,98 +601,17 @@ impl<'a> Decoder<'a> {
             }
             return;
         }
+        if self.hcl_only_block(&view, schema, path, env, acc) {
+            return;
+        }
         let ident = view.ident.as_str();
-        // HCL-only blocks first.
-        let is_job = std::ptr::eq(schema, &schema::JOB);
-        let is_group = std::ptr::eq(schema, &schema::GROUP);
-        let is_task = std::ptr::eq(schema, &schema::TASK);
-        if (is_job || is_group) && ident == "vault" {
-            let bpath = path.field("vault");
-            if let Some((_, first)) = &acc.vault {
-                let at = first
-                    .as_ref()
-                    .map(|p| format!(" (the first is at line {})", p.line))
-                    .unwrap_or_default();
-                self.error(
-                    view.ident_span.clone(),
-                    &bpath,
-                    format!("only one vault block is allowed here{at}"),
-                );
-                return;
-            }
-            if !self.no_labels(&view, &bpath) {
-                return;
-            }
-            let (m, _) = self.decode_body(view.body, &schema::VAULT, &bpath, env);
-            acc.vault = Some((Json::Object(m), self.pos(view.ident_span.clone())));
-            return;
-        }
-        if (is_job || is_group) && ident == "secret" {
-            let Some(name) = self.single_label(&view, path, "secret") else {
-                return;
-            };
-            let bpath = path.labeled("secret", &name);
-            let (mut m, _) = self.decode_body(view.body, &schema::SECRET, &bpath, env);
-            m.insert("Name".into(), Json::String(name));
-            acc.secrets.push(Json::Object(m));
-            return;
-        }
-        if is_job && ident == "task" {
-            let Some(name) = self.single_label(&view, path, "task") else {
-                return;
-            };
-            let tpath = path
-                .labeled("task", &name)
-                .key("__jobtask")
-                .key(&acc.tasks.len().to_string());
-            self.remember(&tpath, view.ident_span.clone());
-            let t = self.decode_task(&view, &name, &tpath, env);
-            acc.tasks.push(t);
-            return;
-        }
-        if is_task && ident == "scaling" {
-            self.task_scaling(&view, path, env, acc);
-            return;
-        }
         let Some(field) = schema.hcl_field(ident) else {
             self.unknown(view.ident_span.clone(), path, schema, ident, "block");
             return;
         };
         let bpath = path.field(ident).key(field.api);
         match field.kind {
-            Kind::Block(sub) => {
-                if let Some(Slot::One(_, first)) = acc.slots.get(field.api) {
-                    let at = first
-                        .as_ref()
-                        .map(|p| format!(" (the first is at line {})", p.line))
-                        .unwrap_or_default();
-                    self.error(
-                        view.ident_span.clone(),
-                        &bpath,
-                        format!("only one {ident} block is allowed here{at}"),
-                    );
-                    return;
-                }
-                if std::ptr::eq(sub, &schema::SCALING) {
-                    // Group scaling: no label, `max` required, horizontal only.
-                    if let Some((l, span)) = view.labels.first() {
-                        self.error(span.clone(), &bpath, format!("the group scaling block takes no label (got {l:?}); labels \"cpu\"/\"mem\" are for task scaling"));
-                        return;
-                    }
-                }
-                if !self.no_labels(&view, &bpath) {
-                    return;
-                }
-                self.remember(&bpath, view.ident_span.clone());
-                let (mut m, _) = self.decode_body(view.body, sub, &bpath, env);
-                if std::ptr::eq(sub, &schema::SCALING) {
-                    self.check_group_scaling(&mut m, &view, &bpath);
-                }
-                acc.slots.insert(
-                    field.api,
-                    Slot::One(Json::Object(m), self.pos(view.ident_span.clone())),
-                );
-            }
+            Kind::Block(sub) => self.single_block(&view, sub, field.api, &bpath, env, acc),
             Kind::Blocks(sub) => {
                 if !self.no_labels(&view, &bpath) {
                     return;
@@ -706,96 +626,9 @@ impl<'a> Decoder<'a> {
                 push_many(acc, field.api, Json::Object(m));
             }
             Kind::Labeled(sub) | Kind::LabeledMap(sub) => {
-                let what = sub.name;
-                let Some(label) = self.single_label(&view, path, what) else {
-                    return;
-                };
-                if std::ptr::eq(sub, &schema::PORT) && label.is_empty() {
-                    self.error(
-                        view.ident_span.clone(),
-                        &bpath,
-                        "a port needs a non-empty label, like port \"http\" {}",
-                    );
-                    return;
-                }
-                let lpath = path.labeled(ident, &label).key(field.api);
-                let lpath = if matches!(field.kind, Kind::LabeledMap(_)) {
-                    lpath.key(&label)
-                } else if std::ptr::eq(sub, &schema::PORT) {
-                    // Ports move between the static and dynamic lists later: key them by label.
-                    path.labeled(ident, &label).key("Port").key(&label)
-                } else {
-                    let n = match acc.slots.get(field.api) {
-                        Some(Slot::Many(v)) => v.len(),
-                        _ => 0,
-                    };
-                    lpath.key(&n.to_string())
-                };
-                self.remember(&lpath, view.ident_span.clone());
-                let obj = if std::ptr::eq(sub, &schema::TASK) {
-                    self.decode_task(&view, &label, &lpath, env)
-                } else if std::ptr::eq(sub, &schema::GROUP) {
-                    self.decode_group(&view, &label, &lpath, env)
-                } else {
-                    let (mut m, _) = self.decode_body(view.body, sub, &lpath, env);
-                    if let Some(lf) = sub.label {
-                        m.insert(lf.to_string(), Json::String(label.clone()));
-                    }
-                    Json::Object(m)
-                };
-                if matches!(field.kind, Kind::LabeledMap(_)) {
-                    let slot = acc
-                        .slots
-                        .entry(field.api)
-                        .or_insert_with(|| Slot::Map(Map::new()));
-                    if let Slot::Map(m) = slot {
-                        if m.contains_key(&label) {
-                            self.error(
-                                view.ident_span.clone(),
-                                &lpath,
-                                format!("{ident} {label:?} is defined twice; names must be unique"),
-                            );
-                            return;
-                        }
-                        m.insert(label, obj);
-                    }
-                } else {
-                    push_many(acc, field.api, obj);
-                }
+                self.labeled_block(&view, field, sub, path, env, acc);
             }
-            Kind::FreeForm => {
-                if let Some(Slot::One(_, first)) = acc.slots.get(field.api) {
-                    let at = first
-                        .as_ref()
-                        .map(|p| format!(" (the first is at line {})", p.line))
-                        .unwrap_or_default();
-                    self.error(
-                        view.ident_span.clone(),
-                        &bpath,
-                        format!("only one {ident} block is allowed here{at}"),
-                    );
-                    return;
-                }
-                if !self.no_labels(&view, &bpath) {
-                    return;
-                }
-                self.remember(&bpath, view.ident_span.clone());
-                let m = self.free_form(view.body, &bpath, env, 0);
-                acc.slots.insert(
-                    field.api,
-                    Slot::One(Json::Object(m), self.pos(view.ident_span.clone())),
-                );
-            }
-            Kind::Opaque => {
-                if !self.no_labels(&view, &bpath) {
-                    return;
-                }
-                let m = self.opaque(view.body, &bpath, env, 0);
-                acc.slots.insert(
-                    field.api,
-                    Slot::One(Json::Object(m), self.pos(view.ident_span.clone())),
-                );
-            }
+            Kind::FreeForm | Kind::Opaque => self.free_block(&view, field, &bpath, env, acc),
             Kind::StrMap | Kind::StrListMap => {
                 if acc.slots.contains_key(field.api) {
                     self.error(
@@ -809,16 +642,10 @@ impl<'a> Decoder<'a> {
                     return;
                 }
                 self.remember(&bpath, view.ident_span.clone());
-                let m = self.string_map(
-                    view.body,
-                    &bpath,
-                    env,
-                    matches!(field.kind, Kind::StrListMap),
-                );
-                acc.slots.insert(
-                    field.api,
-                    Slot::One(Json::Object(m), self.pos(view.ident_span.clone())),
-                );
+                let lists = matches!(field.kind, Kind::StrListMap);
+                let m = self.string_map(view.body, &bpath, env, lists);
+                let at = self.pos(view.ident_span.clone());
+                acc.slots.insert(field.api, Slot::One(Json::Object(m), at));
             }
             _ => {
                 self.error(
@@ -828,6 +655,197 @@ impl<'a> Decoder<'a> {
                 );
             }
         }
+    }
+
+    /// The blocks HCL has and the API's schema does not: job/group `vault` and `secret`
+    /// (inherited by tasks), a job-level `task` (a group of its own), task `scaling`.
+    /// Returns whether `view` was one of them.
+    fn hcl_only_block(
+        &mut self,
+        view: &BlockView<'_>,
+        schema: &'static Schema,
+        path: &FieldPath,
+        env: &Env<'_>,
+        acc: &mut Acc,
+    ) -> bool {
+        let ident = view.ident.as_str();
+        let is_job = std::ptr::eq(schema, &schema::JOB);
+        let is_group = std::ptr::eq(schema, &schema::GROUP);
+        let is_task = std::ptr::eq(schema, &schema::TASK);
+        if (is_job || is_group) && ident == "vault" {
+            let bpath = path.field("vault");
+            if let Some((_, first)) = &acc.vault {
+                self.refuse_second(view, &bpath, first);
+            } else if self.no_labels(view, &bpath) {
+                let (m, _) = self.decode_body(view.body, &schema::VAULT, &bpath, env);
+                acc.vault = Some((Json::Object(m), self.pos(view.ident_span.clone())));
+            }
+        } else if (is_job || is_group) && ident == "secret" {
+            if let Some(name) = self.single_label(view, path, "secret") {
+                let bpath = path.labeled("secret", &name);
+                let (mut m, _) = self.decode_body(view.body, &schema::SECRET, &bpath, env);
+                m.insert("Name".into(), Json::String(name));
+                acc.secrets.push(Json::Object(m));
+            }
+        } else if is_job && ident == "task" {
+            if let Some(name) = self.single_label(view, path, "task") {
+                let tpath = path
+                    .labeled("task", &name)
+                    .key("__jobtask")
+                    .key(&acc.tasks.len().to_string());
+                self.remember(&tpath, view.ident_span.clone());
+                let t = self.decode_task(view, &name, &tpath, env);
+                acc.tasks.push(t);
+            }
+        } else if is_task && ident == "scaling" {
+            self.task_scaling(view, path, env, acc);
+        } else {
+            return false;
+        }
+        true
+    }
+
+    /// A second block where only one is allowed: an error pointing at the first.
+    fn refuse_second(&mut self, view: &BlockView<'_>, path: &FieldPath, first: &Option<SourcePos>) {
+        let at = first
+            .as_ref()
+            .map(|p| format!(" (the first is at line {})", p.line))
+            .unwrap_or_default();
+        self.error(
+            view.ident_span.clone(),
+            path,
+            format!("only one {} block is allowed here{at}", view.ident),
+        );
+    }
+
+    /// A block that may appear once (`Kind::Block`); group `scaling` has its own rules.
+    fn single_block(
+        &mut self,
+        view: &BlockView<'_>,
+        sub: &'static Schema,
+        api: &'static str,
+        bpath: &FieldPath,
+        env: &Env<'_>,
+        acc: &mut Acc,
+    ) {
+        if let Some(Slot::One(_, first)) = acc.slots.get(api) {
+            self.refuse_second(view, bpath, first);
+            return;
+        }
+        let scaling = std::ptr::eq(sub, &schema::SCALING);
+        if let Some((l, span)) = view.labels.first().filter(|_| scaling) {
+            // Group scaling: no label, `max` required, horizontal only.
+            self.error(span.clone(), bpath, format!("the group scaling block takes no label (got {l:?}); labels \"cpu\"/\"mem\" are for task scaling"));
+            return;
+        }
+        if !self.no_labels(view, bpath) {
+            return;
+        }
+        self.remember(bpath, view.ident_span.clone());
+        let (mut m, _) = self.decode_body(view.body, sub, bpath, env);
+        if scaling {
+            self.check_group_scaling(&mut m, view, bpath);
+        }
+        let at = self.pos(view.ident_span.clone());
+        acc.slots.insert(api, Slot::One(Json::Object(m), at));
+    }
+
+    /// A labeled block: kept in a list (`group "web"`) or a map by label (`volume "data"`).
+    fn labeled_block(
+        &mut self,
+        view: &BlockView<'_>,
+        field: &Field,
+        sub: &'static Schema,
+        path: &FieldPath,
+        env: &Env<'_>,
+        acc: &mut Acc,
+    ) {
+        let ident = view.ident.as_str();
+        let Some(label) = self.single_label(view, path, sub.name) else {
+            return;
+        };
+        let is_port = std::ptr::eq(sub, &schema::PORT);
+        if is_port && label.is_empty() {
+            self.error(
+                view.ident_span.clone(),
+                &path.field(ident).key(field.api),
+                "a port needs a non-empty label, like port \"http\" {}",
+            );
+            return;
+        }
+        let in_map = matches!(field.kind, Kind::LabeledMap(_));
+        let lpath = path.labeled(ident, &label).key(field.api);
+        let lpath = if in_map {
+            lpath.key(&label)
+        } else if is_port {
+            // Ports move between the static and dynamic lists later: key them by label.
+            path.labeled(ident, &label).key("Port").key(&label)
+        } else {
+            let n = match acc.slots.get(field.api) {
+                Some(Slot::Many(v)) => v.len(),
+                _ => 0,
+            };
+            lpath.key(&n.to_string())
+        };
+        self.remember(&lpath, view.ident_span.clone());
+        let obj = if std::ptr::eq(sub, &schema::TASK) {
+            self.decode_task(view, &label, &lpath, env)
+        } else if std::ptr::eq(sub, &schema::GROUP) {
+            self.decode_group(view, &label, &lpath, env)
+        } else {
+            let (mut m, _) = self.decode_body(view.body, sub, &lpath, env);
+            if let Some(lf) = sub.label {
+                m.insert(lf.to_string(), Json::String(label.clone()));
+            }
+            Json::Object(m)
+        };
+        if !in_map {
+            push_many(acc, field.api, obj);
+            return;
+        }
+        let slot = acc
+            .slots
+            .entry(field.api)
+            .or_insert_with(|| Slot::Map(Map::new()));
+        if let Slot::Map(m) = slot {
+            if m.contains_key(&label) {
+                self.error(
+                    view.ident_span.clone(),
+                    &lpath,
+                    format!("{ident} {label:?} is defined twice; names must be unique"),
+                );
+                return;
+            }
+            m.insert(label, obj);
+        }
+    }
+
+    /// A block whose body is kept as written: `config`-like free-form maps (once only) and
+    /// opaque blocks.
+    fn free_block(
+        &mut self,
+        view: &BlockView<'_>,
+        field: &Field,
+        bpath: &FieldPath,
+        env: &Env<'_>,
+        acc: &mut Acc,
+    ) {
+        let free_form = matches!(field.kind, Kind::FreeForm);
+        if let Some(Slot::One(_, first)) = acc.slots.get(field.api).filter(|_| free_form) {
+            self.refuse_second(view, bpath, first);
+            return;
+        }
+        if !self.no_labels(view, bpath) {
+            return;
+        }
+        let m = if free_form {
+            self.remember(bpath, view.ident_span.clone());
+            self.free_form(view.body, bpath, env, 0)
+        } else {
+            self.opaque(view.body, bpath, env, 0)
+        };
+        let at = self.pos(view.ident_span.clone());
+        acc.slots.insert(field.api, Slot::One(Json::Object(m), at));
     }
 
     fn no_labels(&mut self, view: &BlockView<'_>, path: &FieldPath) -> bool {
@@ -1338,34 +1356,6 @@ pub(crate) fn pascal_case(s: &str) -> String {
         .collect()
 }
 
-/// The closest valid name, if one is within two edits: for "did you mean".
-pub(crate) fn closest<'n>(name: &str, names: &[&'n str]) -> Option<&'n str> {
-    names
-        .iter()
-        .map(|n| (edit_distance(name, n), *n))
-        .filter(|(d, _)| *d <= 2)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, n)| n)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    if a.len().abs_diff(b.len()) > 2 || a.len() > 64 || b.len() > 64 {
-        return usize::MAX;
-    }
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for i in 1..=a.len() {
-        let mut cur = vec![i; b.len() + 1];
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
 /// Applies Nomad's HCL normalization to a decoded group: vault and secrets inherited from the
 /// job and group, ports split into static and dynamic, the default identity moved apart.
 fn normalize_group(group: &mut Json, inherited: &Inherited) {
@@ -1444,14 +1434,5 @@ mod tests {
         assert_eq!(pascal_case("connect_timeout"), "ConnectTimeout");
         assert_eq!(pascal_case("tls"), "TLS");
         assert_eq!(pascal_case("ca_file"), "CAFile");
-    }
-
-    #[test]
-    fn closest_suggests_a_near_name() {
-        assert_eq!(
-            closest("nterval", &["interval", "timeout"]),
-            Some("interval")
-        );
-        assert_eq!(closest("zzzzzz", &["interval"]), None);
     }
 }

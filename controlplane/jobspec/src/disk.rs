@@ -1,8 +1,9 @@
 //! The only part of the jobspec that reads the machine: jobspec and variable files named on
 //! the command line, `file()`-style functions when [`crate::ParseOptions::allow_fs_functions`]
-//! allows them, and `$HOME` for `pathexpand`. Everything else in this crate is a pure function
-//! of its input; the crate's `clippy.toml` refuses disk, environment, network and process
-//! calls anywhere but here, so that stays true.
+//! allows them, `$HOME` for `pathexpand`, and the clock for [`crate::ParseOptions`]'s default
+//! "now". Everything else in this crate is a pure function of its input; the crate's
+//! `clippy.toml` refuses disk, environment, clock, network and process calls anywhere but
+//! here, so that stays true.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use std::io::Read;
@@ -49,4 +50,9 @@ pub(crate) fn is_file(path: &Path) -> bool {
 /// The user's home directory for `~` in paths (empty when unset).
 pub(crate) fn home_dir() -> String {
     std::env::var("HOME").unwrap_or_default()
+}
+
+/// The clock, read once when [`crate::ParseOptions`] are made (never while parsing).
+pub(crate) fn now_unix_nanos() -> i64 {
+    model::now_unix_nanos()
 }

@@ -77,6 +77,7 @@ pub(crate) fn parse(
     let fctx = FuncCtx {
         allow_fs: opts.allow_fs_functions,
         base_dir: opts.base_dir(),
+        now_unix_nanos: opts.now_unix_nanos,
     };
     let mut ev = Evaluator::new(&src, fctx.clone());
     let mut diags = Diagnostics::default();

@@ -1,9 +1,11 @@
 //! Nomad's API JSON form of a job (`{"Job": {…}}`, PascalCase keys, durations in nanoseconds),
-//! read with positions so an unknown key or a wrong type is reported at line:col. Keys are
-//! matched like Go's encoding/json does (exact, then case-insensitively); `null` means unset.
-//! Keys Nomad has removed from its API ([`schema::REMOVED_API_KEYS`]) are accepted with a
-//! warning, as are unknown keys whose value is `null` (they carry nothing); any other unknown
-//! key is an error.
+//! read with positions so an unknown key or a wrong type is reported at line:col. It is
+//! decoded as Nomad's Go decoder (encoding/json) does: keys match exactly, then ignoring
+//! case; `null` means the zero value; an unknown key is ignored — here with a warning naming
+//! it, its place and the nearest known key — so that tools written for a newer Nomad keep
+//! working. Keys Nomad has removed from its API ([`schema::REMOVED_API_KEYS`]) warn with the
+//! reason. A value of the wrong type is still an error. (HCL jobspecs stay strict: there an
+//! unknown key is an error.)
 
 use serde_json::{Map, Value as Json};
 
@@ -399,28 +401,7 @@ impl Walker<'_> {
                         continue;
                     }
                 }
-                let names: Vec<&str> = schema.fields.iter().map(|f| f.api).collect();
-                let hint = match super::decode::closest(key, &names) {
-                    Some(n) => format!("; did you mean {n:?}?"),
-                    None => String::new(),
-                };
-                if matches!(value.v, JValue::Null) {
-                    // A null carries no data: tolerated like Go's decoder does, but reported.
-                    self.diags.warn(
-                        self.pos(*kat),
-                        &path.field(key).to_string(),
-                        format!(
-                            "unknown key {key:?} in {} is null and ignored{hint}",
-                            schema.name
-                        ),
-                    );
-                    continue;
-                }
-                self.diags.error(
-                    self.pos(*kat),
-                    &path.field(key).to_string(),
-                    format!("unknown key {key:?} in {}{hint}", schema.name),
-                );
+                self.unknown_key(key, *kat, schema, path);
                 continue;
             };
             if matches!(value.v, JValue::Null) {
@@ -442,6 +423,21 @@ impl Walker<'_> {
             }
         }
         Json::Object(out)
+    }
+
+    /// Go's decoder drops a key it has no field for, so a job written for a newer Nomad
+    /// still decodes; the warning says what was dropped, in case it was a typo.
+    fn unknown_key(&mut self, key: &str, at: usize, schema: &'static Schema, path: &FieldPath) {
+        let names: Vec<&str> = schema.fields.iter().map(|f| f.api).collect();
+        let hint = match super::suggest::closest(key, &names) {
+            Some(n) => format!("; did you mean {n:?}?"),
+            None => String::new(),
+        };
+        self.diags.warn(
+            self.pos(at),
+            &path.field(key).to_string(),
+            format!("unknown key {key:?} in {}, ignored{hint}", schema.name),
+        );
     }
 
     fn err(&mut self, v: &Spanned, path: &FieldPath, msg: String) -> Option<Json> {

@@ -4,29 +4,30 @@
 //! Owns parsing (HCL2 with variables, locals, functions and `dynamic` blocks; Nomad's API
 //! JSON), validation with Nomad's rules, the runtime interpolation resolver, `fmt`, and the
 //! `job init` example. Pure: no I/O except [`parse_file`] and var files named in
-//! [`ParseOptions`] (and `file()`-style functions, only when allowed). Must not touch the
+//! [`ParseOptions`] (and `file()`-style functions, only when allowed), no clock (the time
+//! `timestamp()` returns comes in [`ParseOptions::now_unix_nanos`]). Must not touch the
 //! state store, the network or the HTTP layer: those call in here.
 //!
 //! Every entry point returns *all* errors found, each with its field path and, for text
 //! input, its file:line:col.
 
+pub mod cron;
 pub mod error;
 pub mod format;
 pub mod interpolate;
 pub mod limits;
 pub mod properties;
 
-pub(crate) mod cron;
 pub(crate) mod decode;
 mod disk;
 pub(crate) mod eval;
 pub(crate) mod finish;
 pub(crate) mod funcs;
-pub(crate) mod funcs_more;
 pub(crate) mod hcl;
 pub(crate) mod json;
 pub(crate) mod schema;
 pub(crate) mod source;
+pub(crate) mod suggest;
 pub(crate) mod types;
 pub(crate) mod tz;
 pub(crate) mod validate;
@@ -44,7 +45,7 @@ pub use validate::{unsupported_warnings, validate, validate_with};
 use model::Job;
 
 /// How to parse a jobspec.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ParseOptions {
     /// The name errors use for the file (`hello.hcl`); its directory is the base for
     /// `file()` and friends when those are allowed.
@@ -64,6 +65,26 @@ pub struct ParseOptions {
     /// Off by default: a server must never read its own disk on behalf of a request.
     pub allow_fs_functions: bool,
     pub limits: Limits,
+    /// The instant `timestamp()` returns, in Unix nanoseconds. [`Default`] (and so
+    /// [`ParseOptions::for_file`]) takes it from the clock when the options are made, at the
+    /// caller's edge; parsing itself reads no clock, so the same options always give the
+    /// same job. Set it to make a parse reproducible.
+    pub now_unix_nanos: i64,
+}
+
+impl Default for ParseOptions {
+    fn default() -> Self {
+        ParseOptions {
+            filename: String::new(),
+            vars: Vec::new(),
+            var_files: Vec::new(),
+            var_file_texts: Vec::new(),
+            env_vars: Vec::new(),
+            allow_fs_functions: false,
+            limits: Limits::default(),
+            now_unix_nanos: disk::now_unix_nanos(),
+        }
+    }
 }
 
 impl ParseOptions {

@@ -633,6 +633,8 @@ job "j" {
         e.contains("t.hcl:2:7") && e.contains("no function named \"nosuch\""),
         "{e}"
     );
+    let e = parse_err("locals {\n  x = lenght([1])\n}\njob \"j\" {}");
+    assert!(e.contains("did you mean \"length\"?"), "{e}");
 }
 
 #[test]
@@ -697,4 +699,88 @@ fn every_kind_of_list_is_bounded_by_the_list_limit() {
     assert!(e.contains("exclude_outbound_ports"), "{e}");
     // Within the limit, both parse.
     jobspec::parse_hcl(&numbers.replace("[1, 2, 3]", "[1, 2]"), &o).unwrap();
+}
+
+#[test]
+fn timestamp_is_the_now_the_caller_passes_so_a_parse_is_reproducible() {
+    let src = r#"
+job "j" {
+  meta {
+    at    = timestamp()
+    later = timeadd(timestamp(), "90m")
+    day   = formatdate("EEEE D MMMM YYYY", timestamp())
+  }
+}
+"#;
+    let o = ParseOptions {
+        now_unix_nanos: 1_700_000_000_500_000_000,
+        ..opts()
+    };
+    let first = jobspec::parse_hcl(src, &o).unwrap().job;
+    assert_eq!(first.meta["at"], "2023-11-14T22:13:20Z");
+    assert_eq!(first.meta["later"], "2023-11-14T23:43:20Z");
+    assert_eq!(first.meta["day"], "Tuesday 14 November 2023");
+    assert_eq!(jobspec::parse_hcl(src, &o).unwrap().job, first);
+    // Options made without a time take the clock's, when they are made.
+    let year = jobspec::parse_hcl(src, &opts()).unwrap().job.meta["at"].clone();
+    assert!(year.as_str() > "2025", "{year}");
+}
+
+#[test]
+fn periodic_time_zones_come_from_the_bundled_database() {
+    let job = |tz: &str| {
+        format!(
+            "job \"p\" {{\n  type = \"batch\"\n  periodic {{\n    cron      = \"@daily\"\n    time_zone = \"{tz}\"\n  }}\n  group \"g\" {{\n    task \"t\" {{\n      driver = \"exec\"\n      config {{\n        command = \"/bin/true\"\n      }}\n    }}\n  }}\n}}\n"
+        )
+    };
+    for ok in [
+        "UTC",
+        "Europe/Minsk",
+        "America/Argentina/Buenos_Aires",
+        "Local",
+    ] {
+        jobspec::check_hcl(&job(ok), &opts()).unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+    for bad in ["utc", "Europe/Minks", "Local/Time"] {
+        let e = check_err(&job(bad));
+        assert!(e.contains("unknown time zone"), "{bad}: {e}");
+    }
+}
+
+/// Nomad's Go decoder ignores keys it does not know, so API JSON from a tool written for a
+/// newer Nomad still parses; noded warns with the place and the key. HCL stays strict.
+#[test]
+fn unknown_api_json_keys_are_ignored_with_a_warning_but_unknown_hcl_keys_are_errors() {
+    let json = "{\n  \"Job\": {\n    \"ID\": \"web\",\n    \"FutureField\": {\"a\": 1},\n    \"TaskGroups\": [{\n      \"Name\": \"g\",\n      \"Tasks\": [{\"Name\": \"t\", \"Driver\": \"exec\", \"Comand\": \"/bin/true\", \"Nme\": null}]\n    }]\n  }\n}\n";
+    let parsed = jobspec::parse_api_json(json, &ParseOptions::for_file("j.json")).unwrap();
+    let warnings: Vec<String> = parsed.warnings.iter().map(|w| w.to_string()).collect();
+    assert!(
+        warnings.contains(
+            &"j.json:4:5: FutureField: unknown key \"FutureField\" in job, ignored".to_string()
+        ),
+        "{warnings:#?}"
+    );
+    assert!(
+        warnings.contains(
+            &"j.json:7:49: TaskGroups[0].Tasks[0].Comand: unknown key \"Comand\" in task, ignored"
+                .to_string()
+        ),
+        "{warnings:#?}"
+    );
+    assert!(
+        warnings.iter().any(|w| w.starts_with("j.json:7:72: TaskGroups[0].Tasks[0].Nme: unknown key \"Nme\" in task, ignored; did you mean \"Name\"?")),
+        "{warnings:#?}"
+    );
+    assert_eq!(parsed.job.task_groups[0].tasks[0].name, "t");
+    // A value of the wrong type is still an error.
+    let bad = json.replace("\"Name\": \"g\"", "\"Name\": 7");
+    let e = jobspec::parse_api_json(&bad, &ParseOptions::for_file("j.json")).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("TaskGroups[0].Name: a string is required, got a number"),
+        "{e}"
+    );
+    // In HCL an unknown key is an error with its line.
+    let e = parse_err("job \"j\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"exec\"\n      comand = \"x\"\n    }\n  }\n}\n");
+    assert!(e.contains("t.hcl:5:7") && e.contains("comand"), "{e}");
 }

@@ -1,78 +1,81 @@
 //! Time as Nomad's API writes it: RFC 3339 strings (UTC, nanoseconds) for task timestamps.
+//! The calendar arithmetic is jiff's; this module keeps the API's shape (Unix nanoseconds
+//! in, strings out) so its callers need not know jiff.
 
-/// Formats Unix nanoseconds as `2024-05-01T12:00:00.123456789Z`.
+use jiff::Timestamp;
+
+/// Unix nanoseconds as a jiff timestamp. Every `i64` of nanoseconds (years 1677 to 2262)
+/// lies inside jiff's range (years -9999 to 9999), so the fallback is never taken.
+pub fn timestamp(unix_nanos: i64) -> Timestamp {
+    Timestamp::from_nanosecond(i128::from(unix_nanos)).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+/// A jiff timestamp as Unix nanoseconds, `None` outside the years `i64` nanoseconds reach.
+pub fn unix_nanos(t: Timestamp) -> Option<i64> {
+    i64::try_from(t.as_nanosecond()).ok()
+}
+
+/// Formats Unix nanoseconds as `2024-05-01T12:00:00.123456789Z`: nine fraction digits, or
+/// none when the time is a whole second.
 pub fn format_rfc3339(unix_nanos: i64) -> String {
-    let secs = unix_nanos.div_euclid(1_000_000_000);
-    let nanos = unix_nanos.rem_euclid(1_000_000_000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    let (hh, mm, ss) = (rem / 3600, (rem % 3600) / 60, rem % 60);
-    if nanos == 0 {
-        format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
+    let t = timestamp(unix_nanos);
+    if t.subsec_nanosecond() == 0 {
+        format!("{t:.0}")
     } else {
-        format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{nanos:09}Z")
+        format!("{t:.9}")
     }
 }
 
-/// Parses what [`format_rfc3339`] writes (UTC `Z` or a `±hh:mm` offset) back to Unix nanos.
+/// Parses an RFC 3339 time (`Z` or a `±hh:mm` offset, up to nine fraction digits) to Unix
+/// nanoseconds, as Go's `time.Parse(time.RFC3339, …)` reads it.
+///
+/// jiff's own parser also takes a space or a lower-case `t` for the `T`, minutes without
+/// seconds, `+0100`, and `[zone]` annotations; Nomad's Go parser takes none of them, so the
+/// text's shape is checked here first and jiff then checks the calendar (no February 30th).
 pub fn parse_rfc3339(text: &str) -> Option<i64> {
-    let bytes = text.as_bytes();
-    if bytes.len() < 20 || bytes[4] != b'-' || bytes[7] != b'-' || bytes[10] != b'T' {
+    if !is_rfc3339_shape(text) {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| text.get(r)?.parse::<i64>().ok();
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let mut rest = &text[19..];
-    let mut nanos = 0i64;
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits: String = frac.chars().take_while(|c| c.is_ascii_digit()).collect();
-        if digits.is_empty() || digits.len() > 9 {
-            return None;
-        }
-        nanos = format!("{digits:0<9}").parse().ok()?;
-        rest = &frac[digits.len()..];
+    unix_nanos(text.parse::<Timestamp>().ok()?)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.f{1,9}](Z|±HH:MM)` with a second below 60 (Go refuses leap
+/// seconds; jiff would clamp them).
+fn is_rfc3339_shape(text: &str) -> bool {
+    let b = text.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let at = |i: usize, c: u8| b.get(i) == Some(&c);
+    let fixed = digits(0..4)
+        && at(4, b'-')
+        && digits(5..7)
+        && at(7, b'-')
+        && digits(8..10)
+        && at(10, b'T')
+        && digits(11..13)
+        && at(13, b':')
+        && digits(14..16)
+        && at(16, b':')
+        && digits(17..19)
+        && b[17] < b'6';
+    if !fixed {
+        return false;
     }
-    let offset = match rest {
-        "Z" => 0,
-        _ => {
-            let sign = match rest.as_bytes().first()? {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return None,
-            };
-            let oh = rest.get(1..3)?.parse::<i64>().ok()?;
-            let om = rest.get(4..6)?.parse::<i64>().ok()?;
-            sign * (oh * 3600 + om * 60)
+    let mut rest = &b[19..];
+    if let Some(frac) = rest.strip_prefix(b".") {
+        let n = frac.iter().take_while(|c| c.is_ascii_digit()).count();
+        if n == 0 || n > 9 {
+            return false;
         }
-    };
-    let days = days_from_civil(y, mo, d);
-    Some((days * 86_400 + hh * 3600 + mm * 60 + ss - offset) * 1_000_000_000 + nanos)
-}
-
-// Howard Hinnant's algorithms for the proleptic Gregorian calendar.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+        rest = &frac[n..];
+    }
+    match rest {
+        b"Z" => true,
+        [sign, h1, h2, b':', m1, m2] => {
+            matches!(sign, b'+' | b'-') && [h1, h2, m1, m2].iter().all(|d| d.is_ascii_digit())
+        }
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -87,9 +90,16 @@ mod tests {
             "2023-11-14T22:13:20.123456789Z"
         );
         assert_eq!(
+            format_rfc3339(1_700_000_000_120_000_000),
+            "2023-11-14T22:13:20.120000000Z"
+        );
+        assert_eq!(
             format_rfc3339(951_782_400_000_000_000),
             "2000-02-29T00:00:00Z"
         );
+        assert_eq!(format_rfc3339(-1), "1969-12-31T23:59:59.999999999Z");
+        assert_eq!(format_rfc3339(i64::MIN), "1677-09-21T00:12:43.145224192Z");
+        assert_eq!(format_rfc3339(i64::MAX), "2262-04-11T23:47:16.854775807Z");
     }
 
     #[test]
@@ -97,8 +107,11 @@ mod tests {
         for n in [
             0i64,
             1,
+            -1,
             1_700_000_000_123_456_789,
             4_102_444_800_000_000_000,
+            i64::MIN,
+            i64::MAX,
         ] {
             assert_eq!(parse_rfc3339(&format_rfc3339(n)), Some(n));
         }
@@ -111,5 +124,28 @@ mod tests {
             Some(1_700_000_000_500_000_000)
         );
         assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+
+    #[test]
+    fn only_what_go_reads_as_rfc3339_is_accepted() {
+        for bad in [
+            "2023-11-14 22:13:20Z",
+            "2023-11-14t22:13:20Z",
+            "2023-11-14T22:13Z",
+            "2023-11-14T22:13:20+0100",
+            "2023-11-14T22:13:20Z[UTC]",
+            "2023-11-14T22:13:20",
+            "2023-11-14T22:13:20.Z",
+            "2023-11-14T22:13:20.1234567891Z",
+            "2023-02-30T22:13:20Z",
+            "2023-13-14T22:13:20Z",
+            "2023-11-14T24:00:00Z",
+            "2016-12-31T23:59:60Z",
+            "+002023-11-14T22:13:20Z",
+            "3000-01-01T00:00:00Z",
+            "",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
     }
 }

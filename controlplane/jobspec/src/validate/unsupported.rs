@@ -1,0 +1,247 @@
+//! The fields noded keeps but its runtime does not act on yet, reported as warnings so a
+//! job's author knows what is ignored.
+
+use model::{Job, Resources, Task, TaskGroup};
+
+use crate::error::{FieldPath, Warning};
+use crate::schema::{self, Kind, Schema};
+
+/// The API fields noded's runtime acts on, as `Struct.Field` type paths (lists are looked
+/// through). Everything else a job sets is kept, and reported by [`unsupported_warnings`].
+/// The lead maintains this list as the runtime grows.
+pub const ACTED_ON: &[&str] = &[
+    "Job.ID",
+    "Job.Name",
+    "Job.Region",
+    "Job.Namespace",
+    "Job.Type",
+    "Job.Datacenters",
+    "Job.Priority",
+    "Job.Meta",
+    "Job.NodePool",
+    "Job.TaskGroups",
+    "TaskGroups.Name",
+    "TaskGroups.Count",
+    "TaskGroups.Meta",
+    "TaskGroups.RestartPolicy",
+    "TaskGroups.Tasks",
+    "Tasks.Name",
+    "Tasks.Driver",
+    "Tasks.Config.command",
+    "Tasks.Config.args",
+    "Tasks.Config.work_dir",
+    "Tasks.Config.pid_mode",
+    "Tasks.Config.ipc_mode",
+    "Tasks.Config.cap_add",
+    "Tasks.Config.cap_drop",
+    "Tasks.Config.rlimits",
+    "Tasks.Config.seccomp",
+    "Tasks.Config.cpu_hard_limit",
+    "Tasks.Config.readonly_rootfs",
+    "Tasks.Resources.Cores",
+    "Tasks.Env",
+    "Tasks.User",
+    "Tasks.Meta",
+    "Tasks.Resources.CPU",
+    "Tasks.Resources.MemoryMB",
+    "Tasks.Resources.MemoryMaxMB",
+    "Tasks.Leader",
+    "Tasks.KillTimeout",
+    "Tasks.KillSignal",
+    "Tasks.LogConfig",
+    "Tasks.RestartPolicy",
+];
+
+/// Drivers noded runs.
+pub const SUPPORTED_DRIVERS: &[&str] = &["exec", "raw_exec"];
+
+/// Warnings naming every field this job sets that noded keeps but does not act on yet.
+/// A field counts as set when it differs from what the same job would hold without it (so
+/// defaults Nomad fills in do not warn).
+pub fn unsupported_warnings(job: &Job) -> Vec<Warning> {
+    let mut out = Vec::new();
+    let baseline = baseline_of(job);
+    let (Ok(actual), Ok(base)) = (serde_json::to_value(job), serde_json::to_value(&baseline))
+    else {
+        return out;
+    };
+    let jp = FieldPath::root().labeled("job", &job.id);
+    diff(&actual, &base, &schema::JOB, "Job", &jp, &mut out);
+    for (gi, g) in job.task_groups.iter().enumerate() {
+        for t in &g.tasks {
+            if !SUPPORTED_DRIVERS.contains(&t.driver.as_str()) && !t.driver.is_empty() {
+                let p = jp
+                    .labeled("group", &g.name)
+                    .labeled("task", &t.name)
+                    .field("driver");
+                out.push(Warning::new(
+                    None,
+                    p.to_string(),
+                    format!(
+                        "driver {:?} is kept but noded runs only {}; this task will not be placed",
+                        t.driver,
+                        SUPPORTED_DRIVERS.join(" and ")
+                    ),
+                ));
+            }
+        }
+        let _ = gi;
+    }
+    out
+}
+
+/// The job with only what noded acts on: names, types, counts, drivers, commands, resources.
+fn baseline_of(job: &Job) -> Job {
+    let mut b = Job {
+        id: job.id.clone(),
+        name: job.name.clone(),
+        region: job.region.clone(),
+        namespace: job.namespace.clone(),
+        job_type: job.job_type,
+        priority: job.priority,
+        datacenters: job.datacenters.clone(),
+        node_pool: job.node_pool.clone(),
+        meta: job.meta.clone(),
+        ..Default::default()
+    };
+    for g in &job.task_groups {
+        let mut bg = TaskGroup {
+            name: g.name.clone(),
+            count: g.count,
+            meta: g.meta.clone(),
+            restart_policy: g.restart_policy.clone(),
+            ..Default::default()
+        };
+        for t in &g.tasks {
+            let mut config = serde_json::Map::new();
+            // The exec/raw_exec options noded acts on (see crate::drivers).
+            for k in [
+                "command",
+                "args",
+                "work_dir",
+                "pid_mode",
+                "ipc_mode",
+                "cap_add",
+                "cap_drop",
+                "rlimits",
+                "seccomp",
+                "cpu_hard_limit",
+                "readonly_rootfs",
+            ] {
+                if let Some(v) = t.config.get(k) {
+                    config.insert(k.to_string(), v.clone());
+                }
+            }
+            bg.tasks.push(Task {
+                name: t.name.clone(),
+                driver: t.driver.clone(),
+                user: t.user.clone(),
+                config,
+                env: t.env.clone(),
+                meta: t.meta.clone(),
+                kill_timeout: t.kill_timeout,
+                kill_signal: t.kill_signal.clone(),
+                log_config: t.log_config.clone(),
+                leader: t.leader,
+                restart_policy: t.restart_policy.clone(),
+                resources: t.resources.as_ref().map(|r| Resources {
+                    cpu: r.cpu,
+                    memory_mb: r.memory_mb,
+                    memory_max_mb: r.memory_max_mb,
+                    cores: r.cores,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+        }
+        b.task_groups.push(bg);
+    }
+    b.canonicalize();
+    b
+}
+
+/// Reports the outermost fields where `actual` differs from `base`.
+fn diff(
+    actual: &serde_json::Value,
+    base: &serde_json::Value,
+    schema: &'static Schema,
+    type_path: &str,
+    path: &FieldPath,
+    out: &mut Vec<Warning>,
+) {
+    use serde_json::Value as J;
+    let (J::Object(a), b) = (actual, base) else {
+        return;
+    };
+    let empty = serde_json::Map::new();
+    let b = b.as_object().unwrap_or(&empty);
+    for field in schema.fields {
+        let av = a.get(field.api).unwrap_or(&J::Null);
+        let bv = b.get(field.api).unwrap_or(&J::Null);
+        if av == bv || is_empty(av) && is_empty(bv) {
+            continue;
+        }
+        let tp = format!("{type_path}.{}", field.api);
+        let short = format!(
+            "{}.{}",
+            type_path.rsplit('.').next().unwrap_or(type_path),
+            field.api
+        );
+        let acted = ACTED_ON
+            .iter()
+            .any(|a| *a == tp || *a == short || a.starts_with(&format!("{short}.")));
+        let hcl = if field.hcl.is_empty() {
+            field.api
+        } else {
+            field.hcl
+        };
+        match (field.kind, acted) {
+            (Kind::Block(s), true) => diff(av, bv, s, field.api, &path.field(hcl), out),
+            (Kind::Labeled(s), true) | (Kind::Blocks(s), true) => {
+                let (Some(al), Some(bl)) = (av.as_array(), bv.as_array()) else {
+                    continue;
+                };
+                for (i, item) in al.iter().enumerate() {
+                    let name = item.get("Name").and_then(J::as_str).unwrap_or("");
+                    let ip = if s.label.is_some() {
+                        path.labeled(hcl, name)
+                    } else {
+                        path.field(hcl).index(i)
+                    };
+                    diff(item, bl.get(i).unwrap_or(&J::Null), s, field.api, &ip, out);
+                }
+            }
+            (Kind::FreeForm, true) => {
+                let (Some(am), bm) = (av.as_object(), bv.as_object()) else {
+                    continue;
+                };
+                for (k, v) in am {
+                    if bm.and_then(|m| m.get(k)) != Some(v) {
+                        out.push(Warning::new(
+                            None,
+                            path.field(hcl).field(k).to_string(),
+                            format!("{hcl}.{k} is kept but noded does not act on it yet"),
+                        ));
+                    }
+                }
+            }
+            (_, true) => {}
+            (_, false) => {
+                out.push(Warning::new(
+                    None,
+                    path.field(hcl).to_string(),
+                    format!("{hcl} is kept but noded does not act on it yet"),
+                ));
+            }
+        }
+    }
+}
+
+fn is_empty(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::Null => true,
+        serde_json::Value::Array(a) => a.is_empty(),
+        serde_json::Value::Object(o) => o.is_empty(),
+        _ => false,
+    }
+}
