@@ -295,10 +295,21 @@ pub(crate) fn parse_spanned(src: &Source<'_>, limits: &Limits) -> Result<Spanned
     Ok(v)
 }
 
+/// What surrounds the job object in the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Envelope {
+    /// A file: `{"Job": {…}}` or the job object alone.
+    File,
+    /// An API request body: the job under `"Job"`, next to the request's own keys
+    /// (`EnforceIndex`, …), which the caller reads.
+    Request,
+}
+
 /// Decodes the API form of a job to clean JSON (nulls dropped, canonical key names).
 pub(crate) fn decode(
     src: &Source<'_>,
     limits: &Limits,
+    envelope: Envelope,
 ) -> Result<(Json, Positions, Vec<Warning>), JobspecErrors> {
     let root = parse_spanned(src, limits)?;
     let job = match &root.v {
@@ -307,7 +318,17 @@ pub(crate) fn decode(
                 .iter()
                 .find(|(k, _, _)| k.eq_ignore_ascii_case("Job"));
             match wrapped {
-                Some((_, _, inner)) if members.len() == 1 => inner.clone(),
+                Some((_, _, inner)) if members.len() == 1 || envelope == Envelope::Request => {
+                    inner.clone()
+                }
+                None if envelope == Envelope::Request => {
+                    return Err(JobspecError::new(
+                        Some(src.pos(root.at)),
+                        "",
+                        "missing \"Job\" object",
+                    )
+                    .into())
+                }
                 Some((_, _, _)) => {
                     let (k, at, _) = members
                         .iter()

@@ -10,6 +10,11 @@
 //!
 //! Every entry point returns *all* errors found, each with its field path and, for text
 //! input, its file:line:col.
+//!
+//! A crate of its own (re-exported as `controlplane::jobspec`) so that the compiler keeps it
+//! away from the state, the network and the HTTP layer; its `clippy.toml` keeps disk,
+//! environment, clock, network and process calls inside `disk.rs`.
+#![forbid(unsafe_code)]
 
 pub mod cron;
 pub mod error;
@@ -148,13 +153,21 @@ pub fn parse_hcl(src: &str, opts: &ParseOptions) -> Result<ParsedJob, JobspecErr
 
 /// Parses Nomad's API JSON form: `{"Job": {…}}`, or the job object alone.
 pub fn parse_api_json(src: &str, opts: &ParseOptions) -> Result<ParsedJob, JobspecErrors> {
+    parse_json_in(src, opts, json::Envelope::File)
+}
+
+fn parse_json_in(
+    src: &str,
+    opts: &ParseOptions,
+    envelope: json::Envelope,
+) -> Result<ParsedJob, JobspecErrors> {
     let name = if opts.filename.is_empty() {
         "<json>"
     } else {
         opts.filename.as_str()
     };
     let source = source::Source::new(name, src);
-    let (raw, positions, warnings) = json::decode(&source, &opts.limits)?;
+    let (raw, positions, warnings) = json::decode(&source, &opts.limits, envelope)?;
     let job = finish::to_job(raw, &positions, &opts.limits)?;
     Ok(ParsedJob {
         job,
@@ -171,6 +184,13 @@ pub fn check_hcl(src: &str, opts: &ParseOptions) -> Result<ParsedJob, JobspecErr
 /// Parses and validates an API JSON job: what `POST /v1/validate/job` needs, in one call.
 pub fn check_api_json(src: &str, opts: &ParseOptions) -> Result<ParsedJob, JobspecErrors> {
     parse_api_json(src, opts)?.validated(&opts.limits)
+}
+
+/// Parses and validates the job of an API request body (`{"Job": {…}, "EnforceIndex": …}`):
+/// the request's own keys are left to the caller, and every position points into the body
+/// as the client sent it.
+pub fn check_api_request(src: &str, opts: &ParseOptions) -> Result<ParsedJob, JobspecErrors> {
+    parse_json_in(src, opts, json::Envelope::Request)?.validated(&opts.limits)
 }
 
 /// Reads and parses a jobspec file: JSON when the file starts with `{`, HCL otherwise.

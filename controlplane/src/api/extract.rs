@@ -322,10 +322,12 @@ pub struct Body<T> {
     pub value: T,
     /// Paths of the fields the request had and `T` does not know (`Foo`, `Job.Bar` …).
     pub ignored: Vec<String>,
+    /// The body as sent, for a reader that reports positions in it (the job endpoints).
+    pub raw: Bytes,
 }
 
 impl<T: RequestBody> Body<T> {
-    pub fn decode(bytes: &[u8]) -> ApiResult<Body<T>> {
+    pub fn decode(bytes: Bytes) -> ApiResult<Body<T>> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             if !T::EMPTY_IS_DEFAULT {
                 return Err(ApiError::bad_request(format!(
@@ -336,9 +338,10 @@ impl<T: RequestBody> Body<T> {
             return Ok(Body {
                 value: T::default(),
                 ignored: Vec::new(),
+                raw: bytes,
             });
         }
-        let mut json: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        let mut json: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::bad_request(format!(
                 "{}: the body is not valid JSON: {e} (at line {}, column {})",
                 T::WHAT,
@@ -359,7 +362,11 @@ impl<T: RequestBody> Body<T> {
                 ApiError::bad_request(format!("{}: field {path}: {inner}", T::WHAT))
             }
         })?;
-        Ok(Body { value, ignored })
+        Ok(Body {
+            value,
+            ignored,
+            raw: bytes,
+        })
     }
 
     /// A warning per ignored field, in the words the job endpoints answer with.
@@ -394,7 +401,7 @@ impl<T: RequestBody> FromRequest<ApiContext> for Body<T> {
                 status: e.status(),
                 message: format!("{}: {}", T::WHAT, e.body_text()),
             })?;
-        Body::decode(&bytes)
+        Body::decode(bytes)
     }
 }
 
@@ -514,9 +521,9 @@ mod tests {
 
     #[test]
     fn bodies_decode_as_go_does() {
-        let b = Body::<Sample>::decode(
+        let b = Body::<Sample>::decode(Bytes::from_static(
             br#"{"Task": null, "Count": 2, "Inner": {"On": true, "New": 1}, "Later": "x"}"#,
-        )
+        ))
         .unwrap();
         assert_eq!(
             b.value,
@@ -531,16 +538,18 @@ mod tests {
             vec!["Inner.New".to_string(), "Later".to_string()]
         );
         assert!(b.ignored_warnings()[1].contains("\"Later\""));
-        let e = Body::<Sample>::decode(b" \n").unwrap_err();
+        let e = Body::<Sample>::decode(Bytes::from_static(b" \n")).unwrap_err();
         assert!(e.message.contains("body is empty"), "{}", e.message);
         assert_eq!(
-            Body::<Optional>::decode(b"").unwrap().value,
+            Body::<Optional>::decode(Bytes::from_static(b""))
+                .unwrap()
+                .value,
             Optional::default()
         );
-        let e = Body::<Sample>::decode(b"{\n  \"Task\": ,").unwrap_err();
+        let e = Body::<Sample>::decode(Bytes::from_static(b"{\n  \"Task\": ,")).unwrap_err();
         assert!(e.message.contains("not valid JSON"), "{}", e.message);
         assert!(e.message.contains("line 2, column"), "{}", e.message);
-        let e = Body::<Sample>::decode(br#"{"Count": "two"}"#).unwrap_err();
+        let e = Body::<Sample>::decode(Bytes::from_static(br#"{"Count": "two"}"#)).unwrap_err();
         assert!(e.message.contains("field Count"), "{}", e.message);
         assert!(e.message.starts_with("sample request"), "{}", e.message);
     }

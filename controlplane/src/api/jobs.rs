@@ -16,13 +16,15 @@ use crate::state::Table;
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub(super) struct JobRegisterRequest {
-    job: Option<serde_json::Value>,
+    /// Read from the raw body by the jobspec (so that positions point into what the client
+    /// sent); only its presence matters here.
+    job: Option<serde::de::IgnoredAny>,
     enforce_index: bool,
     job_modify_index: u64,
     preserve_counts: bool,
     policy_override: bool,
     eval_priority: i64,
-    submission: Option<serde_json::Value>,
+    submission: Option<serde::de::IgnoredAny>,
     region: String,
     namespace: String,
     #[serde(rename = "SecretID")]
@@ -48,20 +50,26 @@ impl JobRegisterRequest {
         }
         out
     }
+}
 
-    /// The job, read as API JSON with Nomad's rules: the outer error is about the request,
-    /// the inner ones about the job (each naming its field and position).
+impl Body<JobRegisterRequest> {
+    /// The job, read as API JSON with Nomad's rules from the body as sent: the outer error is
+    /// about the request, the inner ones about the job (each naming its field, and its line
+    /// and column in the body).
     fn job(&self) -> ApiResult<Result<jobspec::ParsedJob, jobspec::JobspecErrors>> {
-        let Some(value) = &self.job else {
+        if self.value.job.is_none() {
             return Err(ApiError::bad_request(format!(
                 "{}: missing \"Job\" object",
-                Self::WHAT
+                JobRegisterRequest::WHAT
             )));
-        };
-        let text = serde_json::to_string(value)
-            .map_err(|e| ApiError::bad_request(format!("{}: {e}", Self::WHAT)))?;
-        let opts = jobspec::ParseOptions::for_file("request body \"Job\"");
-        Ok(jobspec::check_api_json(&text, &opts))
+        }
+        let text = std::str::from_utf8(&self.raw).map_err(|e| {
+            ApiError::bad_request(format!("{}: not UTF-8: {e}", JobRegisterRequest::WHAT))
+        })?;
+        let mut opts = jobspec::ParseOptions::for_file("request body");
+        // The body limit already bounds the text; a job's JSON is larger than its HCL.
+        opts.limits.max_bytes = super::MAX_BODY_BYTES;
+        Ok(jobspec::check_api_request(text, &opts))
     }
 }
 
@@ -109,10 +117,10 @@ async fn register_job(
     body: Body<JobRegisterRequest>,
     path_id: Option<String>,
 ) -> ApiResult<Reply> {
-    let request = &body.value;
-    let parsed = request
+    let parsed = body
         .job()?
         .map_err(|errors| ApiError::bad_request(errors.to_string()))?;
+    let request = &body.value;
     let job = parsed.job;
     if let Some(id) = path_id {
         if id != job.id {
@@ -356,7 +364,7 @@ pub async fn validate(
         warnings: String::new(),
     };
     let mut warnings = body.ignored_warnings();
-    match body.value.job()? {
+    match body.job()? {
         Ok(parsed) => {
             response.validation_errors = crate::drivers::check_job(&parsed.job);
             let oversubscription = ctx

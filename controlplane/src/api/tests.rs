@@ -488,12 +488,14 @@ async fn bodies_are_decoded_as_nomads_go_decoder_does() {
     let mut body = job_body("newer");
     body["FutureOption"] = serde_json::json!({"X": 1});
     body["EnforceIndex"] = serde_json::Value::Null;
+    body["Job"]["TaskGroups"][0]["Tasks"][0]["FutureTaskField"] = serde_json::json!(true);
     body["Job"]["TaskGroups"][0]["Tasks"][0]["Meta"] = serde_json::Value::Null;
     let (status, _, text) = call(&app, "PUT", "/v1/jobs", Some(body)).await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&text));
     let reply: serde_json::Value = serde_json::from_slice(&text).unwrap();
     let warnings = reply["Warnings"].as_str().unwrap();
     assert!(warnings.contains("\"FutureOption\""), "{warnings}");
+    assert!(warnings.contains("FutureTaskField"), "{warnings}");
     // The operator endpoint takes a partial body with nulls too.
     let (status, _, text) = call(
         &app,
@@ -568,6 +570,34 @@ async fn bad_options_and_bodies_name_what_is_wrong_and_change_nothing() {
         );
     }
     assert_eq!(server.state().latest_index(), before, "nothing was written");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn job_errors_point_into_the_body_as_sent() {
+    let (app, server) = app();
+    node(&server).await;
+    let body = "{\n  \"EnforceIndex\": false,\n  \"Job\": {\n    \"ID\": \"p\",\n    \"TaskGroups\": [{\"Name\": \"g\", \"Count\": \"two\"}]\n  }\n}\n";
+    let response = app
+        .clone()
+        .oneshot(
+            Request::builder()
+                .method("PUT")
+                .uri("/v1/jobs")
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let text = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&text);
+    assert!(
+        text.contains("request body:5:43: TaskGroups[0].Count"),
+        "{text}"
+    );
     server.shutdown().await;
 }
 
