@@ -130,6 +130,20 @@ impl QueryOptions {
     }
 }
 
+/// Options read from `pairs` as if they were a query string, with no headers, in region
+/// `global` (for tests).
+#[cfg(test)]
+pub(crate) fn query_options(pairs: &[(&str, &str)]) -> ApiResult<QueryOptions> {
+    QueryOptions::parse(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        &HeaderMap::new(),
+        "global",
+    )
+}
+
 impl WriteOptions {
     pub fn parse(
         params: HashMap<String, String>,
@@ -410,14 +424,7 @@ mod tests {
     use super::*;
 
     fn q(pairs: &[(&str, &str)]) -> ApiResult<QueryOptions> {
-        QueryOptions::parse(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            &HeaderMap::new(),
-            "global",
-        )
+        query_options(pairs)
     }
 
     #[test]

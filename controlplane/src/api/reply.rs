@@ -183,15 +183,7 @@ mod tests {
     use super::*;
 
     fn q(pairs: &[(&str, &str)]) -> QueryOptions {
-        QueryOptions::parse(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            &HeaderMap::new(),
-            "global",
-        )
-        .unwrap()
+        super::super::extract::query_options(pairs).unwrap()
     }
 
     fn page(pairs: &[(&str, &str)]) -> (Vec<&'static str>, Option<String>) {
