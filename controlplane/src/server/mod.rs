@@ -388,8 +388,9 @@ impl Server {
     /// A client reports its allocations' state.
     ///
     /// A status change the transition table refuses ([`ClientStatus::can_become`]: a finished
-    /// allocation reported running again, say) is left out with a warning rather than refused:
-    /// the client retries a refused batch whole, and a stale report would never become legal.
+    /// allocation reported running again, say), and a report about an allocation the state
+    /// does not have, are left out with a warning rather than refused: the client retries a
+    /// refused batch whole, and neither would ever become acceptable.
     /// The state machine refuses it too, for a report that races another.
     ///
     /// [`ClientStatus::can_become`]: crate::model::ClientStatus::can_become
@@ -400,7 +401,8 @@ impl Server {
         let state = self.store.snapshot();
         updates.retain(|update| {
             let Some(alloc) = state.alloc(&update.id) else {
-                return true;
+                tracing::warn!(alloc_id = %update.id, "ignoring a client update about an allocation the servers do not have");
+                return false;
             };
             match alloc.client_status.check_transition(update.client_status) {
                 Ok(()) => true,

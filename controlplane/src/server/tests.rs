@@ -228,6 +228,14 @@ async fn a_stale_report_about_a_finished_allocation_is_ignored_not_refused() {
         .await
         .unwrap();
     assert_eq!(index, before, "nothing was proposed");
+    // Nor is a report about an allocation the servers do not have (purged with its job).
+    let unknown = AllocClientUpdate {
+        id: "00000000-0000-0000-0000-000000000000".into(),
+        client_status: ClientStatus::Complete,
+        ..Default::default()
+    };
+    let index = server.update_allocs(vec![unknown]).await.unwrap();
+    assert_eq!(index, before, "nothing was proposed");
     let state = server.state();
     assert_eq!(
         state.alloc(&id).unwrap().client_status,
