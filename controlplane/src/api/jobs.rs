@@ -16,15 +16,16 @@ use crate::state::Table;
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub(super) struct JobRegisterRequest {
-    /// Read from the raw body by the jobspec (so that positions point into what the client
-    /// sent); only its presence matters here.
-    job: Option<serde::de::IgnoredAny>,
+    /// Read again from the raw body by the jobspec (so that positions point into what the
+    /// client sent); only its presence matters here. A `Value`, not `IgnoredAny`: the body
+    /// decoder would report an `IgnoredAny` as an unknown field.
+    job: Option<serde_json::Value>,
     enforce_index: bool,
     job_modify_index: u64,
     preserve_counts: bool,
     policy_override: bool,
     eval_priority: i64,
-    submission: Option<serde::de::IgnoredAny>,
+    submission: Option<serde_json::Value>,
     region: String,
     namespace: String,
     #[serde(rename = "SecretID")]

@@ -105,6 +105,7 @@ async fn register_list_read_and_stop_a_job() {
     assert!(headers.contains_key("X-Nomad-Index"));
     let reg: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert!(reg["EvalID"].as_str().unwrap().len() == 36);
+    assert_eq!(reg["Warnings"], "", "a plain job draws no warning");
     assert!(reg["JobModifyIndex"].as_u64().unwrap() > 0);
 
     let (status, headers, body) = call(&app, "GET", "/v1/jobs", None).await;
