@@ -207,10 +207,32 @@ impl AgentConfig {
 
     /// Takes what one file sets (later files override earlier ones).
     fn apply_file(&mut self, f: &FileConfig, data_dir: &mut Option<PathBuf>) -> anyhow::Result<()> {
-        let c = self;
         if let Some(v) = &f.data_dir {
             *data_dir = Some(v.clone());
         }
+        self.apply_top_level(f);
+        if let Some(s) = &f.server {
+            self.apply_server(s)?;
+        }
+        if let Some(cl) = &f.client {
+            self.apply_client(cl)?;
+        }
+        if let Some(raw) = f.plugin.get("raw_exec") {
+            if let Some(v) = raw.config.get("enabled") {
+                self.raw_exec_enabled = v.as_bool().ok_or_else(|| {
+                    anyhow::anyhow!("plugin \"raw_exec\" config.enabled must be true or false")
+                })?;
+            }
+        }
+        if let Some(exec) = f.plugin.get("exec") {
+            self.apply_exec_plugin(exec)?;
+        }
+        Ok(())
+    }
+
+    /// `region`, `datacenter`, `name`, `bind_addr`, `log_level`, `ports`.
+    fn apply_top_level(&mut self, f: &FileConfig) {
+        let c = self;
         if let Some(v) = &f.region {
             c.region = v.clone();
         }
@@ -234,117 +256,120 @@ impl AgentConfig {
                 c.rpc_port = v;
             }
         }
-        if let Some(s) = &f.server {
-            if let Some(v) = s.enabled {
-                c.server_enabled = v;
-            }
-            if let Some(n) = s.bootstrap_expect {
-                if n > 1 {
-                    anyhow::bail!("server.bootstrap_expect = {n}: this noded runs single-server regions only (multi-server Raft arrives later); use 1");
-                }
-            }
-            if s.num_schedulers.is_some() {
-                c.num_schedulers = s.num_schedulers;
+    }
+
+    /// The `server` block.
+    fn apply_server(&mut self, s: &ServerBlock) -> anyhow::Result<()> {
+        if let Some(v) = s.enabled {
+            self.server_enabled = v;
+        }
+        if let Some(n) = s.bootstrap_expect {
+            if n > 1 {
+                anyhow::bail!("server.bootstrap_expect = {n}: this noded runs single-server regions only (multi-server Raft arrives later); use 1");
             }
         }
-        if let Some(cl) = &f.client {
-            if let Some(v) = cl.enabled {
-                c.client_enabled = v;
-            }
-            if let Some(v) = &cl.node_class {
-                c.node_class = v.clone();
-            }
-            if let Some(v) = &cl.node_pool {
-                c.node_pool = v.clone();
-            }
-            c.meta.extend(cl.meta.clone());
-            if let Some(env) = &cl.chroot_env {
-                let mut binds = Vec::new();
-                for (host, task) in env {
-                    let (h, t) = (PathBuf::from(host), PathBuf::from(task));
-                    if !h.is_absolute() || !t.is_absolute() {
-                        anyhow::bail!(
-                            "client.chroot_env: {host:?} = {task:?}: both paths must be absolute"
-                        );
-                    }
-                    binds.push((h, t));
-                }
-                c.chroot_env = Some(binds);
-            }
-            if let Some(v) = cl.gc_max_allocs {
-                c.gc_max_allocs = v;
-            }
-            if let Some(v) = &cl.cgroup_parent {
-                if v.is_empty() || v.contains('/') || v == "." || v == ".." {
+        if s.num_schedulers.is_some() {
+            self.num_schedulers = s.num_schedulers;
+        }
+        Ok(())
+    }
+
+    /// The `client` block.
+    fn apply_client(&mut self, cl: &ClientBlock) -> anyhow::Result<()> {
+        let c = self;
+        if let Some(v) = cl.enabled {
+            c.client_enabled = v;
+        }
+        if let Some(v) = &cl.node_class {
+            c.node_class = v.clone();
+        }
+        if let Some(v) = &cl.node_pool {
+            c.node_pool = v.clone();
+        }
+        c.meta.extend(cl.meta.clone());
+        if let Some(env) = &cl.chroot_env {
+            let mut binds = Vec::new();
+            for (host, task) in env {
+                let (h, t) = (PathBuf::from(host), PathBuf::from(task));
+                if !h.is_absolute() || !t.is_absolute() {
                     anyhow::bail!(
-                        "client.cgroup_parent = {v:?}: give a single cgroup name such as \"noded\""
+                        "client.chroot_env: {host:?} = {task:?}: both paths must be absolute"
                     );
                 }
-                c.cgroup_parent = v.clone();
+                binds.push((h, t));
             }
+            c.chroot_env = Some(binds);
         }
-        if let Some(raw) = f.plugin.get("raw_exec") {
-            if let Some(v) = raw.config.get("enabled") {
-                c.raw_exec_enabled = v.as_bool().ok_or_else(|| {
-                    anyhow::anyhow!("plugin \"raw_exec\" config.enabled must be true or false")
-                })?;
-            }
+        if let Some(v) = cl.gc_max_allocs {
+            c.gc_max_allocs = v;
         }
-        if let Some(exec) = f.plugin.get("exec") {
-            let text = |key: &str| -> anyhow::Result<Option<String>> {
-                match exec.config.get(key) {
-                    None => Ok(None),
-                    Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
-                    Some(other) => {
-                        anyhow::bail!("plugin \"exec\" config.{key} must be a string, not {other}")
-                    }
-                }
-            };
-            if let Some(v) = text("denied_host_uids")? {
-                c.denied_uids = crate::driver::IdRanges::parse(&v)
-                    .map_err(|e| anyhow::anyhow!("plugin \"exec\" config.denied_host_uids: {e}"))?;
+        if let Some(v) = &cl.cgroup_parent {
+            if v.is_empty() || v.contains('/') || v == "." || v == ".." {
+                anyhow::bail!(
+                    "client.cgroup_parent = {v:?}: give a single cgroup name such as \"noded\""
+                );
             }
-            if let Some(v) = text("denied_host_gids")? {
-                c.denied_gids = crate::driver::IdRanges::parse(&v)
-                    .map_err(|e| anyhow::anyhow!("plugin \"exec\" config.denied_host_gids: {e}"))?;
-            }
-            for (key, slot) in [
-                ("default_pid_mode", &mut c.default_pid_mode),
-                ("default_ipc_mode", &mut c.default_ipc_mode),
-            ] {
-                match text(key)?.as_deref() {
-                    None => {}
-                    Some("private") => *slot = controlplane::drivers::NamespaceMode::Private,
-                    Some("host") => *slot = controlplane::drivers::NamespaceMode::Host,
-                    Some(other) => anyhow::bail!(
-                        "plugin \"exec\" config.{key} = {other:?}: must be \"private\" or \"host\""
-                    ),
+            c.cgroup_parent = v.clone();
+        }
+        Ok(())
+    }
+
+    /// `plugin "exec" { config { … } }`: what the node allows exec tasks.
+    fn apply_exec_plugin(&mut self, exec: &PluginBlock) -> anyhow::Result<()> {
+        let c = self;
+        let text = |key: &str| -> anyhow::Result<Option<String>> {
+            match exec.config.get(key) {
+                None => Ok(None),
+                Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+                Some(other) => {
+                    anyhow::bail!("plugin \"exec\" config.{key} must be a string, not {other}")
                 }
             }
-            if let Some(v) = exec.config.get("allow_caps") {
-                let list = v.as_array().ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "plugin \"exec\" config.allow_caps must be a list of capability names"
-                    )
-                })?;
-                let texts = list
-                    .iter()
-                    .map(|x| x.as_str())
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| {
-                        anyhow::anyhow!("plugin \"exec\" config.allow_caps must hold strings")
-                    })?;
-                // Read as the control plane reads cap_add: `CAP_NET_RAW` → `net_raw`.
-                c.allow_caps = texts
-                    .into_iter()
-                    .map(|text| match capabilities::normalize(text) {
-                        Some(cap) => Ok(cap.to_string()),
-                        None => Err(anyhow::anyhow!(
-                            "plugin \"exec\" config.allow_caps: {text:?} is not a Linux capability"
-                        )),
-                    })
-                    .collect::<anyhow::Result<Vec<_>>>()?;
+        };
+        if let Some(v) = text("denied_host_uids")? {
+            c.denied_uids = crate::driver::IdRanges::parse(&v)
+                .map_err(|e| anyhow::anyhow!("plugin \"exec\" config.denied_host_uids: {e}"))?;
+        }
+        if let Some(v) = text("denied_host_gids")? {
+            c.denied_gids = crate::driver::IdRanges::parse(&v)
+                .map_err(|e| anyhow::anyhow!("plugin \"exec\" config.denied_host_gids: {e}"))?;
+        }
+        for (key, slot) in [
+            ("default_pid_mode", &mut c.default_pid_mode),
+            ("default_ipc_mode", &mut c.default_ipc_mode),
+        ] {
+            match text(key)?.as_deref() {
+                None => {}
+                Some("private") => *slot = controlplane::drivers::NamespaceMode::Private,
+                Some("host") => *slot = controlplane::drivers::NamespaceMode::Host,
+                Some(other) => anyhow::bail!(
+                    "plugin \"exec\" config.{key} = {other:?}: must be \"private\" or \"host\""
+                ),
             }
+        }
+        if let Some(v) = exec.config.get("allow_caps") {
+            let list = v.as_array().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "plugin \"exec\" config.allow_caps must be a list of capability names"
+                )
+            })?;
+            let texts = list
+                .iter()
+                .map(|x| x.as_str())
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| {
+                    anyhow::anyhow!("plugin \"exec\" config.allow_caps must hold strings")
+                })?;
+            // Read as the control plane reads cap_add: `CAP_NET_RAW` → `net_raw`.
+            c.allow_caps = texts
+                .into_iter()
+                .map(|text| match capabilities::normalize(text) {
+                    Some(cap) => Ok(cap.to_string()),
+                    None => Err(anyhow::anyhow!(
+                        "plugin \"exec\" config.allow_caps: {text:?} is not a Linux capability"
+                    )),
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
         }
         Ok(())
     }

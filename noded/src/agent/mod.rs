@@ -137,38 +137,8 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let mut client = None;
     if config.client_enabled {
         let exe = std::env::current_exe().context("locating the noded binary")?;
-        let client_config = ClientConfig {
-            state_dir: config.data_dir.join("client"),
-            allocs_root: config.data_dir.join("alloc"),
-            node_name: config.name.clone(),
-            datacenter: config.datacenter.clone(),
-            region: config.region.clone(),
-            node_pool: config.node_pool.clone(),
-            node_class: config.node_class.clone(),
-            meta: config.meta.clone(),
-            http_addr: http_addr.to_string(),
-            ip_address: config.bind_addr.clone(),
-            exec: crate::driver::ExecSettings {
-                chroot_env: config
-                    .chroot_env
-                    .clone()
-                    .unwrap_or_else(crate::driver::ExecDriver::default_chroot_env),
-                allow_caps: config.allow_caps.clone(),
-                denied_uids: config.denied_uids.clone(),
-                denied_gids: config.denied_gids.clone(),
-                default_pid_mode: config.default_pid_mode,
-                default_ipc_mode: config.default_ipc_mode,
-                // Filled in by the client from its fingerprint.
-                mhz_per_core: 0,
-            },
-            raw_exec_enabled: config.raw_exec_enabled,
-            gc_max_allocs: config.gc_max_allocs,
-            ephemeral: config.ephemeral,
-            cgroup_parent: config.cgroup_parent.clone(),
-            noded_exe: exe,
-        };
         let rpc: Arc<dyn ServerRpc> = Arc::new(server.clone());
-        client = Some(Client::start(client_config, rpc).await?);
+        client = Some(Client::start(client_config(&config, http_addr, exe), rpc).await?);
     }
 
     let ctx = ApiContext {
@@ -197,7 +167,47 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         .context("serving HTTP")?;
 
     tracing::info!("shutting down");
-    if let Some(client) = &client {
+    stop(&config, client.as_deref(), &server, &raft).await;
+    Ok(())
+}
+
+/// What the client runs with, from the agent's settings.
+fn client_config(config: &AgentConfig, http_addr: SocketAddr, noded_exe: PathBuf) -> ClientConfig {
+    ClientConfig {
+        state_dir: config.data_dir.join("client"),
+        allocs_root: config.data_dir.join("alloc"),
+        node_name: config.name.clone(),
+        datacenter: config.datacenter.clone(),
+        region: config.region.clone(),
+        node_pool: config.node_pool.clone(),
+        node_class: config.node_class.clone(),
+        meta: config.meta.clone(),
+        http_addr: http_addr.to_string(),
+        ip_address: config.bind_addr.clone(),
+        exec: crate::driver::ExecSettings {
+            chroot_env: config
+                .chroot_env
+                .clone()
+                .unwrap_or_else(crate::driver::ExecDriver::default_chroot_env),
+            allow_caps: config.allow_caps.clone(),
+            denied_uids: config.denied_uids.clone(),
+            denied_gids: config.denied_gids.clone(),
+            default_pid_mode: config.default_pid_mode,
+            default_ipc_mode: config.default_ipc_mode,
+            // Filled in by the client from its fingerprint.
+            mhz_per_core: 0,
+        },
+        raw_exec_enabled: config.raw_exec_enabled,
+        gc_max_allocs: config.gc_max_allocs,
+        ephemeral: config.ephemeral,
+        cgroup_parent: config.cgroup_parent.clone(),
+        noded_exe,
+    }
+}
+
+/// Stops what `run` started, in reverse order; a temporary dev agent leaves nothing behind.
+async fn stop(config: &AgentConfig, client: Option<&Client>, server: &Server, raft: &RaftNode) {
+    if let Some(client) = client {
         if config.ephemeral {
             // Nothing could reattach to a temporary data dir: stop the tasks now.
             client.stop_all().await;
@@ -216,7 +226,6 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
             );
         }
     }
-    Ok(())
 }
 
 async fn shutdown_signal() {
