@@ -153,8 +153,14 @@ impl ApiContext {
 /// The `/v1` router, built from the route table ([`routes`]): every route declares what it
 /// requires.
 pub fn router(ctx: ApiContext) -> Router {
-    let (router, _) = routes::table().into_parts();
+    let (router, declared) = routes::table().into_parts();
     router
+        // Last of the route layers, so it wraps every route above it: one that reached the
+        // router without a declaration is refused before its handler runs.
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::new(routes::Declared::new(&declared)),
+            routes::only_declared,
+        ))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(

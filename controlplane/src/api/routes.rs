@@ -6,9 +6,14 @@
 //! route is wrapped in: it puts the [`Requires`] into the request's and the response's
 //! extensions. Nothing enforces it yet; the ACL issue fills in that middleware, and the
 //! test that walks every route (`api::tests::every_route_declares_what_it_requires`) proves
-//! each one passes through it with its declaration.
+//! each one passes through it with its declaration. Around the whole router,
+//! [`only_declared`] fails closed: a route that got in some other way is refused before its
+//! handler runs.
 
-use axum::extract::{Request, State};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request, State};
 use axum::handler::Handler;
 use axum::http::Method;
 use axum::middleware::Next;
@@ -154,6 +159,69 @@ async fn declared(State(requires): State<Requires>, mut request: Request, next: 
     let mut response = next.run(request).await;
     response.extensions_mut().insert(requires);
     response
+}
+
+/// The (method, path) pairs the table declares, for the guard around the whole router.
+#[derive(Debug)]
+pub(super) struct Declared(HashSet<(Method, &'static str)>);
+
+impl Declared {
+    pub(super) fn new(routes: &[Route]) -> Declared {
+        Declared(routes.iter().map(|r| (r.method.clone(), r.path)).collect())
+    }
+
+    fn contains(&self, method: &Method, path: &str) -> bool {
+        // axum answers HEAD with the GET handler.
+        let method = if method == Method::HEAD {
+            &Method::GET
+        } else {
+            method
+        };
+        self.0.contains(&(method.clone(), path))
+    }
+
+    /// The methods declared on `path`, sorted.
+    fn methods(&self, path: &str) -> Vec<&str> {
+        let mut methods: Vec<&str> = self
+            .0
+            .iter()
+            .filter(|(_, p)| *p == path)
+            .map(|(m, _)| m.as_str())
+            .collect();
+        methods.sort_unstable();
+        methods
+    }
+}
+
+/// The guard around every route: a route that reached the router other than through
+/// [`Routes::add`] has no declaration, and is refused (fail closed) before its handler runs;
+/// a method the table does not declare on a declared path is a 405 naming those it does.
+pub(super) async fn only_declared(
+    State(declared): State<Arc<Declared>>,
+    matched: Option<MatchedPath>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = matched.as_ref().map(MatchedPath::as_str).unwrap_or("");
+    if declared.contains(request.method(), path) {
+        return next.run(request).await;
+    }
+    let allowed = declared.methods(path);
+    if !allowed.is_empty() {
+        return axum::response::IntoResponse::into_response(super::ApiError {
+            status: axum::http::StatusCode::METHOD_NOT_ALLOWED,
+            message: format!(
+                "{} is not allowed on {path}; use {}",
+                request.method(),
+                allowed.join(" or ")
+            ),
+        });
+    }
+    tracing::error!(method = %request.method(), path, "a route with no declared requirement was called");
+    axum::response::IntoResponse::into_response(super::ApiError::internal(format!(
+        "{} {path} declares no requirement, so it is refused; this is a bug in noded",
+        request.method()
+    )))
 }
 
 const GET: &[Method] = &[Method::GET];

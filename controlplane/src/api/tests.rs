@@ -454,6 +454,43 @@ async fn every_route_declares_what_it_requires() {
         assert_eq!(response.status(), want, "{method} {uri}");
         assert!(response.extensions().get::<Requires>().is_none());
     }
+    // A route added to the router some other way than the table is refused before its
+    // handler runs.
+    let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let handler = |ran: Arc<std::sync::atomic::AtomicBool>| {
+        move || {
+            ran.store(true, std::sync::atomic::Ordering::SeqCst);
+            async { "served" }
+        }
+    };
+    let sneaky = axum::Router::new()
+        .route("/v1/sneaky", axum::routing::get(handler(ran.clone())))
+        .route("/v1/jobs", axum::routing::delete(handler(ran.clone())))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::new(routes::Declared::new(&routes)),
+            routes::only_declared,
+        ));
+    for (method, uri, want) in [
+        ("GET", "/v1/sneaky", StatusCode::INTERNAL_SERVER_ERROR),
+        ("DELETE", "/v1/jobs", StatusCode::METHOD_NOT_ALLOWED),
+    ] {
+        let response = sneaky
+            .clone()
+            .oneshot(
+                Request::builder()
+                    .method(method)
+                    .uri(uri)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), want, "{method} {uri}");
+    }
+    assert!(
+        !ran.load(std::sync::atomic::Ordering::SeqCst),
+        "a handler ran"
+    );
     // The table speaks Nomad's words.
     let find = |method: &str, path: &str| {
         routes
