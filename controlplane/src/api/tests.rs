@@ -37,6 +37,22 @@ async fn call(
     let body = body
         .map(|b| Body::from(serde_json::to_vec(&b).unwrap()))
         .unwrap_or_else(Body::empty);
+    send(app, method, uri, body).await
+}
+
+/// A request with a body given as text (not JSON, empty, or laid out by hand): the status
+/// and the answer's text.
+async fn call_text(app: &Router, method: &str, uri: &str, body: &str) -> (StatusCode, String) {
+    let (status, _, bytes) = send(app, method, uri, Body::from(body.to_string())).await;
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+async fn send(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    body: Body,
+) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
     let response = app
         .clone()
         .oneshot(
@@ -287,18 +303,8 @@ async fn user_mistakes_are_400_or_404_never_500_and_change_nothing() {
         );
     }
     // A body that is not JSON at all.
-    let response = app
-        .clone()
-        .oneshot(
-            Request::builder()
-                .method("PUT")
-                .uri("/v1/jobs")
-                .body(Body::from("{not json"))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let (status, _) = call_text(&app, "PUT", "/v1/jobs", "{not json").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(server.state().latest_index(), before, "nothing was written");
     server.shutdown().await;
 }
@@ -585,22 +591,7 @@ async fn bad_options_and_bodies_name_what_is_wrong_and_change_nothing() {
             "field MemoryOversubscriptionEnabled",
         ),
     ] {
-        let response = app
-            .clone()
-            .oneshot(
-                Request::builder()
-                    .method(method)
-                    .uri(uri)
-                    .body(Body::from(body))
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        let status = response.status();
-        let text = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        let text = String::from_utf8_lossy(&text);
+        let (status, text) = call_text(&app, method, uri, body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {uri}: {text}");
         assert!(
             text.contains(needle),
@@ -616,22 +607,8 @@ async fn job_errors_point_into_the_body_as_sent() {
     let (app, server) = app();
     node(&server).await;
     let body = "{\n  \"EnforceIndex\": false,\n  \"Job\": {\n    \"ID\": \"p\",\n    \"TaskGroups\": [{\"Name\": \"g\", \"Count\": \"two\"}]\n  }\n}\n";
-    let response = app
-        .clone()
-        .oneshot(
-            Request::builder()
-                .method("PUT")
-                .uri("/v1/jobs")
-                .body(Body::from(body))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    let text = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&text);
+    let (status, text) = call_text(&app, "PUT", "/v1/jobs", body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
         text.contains("request body:5:43: TaskGroups[0].Count"),
         "{text}"

@@ -83,14 +83,6 @@ impl ApiClient {
         })
     }
 
-    pub fn address(&self) -> &str {
-        &self.address
-    }
-
-    pub fn namespace(&self) -> &str {
-        &self.namespace
-    }
-
     fn url(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<reqwest::Url> {
         let mut url = reqwest::Url::parse(&format!("{}{path}", self.address))
             .with_context(|| format!("agent address {:?}", self.address))?;
