@@ -18,14 +18,13 @@ use controlplane::model::{
     TaskGroup,
 };
 use controlplane::raft::{
-    Entry, LogStore, ProposeError, RaftConfig, RaftError, RaftNode, RaftRole, StateMachineStore,
-    StoreError,
+    Entry, LogStore, ProposeError, RaftConfig, RaftError, RaftNode, RaftRole, ServerNode,
+    StateMachineStore, StoreError,
 };
 use controlplane::state::{Command, CommandResponse, PlanResult, SnapshotFile, StateStore};
 use openraft::storage::{RaftLogStorage, RaftStateMachine};
 use openraft::{
-    BasicNode, CommittedLeaderId, EntryPayload, LogId, Membership, RaftLogReader,
-    RaftSnapshotBuilder,
+    CommittedLeaderId, EntryPayload, LogId, Membership, RaftLogReader, RaftSnapshotBuilder,
 };
 
 const ADDRESS: &str = "127.0.0.1:4647";
@@ -313,15 +312,15 @@ async fn a_data_dir_of_another_node_id_is_refused() {
 }
 
 #[tokio::test]
-async fn a_stored_multi_server_membership_is_refused_before_raft_runs() {
+async fn a_stored_membership_without_this_server_is_refused_before_raft_runs() {
     let dir = tempfile::tempdir().unwrap();
     let snapshots = dir.path().join("server/snapshots");
     {
-        // A snapshot whose membership names two voters, as a multi-server region would leave.
+        // A snapshot of a region of two other servers, as a copied data dir would hold.
         let mut machine = StateMachineStore::open(snapshots, Arc::new(StateStore::new())).unwrap();
         let members = BTreeMap::from([
-            (1, BasicNode::new(ADDRESS)),
-            (2, BasicNode::new("127.0.0.9:4647")),
+            (2, ServerNode::new("127.0.0.8:4647", "b")),
+            (3, ServerNode::new("127.0.0.9:4647", "c")),
         ]);
         let membership = Membership::new(vec![members.keys().copied().collect()], members);
         let entry = Entry {
@@ -340,8 +339,11 @@ async fn a_stored_multi_server_membership_is_refused_before_raft_runs() {
         "{err}"
     );
     let message = err.to_string();
-    assert!(message.contains("voters [1, 2]"), "{message}");
-    assert!(message.contains("single server"), "{message}");
+    assert!(message.contains("voters [2, 3]"), "{message}");
+    assert!(
+        message.contains("does not include this server"),
+        "{message}"
+    );
 }
 
 #[tokio::test]

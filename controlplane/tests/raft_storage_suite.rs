@@ -13,7 +13,7 @@ use controlplane::state::{Command, StateStore};
 use openraft::storage::{RaftLogStorage, RaftStateMachine};
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::{
-    AnyError, BasicNode, CommittedLeaderId, EntryPayload, LogId, Membership, RaftSnapshotBuilder,
+    AnyError, CommittedLeaderId, EntryPayload, LogId, Membership, RaftSnapshotBuilder,
     StorageIOError, Vote,
 };
 use tempfile::TempDir;
@@ -92,7 +92,10 @@ async fn a_snapshot_streamed_to_another_state_machine_reproduces_the_state() {
     let dir = tempfile::tempdir().unwrap();
     let source_store = Arc::new(StateStore::new());
     let mut source = StateMachineStore::open(dir.path().join("a"), source_store.clone()).unwrap();
-    let members = BTreeMap::from([(1, BasicNode::new("127.0.0.1:4647"))]);
+    let members = BTreeMap::from([(
+        1,
+        controlplane::raft::ServerNode::new("127.0.0.1:4647", "a"),
+    )]);
     let membership = Membership::new(vec![BTreeSet::from([1])], members);
     let responses = source
         .apply([

@@ -15,7 +15,7 @@ pub async fn list(State(ctx): State<ApiContext>, q: QueryOptions) -> ApiResult<R
         resources: q.flag("resources")?,
         task_states: q.flag_or("task_states", true)?,
     };
-    let (state, meta) = ctx.read(&q, &[Table::Allocs]).await;
+    let (state, meta) = ctx.read(&q, &[Table::Allocs]).await?;
     let mut stubs: Vec<_> = state
         .allocs()
         .iter()
@@ -31,7 +31,7 @@ pub async fn read(
     Path(id): Path<String>,
     q: QueryOptions,
 ) -> ApiResult<Reply> {
-    let (state, meta) = ctx.read(&q, &[Table::Allocs]).await;
+    let (state, meta) = ctx.read(&q, &[Table::Allocs]).await?;
     let alloc = state
         .alloc(&id)
         .ok_or_else(|| ApiError::not_found(format!("allocation {id:?} not found")))?;

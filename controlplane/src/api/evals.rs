@@ -13,7 +13,7 @@ fn eval_not_found(id: &str) -> ApiError {
 }
 
 pub async fn list(State(ctx): State<ApiContext>, q: QueryOptions) -> ApiResult<Reply> {
-    let (state, meta) = ctx.read(&q, &[Table::Evals]).await;
+    let (state, meta) = ctx.read(&q, &[Table::Evals]).await?;
     let mut evals: Vec<_> = state
         .evals()
         .iter()
@@ -29,7 +29,7 @@ pub async fn read(
     Path(id): Path<String>,
     q: QueryOptions,
 ) -> ApiResult<Reply> {
-    let (state, meta) = ctx.read(&q, &[Table::Evals]).await;
+    let (state, meta) = ctx.read(&q, &[Table::Evals]).await?;
     let eval = state.eval(&id).ok_or_else(|| eval_not_found(&id))?;
     Reply::read(&*eval, meta)
 }
@@ -39,7 +39,7 @@ pub async fn allocations(
     Path(id): Path<String>,
     q: QueryOptions,
 ) -> ApiResult<Reply> {
-    let (state, meta) = ctx.read(&q, &[Table::Allocs]).await;
+    let (state, meta) = ctx.read(&q, &[Table::Allocs]).await?;
     let eval = state.eval(&id).ok_or_else(|| eval_not_found(&id))?;
     let stubs: Vec<_> = state
         .allocs_by_job(&eval.namespace, &eval.job_id)

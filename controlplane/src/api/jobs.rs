@@ -77,7 +77,7 @@ impl Body<JobRegisterRequest> {
 pub async fn list(State(ctx): State<ApiContext>, q: QueryOptions) -> ApiResult<Reply> {
     let (state, meta) = ctx
         .read(&q, &[Table::Jobs, Table::Allocs, Table::Evals])
-        .await;
+        .await?;
     let every_namespace = q.namespace == "*";
     let key = |namespace: &str, id: &str| {
         if every_namespace {
@@ -216,7 +216,7 @@ pub async fn read(
     Path(id): Path<String>,
     q: QueryOptions,
 ) -> ApiResult<Reply> {
-    let (state, meta) = ctx.read(&q, &[Table::Jobs]).await;
+    let (state, meta) = ctx.read(&q, &[Table::Jobs]).await?;
     let job = state
         .job(&q.namespace, &id)
         .ok_or_else(|| job_not_found(&id))?;
@@ -242,7 +242,7 @@ pub async fn allocations(
     Path(id): Path<String>,
     q: QueryOptions,
 ) -> ApiResult<Reply> {
-    let (state, meta) = ctx.read(&q, &[Table::Allocs]).await;
+    let (state, meta) = ctx.read(&q, &[Table::Allocs]).await?;
     let mut stubs: Vec<_> = state
         .allocs_by_job(&q.namespace, &id)
         .iter()
@@ -257,7 +257,7 @@ pub async fn evaluations(
     Path(id): Path<String>,
     q: QueryOptions,
 ) -> ApiResult<Reply> {
-    let (state, meta) = ctx.read(&q, &[Table::Evals]).await;
+    let (state, meta) = ctx.read(&q, &[Table::Evals]).await?;
     let mut evals: Vec<_> = state
         .evals_by_job(&q.namespace, &id)
         .iter()
@@ -272,7 +272,7 @@ pub async fn summary(
     Path(id): Path<String>,
     q: QueryOptions,
 ) -> ApiResult<Reply> {
-    let (state, meta) = ctx.read(&q, &[Table::Jobs, Table::Allocs]).await;
+    let (state, meta) = ctx.read(&q, &[Table::Jobs, Table::Allocs]).await?;
     let job = state
         .job(&q.namespace, &id)
         .ok_or_else(|| job_not_found(&id))?;
@@ -284,7 +284,7 @@ pub async fn versions(
     Path(id): Path<String>,
     q: QueryOptions,
 ) -> ApiResult<Reply> {
-    let (state, meta) = ctx.read(&q, &[Table::JobVersions]).await;
+    let (state, meta) = ctx.read(&q, &[Table::JobVersions]).await?;
     let versions: Vec<Job> = state
         .job_versions(&q.namespace, &id)
         .iter()

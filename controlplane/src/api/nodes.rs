@@ -19,7 +19,7 @@ pub async fn list(State(ctx): State<ApiContext>, q: QueryOptions) -> ApiResult<R
         resources: q.flag("resources")?,
         os: q.flag("os")?,
     };
-    let (state, meta) = ctx.read(&q, &[Table::Nodes]).await;
+    let (state, meta) = ctx.read(&q, &[Table::Nodes]).await?;
     let mut stubs: Vec<_> = state
         .nodes()
         .iter()
@@ -35,7 +35,7 @@ pub async fn read(
     Path(id): Path<String>,
     q: QueryOptions,
 ) -> ApiResult<Reply> {
-    let (state, meta) = ctx.read(&q, &[Table::Nodes]).await;
+    let (state, meta) = ctx.read(&q, &[Table::Nodes]).await?;
     let node = state.node(&id).ok_or_else(|| node_not_found(&id))?;
     Reply::read(&*node, meta)
 }
@@ -45,7 +45,7 @@ pub async fn allocations(
     Path(id): Path<String>,
     q: QueryOptions,
 ) -> ApiResult<Reply> {
-    let (state, meta) = ctx.read(&q, &[Table::Allocs]).await;
+    let (state, meta) = ctx.read(&q, &[Table::Allocs]).await?;
     if state.node(&id).is_none() {
         return Err(node_not_found(&id));
     }

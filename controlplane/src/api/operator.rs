@@ -15,7 +15,7 @@ impl RequestBody for SchedulerConfiguration {
 
 /// `GET /v1/operator/scheduler/configuration`.
 pub async fn scheduler_config(State(ctx): State<ApiContext>, q: QueryOptions) -> ApiResult<Reply> {
-    let (state, meta) = ctx.read(&q, &[Table::SchedulerConfig]).await;
+    let (state, meta) = ctx.read(&q, &[Table::SchedulerConfig]).await?;
     Reply::read(
         &serde_json::json!({ "SchedulerConfig": *state.scheduler_config(), "Index": meta.index }),
         meta,

@@ -31,19 +31,40 @@ pub struct QueryMeta {
 impl ApiContext {
     /// The metadata of an answer read at `index`.
     pub(crate) fn meta(&self, index: u64) -> QueryMeta {
+        let consensus = self.server.consensus();
         QueryMeta {
             index: index.max(1),
-            known_leader: self.server.consensus().leader_address().is_some(),
-            // Every server answers from its own applied state, and today the only server is
-            // the leader: nothing is older than what it applied.
-            last_contact_ms: 0,
+            known_leader: consensus.leader_address().is_some(),
+            // Every server answers from its own applied state; a follower says how old the
+            // leader's last word is (a server that never heard one says so with the most).
+            last_contact_ms: consensus
+                .last_contact()
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                .unwrap_or(u64::MAX),
         }
     }
 
     /// Runs Nomad's blocking query for `tables`: waits until their modify index passes
     /// `?index=` or `?wait=` (plus up to 1/16 jitter, so watchers do not wake together) runs
     /// out, and returns the state to answer from with its metadata.
-    pub(crate) async fn read(&self, q: &QueryOptions, tables: &[Table]) -> (State, QueryMeta) {
+    ///
+    /// Reads are linearizable unless the caller asks for `?stale`: first a read barrier
+    /// (Raft's read index through the leader), so a follower, or a leader that has lost its
+    /// quorum without knowing it yet, never answers from a state older than the last
+    /// acknowledged write. With `?stale` any server answers from what it has applied, and
+    /// `X-Nomad-LastContact` says how old that may be.
+    pub(crate) async fn read(
+        &self,
+        q: &QueryOptions,
+        tables: &[Table],
+    ) -> ApiResult<(State, QueryMeta)> {
+        if !q.stale {
+            self.server
+                .consensus()
+                .read_barrier()
+                .await
+                .map_err(crate::server::ServerError::from)?;
+        }
         let wait = q.wait + jitter(q.wait);
         let (state, _) = self
             .server
@@ -51,7 +72,7 @@ impl ApiContext {
             .wait_for(tables, q.min_index, wait)
             .await;
         let index = state.max_index(tables);
-        (state, self.meta(index))
+        Ok((state, self.meta(index)))
     }
 }
 

@@ -114,10 +114,10 @@ pub enum RaftError {
     )]
     StateNotEmpty { index: u64, data_dir: PathBuf },
     #[error(
-        "the raft membership stored in {data_dir} is {membership}, but this build runs a region \
-         with a single server only (this server is node {node_id}); multi-server regions arrive \
-         with server-to-server raft transport. Start this server with its own data dir, or with \
-         the node id the data dir belongs to"
+        "the raft membership stored in {data_dir} is {membership}, which does not include this \
+         server (node {node_id}): the data dir belongs to another server, or this server was \
+         removed from the region. Start this server with its own data dir (an empty one joins \
+         the region afresh through retry_join), or with the node id the data dir belongs to"
     )]
     UnsupportedMembership {
         data_dir: PathBuf,
@@ -147,8 +147,9 @@ pub enum RaftError {
     ShutdownIncomplete { what: String, waited_ms: u64 },
 }
 
-/// A proposal (a write through Raft) failed.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+/// A proposal (a write through Raft) failed. Travels between servers when a follower forwards
+/// a write to the leader, so variants are only ever added.
+#[derive(Debug, Clone, PartialEq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum ProposeError {
     /// This server is not the leader; the hint names the one it knows of.
     #[error("{}", not_leader_message(.leader))]
@@ -168,6 +169,27 @@ pub enum ProposeError {
     /// A failure that is a bug, not a condition (the Raft core panicked).
     #[error("raft failed internally: {0}")]
     Internal(String),
+    /// A follower forwarded the command to the leader and lost the answer on the way: the
+    /// command may or may not have been applied.
+    #[error(
+        "forwarded the write to the leader (node {leader_id} at {leader}) but got no answer: \
+         {reason}; the command may still be applied, so check the state before retrying"
+    )]
+    Forward {
+        leader_id: u64,
+        leader: String,
+        reason: String,
+    },
+    /// The leader cannot reach a quorum of servers, so nothing can be committed or read
+    /// linearizably.
+    #[error(
+        "the raft leader cannot reach a quorum of servers ({0}); the region accepts no writes \
+         and no consistent reads until a majority of servers is reachable"
+    )]
+    NoQuorum(String),
+    /// The request was refused by the server it reached.
+    #[error("{0}")]
+    Refused(String),
 }
 
 fn not_leader_message(leader: &Option<(u64, String)>) -> String {

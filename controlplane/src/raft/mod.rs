@@ -34,6 +34,7 @@
 
 pub mod codec;
 mod error;
+pub mod formation;
 mod log_store;
 mod network;
 mod node;
@@ -41,9 +42,11 @@ mod snapshot_dir;
 mod state_machine;
 
 pub use error::{ProposeError, RaftError, StoreError};
+pub use formation::{FormationState, JoinSettings};
 pub use log_store::{LogStore, RAFT_DB_FILE};
 pub use network::{
-    Network, PeerClient, RaftReply, RaftRequest, RaftTransport, SingleVoterNetwork, TransportError,
+    HelloReply, Network, PeerClient, RaftReply, RaftRequest, RaftTransport, ServerInfo,
+    SingleVoterNetwork, TransportError,
 };
 pub use node::{
     RaftConfig, RaftNode, RaftRole, RaftStats, DEFAULT_ELECTION_TIMEOUT_MAX_MS,
@@ -96,7 +99,7 @@ openraft::declare_raft_types!(
         D = Command,
         R = CommandResponse,
         NodeId = u64,
-        Node = openraft::BasicNode,
+        Node = ServerNode,
         Entry = openraft::Entry<TypeConfig>,
         SnapshotData = tokio::fs::File,
         AsyncRuntime = openraft::TokioRuntime,
@@ -107,8 +110,40 @@ pub type Entry = openraft::Entry<TypeConfig>;
 /// A log id (term, leader, index).
 pub type LogId = openraft::LogId<u64>;
 /// The membership as stored with the log or a snapshot.
-pub type StoredMembership = openraft::StoredMembership<u64, openraft::BasicNode>;
+pub type StoredMembership = openraft::StoredMembership<u64, ServerNode>;
 /// A snapshot's metadata.
-pub type SnapshotMeta = openraft::SnapshotMeta<u64, openraft::BasicNode>;
+pub type SnapshotMeta = openraft::SnapshotMeta<u64, ServerNode>;
+
+/// A server as the Raft membership records it: where its Raft traffic goes and its name.
+///
+/// Stored in the log and in snapshots. It reads what earlier versions wrote (openraft's
+/// `BasicNode`, `{"addr": …}`): `name` was added later and defaults to empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ServerNode {
+    /// The server's RPC address, `host:port`.
+    pub addr: String,
+    /// The server's name (the agent's `name`), as `/v1/agent/members` reports it.
+    #[serde(default)]
+    pub name: String,
+}
+
+impl ServerNode {
+    pub fn new(addr: impl Into<String>, name: impl Into<String>) -> ServerNode {
+        ServerNode {
+            addr: addr.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ServerNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.name.is_empty() {
+            write!(f, "{}", self.addr)
+        } else {
+            write!(f, "{} ({})", self.name, self.addr)
+        }
+    }
+}
 /// The storage error openraft expects from storage calls.
 pub type StorageError = openraft::StorageError<u64>;

@@ -1,21 +1,29 @@
-//! How Raft reaches other servers: the plug a transport fits into.
+//! How servers reach each other: the Raft messages, the plug a transport fits into, and the
+//! few server-to-server calls a region needs beside Raft itself.
 //!
 //! openraft talks to peers through [`RaftNetworkFactory`]/[`RaftNetwork`]. Those traits are
 //! implemented here once, by [`Network`] and [`PeerClient`], on top of a much smaller
-//! [`RaftTransport`]: "deliver this [`RaftRequest`] to server N at this address and bring back
+//! [`RaftTransport`]: "deliver this [`RaftRequest`] to the server at this address and bring back
 //! its [`RaftReply`], within this time". A transport moves messages; it knows nothing of
-//! openraft's error taxonomy, which is mapped here.
+//! openraft's error taxonomy, which is mapped here. The QUIC fabric (the `federation` crate,
+//! wired in the binary) is the transport of real regions; [`SingleVoterNetwork`] is the
+//! transport of a region that has no one to talk to.
 //!
-//! The only transport today is [`SingleVoterNetwork`]: regions have exactly one server, and
-//! [`RaftNode::start`](super::RaftNode::start) refuses any membership with more, so it is never
-//! asked to deliver anything. If it is, it fails with an `Unreachable` error that says multi-server
-//! regions are not supported yet and names the peer. Server-to-server Raft over QUIC arrives in the
-//! `federation` crate as another [`RaftTransport`].
+//! Beside openraft's three messages, the same channel carries what makes a region out of
+//! servers: a follower forwarding a write to the leader ([`RaftRequest::Propose`]) or asking it
+//! for a read index ([`RaftRequest::ReadIndex`]), a server introducing itself while the region
+//! forms ([`RaftRequest::Hello`]), and a new server asking the leader to be added
+//! ([`RaftRequest::Join`]).
+//!
+//! # Wire compatibility
+//! These types travel between servers of different versions during a rolling upgrade: variants
+//! and fields are only ever added, never renamed or repurposed; golden fixtures pin the
+//! encoding (`controlplane/tests/wire_fixtures.rs`).
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError as OpenraftError, RemoteError, Timeout,
     Unreachable,
@@ -25,26 +33,65 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::{BasicNode, RPCTypes, RaftNetwork, RaftNetworkFactory};
+use openraft::{RPCTypes, RaftNetwork, RaftNetworkFactory};
 use serde::{Deserialize, Serialize};
 
-use super::TypeConfig;
+use super::error::ProposeError;
+use super::{ServerNode, TypeConfig};
+use crate::state::{Command, CommandResponse};
 
-/// A Raft message from one server to another.
+/// Who a server is, as it introduces itself to another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerInfo {
+    /// Its Raft node id.
+    pub id: u64,
+    /// Its RPC address and name.
+    pub node: ServerNode,
+    /// The region it serves.
+    pub region: String,
+}
+
+/// The answer to [`RaftRequest::Hello`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelloReply {
+    /// The server that answers.
+    pub server: ServerInfo,
+    /// Whether it is already part of a formed region (its Raft holds a membership).
+    pub formed: bool,
+    /// The leader it knows of, if any: id and address.
+    pub leader: Option<(u64, String)>,
+    /// Every server it has heard of (itself included), so that servers listing only some of
+    /// the others in `retry_join` still find them all.
+    pub known: Vec<ServerInfo>,
+}
+
+/// A message from one server to another.
 #[derive(Clone, Serialize, Deserialize)]
 pub enum RaftRequest {
     AppendEntries(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<u64>),
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A write a follower received: the leader proposes it and answers with its result.
+    Propose(Box<Command>),
+    /// A follower asks the leader which log index a linearizable read must wait for.
+    ReadIndex,
+    /// A server introduces itself while the region forms.
+    Hello(ServerInfo),
+    /// A server asks the leader to add it to the group (as a learner, then a voter).
+    Join(ServerInfo),
 }
 
 impl RaftRequest {
-    /// The kind of message, as openraft names it.
-    pub fn kind(&self) -> RPCTypes {
+    /// The kind of message, for logs and errors.
+    pub fn kind(&self) -> &'static str {
         match self {
-            RaftRequest::AppendEntries(_) => RPCTypes::AppendEntries,
-            RaftRequest::Vote(_) => RPCTypes::Vote,
-            RaftRequest::InstallSnapshot(_) => RPCTypes::InstallSnapshot,
+            RaftRequest::AppendEntries(_) => "AppendEntries",
+            RaftRequest::Vote(_) => "Vote",
+            RaftRequest::InstallSnapshot(_) => "InstallSnapshot",
+            RaftRequest::Propose(_) => "Propose",
+            RaftRequest::ReadIndex => "ReadIndex",
+            RaftRequest::Hello(_) => "Hello",
+            RaftRequest::Join(_) => "Join",
         }
     }
 }
@@ -56,42 +103,64 @@ impl std::fmt::Debug for RaftRequest {
     }
 }
 
-/// The answer of the peer's Raft to a [`RaftRequest`], including the errors its Raft returned.
+/// The answer of the peer to a [`RaftRequest`], including the errors its Raft returned.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum RaftReply {
     AppendEntries(Result<AppendEntriesResponse<u64>, OpenraftError<u64>>),
     Vote(Result<VoteResponse<u64>, OpenraftError<u64>>),
     InstallSnapshot(Result<InstallSnapshotResponse<u64>, OpenraftError<u64, InstallSnapshotError>>),
+    Propose(Result<CommandResponse, ProposeError>),
+    /// The index to wait for (`None`: nothing committed yet).
+    ReadIndex(Result<Option<u64>, ProposeError>),
+    Hello(HelloReply),
+    Join(Result<(), ProposeError>),
+}
+
+impl RaftReply {
+    /// The kind of reply, for errors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RaftReply::AppendEntries(_) => "AppendEntries",
+            RaftReply::Vote(_) => "Vote",
+            RaftReply::InstallSnapshot(_) => "InstallSnapshot",
+            RaftReply::Propose(_) => "Propose",
+            RaftReply::ReadIndex(_) => "ReadIndex",
+            RaftReply::Hello(_) => "Hello",
+            RaftReply::Join(_) => "Join",
+        }
+    }
 }
 
 /// Why a transport could not deliver a request or bring back a reply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransportError {
-    /// The peer cannot be reached at all (no route, refused, not supported): openraft backs off.
+    /// The peer cannot be reached at all (no route, refused, handshake failed): nothing was
+    /// delivered, so the request may be retried.
     #[error("{0}")]
     Unreachable(String),
-    /// No reply within the time given.
-    #[error("no reply from node {target} within {timeout_ms} ms")]
-    Timeout { target: u64, timeout_ms: u64 },
+    /// No reply within the time given; the request may or may not have been handled.
+    #[error("no reply from {address} within {timeout_ms} ms")]
+    Timeout { address: String, timeout_ms: u64 },
     /// The connection failed in flight, or the reply could not be read.
     #[error("{0}")]
     Network(String),
 }
 
-/// Delivers Raft messages between servers. Implemented by [`SingleVoterNetwork`] today and by
-/// the QUIC fabric later.
+/// Delivers messages between servers: the QUIC fabric in a real region.
 pub trait RaftTransport: Send + Sync + 'static {
-    /// Sends `request` to server `target` at `address` and returns its reply, within `timeout`.
+    /// Sends `request` to the server at `address` and returns its reply, within `timeout`.
+    /// `target` is the peer's node id when known (0 while the region forms), for errors.
     fn send(
         &self,
         target: u64,
         address: &str,
         request: RaftRequest,
         timeout: Duration,
-    ) -> impl Future<Output = Result<RaftReply, TransportError>> + Send;
+    ) -> BoxFuture<'static, Result<RaftReply, TransportError>>;
 }
 
-/// The transport of a single-server region: there is no one to talk to.
+/// The transport of a single-server region started without a fabric: there is no one to talk
+/// to, and [`RaftNode::start`](super::RaftNode::start) never creates a membership with peers.
 #[derive(Debug, Clone, Copy)]
 pub struct SingleVoterNetwork {
     local_id: u64,
@@ -104,43 +173,51 @@ impl SingleVoterNetwork {
 }
 
 impl RaftTransport for SingleVoterNetwork {
-    async fn send(
+    fn send(
         &self,
         target: u64,
         address: &str,
         request: RaftRequest,
         _timeout: Duration,
-    ) -> Result<RaftReply, TransportError> {
-        Err(TransportError::Unreachable(format!(
-            "multi-server regions are not supported yet: server {} was asked to send a raft {} \
-             request to server {target} at {address:?}, but this build has no server-to-server \
-             raft transport; run one server per region",
+    ) -> BoxFuture<'static, Result<RaftReply, TransportError>> {
+        let message = format!(
+            "server {} runs without a server-to-server transport and was asked to send a raft \
+             {} request to server {target} at {address:?}; start the agent with its rpc \
+             fabric (a non-dev server with tls configured) to run a multi-server region",
             self.local_id,
             request.kind()
-        )))
+        );
+        Box::pin(async move { Err(TransportError::Unreachable(message)) })
     }
 }
 
 /// openraft's network factory over a [`RaftTransport`].
-#[derive(Debug)]
-pub struct Network<T> {
+pub struct Network {
     local_id: u64,
-    transport: Arc<T>,
+    transport: Arc<dyn RaftTransport>,
 }
 
-impl<T: RaftTransport> Network<T> {
-    pub fn new(local_id: u64, transport: T) -> Network<T> {
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network")
+            .field("local_id", &self.local_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Network {
+    pub fn new(local_id: u64, transport: Arc<dyn RaftTransport>) -> Network {
         Network {
             local_id,
-            transport: Arc::new(transport),
+            transport,
         }
     }
 }
 
-impl<T: RaftTransport> RaftNetworkFactory<TypeConfig> for Network<T> {
-    type Network = PeerClient<T>;
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerClient;
 
-    async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient<T> {
+    async fn new_client(&mut self, target: u64, node: &ServerNode) -> PeerClient {
         PeerClient {
             local_id: self.local_id,
             target,
@@ -151,12 +228,21 @@ impl<T: RaftTransport> RaftNetworkFactory<TypeConfig> for Network<T> {
 }
 
 /// openraft's connection to one peer, over a [`RaftTransport`].
-#[derive(Debug)]
-pub struct PeerClient<T> {
+pub struct PeerClient {
     local_id: u64,
     target: u64,
-    node: BasicNode,
-    transport: Arc<T>,
+    node: ServerNode,
+    transport: Arc<dyn RaftTransport>,
+}
+
+impl std::fmt::Debug for PeerClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerClient")
+            .field("local_id", &self.local_id)
+            .field("target", &self.target)
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A reply of the wrong kind: the peer (or the transport) is broken.
@@ -168,13 +254,13 @@ struct MismatchedReply {
     got: &'static str,
 }
 
-impl<T: RaftTransport> PeerClient<T> {
+impl PeerClient {
     async fn call<E: std::error::Error>(
         &self,
         request: RaftRequest,
         option: &RPCOption,
-    ) -> Result<RaftReply, RPCError<u64, BasicNode, E>> {
-        let action = request.kind();
+        action: RPCTypes,
+    ) -> Result<RaftReply, RPCError<u64, ServerNode, E>> {
         let timeout = option.hard_ttl();
         self.transport
             .send(self.target, &self.node.addr, request, timeout)
@@ -191,7 +277,7 @@ impl<T: RaftTransport> PeerClient<T> {
             })
     }
 
-    fn remote<E: std::error::Error>(&self, e: E) -> RemoteError<u64, BasicNode, E> {
+    fn remote<E: std::error::Error>(&self, e: E) -> RemoteError<u64, ServerNode, E> {
         RemoteError::new_with_node(self.target, self.node.clone(), e)
     }
 
@@ -199,12 +285,8 @@ impl<T: RaftTransport> PeerClient<T> {
         &self,
         sent: RPCTypes,
         reply: &RaftReply,
-    ) -> RPCError<u64, BasicNode, E> {
-        let got = match reply {
-            RaftReply::AppendEntries(_) => "AppendEntries",
-            RaftReply::Vote(_) => "Vote",
-            RaftReply::InstallSnapshot(_) => "InstallSnapshot",
-        };
+    ) -> RPCError<u64, ServerNode, E> {
+        let got = reply.kind();
         RPCError::Network(NetworkError::new(&MismatchedReply {
             target: self.target,
             sent,
@@ -213,13 +295,20 @@ impl<T: RaftTransport> PeerClient<T> {
     }
 }
 
-impl<T: RaftTransport> RaftNetwork<TypeConfig> for PeerClient<T> {
+impl RaftNetwork<TypeConfig> for PeerClient {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, OpenraftError<u64>>> {
-        match self.call(RaftRequest::AppendEntries(rpc), &option).await? {
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, ServerNode, OpenraftError<u64>>> {
+        match self
+            .call(
+                RaftRequest::AppendEntries(rpc),
+                &option,
+                RPCTypes::AppendEntries,
+            )
+            .await?
+        {
             RaftReply::AppendEntries(reply) => {
                 reply.map_err(|e| RPCError::RemoteError(self.remote(e)))
             }
@@ -233,10 +322,14 @@ impl<T: RaftTransport> RaftNetwork<TypeConfig> for PeerClient<T> {
         option: RPCOption,
     ) -> Result<
         InstallSnapshotResponse<u64>,
-        RPCError<u64, BasicNode, OpenraftError<u64, InstallSnapshotError>>,
+        RPCError<u64, ServerNode, OpenraftError<u64, InstallSnapshotError>>,
     > {
         match self
-            .call(RaftRequest::InstallSnapshot(rpc), &option)
+            .call(
+                RaftRequest::InstallSnapshot(rpc),
+                &option,
+                RPCTypes::InstallSnapshot,
+            )
             .await?
         {
             RaftReply::InstallSnapshot(reply) => {
@@ -250,8 +343,11 @@ impl<T: RaftTransport> RaftNetwork<TypeConfig> for PeerClient<T> {
         &mut self,
         rpc: VoteRequest<u64>,
         option: RPCOption,
-    ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, OpenraftError<u64>>> {
-        match self.call(RaftRequest::Vote(rpc), &option).await? {
+    ) -> Result<VoteResponse<u64>, RPCError<u64, ServerNode, OpenraftError<u64>>> {
+        match self
+            .call(RaftRequest::Vote(rpc), &option, RPCTypes::Vote)
+            .await?
+        {
             RaftReply::Vote(reply) => reply.map_err(|e| RPCError::RemoteError(self.remote(e))),
             other => Err(self.mismatch(RPCTypes::Vote, &other)),
         }
@@ -273,9 +369,9 @@ mod tests {
 
     #[tokio::test]
     async fn the_single_voter_network_refuses_with_an_unreachable_error_naming_the_peer() {
-        let mut factory = Network::new(1, SingleVoterNetwork::new(1));
+        let mut factory = Network::new(1, Arc::new(SingleVoterNetwork::new(1)));
         let mut client = factory
-            .new_client(7, &BasicNode::new("10.0.0.7:4647"))
+            .new_client(7, &ServerNode::new("10.0.0.7:4647", "s7"))
             .await;
         let option = RPCOption::new(Duration::from_millis(100));
         let err = client.vote(vote_request(), option).await.unwrap_err();
@@ -284,7 +380,7 @@ mod tests {
         };
         let message = unreachable.to_string();
         assert!(
-            message.contains("multi-server regions are not supported yet"),
+            message.contains("without a server-to-server transport"),
             "{message}"
         );
         assert!(message.contains("server 7"), "{message}");
@@ -296,26 +392,28 @@ mod tests {
     struct Scripted(std::sync::Mutex<Option<Result<RaftReply, TransportError>>>);
 
     impl RaftTransport for Scripted {
-        async fn send(
+        fn send(
             &self,
             _target: u64,
             _address: &str,
             _request: RaftRequest,
             _timeout: Duration,
-        ) -> Result<RaftReply, TransportError> {
-            self.0
+        ) -> BoxFuture<'static, Result<RaftReply, TransportError>> {
+            let reply = self
+                .0
                 .lock()
                 .unwrap()
                 .take()
-                .unwrap_or(Err(TransportError::Network("script exhausted".into())))
+                .unwrap_or(Err(TransportError::Network("script exhausted".into())));
+            Box::pin(async move { reply })
         }
     }
 
     async fn vote_via(
         reply: Result<RaftReply, TransportError>,
-    ) -> RPCError<u64, BasicNode, OpenraftError<u64>> {
-        let mut factory = Network::new(1, Scripted(std::sync::Mutex::new(Some(reply))));
-        let mut client = factory.new_client(2, &BasicNode::new("peer")).await;
+    ) -> RPCError<u64, ServerNode, OpenraftError<u64>> {
+        let mut factory = Network::new(1, Arc::new(Scripted(std::sync::Mutex::new(Some(reply)))));
+        let mut client = factory.new_client(2, &ServerNode::new("peer", "")).await;
         client
             .vote(vote_request(), RPCOption::new(Duration::from_millis(50)))
             .await
@@ -325,7 +423,7 @@ mod tests {
     #[tokio::test]
     async fn transport_failures_map_to_openraft_errors_that_keep_their_meaning() {
         let timeout = vote_via(Err(TransportError::Timeout {
-            target: 2,
+            address: "peer".into(),
             timeout_ms: 50,
         }))
         .await;

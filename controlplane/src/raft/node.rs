@@ -6,23 +6,25 @@
 //! everything before its term. Proposals go through [`RaftNode::propose`] and come back with the
 //! state machine's answer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use openraft::error::{ClientWriteError, Fatal, RaftError as OpenraftError};
-use openraft::{
-    BasicNode, ChangeMembers, Raft, RaftMetrics, ServerState, SnapshotPolicy, StorageHelper,
-};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, Fatal, RaftError as OpenraftError};
+use openraft::{ChangeMembers, Raft, RaftMetrics, ServerState, SnapshotPolicy, StorageHelper};
 use tokio::sync::watch;
 
 use super::error::{ProposeError, RaftError, StoreError};
+use super::formation::{self, FormationState, JoinSettings, Step};
 use super::log_store::{CommitTracker, LogStore, RAFT_DB_FILE};
-use super::network::{Network, RaftTransport, SingleVoterNetwork};
+use super::network::{
+    HelloReply, Network, RaftReply, RaftRequest, RaftTransport, ServerInfo, SingleVoterNetwork,
+    TransportError,
+};
 use super::snapshot_dir::SNAPSHOT_DIR;
 use super::state_machine::StateMachineStore;
-use super::{Liveness, TypeConfig, SERVER_DIR};
+use super::{Liveness, ServerNode, TypeConfig, SERVER_DIR};
 use crate::state::{Command, CommandResponse, StateStore};
 
 /// Build a snapshot after this many log entries since the last one.
@@ -42,6 +44,16 @@ const PURGE_BATCH_ENTRIES: u64 = 256;
 /// How long [`RaftNode::shutdown`] waits for the log to close and a snapshot being written to
 /// finish (a large state takes seconds to write).
 const SHUTDOWN_CLOSE_WAIT: Duration = Duration::from_secs(60);
+/// A snapshot is sent to a follower in chunks of this size.
+const SNAPSHOT_CHUNK_BYTES: u64 = 1024 * 1024;
+/// How long one snapshot chunk may take to reach a follower and be written there.
+const INSTALL_SNAPSHOT_CHUNK_TIMEOUT_MS: u64 = 10_000;
+/// A forwarded write is retried at most this many times when the leader changes under it.
+const FORWARD_ATTEMPTS: u32 = 8;
+/// How long an introduction to another server may take while the region forms.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the leader waits for a joining server to catch up before making it a voter.
+const JOIN_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How a server runs Raft.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +75,12 @@ pub struct RaftConfig {
     pub startup_timeout_ms: u64,
     /// How long [`RaftNode::propose`] waits for a commit.
     pub propose_timeout_ms: u64,
+    /// This server's name (the agent's `name`), recorded in the membership.
+    pub name: String,
+    /// The region this server belongs to; servers of other regions never join its group.
+    pub region: String,
+    /// How this server finds the others and forms the region.
+    pub join: JoinSettings,
 }
 
 impl RaftConfig {
@@ -79,6 +97,18 @@ impl RaftConfig {
             election_timeout_max_ms: DEFAULT_ELECTION_TIMEOUT_MAX_MS,
             startup_timeout_ms: DEFAULT_STARTUP_TIMEOUT_MS,
             propose_timeout_ms: DEFAULT_PROPOSE_TIMEOUT_MS,
+            name: String::new(),
+            region: "global".into(),
+            join: JoinSettings::default(),
+        }
+    }
+
+    /// This server as it introduces itself to others.
+    pub fn server_info(&self) -> ServerInfo {
+        ServerInfo {
+            id: self.node_id,
+            node: ServerNode::new(&self.address, &self.name),
+            region: self.region.clone(),
         }
     }
 
@@ -142,6 +172,9 @@ impl RaftConfig {
         if self.propose_timeout_ms == 0 {
             return invalid("propose_timeout_ms", "must be at least 1 ms".into());
         }
+        if self.join.retry_interval.is_zero() && !self.join.is_alone() {
+            return invalid("retry_interval", "must be longer than 0".into());
+        }
         Ok(())
     }
 
@@ -154,6 +187,11 @@ impl RaftConfig {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every),
             max_in_snapshot_log_to_keep: self.snapshot_log_lag,
             purge_batch_size: PURGE_BATCH_ENTRIES.min(self.snapshot_every),
+            // A snapshot travels in chunks, each one request with this bound. openraft's
+            // default (200 ms for 3 MiB) is for an in-memory link; a chunk over the fabric
+            // is encoded, sent and written to disk on the far side.
+            snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
+            install_snapshot_timeout: INSTALL_SNAPSHOT_CHUNK_TIMEOUT_MS,
             ..Default::default()
         };
         config.validate().map_err(|e| RaftError::InvalidConfig {
@@ -220,11 +258,18 @@ pub struct RaftStats {
 pub struct RaftNode {
     raft: Raft<TypeConfig>,
     config: RaftConfig,
+    transport: Arc<dyn RaftTransport>,
     commit: CommitTracker,
     log_liveness: Liveness,
     snapshot_liveness: Liveness,
     leadership: watch::Receiver<bool>,
     stopped: std::sync::atomic::AtomicBool,
+    /// Servers this one has heard of (introductions sent and received), by node id.
+    known: Arc<Mutex<BTreeMap<u64, ServerInfo>>>,
+    /// When the leader's last AppendEntries reached this server.
+    last_leader_contact: Mutex<Option<Instant>>,
+    formation: watch::Receiver<FormationState>,
+    formation_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for RaftNode {
@@ -251,7 +296,7 @@ struct Tenure {
 }
 
 impl Tenure {
-    fn observe(&mut self, metrics: &RaftMetrics<u64, BasicNode>, node_id: u64) -> bool {
+    fn observe(&mut self, metrics: &RaftMetrics<u64, ServerNode>, node_id: u64) -> bool {
         let leads = metrics.running_state.is_ok()
             && metrics.state == ServerState::Leader
             && metrics.current_leader == Some(node_id);
@@ -284,21 +329,36 @@ fn consensus_error(node_id: u64, action: &'static str, e: impl std::fmt::Display
 }
 
 impl RaftNode {
-    /// Opens or creates this server's Raft state in `config.data_dir` and runs it, filling
-    /// `store` (which must be empty) from the newest snapshot and the log. A new log is
-    /// bootstrapped as a single-server region. Returns once this server is leader with all
-    /// earlier entries applied, or an error after `config.startup_timeout_ms`.
+    /// Opens or creates this server's Raft state in `config.data_dir` and runs it as a region
+    /// of one, with no transport, filling `store` (which must be empty) from the newest
+    /// snapshot and the log. A new log is bootstrapped as a single-server region. Returns once
+    /// this server is leader with all earlier entries applied, or an error after
+    /// `config.startup_timeout_ms`.
     pub async fn start(config: RaftConfig, store: Arc<StateStore>) -> Result<RaftNode, RaftError> {
-        let transport = SingleVoterNetwork::new(config.node_id);
+        if !config.join.is_alone() {
+            return Err(RaftError::InvalidConfig {
+                field: "join",
+                reason: "a server that joins others needs a transport; use \
+                         RaftNode::start_with_transport"
+                    .into(),
+            });
+        }
+        let transport = Arc::new(SingleVoterNetwork::new(config.node_id));
         RaftNode::start_with_transport(config, store, transport).await
     }
 
-    /// [`RaftNode::start`] with a given transport. Private until the membership checks allow
-    /// more than one server.
-    async fn start_with_transport<T: RaftTransport>(
+    /// Opens or creates this server's Raft state and runs it over `transport`.
+    ///
+    /// - A new log of a server that is alone (`bootstrap_expect` 1, no `retry_join`) is
+    ///   bootstrapped as a region of one, and a stored membership of this server alone is
+    ///   resumed: both return once this server leads with everything earlier applied.
+    /// - A new log of a server that has others to find starts forming the region in the
+    ///   background ([`RaftNode::formation`] follows it) and returns at once; a stored
+    ///   membership with other servers returns at once too, and elections do the rest.
+    pub async fn start_with_transport(
         config: RaftConfig,
         store: Arc<StateStore>,
-        transport: T,
+        transport: Arc<dyn RaftTransport>,
     ) -> Result<RaftNode, RaftError> {
         config.validate()?;
         let existing = store.snapshot();
@@ -335,7 +395,7 @@ impl RaftNode {
         })??;
 
         let node_id = config.node_id;
-        let (log, machine) = check_single_server_membership(&config, log, machine).await?;
+        let (log, machine, stored_voters) = check_stored_membership(&config, log, machine).await?;
         let commit = log.commit_tracker();
         let log_liveness = log.liveness();
         let snapshot_liveness = machine.snapshot_liveness();
@@ -343,7 +403,7 @@ impl RaftNode {
         let raft = Raft::new(
             node_id,
             openraft_config,
-            Network::new(node_id, transport),
+            Network::new(node_id, transport.clone()),
             log,
             machine,
         )
@@ -351,16 +411,22 @@ impl RaftNode {
         .map_err(|e| consensus_error(node_id, "start", e))?;
 
         let leadership = spawn_leadership_watch(&raft, node_id);
+        let (_, formation) = watch::channel(FormationState::Forming);
         let mut node = RaftNode {
             raft,
             config,
+            transport,
             commit,
             log_liveness,
             snapshot_liveness,
             leadership,
             stopped: std::sync::atomic::AtomicBool::new(false),
+            known: Arc::new(Mutex::new(BTreeMap::new())),
+            last_leader_contact: Mutex::new(None),
+            formation,
+            formation_task: Mutex::new(None),
         };
-        match node.bootstrap_or_resume().await {
+        match node.bootstrap_or_resume(stored_voters).await {
             Ok(()) => Ok(node),
             Err(e) => {
                 // Release the data dir before reporting, so a retry can open it.
@@ -372,25 +438,44 @@ impl RaftNode {
         }
     }
 
-    async fn bootstrap_or_resume(&mut self) -> Result<(), RaftError> {
+    async fn bootstrap_or_resume(&mut self, stored_voters: Vec<u64>) -> Result<(), RaftError> {
         let node_id = self.config.node_id;
-        let initialized = self
-            .raft
-            .is_initialized()
-            .await
-            .map_err(|e| consensus_error(node_id, "read its state", e))?;
-        if !initialized {
+        let alone_in_log = stored_voters == [node_id];
+        if stored_voters.is_empty() && !self.config.join.is_alone() {
+            tracing::info!(
+                node_id,
+                bootstrap_expect = self.config.join.bootstrap_expect,
+                retry_join = ?self.config.join.retry_join,
+                "a new server: looking for the others to form the region"
+            );
+            let (tx, rx) = watch::channel(FormationState::Forming);
+            self.formation = rx;
+            let task = tokio::spawn(form_region(
+                self.raft.clone(),
+                self.transport.clone(),
+                self.config.clone(),
+                self.known.clone(),
+                tx,
+            ));
+            if let Ok(mut slot) = self.formation_task.lock() {
+                *slot = Some(task);
+            }
+            return Ok(());
+        }
+        let (_, formed) = watch::channel(FormationState::Formed);
+        self.formation = formed;
+        if stored_voters.is_empty() {
             tracing::info!(
                 node_id,
                 data_dir = %self.config.data_dir.display(),
                 "bootstrapping a new single-server raft region"
             );
-            let members = BTreeMap::from([(node_id, BasicNode::new(&self.config.address))]);
+            let members = BTreeMap::from([(node_id, self.own_node())]);
             self.raft
                 .initialize(members)
                 .await
                 .map_err(|e| consensus_error(node_id, "bootstrap a single-server region", e))?;
-        } else {
+        } else if alone_in_log {
             tracing::info!(
                 node_id,
                 data_dir = %self.config.data_dir.display(),
@@ -410,9 +495,21 @@ impl RaftNode {
                     .await
                     .map_err(|e| consensus_error(node_id, "start an election", e))?;
             }
+        } else {
+            tracing::info!(
+                node_id,
+                voters = ?stored_voters,
+                data_dir = %self.config.data_dir.display(),
+                "resuming as a member of a multi-server region; the leader is found by election"
+            );
+            return Ok(());
         }
         self.wait_for_leadership().await?;
         self.update_own_address().await
+    }
+
+    fn own_node(&self) -> ServerNode {
+        ServerNode::new(&self.config.address, &self.config.name)
     }
 
     async fn wait_for_leadership(&self) -> Result<(), RaftError> {
@@ -446,8 +543,8 @@ impl RaftNode {
         }
     }
 
-    /// A server that restarts with a new address records it in the membership, so that
-    /// [`RaftNode::leader`] reports where it can be reached now.
+    /// A single server that restarts with a new address or name records it in the
+    /// membership, so that [`RaftNode::leader`] reports where it can be reached now.
     async fn update_own_address(&self) -> Result<(), RaftError> {
         let node_id = self.config.node_id;
         let stored = self
@@ -457,17 +554,18 @@ impl RaftNode {
             .membership_config
             .membership()
             .get_node(&node_id)
-            .map(|n| n.addr.clone());
-        if stored.as_deref() == Some(self.config.address.as_str()) {
+            .cloned();
+        let own = self.own_node();
+        if stored.as_ref() == Some(&own) {
             return Ok(());
         }
         tracing::info!(
             node_id,
             old = ?stored,
-            new = %self.config.address,
+            new = %own,
             "recording this server's new address in the raft membership"
         );
-        let nodes = BTreeMap::from([(node_id, BasicNode::new(&self.config.address))]);
+        let nodes = BTreeMap::from([(node_id, own)]);
         self.raft
             .change_membership(ChangeMembers::SetNodes(nodes), false)
             .await
@@ -476,16 +574,379 @@ impl RaftNode {
     }
 
     /// Commits `cmd` through Raft and returns the state machine's answer once it is applied
-    /// here. On [`ProposeError::Timeout`] the command may still be applied later.
+    /// on the leader. A follower forwards the command to the leader it knows of (and again to
+    /// the next one if leadership moves meanwhile), all within `propose_timeout_ms`. On
+    /// [`ProposeError::Timeout`] or [`ProposeError::Forward`] the command may still be
+    /// applied later.
     pub async fn propose(&self, cmd: Command) -> Result<CommandResponse, ProposeError> {
-        let after = Duration::from_millis(self.config.propose_timeout_ms);
-        match tokio::time::timeout(after, self.raft.client_write(cmd)).await {
+        let deadline = Instant::now() + Duration::from_millis(self.config.propose_timeout_ms);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let leader = match self.propose_here(cmd.clone(), remaining).await {
+                Err(ProposeError::NotLeader { leader }) => leader,
+                other => return other,
+            };
+            let retry = match leader {
+                Some((leader_id, address)) if leader_id != self.config.node_id => {
+                    match self
+                        .forward(
+                            leader_id,
+                            &address,
+                            RaftRequest::Propose(Box::new(cmd.clone())),
+                            deadline,
+                        )
+                        .await
+                    {
+                        Forwarded::Reply(RaftReply::Propose(Err(ProposeError::NotLeader {
+                            ..
+                        })))
+                        | Forwarded::NotDelivered => true,
+                        Forwarded::Reply(RaftReply::Propose(result)) => return result,
+                        Forwarded::Reply(other) => {
+                            return Err(ProposeError::Internal(format!(
+                                "node {leader_id} answered a forwarded write with a {} reply",
+                                other.kind()
+                            )))
+                        }
+                        Forwarded::Lost(e) => return Err(e),
+                    }
+                }
+                _ => true,
+            };
+            if !retry || attempt >= FORWARD_ATTEMPTS || Instant::now() >= deadline {
+                return Err(ProposeError::NotLeader {
+                    leader: self.leader(),
+                });
+            }
+            self.wait_for_leader_change(deadline).await;
+        }
+    }
+
+    /// Proposes on this server only: `NotLeader` when it does not lead.
+    async fn propose_here(
+        &self,
+        cmd: Command,
+        within: Duration,
+    ) -> Result<CommandResponse, ProposeError> {
+        match tokio::time::timeout(within, self.raft.client_write(cmd)).await {
             Err(_) => Err(ProposeError::Timeout {
                 after_ms: self.config.propose_timeout_ms,
             }),
             Ok(Ok(response)) => Ok(response.data),
             Ok(Err(e)) => Err(propose_error(e, |id| self.address_of(id))),
         }
+    }
+
+    /// Sends a request the leader must handle, mapping transport failures to what they mean
+    /// for the caller.
+    async fn forward(
+        &self,
+        leader_id: u64,
+        address: &str,
+        request: RaftRequest,
+        deadline: Instant,
+    ) -> Forwarded {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Forwarded::Lost(ProposeError::Timeout {
+                after_ms: self.config.propose_timeout_ms,
+            });
+        }
+        match self
+            .transport
+            .send(leader_id, address, request, remaining)
+            .await
+        {
+            Ok(reply) => Forwarded::Reply(reply),
+            Err(TransportError::Unreachable(reason)) => {
+                tracing::debug!(leader_id, %address, %reason, "leader unreachable; will retry");
+                Forwarded::NotDelivered
+            }
+            Err(e) => Forwarded::Lost(ProposeError::Forward {
+                leader_id,
+                leader: address.to_string(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// Waits a little for the leader to change (or become known), at most until `deadline`.
+    async fn wait_for_leader_change(&self, deadline: Instant) {
+        let pause = Duration::from_millis(self.config.heartbeat_interval_ms.max(20));
+        let until = (Instant::now() + pause).min(deadline);
+        let mut metrics = self.raft.metrics();
+        let before = metrics.borrow_and_update().current_leader;
+        let _ = tokio::time::timeout_at(until.into(), async {
+            while metrics.changed().await.is_ok() {
+                if metrics.borrow_and_update().current_leader != before {
+                    return;
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Makes the next read of the local state linearizable: returns once this server has
+    /// applied everything the leader had committed when the barrier was asked for (Raft's
+    /// read-index). The leader confirms it still leads with a round of heartbeats to a
+    /// quorum; a follower asks the leader for that index and waits to apply it. A server
+    /// that cannot reach a leader with a quorum gets an error: it must not answer from a
+    /// state that may be stale.
+    pub async fn read_barrier(&self) -> Result<(), ProposeError> {
+        let deadline = Instant::now() + Duration::from_millis(self.config.propose_timeout_ms);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let index = match self.read_index_here(deadline).await {
+                Ok(index) => index,
+                Err(ProposeError::NotLeader {
+                    leader: Some((leader_id, address)),
+                }) if leader_id != self.config.node_id => {
+                    match self
+                        .forward(leader_id, &address, RaftRequest::ReadIndex, deadline)
+                        .await
+                    {
+                        Forwarded::Reply(RaftReply::ReadIndex(Ok(index))) => index,
+                        Forwarded::Reply(RaftReply::ReadIndex(Err(ProposeError::NotLeader {
+                            ..
+                        })))
+                        | Forwarded::NotDelivered => {
+                            if attempt >= FORWARD_ATTEMPTS || Instant::now() >= deadline {
+                                return Err(ProposeError::NotLeader {
+                                    leader: self.leader(),
+                                });
+                            }
+                            self.wait_for_leader_change(deadline).await;
+                            continue;
+                        }
+                        Forwarded::Reply(RaftReply::ReadIndex(Err(e))) | Forwarded::Lost(e) => {
+                            return Err(e)
+                        }
+                        Forwarded::Reply(other) => {
+                            return Err(ProposeError::Internal(format!(
+                                "node {leader_id} answered a read index request with a {} reply",
+                                other.kind()
+                            )))
+                        }
+                    }
+                }
+                Err(ProposeError::NotLeader { .. })
+                    if attempt < FORWARD_ATTEMPTS && Instant::now() < deadline =>
+                {
+                    self.wait_for_leader_change(deadline).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            return self.wait_applied(index, deadline).await;
+        }
+    }
+
+    /// The leader's read index: confirmed leadership, then the index to wait for.
+    async fn read_index_here(&self, deadline: Instant) -> Result<Option<u64>, ProposeError> {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(remaining, self.raft.get_read_log_id()).await {
+            Err(_) => Err(ProposeError::Timeout {
+                after_ms: self.config.propose_timeout_ms,
+            }),
+            Ok(Ok((read, _applied))) => Ok(read.map(|l| l.index)),
+            Ok(Err(OpenraftError::APIError(CheckIsLeaderError::ForwardToLeader(forward)))) => {
+                let leader = match (forward.leader_id, forward.leader_node) {
+                    (Some(id), Some(node)) => Some((id, node.addr)),
+                    (Some(id), None) => self.address_of(id).map(|addr| (id, addr)),
+                    (None, _) => None,
+                };
+                Err(ProposeError::NotLeader { leader })
+            }
+            Ok(Err(OpenraftError::APIError(CheckIsLeaderError::QuorumNotEnough(e)))) => {
+                Err(ProposeError::NoQuorum(e.to_string()))
+            }
+            Ok(Err(OpenraftError::Fatal(Fatal::Stopped))) => Err(ProposeError::Shutdown),
+            Ok(Err(OpenraftError::Fatal(e))) => Err(ProposeError::Internal(e.to_string())),
+        }
+    }
+
+    async fn wait_applied(
+        &self,
+        index: Option<u64>,
+        deadline: Instant,
+    ) -> Result<(), ProposeError> {
+        let Some(index) = index else {
+            return Ok(());
+        };
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        self.raft
+            .wait(Some(remaining))
+            .applied_index_at_least(Some(index), "read barrier")
+            .await
+            .map(|_| ())
+            .map_err(|e| match e {
+                openraft::metrics::WaitError::Timeout(..) => ProposeError::Timeout {
+                    after_ms: self.config.propose_timeout_ms,
+                },
+                openraft::metrics::WaitError::ShuttingDown => ProposeError::Shutdown,
+            })
+    }
+
+    /// Handles a message from another server (the transport's server side calls this).
+    pub async fn handle(&self, request: RaftRequest) -> RaftReply {
+        match request {
+            RaftRequest::AppendEntries(rpc) => {
+                if let Ok(mut last) = self.last_leader_contact.lock() {
+                    *last = Some(Instant::now());
+                }
+                RaftReply::AppendEntries(self.raft.append_entries(rpc).await)
+            }
+            RaftRequest::Vote(rpc) => RaftReply::Vote(self.raft.vote(rpc).await),
+            RaftRequest::InstallSnapshot(rpc) => {
+                RaftReply::InstallSnapshot(self.raft.install_snapshot(rpc).await)
+            }
+            RaftRequest::Propose(cmd) => {
+                let within = Duration::from_millis(self.config.propose_timeout_ms);
+                RaftReply::Propose(self.propose_here(*cmd, within).await)
+            }
+            RaftRequest::ReadIndex => {
+                let deadline =
+                    Instant::now() + Duration::from_millis(self.config.propose_timeout_ms);
+                RaftReply::ReadIndex(self.read_index_here(deadline).await)
+            }
+            RaftRequest::Hello(from) => RaftReply::Hello(self.hello(from).await),
+            RaftRequest::Join(from) => RaftReply::Join(self.add_server(from).await),
+        }
+    }
+
+    async fn hello(&self, from: ServerInfo) -> HelloReply {
+        let me = self.config.server_info();
+        let mut known = match self.known.lock() {
+            Ok(mut known) => {
+                formation::learn(&mut known, &me, std::slice::from_ref(&from));
+                known.values().cloned().collect::<Vec<_>>()
+            }
+            Err(_) => Vec::new(),
+        };
+        known.push(me.clone());
+        let formed = self.raft.is_initialized().await.unwrap_or(false);
+        HelloReply {
+            server: me,
+            formed,
+            leader: self.leader(),
+            known,
+        }
+    }
+
+    /// Adds a server to the region (the leader only): as a learner first, which receives the
+    /// log (or a snapshot) until it has caught up, then as a voter. A server already in the
+    /// group is left as it is. A server that comes back with a new id at the address of a
+    /// member (its data dir was lost) replaces that member.
+    pub async fn add_server(&self, server: ServerInfo) -> Result<(), ProposeError> {
+        let node_id = self.config.node_id;
+        if server.region != self.config.region {
+            return Err(ProposeError::Refused(format!(
+                "server {} of region {:?} cannot join region {:?}",
+                server.node, server.region, self.config.region
+            )));
+        }
+        if !self.is_leader() {
+            return Err(ProposeError::NotLeader {
+                leader: self.leader(),
+            });
+        }
+        let membership = self.raft.metrics().borrow().membership_config.clone();
+        let membership = membership.membership();
+        if membership.voter_ids().any(|id| id == server.id) {
+            return Ok(());
+        }
+        let replaced: BTreeSet<u64> = membership
+            .nodes()
+            .filter(|(id, node)| **id != server.id && node.addr == server.node.addr)
+            .map(|(id, _)| *id)
+            .collect();
+        tracing::info!(
+            node_id,
+            joining = server.id,
+            server = %server.node,
+            "adding a server to the region as a learner until it has caught up"
+        );
+        let added = tokio::time::timeout(
+            JOIN_CATCH_UP_TIMEOUT,
+            self.raft.add_learner(server.id, server.node.clone(), true),
+        )
+        .await;
+        match added {
+            Err(_) => {
+                return Err(ProposeError::Timeout {
+                    after_ms: u64::try_from(JOIN_CATCH_UP_TIMEOUT.as_millis()).unwrap_or(u64::MAX),
+                })
+            }
+            Ok(Err(e)) => return Err(propose_error(e, |id| self.address_of(id))),
+            Ok(Ok(_)) => {}
+        }
+        let voters = BTreeSet::from([server.id]);
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(voters), false)
+            .await
+            .map_err(|e| propose_error(e, |id| self.address_of(id)))?;
+        tracing::info!(node_id, joined = server.id, server = %server.node, "server is now a voter");
+        if !replaced.is_empty() {
+            tracing::info!(
+                node_id,
+                replaced = ?replaced,
+                "removing the old id of a server that rejoined at the same address"
+            );
+            self.raft
+                .change_membership(ChangeMembers::RemoveVoters(replaced), false)
+                .await
+                .map_err(|e| propose_error(e, |id| self.address_of(id)))?;
+        }
+        Ok(())
+    }
+
+    /// Removes a server from the group (the leader only). Refuses to remove the last voter and
+    /// an id that is not a member.
+    pub async fn remove_server(&self, id: u64) -> Result<(), ProposeError> {
+        if !self.is_leader() {
+            return Err(ProposeError::NotLeader {
+                leader: self.leader(),
+            });
+        }
+        let membership = self.raft.metrics().borrow().membership_config.clone();
+        let membership = membership.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let learners: BTreeSet<u64> = membership.learner_ids().collect();
+        if !voters.contains(&id) && !learners.contains(&id) {
+            return Err(ProposeError::Refused(format!(
+                "node {id} is not a member of the raft group (voters {voters:?}, non-voters \
+                 {learners:?}); nothing was changed"
+            )));
+        }
+        if voters.len() == 1 && voters.contains(&id) {
+            return Err(ProposeError::Refused(format!(
+                "node {id} is the last voter of the raft group; removing it would leave the \
+                 region without servers, so nothing was changed"
+            )));
+        }
+        let change = if voters.contains(&id) {
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        };
+        self.raft
+            .change_membership(change, false)
+            .await
+            .map_err(|e| propose_error(e, |id| self.address_of(id)))?;
+        if voters.contains(&id) {
+            // A removed voter becomes a learner; drop it entirely.
+            let _ = self
+                .raft
+                .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+                .await;
+        }
+        if let Ok(mut known) = self.known.lock() {
+            known.remove(&id);
+        }
+        Ok(())
     }
 
     fn address_of(&self, node_id: u64) -> Option<String> {
@@ -509,6 +970,11 @@ impl RaftNode {
         self.leadership.clone()
     }
 
+    /// Follows how this server's region forms; `Failed` when `retry_max` ran out.
+    pub fn formation(&self) -> watch::Receiver<FormationState> {
+        self.formation.clone()
+    }
+
     /// The current leader's id and address, if one is known.
     pub fn leader(&self) -> Option<(u64, String)> {
         let metrics = self.raft.metrics();
@@ -519,6 +985,69 @@ impl RaftNode {
         let id = metrics.current_leader?;
         let node = metrics.membership_config.membership().get_node(&id)?;
         Some((id, node.addr.clone()))
+    }
+
+    /// How long ago this server last heard from the leader: zero on the leader, `None` when
+    /// it never has.
+    pub fn last_leader_contact(&self) -> Option<Duration> {
+        if self.is_leader() {
+            return Some(Duration::ZERO);
+        }
+        self.last_leader_contact
+            .lock()
+            .ok()
+            .and_then(|last| last.map(|t| t.elapsed()))
+    }
+
+    /// The members of the Raft group: id, node, and whether it votes.
+    pub fn members(&self) -> Vec<(u64, ServerNode, bool)> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        membership
+            .nodes()
+            .map(|(id, node)| (*id, node.clone(), voters.contains(id)))
+            .collect()
+    }
+
+    /// Servers heard of while forming or through introductions, members or not.
+    pub fn known_servers(&self) -> Vec<ServerInfo> {
+        self.known
+            .lock()
+            .map(|known| known.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The index of the membership configuration in the log.
+    pub fn membership_index(&self) -> u64 {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .log_id()
+            .map(|l| l.index)
+            .unwrap_or(0)
+    }
+
+    /// On the leader: per follower, the last log index it has acknowledged.
+    pub fn replication(&self) -> BTreeMap<u64, Option<u64>> {
+        self.raft
+            .metrics()
+            .borrow()
+            .replication
+            .as_ref()
+            .map(|r| {
+                r.iter()
+                    .map(|(id, log)| (*id, log.map(|l| l.index)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The transport this node reaches others with (for calls beside Raft, e.g. a join).
+    pub fn transport(&self) -> &Arc<dyn RaftTransport> {
+        &self.transport
     }
 
     /// Raft's counters now.
@@ -546,13 +1075,15 @@ impl RaftNode {
         &self.config
     }
 
-    /// Stops Raft and waits until the log file is closed (the data dir can be reopened).
     /// Stops Raft and waits until the data dir can be reopened. Takes `&self` so that a node
     /// shared by the server pipeline and the HTTP API can be stopped by the agent; calling it
     /// twice is harmless, and proposals after it fail with `ProposeError::Shutdown`.
     pub async fn shutdown(&self) -> Result<(), RaftError> {
         if self.stopped.swap(true, std::sync::atomic::Ordering::SeqCst) {
             return Ok(());
+        }
+        if let Some(task) = self.formation_task.lock().ok().and_then(|mut t| t.take()) {
+            task.abort();
         }
         self.raft
             .shutdown()
@@ -580,6 +1111,128 @@ impl RaftNode {
     }
 }
 
+/// What became of a request sent to the leader.
+enum Forwarded {
+    Reply(RaftReply),
+    /// Never delivered (no connection): safe to retry.
+    NotDelivered,
+    /// Sent, but no answer came back: the request may have been handled.
+    Lost(ProposeError),
+}
+
+/// The background loop of a new server that has others to find (see [`formation`]): introduce
+/// itself to every `retry_join` address and every server heard of, decide, act, and try again
+/// after `retry_interval` until the region is formed or `retry_max` attempts are used up.
+async fn form_region(
+    raft: Raft<TypeConfig>,
+    transport: Arc<dyn RaftTransport>,
+    config: RaftConfig,
+    known: Arc<Mutex<BTreeMap<u64, ServerInfo>>>,
+    state: watch::Sender<FormationState>,
+) {
+    let me = config.server_info();
+    let join = &config.join;
+    let mut attempt: u32 = 0;
+    loop {
+        attempt = attempt.saturating_add(1);
+        if raft.is_initialized().await.unwrap_or(false) {
+            tracing::info!(node_id = me.id, "this server is a member of its region");
+            state.send_replace(FormationState::Formed);
+            return;
+        }
+        let mut addresses: BTreeSet<String> = join.retry_join.iter().cloned().collect();
+        if let Ok(known) = known.lock() {
+            addresses.extend(known.values().map(|s| s.node.addr.clone()));
+        }
+        addresses.remove(&me.node.addr);
+        let mut replies = Vec::new();
+        for address in &addresses {
+            match transport
+                .send(0, address, RaftRequest::Hello(me.clone()), HELLO_TIMEOUT)
+                .await
+            {
+                Ok(RaftReply::Hello(reply)) => {
+                    if let Ok(mut known) = known.lock() {
+                        formation::learn(&mut known, &me, &reply.known);
+                        formation::learn(&mut known, &me, std::slice::from_ref(&reply.server));
+                    }
+                    replies.push(reply);
+                }
+                Ok(other) => tracing::warn!(
+                    %address,
+                    "retry_join: {address} answered an introduction with a {} reply; is it a \
+                     noded server?",
+                    other.kind()
+                ),
+                Err(e) => tracing::warn!(
+                    %address,
+                    attempt,
+                    "retry_join: cannot reach server at {address}: {e}; retrying in {:?}",
+                    join.retry_interval
+                ),
+            }
+        }
+        let snapshot = known.lock().map(|k| k.clone()).unwrap_or_default();
+        match formation::decide(&me, join.bootstrap_expect, &replies, &snapshot) {
+            Step::Join { leader_id, leader } => {
+                match transport
+                    .send(
+                        leader_id,
+                        &leader,
+                        RaftRequest::Join(me.clone()),
+                        JOIN_CATCH_UP_TIMEOUT,
+                    )
+                    .await
+                {
+                    Ok(RaftReply::Join(Ok(()))) => {
+                        tracing::info!(node_id = me.id, leader_id, %leader, "joined the region");
+                    }
+                    Ok(RaftReply::Join(Err(e))) => {
+                        tracing::warn!(leader_id, %leader, "joining the region through {leader}: {e}")
+                    }
+                    Ok(other) => tracing::warn!(
+                        leader_id,
+                        %leader,
+                        "the leader answered a join with a {} reply",
+                        other.kind()
+                    ),
+                    Err(e) => tracing::warn!(leader_id, %leader, "joining the region: {e}"),
+                }
+            }
+            Step::Bootstrap { members } => {
+                let names: Vec<String> = members.iter().map(|m| m.node.to_string()).collect();
+                tracing::info!(
+                    node_id = me.id,
+                    "bootstrapping the region with {} servers: {}",
+                    members.len(),
+                    names.join(", ")
+                );
+                let members: BTreeMap<u64, ServerNode> =
+                    members.into_iter().map(|m| (m.id, m.node)).collect();
+                if let Err(e) = raft.initialize(members).await {
+                    tracing::warn!(node_id = me.id, "bootstrapping the region: {e}");
+                }
+            }
+            Step::Wait { reason } => tracing::info!(node_id = me.id, attempt, "{reason}"),
+        }
+        if raft.is_initialized().await.unwrap_or(false) {
+            continue;
+        }
+        if join.retry_max > 0 && attempt >= join.retry_max {
+            let message = format!(
+                "gave up forming the region after {attempt} attempts (retry_max = {}): could \
+                 not find {} servers through retry_join {:?}; check that the other servers run \
+                 and that their rpc port is reachable from here",
+                join.retry_max, join.bootstrap_expect, join.retry_join
+            );
+            tracing::error!("{message}");
+            state.send_replace(FormationState::Failed(message));
+            return;
+        }
+        tokio::time::sleep(join.retry_interval).await;
+    }
+}
+
 impl Drop for RaftNode {
     fn drop(&mut self) {
         if self.stopped.load(std::sync::atomic::Ordering::SeqCst) {
@@ -601,7 +1254,7 @@ impl Drop for RaftNode {
 /// What a failed `client_write` means to a proposer. `address_of` looks up a node's address
 /// when openraft names the leader without it.
 fn propose_error(
-    e: OpenraftError<u64, ClientWriteError<u64, BasicNode>>,
+    e: OpenraftError<u64, ClientWriteError<u64, ServerNode>>,
     address_of: impl Fn(u64) -> Option<String>,
 ) -> ProposeError {
     match e {
@@ -646,13 +1299,14 @@ fn spawn_leadership_watch(raft: &Raft<TypeConfig>, node_id: u64) -> watch::Recei
     rx
 }
 
-/// Refuses a stored membership other than "this server alone", before openraft runs: openraft
-/// must never have a peer to call through [`SingleVoterNetwork`].
-async fn check_single_server_membership(
+/// Reads the stored membership before openraft runs and refuses one that does not include
+/// this server (the data dir is another server's, or this server was removed). Returns the
+/// stored voters (empty for a new log).
+async fn check_stored_membership(
     config: &RaftConfig,
     mut log: LogStore,
     mut machine: StateMachineStore,
-) -> Result<(LogStore, StateMachineStore), RaftError> {
+) -> Result<(LogStore, StateMachineStore, Vec<u64>), RaftError> {
     let node_id = config.node_id;
     let membership = StorageHelper::new(&mut log, &mut machine)
         .get_membership()
@@ -662,14 +1316,14 @@ async fn check_single_server_membership(
     let voters: Vec<u64> = effective.voter_ids().collect();
     let learners: Vec<u64> = effective.learner_ids().collect();
     let is_new = voters.is_empty() && learners.is_empty();
-    if !is_new && (voters != [node_id] || !learners.is_empty()) {
+    if !is_new && !voters.contains(&node_id) && !learners.contains(&node_id) {
         return Err(RaftError::UnsupportedMembership {
             data_dir: config.data_dir.clone(),
             node_id,
             membership: format!("voters {voters:?}, non-voters {learners:?}"),
         });
     }
-    Ok((log, machine))
+    Ok((log, machine, voters))
 }
 
 /// A log purged past the newest snapshot cannot rebuild the state: say so before openraft
@@ -713,7 +1367,7 @@ mod tests {
         term: u64,
         last_log: u64,
         applied: u64,
-    ) -> RaftMetrics<u64, BasicNode> {
+    ) -> RaftMetrics<u64, ServerNode> {
         let mut m = RaftMetrics::new_initial(1);
         m.state = state;
         m.current_term = term;
@@ -750,7 +1404,7 @@ mod tests {
             }))
         };
         assert_eq!(
-            propose_error(forward(Some(2), Some(BasicNode::new("b:1"))), lookup),
+            propose_error(forward(Some(2), Some(ServerNode::new("b:1", "b"))), lookup),
             ProposeError::NotLeader {
                 leader: Some((2, "b:1".into()))
             }

@@ -44,6 +44,12 @@ pub trait Consensus: Send + Sync + 'static {
     fn leadership(&self) -> watch::Receiver<bool>;
     /// The leader's RPC address, if known.
     fn leader_address(&self) -> Option<String>;
+    /// Returns once this server's state holds everything committed when it was called (a
+    /// linearizable read may follow), or an error when no leader with a quorum answers.
+    fn read_barrier(&self) -> BoxFuture<'_, Result<(), ConsensusError>>;
+    /// How long ago this server last heard from the leader (zero on the leader; `None` if
+    /// never).
+    fn last_contact(&self) -> Option<Duration>;
     /// Raft figures for `/v1/agent/self`.
     fn stats(&self) -> serde_json::Value;
 }

@@ -7,16 +7,30 @@ use super::{Consensus, ConsensusError};
 use crate::raft::{ProposeError, RaftNode, RaftStats};
 use crate::state::{Command, CommandResponse};
 
+fn consensus_error(e: ProposeError) -> ConsensusError {
+    match e {
+        ProposeError::NotLeader { leader } => ConsensusError::NotLeader {
+            leader: leader.map(|(_, address)| address),
+        },
+        other => ConsensusError::Unavailable(other.to_string()),
+    }
+}
+
 impl Consensus for RaftNode {
     fn propose(&self, command: Command) -> BoxFuture<'_, Result<CommandResponse, ConsensusError>> {
         Box::pin(async move {
-            RaftNode::propose(self, command).await.map_err(|e| match e {
-                ProposeError::NotLeader { leader } => ConsensusError::NotLeader {
-                    leader: leader.map(|(_, address)| address),
-                },
-                other => ConsensusError::Unavailable(other.to_string()),
-            })
+            RaftNode::propose(self, command)
+                .await
+                .map_err(consensus_error)
         })
+    }
+
+    fn read_barrier(&self) -> BoxFuture<'_, Result<(), ConsensusError>> {
+        Box::pin(async move { RaftNode::read_barrier(self).await.map_err(consensus_error) })
+    }
+
+    fn last_contact(&self) -> Option<std::time::Duration> {
+        self.last_leader_contact()
     }
 
     fn leadership(&self) -> watch::Receiver<bool> {

@@ -30,6 +30,13 @@ impl Consensus for InProcessLog {
     fn leader_address(&self) -> Option<String> {
         Some("127.0.0.1:4647".into())
     }
+    fn read_barrier(&self) -> BoxFuture<'_, Result<(), ConsensusError>> {
+        // One log, applied as proposed: every read already sees every write.
+        Box::pin(async { Ok(()) })
+    }
+    fn last_contact(&self) -> Option<std::time::Duration> {
+        Some(std::time::Duration::ZERO)
+    }
     fn stats(&self) -> serde_json::Value {
         serde_json::json!({})
     }
