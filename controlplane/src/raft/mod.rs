@@ -38,6 +38,7 @@ pub mod formation;
 mod log_store;
 mod network;
 mod node;
+pub mod node_id;
 mod snapshot_dir;
 mod state_machine;
 
