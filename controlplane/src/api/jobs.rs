@@ -145,6 +145,9 @@ async fn register_job(
         check_modify_index(ctx, &job, request.job_modify_index)?;
     }
     let mut response = ctx.server.register_job(job).await?;
+    if !response.warnings.is_empty() {
+        warnings.push(std::mem::take(&mut response.warnings));
+    }
     response.warnings = warnings.join("\n");
     Reply::write(&response, response.index)
 }

@@ -215,15 +215,6 @@ async fn user_mistakes_are_400_or_404_never_500_and_change_nothing() {
             "PUT",
             "/v1/jobs",
             Some(
-                serde_json::json!({"Job": {"ID": "x", "TaskGroups": [{"Name": "g", "Tasks": [{"Name": "t", "Driver": "docker", "Config": {"image": "x"}}]}]}}),
-            ),
-            StatusCode::BAD_REQUEST,
-            "docker",
-        ),
-        (
-            "PUT",
-            "/v1/jobs",
-            Some(
                 serde_json::json!({"Job": {"ID": "x", "TaskGroups": [{"Name": "g", "Tasks": [{"Name": "t", "Driver": "exec", "Config": {"command": "/bin/true", "cap_add": ["superpowers"]}}]}]}}),
             ),
             StatusCode::BAD_REQUEST,

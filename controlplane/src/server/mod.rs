@@ -265,7 +265,7 @@ impl Server {
                 job.job_type.as_str()
             )));
         }
-        self.check_drivers(&job)?;
+        let warnings = self.driver_warnings(&job);
         let eval = Evaluation {
             id: new_id(),
             namespace: job.namespace.clone(),
@@ -288,14 +288,15 @@ impl Server {
             eval_id,
             eval_create_index: response.index,
             job_modify_index: response.job_modify_index,
-            warnings: String::new(),
+            warnings: warnings.join("\n"),
             index: response.index,
         })
     }
 
-    /// Every task's driver must be healthy on at least one ready node, or the job could never
-    /// run: refuse it before anything is written.
-    fn check_drivers(&self, job: &Job) -> Result<(), ServerError> {
+    /// Tasks whose driver no ready node offers yet. As in Nomad, such a job is accepted (a
+    /// region may have no client nodes yet, or they may be restarting): its evaluation waits,
+    /// blocked, until a node with the driver is ready. The submitter is told why.
+    fn driver_warnings(&self, job: &Job) -> Vec<String> {
         let state = self.store.snapshot();
         let nodes: Vec<Arc<Node>> = state
             .nodes()
@@ -310,12 +311,13 @@ impl Server {
                 }
             }
         }
-        let mut errors = Vec::new();
+        let mut warnings = Vec::new();
         for group in &job.task_groups {
             for task in &group.tasks {
                 if !available.contains(&task.driver) {
-                    errors.push(format!(
-                        "group {:?} → task {:?}: no ready node has the {:?} driver (available: {})",
+                    warnings.push(format!(
+                        "group {:?} → task {:?}: no ready node has the {:?} driver yet \
+                         (available: {}); the job waits until one does",
                         group.name,
                         task.name,
                         task.driver,
@@ -328,11 +330,7 @@ impl Server {
                 }
             }
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(ServerError::BadRequest(errors.join("\n")))
-        }
+        warnings
     }
 
     /// Stops (or purges) a job and creates the evaluation that stops its allocations.

@@ -102,20 +102,24 @@ async fn a_registered_job_is_evaluated_planned_and_committed() {
 }
 
 #[tokio::test]
-async fn a_job_for_a_driver_no_node_has_is_refused_and_nothing_is_written() {
+async fn a_job_for_a_driver_no_node_has_is_accepted_with_a_warning_and_waits_blocked() {
     let server = start();
     server.register_node(node("n1")).await.unwrap();
-    let before = server.state().latest_index();
-    let err = server
+    let resp = server
         .register_job(job("web", 1, 100, "docker"))
         .await
-        .unwrap_err();
+        .unwrap();
     assert!(
-        matches!(&err, ServerError::BadRequest(m) if m.contains("\"docker\"") && m.contains("exec")),
-        "{err}"
+        resp.warnings.contains("\"docker\"") && resp.warnings.contains("exec"),
+        "{}",
+        resp.warnings
     );
-    assert_eq!(server.state().latest_index(), before);
-    assert!(server.state().job("default", "web").is_none());
+    assert!(server.state().job("default", "web").is_some());
+    eventually(&server, "blocked eval", |s| {
+        s.eval(&resp.eval_id)
+            .is_some_and(|e| e.status == EvalStatus::Complete && !e.blocked_eval.is_empty())
+    })
+    .await;
     server.shutdown().await;
 }
 
