@@ -260,7 +260,8 @@ mod tests {
     #[test]
     fn each_threshold_makes_a_server_unhealthy() {
         let config = AutopilotConfiguration::default();
-        let cases: Vec<(&str, Box<dyn Fn(&mut ServerHealthFacts)>)> = vec![
+        type Change = Box<dyn Fn(&mut ServerHealthFacts)>;
+        let cases: Vec<(&str, Change)> = vec![
             ("failed", Box::new(|s| s.serf_status = SerfStatus::Failed)),
             (
                 "slow contact",
