@@ -322,3 +322,33 @@ mod tests {
         }
     }
 }
+
+/// `Duration` <-> Go's duration string ("200ms", "10s"): how Nomad's API writes the
+/// durations of its autopilot configuration and server health (their `MarshalJSON`). An
+/// empty string reads as zero, as Go's decoder leaves an unset field; integer nanoseconds are
+/// accepted too, since every other duration in the API is written that way.
+pub mod go_string {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_go(*d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Text(String),
+            Nanos(i64),
+        }
+        match Option::<Either>::deserialize(d)? {
+            None => Ok(Duration::ZERO),
+            Some(Either::Text(t)) if t.is_empty() => Ok(Duration::ZERO),
+            Some(Either::Text(t)) => parse_go(&t).map_err(serde::de::Error::custom),
+            Some(Either::Nanos(n)) if n < 0 => Err(serde::de::Error::custom(format!(
+                "duration must not be negative (got {n} ns)"
+            ))),
+            Some(Either::Nanos(n)) => Ok(Duration::from_nanos(n.unsigned_abs())),
+        }
+    }
+}

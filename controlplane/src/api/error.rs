@@ -27,6 +27,15 @@ impl ApiError {
         }
     }
 
+    /// 501: this agent does not run the part that would answer (Nomad answers so on a client
+    /// for server-only endpoints).
+    pub fn not_implemented(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::NOT_IMPLEMENTED,
+            message: message.into(),
+        }
+    }
+
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,

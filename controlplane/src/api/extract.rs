@@ -145,6 +145,16 @@ pub(crate) fn query_options(pairs: &[(&str, &str)]) -> ApiResult<QueryOptions> {
 }
 
 impl WriteOptions {
+    /// A string option of one endpoint, empty when absent.
+    pub fn string(&self, name: &str) -> &str {
+        self.params.get(name).map(String::as_str).unwrap_or("")
+    }
+
+    /// Whether the query string names `name` at all (`?id=` counts).
+    pub fn has(&self, name: &str) -> bool {
+        self.params.contains_key(name)
+    }
+
     pub fn parse(
         params: HashMap<String, String>,
         headers: &HeaderMap,
@@ -417,6 +427,45 @@ impl<T: RequestBody> FromRequest<ApiContext> for Body<T> {
             })?;
         Body::decode(bytes)
     }
+}
+
+/// Every value of a query parameter that may repeat (`?address=a&address=b`), decoded, in
+/// order: [`QueryOptions`] keeps one value per name.
+pub(crate) fn query_all(raw: Option<&str>, name: &str) -> ApiResult<Vec<String>> {
+    let mut out = Vec::new();
+    for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if percent_decode(key)? == name {
+            out.push(percent_decode(value)?);
+        }
+    }
+    Ok(out)
+}
+
+/// `application/x-www-form-urlencoded` text: `+` is a space, `%XX` a byte; UTF-8 required.
+fn percent_decode(text: &str) -> ApiResult<String> {
+    let bad = || {
+        ApiError::bad_request(format!(
+            "query string part {text:?} is not valid URL encoding"
+        ))
+    };
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3).ok_or_else(bad)?;
+                let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| bad())
 }
 
 #[cfg(test)]

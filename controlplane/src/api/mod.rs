@@ -15,7 +15,9 @@
 
 mod agent;
 mod allocs;
+mod autopilot;
 mod client;
+mod cluster;
 mod error;
 mod evals;
 mod exec;
@@ -23,8 +25,10 @@ mod extract;
 mod jobs;
 mod nodes;
 mod operator;
+mod operator_raft;
 mod reply;
 mod routes;
+mod snapshot;
 
 use std::sync::Arc;
 
@@ -35,6 +39,9 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
 pub use client::{AllocFileInfo, ClientError, LogFrame, LogOrigin, LogStream, LogsRequest};
+pub use cluster::{
+    ClusterEndpoints, Member, PeerRef, RaftConfiguration, RaftServer, SerfStatus, ServerHealthFacts,
+};
 pub use error::{ApiError, ApiResult};
 pub use exec::{ExecInput, ExecOutput, ExecRequest, ExecSession};
 pub use extract::{
@@ -43,6 +50,7 @@ pub use extract::{
 };
 pub use reply::{QueryMeta, Reply};
 pub use routes::{Access, NamespaceCapability, Requires, Route};
+pub use snapshot::MAX_SNAPSHOT_BYTES;
 
 use crate::server::Server;
 
@@ -119,12 +127,16 @@ pub struct ApiContext {
     pub server: Arc<Server>,
     pub client: Option<Arc<dyn ClientEndpoints>>,
     pub agent: Arc<dyn AgentInfo>,
+    /// Membership, Raft peers and autopilot facts; `None` on an agent that runs no server
+    /// (those endpoints then answer 501, as Nomad's do on a client).
+    pub cluster: Option<Arc<dyn ClusterEndpoints>>,
 }
 
 impl std::fmt::Debug for ApiContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiContext")
             .field("client", &self.client.is_some())
+            .field("cluster", &self.cluster.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -135,6 +147,15 @@ impl ApiContext {
         self.client.clone().ok_or_else(|| {
             ApiError::bad_request(
                 "this agent runs no client; ask the agent on the node that runs the allocation",
+            )
+        })
+    }
+
+    /// The cluster layer of this agent, or a 501 saying this agent has none to ask.
+    pub(crate) fn cluster_endpoints(&self) -> ApiResult<Arc<dyn ClusterEndpoints>> {
+        self.cluster.clone().ok_or_else(|| {
+            ApiError::not_implemented(
+                "this agent has no cluster membership to report (it runs no server, or its server layer does not provide one); ask a server agent",
             )
         })
     }

@@ -21,7 +21,10 @@ use axum::response::Response;
 use axum::routing::{on, MethodFilter};
 use axum::Router;
 
-use super::{agent, allocs, client, evals, exec, jobs, nodes, operator, ApiContext};
+use super::{
+    agent, allocs, autopilot, client, evals, exec, jobs, nodes, operator, operator_raft, snapshot,
+    ApiContext,
+};
 
 /// A namespace capability, in Nomad's ACL words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -233,7 +236,7 @@ const WRITE: &[Method] = &[Method::PUT, Method::POST];
 pub(super) fn table() -> Routes {
     use Access::{Read, Write};
     use NamespaceCapability::*;
-    use Requires::{Agent, Anonymous, Namespace as Ns, Node, Operator};
+    use Requires::{Agent, Anonymous, Management, Namespace as Ns, Node, Operator};
     Routes::new()
         // Jobs.
         .add(GET, "/v1/jobs", Ns(ListJobs), jobs::list)
@@ -282,6 +285,19 @@ pub(super) fn table() -> Routes {
         .add(GET, "/v1/status/peers", Anonymous, agent::peers)
         .add(GET, "/v1/agent/self", Agent(Read), agent::self_info)
         .add(GET, "/v1/agent/health", Anonymous, agent::health)
+        .add(GET, "/v1/regions", Anonymous, agent::regions)
+        // Nomad's docs: members needs node:read; join is documented "none" but Nomad's
+        // handler checks agent:write, which is what it should be.
+        .add(GET, "/v1/agent/members", Node(Read), agent::members)
+        .add(GET, "/v1/agent/servers", Agent(Read), agent::servers)
+        .add(WRITE, "/v1/agent/servers", Agent(Write), agent::set_servers)
+        .add(WRITE, "/v1/agent/join", Agent(Write), agent::join)
+        .add(
+            WRITE,
+            "/v1/agent/force-leave",
+            Agent(Write),
+            agent::force_leave,
+        )
         // Operator.
         .add(
             GET,
@@ -294,6 +310,50 @@ pub(super) fn table() -> Routes {
             "/v1/operator/scheduler/configuration",
             Operator(Write),
             operator::set_scheduler_config,
+        )
+        // Raft peers: a management token, as Nomad requires.
+        .add(
+            GET,
+            "/v1/operator/raft/configuration",
+            Management,
+            operator_raft::configuration,
+        )
+        .add(
+            DELETE,
+            "/v1/operator/raft/peer",
+            Management,
+            operator_raft::remove_peer,
+        )
+        .add(
+            WRITE,
+            "/v1/operator/raft/transfer-leadership",
+            Management,
+            operator_raft::transfer_leadership,
+        )
+        .add(
+            GET,
+            "/v1/operator/autopilot/configuration",
+            Operator(Read),
+            autopilot::configuration,
+        )
+        .add(
+            WRITE,
+            "/v1/operator/autopilot/configuration",
+            Operator(Write),
+            autopilot::set_configuration,
+        )
+        .add(
+            GET,
+            "/v1/operator/autopilot/health",
+            Operator(Read),
+            autopilot::health,
+        )
+        .add(GET, "/v1/operator/snapshot", Management, snapshot::save)
+        .add(
+            WRITE,
+            "/v1/operator/snapshot",
+            Management,
+            snapshot::restore,
         )
         // What the node running an allocation answers.
         .add(

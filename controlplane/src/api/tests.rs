@@ -19,11 +19,16 @@ impl AgentInfo for NoAgent {
 }
 
 fn app() -> (Router, Arc<Server>) {
+    app_with(None)
+}
+
+fn app_with(cluster: Option<Arc<dyn ClusterEndpoints>>) -> (Router, Arc<Server>) {
     let server = crate::server::testing::start_in_process();
     let ctx = ApiContext {
         server: server.clone(),
         client: None,
         agent: Arc::new(NoAgent),
+        cluster,
     };
     (router(ctx), server)
 }
@@ -679,3 +684,5 @@ async fn list_endpoints_honour_nomads_stub_options() {
     assert!(String::from_utf8_lossy(&text).contains("task_states"));
     server.shutdown().await;
 }
+
+mod cluster;

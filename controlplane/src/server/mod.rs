@@ -6,6 +6,7 @@
 //! so the pipeline is the same whatever carries Raft traffic. Owns no I/O of its own beyond
 //! spawning tasks; everything it commits goes through `Consensus::propose`.
 
+pub mod autopilot;
 pub mod broker;
 pub mod planner;
 mod raft_consensus;
@@ -160,6 +161,8 @@ pub struct Server {
     /// evaluation per job.
     blocked: Mutex<BTreeSet<String>>,
     plan_tx: mpsc::Sender<PlanRequest>,
+    /// Since when each server has been (un)healthy, for autopilot's `StableSince`.
+    autopilot_history: Mutex<autopilot::StableHistory>,
     shutdown_tx: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -188,6 +191,7 @@ impl Server {
             broker: Arc::new(EvalBroker::new()),
             blocked: Mutex::new(BTreeSet::new()),
             plan_tx,
+            autopilot_history: Mutex::new(autopilot::StableHistory::default()),
             shutdown_tx,
             tasks: Mutex::new(Vec::new()),
         });
@@ -439,6 +443,49 @@ impl Server {
         Ok(response.index)
     }
 
+    /// The region's health by autopilot's rules, from the cluster layer's `facts` and the
+    /// replicated autopilot configuration; remembers each server's `StableSince`.
+    pub fn autopilot_health(
+        &self,
+        facts: &[autopilot::ServerHealthFacts],
+    ) -> autopilot::OperatorHealthReply {
+        let config = self.store.snapshot().autopilot_config();
+        let mut history = match self.autopilot_history.lock() {
+            Ok(h) => h,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        autopilot::compute_health(facts, &config, &mut history, now_unix_nanos())
+    }
+
+    /// The operator changes the autopilot configuration; with `cas`, only if its modify index
+    /// is still that. Returns whether it was written, and the index of the entry.
+    pub async fn set_autopilot_config(
+        &self,
+        config: crate::model::AutopilotConfiguration,
+        cas: Option<u64>,
+    ) -> Result<(bool, u64), ServerError> {
+        config.validate().map_err(ServerError::BadRequest)?;
+        let response = self
+            .propose(Command::AutopilotSetConfig { config, cas })
+            .await?;
+        Ok((!response.cas_mismatch, response.index))
+    }
+
+    /// The operator restores a snapshot: every server replaces its state with the snapshot's
+    /// (see [`Command::RestoreState`]). The archive must already be verified. Returns the
+    /// index the restore was applied at.
+    pub async fn restore_snapshot(
+        &self,
+        snapshot: crate::state::SnapshotFile,
+    ) -> Result<u64, ServerError> {
+        let response = self
+            .propose(Command::RestoreState {
+                snapshot: Box::new(snapshot),
+            })
+            .await?;
+        Ok(response.index)
+    }
+
     /// Hands a plan to the applier and waits for its verdict.
     pub(crate) async fn submit_plan(&self, plan: Plan) -> Result<PlanApplied, ServerError> {
         let (reply, rx) = oneshot::channel();
@@ -526,6 +573,15 @@ impl Server {
                     continue;
                 }
             };
+            if effect.state_replaced {
+                // A snapshot was restored: what the broker holds came from a state that is
+                // gone. The effect lists every pending and blocked evaluation of the new one.
+                tracing::info!("state restored from a snapshot: eval broker rebuilt");
+                self.broker.clear();
+                if let Ok(mut set) = self.blocked.lock() {
+                    set.clear();
+                }
+            }
             for eval in effect.pending_evals {
                 self.enqueue(eval);
             }

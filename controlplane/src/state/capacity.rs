@@ -19,6 +19,10 @@ use crate::model::{Allocation, NodeUsage, Overcommit};
 pub enum PlanRefused {
     #[error("plan places allocations on node {node_id:?}, which is not registered")]
     UnknownNode { node_id: String },
+    /// Allocations are never removed from the state except by a snapshot restore, so a plan
+    /// made before one can name an allocation the restored state does not hold.
+    #[error("plan stops allocation {alloc_id:?}, which the state does not hold (a snapshot was restored since the plan was made)")]
+    UnknownAlloc { alloc_id: String },
     #[error("plan would overcommit node {node_id:?}: {overcommit}")]
     Overcommit {
         node_id: String,
@@ -36,6 +40,11 @@ impl State {
     /// every server) rather than asserted; the worker re-plans.
     pub fn check_plan(&self, plan: &PlanResult) -> Result<(), PlanRefused> {
         let stopped: BTreeSet<&str> = plan.stops.iter().map(|s| s.alloc_id.as_str()).collect();
+        if let Some(unknown) = stopped.iter().find(|id| !self.allocs.contains_key(**id)) {
+            return Err(PlanRefused::UnknownAlloc {
+                alloc_id: unknown.to_string(),
+            });
+        }
         for (node_id, placing) in placements_by_node(plan) {
             let Some(node) = self.nodes.get(node_id) else {
                 return Err(PlanRefused::UnknownNode {

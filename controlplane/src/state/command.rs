@@ -49,6 +49,18 @@ pub enum Command {
     SchedulerSetConfig {
         config: crate::model::SchedulerConfiguration,
     },
+    /// The operator changes the autopilot configuration. With `cas`, only if the stored
+    /// configuration's modify index is still that (check-and-set, Nomad's `?cas=`); otherwise
+    /// nothing changes and the response says so ([`CommandResponse::cas_mismatch`]).
+    AutopilotSetConfig {
+        config: crate::model::AutopilotConfiguration,
+        cas: Option<u64>,
+    },
+    /// The operator restores a snapshot (`PUT /v1/operator/snapshot`): the whole state is
+    /// replaced by the snapshot's tables, applied at this entry's index (nothing goes back:
+    /// every table's index becomes this one, and an object's indexes above it are lowered
+    /// to it). Checked (magic, version, length, checksum) before it is proposed.
+    RestoreState { snapshot: Box<super::SnapshotFile> },
 }
 
 /// Stopping an allocation, as a plan asks for it.
@@ -83,4 +95,8 @@ pub struct CommandResponse {
     pub error: Option<String>,
     /// For job (de)registration: the job's modify index.
     pub job_modify_index: u64,
+    /// For a check-and-set write: the stored value's modify index was not the one given, so
+    /// nothing was written.
+    #[serde(default)]
+    pub cas_mismatch: bool,
 }

@@ -6,6 +6,7 @@
 //! [`State::apply`] is the Raft state machine's transition function: `(state, index, command) →
 //! (state', response, effects)`, with no clock, randomness or I/O.
 
+pub mod archive;
 mod capacity;
 mod command;
 mod snapshot;
@@ -40,15 +41,17 @@ pub enum Table {
     Allocs,
     Nodes,
     SchedulerConfig,
+    AutopilotConfig,
 }
 impl Table {
-    pub const ALL: [Table; 6] = [
+    pub const ALL: [Table; 7] = [
         Table::Jobs,
         Table::JobVersions,
         Table::Evals,
         Table::Allocs,
         Table::Nodes,
         Table::SchedulerConfig,
+        Table::AutopilotConfig,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -58,6 +61,7 @@ impl Table {
             Table::Allocs => "allocs",
             Table::Nodes => "nodes",
             Table::SchedulerConfig => "scheduler_config",
+            Table::AutopilotConfig => "autopilot_config",
         }
     }
 
@@ -77,6 +81,10 @@ pub struct ApplyEffects {
     /// Whether capacity may have been freed or added (node registered, allocation finished):
     /// blocked evaluations should be retried.
     pub capacity_changed: bool,
+    /// The whole state was replaced (a snapshot restored): whatever was derived from earlier
+    /// effects (queued and blocked evaluations) is stale and must be rebuilt from the state.
+    /// `pending_evals` and `blocked_evals` then list every such evaluation of the new state.
+    pub state_replaced: bool,
 }
 
 /// The whole cluster state at one Raft index.
@@ -91,6 +99,7 @@ pub struct State {
     allocs_by_node: OrdMap<String, OrdSet<String>>,
     nodes: OrdMap<String, Arc<Node>>,
     scheduler_config: Arc<crate::model::SchedulerConfiguration>,
+    autopilot_config: Arc<crate::model::AutopilotConfiguration>,
     table_index: OrdMap<Table, u64>,
     latest_index: u64,
 }
@@ -199,6 +208,11 @@ impl State {
         self.scheduler_config.clone()
     }
 
+    /// The operator's autopilot configuration (Nomad's defaults until one is set).
+    pub fn autopilot_config(&self) -> Arc<crate::model::AutopilotConfiguration> {
+        self.autopilot_config.clone()
+    }
+
     pub fn node(&self, id: &str) -> Option<Arc<Node>> {
         self.nodes.get(id).cloned()
     }
@@ -229,7 +243,7 @@ impl State {
                 ids.dedup();
                 ids
             }
-            Table::SchedulerConfig => Vec::new(),
+            Table::SchedulerConfig | Table::AutopilotConfig => Vec::new(),
         }
     }
 
@@ -330,6 +344,11 @@ impl State {
                 self.touch(Table::SchedulerConfig, index);
                 Ok(0)
             }
+            Command::AutopilotSetConfig { config, cas } => {
+                self.apply_autopilot_config(index, config, *cas, &mut response);
+                Ok(0)
+            }
+            Command::RestoreState { snapshot } => self.apply_restore(index, snapshot, &mut effects),
             Command::EvalUpdate { evals, now } => {
                 for eval in evals {
                     self.upsert_eval(index, eval, *now, &mut effects);
@@ -373,6 +392,66 @@ impl State {
             table.name()
         );
         self.table_index.insert(table, index);
+    }
+
+    /// Stores the autopilot configuration, unless a check-and-set index no longer matches.
+    fn apply_autopilot_config(
+        &mut self,
+        index: u64,
+        config: &crate::model::AutopilotConfiguration,
+        cas: Option<u64>,
+        response: &mut CommandResponse,
+    ) {
+        if let Some(expected) = cas {
+            if expected != self.autopilot_config.modify_index {
+                response.cas_mismatch = true;
+                return;
+            }
+        }
+        let mut config = config.clone();
+        config.create_index = if self.autopilot_config.create_index == 0 {
+            index
+        } else {
+            self.autopilot_config.create_index
+        };
+        config.modify_index = index;
+        self.autopilot_config = Arc::new(config);
+        self.touch(Table::AutopilotConfig, index);
+    }
+
+    /// Replaces the whole state by a snapshot's, at `index`. Every table is marked changed at
+    /// `index`, so blocking queries wake and no table index goes back; an object whose indexes
+    /// are past `index` (a snapshot of a longer-lived cluster restored onto a young one) has
+    /// them lowered to `index`, since nothing in this state may claim a change it has not
+    /// applied yet. Refused, with nothing changed, if the snapshot does not read back.
+    fn apply_restore(
+        &mut self,
+        index: u64,
+        snapshot: &SnapshotFile,
+        effects: &mut ApplyEffects,
+    ) -> Result<u64, String> {
+        let mut file = snapshot.clone();
+        lower_indexes(&mut file, index);
+        let mut restored =
+            State::from_snapshot(file).map_err(|e| format!("snapshot not restored: {e}"))?;
+        // Every table changed here, whatever the snapshot says of its own tables: watchers
+        // wake, and no table index goes back (the previous state's are all below `index`).
+        restored.table_index = OrdMap::new();
+        for table in Table::ALL {
+            restored.touch(table, index);
+        }
+        restored.latest_index = self.latest_index;
+        for eval in restored.evals.values() {
+            match eval.status {
+                EvalStatus::Pending => effects.pending_evals.push((**eval).clone()),
+                EvalStatus::Blocked => effects.blocked_evals.push((**eval).clone()),
+                _ => {}
+            }
+        }
+        effects.capacity_changed = true;
+        effects.state_replaced = true;
+        *self = restored;
+        Ok(0)
     }
 
     fn apply_job_register(
@@ -804,6 +883,7 @@ impl State {
             allocs: self.allocs.values().map(|a| (**a).clone()).collect(),
             nodes: self.nodes.values().map(|n| (**n).clone()).collect(),
             scheduler_config: Some((*self.scheduler_config).clone()),
+            autopilot_config: Some((*self.autopilot_config).clone()),
         }
     }
 
@@ -862,6 +942,9 @@ impl State {
         if let Some(config) = file.scheduler_config {
             state.scheduler_config = Arc::new(config);
         }
+        if let Some(config) = file.autopilot_config {
+            state.autopilot_config = Arc::new(config);
+        }
         state.check_indexes()?;
         Ok(state)
     }
@@ -912,6 +995,42 @@ impl State {
     }
 }
 
+/// Lowers every index in `file` above `max` to `max` (see [`State::apply_restore`]). An
+/// object's create index stays at or below its modify index, since both are lowered alike.
+fn lower_indexes(file: &mut SnapshotFile, max: u64) {
+    let low = |i: &mut u64| *i = (*i).min(max);
+    file.latest_index = file.latest_index.min(max);
+    file.table_index.values_mut().for_each(low);
+    for job in file.jobs.iter_mut().chain(file.job_versions.iter_mut()) {
+        low(&mut job.create_index);
+        low(&mut job.modify_index);
+        low(&mut job.job_modify_index);
+    }
+    for eval in &mut file.evals {
+        low(&mut eval.create_index);
+        low(&mut eval.modify_index);
+        low(&mut eval.job_modify_index);
+        low(&mut eval.snapshot_index);
+    }
+    for alloc in &mut file.allocs {
+        low(&mut alloc.create_index);
+        low(&mut alloc.modify_index);
+        low(&mut alloc.alloc_modify_index);
+    }
+    for node in &mut file.nodes {
+        low(&mut node.create_index);
+        low(&mut node.modify_index);
+    }
+    if let Some(c) = &mut file.scheduler_config {
+        low(&mut c.create_index);
+        low(&mut c.modify_index);
+    }
+    if let Some(c) = &mut file.autopilot_config {
+        low(&mut c.create_index);
+        low(&mut c.modify_index);
+    }
+}
+
 /// Whether two versions of a job describe the same thing (ignoring what the servers own).
 fn same_spec(a: &Job, b: &Job) -> bool {
     let strip = |j: &Job| Job {
@@ -928,5 +1047,7 @@ fn same_spec(a: &Job, b: &Job) -> bool {
     strip(a) == strip(b)
 }
 
+#[cfg(test)]
+mod archive_tests;
 #[cfg(test)]
 mod tests;

@@ -23,4 +23,7 @@ pub struct SnapshotFile {
     /// Absent in snapshots written before it existed: Nomad's defaults then.
     #[serde(default)]
     pub scheduler_config: Option<crate::model::SchedulerConfiguration>,
+    /// Absent in snapshots written before it existed: Nomad's defaults then.
+    #[serde(default)]
+    pub autopilot_config: Option<crate::model::AutopilotConfiguration>,
 }

@@ -143,6 +143,9 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
 
     let ctx = ApiContext {
         server: server.clone(),
+        // The Raft cluster layer implements this (issue 14); until then the cluster
+        // endpoints answer 501.
+        cluster: None,
         client: client
             .clone()
             .map(|c| Arc::new(ClientApi(c)) as Arc<dyn api::ClientEndpoints>),

@@ -106,7 +106,7 @@ impl ApiClient {
         method: Method,
         path: &str,
         query: &[(&str, String)],
-        body: Option<Vec<u8>>,
+        body: Option<(Vec<u8>, &'static str)>,
         timeout: Duration,
     ) -> Result<reqwest::Response, ApiCallError> {
         let url = self
@@ -116,10 +116,8 @@ impl ApiClient {
         if !self.token.is_empty() {
             request = request.header("X-Nomad-Token", &self.token);
         }
-        if let Some(body) = body {
-            request = request
-                .header("content-type", "application/json")
-                .body(body);
+        if let Some((body, content_type)) = body {
+            request = request.header("content-type", content_type).body(body);
         }
         let response = request
             .send()
@@ -181,7 +179,52 @@ impl ApiClient {
     ) -> Result<T, ApiCallError> {
         let body = serde_json::to_vec(body).map_err(|e| ApiCallError::Other(e.to_string()))?;
         let response = self
-            .send(Method::PUT, path, &[], Some(body), WRITE_TIMEOUT)
+            .send(
+                Method::PUT,
+                path,
+                &[],
+                Some((body, "application/json")),
+                WRITE_TIMEOUT,
+            )
+            .await?;
+        decode(path, response).await
+    }
+
+    /// PUT with query parameters (repeatable: `address=a`, `address=b`) and an optional JSON
+    /// body.
+    pub async fn put_query<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&B>,
+    ) -> Result<T, ApiCallError> {
+        let body = match body {
+            Some(b) => Some((
+                serde_json::to_vec(b).map_err(|e| ApiCallError::Other(e.to_string()))?,
+                "application/json",
+            )),
+            None => None,
+        };
+        let response = self
+            .send(Method::PUT, path, query, body, WRITE_TIMEOUT)
+            .await?;
+        decode(path, response).await
+    }
+
+    /// PUT raw bytes (a snapshot archive).
+    pub async fn put_bytes<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        bytes: Vec<u8>,
+    ) -> Result<T, ApiCallError> {
+        let response = self
+            .send(
+                Method::PUT,
+                path,
+                &[],
+                Some((bytes, "application/octet-stream")),
+                WRITE_TIMEOUT,
+            )
             .await?;
         decode(path, response).await
     }

@@ -20,6 +20,7 @@ pub mod node;
 pub mod operator;
 pub mod output;
 pub mod resolve;
+pub mod server;
 
 use std::path::PathBuf;
 
@@ -61,6 +62,9 @@ pub enum Command {
     /// Cluster operator settings.
     #[command(subcommand)]
     Operator(operator::OperatorCommand),
+    /// The region's servers.
+    #[command(subcommand)]
+    Server(server::ServerCommand),
     /// List jobs (or show one): the same as `job status`.
     Status(Api<job::status::JobStatus>),
     /// Format a jobspec canonically.
@@ -107,6 +111,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Node(c) => on_runtime(c.run()),
         Command::Operator(c) => on_runtime(c.run()),
         Command::Status(c) => on_runtime(c.run()),
+        Command::Server(c) => on_runtime(c.run()),
     }
 }
 
@@ -257,6 +262,8 @@ mod tests {
             "validate",
             "init",
             "help",
+            // `operator snapshot inspect` reads a local file.
+            "inspect",
         ];
         let mut leaves = Vec::new();
         fn walk<'a>(

@@ -1,6 +1,9 @@
 //! `noded operator ...`.
 
+mod autopilot;
+mod raft;
 mod scheduler;
+mod snapshot;
 
 use clap::Subcommand;
 
@@ -12,6 +15,15 @@ pub enum OperatorCommand {
     /// The scheduler configuration.
     #[command(subcommand)]
     Scheduler(SchedulerCommand),
+    /// The Raft peers of the region.
+    #[command(subcommand)]
+    Raft(raft::RaftCommand),
+    /// Autopilot: server health and its configuration.
+    #[command(subcommand)]
+    Autopilot(autopilot::AutopilotCommand),
+    /// Save, restore and inspect snapshots of the state.
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -27,6 +39,9 @@ impl OperatorCommand {
         match self {
             OperatorCommand::Scheduler(SchedulerCommand::GetConfig(c)) => c.run().await,
             OperatorCommand::Scheduler(SchedulerCommand::SetConfig(c)) => c.run().await,
+            OperatorCommand::Raft(c) => c.run().await,
+            OperatorCommand::Autopilot(c) => c.run().await,
+            OperatorCommand::Snapshot(c) => c.run().await,
         }
     }
 }
