@@ -19,7 +19,7 @@ impl RequestBody for AutopilotConfiguration {
 /// `GET /v1/operator/autopilot/configuration`: the configuration itself (Nomad answers it
 /// bare, not wrapped as the scheduler's is).
 pub async fn configuration(State(ctx): State<ApiContext>, q: QueryOptions) -> ApiResult<Reply> {
-    let (state, meta) = ctx.read(&q, &[Table::AutopilotConfig]).await;
+    let (state, meta) = ctx.read(&q, &[Table::AutopilotConfig]).await?;
     Reply::read(&*state.autopilot_config(), meta)
 }
 

@@ -20,7 +20,7 @@ pub const MAX_SNAPSHOT_BYTES: usize = 256 * 1024 * 1024;
 /// `GET /v1/operator/snapshot`: the archive of the newest state (`?index=` waits for it to
 /// pass that index first).
 pub async fn save(State(ctx): State<ApiContext>, q: QueryOptions) -> ApiResult<Response> {
-    let (state, meta) = ctx.read(&q, &Table::ALL).await;
+    let (state, meta) = ctx.read(&q, &Table::ALL).await?;
     let term = match &ctx.cluster {
         Some(cluster) => cluster.current_term(),
         None => ctx.server.consensus().stats()["term"]

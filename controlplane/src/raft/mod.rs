@@ -46,8 +46,8 @@ pub use error::{ProposeError, RaftError, StoreError};
 pub use formation::{FormationState, JoinSettings};
 pub use log_store::{LogStore, RAFT_DB_FILE};
 pub use network::{
-    HelloReply, Network, PeerClient, RaftReply, RaftRequest, RaftTransport, ServerInfo,
-    SingleVoterNetwork, TransportError,
+    Contacts, HelloReply, Network, PeerClient, PeerStatus, RaftReply, RaftRequest, RaftTransport,
+    ServerInfo, SingleVoterNetwork, TransportError,
 };
 pub use node::{
     RaftConfig, RaftNode, RaftRole, RaftStats, DEFAULT_ELECTION_TIMEOUT_MAX_MS,

@@ -65,6 +65,21 @@ pub struct HelloReply {
     pub known: Vec<ServerInfo>,
 }
 
+/// One member of the group as the leader sees it (`/v1/operator/autopilot/health`,
+/// `/v1/agent/members`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    pub id: u64,
+    pub node: ServerNode,
+    pub voter: bool,
+    pub leader: bool,
+    /// Milliseconds since the leader last heard from it (0 for the leader); `None`: never.
+    pub last_contact_ms: Option<u64>,
+    /// The log position the leader knows it has (the leader's own last entry for itself).
+    pub last_index: u64,
+    pub last_term: u64,
+}
+
 /// A message from one server to another.
 #[derive(Clone, Serialize, Deserialize)]
 pub enum RaftRequest {
@@ -79,6 +94,14 @@ pub enum RaftRequest {
     Hello(ServerInfo),
     /// A server asks the leader to add it to the group (as a learner, then a voter).
     Join(ServerInfo),
+    /// An operator removes a server (by id) from the group: only the leader can.
+    RemoveServer(u64),
+    /// The leader's view of every member: replication progress and last contact.
+    Peers,
+    /// The leader hands leadership over: the receiver starts an election at once.
+    Elect,
+    /// An operator asks the leader to hand leadership to this server (any voter if `None`).
+    TransferLeadership(Option<u64>),
 }
 
 impl RaftRequest {
@@ -92,6 +115,10 @@ impl RaftRequest {
             RaftRequest::ReadIndex => "ReadIndex",
             RaftRequest::Hello(_) => "Hello",
             RaftRequest::Join(_) => "Join",
+            RaftRequest::RemoveServer(_) => "RemoveServer",
+            RaftRequest::Peers => "Peers",
+            RaftRequest::Elect => "Elect",
+            RaftRequest::TransferLeadership(_) => "TransferLeadership",
         }
     }
 }
@@ -114,6 +141,11 @@ pub enum RaftReply {
     ReadIndex(Result<Option<u64>, ProposeError>),
     Hello(HelloReply),
     Join(Result<(), ProposeError>),
+    RemoveServer(Result<(), ProposeError>),
+    Peers(Result<Vec<PeerStatus>, ProposeError>),
+    Elect(Result<(), ProposeError>),
+    /// The new leader's id and address.
+    TransferLeadership(Result<(u64, String), ProposeError>),
 }
 
 impl RaftReply {
@@ -127,6 +159,10 @@ impl RaftReply {
             RaftReply::ReadIndex(_) => "ReadIndex",
             RaftReply::Hello(_) => "Hello",
             RaftReply::Join(_) => "Join",
+            RaftReply::RemoveServer(_) => "RemoveServer",
+            RaftReply::Peers(_) => "Peers",
+            RaftReply::Elect(_) => "Elect",
+            RaftReply::TransferLeadership(_) => "TransferLeadership",
         }
     }
 }
@@ -195,6 +231,28 @@ impl RaftTransport for SingleVoterNetwork {
 pub struct Network {
     local_id: u64,
     transport: Arc<dyn RaftTransport>,
+    contacts: Contacts,
+}
+
+/// When each peer last answered this server (any reply counts), by node id: what the leader
+/// knows of its followers' liveness, and what member probes learn on every server.
+#[derive(Debug, Clone, Default)]
+pub struct Contacts(Arc<std::sync::Mutex<std::collections::BTreeMap<u64, std::time::Instant>>>);
+
+impl Contacts {
+    pub fn record(&self, peer: u64) {
+        if let Ok(mut map) = self.0.lock() {
+            map.insert(peer, std::time::Instant::now());
+        }
+    }
+
+    /// How long ago `peer` last answered, if ever.
+    pub fn since(&self, peer: u64) -> Option<Duration> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|map| map.get(&peer).map(|t| t.elapsed()))
+    }
 }
 
 impl std::fmt::Debug for Network {
@@ -206,10 +264,11 @@ impl std::fmt::Debug for Network {
 }
 
 impl Network {
-    pub fn new(local_id: u64, transport: Arc<dyn RaftTransport>) -> Network {
+    pub fn new(local_id: u64, transport: Arc<dyn RaftTransport>, contacts: Contacts) -> Network {
         Network {
             local_id,
             transport,
+            contacts,
         }
     }
 }
@@ -223,6 +282,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             node: node.clone(),
             transport: self.transport.clone(),
+            contacts: self.contacts.clone(),
         }
     }
 }
@@ -233,6 +293,7 @@ pub struct PeerClient {
     target: u64,
     node: ServerNode,
     transport: Arc<dyn RaftTransport>,
+    contacts: Contacts,
 }
 
 impl std::fmt::Debug for PeerClient {
@@ -262,19 +323,23 @@ impl PeerClient {
         action: RPCTypes,
     ) -> Result<RaftReply, RPCError<u64, ServerNode, E>> {
         let timeout = option.hard_ttl();
-        self.transport
+        let reply = self
+            .transport
             .send(self.target, &self.node.addr, request, timeout)
-            .await
-            .map_err(|e| match e {
-                TransportError::Unreachable(_) => RPCError::Unreachable(Unreachable::new(&e)),
-                TransportError::Timeout { .. } => RPCError::Timeout(Timeout {
-                    action,
-                    id: self.local_id,
-                    target: self.target,
-                    timeout,
-                }),
-                TransportError::Network(_) => RPCError::Network(NetworkError::new(&e)),
-            })
+            .await;
+        if reply.is_ok() {
+            self.contacts.record(self.target);
+        }
+        reply.map_err(|e| match e {
+            TransportError::Unreachable(_) => RPCError::Unreachable(Unreachable::new(&e)),
+            TransportError::Timeout { .. } => RPCError::Timeout(Timeout {
+                action,
+                id: self.local_id,
+                target: self.target,
+                timeout,
+            }),
+            TransportError::Network(_) => RPCError::Network(NetworkError::new(&e)),
+        })
     }
 
     fn remote<E: std::error::Error>(&self, e: E) -> RemoteError<u64, ServerNode, E> {
@@ -369,7 +434,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_single_voter_network_refuses_with_an_unreachable_error_naming_the_peer() {
-        let mut factory = Network::new(1, Arc::new(SingleVoterNetwork::new(1)));
+        let mut factory =
+            Network::new(1, Arc::new(SingleVoterNetwork::new(1)), Contacts::default());
         let mut client = factory
             .new_client(7, &ServerNode::new("10.0.0.7:4647", "s7"))
             .await;
@@ -412,7 +478,11 @@ mod tests {
     async fn vote_via(
         reply: Result<RaftReply, TransportError>,
     ) -> RPCError<u64, ServerNode, OpenraftError<u64>> {
-        let mut factory = Network::new(1, Arc::new(Scripted(std::sync::Mutex::new(Some(reply)))));
+        let mut factory = Network::new(
+            1,
+            Arc::new(Scripted(std::sync::Mutex::new(Some(reply)))),
+            Contacts::default(),
+        );
         let mut client = factory.new_client(2, &ServerNode::new("peer", "")).await;
         client
             .vote(vote_request(), RPCOption::new(Duration::from_millis(50)))

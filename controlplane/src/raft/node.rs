@@ -19,8 +19,8 @@ use super::error::{ProposeError, RaftError, StoreError};
 use super::formation::{self, FormationState, JoinSettings, Step};
 use super::log_store::{CommitTracker, LogStore, RAFT_DB_FILE};
 use super::network::{
-    HelloReply, Network, RaftReply, RaftRequest, RaftTransport, ServerInfo, SingleVoterNetwork,
-    TransportError,
+    Contacts, HelloReply, Network, PeerStatus, RaftReply, RaftRequest, RaftTransport, ServerInfo,
+    SingleVoterNetwork, TransportError,
 };
 use super::snapshot_dir::SNAPSHOT_DIR;
 use super::state_machine::StateMachineStore;
@@ -269,7 +269,10 @@ pub struct RaftNode {
     /// When the leader's last AppendEntries reached this server.
     last_leader_contact: Mutex<Option<Instant>>,
     formation: watch::Receiver<FormationState>,
-    formation_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Background tasks (forming the region, probing members), stopped at shutdown.
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// When each peer last answered this server.
+    contacts: Contacts,
 }
 
 impl std::fmt::Debug for RaftNode {
@@ -400,10 +403,11 @@ impl RaftNode {
         let log_liveness = log.liveness();
         let snapshot_liveness = machine.snapshot_liveness();
         let openraft_config = Arc::new(config.openraft_config()?);
+        let contacts = Contacts::default();
         let raft = Raft::new(
             node_id,
             openraft_config,
-            Network::new(node_id, transport.clone()),
+            Network::new(node_id, transport.clone(), contacts.clone()),
             log,
             machine,
         )
@@ -424,8 +428,15 @@ impl RaftNode {
             known: Arc::new(Mutex::new(BTreeMap::new())),
             last_leader_contact: Mutex::new(None),
             formation,
-            formation_task: Mutex::new(None),
+            tasks: Mutex::new(Vec::new()),
+            contacts,
         };
+        node.spawn(probe_members(
+            node.raft.clone(),
+            node.transport.clone(),
+            node.config.server_info(),
+            node.contacts.clone(),
+        ));
         match node.bootstrap_or_resume(stored_voters).await {
             Ok(()) => Ok(node),
             Err(e) => {
@@ -450,16 +461,14 @@ impl RaftNode {
             );
             let (tx, rx) = watch::channel(FormationState::Forming);
             self.formation = rx;
-            let task = tokio::spawn(form_region(
+            let task = form_region(
                 self.raft.clone(),
                 self.transport.clone(),
                 self.config.clone(),
                 self.known.clone(),
                 tx,
-            ));
-            if let Ok(mut slot) = self.formation_task.lock() {
-                *slot = Some(task);
-            }
+            );
+            self.spawn(task);
             return Ok(());
         }
         let (_, formed) = watch::channel(FormationState::Formed);
@@ -506,6 +515,13 @@ impl RaftNode {
         }
         self.wait_for_leadership().await?;
         self.update_own_address().await
+    }
+
+    fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let handle = tokio::spawn(task);
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks.push(handle);
+        }
     }
 
     fn own_node(&self) -> ServerNode {
@@ -814,7 +830,271 @@ impl RaftNode {
             }
             RaftRequest::Hello(from) => RaftReply::Hello(self.hello(from).await),
             RaftRequest::Join(from) => RaftReply::Join(self.add_server(from).await),
+            RaftRequest::RemoveServer(id) => {
+                RaftReply::RemoveServer(self.remove_server_here(id).await)
+            }
+            RaftRequest::Peers => RaftReply::Peers(self.peers_here()),
+            RaftRequest::Elect => RaftReply::Elect(
+                self.raft
+                    .trigger()
+                    .elect()
+                    .await
+                    .map_err(|e| ProposeError::Internal(e.to_string())),
+            ),
+            RaftRequest::TransferLeadership(to) => {
+                RaftReply::TransferLeadership(self.transfer_leadership_here(to).await)
+            }
         }
+    }
+
+    /// Sends `request` to the leader (this server first, when it leads, through `here`).
+    async fn on_leader<T>(
+        &self,
+        request: RaftRequest,
+        unpack: impl Fn(RaftReply) -> Option<Result<T, ProposeError>>,
+    ) -> Result<T, ProposeError> {
+        let deadline = Instant::now() + Duration::from_millis(self.config.propose_timeout_ms);
+        let Some((leader_id, address)) = self.leader() else {
+            return Err(ProposeError::NotLeader { leader: None });
+        };
+        let kind = request.kind();
+        match self.forward(leader_id, &address, request, deadline).await {
+            Forwarded::Reply(reply) => {
+                let got = reply.kind();
+                unpack(reply).unwrap_or_else(|| {
+                    Err(ProposeError::Internal(format!(
+                        "node {leader_id} answered a {kind} request with a {got} reply"
+                    )))
+                })
+            }
+            Forwarded::NotDelivered => Err(ProposeError::NotLeader {
+                leader: Some((leader_id, address)),
+            }),
+            Forwarded::Lost(e) => Err(e),
+        }
+    }
+
+    /// Every member as the leader sees it; asked of the leader when this server follows.
+    pub async fn peers(&self) -> Result<Vec<PeerStatus>, ProposeError> {
+        if self.is_leader() {
+            return self.peers_here();
+        }
+        self.on_leader(RaftRequest::Peers, |r| match r {
+            RaftReply::Peers(r) => Some(r),
+            _ => None,
+        })
+        .await
+    }
+
+    fn peers_here(&self) -> Result<Vec<PeerStatus>, ProposeError> {
+        if !self.is_leader() {
+            return Err(ProposeError::NotLeader {
+                leader: self.leader(),
+            });
+        }
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let replication = metrics.replication.clone().unwrap_or_default();
+        let own_last = metrics
+            .last_log_index
+            .map(|index| (index, metrics.current_term));
+        Ok(membership
+            .nodes()
+            .map(|(id, node)| {
+                let me = *id == self.config.node_id;
+                let matched = replication.get(id).copied().flatten();
+                let (last_index, last_term) = if me {
+                    own_last.unwrap_or((0, 0))
+                } else {
+                    matched.map_or((0, 0), |l| (l.index, l.leader_id.term))
+                };
+                PeerStatus {
+                    id: *id,
+                    node: node.clone(),
+                    voter: voters.contains(id),
+                    leader: me,
+                    last_contact_ms: if me {
+                        Some(0)
+                    } else {
+                        self.contacts
+                            .since(*id)
+                            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                    },
+                    last_index,
+                    last_term,
+                }
+            })
+            .collect())
+    }
+
+    /// Hands leadership to `to` (or to the most caught-up other voter): this leader stops
+    /// sending heartbeats and campaigning, waits out its lease (followers refuse to vote
+    /// while it holds), and tells the target to stand for election at once, ahead of the
+    /// other followers' timers. Returns the new leader; another server winning instead is an
+    /// error that names it.
+    pub async fn transfer_leadership(
+        &self,
+        to: Option<u64>,
+    ) -> Result<(u64, String), ProposeError> {
+        if self.is_leader() {
+            return self.transfer_leadership_here(to).await;
+        }
+        self.on_leader(RaftRequest::TransferLeadership(to), |r| match r {
+            RaftReply::TransferLeadership(r) => Some(r),
+            _ => None,
+        })
+        .await
+    }
+
+    async fn transfer_leadership_here(
+        &self,
+        to: Option<u64>,
+    ) -> Result<(u64, String), ProposeError> {
+        let me = self.config.node_id;
+        let peers = self.peers_here()?;
+        let candidates: Vec<&PeerStatus> = peers.iter().filter(|p| p.voter && p.id != me).collect();
+        let target = match to {
+            Some(id) => candidates
+                .iter()
+                .find(|p| p.id == id)
+                .copied()
+                .ok_or_else(|| {
+                    ProposeError::Refused(format!(
+                        "node {id} is not another voter of the raft group (voters: {:?})",
+                        peers
+                            .iter()
+                            .filter(|p| p.voter)
+                            .map(|p| p.id)
+                            .collect::<Vec<_>>()
+                    ))
+                })?,
+            None => candidates
+                .iter()
+                .max_by_key(|p| p.last_index)
+                .copied()
+                .ok_or_else(|| {
+                    ProposeError::Refused(
+                        "there is no other voter to hand leadership to".to_string(),
+                    )
+                })?,
+        };
+        let target = target.clone();
+        let lease = Duration::from_millis(self.config.election_timeout_max_ms);
+        self.raft.enable_heartbeat(false);
+        self.raft.enable_elect(false);
+        let outcome = async {
+            tokio::time::sleep(lease + Duration::from_millis(self.config.heartbeat_interval_ms))
+                .await;
+            let deadline = Instant::now() + lease * 4;
+            match self
+                .forward(target.id, &target.node.addr, RaftRequest::Elect, deadline)
+                .await
+            {
+                Forwarded::Reply(RaftReply::Elect(Ok(()))) => {}
+                Forwarded::Reply(RaftReply::Elect(Err(e))) | Forwarded::Lost(e) => return Err(e),
+                Forwarded::Reply(other) => {
+                    return Err(ProposeError::Internal(format!(
+                        "node {} answered an election request with a {} reply",
+                        target.id,
+                        other.kind()
+                    )))
+                }
+                Forwarded::NotDelivered => {
+                    return Err(ProposeError::Refused(format!(
+                        "node {} at {} cannot be reached; leadership stays here",
+                        target.id, target.node.addr
+                    )))
+                }
+            }
+            let mut metrics = self.raft.metrics();
+            loop {
+                let leader = metrics.borrow_and_update().current_leader;
+                match leader {
+                    Some(id) if id == target.id => return Ok((id, target.node.addr.clone())),
+                    Some(id) if id != me => {
+                        return Err(ProposeError::Refused(format!(
+                            "node {id} won the election instead of node {}; run the transfer \
+                             again to move leadership there",
+                            target.id
+                        )))
+                    }
+                    _ => {}
+                }
+                if tokio::time::timeout_at(deadline.into(), metrics.changed())
+                    .await
+                    .map_or(true, |r| r.is_err())
+                {
+                    return Err(ProposeError::Timeout {
+                        after_ms: u64::try_from((lease * 4).as_millis()).unwrap_or(u64::MAX),
+                    });
+                }
+            }
+        }
+        .await;
+        self.raft.enable_heartbeat(true);
+        self.raft.enable_elect(true);
+        outcome
+    }
+
+    /// Introduces this server to the servers at `addresses` (`noded server join`): each learns
+    /// of it, and if one belongs to a formed region while this server does not, this server
+    /// asks that region's leader to add it. Returns, per address, whether it answered.
+    pub async fn introduce(&self, addresses: &[String]) -> Vec<(String, Result<(), String>)> {
+        let me = self.config.server_info();
+        let formed = self.raft.is_initialized().await.unwrap_or(false);
+        let mut outcome = Vec::new();
+        for address in addresses {
+            let result = match self
+                .transport
+                .send(0, address, RaftRequest::Hello(me.clone()), HELLO_TIMEOUT)
+                .await
+            {
+                Ok(RaftReply::Hello(reply)) => {
+                    if let Ok(mut known) = self.known.lock() {
+                        formation::learn(&mut known, &me, &reply.known);
+                        formation::learn(&mut known, &me, std::slice::from_ref(&reply.server));
+                    }
+                    match (formed, reply.formed, reply.leader) {
+                        (false, true, Some((leader_id, leader))) => {
+                            match self
+                                .transport
+                                .send(
+                                    leader_id,
+                                    &leader,
+                                    RaftRequest::Join(me.clone()),
+                                    JOIN_CATCH_UP_TIMEOUT,
+                                )
+                                .await
+                            {
+                                Ok(RaftReply::Join(Ok(()))) => Ok(()),
+                                Ok(RaftReply::Join(Err(e))) => Err(e.to_string()),
+                                Ok(other) => {
+                                    Err(format!("answered a join with a {} reply", other.kind()))
+                                }
+                                Err(e) => Err(e.to_string()),
+                            }
+                        }
+                        _ => Ok(()),
+                    }
+                }
+                Ok(other) => Err(format!(
+                    "answered an introduction with a {} reply; is it a noded server?",
+                    other.kind()
+                )),
+                Err(e) => Err(e.to_string()),
+            };
+            outcome.push((address.clone(), result));
+        }
+        outcome
+    }
+
+    /// How long ago `peer` last answered this server (raft replication or a member probe).
+    pub fn peer_contact(&self, peer: u64) -> Option<Duration> {
+        if peer == self.config.node_id {
+            return Some(Duration::ZERO);
+        }
+        self.contacts.since(peer)
     }
 
     async fn hello(&self, from: ServerInfo) -> HelloReply {
@@ -903,9 +1183,20 @@ impl RaftNode {
         Ok(())
     }
 
-    /// Removes a server from the group (the leader only). Refuses to remove the last voter and
-    /// an id that is not a member.
+    /// Removes a server from the group, through the leader. Refuses to remove the last voter
+    /// and an id that is not a member.
     pub async fn remove_server(&self, id: u64) -> Result<(), ProposeError> {
+        if self.is_leader() {
+            return self.remove_server_here(id).await;
+        }
+        self.on_leader(RaftRequest::RemoveServer(id), |r| match r {
+            RaftReply::RemoveServer(r) => Some(r),
+            _ => None,
+        })
+        .await
+    }
+
+    async fn remove_server_here(&self, id: u64) -> Result<(), ProposeError> {
         if !self.is_leader() {
             return Err(ProposeError::NotLeader {
                 leader: self.leader(),
@@ -1082,8 +1373,10 @@ impl RaftNode {
         if self.stopped.swap(true, std::sync::atomic::Ordering::SeqCst) {
             return Ok(());
         }
-        if let Some(task) = self.formation_task.lock().ok().and_then(|mut t| t.take()) {
-            task.abort();
+        if let Ok(mut tasks) = self.tasks.lock() {
+            for task in tasks.drain(..) {
+                task.abort();
+            }
         }
         self.raft
             .shutdown()
@@ -1108,6 +1401,48 @@ impl RaftNode {
         }
         tracing::info!(node_id = self.config.node_id, "raft stopped");
         Ok(())
+    }
+}
+
+/// How often every server checks that the other members answer.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Every [`PROBE_INTERVAL`], introduces this server to every other member of the group and
+/// records who answered: the liveness `/v1/agent/members` reports, on every server (Raft
+/// itself only tells the leader about its followers).
+async fn probe_members(
+    raft: Raft<TypeConfig>,
+    transport: Arc<dyn RaftTransport>,
+    me: ServerInfo,
+    contacts: Contacts,
+) {
+    let mut tick = tokio::time::interval(PROBE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let members: Vec<(u64, String)> = raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .nodes()
+            .filter(|(id, _)| **id != me.id)
+            .map(|(id, node)| (*id, node.addr.clone()))
+            .collect();
+        let probes = members.into_iter().map(|(id, address)| {
+            let transport = transport.clone();
+            let me = me.clone();
+            let contacts = contacts.clone();
+            async move {
+                if let Ok(RaftReply::Hello(_)) = transport
+                    .send(id, &address, RaftRequest::Hello(me), PROBE_INTERVAL)
+                    .await
+                {
+                    contacts.record(id);
+                }
+            }
+        });
+        futures::future::join_all(probes).await;
     }
 }
 
