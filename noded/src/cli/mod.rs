@@ -20,6 +20,7 @@ pub mod node;
 pub mod operator;
 pub mod output;
 pub mod resolve;
+pub mod tls;
 
 use std::path::PathBuf;
 
@@ -65,6 +66,9 @@ pub enum Command {
     Status(Api<job::status::JobStatus>),
     /// Format a jobspec canonically.
     Fmt(fmt::FmtArgs),
+    /// Create the cluster CA and agent certificates.
+    #[command(subcommand)]
+    Tls(tls::TlsCommand),
     /// The per-node task supervisor (started by the agent; not for direct use).
     #[command(hide = true)]
     Supervisor(SupervisorArgs),
@@ -102,6 +106,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
             Ok(Exit::Ok)
         }
         Command::Fmt(args) => args.run(),
+        Command::Tls(c) => c.run(),
         Command::Job(c) => on_runtime(c.run()),
         Command::Alloc(c) => on_runtime(c.run()),
         Command::Node(c) => on_runtime(c.run()),
@@ -256,6 +261,7 @@ mod tests {
             "version",
             "validate",
             "init",
+            "create",
             "help",
         ];
         let mut leaves = Vec::new();
