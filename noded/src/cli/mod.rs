@@ -21,6 +21,7 @@ pub mod operator;
 pub mod output;
 pub mod resolve;
 pub mod server;
+pub mod tls;
 
 use std::path::PathBuf;
 
@@ -69,6 +70,9 @@ pub enum Command {
     Status(Api<job::status::JobStatus>),
     /// Format a jobspec canonically.
     Fmt(fmt::FmtArgs),
+    /// Create the cluster CA and agent certificates.
+    #[command(subcommand)]
+    Tls(tls::TlsCommand),
     /// The per-node task supervisor (started by the agent; not for direct use).
     #[command(hide = true)]
     Supervisor(SupervisorArgs),
@@ -106,6 +110,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
             Ok(Exit::Ok)
         }
         Command::Fmt(args) => args.run(),
+        Command::Tls(c) => c.run(),
         Command::Job(c) => on_runtime(c.run()),
         Command::Alloc(c) => on_runtime(c.run()),
         Command::Node(c) => on_runtime(c.run()),
@@ -261,6 +266,7 @@ mod tests {
             "version",
             "validate",
             "init",
+            "create",
             "help",
             // `operator snapshot inspect` reads a local file.
             "inspect",
