@@ -6,7 +6,7 @@
 //! dirs — is removed when its guard drops, also when the test fails.
 //!
 //! Must not touch the root namespace's network: agents listen on loopback inside their own
-//! namespace.
+//! namespace, or on a test-owned bridge ([`cluster::Lan`]) for multi-host tests.
 
 // A test harness: failing loudly with the reason is its whole job.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
@@ -21,7 +21,12 @@ use std::time::{Duration, Instant};
 
 pub use isolation::privileged::require_root;
 
+pub mod cluster;
 pub mod threat_model;
+pub use cluster::{
+    server_and_client_config, server_config, ClusterAgent, EchoServer, Host, Lan, TcpFlow,
+    TlsPaths, UdpFlow,
+};
 pub use threat_model::{documented_escape_attempts, DocumentedAttempt};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -707,7 +712,7 @@ fn remove_cgroup_tree(dir: &Path) {
 
 /// Detaches every mount under `dir`, then removes `dir` — but only when no mount is left
 /// under it: removing through a bind mount of /bin would delete the host's files.
-fn remove_dir_with_mounts(dir: &Path) {
+pub(crate) fn remove_dir_with_mounts(dir: &Path) {
     for line in mounts_under(dir) {
         if let Some(mount_point) = line.split(' ').nth(4) {
             let _ = nix::mount::umount2(mount_point, nix::mount::MntFlags::MNT_DETACH);
