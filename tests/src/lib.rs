@@ -6,13 +6,13 @@
 //! dirs — is removed when its guard drops, also when the test fails.
 //!
 //! Must not touch the root namespace's network: agents listen on loopback inside their own
-//! namespace.
+//! namespace, or on a test-owned bridge ([`cluster::Lan`]) for multi-host tests.
 
 // A test harness: failing loudly with the reason is its whole job.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -21,7 +21,12 @@ use std::time::{Duration, Instant};
 
 pub use isolation::privileged::require_root;
 
+pub mod cluster;
 pub mod threat_model;
+pub use cluster::{
+    server_and_client_config, server_config, ClusterAgent, EchoServer, Host, Lan, TcpFlow,
+    TlsPaths, UdpFlow,
+};
 pub use threat_model::{documented_escape_attempts, DocumentedAttempt};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -64,7 +69,7 @@ pub struct Netns {
 
 impl Netns {
     pub fn create(what: &str) -> Netns {
-        sweep_stale_netns();
+        sweep_stale_runs();
         let name = unique_name(what);
         run_ok(Command::new("ip").args(["netns", "add", &name]));
         let ns = Netns { name };
@@ -94,32 +99,123 @@ impl Netns {
     }
 }
 
-/// Deletes test namespaces whose creating test process is gone: one killed by SIGKILL never
-/// ran its drops, and its namespaces would otherwise stay until reboot.
-fn sweep_stale_netns() {
-    let Ok(entries) = std::fs::read_dir("/run/netns") else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix("noded-test-")
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|p| p.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if !Path::new("/proc").join(pid.to_string()).exists() {
-            let _ = Command::new("ip").args(["netns", "delete", &name]).status();
+/// The pid of the test process that created `name` (`noded-test-<pid>-…`), if that process is
+/// gone: whatever it created is nobody's any more.
+fn dead_test_pid(name: &str) -> Option<i32> {
+    let pid = name
+        .strip_prefix("noded-test-")
+        .and_then(|rest| rest.split('-').next())
+        .and_then(|p| p.parse::<i32>().ok())?;
+    (!Path::new("/proc").join(pid.to_string()).exists()).then_some(pid)
+}
+
+/// Removes what test processes killed by SIGKILL left behind (they never ran their drops):
+/// the processes still running in their namespaces (agents, supervisors, tasks), the
+/// namespaces (with their veths and bridges), their cgroups and their temp dirs. Only names
+/// `noded-test-<pid>-…` whose pid no longer exists are touched, so parallel runs are safe.
+fn sweep_stale_runs() {
+    if let Ok(entries) = std::fs::read_dir("/run/netns") {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if dead_test_pid(&name).is_some() {
+                kill_processes_in_netns(&entry.path());
+                // Parallel tests sweep too: losing the race to delete it is fine.
+                let _ = Command::new("ip").args(["netns", "delete", &name]).output();
+            }
         }
+    }
+    for root in cgroup_roots() {
+        if let Ok(entries) = std::fs::read_dir(&root) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if dead_test_pid(&name).is_some() {
+                    remove_cgroup_tree(&entry.path());
+                }
+            }
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if dead_test_pid(&name).is_some() {
+                remove_dir_with_mounts(&entry.path());
+            }
+        }
+    }
+}
+
+/// Pids of the processes whose network namespace is the one bound at `ns_path` (compared by
+/// the namespace's inode). Never this process: a test thread that entered the namespace is
+/// not the process's own namespace, and the harness must not kill itself.
+pub fn processes_in_netns(ns_path: &Path) -> Vec<i32> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(ns_path) else {
+        return Vec::new();
+    };
+    let wanted = format!("net:[{}]", meta.ino());
+    let me = std::process::id() as i32;
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+        .filter(|&pid| pid != me && pid > 1)
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/ns/net"))
+                .is_ok_and(|link| link.as_os_str() == wanted.as_str())
+        })
+        .collect()
+}
+
+/// SIGKILLs every process in the namespace at `ns_path` and waits (bounded) until none is
+/// left: only then does deleting the namespace free it and its interfaces.
+fn kill_processes_in_netns(ns_path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let pids = processes_in_netns(ns_path);
+        if pids.is_empty() || Instant::now() > deadline {
+            return;
+        }
+        for pid in pids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "delete", &self.name])
-            .status();
+        // The guards of what runs inside (agents, supervisors) have stopped it gracefully by
+        // now; anything still inside is a leftover, and would keep the namespace alive.
+        kill_processes_in_netns(&self.path());
+        // A process that died just now may still hold a mount namespace with a copy of the
+        // /run/netns bind mount until it is reaped, and unlinking a mount point another mount
+        // namespace uses fails with EBUSY: try again for a while.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = Command::new("ip")
+                .args(["netns", "delete", &self.name])
+                .output();
+            if !self.path().exists() {
+                return;
+            }
+            if Instant::now() > deadline {
+                let why = out
+                    .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+                    .unwrap_or_else(|e| e.to_string());
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "WARNING: namespace {} not deleted: {why}",
+                    self.name
+                );
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
@@ -167,8 +263,25 @@ pub fn http(
     path: &str,
     body: Option<&[u8]>,
 ) -> std::io::Result<HttpResponse> {
-    let mut stream = TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    http_with_timeout(addr, method, path, body, Duration::from_secs(60))
+}
+
+/// [`http`] where connecting, and each read and write, give up after `timeout`: for agents
+/// that may be paused or cut off, where a plain connect or read would hang.
+pub fn http_with_timeout(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> std::io::Result<HttpResponse> {
+    let target = addr
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::other(format!("{addr}: no address")))?;
+    let mut stream = TcpStream::connect_timeout(&target, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
     let body = body.unwrap_or_default();
     write!(
         stream,
@@ -300,28 +413,23 @@ impl DevAgent {
 
     /// Starts the agent process (again) and waits until it is healthy.
     pub fn launch(&mut self) {
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("agent log");
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net={}", self.netns.path().display()))
-            .arg("--")
-            .arg(binary("noded"))
-            .args(["agent", "-dev", "-config"])
-            .arg(&self.config_path);
+        let mut args: Vec<std::ffi::OsString> =
+            vec!["agent".into(), "-dev".into(), "-config".into()];
+        args.push(self.config_path.clone().into_os_string());
         if let Some(dir) = &self.persistent_dir {
-            cmd.arg("-data-dir").arg(dir);
+            args.push("-data-dir".into());
+            args.push(dir.clone().into_os_string());
         }
-        let child = cmd
-            .env("RUST_LOG", "info,openraft=warn")
-            .env("NODED_TEST_AGENT_SECRET", "must-not-leak")
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("log fd"))
-            .stderr(log_file)
-            .spawn()
-            .expect("start noded agent");
+        let child = spawn_in_netns(
+            &self.netns.path(),
+            &binary("noded"),
+            &args,
+            &[
+                ("RUST_LOG", "info,openraft=warn"),
+                ("NODED_TEST_AGENT_SECRET", "must-not-leak"),
+            ],
+            &self.log,
+        );
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -378,14 +486,7 @@ impl DevAgent {
 
     /// Runs the `noded` CLI against this agent.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new("nsenter")
-            .arg(format!("--net={}", self.netns.path().display()))
-            .arg("--")
-            .arg(binary("noded"))
-            .args(args)
-            .env("NODED_ADDR", format!("http://{}", self.addr))
-            .output()
-            .expect("run noded CLI")
+        cli_in_netns(&self.netns.path(), &self.addr, args)
     }
 
     /// Polls `f` until it returns `Some` (or panics after `timeout` with `what`).
@@ -395,67 +496,22 @@ impl DevAgent {
         timeout: Duration,
         mut f: impl FnMut(&DevAgent) -> Option<T>,
     ) -> T {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(v) = f(self) {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; agent log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        poll_until(what, timeout, || f(self), || self.log_text())
     }
 
     /// Host paths of the task cgroups under this agent's parent, on every hierarchy.
     pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
-        let mut out = Vec::new();
-        if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
-            for e in entries.flatten() {
-                let p = e.path().join(&self.cgroup_parent);
-                if p.exists() {
-                    out.push(p);
-                }
-            }
-        }
-        let v2 = Path::new("/sys/fs/cgroup").join(&self.cgroup_parent);
-        if v2.exists() && !out.contains(&v2) {
-            out.push(v2);
-        }
-        out
+        cgroup_dirs(&self.cgroup_parent)
     }
 
     /// Mounts whose path is under this agent's data dir.
     pub fn mounts(&self) -> Vec<String> {
-        let data = self.data_dir.display().to_string();
-        std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| !data.is_empty() && l.contains(&data))
-            .map(str::to_string)
-            .collect()
+        mounts_under(&self.data_dir)
     }
 
     /// Stops the agent (SIGTERM, then SIGKILL after 30s) and waits for it.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
+        terminate(&mut self.child, Duration::from_secs(30));
         // A dev agent's supervisor exits after the agent (it watches its parent); give it a
         // moment. A persistent agent's supervisor stays, by design.
         if self.persistent_dir.is_none() {
@@ -465,41 +521,223 @@ impl DevAgent {
             }
         }
     }
+}
 
-    /// After `stop`: remove whatever is left (so a failed test does not break the next run).
-    fn force_cleanup(&self) {
-        for dir in self.cgroup_dirs() {
-            // Kill anything left, deepest cgroups first, then remove the directories.
-            let mut dirs: Vec<PathBuf> = walk_dirs(&dir);
-            dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
-            for d in &dirs {
-                if let Ok(procs) = std::fs::read_to_string(d.join("cgroup.procs")) {
-                    for pid in procs
-                        .split_whitespace()
-                        .filter_map(|p| p.parse::<i32>().ok())
-                    {
-                        let _ = nix::sys::signal::kill(
-                            nix::unistd::Pid::from_raw(pid),
-                            nix::sys::signal::Signal::SIGKILL,
-                        );
-                    }
-                }
-            }
-            std::thread::sleep(Duration::from_millis(100));
-            for d in &dirs {
-                let _ = std::fs::remove_dir(d);
+impl Drop for DevAgent {
+    fn drop(&mut self) {
+        self.stop();
+        // A persistent agent's supervisor keeps running (that is its point): SIGTERM makes it
+        // stop its tasks and remove their cgroups.
+        if self.persistent_dir.is_some() {
+            if let Some(pid) = self.supervisor_pid.take() {
+                stop_supervisor(pid);
             }
         }
-        for line in self.mounts() {
+        remove_agent_leftovers(&self.cgroup_parent, &self.data_dir);
+        let _ = std::fs::remove_dir_all(&self.config_dir);
+    }
+}
+
+// ---- what DevAgent and ClusterAgent share: processes in a namespace, and their cleanup ----
+
+/// Starts `program args` inside the network namespace bound at `ns_path`, stdout and stderr
+/// appended to `log`. `nsenter` rather than `ip netns exec`, which remounts /sys and hides
+/// the cgroup tree the agent needs; without `--fork`, nsenter execs the program, so the
+/// child's pid is the program's (signals reach it, not a wrapper). `RUST_LOG` is removed
+/// unless `env` sets it, so the agent's own `log_level` decides.
+pub fn spawn_in_netns(
+    ns_path: &Path,
+    program: &Path,
+    args: &[std::ffi::OsString],
+    env: &[(&str, &str)],
+    log: &Path,
+) -> Child {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap_or_else(|e| panic!("opening the log {}: {e}", log.display()));
+    let mut cmd = Command::new("nsenter");
+    cmd.arg(format!("--net={}", ns_path.display()))
+        .arg("--")
+        .arg(program)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().expect("log fd"))
+        .stderr(log_file);
+    cmd.spawn()
+        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"))
+}
+
+/// Runs the `noded` CLI inside the namespace at `ns_path` against the agent at `addr`
+/// (`host:port`), through `NODED_ADDR` (what `-address` sets) so that `args` stay exactly
+/// as a user would type them.
+pub fn cli_in_netns(ns_path: &Path, addr: &str, args: &[&str]) -> Output {
+    Command::new("nsenter")
+        .arg(format!("--net={}", ns_path.display()))
+        .arg("--")
+        .arg(binary("noded"))
+        .args(args)
+        .env("NODED_ADDR", format!("http://{addr}"))
+        .output()
+        .expect("run noded CLI")
+}
+
+/// Polls `f` every 100 ms until it returns `Some`; after `timeout`, panics naming `what`
+/// with `context()` (an agent's log) attached.
+pub fn poll_until<T>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> Option<T>,
+    context: impl Fn() -> String,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}; agent log:\n{}",
+            context()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// SIGTERM, then SIGKILL once `grace` has passed; waits for the process either way. A
+/// paused (SIGSTOPped) process also gets SIGCONT, or SIGTERM would stay pending forever.
+pub fn terminate(child: &mut Option<Child>, grace: Duration) {
+    let Some(mut child) = child.take() else {
+        return;
+    };
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
+    let deadline = Instant::now() + grace;
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// SIGTERMs a task supervisor an agent reported (which stops its tasks and removes their
+/// cgroups) and waits up to 20 s for it. The pid is checked to still be a supervisor first:
+/// after a long test it may have been reused by an unrelated process.
+pub fn stop_supervisor(pid: i32) {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    if !String::from_utf8_lossy(&cmdline).contains("supervisor") {
+        return;
+    }
+    let target = nix::unistd::Pid::from_raw(pid);
+    let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline && PathBuf::from(format!("/proc/{pid}")).exists() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The roots of every cgroup hierarchy: each v1 controller's mount and the v2 tree.
+fn cgroup_roots() -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    out.push(PathBuf::from("/sys/fs/cgroup"));
+    out
+}
+
+/// Host paths of the cgroups named `parent`, on every hierarchy.
+pub fn cgroup_dirs(parent: &str) -> Vec<PathBuf> {
+    if parent.is_empty() {
+        return Vec::new();
+    }
+    let mut out: Vec<PathBuf> = Vec::new();
+    for root in cgroup_roots() {
+        let p = root.join(parent);
+        if p.exists() && !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Mount lines (from /proc/self/mountinfo) whose path is under `dir`.
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let dir = dir.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !dir.is_empty() && l.contains(&dir))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Kills what is left in a cgroup tree, deepest cgroups first, then removes the directories.
+fn remove_cgroup_tree(dir: &Path) {
+    let mut dirs: Vec<PathBuf> = walk_dirs(dir);
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    for d in &dirs {
+        if let Ok(procs) = std::fs::read_to_string(d.join("cgroup.procs")) {
+            for pid in procs
+                .split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    for d in &dirs {
+        let _ = std::fs::remove_dir(d);
+    }
+}
+
+/// Detaches every mount under `dir`, then removes `dir` — but only when no mount is left
+/// under it: removing through a bind mount of /bin would delete the host's files.
+pub(crate) fn remove_dir_with_mounts(dir: &Path) {
+    for line in mounts_under(dir) {
+        if let Some(mount_point) = line.split(' ').nth(4) {
+            let _ = nix::mount::umount2(mount_point, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+    if mounts_under(dir).is_empty() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// After an agent has stopped: removes whatever it left (task cgroups under
+/// `cgroup_parent`, mounts under `data_dir`, and `data_dir` itself when it is a temp dir),
+/// so a failed test does not break the next run.
+pub fn remove_agent_leftovers(cgroup_parent: &str, data_dir: &Path) {
+    for dir in cgroup_dirs(cgroup_parent) {
+        remove_cgroup_tree(&dir);
+    }
+    if !data_dir.as_os_str().is_empty() && data_dir.starts_with(std::env::temp_dir()) {
+        remove_dir_with_mounts(data_dir);
+    } else {
+        for line in mounts_under(data_dir) {
             if let Some(mount_point) = line.split(' ').nth(4) {
                 let _ = nix::mount::umount2(mount_point, nix::mount::MntFlags::MNT_DETACH);
             }
         }
-        if !self.data_dir.as_os_str().is_empty() && self.data_dir.starts_with(std::env::temp_dir())
-        {
-            let _ = std::fs::remove_dir_all(&self.data_dir);
-        }
-        let _ = std::fs::remove_dir_all(&self.config_dir);
     }
 }
 
@@ -513,25 +751,6 @@ fn walk_dirs(root: &Path) -> Vec<PathBuf> {
         }
     }
     out
-}
-
-impl Drop for DevAgent {
-    fn drop(&mut self) {
-        self.stop();
-        // A persistent agent's supervisor keeps running (that is its point): SIGTERM makes it
-        // stop its tasks and remove their cgroups.
-        if self.persistent_dir.is_some() {
-            if let Some(pid) = self.supervisor_pid.take() {
-                let target = nix::unistd::Pid::from_raw(pid);
-                let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGTERM);
-                let deadline = Instant::now() + Duration::from_secs(20);
-                while Instant::now() < deadline && PathBuf::from(format!("/proc/{pid}")).exists() {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            }
-        }
-        self.force_cleanup();
-    }
 }
 
 // ---- helpers for jobs, allocations and task events ----
