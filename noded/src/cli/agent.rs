@@ -12,7 +12,8 @@ pub struct AgentArgs {
     /// Development mode: server and client in one process, state in a temporary dir.
     #[arg(long)]
     pub dev: bool,
-    /// Agent config file(s) (HCL or JSON); later files override earlier ones.
+    /// Agent config file or directory (its *.hcl and *.json files, in lexical order); may be
+    /// repeated, later files override earlier ones.
     #[arg(long)]
     pub config: Vec<PathBuf>,
     #[arg(long = "data-dir")]
@@ -34,11 +35,7 @@ pub struct AgentArgs {
 
 impl AgentArgs {
     pub fn run(self) -> anyhow::Result<Exit> {
-        let files = self
-            .config
-            .iter()
-            .map(|p| agent::config::load_file(p))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let files = agent::config::load_paths(&self.config)?;
         let overrides = agent::Overrides {
             dev: self.dev,
             data_dir: self.data_dir,
@@ -48,6 +45,7 @@ impl AgentArgs {
             datacenter: self.datacenter,
             node_name: self.node_name,
             log_level: self.log_level,
+            log_json: false,
         };
         let config = agent::AgentConfig::build(&files, &overrides, agent::temp_data_dir)?;
         let filter = std::env::var("RUST_LOG")
@@ -57,6 +55,9 @@ impl AgentArgs {
             .with_writer(std::io::stderr)
             .with_ansi(crate::terminal::stderr_is_terminal())
             .try_init();
+        for warning in &config.warnings {
+            tracing::warn!("{warning}");
+        }
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?;
