@@ -31,6 +31,9 @@ pub struct AgentArgs {
     pub node_name: Option<String>,
     #[arg(long = "log-level")]
     pub log_level: Option<String>,
+    /// Log as JSON lines (as `log_json = true`).
+    #[arg(long = "log-json")]
+    pub log_json: bool,
 }
 
 impl AgentArgs {
@@ -45,16 +48,21 @@ impl AgentArgs {
             datacenter: self.datacenter,
             node_name: self.node_name,
             log_level: self.log_level,
-            log_json: false,
+            log_json: self.log_json,
         };
         let config = agent::AgentConfig::build(&files, &overrides, agent::temp_data_dir)?;
         let filter = std::env::var("RUST_LOG")
             .unwrap_or_else(|_| format!("{},h2=warn,hyper=warn,openraft=warn", config.log_level));
-        let _ = tracing_subscriber::fmt()
+        let logs = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-            .with_writer(std::io::stderr)
-            .with_ansi(crate::terminal::stderr_is_terminal())
-            .try_init();
+            .with_writer(std::io::stderr);
+        // Already set (a test harness) is fine: its subscriber keeps the logs.
+        let _ = if config.log_json {
+            logs.json().try_init()
+        } else {
+            logs.with_ansi(crate::terminal::stderr_is_terminal())
+                .try_init()
+        };
         for warning in &config.warnings {
             tracing::warn!("{warning}");
         }
