@@ -11,6 +11,7 @@
 
 pub mod agent;
 pub mod alloc;
+pub mod config;
 pub mod fmt;
 pub mod format;
 pub mod global;
@@ -61,6 +62,9 @@ pub enum Command {
     /// Cluster operator settings.
     #[command(subcommand)]
     Operator(operator::OperatorCommand),
+    /// Check agent configuration.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
     /// List jobs (or show one): the same as `job status`.
     Status(Api<job::status::JobStatus>),
     /// Format a jobspec canonically.
@@ -102,6 +106,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
             Ok(Exit::Ok)
         }
         Command::Fmt(args) => args.run(),
+        Command::Config(c) => c.run(),
         Command::Job(c) => on_runtime(c.run()),
         Command::Alloc(c) => on_runtime(c.run()),
         Command::Node(c) => on_runtime(c.run()),
