@@ -1,28 +1,59 @@
-//! The agent's configuration: Nomad's agent HCL (`data_dir`, `bind_addr`, `ports`, `server`,
-//! `client`, `plugin "raw_exec"`…), dev-mode defaults, and flag overrides. Unknown keys are an
-//! error naming the file, never silently ignored.
+//! The agent's configuration: Nomad's agent HCL or JSON (`data_dir`, `bind_addr`, `ports`,
+//! `advertise`, `server`, `client`, `tls`, `autopilot`, `plugin "raw_exec"`…), dev-mode
+//! defaults, and flag overrides. `-config` takes files and directories, merged in order (a
+//! later file overrides an earlier one; maps merge). Unknown keys and bad values are errors
+//! naming the file and line, never silently ignored; every problem is reported, not only the
+//! first, so `noded config validate` can list them all.
+
+mod addr;
+mod cluster;
+mod error;
+mod load;
+mod positions;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
-/// The agent config file, as written.
+pub use cluster::{AutopilotSettings, ServerSettings, TlsSettings, MAX_RAFT_MULTIPLIER};
+pub use error::{ConfigError, ConfigErrors};
+pub use load::{expand, load_file, load_paths, parse, MAX_DIR_FILES, MAX_FILE_BYTES};
+pub use positions::KeyLines;
+
+/// One agent config file, as written. A block may be written more than once (`server { … }`
+/// in two places): each is applied in order, as if they were in files of their own.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     /// The file it was read from, for errors found when files are combined.
     #[serde(skip)]
     pub source: String,
+    /// Where each key is written in `source`.
+    #[serde(skip)]
+    pub lines: KeyLines,
     pub data_dir: Option<PathBuf>,
     pub region: Option<String>,
     pub datacenter: Option<String>,
     pub name: Option<String>,
     pub bind_addr: Option<String>,
     pub log_level: Option<String>,
-    pub ports: Option<Ports>,
-    pub server: Option<ServerBlock>,
-    pub client: Option<ClientBlock>,
+    pub log_json: Option<bool>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub ports: Vec<Ports>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub advertise: Vec<Advertise>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub server: Vec<ServerBlock>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub client: Vec<ClientBlock>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub tls: Vec<TlsBlock>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub autopilot: Vec<AutopilotBlock>,
     #[serde(default)]
     pub plugin: BTreeMap<String, PluginBlock>,
 }
@@ -35,12 +66,61 @@ pub struct Ports {
     pub serf: Option<u16>,
 }
 
+/// `advertise { http, rpc, serf }`: "ip" or "ip:port".
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Advertise {
+    pub http: Option<String>,
+    pub rpc: Option<String>,
+    pub serf: Option<String>,
+}
+
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ServerBlock {
     pub enabled: Option<bool>,
     pub bootstrap_expect: Option<u32>,
     pub num_schedulers: Option<usize>,
+    pub server_join: Option<ServerJoinBlock>,
+    /// Nomad's pre-0.10 spellings of `server_join { … }`.
+    pub retry_join: Option<Vec<String>>,
+    pub retry_interval: Option<String>,
+    pub retry_max: Option<u32>,
+    pub start_join: Option<Vec<String>>,
+    pub raft_protocol: Option<u32>,
+    pub raft_multiplier: Option<u32>,
+    pub raft_snapshot_threshold: Option<u64>,
+    pub raft_trailing_logs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerJoinBlock {
+    pub retry_join: Option<Vec<String>>,
+    pub retry_interval: Option<String>,
+    pub retry_max: Option<u32>,
+    pub start_join: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsBlock {
+    pub http: Option<bool>,
+    pub rpc: Option<bool>,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub verify_server_hostname: Option<bool>,
+    pub verify_https_client: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AutopilotBlock {
+    pub cleanup_dead_servers: Option<bool>,
+    pub last_contact_threshold: Option<String>,
+    pub max_trailing_logs: Option<u64>,
+    pub server_stabilization_time: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -66,47 +146,46 @@ pub struct PluginBlock {
     pub config: BTreeMap<String, serde_json::Value>,
 }
 
-/// Reads and parses an agent config file.
-pub fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("reading agent config {}: {e}", path.display()))?;
-    parse(&text, &path.display().to_string())
-}
+/// A block written once (an object) or several times (HCL makes that a list), read so that
+/// an error inside still names its key.
+fn one_or_many<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Blocks<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Blocks<T> {
+        type Value = Vec<T>;
 
-pub fn parse(text: &str, name: &str) -> anyhow::Result<FileConfig> {
-    let mut config: FileConfig = if name.ends_with(".json") {
-        serde_json::from_str(text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?
-    } else {
-        hcl::from_str(text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?
-    };
-    config.source = name.to_string();
-    for (plugin, block) in &config.plugin {
-        let known: &[&str] = match plugin.as_str() {
-            "raw_exec" => &["enabled"],
-            "exec" => &[
-                "allow_caps",
-                "denied_host_uids",
-                "denied_host_gids",
-                "default_pid_mode",
-                "default_ipc_mode",
-            ],
-            other => anyhow::bail!(
-                "{name}: plugin {other:?} is unknown (noded has plugins \"exec\" and \"raw_exec\")"
-            ),
-        };
-        for key in block.config.keys() {
-            if !known.contains(&key.as_str()) {
-                anyhow::bail!(
-                    "{name}: plugin {plugin:?} config: unknown option {key:?} (known: {})",
-                    known.join(", ")
-                );
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a block")
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Vec<T>, A::Error> {
+            Ok(vec![T::deserialize(
+                serde::de::value::MapAccessDeserializer::new(map),
+            )?])
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(block) = seq.next_element()? {
+                out.push(block);
             }
+            Ok(out)
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Vec<T>, E> {
+            Ok(Vec::new())
         }
     }
-    Ok(config)
+    d.deserialize_any(Blocks(std::marker::PhantomData))
 }
 
-/// The settings the agent runs with, after defaults, file and flags.
+/// Nomad's log levels (any case).
+const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// The settings the agent runs with, after defaults, files and flags.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentConfig {
     pub dev: bool,
@@ -119,8 +198,16 @@ pub struct AgentConfig {
     pub bind_addr: String,
     pub http_port: u16,
     pub rpc_port: u16,
+    pub serf_port: u16,
+    /// As written ("ip" or "ip:port"); [`AgentConfig::advertise_rpc_addr`] and friends give
+    /// the resolved address.
+    pub advertise_http: Option<String>,
+    pub advertise_rpc: Option<String>,
+    pub advertise_serf: Option<String>,
     pub server_enabled: bool,
-    pub num_schedulers: Option<usize>,
+    pub server: ServerSettings,
+    pub tls: TlsSettings,
+    pub autopilot: AutopilotSettings,
     pub client_enabled: bool,
     pub node_class: String,
     pub node_pool: String,
@@ -134,10 +221,24 @@ pub struct AgentConfig {
     pub default_ipc_mode: controlplane::drivers::NamespaceMode,
     pub gc_max_allocs: usize,
     pub cgroup_parent: String,
+    /// Lower case, one of Nomad's levels.
     pub log_level: String,
+    pub log_json: bool,
+    /// Things that are allowed but probably not meant (an even `bootstrap_expect`), each
+    /// naming its file and line; the agent logs them, `config validate` prints them.
+    pub warnings: Vec<String>,
+    /// The advertised addresses, resolved once when the config is built.
+    advertised: Advertised,
 }
 
-/// Flags that override the file.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Advertised {
+    http: SocketAddr,
+    rpc: SocketAddr,
+    serf: SocketAddr,
+}
+
+/// Flags that override the files.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
     pub dev: bool,
@@ -148,33 +249,118 @@ pub struct Overrides {
     pub datacenter: Option<String>,
     pub node_name: Option<String>,
     pub log_level: Option<String>,
+    /// `-log-json`: only ever turns JSON logs on.
+    pub log_json: bool,
+}
+
+/// Problems found while building, each placed at its file and line.
+#[derive(Default)]
+struct Problems {
+    errors: Vec<ConfigError>,
+}
+
+impl Problems {
+    /// A problem with `key` as `file` writes it.
+    fn at(&mut self, file: &FileConfig, key: &str, message: String) {
+        self.errors.push(if file.source.is_empty() {
+            ConfigError::general(message)
+        } else {
+            ConfigError::at(&file.source, file.lines.line_of(key), message)
+        });
+    }
+
+    /// A problem with `key` as the files combined say it: placed at the last file that writes
+    /// it, or nowhere (a default or a flag).
+    fn merged(&mut self, files: &[FileConfig], key: &str, message: String) {
+        match files
+            .iter()
+            .rev()
+            .find(|f| !key.is_empty() && f.lines.contains(key))
+        {
+            Some(f) => self.at(f, key, message),
+            None => self.errors.push(ConfigError::general(message)),
+        }
+    }
 }
 
 impl AgentConfig {
-    /// Merges defaults, the files (in order) and the flags. `temp_data_dir` supplies a fresh
-    /// directory when the dev agent has none.
+    /// The address other servers dial for Raft and RPC: never `0.0.0.0`.
+    pub fn advertise_rpc_addr(&self) -> SocketAddr {
+        self.advertised.rpc
+    }
+
+    /// The address clients and the CLI are told to use for the HTTP API: never `0.0.0.0`.
+    pub fn advertise_http_addr(&self) -> SocketAddr {
+        self.advertised.http
+    }
+
+    /// The address advertised for gossip (`advertise.serf`, port `ports.serf`).
+    pub fn advertise_serf_addr(&self) -> SocketAddr {
+        self.advertised.serf
+    }
+
+    /// Merges defaults, the files (in order) and the flags, and checks the whole.
+    /// `temp_data_dir` supplies a fresh directory when the dev agent has none.
     pub fn build(
         files: &[FileConfig],
         flags: &Overrides,
         temp_data_dir: impl FnOnce() -> anyhow::Result<PathBuf>,
-    ) -> anyhow::Result<AgentConfig> {
-        let mut c = AgentConfig {
-            dev: flags.dev,
+    ) -> Result<AgentConfig, ConfigErrors> {
+        Self::build_on_host(files, flags, temp_data_dir, &mut addr::host_ipv4s)
+    }
+
+    /// [`AgentConfig::build`] with this host's IPv4 addresses coming from `host_ipv4s`
+    /// (asked only when an advertise address must be derived from `0.0.0.0`).
+    pub fn build_on_host(
+        files: &[FileConfig],
+        flags: &Overrides,
+        temp_data_dir: impl FnOnce() -> anyhow::Result<PathBuf>,
+        host_ipv4s: &mut dyn FnMut() -> Result<Vec<Ipv4Addr>, String>,
+    ) -> Result<AgentConfig, ConfigErrors> {
+        let mut c = Self::defaults(flags.dev);
+        let mut problems = Problems::default();
+        let mut data_dir = None;
+        for f in files {
+            c.apply_file(f, &mut data_dir, &mut problems);
+        }
+        c.apply_flags(flags, &mut data_dir);
+        c.finish(data_dir, files, temp_data_dir, host_ipv4s, &mut problems);
+        // Read in file order, line by line; what belongs to no file comes last.
+        problems.errors.sort_by_key(|e| {
+            let file = e
+                .file
+                .as_ref()
+                .and_then(|name| files.iter().position(|f| &f.source == name));
+            (file.unwrap_or(usize::MAX), e.line.unwrap_or(usize::MAX))
+        });
+        if problems.errors.is_empty() {
+            Ok(c)
+        } else {
+            Err(ConfigErrors(problems.errors))
+        }
+    }
+
+    fn defaults(dev: bool) -> AgentConfig {
+        let unset = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+        AgentConfig {
+            dev,
             data_dir: PathBuf::new(),
             ephemeral: false,
             region: "global".into(),
             datacenter: "dc1".into(),
             name: String::new(),
-            bind_addr: if flags.dev {
-                "127.0.0.1".into()
-            } else {
-                "0.0.0.0".into()
-            },
+            bind_addr: if dev { "127.0.0.1" } else { "0.0.0.0" }.into(),
             http_port: 4646,
             rpc_port: 4647,
-            server_enabled: flags.dev,
-            num_schedulers: None,
-            client_enabled: flags.dev,
+            serf_port: 4648,
+            advertise_http: None,
+            advertise_rpc: None,
+            advertise_serf: None,
+            server_enabled: dev,
+            server: ServerSettings::defaults(dev),
+            tls: TlsSettings::default(),
+            autopilot: AutopilotSettings::default(),
+            client_enabled: dev,
             node_class: String::new(),
             node_pool: "default".into(),
             meta: BTreeMap::new(),
@@ -191,91 +377,107 @@ impl AgentConfig {
             gc_max_allocs: 50,
             cgroup_parent: "noded".into(),
             log_level: "info".into(),
-        };
-        let mut data_dir = None;
-        for f in files {
-            c.apply_file(f, &mut data_dir).map_err(|e| {
-                if f.source.is_empty() {
-                    e
-                } else {
-                    anyhow::anyhow!("{}: {e}", f.source)
-                }
-            })?;
+            log_json: false,
+            warnings: Vec::new(),
+            advertised: Advertised {
+                http: unset,
+                rpc: unset,
+                serf: unset,
+            },
         }
-        Self::finish(c, data_dir, flags, temp_data_dir)
     }
 
     /// Takes what one file sets (later files override earlier ones).
-    fn apply_file(&mut self, f: &FileConfig, data_dir: &mut Option<PathBuf>) -> anyhow::Result<()> {
+    fn apply_file(&mut self, f: &FileConfig, data_dir: &mut Option<PathBuf>, p: &mut Problems) {
         if let Some(v) = &f.data_dir {
             *data_dir = Some(v.clone());
         }
-        self.apply_top_level(f);
-        if let Some(s) = &f.server {
-            self.apply_server(s)?;
+        self.apply_top_level(f, &mut |key, message| p.at(f, key, message));
+        for (i, s) in f.server.iter().enumerate() {
+            if let Some(v) = s.enabled {
+                self.server_enabled = v;
+            }
+            let mut report = |key: &str, m| p.at(f, &in_block(key, "server", i, &f.server), m);
+            cluster::apply_server(&mut self.server, s, &mut report);
         }
-        if let Some(cl) = &f.client {
-            self.apply_client(cl)?;
+        for t in &f.tls {
+            cluster::apply_tls(&mut self.tls, t);
         }
+        for (i, a) in f.autopilot.iter().enumerate() {
+            let mut report =
+                |key: &str, m| p.at(f, &in_block(key, "autopilot", i, &f.autopilot), m);
+            cluster::apply_autopilot(&mut self.autopilot, a, &mut report);
+        }
+        for (i, cl) in f.client.iter().enumerate() {
+            let mut report = |key: &str, m| p.at(f, &in_block(key, "client", i, &f.client), m);
+            self.apply_client(cl, &mut report);
+        }
+        let mut report = |key: &str, message: String| p.at(f, key, message);
         if let Some(raw) = f.plugin.get("raw_exec") {
             if let Some(v) = raw.config.get("enabled") {
-                self.raw_exec_enabled = v.as_bool().ok_or_else(|| {
-                    anyhow::anyhow!("plugin \"raw_exec\" config.enabled must be true or false")
-                })?;
+                match v.as_bool() {
+                    Some(b) => self.raw_exec_enabled = b,
+                    None => report(
+                        "plugin.raw_exec.config.enabled",
+                        "plugin \"raw_exec\" config.enabled must be true or false".into(),
+                    ),
+                }
             }
         }
         if let Some(exec) = f.plugin.get("exec") {
-            self.apply_exec_plugin(exec)?;
+            self.apply_exec_plugin(exec, &mut report);
         }
-        Ok(())
     }
 
-    /// `region`, `datacenter`, `name`, `bind_addr`, `log_level`, `ports`.
-    fn apply_top_level(&mut self, f: &FileConfig) {
+    /// `region`, `datacenter`, `name`, `bind_addr`, `log_level`, `log_json`, `ports`,
+    /// `advertise`.
+    fn apply_top_level(&mut self, f: &FileConfig, report: error::Report<'_>) {
         let c = self;
-        if let Some(v) = &f.region {
-            c.region = v.clone();
-        }
-        if let Some(v) = &f.datacenter {
-            c.datacenter = v.clone();
-        }
-        if let Some(v) = &f.name {
-            c.name = v.clone();
-        }
-        if let Some(v) = &f.bind_addr {
-            c.bind_addr = v.clone();
+        for (value, slot) in [
+            (&f.region, &mut c.region),
+            (&f.datacenter, &mut c.datacenter),
+            (&f.name, &mut c.name),
+            (&f.bind_addr, &mut c.bind_addr),
+        ] {
+            if let Some(v) = value {
+                *slot = v.clone();
+            }
         }
         if let Some(v) = &f.log_level {
-            c.log_level = v.clone();
-        }
-        if let Some(p) = &f.ports {
-            if let Some(v) = p.http {
-                c.http_port = v;
-            }
-            if let Some(v) = p.rpc {
-                c.rpc_port = v;
+            match log_level(v) {
+                Some(level) => c.log_level = level,
+                None => report("log_level", log_level_error("log_level", v)),
             }
         }
-    }
-
-    /// The `server` block.
-    fn apply_server(&mut self, s: &ServerBlock) -> anyhow::Result<()> {
-        if let Some(v) = s.enabled {
-            self.server_enabled = v;
+        if let Some(v) = f.log_json {
+            c.log_json = v;
         }
-        if let Some(n) = s.bootstrap_expect {
-            if n > 1 {
-                anyhow::bail!("server.bootstrap_expect = {n}: this noded runs single-server regions only (multi-server Raft arrives later); use 1");
+        for p in &f.ports {
+            for (value, slot) in [
+                (p.http, &mut c.http_port),
+                (p.rpc, &mut c.rpc_port),
+                (p.serf, &mut c.serf_port),
+            ] {
+                if let Some(v) = value {
+                    *slot = v;
+                }
             }
         }
-        if s.num_schedulers.is_some() {
-            self.num_schedulers = s.num_schedulers;
+        for a in &f.advertise {
+            for (value, slot) in [
+                (&a.http, &mut c.advertise_http),
+                (&a.rpc, &mut c.advertise_rpc),
+                (&a.serf, &mut c.advertise_serf),
+            ] {
+                if let Some(v) = value {
+                    *slot = Some(v.clone());
+                }
+            }
         }
-        Ok(())
     }
 
     /// The `client` block.
-    fn apply_client(&mut self, cl: &ClientBlock) -> anyhow::Result<()> {
+    fn apply_client(&mut self, cl: &ClientBlock, report: error::Report<'_>) {
         let c = self;
         if let Some(v) = cl.enabled {
             c.client_enabled = v;
@@ -292,9 +494,13 @@ impl AgentConfig {
             for (host, task) in env {
                 let (h, t) = (PathBuf::from(host), PathBuf::from(task));
                 if !h.is_absolute() || !t.is_absolute() {
-                    anyhow::bail!(
-                        "client.chroot_env: {host:?} = {task:?}: both paths must be absolute"
+                    report(
+                        &format!("client.chroot_env.{host}"),
+                        format!(
+                            "client.chroot_env: {host:?} = {task:?}: both paths must be absolute"
+                        ),
                     );
+                    continue;
                 }
                 binds.push((h, t));
             }
@@ -305,239 +511,283 @@ impl AgentConfig {
         }
         if let Some(v) = &cl.cgroup_parent {
             if v.is_empty() || v.contains('/') || v == "." || v == ".." {
-                anyhow::bail!(
-                    "client.cgroup_parent = {v:?}: give a single cgroup name such as \"noded\""
+                report(
+                    "client.cgroup_parent",
+                    format!(
+                        "client.cgroup_parent = {v:?}: give a single cgroup name such as \"noded\""
+                    ),
                 );
+            } else {
+                c.cgroup_parent = v.clone();
             }
-            c.cgroup_parent = v.clone();
         }
-        Ok(())
     }
 
     /// `plugin "exec" { config { … } }`: what the node allows exec tasks.
-    fn apply_exec_plugin(&mut self, exec: &PluginBlock) -> anyhow::Result<()> {
+    fn apply_exec_plugin(&mut self, exec: &PluginBlock, report: error::Report<'_>) {
         let c = self;
-        let text = |key: &str| -> anyhow::Result<Option<String>> {
+        let mut text = |key: &str| -> Option<String> {
             match exec.config.get(key) {
-                None => Ok(None),
-                Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+                None => None,
+                Some(serde_json::Value::String(s)) => Some(s.clone()),
                 Some(other) => {
-                    anyhow::bail!("plugin \"exec\" config.{key} must be a string, not {other}")
+                    report(
+                        &format!("plugin.exec.config.{key}"),
+                        format!("plugin \"exec\" config.{key} must be a string, not {other}"),
+                    );
+                    None
                 }
             }
         };
-        if let Some(v) = text("denied_host_uids")? {
-            c.denied_uids = crate::driver::IdRanges::parse(&v)
-                .map_err(|e| anyhow::anyhow!("plugin \"exec\" config.denied_host_uids: {e}"))?;
-        }
-        if let Some(v) = text("denied_host_gids")? {
-            c.denied_gids = crate::driver::IdRanges::parse(&v)
-                .map_err(|e| anyhow::anyhow!("plugin \"exec\" config.denied_host_gids: {e}"))?;
-        }
-        for (key, slot) in [
-            ("default_pid_mode", &mut c.default_pid_mode),
-            ("default_ipc_mode", &mut c.default_ipc_mode),
+        let uids = text("denied_host_uids");
+        let gids = text("denied_host_gids");
+        let pid = text("default_pid_mode");
+        let ipc = text("default_ipc_mode");
+        for (key, value, slot) in [
+            ("denied_host_uids", uids, &mut c.denied_uids),
+            ("denied_host_gids", gids, &mut c.denied_gids),
         ] {
-            match text(key)?.as_deref() {
+            if let Some(v) = value {
+                match crate::driver::IdRanges::parse(&v) {
+                    Ok(r) => *slot = r,
+                    Err(e) => report(
+                        &format!("plugin.exec.config.{key}"),
+                        format!("plugin \"exec\" config.{key}: {e}"),
+                    ),
+                }
+            }
+        }
+        for (key, value, slot) in [
+            ("default_pid_mode", pid, &mut c.default_pid_mode),
+            ("default_ipc_mode", ipc, &mut c.default_ipc_mode),
+        ] {
+            match value.as_deref() {
                 None => {}
                 Some("private") => *slot = controlplane::drivers::NamespaceMode::Private,
                 Some("host") => *slot = controlplane::drivers::NamespaceMode::Host,
-                Some(other) => anyhow::bail!(
-                    "plugin \"exec\" config.{key} = {other:?}: must be \"private\" or \"host\""
+                Some(other) => report(
+                    &format!("plugin.exec.config.{key}"),
+                    format!(
+                        "plugin \"exec\" config.{key} = {other:?}: must be \"private\" or \"host\""
+                    ),
                 ),
             }
         }
         if let Some(v) = exec.config.get("allow_caps") {
-            let list = v.as_array().ok_or_else(|| {
-                anyhow::anyhow!(
-                    "plugin \"exec\" config.allow_caps must be a list of capability names"
-                )
-            })?;
-            let texts = list
-                .iter()
-                .map(|x| x.as_str())
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| {
-                    anyhow::anyhow!("plugin \"exec\" config.allow_caps must hold strings")
-                })?;
-            // Read as the control plane reads cap_add: `CAP_NET_RAW` → `net_raw`.
-            c.allow_caps = texts
-                .into_iter()
-                .map(|text| match capabilities::normalize(text) {
-                    Some(cap) => Ok(cap.to_string()),
-                    None => Err(anyhow::anyhow!(
-                        "plugin \"exec\" config.allow_caps: {text:?} is not a Linux capability"
-                    )),
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
+            if let Some(caps) = allow_caps(v, report) {
+                c.allow_caps = caps;
+            }
         }
-        Ok(())
     }
 
-    /// The command-line flags over the files, the data dir, and the checks of the whole.
-    fn finish(
-        mut c: AgentConfig,
-        mut data_dir: Option<PathBuf>,
-        flags: &Overrides,
-        temp_data_dir: impl FnOnce() -> anyhow::Result<PathBuf>,
-    ) -> anyhow::Result<AgentConfig> {
-        if let Some(v) = &flags.bind {
-            c.bind_addr = v.clone();
+    /// The command-line flags over the files.
+    fn apply_flags(&mut self, flags: &Overrides, data_dir: &mut Option<PathBuf>) {
+        let c = self;
+        for (value, slot) in [
+            (&flags.bind, &mut c.bind_addr),
+            (&flags.region, &mut c.region),
+            (&flags.datacenter, &mut c.datacenter),
+            (&flags.node_name, &mut c.name),
+        ] {
+            if let Some(v) = value {
+                *slot = v.clone();
+            }
         }
         if let Some(v) = flags.http_port {
             c.http_port = v;
         }
-        if let Some(v) = &flags.region {
-            c.region = v.clone();
-        }
-        if let Some(v) = &flags.datacenter {
-            c.datacenter = v.clone();
-        }
-        if let Some(v) = &flags.node_name {
-            c.name = v.clone();
-        }
         if let Some(v) = &flags.log_level {
-            c.log_level = v.clone();
+            // Checked in `finish`, where a flag's problems are reported.
+            c.log_level = log_level(v).unwrap_or_else(|| v.clone());
         }
+        c.log_json |= flags.log_json;
         if let Some(v) = &flags.data_dir {
-            data_dir = Some(v.clone());
+            *data_dir = Some(v.clone());
         }
-        match data_dir {
-            Some(d) => c.data_dir = d,
-            None if c.dev => {
-                c.data_dir = temp_data_dir()?;
-                c.ephemeral = true;
-            }
-            None => anyhow::bail!(
-                "no data_dir: set data_dir in the agent config or pass -data-dir (or use -dev)"
-            ),
+    }
+
+    /// The data dir, and the checks of the whole.
+    fn finish(
+        &mut self,
+        data_dir: Option<PathBuf>,
+        files: &[FileConfig],
+        temp_data_dir: impl FnOnce() -> anyhow::Result<PathBuf>,
+        host_ipv4s: &mut dyn FnMut() -> Result<Vec<Ipv4Addr>, String>,
+        p: &mut Problems,
+    ) {
+        let c = self;
+        c.finish_data_dir(data_dir, files, temp_data_dir, p);
+        if !LOG_LEVELS.contains(&c.log_level.as_str()) {
+            p.errors.push(ConfigError::general(log_level_error(
+                "-log-level",
+                &c.log_level,
+            )));
         }
-        if !c.data_dir.is_absolute() {
-            c.data_dir = std::env::current_dir()?.join(&c.data_dir);
+        if c.region.is_empty() || c.region.contains('\0') {
+            p.merged(
+                files,
+                "region",
+                format!(
+                    "region = {:?}: give a region name without NUL characters",
+                    c.region
+                ),
+            );
+        }
+        if c.datacenter.is_empty() || c.datacenter.contains(['\0', '*']) {
+            p.merged(
+                files,
+                "datacenter",
+                format!(
+                    "datacenter = {:?}: give a datacenter name without NUL or '*'",
+                    c.datacenter
+                ),
+            );
         }
         if !c.server_enabled && !c.client_enabled {
-            anyhow::bail!("neither server nor client is enabled: enable one in the agent config (server {{ enabled = true }}) or use -dev");
+            p.errors.push(ConfigError::general("neither server nor client is enabled: enable one in the agent config (server { enabled = true }) or use -dev"));
         }
         if c.client_enabled && !c.server_enabled {
-            anyhow::bail!("a client-only agent needs servers to join, which arrives with multi-node support; run with server {{ enabled = true }} for now");
+            p.errors.push(ConfigError::general("a client-only agent needs servers to join, which arrives with multi-node support; run with server { enabled = true } for now"));
+        }
+        c.finish_addresses(files, host_ipv4s, p);
+        if c.server_enabled {
+            c.finish_server(files, p);
         }
         if c.dev {
             // Nomad's dev agent enables raw_exec too.
             c.raw_exec_enabled = true;
         }
-        Ok(c)
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dev_defaults_use_a_temp_dir_and_loopback() {
-        let c = AgentConfig::build(
-            &[],
-            &Overrides {
-                dev: true,
-                ..Default::default()
+    fn finish_data_dir(
+        &mut self,
+        data_dir: Option<PathBuf>,
+        files: &[FileConfig],
+        temp_data_dir: impl FnOnce() -> anyhow::Result<PathBuf>,
+        p: &mut Problems,
+    ) {
+        let c = self;
+        match data_dir {
+            Some(d) => c.data_dir = d,
+            None if c.dev => match temp_data_dir() {
+                Ok(d) => {
+                    c.data_dir = d;
+                    c.ephemeral = true;
+                }
+                Err(e) => p.errors.push(ConfigError::general(format!(
+                    "creating a temporary data dir for -dev: {e:#}"
+                ))),
             },
-            || Ok(PathBuf::from("/tmp/x")),
-        )
-        .unwrap();
-        assert!(c.ephemeral && c.server_enabled && c.client_enabled);
-        assert_eq!(c.bind_addr, "127.0.0.1");
-        assert_eq!(c.http_port, 4646);
-        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+            None => p.errors.push(ConfigError::general(
+                "no data_dir: set data_dir in the agent config or pass -data-dir (or use -dev)",
+            )),
+        }
+        if !c.data_dir.as_os_str().is_empty() && !c.data_dir.is_absolute() {
+            match std::env::current_dir() {
+                Ok(cwd) => c.data_dir = cwd.join(&c.data_dir),
+                Err(e) => p.merged(
+                    files,
+                    "data_dir",
+                    format!(
+                        "data_dir = {:?} is relative and the current directory is unknown ({e}); give an absolute path",
+                        c.data_dir.display().to_string()
+                    ),
+                ),
+            }
+        }
     }
 
-    #[test]
-    fn a_file_and_flags_override_in_order() {
-        let f = parse(
-            r#"
-data_dir = "/var/lib/noded"
-datacenter = "eu1"
-ports { http = 5000 }
-server { enabled = true }
-client {
-  enabled = true
-  chroot_env = { "/bin" = "/bin" }
+    /// `bind_addr` and the advertised addresses.
+    fn finish_addresses(
+        &mut self,
+        files: &[FileConfig],
+        host_ipv4s: &mut dyn FnMut() -> Result<Vec<Ipv4Addr>, String>,
+        p: &mut Problems,
+    ) {
+        let c = self;
+        let bind = match addr::parse_bind(&c.bind_addr) {
+            Ok(ip) => ip,
+            Err(e) => return p.merged(files, "bind_addr", e),
+        };
+        let wanted = [
+            ("advertise.http", c.advertise_http.clone(), c.http_port),
+            ("advertise.rpc", c.advertise_rpc.clone(), c.rpc_port),
+            ("advertise.serf", c.advertise_serf.clone(), c.serf_port),
+        ];
+        let mut resolved = Vec::new();
+        for (key, written, port) in wanted {
+            match addr::resolve(key, written.as_deref(), bind, port, c.dev, host_ipv4s) {
+                Ok(a) => resolved.push(a),
+                Err(e) => p.merged(files, key, e),
+            }
+        }
+        if let [http, rpc, serf] = resolved[..] {
+            c.advertised = Advertised { http, rpc, serf };
+        }
+    }
+
+    /// Bootstrapping and TLS of a server.
+    fn finish_server(&mut self, files: &[FileConfig], p: &mut Problems) {
+        let c = self;
+        let (errors, warnings) = cluster::check_bootstrap(&c.server, c.dev);
+        for e in errors {
+            p.merged(files, "server.bootstrap_expect", e);
+        }
+        for w in warnings {
+            let mut placed = Problems::default();
+            placed.merged(files, "server.bootstrap_expect", w);
+            c.warnings
+                .extend(placed.errors.iter().map(ToString::to_string));
+        }
+        for (key, e) in cluster::check_tls(&c.tls, c.dev, c.server_enabled, &c.region) {
+            p.merged(files, key, e);
+        }
+    }
 }
-plugin "raw_exec" {
-  config {
-    enabled = true
-  }
+
+/// `server.x` of the `i`th of several `server` blocks in one file is `server[i].x`, as
+/// [`KeyLines`] records it.
+fn in_block<T>(key: &str, block: &str, i: usize, all: &[T]) -> String {
+    match key.strip_prefix(block) {
+        Some(rest) if all.len() > 1 && rest.starts_with('.') => format!("{block}[{i}]{rest}"),
+        _ => key.to_string(),
+    }
 }
-"#,
-            "agent.hcl",
-        )
-        .unwrap();
-        let c = AgentConfig::build(
-            &[f],
-            &Overrides {
-                http_port: Some(6000),
-                ..Default::default()
-            },
-            || unreachable!(),
-        )
-        .unwrap();
-        assert_eq!(c.datacenter, "eu1");
-        assert_eq!(c.http_port, 6000);
-        assert!(c.raw_exec_enabled);
-        assert!(!c.ephemeral);
-        assert_eq!(
-            c.chroot_env.unwrap(),
-            vec![(PathBuf::from("/bin"), PathBuf::from("/bin"))]
-        );
-    }
 
-    #[test]
-    fn unknown_keys_and_bad_values_are_errors_naming_the_file() {
-        let e = parse("data_dirr = \"/x\"\n", "agent.hcl")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("agent.hcl") && e.contains("data_dirr"), "{e}");
-        let e = parse("plugin \"docker\" {\n  config {}\n}\n", "a.hcl")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("docker"), "{e}");
-        let e = parse(
-            "plugin \"raw_exec\" {\n  config {\n    enable = true\n  }\n}\n",
-            "a.hcl",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("\"enable\""), "{e}");
-        let f = parse("server { bootstrap_expect = 3 }\n", "a.hcl").unwrap();
-        let e = AgentConfig::build(&[f], &Overrides::default(), || unreachable!())
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("bootstrap_expect"), "{e}");
-        let e = AgentConfig::build(&[], &Overrides::default(), || unreachable!())
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("data_dir"), "{e}");
-    }
-
-    #[test]
-    fn an_invalid_value_names_the_file_it_came_from() {
-        let good = parse(
-            "data_dir = \"/tmp/x\"\nserver { enabled = true }\n",
-            "base.hcl",
-        )
-        .unwrap();
-        let bad = parse(
-            "plugin \"exec\" {\n  config {\n    allow_caps = [\"bogus\"]\n  }\n}\n",
-            "exec.hcl",
-        )
-        .unwrap();
-        let err = AgentConfig::build(&[good, bad], &Overrides::default(), || {
-            unreachable!("not a dev agent")
-        })
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.starts_with("exec.hcl: plugin \"exec\" config.allow_caps: \"bogus\""),
-            "{err}"
+/// `allow_caps = ["net_raw", "CAP_CHOWN"]`, read as the control plane reads `cap_add`.
+fn allow_caps(v: &serde_json::Value, report: error::Report<'_>) -> Option<Vec<String>> {
+    let key = "plugin.exec.config.allow_caps";
+    let Some(texts) = v
+        .as_array()
+        .and_then(|list| list.iter().map(|x| x.as_str()).collect::<Option<Vec<_>>>())
+    else {
+        report(
+            key,
+            "plugin \"exec\" config.allow_caps must be a list of capability names".into(),
         );
+        return None;
+    };
+    let mut caps = Vec::new();
+    for text in texts {
+        match capabilities::normalize(text) {
+            Some(cap) => caps.push(cap.to_string()),
+            None => report(
+                key,
+                format!("plugin \"exec\" config.allow_caps: {text:?} is not a Linux capability"),
+            ),
+        }
     }
+    (caps.len() == v.as_array().map_or(0, Vec::len)).then_some(caps)
+}
+
+fn log_level(text: &str) -> Option<String> {
+    let lower = text.to_ascii_lowercase();
+    LOG_LEVELS.contains(&lower.as_str()).then_some(lower)
+}
+
+fn log_level_error(key: &str, text: &str) -> String {
+    format!(
+        "{key} = {text:?}: must be one of {} (any case)",
+        LOG_LEVELS.map(str::to_uppercase).join(", ")
+    )
 }

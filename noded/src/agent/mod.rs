@@ -129,7 +129,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         datacenter: config.datacenter.clone(),
         ..Default::default()
     };
-    if let Some(n) = config.num_schedulers {
+    if let Some(n) = config.server.num_schedulers {
         server_config.num_schedulers = n;
     }
     let server = Server::start(server_config, store, raft.clone());

@@ -12,7 +12,8 @@ pub struct AgentArgs {
     /// Development mode: server and client in one process, state in a temporary dir.
     #[arg(long)]
     pub dev: bool,
-    /// Agent config file(s) (HCL or JSON); later files override earlier ones.
+    /// Agent config file or directory (its *.hcl and *.json files, in lexical order); may be
+    /// repeated, later files override earlier ones.
     #[arg(long)]
     pub config: Vec<PathBuf>,
     #[arg(long = "data-dir")]
@@ -30,15 +31,14 @@ pub struct AgentArgs {
     pub node_name: Option<String>,
     #[arg(long = "log-level")]
     pub log_level: Option<String>,
+    /// Log as JSON lines (as `log_json = true`).
+    #[arg(long = "log-json")]
+    pub log_json: bool,
 }
 
 impl AgentArgs {
     pub fn run(self) -> anyhow::Result<Exit> {
-        let files = self
-            .config
-            .iter()
-            .map(|p| agent::config::load_file(p))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let files = agent::config::load_paths(&self.config)?;
         let overrides = agent::Overrides {
             dev: self.dev,
             data_dir: self.data_dir,
@@ -48,15 +48,24 @@ impl AgentArgs {
             datacenter: self.datacenter,
             node_name: self.node_name,
             log_level: self.log_level,
+            log_json: self.log_json,
         };
         let config = agent::AgentConfig::build(&files, &overrides, agent::temp_data_dir)?;
         let filter = std::env::var("RUST_LOG")
             .unwrap_or_else(|_| format!("{},h2=warn,hyper=warn,openraft=warn", config.log_level));
-        let _ = tracing_subscriber::fmt()
+        let logs = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-            .with_writer(std::io::stderr)
-            .with_ansi(crate::terminal::stderr_is_terminal())
-            .try_init();
+            .with_writer(std::io::stderr);
+        // Already set (a test harness) is fine: its subscriber keeps the logs.
+        let _ = if config.log_json {
+            logs.json().try_init()
+        } else {
+            logs.with_ansi(crate::terminal::stderr_is_terminal())
+                .try_init()
+        };
+        for warning in &config.warnings {
+            tracing::warn!("{warning}");
+        }
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?;

@@ -11,6 +11,7 @@
 
 pub mod agent;
 pub mod alloc;
+pub mod config;
 pub mod fmt;
 pub mod format;
 pub mod global;
@@ -66,6 +67,9 @@ pub enum Command {
     /// The region's servers.
     #[command(subcommand)]
     Server(server::ServerCommand),
+    /// Check agent configuration.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
     /// List jobs (or show one): the same as `job status`.
     Status(Api<job::status::JobStatus>),
     /// Format a jobspec canonically.
@@ -111,6 +115,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         }
         Command::Fmt(args) => args.run(),
         Command::Tls(c) => c.run(),
+        Command::Config(c) => c.run(),
         Command::Job(c) => on_runtime(c.run()),
         Command::Alloc(c) => on_runtime(c.run()),
         Command::Node(c) => on_runtime(c.run()),
