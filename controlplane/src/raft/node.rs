@@ -981,8 +981,8 @@ impl RaftNode {
         };
         let target = target.clone();
         let lease = Duration::from_millis(self.config.election_timeout_max_ms);
-        self.raft.enable_heartbeat(false);
-        self.raft.enable_elect(false);
+        self.raft.runtime_config().heartbeat(false);
+        self.raft.runtime_config().elect(false);
         let outcome = async {
             tokio::time::sleep(lease + Duration::from_millis(self.config.heartbeat_interval_ms))
                 .await;
@@ -1032,8 +1032,8 @@ impl RaftNode {
             }
         }
         .await;
-        self.raft.enable_heartbeat(true);
-        self.raft.enable_elect(true);
+        self.raft.runtime_config().heartbeat(true);
+        self.raft.runtime_config().elect(true);
         outcome
     }
 

@@ -1,6 +1,7 @@
 //! `noded agent`: one process that runs a server (Raft, scheduler, HTTP API), a client (node
 //! daemon), or — with `-dev` — both, with state in a temporary directory.
 
+pub mod cluster;
 pub mod config;
 
 use std::net::SocketAddr;
@@ -9,7 +10,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use controlplane::api::{self, AgentInfo, ApiContext};
-use controlplane::raft::{RaftConfig, RaftNode};
+use controlplane::raft::RaftNode;
 use controlplane::server::{Server, ServerConfig};
 use controlplane::state::StateStore;
 
@@ -114,16 +115,11 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
             format!("listening on {http_addr} for HTTP (is another agent running? use -http-port)")
         })?;
 
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
     let store = Arc::new(StateStore::new());
-    let rpc_address = format!("{}:{}", config.bind_addr, config.rpc_port);
-    let raft = Arc::new(
-        RaftNode::start(
-            RaftConfig::new(&config.data_dir, 1, rpc_address),
-            store.clone(),
-        )
-        .await
-        .context("starting raft")?,
-    );
+    let cluster::ServerRaft { raft, fabric } = cluster::start_raft(&config, store.clone()).await?;
     let mut server_config = ServerConfig {
         region: config.region.clone(),
         datacenter: config.datacenter.clone(),
@@ -143,9 +139,8 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
 
     let ctx = ApiContext {
         server: server.clone(),
-        // The Raft cluster layer implements this (issue 14); until then the cluster
-        // endpoints answer 501.
-        cluster: None,
+        cluster: Some(Arc::new(cluster::ClusterApi::new(&config, raft.clone()))
+            as Arc<dyn api::ClusterEndpoints>),
         client: client
             .clone()
             .map(|c| Arc::new(ClientApi(c)) as Arc<dyn api::ClientEndpoints>),
@@ -164,14 +159,43 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         );
         eprintln!("==> try: noded job run examples/hello.hcl");
     }
+    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel();
+    let formation = raft.formation();
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                failure = formation_failure(formation) => {
+                    let _ = failed_tx.send(failure);
+                }
+            }
+        })
         .await
         .context("serving HTTP")?;
 
     tracing::info!("shutting down");
     stop(&config, client.as_deref(), &server, &raft).await;
-    Ok(())
+    fabric.close().await;
+    match failed_rx.await {
+        Ok(failure) => Err(anyhow::anyhow!(failure)),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Resolves with the reason when this server gives up forming its region (`retry_max`);
+/// never otherwise.
+async fn formation_failure(
+    mut formation: tokio::sync::watch::Receiver<controlplane::raft::FormationState>,
+) -> String {
+    loop {
+        if let controlplane::raft::FormationState::Failed(reason) = &*formation.borrow_and_update()
+        {
+            return reason.clone();
+        }
+        if formation.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
 }
 
 /// What the client runs with, from the agent's settings.
