@@ -54,7 +54,10 @@ pub use node::{
     DEFAULT_ELECTION_TIMEOUT_MIN_MS, DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_PROPOSE_TIMEOUT_MS,
     DEFAULT_SNAPSHOT_EVERY, DEFAULT_SNAPSHOT_LOG_LAG, DEFAULT_STARTUP_TIMEOUT_MS,
 };
-pub use snapshot_dir::{KEEP_SNAPSHOTS, SNAPSHOT_DIR, SNAPSHOT_FILE_FORMAT, SNAPSHOT_MAGIC};
+pub use snapshot_dir::{
+    decode_snapshot_file, encode_snapshot_file, SnapshotDecodeError, KEEP_SNAPSHOTS, SNAPSHOT_DIR,
+    SNAPSHOT_FILE_FORMAT, SNAPSHOT_MAGIC,
+};
 pub use state_machine::{SnapshotBuilder, StateMachineStore};
 
 use crate::state::{Command, CommandResponse};

@@ -138,10 +138,7 @@ impl SnapshotDir {
         meta: &SnapshotMeta,
         state: &SnapshotFile,
     ) -> Result<PathBuf, StoreError> {
-        self.write_atomically(meta, |writer| {
-            codec::encode_into(writer, &EnvelopeRef { meta, state })
-                .map_err(|e| std::io::Error::other(e.to_string()))
-        })
+        self.write_atomically(meta, |writer| encode_snapshot_file(writer, meta, state))
     }
 
     /// Writes the bytes of a snapshot received from a peer (already validated), makes it current
@@ -152,7 +149,11 @@ impl SnapshotDir {
         bytes: &[u8],
     ) -> Result<PathBuf, StoreError> {
         let body = bytes.get(SNAPSHOT_MAGIC.len() + 1..).unwrap_or_default();
-        self.write_atomically(meta, |writer| writer.write_all(body))
+        self.write_atomically(meta, |writer| {
+            writer.write_all(SNAPSHOT_MAGIC)?;
+            writer.write_all(&[SNAPSHOT_FILE_FORMAT])?;
+            writer.write_all(body)
+        })
     }
 
     /// Opens the current snapshot for reading. Blocking.
@@ -188,7 +189,7 @@ impl SnapshotDir {
     fn write_atomically(
         &self,
         meta: &SnapshotMeta,
-        write_body: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
+        write_file: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
     ) -> Result<PathBuf, StoreError> {
         let name = file_name(meta);
         let final_path = self.dir.join(&name);
@@ -202,11 +203,7 @@ impl SnapshotDir {
                 .open(&temp_path)
                 .map_err(|e| StoreError::snapshot_io(&temp_path, "create", e))?;
             let mut writer = BufWriter::with_capacity(1 << 20, file);
-            writer
-                .write_all(SNAPSHOT_MAGIC)
-                .and_then(|()| writer.write_all(&[SNAPSHOT_FILE_FORMAT]))
-                .and_then(|()| write_body(&mut writer))
-                .map_err(|e| StoreError::snapshot_io(&temp_path, "write", e))?;
+            write_file(&mut writer).map_err(|e| StoreError::snapshot_io(&temp_path, "write", e))?;
             let file = writer
                 .into_inner()
                 .map_err(|e| StoreError::snapshot_io(&temp_path, "write", e.into_error()))?;
@@ -321,9 +318,44 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
         .map_err(|e| StoreError::snapshot_io(dir, "fsync directory", e))
 }
 
-/// Parses snapshot bytes and rebuilds the state they hold. The error says what is wrong, in
-/// words for an operator.
-pub(crate) fn decode_snapshot(bytes: &[u8]) -> Result<DecodedSnapshot, String> {
+/// What follows the header: the codec-encoded `{ meta, state }`.
+fn encode_body<W: Write>(
+    writer: W,
+    meta: &SnapshotMeta,
+    state: &SnapshotFile,
+) -> std::io::Result<()> {
+    codec::encode_into(writer, &EnvelopeRef { meta, state })
+        .map_err(|e| std::io::Error::other(e.to_string()))
+}
+
+/// Writes a whole snapshot file (magic, layout byte, body) exactly as the snapshot directory
+/// stores it and a peer receives it. The golden fixtures pin this format with it.
+pub fn encode_snapshot_file<W: Write>(
+    mut writer: W,
+    meta: &SnapshotMeta,
+    state: &SnapshotFile,
+) -> std::io::Result<()> {
+    writer.write_all(SNAPSHOT_MAGIC)?;
+    writer.write_all(&[SNAPSHOT_FILE_FORMAT])?;
+    encode_body(writer, meta, state)
+}
+
+/// Why the bytes of a snapshot file could not be read, in words for an operator.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SnapshotDecodeError(pub String);
+
+/// Reads the bytes of a snapshot file back into its metadata and state, checking the header,
+/// the layout byte and that both agree on the last index: what the server does at start and
+/// when a peer sends a snapshot, short of rebuilding the in-memory indexes.
+pub fn decode_snapshot_file(
+    bytes: &[u8],
+) -> Result<(SnapshotMeta, SnapshotFile), SnapshotDecodeError> {
+    let envelope = decode_envelope(bytes).map_err(SnapshotDecodeError)?;
+    Ok((envelope.meta, envelope.state))
+}
+
+fn decode_envelope(bytes: &[u8]) -> Result<Envelope, String> {
     let header_len = SNAPSHOT_MAGIC.len() + 1;
     if bytes.len() < header_len || !bytes.starts_with(SNAPSHOT_MAGIC) {
         return Err(format!(
@@ -349,6 +381,13 @@ pub(crate) fn decode_snapshot(bytes: &[u8]) -> Result<DecodedSnapshot, String> {
             envelope.state.latest_index
         ));
     }
+    Ok(envelope)
+}
+
+/// Parses snapshot bytes and rebuilds the state they hold. The error says what is wrong, in
+/// words for an operator.
+pub(crate) fn decode_snapshot(bytes: &[u8]) -> Result<DecodedSnapshot, String> {
+    let envelope = decode_envelope(bytes)?;
     let state = State::from_snapshot(envelope.state).map_err(|e| format!("its state: {e}"))?;
     Ok(DecodedSnapshot {
         meta: envelope.meta,

@@ -9,7 +9,9 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
-use super::protocol::{Request, Response, MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
+use super::protocol::{
+    decode_line, encode_line, Request, Response, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
+};
 
 /// How long a supervisor just started has to answer on its socket before the start fails.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -115,12 +117,10 @@ impl SupervisorClient {
             }
         })?;
         let (read, mut write) = stream.into_split();
-        let mut line =
-            serde_json::to_vec(request).map_err(|e| SupervisorClientError::Protocol {
-                path: self.socket.clone(),
-                detail: e.to_string(),
-            })?;
-        line.push(b'\n');
+        let line = encode_line(request).map_err(|e| SupervisorClientError::Protocol {
+            path: self.socket.clone(),
+            detail: e.to_string(),
+        })?;
         write.write_all(&line).await.map_err(io)?;
         write.shutdown().await.map_err(io)?;
         let mut reader = BufReader::new(read).take(MAX_MESSAGE_BYTES as u64);
@@ -132,7 +132,7 @@ impl SupervisorClient {
                 detail: "the connection closed without an answer".to_string(),
             });
         }
-        serde_json::from_slice(&answer).map_err(|e| SupervisorClientError::Protocol {
+        decode_line(&answer).map_err(|e| SupervisorClientError::Protocol {
             path: self.socket.clone(),
             detail: e.to_string(),
         })
@@ -304,7 +304,7 @@ impl SupervisorClient {
             command,
             tty,
         };
-        let line = serde_json::to_vec(&request).map_err(|e| SupervisorClientError::Protocol {
+        let line = encode_line(&request).map_err(|e| SupervisorClientError::Protocol {
             path: socket.clone(),
             detail: e.to_string(),
         })?;
@@ -315,7 +315,7 @@ impl SupervisorClient {
                 path: socket.clone(),
                 detail: e.to_string(),
             })??;
-        match serde_json::from_slice::<Response>(&answer) {
+        match decode_line::<Response>(&answer) {
             Ok(Response::ExecStarted {
                 exec_id,
                 pid,
@@ -353,7 +353,7 @@ impl SupervisorClient {
 /// One request, one answer with descriptors, on a blocking socket (run off the runtime).
 fn exec_exchange(
     path: &Path,
-    mut line: Vec<u8>,
+    line: Vec<u8>,
 ) -> Result<(Vec<u8>, Vec<std::os::fd::OwnedFd>), SupervisorClientError> {
     use std::io::Write;
     use std::os::fd::AsRawFd;
@@ -370,7 +370,6 @@ fn exec_exchange(
     stream
         .set_read_timeout(Some(EXEC_ANSWER_TIMEOUT))
         .map_err(io)?;
-    line.push(b'\n');
     stream.write_all(&line).map_err(io)?;
     stream.shutdown(std::net::Shutdown::Write).map_err(io)?;
     let mut answer = Vec::new();

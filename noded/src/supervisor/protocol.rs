@@ -16,6 +16,19 @@ pub const STEP_EXITED: &str = "exited";
 /// Largest request or answer line accepted.
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
+/// Frames one message (a [`Request`] or a [`Response`]) as it goes on the socket: compact JSON,
+/// then a newline. The one encoder of the protocol, used by both ends.
+pub fn encode_line<T: Serialize>(message: &T) -> Result<Vec<u8>, serde_json::Error> {
+    let mut line = serde_json::to_vec(message)?;
+    line.push(b'\n');
+    Ok(line)
+}
+
+/// Reads one framed message, as [`encode_line`] writes it (the trailing newline is optional).
+pub fn decode_line<T: serde::de::DeserializeOwned>(line: &[u8]) -> Result<T, serde_json::Error> {
+    serde_json::from_slice(line)
+}
+
 /// How much of the host a task sees.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

@@ -16,7 +16,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 
-use super::protocol::{Request, Response, MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
+use super::protocol::{
+    decode_line, encode_line, Request, Response, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
+};
 use super::{err, Supervisor, MAX_EXECS, MAX_TASKS};
 
 /// Connections served at once at most. Every task may have a `Wait` open (its runner's) and
@@ -104,7 +106,7 @@ async fn serve_connection(sup: Rc<Supervisor>, stream: UnixStream) -> std::io::R
     let mut reader = BufReader::new(read).take(MAX_MESSAGE_BYTES as u64);
     let mut line = Vec::new();
     reader.read_until(b'\n', &mut line).await?;
-    let reply = match serde_json::from_slice::<Request>(&line) {
+    let reply = match decode_line::<Request>(&line) {
         Ok(Request::Exec {
             task_id,
             command,
@@ -113,11 +115,10 @@ async fn serve_connection(sup: Rc<Supervisor>, stream: UnixStream) -> std::io::R
         Ok(request) => handle(&sup, request).await.into(),
         Err(e) => err(format!("malformed request: {e}")).into(),
     };
-    let mut out = serde_json::to_vec(&reply.response).unwrap_or_else(|e| {
-        format!("{{\"result\":\"error\",\"step\":null,\"message\":\"encoding the answer: {e}\"}}")
+    let out = encode_line(&reply.response).unwrap_or_else(|e| {
+        format!("{{\"result\":\"error\",\"step\":null,\"message\":\"encoding the answer: {e}\"}}\n")
             .into_bytes()
     });
-    out.push(b'\n');
     if reply.fds.is_empty() {
         write.write_all(&out).await?;
         return write.shutdown().await;
