@@ -19,18 +19,19 @@ use std::time::Duration;
 
 use controlplane::model::{
     Affinity, AllocClientUpdate, AllocMetric, AllocatedCpuResources, AllocatedMemoryResources,
-    AllocatedResources, AllocatedSharedResources, AllocatedTaskResources, Allocation, ClientStatus,
-    Constraint, DesiredStatus, DisconnectStrategy, DriverInfo, EphemeralDisk, EvalStatus,
-    Evaluation, Job, JobStatus, JobType, JobUiConfig, JobUiLink, JobVersionTag, LogConfig,
-    MigrateStrategy, Multiregion, MultiregionRegion, MultiregionStrategy, NetworkResource, Node,
-    NodeCpuResources, NodeDiskResources, NodeMemoryResources, NodeResources, NodeStatus,
-    ParameterizedJobConfig, PeriodicConfig, Port, ReschedulePolicy, Resources, RestartPolicy,
-    SchedulerConfiguration, Spread, SpreadTarget, Task, TaskEvent, TaskGroup, TaskLifecycle,
-    TaskLifecycleState, TaskState, UpdateStrategy,
+    AllocatedResources, AllocatedSharedResources, AllocatedTaskResources, Allocation,
+    AutopilotConfiguration, ClientStatus, Constraint, DesiredStatus, DisconnectStrategy,
+    DriverInfo, EphemeralDisk, EvalStatus, Evaluation, Job, JobStatus, JobType, JobUiConfig,
+    JobUiLink, JobVersionTag, LogConfig, MigrateStrategy, Multiregion, MultiregionRegion,
+    MultiregionStrategy, NetworkResource, Node, NodeCpuResources, NodeDiskResources,
+    NodeMemoryResources, NodeResources, NodeStatus, ParameterizedJobConfig, PeriodicConfig, Port,
+    ReschedulePolicy, Resources, RestartPolicy, SchedulerConfiguration, Spread, SpreadTarget, Task,
+    TaskEvent, TaskGroup, TaskLifecycle, TaskLifecycleState, TaskState, UpdateStrategy,
 };
 use controlplane::raft::{
-    codec, decode_snapshot_file, encode_snapshot_file, Entry, HelloReply, LogId, ProposeError,
-    RaftReply, RaftRequest, ServerInfo, ServerNode, SnapshotMeta, StoredMembership, TypeConfig,
+    codec, decode_snapshot_file, encode_snapshot_file, Entry, HelloReply, LogId, PeerStatus,
+    ProposeError, RaftReply, RaftRequest, ServerInfo, ServerNode, SnapshotMeta, StoredMembership,
+    TypeConfig,
 };
 use controlplane::state::{
     AllocStop, Command, CommandResponse, PlanResult, SnapshotFile, State, SNAPSHOT_FORMAT_VERSION,
@@ -718,7 +719,35 @@ fn commands() -> Vec<(&'static str, Command)> {
                 config: scheduler_config(),
             },
         ),
+        (
+            "command-autopilot-set-config",
+            Command::AutopilotSetConfig {
+                config: autopilot_config(),
+                cas: Some(17),
+            },
+        ),
+        (
+            "command-restore-state",
+            Command::RestoreState {
+                snapshot: Box::new(snapshot_state()),
+            },
+        ),
     ]
+}
+
+fn autopilot_config() -> AutopilotConfiguration {
+    AutopilotConfiguration {
+        cleanup_dead_servers: false,
+        last_contact_threshold: Duration::from_millis(350),
+        max_trailing_logs: 400,
+        min_quorum: 3,
+        server_stabilization_time: Duration::from_secs(15),
+        enable_redundancy_zones: true,
+        disable_upgrade_migration: true,
+        enable_custom_upgrades: true,
+        create_index: 5,
+        modify_index: 9,
+    }
 }
 
 /// Names a command's variant, so that adding one without a fixture fails to compile here.
@@ -732,6 +761,8 @@ fn variant(command: &Command) -> &'static str {
         Command::PlanApply(_) => "PlanApply",
         Command::EvalUpdate { .. } => "EvalUpdate",
         Command::SchedulerSetConfig { .. } => "SchedulerSetConfig",
+        Command::AutopilotSetConfig { .. } => "AutopilotSetConfig",
+        Command::RestoreState { .. } => "RestoreState",
     }
 }
 
@@ -810,6 +841,7 @@ fn snapshot_state() -> SnapshotFile {
         allocs: vec![alloc()],
         nodes: vec![node()],
         scheduler_config: Some(scheduler_config()),
+        autopilot_config: Some(autopilot_config()),
     }
 }
 
@@ -830,6 +862,10 @@ fn same_request(decoded: &RaftRequest, expected: &RaftRequest) -> Result<(), Str
         (RaftRequest::ReadIndex, RaftRequest::ReadIndex) => Ok(()),
         (RaftRequest::Hello(a), RaftRequest::Hello(b)) => same(a, b),
         (RaftRequest::Join(a), RaftRequest::Join(b)) => same(a, b),
+        (RaftRequest::RemoveServer(a), RaftRequest::RemoveServer(b)) => same(a, b),
+        (RaftRequest::Peers, RaftRequest::Peers) => Ok(()),
+        (RaftRequest::Elect, RaftRequest::Elect) => Ok(()),
+        (RaftRequest::TransferLeadership(a), RaftRequest::TransferLeadership(b)) => same(a, b),
         (a, b) => Err(format!(
             "decoded a {} request, expected {}",
             a.kind(),
@@ -847,6 +883,10 @@ fn same_reply(decoded: &RaftReply, expected: &RaftReply) -> Result<(), String> {
         (RaftReply::ReadIndex(a), RaftReply::ReadIndex(b)) => same(a, b),
         (RaftReply::Hello(a), RaftReply::Hello(b)) => same(a, b),
         (RaftReply::Join(a), RaftReply::Join(b)) => same(a, b),
+        (RaftReply::RemoveServer(a), RaftReply::RemoveServer(b)) => same(a, b),
+        (RaftReply::Peers(a), RaftReply::Peers(b)) => same(a, b),
+        (RaftReply::Elect(a), RaftReply::Elect(b)) => same(a, b),
+        (RaftReply::TransferLeadership(a), RaftReply::TransferLeadership(b)) => same(a, b),
         (a, b) => Err(format!(
             "decoded a {} reply, expected {}",
             a.kind(),
@@ -890,6 +930,13 @@ fn requests() -> Vec<(&'static str, RaftRequest)> {
         ("request-read-index", RaftRequest::ReadIndex),
         ("request-hello", RaftRequest::Hello(server_info(1))),
         ("request-join", RaftRequest::Join(server_info(3))),
+        ("request-remove-server", RaftRequest::RemoveServer(3)),
+        ("request-peers", RaftRequest::Peers),
+        ("request-elect", RaftRequest::Elect),
+        (
+            "request-transfer-leadership",
+            RaftRequest::TransferLeadership(Some(2)),
+        ),
     ]
 }
 
@@ -902,7 +949,11 @@ fn request_variant(request: &RaftRequest) -> &'static str {
         | RaftRequest::Propose(_)
         | RaftRequest::ReadIndex
         | RaftRequest::Hello(_)
-        | RaftRequest::Join(_) => request.kind(),
+        | RaftRequest::Join(_)
+        | RaftRequest::RemoveServer(_)
+        | RaftRequest::Peers
+        | RaftRequest::Elect
+        | RaftRequest::TransferLeadership(_) => request.kind(),
     }
 }
 
@@ -955,6 +1006,7 @@ fn replies() -> Vec<(&'static str, RaftReply)> {
                 index: 45,
                 error: Some("job \"web\" not found".into()),
                 job_modify_index: 12,
+                cas_mismatch: true,
             })),
         ),
         (
@@ -984,6 +1036,29 @@ fn replies() -> Vec<(&'static str, RaftReply)> {
                 "server 3 is in region eu-west, this region is us-east".into(),
             ))),
         ),
+        (
+            "reply-remove-server-refused",
+            RaftReply::RemoveServer(Err(ProposeError::Refused(
+                "node 2 is the last voter of the raft group".into(),
+            ))),
+        ),
+        (
+            "reply-peers",
+            RaftReply::Peers(Ok(vec![PeerStatus {
+                id: 2,
+                node: server(2),
+                voter: true,
+                leader: true,
+                last_contact_ms: Some(0),
+                last_index: 44,
+                last_term: 7,
+            }])),
+        ),
+        ("reply-elect", RaftReply::Elect(Ok(()))),
+        (
+            "reply-transfer-leadership",
+            RaftReply::TransferLeadership(Ok((3, "10.0.0.3:4647".into()))),
+        ),
     ]
 }
 
@@ -996,7 +1071,11 @@ fn reply_variant(reply: &RaftReply) -> &'static str {
         | RaftReply::Propose(_)
         | RaftReply::ReadIndex(_)
         | RaftReply::Hello(_)
-        | RaftReply::Join(_) => reply.kind(),
+        | RaftReply::Join(_)
+        | RaftReply::RemoveServer(_)
+        | RaftReply::Peers(_)
+        | RaftReply::Elect(_)
+        | RaftReply::TransferLeadership(_) => reply.kind(),
     }
 }
 
@@ -1008,7 +1087,7 @@ fn every_command_variant_decodes_from_the_log_bytes_this_version_pins() {
     let mut fixtures = Fixtures::new();
     let commands = commands();
     let variants: BTreeSet<&str> = commands.iter().map(|(_, c)| variant(c)).collect();
-    assert_eq!(variants.len(), 8, "a fixture per Command variant");
+    assert_eq!(variants.len(), 10, "a fixture per Command variant");
     for (name, command) in &commands {
         // A command is stored inside a log entry; the command alone is pinned here, in the
         // same codec, so that a failure names the variant.
@@ -1033,7 +1112,7 @@ fn every_raft_request_and_reply_decodes_from_the_json_servers_exchange() {
     let mut fixtures = Fixtures::new();
     let requests = requests();
     let kinds: BTreeSet<&str> = requests.iter().map(|(_, r)| request_variant(r)).collect();
-    assert_eq!(kinds.len(), 7, "a fixture per RaftRequest variant");
+    assert_eq!(kinds.len(), 11, "a fixture per RaftRequest variant");
     for (name, request) in &requests {
         let encoded = serde_json::to_vec(request).unwrap();
         fixtures.check(&format!("{name}.json"), encoded, |bytes| {
@@ -1043,7 +1122,7 @@ fn every_raft_request_and_reply_decodes_from_the_json_servers_exchange() {
     }
     let replies = replies();
     let kinds: BTreeSet<&str> = replies.iter().map(|(_, r)| reply_variant(r)).collect();
-    assert_eq!(kinds.len(), 7, "a fixture per RaftReply variant");
+    assert_eq!(kinds.len(), 11, "a fixture per RaftReply variant");
     for (name, reply) in &replies {
         let encoded = serde_json::to_vec(reply).unwrap();
         fixtures.check(&format!("{name}.json"), encoded, |bytes| {
