@@ -223,20 +223,28 @@ impl Fabric {
         let max = self.inner.limits.max_message_bytes;
         FrameHeader::new(FrameKind::Request, method, body.len(), max)
             .map_err(|e| CallError::frame(addr, e))?;
-        let exchange = async {
-            let conn = self.inner.pool.get(addr, region).await?;
-            let result = exchange(&conn, addr, method, &body, max).await;
-            if matches!(result, Err(CallError::Connect(_))) {
-                self.inner.pool.forget(addr, region, &conn);
-            }
-            result
+        let deadline = tokio::time::Instant::now() + timeout;
+        let timed_out = || CallError::Timeout {
+            addr,
+            after: timeout,
         };
-        match tokio::time::timeout(timeout, exchange).await {
-            Ok(result) => result,
-            Err(_) => Err(CallError::Timeout {
-                addr,
-                after: timeout,
-            }),
+        let conn = tokio::time::timeout_at(deadline, self.inner.pool.get(addr, region))
+            .await
+            .map_err(|_| timed_out())??;
+        match tokio::time::timeout_at(deadline, exchange(&conn, addr, method, &body, max)).await {
+            Ok(result) => {
+                if matches!(result, Err(CallError::Connect(_))) {
+                    self.inner.pool.forget(addr, region, &conn);
+                }
+                result
+            }
+            Err(_) => {
+                // A peer that died without closing (kill -9, a cut link) leaves a connection
+                // that looks open until its idle timeout; its restarted successor cannot
+                // reset it. The next call dials afresh instead of waiting on it.
+                self.inner.pool.forget(addr, region, &conn);
+                Err(timed_out())
+            }
         }
     }
 
