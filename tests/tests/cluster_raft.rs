@@ -236,7 +236,7 @@ fn three_servers_form_a_region_survive_leader_kills_and_partitions_and_lose_no_w
     // is there afterwards.
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
-    let kills = 4;
+    let kills = 20;
     std::thread::scope(|scope| {
         for writer in 0..2 {
             let acknowledged = acknowledged.clone();

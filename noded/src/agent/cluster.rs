@@ -430,8 +430,8 @@ impl ClusterEndpoints for ClusterApi {
                 tags.insert("build".to_string(), env!("CARGO_PKG_VERSION").to_string());
                 tags.insert("id".to_string(), id.to_string());
                 tags.insert("raft_vsn".to_string(), "3".to_string());
-                tags.insert("rpc_addr".to_string(), node.addr.clone());
                 if let Some(rpc) = rpc {
+                    tags.insert("rpc_addr".to_string(), rpc.ip().to_string());
                     tags.insert("port".to_string(), rpc.port().to_string());
                 }
                 if id == me {

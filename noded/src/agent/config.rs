@@ -593,6 +593,14 @@ impl AgentConfig {
                 *slot = v.clone();
             }
         }
+        if c.name.is_empty() {
+            // Nomad's default: the machine's host name.
+            c.name = nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "noded".to_string());
+        }
         if let Some(v) = flags.http_port {
             c.http_port = v;
         }
