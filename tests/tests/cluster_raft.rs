@@ -284,3 +284,44 @@ fn three_servers_form_a_region_survive_leader_kills_and_partitions_and_lose_no_w
     );
     assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
 }
+
+#[test]
+fn a_server_that_cannot_find_its_region_gives_up_after_retry_max_with_the_reason() {
+    if !require_root("a server in a network namespace") {
+        return;
+    }
+    let lan = Lan::create("giveup");
+    let host = lan.host("lonely");
+    let pki = TempDir::create("pki");
+    let tls = certificates(&pki);
+    // Nobody answers at .250: three attempts a second apart, then the agent exits.
+    let nobody = Ipv4Addr::from(u32::from(host.ip()) & 0xffff_ff00 | 250);
+    let config = server_config(
+        host.ip(),
+        "lonely",
+        "global",
+        3,
+        &[format!("{nobody}:4647")],
+        Some(&tls),
+    )
+    .replace(
+        "retry_interval = \"1s\"",
+        "retry_interval = \"1s\"\n    retry_max      = 3",
+    );
+    let mut agent = ClusterAgent::start(&host, "lonely", &config);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while agent.is_running() {
+        assert!(
+            Instant::now() < deadline,
+            "the agent kept running past retry_max; log:\n{}",
+            agent.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = agent.log_text();
+    assert!(
+        log.contains("gave up forming the region after 3 attempts"),
+        "{log}"
+    );
+    assert!(log.contains(&nobody.to_string()), "{log}");
+}
