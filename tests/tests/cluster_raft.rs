@@ -5,6 +5,9 @@
 //! cut off in a minority acknowledges nothing while the majority goes on; a history of
 //! concurrent job registrations across leader kills loses no acknowledged write.
 
+// A test: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::path::Path;
