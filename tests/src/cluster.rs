@@ -651,7 +651,7 @@ tls {{
 /// server-only agent has no node to place jobs on, a client-only one no servers to join),
 /// bound to `host_ip`, raw_exec enabled. `data_dir` and `client.cgroup_parent` are set by
 /// [`ClusterAgent`].
-pub fn server_and_client_config(host_ip: Ipv4Addr, name: &str) -> String {
+pub fn server_and_client_config(host_ip: Ipv4Addr, name: &str, tls: &TlsPaths) -> String {
     format!(
         r#"name       = {name}
 datacenter = "dc1"
@@ -663,7 +663,8 @@ ports {{
 }}
 
 server {{
-  enabled = true
+  enabled          = true
+  bootstrap_expect = 1
 }}
 
 client {{
@@ -675,10 +676,46 @@ plugin "raw_exec" {{
     enabled = true
   }}
 }}
+
+tls {{
+  rpc       = true
+  ca_file   = {ca}
+  cert_file = {cert}
+  key_file  = {key}
+}}
 "#,
         name = hcl_str(name),
         ip = hcl_str(&host_ip.to_string()),
+        ca = hcl_str(&tls.ca_file.display().to_string()),
+        cert = hcl_str(&tls.cert_file.display().to_string()),
+        key = hcl_str(&tls.key_file.display().to_string()),
     )
+}
+
+/// Makes a CA and one server certificate for `region` in `dir` with `noded tls`, as an
+/// operator would, and returns their paths.
+pub fn server_certificates(dir: &Path, region: &str) -> TlsPaths {
+    let noded = binary("noded");
+    for args in [
+        vec!["tls", "ca", "create"],
+        vec!["tls", "cert", "create", "-server", "-region", region],
+    ] {
+        let out = Command::new(&noded)
+            .args(&args)
+            .current_dir(dir)
+            .output()
+            .expect("running noded tls");
+        assert!(
+            out.status.success(),
+            "noded {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    TlsPaths {
+        ca_file: dir.join("noded-agent-ca.pem"),
+        cert_file: dir.join(format!("{region}-server-noded.pem")),
+        key_file: dir.join(format!("{region}-server-noded-key.pem")),
+    }
 }
 
 /// A `noded agent -config …` process on a [`Host`], with a directory of its own (config,

@@ -19,11 +19,11 @@ const GONE: Duration = Duration::from_secs(1);
 /// 0.8 s…), so an established connection may take a few seconds to catch up.
 const BACK: Duration = Duration::from_secs(10);
 
-fn agent_on(host: &Host) -> ClusterAgent {
+fn agent_on(host: &Host, tls: &TlsPaths) -> ClusterAgent {
     ClusterAgent::start(
         host,
         &host.name,
-        &server_and_client_config(host.ip(), &host.name),
+        &server_and_client_config(host.ip(), &host.name, tls),
     )
 }
 
@@ -61,7 +61,12 @@ fn cut_and_split_stop_tcp_and_udp_at_once_both_ways_and_heal_restores_them() {
     }
     let lan = Lan::create("part");
     let (a, b, c) = (lan.host("a"), lan.host("b"), lan.host("c"));
-    let _agents: Vec<ClusterAgent> = [&a, &b, &c].into_iter().map(agent_on).collect();
+    let pki = TempDir::create("pki");
+    let tls = server_certificates(&pki, "global");
+    let _agents: Vec<ClusterAgent> = [&a, &b, &c]
+        .into_iter()
+        .map(|h| agent_on(h, &tls))
+        .collect();
     let (_echo_a, _echo_b) = (a.echo(ECHO_PORT), b.echo(ECHO_PORT));
 
     // Everyone reaches everyone over the bridge: A sees B's own agent, not its own.
@@ -143,7 +148,8 @@ fn an_agent_killed_with_sigkill_restarts_on_its_data_dir_with_its_jobs() {
     }
     let lan = Lan::create("restart");
     let host = lan.host("a");
-    let mut agent = agent_on(&host);
+    let pki = TempDir::create("pki");
+    let mut agent = agent_on(&host, &server_certificates(&pki, "global"));
     let job = serde_json::json!({"Job": {
         "ID": "survivor", "Type": "batch",
         "TaskGroups": [{"Name": "g", "Count": 1, "Tasks": [{"Name": "t", "Driver": "raw_exec",
@@ -186,7 +192,8 @@ fn a_paused_agent_answers_nothing_until_resumed_and_nothing_is_left_after_drop()
     }
     let lan = Lan::create("pause");
     let host = lan.host("a");
-    let agent = agent_on(&host);
+    let pki = TempDir::create("pki");
+    let agent = agent_on(&host, &server_certificates(&pki, "global"));
     assert_eq!(agent.get("/v1/agent/self").unwrap().status, 200);
 
     agent.pause();

@@ -10,41 +10,13 @@
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
-use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use noded_tests::{
-    binary, require_root, server_config, ClusterAgent, Host, Lan, TempDir, TlsPaths,
+    require_root, server_certificates, server_config, ClusterAgent, Host, Lan, TempDir,
 };
-
-/// Makes a CA and one server certificate for region `global` with `noded tls`, as an
-/// operator would.
-fn certificates(dir: &Path) -> TlsPaths {
-    let noded = binary("noded");
-    for args in [
-        vec!["tls", "ca", "create"],
-        vec!["tls", "cert", "create", "-server", "-region", "global"],
-    ] {
-        let out = Command::new(&noded)
-            .args(&args)
-            .current_dir(dir)
-            .output()
-            .expect("running noded tls");
-        assert!(
-            out.status.success(),
-            "noded {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    TlsPaths {
-        ca_file: dir.join("noded-agent-ca.pem"),
-        cert_file: dir.join("global-server-noded.pem"),
-        key_file: dir.join("global-server-noded-key.pem"),
-    }
-}
 
 struct Region {
     // Dropped last: agents first, then the hosts, then the switch.
@@ -59,7 +31,7 @@ impl Region {
         let lan = Lan::create("raft");
         let hosts: Vec<Host> = (0..n).map(|i| lan.host(&format!("s{i}"))).collect();
         let pki = TempDir::create("pki");
-        let tls = certificates(&pki);
+        let tls = server_certificates(&pki, "global");
         let ips: Vec<Ipv4Addr> = hosts.iter().map(Host::ip).collect();
         let agents = hosts
             .iter()
@@ -296,7 +268,7 @@ fn a_server_that_cannot_find_its_region_gives_up_after_retry_max_with_the_reason
     let lan = Lan::create("giveup");
     let host = lan.host("lonely");
     let pki = TempDir::create("pki");
-    let tls = certificates(&pki);
+    let tls = server_certificates(&pki, "global");
     // Nobody answers at .250: three attempts a second apart, then the agent exits.
     let nobody = Ipv4Addr::from(u32::from(host.ip()) & 0xffff_ff00 | 250);
     let config = server_config(
