@@ -143,6 +143,10 @@ fn drive(
                             Ok((status, body)) => acknowledged(*status, body),
                             Err(_) => false,
                         };
+                        if !ok {
+                            // Do not spin on a failing server.
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
                         if !counted {
                             continue;
                         }
@@ -159,8 +163,6 @@ fn drive(
                                     Err(e) => e.to_string(),
                                 });
                             }
-                            // Do not spin on a failing server.
-                            std::thread::sleep(Duration::from_millis(10));
                         }
                     }
                     let mut total = total.lock().unwrap_or_else(|e| e.into_inner());
