@@ -5,7 +5,9 @@
 //! - `test`  — what CI runs: fmt check, no import cycles between files, no unused
 //!   dependency, clippy (deny warnings), every test including the privileged ones (a skip is
 //!   a failure), and a bounded jobspec fuzz run.
-//! - `bench NAME` — benchmarks (`start`, `rss`, `logs`), each ending in one `RESULT` line.
+//! - `bench NAME` — benchmarks (`start`, `rss`, `logs`, `raft`), each ending in one `RESULT` line.
+//! - `chaos raft` — kills, pauses and partitions of a three-server region under writes; prints
+//!   `acknowledged= found= lost=` and fails on any lost write.
 //! - `fuzz jobspec` — the jobspec fuzzer.
 //! - `cycles`, `unused-deps` — the two shape checks of `test`, on their own.
 //!
@@ -13,8 +15,10 @@
 
 mod bench;
 mod bench_logs;
+mod chaos;
 mod cycles;
 mod fuzz;
+mod raft_cluster;
 mod unused_deps;
 
 use std::path::{Path, PathBuf};
@@ -165,7 +169,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((task, rest)) = args.split_first() else {
-        bail!("usage: cargo xtask <deps|dev|test|bench NAME|fuzz jobspec|cycles|unused-deps>");
+        bail!("usage: cargo xtask <deps|dev|test|bench NAME|chaos raft|fuzz jobspec|cycles|unused-deps>");
     };
     match task.as_str() {
         "deps" => {
@@ -180,11 +184,15 @@ fn main() -> anyhow::Result<()> {
             install(BENCH_PACKAGES)?;
             bench::run(rest)
         }
+        "chaos" => {
+            install(PACKAGES)?;
+            chaos::run(rest)
+        }
         "fuzz" => fuzz::run(rest),
         "cycles" => cycles::run(rest),
         "unused-deps" => unused_deps::run(rest),
         other => bail!(
-            "unknown task {other:?}; tasks: deps, dev, test, bench, fuzz, cycles, unused-deps"
+            "unknown task {other:?}; tasks: deps, dev, test, bench, chaos, fuzz, cycles, unused-deps"
         ),
     }
 }

@@ -7,10 +7,13 @@
 //!   is timed apart, after the clock, as the client keeps it for logs), back to back and
 //!   sporadic (`MS` apart), side by side with crun and runc on the same `/bin/true`, plus a
 //!   probe of the kernel's v1 cgroup attach cost ([`start`]).
+//! - `raft [--concurrency C] [--seconds S] [--kills K] [--value-bytes B]` — replicated durable
+//!   writes through `PUT /v1/jobs` on a three-server region in network namespaces, failover
+//!   time over K leader kills, and a three-member etcd cluster under the same load ([`raft`]).
 //! - `rss [--tasks N]` — what each running task costs in RSS and PSS: the supervisor driven
 //!   directly, then the whole product (`noded agent -dev` running one job of N tasks) ([`rss`]).
 //!
-//! Both run as root and leave nothing behind: every directory, mount, cgroup and process they
+//! All run as root and leave nothing behind: every directory, mount, cgroup and process they
 //! create carries this run's unique name and is removed by a guard, also when a step fails.
 //!
 //! The measured code is release code: run from a debug `cargo xtask`, the bench builds
@@ -25,6 +28,7 @@ mod floor;
 mod noded_path;
 mod oci;
 mod probe;
+mod raft;
 mod rss;
 mod start;
 mod stats;
@@ -40,13 +44,13 @@ const OCI_HELPER: &str = "__oci-helper";
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let Some((name, rest)) = args.split_first() else {
-        bail!("usage: cargo xtask bench <start|rss> [options] (start: --runs N --gap-ms MS; rss: --tasks N)");
+        bail!("usage: cargo xtask bench <start|rss|raft> [options] (start: --runs N --gap-ms MS; rss: --tasks N; raft: --concurrency C --seconds S --kills K --value-bytes B)");
     };
     if name == OCI_HELPER {
         return oci::helper_main(rest);
     }
-    if !matches!(name.as_str(), "start" | "rss") {
-        bail!("unknown bench {name:?} (available: start, rss)");
+    if !matches!(name.as_str(), "start" | "rss" | "raft") {
+        bail!("unknown bench {name:?} (available: start, rss, raft)");
     }
     if !nix::unistd::geteuid().is_root() {
         bail!("bench {name} needs root (namespaces, mounts, cgroups): run it as root");
@@ -56,11 +60,12 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     // The debug xtask builds the release binaries and hands over; the release one uses them.
     let binaries = release_binaries(cfg!(debug_assertions))?;
     if cfg!(debug_assertions) {
-        return reexec_release(&binaries, args);
+        return reexec_release(&binaries, "bench", args);
     }
     match options {
         Options::Start(o) => start::run(&o, &binaries),
         Options::Rss(o) => rss::run(&o, &binaries),
+        Options::Raft(o) => raft::run(&o, &binaries),
     }
 }
 
@@ -69,12 +74,14 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 enum Options {
     Start(start::StartOptions),
     Rss(rss::RssOptions),
+    Raft(raft::RaftOptions),
 }
 
 impl Options {
     fn parse(name: &str, args: &[String]) -> anyhow::Result<Options> {
         let mut start = start::StartOptions::default();
         let mut rss = rss::RssOptions::default();
+        let mut raft = raft::RaftOptions::default();
         let mut it = args.iter();
         while let Some(flag) = it.next() {
             let mut value = |what: &str| -> anyhow::Result<u64> {
@@ -102,13 +109,38 @@ impl Options {
                         bail!("--tasks must be at least 1 (the issue asks for 100)");
                     }
                 }
+                ("raft", "--concurrency") => {
+                    raft.concurrency = usize::try_from(value("a number of writers, 1 to 1024")?)?;
+                    if !(1..=1024).contains(&raft.concurrency) {
+                        bail!("--concurrency must be 1 to 1024 (default 32)");
+                    }
+                }
+                ("raft", "--seconds") => {
+                    raft.seconds = value("seconds of load, 1 to 3600")?;
+                    if !(1..=3600).contains(&raft.seconds) {
+                        bail!("--seconds must be 1 to 3600 (default 10)");
+                    }
+                }
+                ("raft", "--kills") => {
+                    raft.kills = usize::try_from(value("a number of leader kills ≥ 1")?)?;
+                    if raft.kills == 0 {
+                        bail!("--kills must be at least 1 (the issue asks for 20)");
+                    }
+                }
+                ("raft", "--value-bytes") => {
+                    raft.value_bytes = usize::try_from(value("bytes, 300 to 65536")?)?;
+                    if !(300..=65536).contains(&raft.value_bytes) {
+                        bail!("--value-bytes must be 300 to 65536 (a job body is ~300 bytes bare)");
+                    }
+                }
                 (_, other) => bail!(
-                    "unknown option {other:?} for bench {name} (start: --runs N --gap-ms MS --noded-only; rss: --tasks N)"
+                    "unknown option {other:?} for bench {name} (start: --runs N --gap-ms MS --noded-only; rss: --tasks N; raft: --concurrency C --seconds S --kills K --value-bytes B)"
                 ),
             }
         }
         Ok(match name {
             "rss" => Options::Rss(rss),
+            "raft" => Options::Raft(raft),
             _ => Options::Start(start),
         })
     }
@@ -125,7 +157,7 @@ pub struct Binaries {
 
 /// With `build`, builds `noded` and `xtask` with `--release` (one cargo invocation, so features
 /// unify and the shared crates compile once); returns their paths.
-fn release_binaries(build: bool) -> anyhow::Result<Binaries> {
+pub(crate) fn release_binaries(build: bool) -> anyhow::Result<Binaries> {
     let exe = std::env::current_exe().context("locating the running xtask binary")?;
     // <target>/<profile>/xtask → <target>
     let target = exe
@@ -173,10 +205,15 @@ fn release_binaries(build: bool) -> anyhow::Result<Binaries> {
     Ok(binaries)
 }
 
-/// Replaces this (debug) process with the release xtask running the same bench.
-fn reexec_release(binaries: &Binaries, args: &[String]) -> anyhow::Result<()> {
+/// Replaces this (debug) process with the release xtask running the same `task` (`bench`,
+/// `chaos`) with the same arguments.
+pub(crate) fn reexec_release(
+    binaries: &Binaries,
+    task: &str,
+    args: &[String],
+) -> anyhow::Result<()> {
     use std::os::unix::process::CommandExt;
-    eprintln!("==> running the bench from {}", binaries.xtask.display());
-    let err = Command::new(&binaries.xtask).arg("bench").args(args).exec();
+    eprintln!("==> running the {task} from {}", binaries.xtask.display());
+    let err = Command::new(&binaries.xtask).arg(task).args(args).exec();
     bail!("running {}: {err}", binaries.xtask.display())
 }

@@ -14,6 +14,11 @@ impl Samples {
         self.values.push(value);
     }
 
+    /// The samples, in the order they were pushed.
+    pub fn values(&self) -> &[Duration] {
+        &self.values
+    }
+
     pub fn len(&self) -> usize {
         self.values.len()
     }
