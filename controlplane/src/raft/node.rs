@@ -50,6 +50,8 @@ const SHUTDOWN_CLOSE_WAIT: Duration = Duration::from_secs(60);
 const SNAPSHOT_CHUNK_BYTES: u64 = 1024 * 1024;
 /// How long one snapshot chunk may take to reach a follower and be written there.
 const INSTALL_SNAPSHOT_CHUNK_TIMEOUT_MS: u64 = 10_000;
+/// The shortest time a forwarded request waits for the leader's answer.
+const MIN_FORWARD_TIMEOUT: Duration = Duration::from_secs(2);
 /// A forwarded write is retried at most this many times when the leader changes under it.
 const FORWARD_ATTEMPTS: u32 = 8;
 
@@ -603,6 +605,13 @@ impl RaftNode {
                 other => return other,
             };
             let retry = match leader {
+                Some(_) if self.leader_is_silent() => {
+                    // The leader this server knows of has not been heard from for longer
+                    // than an election takes to start: it is probably gone. Sending it the
+                    // write would only wait out a timeout; wait for its successor instead.
+                    attempt -= 1;
+                    true
+                }
                 Some((leader_id, address)) if leader_id != self.config.node_id => {
                     match self
                         .forward(
@@ -668,9 +677,14 @@ impl RaftNode {
                 after_ms: self.config.propose_timeout_ms,
             });
         }
+        // A leader that dies with the request in flight must not hold the caller for the
+        // whole propose timeout: give up after a few election timeouts.
+        let bound = Duration::from_millis(self.config.election_timeout_max_ms * 4)
+            .max(MIN_FORWARD_TIMEOUT)
+            .min(remaining);
         match self
             .transport
-            .send(leader_id, address, request, remaining)
+            .send(leader_id, address, request, bound)
             .await
         {
             Ok(reply) => Forwarded::Reply(reply),
@@ -684,6 +698,19 @@ impl RaftNode {
                 reason: e.to_string(),
             }),
         }
+    }
+
+    /// Whether this follower has gone longer than the shortest election timeout without
+    /// hearing from its leader (a leader is never silent to itself).
+    fn leader_is_silent(&self) -> bool {
+        let silence = Duration::from_millis(self.config.election_timeout_min_ms);
+        !self.is_leader()
+            && self
+                .last_leader_contact
+                .lock()
+                .ok()
+                .and_then(|last| last.map(|t| t.elapsed()))
+                .is_some_and(|since| since > silence)
     }
 
     /// Waits a little for the leader to change (or become known), at most until `deadline`.
@@ -715,6 +742,14 @@ impl RaftNode {
             attempt += 1;
             let index = match self.read_index_here(deadline).await {
                 Ok(index) => index,
+                Err(ProposeError::NotLeader { .. })
+                    if self.leader_is_silent() && Instant::now() < deadline =>
+                {
+                    // As for writes: a silent leader is waited out, not asked.
+                    attempt -= 1;
+                    self.wait_for_leader_change(deadline).await;
+                    continue;
+                }
                 Err(ProposeError::NotLeader {
                     leader: Some((leader_id, address)),
                 }) if leader_id != self.config.node_id => {
