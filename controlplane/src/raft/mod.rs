@@ -19,12 +19,14 @@
 //! through consensus in order and hands each committed one, with its log index, to
 //! [`StateStore::apply`](crate::state::StateStore::apply); it never looks inside.
 //!
-//! # Single voter only, for now
-//! This issue runs a region with exactly one server. Server-to-server Raft traffic (over QUIC,
-//! in the `federation` crate) arrives with a later issue. Until then the only transport is
-//! [`SingleVoterNetwork`], which answers every request with an `Unreachable` error naming the
-//! peer, and [`RaftNode::start`] refuses a membership with more than one member, so openraft never
-//! has a peer to call. Nothing here pretends to replicate.
+//! # A region of servers
+//! A region runs 3 or 5 servers in one group. This module knows how they form it
+//! ([`formation`]: pure decisions; the loop in `node/membership.rs`), forward writes and read
+//! indexes to the leader, and change membership (joins, removals, leadership transfer) — all
+//! through a [`RaftTransport`], which knows nothing of QUIC: the binary plugs the fabric of
+//! the `federation` crate in. [`SingleVoterNetwork`] is the transport of a region of one
+//! started without a fabric ([`RaftNode::start`]); it answers every request with an
+//! `Unreachable` error naming the peer.
 //!
 //! # On-disk formats
 //! Every stored value (log entry, vote, log id, snapshot body) goes through [`codec`]: a leading
