@@ -692,6 +692,28 @@ tls {{
     )
 }
 
+/// Starts one server on each host (named `s0`, `s1`, …), each listing the others in
+/// `retry_join` and expecting all of them (`bootstrap_expect`), over mutual TLS: a region
+/// as an operator would start it.
+pub fn start_servers(hosts: &[Host], region: &str, tls: &TlsPaths) -> Vec<ClusterAgent> {
+    let expect = u32::try_from(hosts.len()).expect("a handful of servers");
+    hosts
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let others: Vec<String> = hosts
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, other)| format!("{}:4647", other.ip()))
+                .collect();
+            let name = format!("s{i}");
+            let config = server_config(host.ip(), &name, region, expect, &others, Some(tls));
+            ClusterAgent::start(host, &name, &config)
+        })
+        .collect()
+}
+
 /// Makes a CA and one server certificate for `region` in `dir` with `noded tls`, as an
 /// operator would, and returns their paths.
 pub fn server_certificates(dir: &Path, region: &str) -> TlsPaths {

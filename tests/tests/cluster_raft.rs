@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use noded_tests::{
-    require_root, server_certificates, server_config, ClusterAgent, Host, Lan, TempDir,
+    require_root, server_certificates, server_config, start_servers, ClusterAgent, Host, Lan,
+    TempDir,
 };
 
 struct Region {
@@ -32,28 +33,7 @@ impl Region {
         let hosts: Vec<Host> = (0..n).map(|i| lan.host(&format!("s{i}"))).collect();
         let pki = TempDir::create("pki");
         let tls = server_certificates(&pki, "global");
-        let ips: Vec<Ipv4Addr> = hosts.iter().map(Host::ip).collect();
-        let agents = hosts
-            .iter()
-            .enumerate()
-            .map(|(i, host)| {
-                let others: Vec<String> = ips
-                    .iter()
-                    .enumerate()
-                    .filter(|(j, _)| *j != i)
-                    .map(|(_, ip)| format!("{ip}:4647"))
-                    .collect();
-                let config = server_config(
-                    host.ip(),
-                    &format!("s{i}"),
-                    "global",
-                    u32::try_from(n).unwrap(),
-                    &others,
-                    Some(&tls),
-                );
-                ClusterAgent::start(host, &format!("s{i}"), &config)
-            })
-            .collect();
+        let agents = start_servers(&hosts, "global", &tls);
         Region {
             agents,
             hosts,

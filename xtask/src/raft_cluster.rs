@@ -8,14 +8,13 @@
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use noded_tests::{server_config, ClusterAgent, Host, Lan, TempDir, TlsPaths};
+use noded_tests::{ClusterAgent, Host, Lan, TempDir};
 
 /// The region's name (what `noded tls cert create -region` signs for).
 const REGION: &str = "global";
@@ -38,32 +37,6 @@ pub struct Region {
 }
 
 /// Makes a CA and a server certificate for the region with `noded tls`, as an operator would.
-fn certificates(noded: &Path, dir: &Path) -> anyhow::Result<TlsPaths> {
-    for args in [
-        vec!["tls", "ca", "create"],
-        vec!["tls", "cert", "create", "-server", "-region", REGION],
-    ] {
-        let out = Command::new(noded)
-            .args(&args)
-            .current_dir(dir)
-            .output()
-            .with_context(|| format!("running {} {args:?}", noded.display()))?;
-        if !out.status.success() {
-            bail!(
-                "{} {args:?} failed in {}: {}",
-                noded.display(),
-                dir.display(),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
-    Ok(TlsPaths {
-        ca_file: dir.join("noded-agent-ca.pem"),
-        cert_file: dir.join(format!("{REGION}-server-noded.pem")),
-        key_file: dir.join(format!("{REGION}-server-noded-key.pem")),
-    })
-}
-
 impl Region {
     /// Starts `n` servers (`s0`…) that find each other through `retry_join`, over mutual TLS.
     /// `what` names the namespaces (`ip netns list`).
@@ -72,24 +45,8 @@ impl Region {
         let hosts: Vec<Host> = (0..n).map(|i| lan.host(&format!("s{i}"))).collect();
         let client = lan.host("load");
         let pki = TempDir::create("pki");
-        let tls = certificates(&noded_tests::binary("noded"), &pki)?;
-        let ips: Vec<Ipv4Addr> = hosts.iter().map(Host::ip).collect();
-        let expect = u32::try_from(n).context("server count")?;
-        let agents = hosts
-            .iter()
-            .enumerate()
-            .map(|(i, host)| {
-                let others: Vec<String> = ips
-                    .iter()
-                    .enumerate()
-                    .filter(|(j, _)| *j != i)
-                    .map(|(_, ip)| format!("{ip}:4647"))
-                    .collect();
-                let name = format!("s{i}");
-                let config = server_config(host.ip(), &name, REGION, expect, &others, Some(&tls));
-                ClusterAgent::start(host, &name, &config)
-            })
-            .collect();
+        let tls = noded_tests::server_certificates(&pki, REGION);
+        let agents = noded_tests::start_servers(&hosts, REGION, &tls);
         Ok(Region {
             agents,
             client,

@@ -704,13 +704,8 @@ impl RaftNode {
     /// hearing from its leader (a leader is never silent to itself).
     fn leader_is_silent(&self) -> bool {
         let silence = Duration::from_millis(self.config.election_timeout_min_ms);
-        !self.is_leader()
-            && self
-                .last_leader_contact
-                .lock()
-                .ok()
-                .and_then(|last| last.map(|t| t.elapsed()))
-                .is_some_and(|since| since > silence)
+        self.last_leader_contact()
+            .is_some_and(|since| since > silence)
     }
 
     /// Waits a little for the leader to change (or become known), at most until `deadline`.
