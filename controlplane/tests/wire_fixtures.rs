@@ -18,15 +18,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use controlplane::model::{
-    Affinity, AllocClientUpdate, AllocMetric, AllocatedCpuResources, AllocatedMemoryResources,
-    AllocatedResources, AllocatedSharedResources, AllocatedTaskResources, Allocation,
-    AutopilotConfiguration, ClientStatus, Constraint, DesiredStatus, DisconnectStrategy,
-    DriverInfo, EphemeralDisk, EvalStatus, Evaluation, Job, JobStatus, JobType, JobUiConfig,
-    JobUiLink, JobVersionTag, LogConfig, MigrateStrategy, Multiregion, MultiregionRegion,
-    MultiregionStrategy, NetworkResource, Node, NodeCpuResources, NodeDiskResources,
-    NodeMemoryResources, NodeResources, NodeStatus, ParameterizedJobConfig, PeriodicConfig, Port,
-    ReschedulePolicy, Resources, RestartPolicy, SchedulerConfiguration, Spread, SpreadTarget, Task,
-    TaskEvent, TaskGroup, TaskLifecycle, TaskLifecycleState, TaskState, UpdateStrategy,
+    Affinity, AllocClientUpdate, AllocDeploymentStatus, AllocMetric, AllocState,
+    AllocatedCpuResources, AllocatedMemoryResources, AllocatedResources, AllocatedSharedResources,
+    AllocatedTaskResources, Allocation, AutopilotConfiguration, ClientHostVolumeConfig,
+    ClientStatus, Constraint, DesiredStatus, DesiredTransition, DisconnectStrategy, DrainMetadata,
+    DrainStrategy, DriverInfo, EphemeralDisk, EvalStatus, Evaluation, Job, JobStatus, JobType,
+    JobUiConfig, JobUiLink, JobVersionTag, LogConfig, MigrateStrategy, Multiregion,
+    MultiregionRegion, MultiregionStrategy, NetworkResource, Node, NodeCpuResources,
+    NodeDiskResources, NodeEvent, NodeMemoryResources, NodeResources, NodeStatus,
+    ParameterizedJobConfig, PeriodicConfig, Port, ReschedulePolicy, Resources, RestartPolicy,
+    SchedulerConfiguration, Spread, SpreadTarget, Task, TaskEvent, TaskGroup, TaskLifecycle,
+    TaskLifecycleState, TaskState, UpdateStrategy,
 };
 use controlplane::raft::{
     codec, decode_snapshot_file, encode_snapshot_file, Entry, HelloReply, LogId, PeerStatus,
@@ -559,6 +561,34 @@ fn node() -> Node {
         status_updated_at: T0 + 2,
         scheduling_eligibility: "ineligible".into(),
         drain: true,
+        drain_strategy: Some(DrainStrategy {
+            deadline: 3_600_000_000_000,
+            ignore_system_jobs: true,
+            force_deadline: "2026-01-01T01:00:00Z".into(),
+            started_at: "2026-01-01T00:00:00Z".into(),
+        }),
+        last_drain: Some(DrainMetadata {
+            started_at: "2026-01-01T00:00:00Z".into(),
+            updated_at: "2026-01-01T00:00:05Z".into(),
+            status: "draining".into(),
+            accessor_id: "accessor".into(),
+            meta: map(&[("message", "rack r1 maintenance")]),
+        }),
+        events: vec![NodeEvent {
+            message: "Node registered".into(),
+            subsystem: "Cluster".into(),
+            details: map(&[("reason", "first")]),
+            timestamp: "2026-01-01T00:00:00Z".into(),
+            create_index: 5,
+        }],
+        host_volumes: BTreeMap::from([(
+            "data".to_string(),
+            ClientHostVolumeConfig {
+                name: "data".into(),
+                path: "/srv/data".into(),
+                read_only: true,
+            },
+        )]),
         create_index: 5,
         modify_index: 6,
     }
@@ -625,6 +655,23 @@ fn alloc() -> Allocation {
         task_states: BTreeMap::from([("server".to_string(), task_state())]),
         previous_allocation: "prev-alloc".into(),
         next_allocation: "next-alloc".into(),
+        desired_transition: DesiredTransition {
+            migrate: Some(true),
+            reschedule: Some(false),
+            force_reschedule: None,
+            no_shutdown_delay: Some(true),
+        },
+        deployment_status: Some(AllocDeploymentStatus {
+            healthy: Some(true),
+            timestamp: "2026-01-01T00:00:09Z".into(),
+            canary: false,
+            modify_index: 15,
+        }),
+        alloc_states: vec![AllocState {
+            field: "ClientStatus".into(),
+            value: "unknown".into(),
+            time: "2026-01-01T00:00:08Z".into(),
+        }],
         create_index: 14,
         modify_index: 16,
         alloc_modify_index: 15,
@@ -701,6 +748,7 @@ fn commands() -> Vec<(&'static str, Command)> {
                     alloc_id: "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d".into(),
                     desired_status: DesiredStatus::Evict,
                     desired_description: "alloc is being evicted".into(),
+                    client_status: Some(ClientStatus::Lost),
                 }],
                 created_evals: vec![eval()],
                 now: T0 + 15,

@@ -248,11 +248,65 @@ pub struct Allocation {
     pub previous_allocation: String,
     #[serde(rename = "NextAllocation")]
     pub next_allocation: String,
+    /// What the servers want to happen to it next (migrate off a draining node, reschedule).
+    pub desired_transition: DesiredTransition,
+    /// Whether the client found it healthy (a migration or deployment waits for that).
+    pub deployment_status: Option<AllocDeploymentStatus>,
+    /// Client status changes kept for disconnect handling (`unknown` since when), oldest
+    /// first.
+    pub alloc_states: Vec<AllocState>,
     pub create_index: u64,
     pub modify_index: u64,
     pub alloc_modify_index: u64,
     pub create_time: i64,
     pub modify_time: i64,
+}
+
+/// Nomad's `DesiredTransition`: a change the servers want the scheduler to make.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DesiredTransition {
+    /// Move it off its node (the node drains).
+    pub migrate: Option<bool>,
+    /// Place a replacement for it (it failed).
+    pub reschedule: Option<bool>,
+    /// Reschedule it even if its policy would not (`job eval -force-reschedule`).
+    pub force_reschedule: Option<bool>,
+    pub no_shutdown_delay: Option<bool>,
+}
+
+impl DesiredTransition {
+    pub fn should_migrate(&self) -> bool {
+        self.migrate == Some(true)
+    }
+}
+
+/// Nomad's `AllocDeploymentStatus`: whether the client judged the allocation healthy.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct AllocDeploymentStatus {
+    pub healthy: Option<bool>,
+    /// RFC 3339: when health was decided.
+    pub timestamp: String,
+    pub canary: bool,
+    pub modify_index: u64,
+}
+
+impl AllocDeploymentStatus {
+    pub fn is_healthy(&self) -> bool {
+        self.healthy == Some(true)
+    }
+}
+
+/// Nomad's `AllocState`: one change of one field of an allocation, with its time.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct AllocState {
+    /// `ClientStatus`.
+    pub field: String,
+    pub value: String,
+    /// RFC 3339.
+    pub time: String,
 }
 
 impl Allocation {

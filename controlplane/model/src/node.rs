@@ -107,8 +107,86 @@ pub struct Node {
     pub status_updated_at: i64,
     pub scheduling_eligibility: String,
     pub drain: bool,
+    /// Set while the node drains (`noded node drain -enable`); `None` otherwise.
+    pub drain_strategy: Option<DrainStrategy>,
+    /// The most recent drain, kept after it ends.
+    pub last_drain: Option<DrainMetadata>,
+    /// What happened to the node (registered, drain started, heartbeat missed…), oldest first,
+    /// at most [`MAX_NODE_EVENTS`].
+    pub events: Vec<NodeEvent>,
+    /// The client's `host_volume` blocks, by name.
+    pub host_volumes: BTreeMap<String, ClientHostVolumeConfig>,
     pub create_index: u64,
     pub modify_index: u64,
+}
+
+/// How many events a node keeps (Nomad keeps the latest 10).
+pub const MAX_NODE_EVENTS: usize = 10;
+
+/// How a node drains: Nomad's `DrainStrategy` (its `DrainSpec` fields inline).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DrainStrategy {
+    /// Nanoseconds; 0 with `force_deadline` empty is "no deadline", negative is "force now".
+    pub deadline: i64,
+    pub ignore_system_jobs: bool,
+    /// RFC 3339: when remaining allocations are stopped regardless; empty for no deadline.
+    pub force_deadline: String,
+    /// RFC 3339.
+    pub started_at: String,
+}
+
+/// Nomad's `DrainMetadata`: what is kept of a drain.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DrainMetadata {
+    /// RFC 3339.
+    pub started_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+    /// `draining`, `complete` or `canceled` ([`drain_status`]).
+    pub status: String,
+    #[serde(rename = "AccessorID")]
+    pub accessor_id: String,
+    pub meta: BTreeMap<String, String>,
+}
+
+/// The values of [`DrainMetadata::status`].
+pub mod drain_status {
+    pub const DRAINING: &str = "draining";
+    pub const COMPLETE: &str = "complete";
+    pub const CANCELED: &str = "canceled";
+}
+
+/// Something that happened to a node, as Nomad's `NodeEvent`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NodeEvent {
+    pub message: String,
+    /// `Cluster`, `Drain`, `Driver`, `Heartbeat`… ([`node_event_subsystem`]).
+    pub subsystem: String,
+    pub details: BTreeMap<String, String>,
+    /// RFC 3339.
+    pub timestamp: String,
+    pub create_index: u64,
+}
+
+/// The values of [`NodeEvent::subsystem`], as Nomad names them.
+pub mod node_event_subsystem {
+    pub const CLUSTER: &str = "Cluster";
+    pub const DRAIN: &str = "Drain";
+    pub const DRIVER: &str = "Driver";
+    pub const HEARTBEAT: &str = "Heartbeat";
+    pub const SERVER: &str = "Server";
+}
+
+/// A `host_volume` block of a client's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ClientHostVolumeConfig {
+    pub name: String,
+    pub path: String,
+    pub read_only: bool,
 }
 
 impl Node {

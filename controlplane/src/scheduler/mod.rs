@@ -133,6 +133,7 @@ impl<'a> Run<'a> {
                 alloc_id: alloc.id.clone(),
                 desired_status: DesiredStatus::Stop,
                 desired_description: description.to_string(),
+                client_status: None,
             });
     }
 

@@ -241,6 +241,7 @@ mod tests {
                 alloc_id: "old".into(),
                 desired_status: DesiredStatus::Stop,
                 desired_description: String::new(),
+                client_status: None,
             }],
         );
         let verdict = evaluate_plan(&state, &plan, 0);

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    AllocClientUpdate, Allocation, DesiredStatus, Evaluation, Job, Node, NodeStatus,
+    AllocClientUpdate, Allocation, ClientStatus, DesiredStatus, Evaluation, Job, Node, NodeStatus,
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,6 +69,10 @@ pub struct AllocStop {
     pub alloc_id: String,
     pub desired_status: DesiredStatus,
     pub desired_description: String,
+    /// A client status the plan sets with the stop: `lost` for an allocation on a node that
+    /// went down (its client cannot report anything), `None` to leave the client's.
+    #[serde(default)]
+    pub client_status: Option<ClientStatus>,
 }
 
 /// What the plan applier commits: the accepted part of a plan, and the evaluation's outcome.

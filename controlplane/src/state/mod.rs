@@ -761,6 +761,13 @@ impl State {
         let mut alloc = (**existing).clone();
         alloc.desired_status = stop.desired_status;
         alloc.desired_description = stop.desired_description.clone();
+        if let Some(status) = stop.client_status {
+            // Only a status the table allows (a plan marks a live allocation lost; one that
+            // finished meanwhile keeps what its client reported).
+            if alloc.client_status.can_become(status) {
+                alloc.client_status = status;
+            }
+        }
         alloc.modify_index = index;
         alloc.alloc_modify_index = index;
         alloc.modify_time = now;

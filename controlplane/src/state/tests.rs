@@ -715,6 +715,7 @@ fn stopping_in_the_same_plan_frees_room_and_unknown_nodes_are_refused() {
                 alloc_id: "old".into(),
                 desired_status: DesiredStatus::Stop,
                 desired_description: String::new(),
+                client_status: None,
             }],
             ..Default::default()
         })),
@@ -762,6 +763,7 @@ fn a_plan_stopping_an_unknown_allocation_is_refused_and_writes_nothing() {
                 alloc_id: "ghost".into(),
                 desired_status: DesiredStatus::Stop,
                 desired_description: String::new(),
+                client_status: None,
             }],
             ..Default::default()
         })),
