@@ -508,6 +508,7 @@ fn eval() -> Evaluation {
         failed_tg_allocs: BTreeMap::from([("frontend".to_string(), alloc_metric())]),
         queued_allocations: BTreeMap::from([("frontend".to_string(), 1)]),
         snapshot_index: 9,
+        wait_until: "2026-01-01T00:10:00Z".into(),
         create_index: 10,
         modify_index: 13,
         create_time: T0,

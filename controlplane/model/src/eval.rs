@@ -44,6 +44,12 @@ pub mod trigger {
     pub const NODE_UPDATE: &str = "node-update";
     pub const ALLOC_FAILURE: &str = "alloc-failure";
     pub const QUEUED_ALLOCS: &str = "queued-allocs";
+    pub const NODE_DRAIN: &str = "node-drain";
+    pub const ALLOC_STOP: &str = "alloc-stop";
+    pub const RECONNECT: &str = "reconnect";
+    pub const MAX_DISCONNECT_TIMEOUT: &str = "max-disconnect-timeout";
+    pub const RETRY_FAILED_ALLOC: &str = "alloc-failure";
+    pub const FAILED_FOLLOW_UP: &str = "failed-eval-follow-up";
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -74,6 +80,9 @@ pub struct Evaluation {
     pub failed_tg_allocs: BTreeMap<String, AllocMetric>,
     pub queued_allocations: BTreeMap<String, u64>,
     pub snapshot_index: u64,
+    /// RFC 3339: a delayed evaluation is not scheduled before this (disconnect timeouts,
+    /// reschedule delays); empty for "now".
+    pub wait_until: String,
     pub create_index: u64,
     pub modify_index: u64,
     pub create_time: i64,

@@ -213,6 +213,42 @@ impl State {
         self.autopilot_config.clone()
     }
 
+    /// One pending evaluation per job with a live allocation on `node_id` (Nomad's
+    /// `createNodeEvals`), for a change to that node (down, drained, eligible again…). Ids
+    /// come from `new_id` so the caller decides (random in a server, fixed in a test).
+    pub fn node_update_evals(
+        &self,
+        node_id: &str,
+        triggered_by: &str,
+        new_id: &mut dyn FnMut() -> String,
+    ) -> Vec<Evaluation> {
+        let mut jobs: std::collections::BTreeSet<(String, String)> = Default::default();
+        for alloc in self.allocs_by_node(node_id) {
+            if alloc.desired_status == crate::model::DesiredStatus::Run
+                && !alloc.client_status.is_terminal()
+            {
+                jobs.insert((alloc.namespace.clone(), alloc.job_id.clone()));
+            }
+        }
+        jobs.into_iter()
+            .filter_map(|(namespace, job_id)| {
+                let job = self.job(&namespace, &job_id)?;
+                Some(Evaluation {
+                    id: new_id(),
+                    namespace,
+                    priority: job.priority,
+                    eval_type: job.job_type.as_str().to_string(),
+                    triggered_by: triggered_by.to_string(),
+                    job_id,
+                    job_modify_index: job.job_modify_index,
+                    node_id: node_id.to_string(),
+                    status: crate::model::EvalStatus::Pending,
+                    ..Default::default()
+                })
+            })
+            .collect()
+    }
+
     pub fn node(&self, id: &str) -> Option<Arc<Node>> {
         self.nodes.get(id).cloned()
     }

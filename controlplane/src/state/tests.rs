@@ -832,3 +832,46 @@ async fn a_full_effects_queue_never_blocks_apply_and_ends_in_a_resync() {
     store.apply(registrations + 1, &node_register("late"));
     assert!(matches!(effects.recv().await, Some(Effects::Apply(_))));
 }
+
+#[test]
+fn a_node_change_evaluates_each_job_with_a_live_allocation_there_once() {
+    let mut state = with_node("n1");
+    let web = job("web", 2);
+    let api = job("api", 1);
+    for (i, j) in [&web, &api].into_iter().enumerate() {
+        state.apply(
+            2 + i as u64,
+            &Command::JobRegister {
+                job: Box::new(j.clone()),
+                eval: Some(eval_for(j, &format!("e{i}"))),
+                now: 0,
+            },
+        );
+    }
+    state.apply(
+        4,
+        &Command::PlanApply(Box::new(PlanResult {
+            allocs: vec![
+                alloc_for(&web, "a1", "n1"),
+                alloc_for(&web, "a2", "n1"),
+                alloc_for(&api, "a3", "n1"),
+            ],
+            ..Default::default()
+        })),
+    );
+    state.apply(5, &client_update("a3", ClientStatus::Complete));
+    let mut n = 0;
+    let evals = state.node_update_evals("n1", "node-update", &mut || {
+        n += 1;
+        format!("id{n}")
+    });
+    // Two live allocations of web: one evaluation; api's only allocation finished: none.
+    assert_eq!(evals.len(), 1);
+    assert_eq!(evals[0].job_id, "web");
+    assert_eq!(evals[0].node_id, "n1");
+    assert_eq!(evals[0].triggered_by, "node-update");
+    assert_eq!(evals[0].id, "id1");
+    assert!(state
+        .node_update_evals("n2", "node-update", &mut || "x".into())
+        .is_empty());
+}
