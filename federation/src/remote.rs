@@ -13,6 +13,8 @@ pub enum ErrorCode {
     Internal,
     /// Not now: the peer is shutting down, not the leader, overloaded; try again or elsewhere.
     Unavailable,
+    /// What the request names does not exist (an unknown node, say).
+    NotFound,
     /// A code this build does not know (sent by a newer peer).
     Other(u16),
 }
@@ -24,6 +26,7 @@ impl ErrorCode {
             ErrorCode::BadRequest => 2,
             ErrorCode::Internal => 3,
             ErrorCode::Unavailable => 4,
+            ErrorCode::NotFound => 5,
             ErrorCode::Other(n) => n,
         }
     }
@@ -34,6 +37,7 @@ impl ErrorCode {
             2 => ErrorCode::BadRequest,
             3 => ErrorCode::Internal,
             4 => ErrorCode::Unavailable,
+            5 => ErrorCode::NotFound,
             n => ErrorCode::Other(n),
         }
     }
@@ -46,6 +50,7 @@ impl fmt::Display for ErrorCode {
             ErrorCode::BadRequest => f.write_str("bad request"),
             ErrorCode::Internal => f.write_str("internal error"),
             ErrorCode::Unavailable => f.write_str("unavailable"),
+            ErrorCode::NotFound => f.write_str("not found"),
             ErrorCode::Other(n) => write!(f, "error {n}"),
         }
     }
@@ -79,6 +84,7 @@ mod tests {
             ErrorCode::BadRequest,
             ErrorCode::Internal,
             ErrorCode::Unavailable,
+            ErrorCode::NotFound,
             ErrorCode::Other(77),
         ] {
             assert_eq!(ErrorCode::from_wire(code.to_wire()), code);

@@ -16,6 +16,7 @@ pub mod agent;
 pub mod cli;
 pub mod client;
 pub mod driver;
+pub mod rpc_wire;
 pub mod supervisor;
 #[allow(unsafe_code)]
 pub mod sys;

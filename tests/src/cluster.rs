@@ -740,6 +740,83 @@ pub fn server_certificates(dir: &Path, region: &str) -> TlsPaths {
     }
 }
 
+/// Makes a client certificate for `region` in `dir` (which must hold the CA that
+/// [`server_certificates`] made) with `noded tls cert create -client`.
+pub fn client_certificate(dir: &Path, region: &str) -> TlsPaths {
+    let out = Command::new(binary("noded"))
+        .args(["tls", "cert", "create", "-client", "-region", region])
+        .current_dir(dir)
+        .output()
+        .expect("running noded tls");
+    assert!(
+        out.status.success(),
+        "noded tls cert create -client: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    TlsPaths {
+        ca_file: dir.join("noded-agent-ca.pem"),
+        cert_file: dir.join(format!("{region}-client-noded.pem")),
+        key_file: dir.join(format!("{region}-client-noded-key.pem")),
+    }
+}
+
+/// A client-only agent's config: binds `host_ip`, registers with `servers` (`ip:port` of
+/// their RPC) over mutual TLS with a client certificate, raw_exec enabled. `data_dir` and
+/// `client.cgroup_parent` are set by [`ClusterAgent`].
+pub fn client_config(
+    host_ip: Ipv4Addr,
+    name: &str,
+    region: &str,
+    servers: &[String],
+    tls: &TlsPaths,
+) -> String {
+    let servers = servers
+        .iter()
+        .map(|a| hcl_str(a))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        r#"name       = {name}
+region     = {region}
+datacenter = "dc1"
+bind_addr  = {ip}
+log_level  = "debug"
+
+ports {{
+  http = {HTTP_PORT}
+}}
+
+server {{
+  enabled = false
+}}
+
+client {{
+  enabled = true
+  servers = [{servers}]
+}}
+
+plugin "raw_exec" {{
+  config {{
+    enabled = true
+  }}
+}}
+
+tls {{
+  rpc       = true
+  ca_file   = {ca}
+  cert_file = {cert}
+  key_file  = {key}
+}}
+"#,
+        name = hcl_str(name),
+        region = hcl_str(region),
+        ip = hcl_str(&host_ip.to_string()),
+        ca = hcl_str(&tls.ca_file.display().to_string()),
+        cert = hcl_str(&tls.cert_file.display().to_string()),
+        key = hcl_str(&tls.key_file.display().to_string()),
+    )
+}
+
 /// A `noded agent -config …` process on a [`Host`], with a directory of its own (config,
 /// log, `data/`) that outlives restarts and goes when the guard drops.
 ///

@@ -24,8 +24,8 @@ pub use isolation::privileged::require_root;
 pub mod cluster;
 pub mod threat_model;
 pub use cluster::{
-    server_and_client_config, server_certificates, server_config, start_servers, ClusterAgent,
-    EchoServer, Host, Lan, TcpFlow, TlsPaths, UdpFlow,
+    client_certificate, client_config, server_and_client_config, server_certificates,
+    server_config, start_servers, ClusterAgent, EchoServer, Host, Lan, TcpFlow, TlsPaths, UdpFlow,
 };
 pub use threat_model::{documented_escape_attempts, DocumentedAttempt};
 

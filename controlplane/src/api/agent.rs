@@ -10,7 +10,12 @@ use super::reply::Reply;
 use super::ApiContext;
 
 pub async fn leader(State(ctx): State<ApiContext>) -> ApiResult<Reply> {
-    Reply::json(&ctx.server.consensus().leader_address().unwrap_or_default())
+    Reply::json(
+        &ctx.server()?
+            .consensus()
+            .leader_address()
+            .unwrap_or_default(),
+    )
 }
 
 /// `GET /v1/status/peers`: the voters' RPC addresses. With a cluster layer, from the Raft
@@ -27,7 +32,7 @@ pub async fn peers(State(ctx): State<ApiContext>) -> ApiResult<Reply> {
         return Reply::json(&peers);
     }
     let peers: Vec<String> = ctx
-        .server
+        .server()?
         .consensus()
         .leader_address()
         .into_iter()
@@ -38,14 +43,14 @@ pub async fn peers(State(ctx): State<ApiContext>) -> ApiResult<Reply> {
 pub async fn self_info(State(ctx): State<ApiContext>) -> ApiResult<Reply> {
     let mut info = ctx.agent.self_info();
     if let Some(obj) = info.as_object_mut() {
-        let (ready, total) = ctx.server.broker().stats();
-        let state = ctx.server.state();
+        let (ready, total) = ctx.server()?.broker().stats();
+        let state = ctx.server()?.state();
         obj.insert(
             "stats".to_string(),
             serde_json::json!({
-                "raft": ctx.server.consensus().stats(),
+                "raft": ctx.server()?.consensus().stats(),
                 "nomad": {
-                    "leader": ctx.server.consensus().leader_address().is_some(),
+                    "leader": ctx.server()?.consensus().leader_address().is_some(),
                     "broker_ready": ready,
                     "broker_total": total,
                     "state_index": state.latest_index(),
@@ -60,7 +65,7 @@ pub async fn self_info(State(ctx): State<ApiContext>) -> ApiResult<Reply> {
 /// 200 when the server has a leader and the client (if any) is healthy; 500 otherwise, with the
 /// reason — the shape Nomad's health check tooling expects.
 pub async fn health(State(ctx): State<ApiContext>) -> ApiResult<Response> {
-    let leader = ctx.server.consensus().leader_address();
+    let leader = ctx.server()?.consensus().leader_address();
     let server_ok = leader.is_some();
     let mut body = serde_json::json!({
         "server": {
@@ -84,7 +89,7 @@ pub async fn health(State(ctx): State<ApiContext>) -> ApiResult<Response> {
 
 /// `GET /v1/regions`: the regions this agent knows (its own, until federation).
 pub async fn regions(State(ctx): State<ApiContext>) -> ApiResult<Reply> {
-    Reply::json(&[ctx.server.config().region.as_str()])
+    Reply::json(&[ctx.server()?.config().region.as_str()])
 }
 
 /// `GET /v1/agent/members`: the servers of the gossip pool.

@@ -40,7 +40,7 @@ pub async fn set_configuration(
     } else {
         None
     };
-    let (written, index) = ctx.server.set_autopilot_config(body.value, cas).await?;
+    let (written, index) = ctx.server()?.set_autopilot_config(body.value, cas).await?;
     Reply::write(&written, index)
 }
 
@@ -48,7 +48,7 @@ pub async fn set_configuration(
 /// region is not healthy (as Nomad does, so a health check needs only the status).
 pub async fn health(State(ctx): State<ApiContext>, _q: QueryOptions) -> ApiResult<Response> {
     let facts = ctx.cluster_endpoints()?.server_health().await?;
-    let reply = ctx.server.autopilot_health(&facts);
+    let reply = ctx.server()?.autopilot_health(&facts);
     let status = if reply.healthy {
         StatusCode::OK
     } else {

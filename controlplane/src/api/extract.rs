@@ -293,12 +293,8 @@ impl FromRequestParts<ApiContext> for QueryOptions {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, ctx: &ApiContext) -> ApiResult<Self> {
-        QueryOptions::parse(
-            query_map(parts)?,
-            &parts.headers,
-            &ctx.server.config().region,
-        )
-        .and_then(|q| check_region(&q.region, ctx).map(|_| q))
+        QueryOptions::parse(query_map(parts)?, &parts.headers, &ctx.region)
+            .and_then(|q| check_region(&q.region, ctx).map(|_| q))
     }
 }
 
@@ -306,19 +302,15 @@ impl FromRequestParts<ApiContext> for WriteOptions {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, ctx: &ApiContext) -> ApiResult<Self> {
-        WriteOptions::parse(
-            query_map(parts)?,
-            &parts.headers,
-            &ctx.server.config().region,
-        )
-        .and_then(|w| check_region(&w.region, ctx).map(|_| w))
+        WriteOptions::parse(query_map(parts)?, &parts.headers, &ctx.region)
+            .and_then(|w| check_region(&w.region, ctx).map(|_| w))
     }
 }
 
 /// A region other than this one needs federation, which comes with a later issue: say so
 /// rather than answer from the wrong region.
 fn check_region(region: &str, ctx: &ApiContext) -> ApiResult<()> {
-    let local = &ctx.server.config().region;
+    let local = &ctx.region;
     if region == local {
         return Ok(());
     }

@@ -136,7 +136,7 @@ async fn register_job(
     warnings.extend(request.unsupported());
     warnings.extend(parsed.warnings.iter().map(|w| w.to_string()));
     let oversubscription = ctx
-        .server
+        .server()?
         .state()
         .scheduler_config()
         .memory_oversubscription_enabled;
@@ -144,7 +144,7 @@ async fn register_job(
     if request.enforce_index {
         check_modify_index(ctx, &job, request.job_modify_index)?;
     }
-    let mut response = ctx.server.register_job(job).await?;
+    let mut response = ctx.server()?.register_job(job).await?;
     if !response.warnings.is_empty() {
         warnings.push(std::mem::take(&mut response.warnings));
     }
@@ -156,7 +156,7 @@ async fn register_job(
 /// one the caller saw.
 fn check_modify_index(ctx: &ApiContext, job: &Job, expected: u64) -> ApiResult<()> {
     let current = ctx
-        .server
+        .server()?
         .state()
         .job(namespace_of(job), &job.id)
         .map(|j| j.job_modify_index)
@@ -236,7 +236,10 @@ pub async fn deregister(
     w: WriteOptions,
 ) -> ApiResult<Reply> {
     let purge = w.flag("purge")?;
-    let response = ctx.server.deregister_job(&w.namespace, &id, purge).await?;
+    let response = ctx
+        .server()?
+        .deregister_job(&w.namespace, &id, purge)
+        .await?;
     Reply::write(&response, response.index)
 }
 
@@ -372,7 +375,7 @@ pub async fn validate(
         Ok(parsed) => {
             response.validation_errors = crate::drivers::check_job(&parsed.job);
             let oversubscription = ctx
-                .server
+                .server()?
                 .state()
                 .scheduler_config()
                 .memory_oversubscription_enabled;

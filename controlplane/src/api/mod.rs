@@ -22,6 +22,7 @@ mod error;
 mod evals;
 mod exec;
 mod extract;
+mod forward;
 mod jobs;
 mod nodes;
 mod operator;
@@ -47,6 +48,9 @@ pub use exec::{ExecInput, ExecOutput, ExecRequest, ExecSession};
 pub use extract::{
     parse_go_bool, Body, QueryOptions, RequestBody, WriteOptions, DEFAULT_WAIT, MAX_PER_PAGE,
     MAX_WAIT,
+};
+pub use forward::{
+    answered_locally, serve_forwarded, ForwardedRequest, ForwardedResponse, ServerForwarder,
 };
 pub use reply::{QueryMeta, Reply};
 pub use routes::{Access, NamespaceCapability, Requires, Route};
@@ -124,7 +128,14 @@ pub trait AgentInfo: Send + Sync + 'static {
 /// Everything a handler needs.
 #[derive(Clone)]
 pub struct ApiContext {
-    pub server: Arc<Server>,
+    /// This agent's server; `None` on a client-only agent, which answers its own endpoints
+    /// (`/v1/client/…`, `/v1/agent/self`…) and hands every other request to a server through
+    /// `forwarder`.
+    pub server: Option<Arc<Server>>,
+    /// The agent's region (requests naming another are refused until federation).
+    pub region: String,
+    /// How a client-only agent reaches a server.
+    pub forwarder: Option<Arc<dyn ServerForwarder>>,
     pub client: Option<Arc<dyn ClientEndpoints>>,
     pub agent: Arc<dyn AgentInfo>,
     /// Membership, Raft peers and autopilot facts; `None` on an agent that runs no server
@@ -160,9 +171,23 @@ impl ApiContext {
         })
     }
 
-    /// A 404 unless the state knows the allocation.
+    /// This agent's server, or a 500 (only reached on a client-only agent by a route the
+    /// forwarding layer answers locally, which is a bug).
+    pub(crate) fn server(&self) -> ApiResult<&Arc<Server>> {
+        self.server.as_ref().ok_or_else(|| {
+            ApiError::internal(
+                "this agent runs no server and answered a server endpoint itself; this is a bug in noded",
+            )
+        })
+    }
+
+    /// A 404 unless the state knows the allocation. A client-only agent has no state to ask:
+    /// its client answers "not found" for allocations it does not run.
     pub(crate) fn known_alloc(&self, alloc: &str) -> ApiResult<()> {
-        if self.server.state().alloc(alloc).is_none() {
+        let Some(server) = &self.server else {
+            return Ok(());
+        };
+        if server.state().alloc(alloc).is_none() {
             return Err(ApiError::not_found(format!(
                 "allocation {alloc:?} not found"
             )));
@@ -175,7 +200,8 @@ impl ApiContext {
 /// requires.
 pub fn router(ctx: ApiContext) -> Router {
     let (router, declared) = routes::table().into_parts();
-    router
+    let forwarding = ctx.server.is_none();
+    let router = router
         // Last of the route layers, so it wraps every route above it: one that reached the
         // router without a declaration is refused before its handler runs.
         .route_layer(axum::middleware::from_fn_with_state(
@@ -186,8 +212,18 @@ pub fn router(ctx: ApiContext) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_to_500,
+        ));
+    let router = if forwarding {
+        // Outermost: a client-only agent hands what it cannot answer to a server before any
+        // route (or its declaration check) sees it; the server checks it as its own.
+        router.layer(axum::middleware::from_fn_with_state(
+            ctx.clone(),
+            forward::forward_unless_local,
         ))
-        .with_state(ctx)
+    } else {
+        router
+    };
+    router.with_state(ctx)
 }
 
 /// Every declared route: method, path and what it requires (for documentation, the route

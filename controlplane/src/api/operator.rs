@@ -32,7 +32,7 @@ pub async fn set_scheduler_config(
     if config.scheduler_algorithm.is_empty() {
         config.scheduler_algorithm = "binpack".to_string();
     }
-    let index = ctx.server.set_scheduler_config(config).await?;
+    let index = ctx.server()?.set_scheduler_config(config).await?;
     Reply::write(
         &serde_json::json!({ "Updated": true, "Index": index }),
         index,

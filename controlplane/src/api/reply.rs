@@ -31,7 +31,15 @@ pub struct QueryMeta {
 impl ApiContext {
     /// The metadata of an answer read at `index`.
     pub(crate) fn meta(&self, index: u64) -> QueryMeta {
-        let consensus = self.server.consensus();
+        let Some(server) = &self.server else {
+            // A client-only agent answering its own endpoints: no Raft to speak of.
+            return QueryMeta {
+                index: index.max(1),
+                known_leader: false,
+                last_contact_ms: 0,
+            };
+        };
+        let consensus = server.consensus();
         QueryMeta {
             index: index.max(1),
             known_leader: consensus.leader_address().is_some(),
@@ -58,19 +66,16 @@ impl ApiContext {
         q: &QueryOptions,
         tables: &[Table],
     ) -> ApiResult<(State, QueryMeta)> {
+        let server = self.server()?;
         if !q.stale {
-            self.server
+            server
                 .consensus()
                 .read_barrier()
                 .await
                 .map_err(crate::server::ServerError::from)?;
         }
         let wait = q.wait + jitter(q.wait);
-        let (state, _) = self
-            .server
-            .store()
-            .wait_for(tables, q.min_index, wait)
-            .await;
+        let (state, _) = server.store().wait_for(tables, q.min_index, wait).await;
         let index = state.max_index(tables);
         Ok((state, self.meta(index)))
     }

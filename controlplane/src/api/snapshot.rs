@@ -23,7 +23,7 @@ pub async fn save(State(ctx): State<ApiContext>, q: QueryOptions) -> ApiResult<R
     let (state, meta) = ctx.read(&q, &Table::ALL).await?;
     let term = match &ctx.cluster {
         Some(cluster) => cluster.current_term(),
-        None => ctx.server.consensus().stats()["term"]
+        None => ctx.server()?.consensus().stats()["term"]
             .as_str()
             .and_then(|t| t.parse().ok())
             .unwrap_or(0),
@@ -60,6 +60,6 @@ pub async fn restore(
     // entry: check here, so a bad one is never proposed.
     ClusterState::from_snapshot(archive.state.clone())
         .map_err(|e| ApiError::bad_request(format!("snapshot not restored: {e}")))?;
-    let index = ctx.server.restore_snapshot(archive.state).await?;
+    let index = ctx.server()?.restore_snapshot(archive.state).await?;
     Reply::write(&serde_json::json!({ "Index": index }), index)
 }

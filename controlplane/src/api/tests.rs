@@ -25,12 +25,85 @@ fn app() -> (Router, Arc<Server>) {
 fn app_with(cluster: Option<Arc<dyn ClusterEndpoints>>) -> (Router, Arc<Server>) {
     let server = crate::server::testing::start_in_process();
     let ctx = ApiContext {
-        server: server.clone(),
+        region: server.config().region.clone(),
+        server: Some(server.clone()),
+        forwarder: None,
         client: None,
         agent: Arc::new(NoAgent),
         cluster,
     };
     (router(ctx), server)
+}
+
+/// Forwards to a server's router in-process, as the fabric does between agents.
+struct ToRouter(Router);
+
+impl super::ServerForwarder for ToRouter {
+    fn forward(
+        &self,
+        request: super::ForwardedRequest,
+    ) -> futures::future::BoxFuture<'_, Result<super::ForwardedResponse, String>> {
+        Box::pin(async move { Ok(super::serve_forwarded(self.0.clone(), request).await) })
+    }
+}
+
+#[tokio::test]
+async fn a_client_only_agent_forwards_what_it_does_not_answer_and_answers_its_own() {
+    let (server_app, _server) = app();
+    let client_only = router(ApiContext {
+        region: "global".into(),
+        server: None,
+        forwarder: Some(Arc::new(ToRouter(server_app.clone()))),
+        client: None,
+        agent: Arc::new(NoAgent),
+        cluster: None,
+    });
+    // A write and a read, through the client agent, land on the server.
+    let job = serde_json::json!({"Job": {"ID": "fwd", "Name": "fwd", "Type": "batch", "Datacenters": ["*"],
+        "TaskGroups": [{"Name": "g", "Count": 1, "Tasks": [{"Name": "t", "Driver": "raw_exec",
+        "Config": {"command": "/bin/true"}}]}]}});
+    let (status, _, body) = call(&client_only, "PUT", "/v1/jobs", Some(job)).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let (status, headers, body) = call(&client_only, "GET", "/v1/job/fwd", None).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        headers.contains_key("x-nomad-index"),
+        "the server's headers come back"
+    );
+    let (status, _, _) = call(&server_app, "GET", "/v1/job/fwd", None).await;
+    assert_eq!(status, StatusCode::OK);
+    // The server's errors come back as they are.
+    let (status, _, body) = call(&client_only, "GET", "/v1/job/nope", None).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    // The node's own endpoints are answered here: this agent runs no client.
+    let (status, _, body) = call(&client_only, "GET", "/v1/client/fs/ls/abc", None).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert!(String::from_utf8_lossy(&body).contains("runs no client"));
+}
+
+#[tokio::test]
+async fn a_client_only_agent_without_servers_says_so() {
+    let client_only = router(ApiContext {
+        region: "global".into(),
+        server: None,
+        forwarder: None,
+        client: None,
+        agent: Arc::new(NoAgent),
+        cluster: None,
+    });
+    let (status, _, body) = call(&client_only, "GET", "/v1/jobs", None).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(String::from_utf8_lossy(&body).contains("server_join"));
 }
 
 async fn call(

@@ -8,13 +8,15 @@
 
 pub mod autopilot;
 pub mod broker;
+pub mod heartbeat;
+pub mod node_rpc;
 pub mod planner;
 mod raft_consensus;
 mod worker;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -23,6 +25,7 @@ use tokio::task::JoinHandle;
 
 use crate::model::{
     new_id, now_unix_nanos, trigger, AllocClientUpdate, EvalStatus, Evaluation, Job, JobType, Node,
+    NodeStatus,
 };
 use crate::scheduler::Plan;
 use crate::state::{Command, CommandResponse, Effects, EffectsReceiver, State, StateStore};
@@ -100,6 +103,8 @@ pub struct ServerConfig {
     pub num_schedulers: usize,
     /// Plans waiting for the applier before workers are slowed down.
     pub plan_queue_depth: usize,
+    /// Node heartbeat TTLs and grace.
+    pub heartbeat: heartbeat::HeartbeatConfig,
 }
 
 impl Default for ServerConfig {
@@ -111,6 +116,7 @@ impl Default for ServerConfig {
                 .map(|n| n.get())
                 .unwrap_or(2),
             plan_queue_depth: DEFAULT_PLAN_QUEUE_DEPTH,
+            heartbeat: heartbeat::HeartbeatConfig::default(),
         }
     }
 }
@@ -163,6 +169,10 @@ pub struct Server {
     plan_tx: mpsc::Sender<PlanRequest>,
     /// Since when each server has been (un)healthy, for autopilot's `StableSince`.
     autopilot_history: Mutex<autopilot::StableHistory>,
+    /// Each node's heartbeat deadline; kept on the leader only.
+    heartbeats: Mutex<heartbeat::HeartbeatTimers>,
+    /// The origin of the heartbeat timers' clock.
+    started: Instant,
     shutdown_tx: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -192,6 +202,8 @@ impl Server {
             blocked: Mutex::new(BTreeSet::new()),
             plan_tx,
             autopilot_history: Mutex::new(autopilot::StableHistory::default()),
+            heartbeats: Mutex::new(heartbeat::HeartbeatTimers::default()),
+            started: Instant::now(),
             shutdown_tx,
             tasks: Mutex::new(Vec::new()),
         });
@@ -486,6 +498,161 @@ impl Server {
         Ok(response.index)
     }
 
+    // ---- what node daemons ask ----
+
+    /// A node's heartbeat. Only the leader keeps the timers: elsewhere the answer is
+    /// [`HeartbeatOutcome::NotLeader`] with the leader's address, for the transport to
+    /// forward. A node the servers marked down or disconnected is ready again (with
+    /// evaluations for the jobs that had allocations there); an unknown node must register.
+    pub async fn node_heartbeat(&self, node_id: &str) -> Result<HeartbeatOutcome, ServerError> {
+        if !*self.consensus.leadership().borrow() {
+            return Ok(HeartbeatOutcome::NotLeader(self.consensus.leader_address()));
+        }
+        let state = self.store.snapshot();
+        let Some(node) = state.node(node_id) else {
+            return Err(ServerError::NotFound(format!(
+                "node {node_id:?} not found: it must register before it heartbeats"
+            )));
+        };
+        if node.status != NodeStatus::Ready {
+            let triggered_by = if node.status == NodeStatus::Disconnected {
+                trigger::RECONNECT
+            } else {
+                trigger::NODE_UPDATE
+            };
+            let evals = state.node_update_evals(node_id, triggered_by, &mut new_id);
+            tracing::info!(
+                node_id,
+                from = node.status.as_str(),
+                "node is back: marking it ready"
+            );
+            self.propose(Command::NodeUpdateStatus {
+                node_id: node_id.to_string(),
+                status: NodeStatus::Ready,
+                evals,
+                now: now_unix_nanos(),
+            })
+            .await?;
+        }
+        let config = self.config.heartbeat;
+        let ttl = config.ttl(state.nodes().len(), stagger());
+        if let Ok(mut timers) = self.heartbeats.lock() {
+            timers.beat(node_id, self.started.elapsed(), ttl, config.grace);
+        }
+        Ok(HeartbeatOutcome::Ttl(ttl))
+    }
+
+    /// A node's allocations once the allocation index passes `min_index`, or after `wait`
+    /// (at most [`node_rpc::MAX_ALLOCS_WAIT`]), from this server's own state.
+    pub async fn node_allocs(
+        &self,
+        node_id: &str,
+        min_index: u64,
+        wait: Duration,
+    ) -> (Vec<Arc<crate::model::Allocation>>, u64) {
+        let table = [crate::state::Table::Allocs];
+        let wait = wait.min(node_rpc::MAX_ALLOCS_WAIT);
+        let (state, _) = self.store.wait_for(&table, min_index, wait).await;
+        (
+            state.allocs_by_node(node_id),
+            state.max_index(&table).max(1),
+        )
+    }
+
+    /// How many nodes have a running heartbeat timer (on the leader; 0 elsewhere).
+    pub fn heartbeat_timers(&self) -> usize {
+        self.heartbeats.lock().map(|t| t.len()).unwrap_or(0)
+    }
+
+    /// The leader's heartbeat timers: started for every ready node (at the failover TTL when
+    /// leadership is gained, so that nodes have time to find the new leader), and a node
+    /// whose deadline passes is proposed down or disconnected, with evaluations for its jobs.
+    async fn run_heartbeats(self: Arc<Self>) {
+        let config = self.config.heartbeat;
+        {
+            let state = self.store.snapshot();
+            let now = self.started.elapsed();
+            if let Ok(mut timers) = self.heartbeats.lock() {
+                timers.clear();
+                timers.ensure(
+                    ready_nodes(&state).iter().map(String::as_str),
+                    now,
+                    config.failover_ttl,
+                );
+                tracing::info!(
+                    nodes = timers.len(),
+                    ttl_s = config.failover_ttl.as_secs(),
+                    "heartbeat timers started at the failover TTL"
+                );
+            }
+        }
+        let mut tick = tokio::time::interval(HEARTBEAT_CHECK_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let state = self.store.snapshot();
+            let now = self.started.elapsed();
+            let ready = ready_nodes(&state);
+            let missed = match self.heartbeats.lock() {
+                Ok(mut timers) => {
+                    // Nodes registered through another server since: a normal first TTL.
+                    let ttl = config.ttl(ready.len(), stagger()) + config.grace;
+                    timers.ensure(ready.iter().map(String::as_str), now, ttl);
+                    timers.retain(|id| ready.contains(id));
+                    timers.expired(now)
+                }
+                Err(_) => return,
+            };
+            for node_id in missed {
+                self.mark_missed(&node_id).await;
+            }
+        }
+    }
+
+    /// Proposes a node that missed its heartbeat down (or disconnected), with evaluations for
+    /// the jobs that had allocations on it. When that cannot commit now, the node is tried
+    /// again shortly.
+    async fn mark_missed(&self, node_id: &str) {
+        let state = self.store.snapshot();
+        if state
+            .node(node_id)
+            .is_none_or(|n| n.status != NodeStatus::Ready)
+        {
+            return;
+        }
+        let status = status_after_missed_heartbeat(&state, node_id);
+        let evals = state.node_update_evals(node_id, trigger::NODE_UPDATE, &mut new_id);
+        tracing::warn!(
+            node_id,
+            status = status.as_str(),
+            evals = evals.len(),
+            "node missed its heartbeat"
+        );
+        let result = self
+            .propose(Command::NodeUpdateStatus {
+                node_id: node_id.to_string(),
+                status,
+                evals,
+                now: now_unix_nanos(),
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(
+                node_id,
+                "marking a node that missed its heartbeat {}: {e}; retrying",
+                status.as_str()
+            );
+            if let Ok(mut timers) = self.heartbeats.lock() {
+                timers.beat(
+                    node_id,
+                    self.started.elapsed(),
+                    HEARTBEAT_CHECK_INTERVAL * 4,
+                    Duration::ZERO,
+                );
+            }
+        }
+    }
+
     /// Hands a plan to the applier and waits for its verdict.
     pub(crate) async fn submit_plan(&self, plan: Plan) -> Result<PlanApplied, ServerError> {
         let (reply, rx) = oneshot::channel();
@@ -523,10 +690,14 @@ impl Server {
                 tracing::info!("leadership gained: eval broker enabled");
                 tokio::select! {
                     _ = self.clone().run_effects(effects) => {}
+                    _ = self.clone().run_heartbeats() => {}
                     _ = wait_until(&mut leadership, false) => {}
                     _ = shutdown.changed() => return,
                 }
                 self.store.unsubscribe_effects();
+                if let Ok(mut timers) = self.heartbeats.lock() {
+                    timers.clear();
+                }
                 self.broker.clear();
                 tracing::info!("leadership lost: eval broker disabled");
             } else {
@@ -647,6 +818,39 @@ impl Server {
             }
         }
     }
+}
+
+/// What a heartbeat got: the TTL of the next, or the leader to send it to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeartbeatOutcome {
+    Ttl(Duration),
+    NotLeader(Option<String>),
+}
+
+/// How often the leader looks for nodes whose heartbeat deadline passed: how late past its
+/// deadline a node may be noticed.
+const HEARTBEAT_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The nodes heartbeat timers run for: those the state holds ready.
+fn ready_nodes(state: &State) -> BTreeSet<String> {
+    state
+        .nodes()
+        .iter()
+        .filter(|n| n.status == NodeStatus::Ready)
+        .map(|n| n.id.clone())
+        .collect()
+}
+
+/// What a node that missed its heartbeat becomes.
+fn status_after_missed_heartbeat(_state: &State, _node_id: &str) -> NodeStatus {
+    NodeStatus::Down
+}
+
+/// A number in `[0, 1)` from fresh randomness (a v4 id's random bits), to stagger TTLs.
+fn stagger() -> f64 {
+    let id = uuid::Uuid::new_v4().as_u128();
+    // 2^20 steps are plenty for a stagger.
+    (id & 0xF_FFFF) as f64 / f64::from(0x10_0000)
 }
 
 async fn wait_until(rx: &mut watch::Receiver<bool>, value: bool) {

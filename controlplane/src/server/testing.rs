@@ -44,6 +44,14 @@ impl Consensus for InProcessLog {
 
 /// A leader server on an in-process log, with two scheduler workers.
 pub(crate) fn start_in_process() -> Arc<Server> {
+    start_in_process_with(ServerConfig {
+        num_schedulers: 2,
+        ..Default::default()
+    })
+}
+
+/// [`start_in_process`] with other settings.
+pub(crate) fn start_in_process_with(config: ServerConfig) -> Arc<Server> {
     let store = Arc::new(StateStore::new());
     let (leader, _) = watch::channel(true);
     let log = Arc::new(InProcessLog {
@@ -51,12 +59,5 @@ pub(crate) fn start_in_process() -> Arc<Server> {
         index: AtomicU64::new(0),
         leader,
     });
-    Server::start(
-        ServerConfig {
-            num_schedulers: 2,
-            ..Default::default()
-        },
-        store,
-        log,
-    )
+    Server::start(config, store, log)
 }

@@ -247,3 +247,63 @@ async fn a_stale_report_about_a_finished_allocation_is_ignored_not_refused() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_node_that_stops_heartbeating_goes_down_with_evaluations_and_comes_back_with_one() {
+    let server = super::testing::start_in_process_with(ServerConfig {
+        num_schedulers: 1,
+        heartbeat: heartbeat::HeartbeatConfig {
+            min_ttl: Duration::from_millis(200),
+            max_per_second: 50,
+            grace: Duration::from_millis(100),
+            failover_ttl: Duration::from_millis(300),
+        },
+        ..Default::default()
+    });
+    server.register_node(node("n1")).await.unwrap();
+    server
+        .register_job(job("web", 2, 100, "exec"))
+        .await
+        .unwrap();
+    eventually(&server, "two allocations", |s| {
+        s.allocs_by_node("n1").len() == 2
+    })
+    .await;
+
+    // Heartbeats within the TTL keep it ready.
+    for _ in 0..6 {
+        match server.node_heartbeat("n1").await.unwrap() {
+            HeartbeatOutcome::Ttl(ttl) => {
+                assert!(ttl >= Duration::from_millis(200) && ttl <= Duration::from_millis(400))
+            }
+            other => panic!("the leader answered {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(server.state().node("n1").unwrap().status, NodeStatus::Ready);
+    assert_eq!(server.heartbeat_timers(), 1);
+
+    // Silence: down after TTL + grace, with an evaluation for the job that ran there.
+    eventually(&server, "the node down", |s| {
+        s.node("n1").unwrap().status == NodeStatus::Down
+    })
+    .await;
+    let node_evals = |s: &State, trigger: &str| {
+        s.evals()
+            .iter()
+            .filter(|e| e.node_id == "n1" && e.triggered_by == trigger && e.job_id == "web")
+            .count()
+    };
+    assert_eq!(node_evals(&server.state(), trigger::NODE_UPDATE), 1);
+    assert_eq!(server.heartbeat_timers(), 0, "a down node has no timer");
+
+    // Its next heartbeat brings it back.
+    server.node_heartbeat("n1").await.unwrap();
+    assert_eq!(server.state().node("n1").unwrap().status, NodeStatus::Ready);
+    assert_eq!(server.heartbeat_timers(), 1);
+
+    // An unknown node is told to register.
+    let err = server.node_heartbeat("nope").await.unwrap_err();
+    assert!(matches!(err, ServerError::NotFound(m) if m.contains("register")));
+    server.shutdown().await;
+}

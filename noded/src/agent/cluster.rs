@@ -224,6 +224,8 @@ fn server_limits() -> federation::Limits {
 pub struct ServerRaft {
     pub raft: Arc<RaftNode>,
     pub fabric: Fabric,
+    /// What the server answers on the fabric; the server and its router attach later.
+    pub service: super::rpc::AgentService,
 }
 
 /// Starts this server's side of the region: its certificate (generated for `-dev`, read
@@ -243,7 +245,8 @@ pub async fn start_raft(
                 config.bind_addr, config.rpc_port
             )
         })?;
-    let service = RaftService::new(&config.region);
+    let raft_service = RaftService::new(&config.region);
+    let service = super::rpc::AgentService::new(&config.region, raft_service);
     let fabric = Fabric::bind(
         FabricConfig {
             bind,
@@ -252,7 +255,7 @@ pub async fn start_raft(
             tls,
             limits: server_limits(),
         },
-        Some(service.clone() as Arc<dyn Handler>),
+        Some(Arc::new(service.clone()) as Arc<dyn Handler>),
     )
     .await
     .with_context(|| format!("starting the rpc fabric on {bind} (udp)"))?;
@@ -285,8 +288,58 @@ pub async fn start_raft(
             .await
             .context("starting raft")?,
     );
-    service.attach(&raft);
-    Ok(ServerRaft { raft, fabric })
+    service.attach_raft(&raft, &fabric);
+    Ok(ServerRaft {
+        raft,
+        fabric,
+        service,
+    })
+}
+
+/// A client-only agent's fabric endpoint: it only dials servers, with the agent's
+/// `client.<region>` certificate (from `tls { … }`), and answers no one.
+pub async fn start_client_fabric(config: &AgentConfig) -> anyhow::Result<Fabric> {
+    let (Some(ca), Some(cert), Some(key)) = (
+        config.tls.ca_file.as_ref(),
+        config.tls.cert_file.as_ref(),
+        config.tls.key_file.as_ref(),
+    ) else {
+        anyhow::bail!(
+            "this client has no tls certificate: run `noded tls cert create -client -region {}` \
+             with the cluster CA, then set tls {{ rpc = true, ca_file, cert_file, key_file }} in \
+             the agent config",
+            config.region
+        );
+    };
+    let tls = TlsMaterial::load(ca, cert, key)?;
+    let identity = tls.identity()?;
+    if identity.role != Role::Client || identity.region != config.region {
+        anyhow::bail!(
+            "the certificate {} is for {}, not a client of region {:?}: make one with `noded tls \
+             cert create -client -region {}`",
+            cert.display(),
+            identity.dns_name(),
+            config.region,
+            config.region
+        );
+    }
+    let bind: SocketAddr = format!("{}:0", config.bind_addr)
+        .parse()
+        .with_context(|| format!("bind address {:?}", config.bind_addr))?;
+    let fabric = Fabric::bind(
+        FabricConfig {
+            bind,
+            region: config.region.clone(),
+            role: Role::Client,
+            tls,
+            limits: server_limits(),
+        },
+        None,
+    )
+    .await
+    .with_context(|| format!("starting the rpc fabric on {bind} (udp)"))?;
+    tracing::info!(local = %fabric.local_addr(), servers = ?config.client_servers, "client fabric ready (QUIC, mutual TLS)");
+    Ok(fabric)
 }
 
 /// The server's certificate: from `tls { ca_file, cert_file, key_file }`, or for `-dev` a

@@ -91,6 +91,10 @@ pub struct ServerBlock {
     pub raft_multiplier: Option<u32>,
     pub raft_snapshot_threshold: Option<u64>,
     pub raft_trailing_logs: Option<u64>,
+    pub min_heartbeat_ttl: Option<String>,
+    pub max_heartbeats_per_second: Option<f64>,
+    pub heartbeat_grace: Option<String>,
+    pub failover_heartbeat_ttl: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -127,6 +131,7 @@ pub struct AutopilotBlock {
 #[serde(deny_unknown_fields)]
 pub struct ClientBlock {
     pub enabled: Option<bool>,
+    pub servers: Option<Vec<String>>,
     pub node_class: Option<String>,
     pub node_pool: Option<String>,
     #[serde(default)]
@@ -209,6 +214,8 @@ pub struct AgentConfig {
     pub tls: TlsSettings,
     pub autopilot: AutopilotSettings,
     pub client_enabled: bool,
+    /// `client.servers`: the servers a client-only agent registers with ("host:port").
+    pub client_servers: Vec<String>,
     pub node_class: String,
     pub node_pool: String,
     pub meta: BTreeMap<String, String>,
@@ -361,6 +368,7 @@ impl AgentConfig {
             tls: TlsSettings::default(),
             autopilot: AutopilotSettings::default(),
             client_enabled: dev,
+            client_servers: Vec::new(),
             node_class: String::new(),
             node_pool: "default".into(),
             meta: BTreeMap::new(),
@@ -481,6 +489,9 @@ impl AgentConfig {
         let c = self;
         if let Some(v) = cl.enabled {
             c.client_enabled = v;
+        }
+        if let Some(v) = &cl.servers {
+            c.client_servers = v.clone();
         }
         if let Some(v) = &cl.node_class {
             c.node_class = v.clone();
@@ -654,8 +665,10 @@ impl AgentConfig {
         if !c.server_enabled && !c.client_enabled {
             p.errors.push(ConfigError::general("neither server nor client is enabled: enable one in the agent config (server { enabled = true }) or use -dev"));
         }
-        if c.client_enabled && !c.server_enabled {
-            p.errors.push(ConfigError::general("a client-only agent needs servers to join, which arrives with multi-node support; run with server { enabled = true } for now"));
+        if c.client_enabled && !c.server_enabled && c.client_servers.is_empty() {
+            p.errors.push(ConfigError::general(
+                "a client-only agent needs servers: set client { servers = [\"10.0.0.1:4647\"] }",
+            ));
         }
         c.finish_addresses(files, host_ipv4s, p);
         if c.server_enabled {

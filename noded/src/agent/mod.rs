@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod config;
+pub mod rpc;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use controlplane::raft::RaftNode;
 use controlplane::server::{Server, ServerConfig};
 use controlplane::state::StateStore;
 
+use crate::client::remote::RemoteServers;
 use crate::client::{Client, ClientApi, ClientConfig, ServerRpc};
 pub use config::{AgentConfig, Overrides};
 
@@ -118,8 +120,25 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
+    if config.server_enabled {
+        run_server(config, listener, http_addr).await
+    } else {
+        run_client_only(config, listener, http_addr).await
+    }
+}
+
+/// An agent that runs a server (and, with `client { enabled }` or `-dev`, a client beside it).
+async fn run_server(
+    config: AgentConfig,
+    listener: tokio::net::TcpListener,
+    http_addr: SocketAddr,
+) -> anyhow::Result<()> {
     let store = Arc::new(StateStore::new());
-    let cluster::ServerRaft { raft, fabric } = cluster::start_raft(&config, store.clone()).await?;
+    let cluster::ServerRaft {
+        raft,
+        fabric,
+        service,
+    } = cluster::start_raft(&config, store.clone()).await?;
     let mut server_config = ServerConfig {
         region: config.region.clone(),
         datacenter: config.datacenter.clone(),
@@ -128,6 +147,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     if let Some(n) = config.server.num_schedulers {
         server_config.num_schedulers = n;
     }
+    server_config.heartbeat = config.server.heartbeat;
     let server = Server::start(server_config, store, raft.clone());
 
     let mut client = None;
@@ -138,7 +158,9 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     }
 
     let ctx = ApiContext {
-        server: server.clone(),
+        region: config.region.clone(),
+        server: Some(server.clone()),
+        forwarder: None,
         cluster: Some(Arc::new(cluster::ClusterApi::new(&config, raft.clone()))
             as Arc<dyn api::ClusterEndpoints>),
         client: client
@@ -151,6 +173,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         }),
     };
     let app = api::router(ctx);
+    service.attach_server(&server, app.clone());
     tracing::info!("HTTP API listening on http://{http_addr}");
     if config.dev {
         eprintln!(
@@ -174,12 +197,54 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         .context("serving HTTP")?;
 
     tracing::info!("shutting down");
-    stop(&config, client.as_deref(), &server, &raft).await;
+    stop(&config, client.as_deref(), Some((&server, &raft))).await;
     fabric.close().await;
     match failed_rx.await {
         Ok(failure) => Err(anyhow::anyhow!(failure)),
         Err(_) => Ok(()),
     }
+}
+
+/// A client-only agent: the node daemon, talking to the region's servers over the fabric with
+/// its `client.<region>` certificate. Its HTTP API answers the node's own endpoints and
+/// forwards the rest to a server.
+async fn run_client_only(
+    config: AgentConfig,
+    listener: tokio::net::TcpListener,
+    http_addr: SocketAddr,
+) -> anyhow::Result<()> {
+    let fabric = cluster::start_client_fabric(&config).await?;
+    let remote = Arc::new(RemoteServers::new(
+        fabric.clone(),
+        config.client_servers.clone(),
+    ));
+    let exe = std::env::current_exe().context("locating the noded binary")?;
+    let rpc: Arc<dyn ServerRpc> = remote.clone();
+    let client = Client::start(client_config(&config, http_addr, exe), rpc).await?;
+    let ctx = ApiContext {
+        region: config.region.clone(),
+        server: None,
+        forwarder: Some(remote as Arc<dyn api::ServerForwarder>),
+        cluster: None,
+        client: Some(Arc::new(ClientApi(client.clone())) as Arc<dyn api::ClientEndpoints>),
+        agent: Arc::new(Info {
+            config: config.clone(),
+            node: Some(client.node().clone()),
+            client: Some(client.clone()),
+        }),
+    };
+    let app = api::router(ctx);
+    tracing::info!(
+        "HTTP API listening on http://{http_addr} (client only; other requests go to the servers)"
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    tracing::info!("shutting down");
+    stop(&config, Some(&client), None).await;
+    fabric.close().await;
+    Ok(())
 }
 
 /// Resolves with the reason when this server gives up forming its region (`retry_max`);
@@ -229,11 +294,12 @@ fn client_config(config: &AgentConfig, http_addr: SocketAddr, noded_exe: PathBuf
         ephemeral: config.ephemeral,
         cgroup_parent: config.cgroup_parent.clone(),
         noded_exe,
+        join: crate::client::heartbeat::JoinPolicy::default(),
     }
 }
 
 /// Stops what `run` started, in reverse order; a temporary dev agent leaves nothing behind.
-async fn stop(config: &AgentConfig, client: Option<&Client>, server: &Server, raft: &RaftNode) {
+async fn stop(config: &AgentConfig, client: Option<&Client>, server: Option<(&Server, &RaftNode)>) {
     if let Some(client) = client {
         if config.ephemeral {
             // Nothing could reattach to a temporary data dir: stop the tasks now.
@@ -241,9 +307,11 @@ async fn stop(config: &AgentConfig, client: Option<&Client>, server: &Server, ra
         }
         client.remove_spare_alloc_dirs();
     }
-    server.shutdown().await;
-    if let Err(e) = raft.shutdown().await {
-        tracing::warn!("raft shutdown: {e}");
+    if let Some((server, raft)) = server {
+        server.shutdown().await;
+        if let Err(e) = raft.shutdown().await {
+            tracing::warn!("raft shutdown: {e}");
+        }
     }
     if config.ephemeral {
         if let Err(e) = std::fs::remove_dir_all(&config.data_dir) {

@@ -12,7 +12,9 @@ pub mod cpuset;
 pub mod exec;
 pub mod fingerprint;
 pub mod fs;
+pub mod heartbeat;
 pub mod logs;
+pub mod remote;
 pub mod restart;
 pub mod task_runner;
 pub mod taskenv;
@@ -73,6 +75,18 @@ pub trait ServerRpc: Send + Sync + 'static {
         min_index: u64,
         wait: Duration,
     ) -> BoxFuture<'_, Result<NodeAllocs, String>>;
+    /// "This node is alive": the TTL within which the next heartbeat must come.
+    fn heartbeat(&self, node_id: String) -> BoxFuture<'_, Result<Duration, HeartbeatError>>;
+}
+
+/// Why a heartbeat was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeartbeatError {
+    /// The servers do not know the node (purged, or a restored snapshot): register again.
+    #[error("the servers do not know this node: {0}")]
+    UnknownNode(String),
+    #[error("{0}")]
+    Failed(String),
 }
 
 impl ServerRpc for Arc<Server> {
@@ -107,6 +121,21 @@ impl ServerRpc for Arc<Server> {
             ))
         })
     }
+
+    fn heartbeat(&self, node_id: String) -> BoxFuture<'_, Result<Duration, HeartbeatError>> {
+        Box::pin(async move {
+            use controlplane::server::{HeartbeatOutcome, ServerError};
+            match self.node_heartbeat(&node_id).await {
+                Ok(HeartbeatOutcome::Ttl(ttl)) => Ok(ttl),
+                Ok(HeartbeatOutcome::NotLeader(leader)) => Err(HeartbeatError::Failed(format!(
+                    "this server is not the leader (leader: {})",
+                    leader.as_deref().unwrap_or("none known")
+                ))),
+                Err(ServerError::NotFound(m)) => Err(HeartbeatError::UnknownNode(m)),
+                Err(e) => Err(HeartbeatError::Failed(e.to_string())),
+            }
+        })
+    }
 }
 
 /// Client settings (from the agent config).
@@ -133,6 +162,8 @@ pub struct ClientConfig {
     /// The cgroup every task cgroup lives under.
     pub cgroup_parent: String,
     pub noded_exe: PathBuf,
+    /// How registration is retried while no server answers.
+    pub join: heartbeat::JoinPolicy,
 }
 
 /// State shared by the client's runners.
@@ -204,6 +235,8 @@ pub struct Client {
     config: ClientConfig,
     node: Node,
     previous_cpu: Mutex<HashMap<String, (u64, i64)>>,
+    /// When a server last took this node's heartbeat.
+    contact: Arc<heartbeat::ServerContact>,
 }
 
 impl std::fmt::Debug for Client {
@@ -343,12 +376,13 @@ impl Client {
             config,
             node: node.clone(),
             previous_cpu: Mutex::new(HashMap::new()),
+            contact: Arc::new(heartbeat::ServerContact::new()),
         });
-        server
-            .register_node(node)
+        heartbeat::register(server.as_ref(), &node, client.config.join)
             .await
-            .map_err(|e| anyhow::anyhow!("registering the node: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         tracing::info!(node_id = %node_id, "node registered");
+        tokio::spawn(heartbeat::run(server.clone(), node, client.contact.clone()));
         let reattach = client.supervisor_tasks().await;
         tokio::spawn(updater::run_updater(server.clone(), updates_rx));
         tokio::spawn(client.clone().watch(server, reattach));

@@ -35,6 +35,9 @@ pub struct ServerSettings {
     pub raft_multiplier: u32,
     /// Scheduler workers; `None` = one per core.
     pub num_schedulers: Option<usize>,
+    /// Node heartbeats: `min_heartbeat_ttl`, `max_heartbeats_per_second`,
+    /// `heartbeat_grace`, `failover_heartbeat_ttl`.
+    pub heartbeat: controlplane::server::heartbeat::HeartbeatConfig,
 }
 
 impl ServerSettings {
@@ -48,6 +51,7 @@ impl ServerSettings {
             raft_trailing_logs: 10240,
             raft_multiplier: 1,
             num_schedulers: None,
+            heartbeat: Default::default(),
         }
     }
 }
@@ -151,7 +155,46 @@ pub fn apply_server(s: &mut ServerSettings, block: &ServerBlock, report: Report<
             Some(v) => *slot = v,
         }
     }
+    apply_heartbeat(s, block, report);
     apply_join(s, block, report);
+}
+
+/// The heartbeat keys of the `server` block.
+fn apply_heartbeat(s: &mut ServerSettings, block: &ServerBlock, report: Report<'_>) {
+    for (key, value, slot) in [
+        (
+            "server.min_heartbeat_ttl",
+            &block.min_heartbeat_ttl,
+            &mut s.heartbeat.min_ttl,
+        ),
+        (
+            "server.heartbeat_grace",
+            &block.heartbeat_grace,
+            &mut s.heartbeat.grace,
+        ),
+        (
+            "server.failover_heartbeat_ttl",
+            &block.failover_heartbeat_ttl,
+            &mut s.heartbeat.failover_ttl,
+        ),
+    ] {
+        if let Some(text) = value {
+            if let Some(d) = positive_duration(key, text, report) {
+                *slot = d;
+            }
+        }
+    }
+    if let Some(rate) = block.max_heartbeats_per_second {
+        if rate.is_finite() && rate >= 1.0 && rate <= f64::from(u32::MAX) {
+            // Whole heartbeats per second; Nomad's float is never meant to be fractional.
+            s.heartbeat.max_per_second = rate as u32;
+        } else {
+            report(
+                "server.max_heartbeats_per_second",
+                format!("server.max_heartbeats_per_second = {rate}: must be at least 1"),
+            );
+        }
+    }
 }
 
 /// `server_join { … }`, or the same keys written directly in `server` (Nomad before 0.10);

@@ -128,6 +128,10 @@ server {{
   raft_multiplier         = 4
   raft_snapshot_threshold = 100
   raft_trailing_logs      = 200
+  min_heartbeat_ttl       = "20s"
+  max_heartbeats_per_second = 100.0
+  heartbeat_grace         = "15s"
+  failover_heartbeat_ttl  = "10m"
   server_join {{
     retry_join     = ["10.1.0.2", "10.1.0.3:5647"]
     retry_interval = "15s"
@@ -173,6 +177,12 @@ autopilot {{
             raft_trailing_logs: 200,
             raft_multiplier: 4,
             num_schedulers: Some(2),
+            heartbeat: controlplane::server::heartbeat::HeartbeatConfig {
+                min_ttl: Duration::from_secs(20),
+                max_per_second: 100,
+                grace: Duration::from_secs(15),
+                failover_ttl: Duration::from_secs(600),
+            },
         }
     );
     assert!(c.tls.rpc && c.tls.http && c.tls.verify_server_hostname && c.tls.verify_https_client);
@@ -383,8 +393,8 @@ fn each_bad_key_or_value_names_its_file_and_line() {
             "2: server_join and server.retry_join cannot both be defined",
         ),
         (
-            "server {\n  heartbeat_grace = \"10s\"\n}",
-            "2: server.heartbeat_grace: unknown field",
+            "server {\n  heartbeat_grace = \"0s\"\n}",
+            "2: server.heartbeat_grace = \"0s\": must be more than zero",
         ),
         (
             "autopilot {\n  last_contact_threshold = \"fast\"\n}",
