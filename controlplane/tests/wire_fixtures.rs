@@ -25,10 +25,10 @@ use controlplane::model::{
     DrainStrategy, DriverInfo, EphemeralDisk, EvalStatus, Evaluation, Job, JobStatus, JobType,
     JobUiConfig, JobUiLink, JobVersionTag, LogConfig, MigrateStrategy, Multiregion,
     MultiregionRegion, MultiregionStrategy, NetworkResource, Node, NodeCpuResources,
-    NodeDiskResources, NodeEvent, NodeMemoryResources, NodeResources, NodeStatus,
-    ParameterizedJobConfig, PeriodicConfig, Port, ReschedulePolicy, Resources, RestartPolicy,
-    SchedulerConfiguration, Spread, SpreadTarget, Task, TaskEvent, TaskGroup, TaskLifecycle,
-    TaskLifecycleState, TaskState, UpdateStrategy,
+    NodeDiskResources, NodeEvent, NodeMemoryResources, NodeReservedNetworkResources, NodeResources,
+    NodeStatus, ParameterizedJobConfig, PeriodicConfig, Port, ReschedulePolicy, Resources,
+    RestartPolicy, SchedulerConfiguration, Spread, SpreadTarget, Task, TaskEvent, TaskGroup,
+    TaskLifecycle, TaskLifecycleState, TaskState, UpdateStrategy,
 };
 use controlplane::raft::{
     codec, decode_snapshot_file, encode_snapshot_file, Entry, HelloReply, LogId, PeerStatus,
@@ -537,6 +537,9 @@ fn node() -> Node {
             },
             memory: NodeMemoryResources { memory_mb: 16_384 },
             disk: NodeDiskResources { disk_mb: 100_000 },
+            min_dynamic_port: 21_000,
+            max_dynamic_port: 31_000,
+            networks: None,
         },
         reserved_resources: NodeResources {
             cpu: NodeCpuResources {
@@ -546,6 +549,11 @@ fn node() -> Node {
             },
             memory: NodeMemoryResources { memory_mb: 512 },
             disk: NodeDiskResources { disk_mb: 1_000 },
+            min_dynamic_port: 0,
+            max_dynamic_port: 0,
+            networks: Some(NodeReservedNetworkResources {
+                reserved_host_ports: "22,8000-8100".into(),
+            }),
         },
         drivers: BTreeMap::from([(
             "exec".to_string(),

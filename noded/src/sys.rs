@@ -184,3 +184,27 @@ pub fn restore_affinity(previous: &nix::sched::CpuSet) {
         tracing::warn!("restoring the background thread's CPU affinity: {e}");
     }
 }
+
+/// Whether this kernel has the `bpf(2)` system call and lets this process call it: the call
+/// is made with a command number no kernel defines, which a kernel with BPF rejects with
+/// `EINVAL` after its permission checks. `Ok(())` means available; otherwise the error says
+/// why not (`ENOSYS`: built without BPF; `EPERM`: not permitted).
+pub fn probe_bpf_syscall() -> std::io::Result<()> {
+    // SAFETY: bpf(2) with a null attribute pointer and size 0 reads and writes no memory of
+    // ours; an unknown command changes nothing in the kernel.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            libc::c_int::MAX,
+            std::ptr::null::<libc::c_void>(),
+            0u32,
+        )
+    };
+    let err = std::io::Error::last_os_error();
+    match (rc, err.raw_os_error()) {
+        // No kernel defines the command, but be honest if one ever does.
+        (r, _) if r >= 0 => Ok(()),
+        (_, Some(libc::EINVAL)) => Ok(()),
+        _ => Err(err),
+    }
+}

@@ -74,6 +74,25 @@ pub struct NodeResources {
     pub cpu: NodeCpuResources,
     pub memory: NodeMemoryResources,
     pub disk: NodeDiskResources,
+    /// The client's dynamic port range (`client { min_dynamic_port, max_dynamic_port }`),
+    /// inclusive; 0 in both (an older client) means Nomad's defaults, 20000–32000.
+    #[serde(default)]
+    pub min_dynamic_port: u16,
+    #[serde(default)]
+    pub max_dynamic_port: u16,
+    /// Only in a node's `ReservedResources`: ports the client keeps for the host
+    /// (`client.reserved.reserved_ports`), as Nomad's `ReservedResources.Networks`. Left out of
+    /// the JSON when unset, so `NodeResources` keeps Nomad's shape elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub networks: Option<NodeReservedNetworkResources>,
+}
+
+/// Nomad's `NodeReservedNetworkResources`: the host ports no task may take.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NodeReservedNetworkResources {
+    /// A port list as written in the config: "22,80,8000-8100".
+    pub reserved_host_ports: String,
 }
 
 impl NodeResources {

@@ -6,6 +6,7 @@
 //! first, so `noded config validate` can list them all.
 
 mod addr;
+mod client;
 mod cluster;
 mod error;
 mod load;
@@ -16,10 +17,16 @@ mod tests;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
+use controlplane::model::ClientHostVolumeConfig;
 use serde::Deserialize;
 
-pub use cluster::{AutopilotSettings, ServerSettings, TlsSettings, MAX_RAFT_MULTIPLIER};
+pub use crate::client::settings::{DrainOnShutdown, GcSettings, ReservedConfig};
+pub use client::{check_reserved, server_address, MachineReader, DEFAULT_SERVER_RPC_PORT};
+pub use cluster::{
+    AutopilotSettings, JoinSettings, ServerSettings, TlsSettings, MAX_RAFT_MULTIPLIER,
+};
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{expand, load_file, load_paths, parse, MAX_DIR_FILES, MAX_FILE_BYTES};
 pub use positions::KeyLines;
@@ -131,7 +138,6 @@ pub struct AutopilotBlock {
 #[serde(deny_unknown_fields)]
 pub struct ClientBlock {
     pub enabled: Option<bool>,
-    pub servers: Option<Vec<String>>,
     pub node_class: Option<String>,
     pub node_pool: Option<String>,
     #[serde(default)]
@@ -142,6 +148,54 @@ pub struct ClientBlock {
     /// Name of the cgroup every task cgroup is created under (on each v1 controller, or in
     /// the v2 tree); Nomad's `cgroup_parent`.
     pub cgroup_parent: Option<String>,
+    /// Servers' RPC addresses, "host:port" (port 4647 when left out).
+    pub servers: Option<Vec<String>>,
+    pub server_join: Option<ServerJoinBlock>,
+    pub state_dir: Option<PathBuf>,
+    pub alloc_dir: Option<PathBuf>,
+    pub network_interface: Option<String>,
+    pub max_kill_timeout: Option<String>,
+    /// Read as wide integers so an out-of-range port gets a message of its own.
+    pub min_dynamic_port: Option<i64>,
+    pub max_dynamic_port: Option<i64>,
+    pub reserved: Option<ReservedBlock>,
+    /// `host_volume "name" { … }`, by name.
+    #[serde(default)]
+    pub host_volume: BTreeMap<String, HostVolumeBlock>,
+    pub gc_interval: Option<String>,
+    pub gc_disk_usage_threshold: Option<f64>,
+    pub gc_inode_usage_threshold: Option<f64>,
+    pub gc_parallel_destroys: Option<i64>,
+    pub drain_on_shutdown: Option<DrainBlock>,
+}
+
+/// `client { reserved { cpu, memory, disk, cores, reserved_ports } }`: MHz, MB, MB, and
+/// range strings ("0-1,3", "22,80,8000-8100").
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReservedBlock {
+    pub cpu: Option<i64>,
+    pub memory: Option<i64>,
+    pub disk: Option<i64>,
+    pub cores: Option<String>,
+    pub reserved_ports: Option<String>,
+}
+
+/// `client { host_volume "name" { path, read_only } }`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HostVolumeBlock {
+    pub path: Option<String>,
+    pub read_only: Option<bool>,
+}
+
+/// `client { drain_on_shutdown { deadline, force, ignore_system_jobs } }`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DrainBlock {
+    pub deadline: Option<String>,
+    pub force: Option<bool>,
+    pub ignore_system_jobs: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -214,8 +268,6 @@ pub struct AgentConfig {
     pub tls: TlsSettings,
     pub autopilot: AutopilotSettings,
     pub client_enabled: bool,
-    /// `client.servers`: the servers a client-only agent registers with ("host:port").
-    pub client_servers: Vec<String>,
     pub node_class: String,
     pub node_pool: String,
     pub meta: BTreeMap<String, String>,
@@ -226,8 +278,31 @@ pub struct AgentConfig {
     pub denied_gids: crate::driver::IdRanges,
     pub default_pid_mode: controlplane::drivers::NamespaceMode,
     pub default_ipc_mode: controlplane::drivers::NamespaceMode,
-    pub gc_max_allocs: usize,
     pub cgroup_parent: String,
+    /// `client.servers`: the servers a client registers with, each "host:port" (4647 added
+    /// when the port was left out).
+    pub client_servers: Vec<String>,
+    /// `client.server_join`: servers to find, and how hard to try.
+    pub client_join: JoinSettings,
+    /// `client.reserved`: what the host keeps for itself (checked against the machine).
+    pub reserved: ReservedConfig,
+    /// `client.host_volume` blocks whose path exists, by name (the others are warnings).
+    pub host_volumes: BTreeMap<String, ClientHostVolumeConfig>,
+    /// `client.network_interface`: the node's address comes from this interface.
+    pub network_interface: Option<String>,
+    /// `client.alloc_dir`; `None` = `<data_dir>/alloc`.
+    pub alloc_dir: Option<PathBuf>,
+    /// `client.state_dir`; `None` = `<data_dir>/client`.
+    pub state_dir: Option<PathBuf>,
+    /// `client.max_kill_timeout` (default 30s): the longest `kill_timeout` a task gets.
+    pub max_kill_timeout: Duration,
+    /// `client.min_dynamic_port` / `max_dynamic_port` (20000 / 32000), inclusive.
+    pub min_dynamic_port: u16,
+    pub max_dynamic_port: u16,
+    /// `client.gc_*`.
+    pub gc: GcSettings,
+    /// `client.drain_on_shutdown`; `None` when the block is not written.
+    pub drain_on_shutdown: Option<DrainOnShutdown>,
     /// Lower case, one of Nomad's levels.
     pub log_level: String,
     pub log_json: bool,
@@ -301,6 +376,22 @@ impl AgentConfig {
         self.advertised.http
     }
 
+    /// Where the client keeps allocation directories: `client.alloc_dir`, else
+    /// `<data_dir>/alloc`.
+    pub fn client_alloc_dir(&self) -> PathBuf {
+        self.alloc_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("alloc"))
+    }
+
+    /// Where the client keeps its state (node id, supervisor socket): `client.state_dir`,
+    /// else `<data_dir>/client`.
+    pub fn client_state_dir(&self) -> PathBuf {
+        self.state_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("client"))
+    }
+
     /// The address advertised for gossip (`advertise.serf`, port `ports.serf`).
     pub fn advertise_serf_addr(&self) -> SocketAddr {
         self.advertised.serf
@@ -324,6 +415,24 @@ impl AgentConfig {
         temp_data_dir: impl FnOnce() -> anyhow::Result<PathBuf>,
         host_ipv4s: &mut dyn FnMut() -> Result<Vec<Ipv4Addr>, String>,
     ) -> Result<AgentConfig, ConfigErrors> {
+        Self::build_for_machine(
+            files,
+            flags,
+            temp_data_dir,
+            host_ipv4s,
+            &mut crate::client::fingerprint::machine_totals,
+        )
+    }
+
+    /// [`AgentConfig::build_on_host`] with the machine's totals (to check `client.reserved`
+    /// against) coming from `machine`, asked only when something is reserved.
+    pub fn build_for_machine(
+        files: &[FileConfig],
+        flags: &Overrides,
+        temp_data_dir: impl FnOnce() -> anyhow::Result<PathBuf>,
+        host_ipv4s: &mut dyn FnMut() -> Result<Vec<Ipv4Addr>, String>,
+        machine: MachineReader<'_>,
+    ) -> Result<AgentConfig, ConfigErrors> {
         let mut c = Self::defaults(flags.dev);
         let mut problems = Problems::default();
         let mut data_dir = None;
@@ -331,7 +440,14 @@ impl AgentConfig {
             c.apply_file(f, &mut data_dir, &mut problems);
         }
         c.apply_flags(flags, &mut data_dir);
-        c.finish(data_dir, files, temp_data_dir, host_ipv4s, &mut problems);
+        c.finish(
+            data_dir,
+            files,
+            temp_data_dir,
+            host_ipv4s,
+            machine,
+            &mut problems,
+        );
         // Read in file order, line by line; what belongs to no file comes last.
         problems.errors.sort_by_key(|e| {
             let file = e
@@ -368,7 +484,6 @@ impl AgentConfig {
             tls: TlsSettings::default(),
             autopilot: AutopilotSettings::default(),
             client_enabled: dev,
-            client_servers: Vec::new(),
             node_class: String::new(),
             node_pool: "default".into(),
             meta: BTreeMap::new(),
@@ -382,8 +497,19 @@ impl AgentConfig {
             denied_gids: Default::default(),
             default_pid_mode: controlplane::drivers::NamespaceMode::Private,
             default_ipc_mode: controlplane::drivers::NamespaceMode::Private,
-            gc_max_allocs: 50,
             cgroup_parent: "noded".into(),
+            client_servers: Vec::new(),
+            client_join: JoinSettings::default(),
+            reserved: ReservedConfig::default(),
+            host_volumes: BTreeMap::new(),
+            network_interface: None,
+            alloc_dir: None,
+            state_dir: None,
+            max_kill_timeout: Duration::from_secs(30),
+            min_dynamic_port: crate::client::settings::DEFAULT_MIN_DYNAMIC_PORT,
+            max_dynamic_port: crate::client::settings::DEFAULT_MAX_DYNAMIC_PORT,
+            gc: GcSettings::default(),
+            drain_on_shutdown: None,
             log_level: "info".into(),
             log_json: false,
             warnings: Vec::new(),
@@ -490,9 +616,6 @@ impl AgentConfig {
         if let Some(v) = cl.enabled {
             c.client_enabled = v;
         }
-        if let Some(v) = &cl.servers {
-            c.client_servers = v.clone();
-        }
         if let Some(v) = &cl.node_class {
             c.node_class = v.clone();
         }
@@ -517,9 +640,6 @@ impl AgentConfig {
             }
             c.chroot_env = Some(binds);
         }
-        if let Some(v) = cl.gc_max_allocs {
-            c.gc_max_allocs = v;
-        }
         if let Some(v) = &cl.cgroup_parent {
             if v.is_empty() || v.contains('/') || v == "." || v == ".." {
                 report(
@@ -532,6 +652,7 @@ impl AgentConfig {
                 c.cgroup_parent = v.clone();
             }
         }
+        client::apply(c, cl, report);
     }
 
     /// `plugin "exec" { config { … } }`: what the node allows exec tasks.
@@ -632,6 +753,7 @@ impl AgentConfig {
         files: &[FileConfig],
         temp_data_dir: impl FnOnce() -> anyhow::Result<PathBuf>,
         host_ipv4s: &mut dyn FnMut() -> Result<Vec<Ipv4Addr>, String>,
+        machine: MachineReader<'_>,
         p: &mut Problems,
     ) {
         let c = self;
@@ -665,14 +787,12 @@ impl AgentConfig {
         if !c.server_enabled && !c.client_enabled {
             p.errors.push(ConfigError::general("neither server nor client is enabled: enable one in the agent config (server { enabled = true }) or use -dev"));
         }
-        if c.client_enabled && !c.server_enabled && c.client_servers.is_empty() {
-            p.errors.push(ConfigError::general(
-                "a client-only agent needs servers: set client { servers = [\"10.0.0.1:4647\"] }",
-            ));
-        }
         c.finish_addresses(files, host_ipv4s, p);
         if c.server_enabled {
             c.finish_server(files, p);
+        }
+        if c.client_enabled {
+            client::finish(c, files, machine, p);
         }
         if c.dev {
             // Nomad's dev agent enables raw_exec too.

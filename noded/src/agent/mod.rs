@@ -214,10 +214,10 @@ async fn run_client_only(
     http_addr: SocketAddr,
 ) -> anyhow::Result<()> {
     let fabric = cluster::start_client_fabric(&config).await?;
-    let remote = Arc::new(RemoteServers::new(
-        fabric.clone(),
-        config.client_servers.clone(),
-    ));
+    // `servers` first, then `server_join.retry_join` (Nomad reads both).
+    let mut servers = config.client_servers.clone();
+    servers.extend(config.client_join.retry_join.iter().cloned());
+    let remote = Arc::new(RemoteServers::new(fabric.clone(), servers));
     let exe = std::env::current_exe().context("locating the noded binary")?;
     let rpc: Arc<dyn ServerRpc> = remote.clone();
     let client = Client::start(client_config(&config, http_addr, exe), rpc).await?;
@@ -266,8 +266,8 @@ async fn formation_failure(
 /// What the client runs with, from the agent's settings.
 fn client_config(config: &AgentConfig, http_addr: SocketAddr, noded_exe: PathBuf) -> ClientConfig {
     ClientConfig {
-        state_dir: config.data_dir.join("client"),
-        allocs_root: config.data_dir.join("alloc"),
+        state_dir: config.client_state_dir(),
+        allocs_root: config.client_alloc_dir(),
         node_name: config.name.clone(),
         datacenter: config.datacenter.clone(),
         region: config.region.clone(),
@@ -275,7 +275,18 @@ fn client_config(config: &AgentConfig, http_addr: SocketAddr, noded_exe: PathBuf
         node_class: config.node_class.clone(),
         meta: config.meta.clone(),
         http_addr: http_addr.to_string(),
-        ip_address: config.bind_addr.clone(),
+        // The advertised RPC address: never 0.0.0.0 (that is a bind address, not one a
+        // server or task could reach). `network_interface` overrides it in the client.
+        ip_address: config.advertise_rpc_addr().ip().to_string(),
+        network_interface: config.network_interface.clone(),
+        servers: config.client_servers.clone(),
+        server_join: config.client_join.clone(),
+        reserved: config.reserved.clone(),
+        host_volumes: config.host_volumes.clone(),
+        min_dynamic_port: config.min_dynamic_port,
+        max_dynamic_port: config.max_dynamic_port,
+        max_kill_timeout: config.max_kill_timeout,
+        drain_on_shutdown: config.drain_on_shutdown.clone(),
         exec: crate::driver::ExecSettings {
             chroot_env: config
                 .chroot_env
@@ -290,11 +301,14 @@ fn client_config(config: &AgentConfig, http_addr: SocketAddr, noded_exe: PathBuf
             mhz_per_core: 0,
         },
         raw_exec_enabled: config.raw_exec_enabled,
-        gc_max_allocs: config.gc_max_allocs,
+        gc: config.gc.clone(),
         ephemeral: config.ephemeral,
         cgroup_parent: config.cgroup_parent.clone(),
         noded_exe,
-        join: crate::client::heartbeat::JoinPolicy::default(),
+        join: crate::client::heartbeat::JoinPolicy {
+            retry_interval: config.client_join.retry_interval,
+            retry_max: config.client_join.retry_max,
+        },
     }
 }
 

@@ -16,20 +16,22 @@ pub mod heartbeat;
 pub mod logs;
 pub mod remote;
 pub mod restart;
+pub mod settings;
 pub mod task_runner;
 pub mod taskenv;
 mod updater;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use controlplane::api::{
     AllocFileInfo, ClientEndpoints, ClientError, ExecRequest, ExecSession, LogFrame, LogsRequest,
 };
 use controlplane::model::{
-    eligibility, AllocClientUpdate, Allocation, DesiredStatus, Node, NodeStatus,
+    eligibility, AllocClientUpdate, Allocation, ClientHostVolumeConfig, DesiredStatus, Node,
+    NodeStatus,
 };
 use controlplane::server::Server;
 use futures::future::BoxFuture;
@@ -59,6 +61,8 @@ const WATCH_RETRY: BackoffPolicy = BackoffPolicy {
 const STOP_ALL_WAIT: Duration = Duration::from_secs(30);
 /// Between the two samples of a task's first stats request (CPU percent is a rate).
 const FIRST_CPU_SAMPLE_GAP: Duration = Duration::from_millis(100);
+/// How often the client fingerprints the machine again; a change is re-registered.
+pub const REFINGERPRINT_INTERVAL: Duration = Duration::from_secs(30);
 
 /// A node's allocations and the index they were read at.
 pub type NodeAllocs = (Vec<Arc<Allocation>>, u64);
@@ -152,11 +156,31 @@ pub struct ClientConfig {
     pub node_class: String,
     pub meta: BTreeMap<String, String>,
     pub http_addr: String,
+    /// `unique.network.ip-address` unless `network_interface` names an interface.
     pub ip_address: String,
+    /// `client.network_interface`: the node's address is this interface's first address
+    /// (IPv4 preferred), read at start and at every re-fingerprint.
+    pub network_interface: Option<String>,
+    /// `client.servers`, each "host:port" (port 4647 added when it was left out).
+    pub servers: Vec<String>,
+    /// `client.server_join`.
+    pub server_join: crate::agent::config::JoinSettings,
+    /// `client.reserved`: kept out of placement (`Node.reserved_resources`).
+    pub reserved: settings::ReservedConfig,
+    /// `client.host_volume` blocks whose path exists, by name (`Node.host_volumes`).
+    pub host_volumes: BTreeMap<String, ClientHostVolumeConfig>,
+    /// The dynamic port range, inclusive (`Node.node_resources.Min/MaxDynamicPort`).
+    pub min_dynamic_port: u16,
+    pub max_dynamic_port: u16,
+    /// `client.max_kill_timeout`: the longest `kill_timeout` a task gets.
+    pub max_kill_timeout: Duration,
+    /// `client.drain_on_shutdown`, if set.
+    pub drain_on_shutdown: Option<settings::DrainOnShutdown>,
     pub exec: crate::driver::ExecSettings,
     pub raw_exec_enabled: bool,
-    /// Terminal allocation dirs kept for their logs before the oldest are removed.
-    pub gc_max_allocs: usize,
+    /// The `gc_*` settings; `gc.max_allocs` terminal allocation dirs are kept for their logs
+    /// before the oldest are removed.
+    pub gc: settings::GcSettings,
     /// The supervisor stops its tasks and exits when the agent exits (dev agent on a temp dir).
     pub ephemeral: bool,
     /// The cgroup every task cgroup lives under.
@@ -177,7 +201,8 @@ pub struct ClientShared {
     pub alloc_dirs: Arc<SpareAllocDirs>,
     pub supervisor: SupervisorClient,
     pub drivers: DriverRegistry,
-    pub attributes: BTreeMap<String, String>,
+    /// The node's attributes, replaced when a re-fingerprint finds a change.
+    attributes: RwLock<Arc<BTreeMap<String, String>>>,
     pub meta: BTreeMap<String, String>,
     pub node_class: String,
     pub node_pool: String,
@@ -197,6 +222,23 @@ impl std::fmt::Debug for ClientShared {
 }
 
 impl ClientShared {
+    /// The node's attributes as last fingerprinted.
+    pub fn attributes(&self) -> Arc<BTreeMap<String, String>> {
+        match self.attributes.read() {
+            Ok(a) => a.clone(),
+            // A writer only swaps an `Arc`: the value is whole even if one panicked.
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn set_attributes(&self, attributes: BTreeMap<String, String>) {
+        let next = Arc::new(attributes);
+        match self.attributes.write() {
+            Ok(mut a) => *a = next,
+            Err(poisoned) => *poisoned.into_inner() = next,
+        }
+    }
+
     pub async fn send_update(&self, update: AllocClientUpdate) {
         // Closed only when the client shuts down.
         let _ = self.updates.send(update).await;
@@ -210,7 +252,7 @@ impl ClientShared {
     ) -> Result<String, String> {
         let ctx = controlplane::jobspec::InterpolationContext {
             env: env.clone(),
-            node_attrs: self.attributes.clone(),
+            node_attrs: (*self.attributes()).clone(),
             node: [
                 ("unique.id".to_string(), self.node_id.clone()),
                 ("unique.name".to_string(), self.node_name.clone()),
@@ -233,7 +275,8 @@ pub struct Client {
     runners: Mutex<HashMap<String, AllocRunnerHandle>>,
     finished: Mutex<VecDeque<String>>,
     config: ClientConfig,
-    node: Node,
+    /// The node as last registered; a re-fingerprint replaces it.
+    node: RwLock<Node>,
     previous_cpu: Mutex<HashMap<String, (u64, i64)>>,
     /// When a server last took this node's heartbeat.
     contact: Arc<heartbeat::ServerContact>,
@@ -302,7 +345,13 @@ impl Client {
             .context("starting the task supervisor")?;
         tracing::info!(pid = supervisor_pid, socket = %supervisor.socket().display(), "task supervisor ready");
 
-        let print = fingerprint::gather(&config.allocs_root, &config.ip_address);
+        let ip_address = match &config.network_interface {
+            Some(name) => fingerprint::interface_address(name)
+                .map_err(|e| anyhow::anyhow!("client.network_interface = {name:?}: {e}"))?
+                .to_string(),
+            None => config.ip_address.clone(),
+        };
+        let print = fingerprint::gather_with(&fingerprint_config(&config, ip_address));
         let mut exec_settings = config.exec.clone();
         exec_settings.mhz_per_core = print
             .attributes
@@ -321,12 +370,8 @@ impl Client {
             health,
         )));
 
-        let mut attributes = print.attributes.clone();
-        for info in drivers.fingerprints().values() {
-            if info.detected && info.healthy {
-                attributes.extend(info.attributes.clone());
-            }
-        }
+        let facts = node_facts(&print, &drivers);
+        let attributes = facts.attributes.clone();
         let node = Node {
             id: node_id.clone(),
             name: if config.node_name.is_empty() {
@@ -340,9 +385,10 @@ impl Client {
             http_addr: config.http_addr.clone(),
             attributes: attributes.clone(),
             meta: config.meta.clone(),
-            node_resources: print.resources.clone(),
-            reserved_resources: Default::default(),
-            drivers: drivers.fingerprints(),
+            node_resources: facts.resources.clone(),
+            reserved_resources: facts.reserved.clone(),
+            drivers: facts.drivers.clone(),
+            host_volumes: config.host_volumes.clone(),
             status: NodeStatus::Ready,
             scheduling_eligibility: eligibility::ELIGIBLE.to_string(),
             ..Default::default()
@@ -361,7 +407,7 @@ impl Client {
             alloc_dirs,
             supervisor,
             drivers,
-            attributes,
+            attributes: RwLock::new(Arc::new(attributes)),
             meta: config.meta.clone(),
             node_class: config.node_class.clone(),
             node_pool: config.node_pool.clone(),
@@ -374,7 +420,7 @@ impl Client {
             runners: Mutex::new(HashMap::new()),
             finished: Mutex::new(VecDeque::new()),
             config,
-            node: node.clone(),
+            node: RwLock::new(node.clone()),
             previous_cpu: Mutex::new(HashMap::new()),
             contact: Arc::new(heartbeat::ServerContact::new()),
         });
@@ -385,12 +431,87 @@ impl Client {
         tokio::spawn(heartbeat::run(server.clone(), node, client.contact.clone()));
         let reattach = client.supervisor_tasks().await;
         tokio::spawn(updater::run_updater(server.clone(), updates_rx));
+        tokio::spawn(client.clone().refingerprint(server.clone(), facts));
         tokio::spawn(client.clone().watch(server, reattach));
         Ok(client)
     }
 
-    pub fn node(&self) -> &Node {
-        &self.node
+    /// The node as last registered.
+    pub fn node(&self) -> Node {
+        match self.node.read() {
+            Ok(n) => n.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Every [`REFINGERPRINT_INTERVAL`]: fingerprints the machine again and, when
+    /// [`fingerprint::facts_changed`] says the node changed, registers it again so the
+    /// servers (and the scheduler) see it; the client's attributes follow. A failed
+    /// registration is retried at the next interval.
+    async fn refingerprint(
+        self: Arc<Self>,
+        server: Arc<dyn ServerRpc>,
+        mut registered: fingerprint::NodeFacts,
+    ) {
+        let mut ticker = tokio::time::interval(REFINGERPRINT_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is immediate: the node was fingerprinted a moment ago.
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            let ip_address = match &self.config.network_interface {
+                Some(name) => {
+                    match fingerprint::interface_address(name) {
+                        Ok(ip) => ip.to_string(),
+                        Err(e) => {
+                            tracing::warn!("client.network_interface = {name:?}: {e}; keeping the node's address");
+                            registered
+                                .attributes
+                                .get("unique.network.ip-address")
+                                .cloned()
+                                .unwrap_or_default()
+                        }
+                    }
+                }
+                None => self.config.ip_address.clone(),
+            };
+            let config = fingerprint_config(&self.config, ip_address);
+            // /proc, /sys and statvfs reads block.
+            let print = match tokio::task::spawn_blocking(move || fingerprint::gather_with(&config))
+                .await
+            {
+                Ok(print) => print,
+                Err(e) => {
+                    tracing::warn!("re-fingerprinting the node: {e}");
+                    continue;
+                }
+            };
+            let facts = node_facts(&print, &self.shared.drivers);
+            if !fingerprint::facts_changed(&registered, &facts) {
+                continue;
+            }
+            let mut node = self.node();
+            node.attributes = facts.attributes.clone();
+            node.node_resources = facts.resources.clone();
+            node.reserved_resources = facts.reserved.clone();
+            node.drivers = facts.drivers.clone();
+            match server.register_node(node.clone()).await {
+                Ok(_) => {
+                    tracing::info!(node_id = %self.shared.node_id, "the node's fingerprint changed; registered it again");
+                    self.shared.set_attributes(facts.attributes.clone());
+                    match self.node.write() {
+                        Ok(mut n) => *n = node,
+                        Err(poisoned) => *poisoned.into_inner() = node,
+                    }
+                    registered = facts;
+                }
+                Err(e) => tracing::warn!(
+                    node_id = %self.shared.node_id,
+                    "registering the changed node: {e}; trying again in {}s",
+                    REFINGERPRINT_INTERVAL.as_secs()
+                ),
+            }
+        }
     }
 
     /// The pid of the task supervisor this client talks to (the current one, after a
@@ -556,7 +677,7 @@ impl Client {
         });
     }
 
-    /// Keeps at most `gc_max_allocs` finished allocation dirs (oldest removed first).
+    /// Keeps at most `gc.max_allocs` finished allocation dirs (oldest removed first).
     fn collect_garbage(&self) {
         let (Ok(mut runners), Ok(mut finished)) = (self.runners.lock(), self.finished.lock())
         else {
@@ -571,7 +692,7 @@ impl Client {
             runners.remove(&id);
             finished.push_back(id);
         }
-        while finished.len() > self.config.gc_max_allocs {
+        while finished.len() > self.config.gc.max_allocs {
             let Some(id) = finished.pop_front() else {
                 break;
             };
@@ -643,7 +764,8 @@ impl Client {
 
     /// Whether the node's drivers are healthy.
     pub fn health(&self) -> (bool, String) {
-        let exec = self.node.drivers.get("exec");
+        let node = self.node();
+        let exec = node.drivers.get("exec");
         match exec {
             Some(d) if d.healthy => (true, "ok".to_string()),
             Some(d) => (
@@ -725,8 +847,8 @@ impl Client {
     }
 
     fn mhz_per_core(&self) -> f64 {
-        self.node
-            .attributes
+        self.shared
+            .attributes()
             .get("cpu.frequency")
             .and_then(|f| f.parse().ok())
             .unwrap_or(1000.0)
@@ -811,6 +933,38 @@ fn resource_usage(s: &TaskStats, percent: f64, mhz_per_core: f64) -> serde_json:
 }
 
 /// Why the exec driver cannot run here, if it cannot.
+/// What the fingerprint needs from the client's settings.
+fn fingerprint_config(config: &ClientConfig, ip_address: String) -> fingerprint::FingerprintConfig {
+    fingerprint::FingerprintConfig {
+        alloc_dir: config.allocs_root.clone(),
+        ip_address,
+        reserved: config.reserved.clone(),
+        min_dynamic_port: config.min_dynamic_port,
+        max_dynamic_port: config.max_dynamic_port,
+    }
+}
+
+/// The node as the fingerprint and the drivers describe it: the machine's attributes plus
+/// those of every detected, healthy driver (`driver.exec`, `driver.raw_exec`).
+fn node_facts(
+    print: &fingerprint::Fingerprint,
+    drivers: &DriverRegistry,
+) -> fingerprint::NodeFacts {
+    let drivers = drivers.fingerprints();
+    let mut attributes = print.attributes.clone();
+    for info in drivers.values() {
+        if info.detected && info.healthy {
+            attributes.extend(info.attributes.clone());
+        }
+    }
+    fingerprint::NodeFacts {
+        attributes,
+        resources: print.resources.clone(),
+        reserved: print.reserved.clone(),
+        drivers,
+    }
+}
+
 fn exec_health() -> Result<(), String> {
     if !crate::sys::is_root() {
         return Err("the exec driver needs root (run the agent as root)".to_string());

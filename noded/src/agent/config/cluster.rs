@@ -56,6 +56,27 @@ impl ServerSettings {
     }
 }
 
+/// Where to find servers and how hard to try: `server_join` (of a server or a client).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinSettings {
+    /// Addresses as written: "ip", "ip:port" or "host:port".
+    pub retry_join: Vec<String>,
+    /// Wait between attempts (default 30s).
+    pub retry_interval: Duration,
+    /// Attempts before giving up; 0 = forever.
+    pub retry_max: u32,
+}
+
+impl Default for JoinSettings {
+    fn default() -> JoinSettings {
+        JoinSettings {
+            retry_join: Vec::new(),
+            retry_interval: Duration::from_secs(30),
+            retry_max: 0,
+        }
+    }
+}
+
 /// The `tls` block: mutual TLS between agents (`rpc`) and on the HTTP API (`http`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TlsSettings {
@@ -95,7 +116,7 @@ impl Default for AutopilotSettings {
 }
 
 /// Reads a Go duration ("30s", "1m30s") that must be more than zero.
-fn positive_duration(key: &str, text: &str, report: Report<'_>) -> Option<Duration> {
+pub(super) fn positive_duration(key: &str, text: &str, report: Report<'_>) -> Option<Duration> {
     match parse_go(text) {
         Ok(d) if d.is_zero() => {
             report(key, format!("{key} = {text:?}: must be more than zero"));
@@ -229,6 +250,24 @@ fn apply_join(s: &mut ServerSettings, block: &ServerBlock, report: Report<'_>) {
 
 fn apply_join_block(
     s: &mut ServerSettings,
+    join: &ServerJoinBlock,
+    prefix: &str,
+    report: Report<'_>,
+) {
+    let mut j = JoinSettings {
+        retry_join: std::mem::take(&mut s.retry_join),
+        retry_interval: s.retry_interval,
+        retry_max: s.retry_max,
+    };
+    apply_join_settings(&mut j, join, prefix, report);
+    s.retry_join = j.retry_join;
+    s.retry_interval = j.retry_interval;
+    s.retry_max = j.retry_max;
+}
+
+/// Takes what one `server_join` block (at `prefix`) sets.
+pub fn apply_join_settings(
+    s: &mut JoinSettings,
     join: &ServerJoinBlock,
     prefix: &str,
     report: Report<'_>,
@@ -423,4 +462,65 @@ pub fn check_bootstrap(s: &ServerSettings, dev: bool) -> (Vec<String>, Vec<Strin
         warnings.push(format!("server.bootstrap_expect = {n}: an even number of servers tolerates no more failures than {} would; use an odd number (3 or 5)", n - 1));
     }
     (errors, warnings)
+}
+
+/// What a client-only agent (`server { enabled = false }`, `client { enabled = true }`) must
+/// have: servers to register with and, outside -dev, a client certificate for mutual TLS with
+/// them. Returns the problems as (key, message); an empty key is the config as a whole.
+pub fn check_client_only(
+    servers: &[String],
+    join: &JoinSettings,
+    t: &TlsSettings,
+    dev: bool,
+    region: &str,
+) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if servers.is_empty() && join.retry_join.is_empty() {
+        out.push((
+            "",
+            "a client-only agent (server { enabled = false }) needs servers to register with, but client.servers and client.server_join.retry_join are both empty. \
+             Add the servers' RPC addresses to the agent config:\n    client {\n      enabled = true\n      servers = [\"10.0.0.10:4647\", \"10.0.0.11:4647\"]\n    }\n\
+             (or client { server_join { retry_join = [...] } })"
+                .to_string(),
+        ));
+    }
+    // Files named must exist, as for a server.
+    out.extend(check_tls(t, dev, false, region));
+    if dev {
+        return out;
+    }
+    let files = [
+        ("tls.ca_file", &t.ca_file),
+        ("tls.cert_file", &t.cert_file),
+        ("tls.key_file", &t.key_file),
+    ];
+    let missing: Vec<&str> = files
+        .iter()
+        .filter(|(_, f)| f.is_none())
+        .map(|(k, _)| *k)
+        .collect();
+    if !t.rpc || !missing.is_empty() {
+        let what = if t.rpc {
+            format!("{} not set", missing.join(", "))
+        } else {
+            "tls.rpc is not enabled".to_string()
+        };
+        out.push((
+            "",
+            format!(
+                "a client-only agent outside -dev talks to the servers over mutual TLS, but {what}.\n\
+                 make a client certificate with the region's CA (where noded-agent-ca-key.pem is):\n    noded tls cert create -client -region {region}\n\
+                 copy it, its key and noded-agent-ca.pem to this machine, and add to the agent config:\n{}",
+                client_tls_block(region)
+            ),
+        ));
+    }
+    out
+}
+
+/// The `tls` block that uses what `noded tls cert create -client` writes.
+fn client_tls_block(region: &str) -> String {
+    format!(
+        "    tls {{\n      rpc       = true\n      ca_file   = \"noded-agent-ca.pem\"\n      cert_file = \"{region}-client-noded.pem\"\n      key_file  = \"{region}-client-noded-key.pem\"\n    }}"
+    )
 }

@@ -661,13 +661,416 @@ fn an_advertise_address_is_derived_never_zero() {
 }
 
 #[test]
-fn a_client_only_agent_and_a_missing_data_dir_are_still_refused() {
+fn a_missing_data_dir_and_no_role_are_refused() {
     let e = build(&[], &Overrides::default()).unwrap_err().to_string();
     assert!(
         e.contains("no data_dir") && e.contains("neither server nor client"),
         "{e}"
     );
-    let f = parse("data_dir = \"/d\"\nclient { enabled = true }\n", "a.hcl").unwrap();
-    let e = build(&[f], &Overrides::default()).unwrap_err().to_string();
-    assert!(e.contains("client-only"), "{e}");
+}
+
+/// A machine of 2 cores × 2000 MHz, 8 GiB and a 100 GB disk.
+fn small_machine(_: &Path) -> Result<crate::client::fingerprint::MachineTotals, String> {
+    Ok(crate::client::fingerprint::MachineTotals {
+        cpu_mhz: 4000,
+        core_mhz: 2000,
+        memory_mb: 8192,
+        disk_mb: 100_000,
+        cores: vec![0, 1],
+    })
+}
+
+fn build_small(files: &[FileConfig], flags: &Overrides) -> Result<AgentConfig, ConfigErrors> {
+    AgentConfig::build_for_machine(
+        files,
+        flags,
+        || Ok(PathBuf::from("/tmp/dev-data")),
+        &mut host,
+        &mut small_machine,
+    )
+}
+
+fn client_errors(text: &str, flags: &Overrides) -> Vec<String> {
+    let f = match parse(text, "c.hcl") {
+        Ok(f) => f,
+        Err(e) => return e.0.iter().map(ToString::to_string).collect(),
+    };
+    match build_small(&[f], flags) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.0.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn the_client_block_has_nomads_defaults() {
+    let c = build(&[], &dev()).unwrap();
+    assert!(c.client_servers.is_empty() && c.client_join.retry_join.is_empty());
+    assert_eq!(c.client_join.retry_interval, Duration::from_secs(30));
+    assert_eq!(c.client_join.retry_max, 0);
+    assert_eq!(c.reserved, ReservedConfig::default());
+    assert!(c.host_volumes.is_empty());
+    assert_eq!(c.network_interface, None);
+    assert_eq!(c.client_alloc_dir(), PathBuf::from("/tmp/dev-data/alloc"));
+    assert_eq!(c.client_state_dir(), PathBuf::from("/tmp/dev-data/client"));
+    assert_eq!(c.max_kill_timeout, Duration::from_secs(30));
+    assert_eq!((c.min_dynamic_port, c.max_dynamic_port), (20000, 32000));
+    assert_eq!(c.gc, GcSettings::default());
+    assert_eq!(c.gc.interval, Duration::from_secs(60));
+    assert_eq!(
+        (
+            c.gc.disk_usage_threshold,
+            c.gc.inode_usage_threshold,
+            c.gc.max_allocs,
+            c.gc.parallel_destroys
+        ),
+        (80.0, 70.0, 50, 2)
+    );
+    assert_eq!(c.drain_on_shutdown, None);
+}
+
+#[test]
+fn a_client_reads_every_key() {
+    let certs = Certs::new();
+    let vol = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"data_dir = "/var/lib/noded"
+server {{
+  enabled = false
+}}
+client {{
+  enabled           = true
+  servers           = ["10.0.0.10", "10.0.0.11:4700", "[fd00::1]"]
+  server_join {{
+    retry_join     = ["10.0.0.12"]
+    retry_interval = "15s"
+    retry_max      = 3
+  }}
+  node_class        = "edge"
+  node_pool         = "gpu"
+  meta {{
+    rack = "r1"
+  }}
+  network_interface = "eth0"
+  alloc_dir         = "/srv/alloc"
+  state_dir         = "/srv/state"
+  chroot_env = {{
+    "/bin" = "/bin"
+  }}
+  max_kill_timeout  = "1m"
+  min_dynamic_port  = 21000
+  max_dynamic_port  = 22000
+  gc_interval              = "5m"
+  gc_disk_usage_threshold  = 90
+  gc_inode_usage_threshold = 75.5
+  gc_max_allocs            = 10
+  gc_parallel_destroys     = 4
+  reserved {{
+    cpu            = 500
+    memory         = 512
+    disk           = 1024
+    cores          = "1"
+    reserved_ports = "22,80,8000-8002"
+  }}
+  host_volume "data" {{
+    path      = "{}"
+    read_only = true
+  }}
+  drain_on_shutdown {{
+    deadline           = "10m"
+    force              = true
+    ignore_system_jobs = true
+  }}
+}}
+plugin "raw_exec" {{
+  config {{
+    enabled = true
+  }}
+}}
+{}"#,
+        vol.path().display(),
+        certs.block()
+    );
+    let c = build_small(&[parse(&text, "c.hcl").unwrap()], &Overrides::default()).unwrap();
+    assert!(c.client_enabled && !c.server_enabled && c.raw_exec_enabled);
+    assert_eq!(
+        c.client_servers,
+        vec!["10.0.0.10:4647", "10.0.0.11:4700", "[fd00::1]:4647"]
+    );
+    assert_eq!(
+        c.client_join,
+        JoinSettings {
+            retry_join: vec!["10.0.0.12".into()],
+            retry_interval: Duration::from_secs(15),
+            retry_max: 3,
+        }
+    );
+    assert_eq!(
+        (c.node_class.as_str(), c.node_pool.as_str()),
+        ("edge", "gpu")
+    );
+    assert_eq!(c.meta.get("rack").map(String::as_str), Some("r1"));
+    assert_eq!(c.network_interface.as_deref(), Some("eth0"));
+    assert_eq!(c.client_alloc_dir(), PathBuf::from("/srv/alloc"));
+    assert_eq!(c.client_state_dir(), PathBuf::from("/srv/state"));
+    assert_eq!(c.max_kill_timeout, Duration::from_secs(60));
+    assert_eq!((c.min_dynamic_port, c.max_dynamic_port), (21000, 22000));
+    assert_eq!(
+        c.gc,
+        GcSettings {
+            interval: Duration::from_secs(300),
+            disk_usage_threshold: 90.0,
+            inode_usage_threshold: 75.5,
+            max_allocs: 10,
+            parallel_destroys: 4,
+        }
+    );
+    assert_eq!(
+        c.reserved,
+        ReservedConfig {
+            cpu_mhz: 500,
+            memory_mb: 512,
+            disk_mb: 1024,
+            cores: vec![1],
+            reserved_ports: "22,80,8000-8002".into(),
+            ports: vec![22, 80, 8000, 8001, 8002],
+        }
+    );
+    let data = c.host_volumes.get("data").unwrap();
+    assert_eq!(data.path, vol.path().display().to_string());
+    assert!(data.read_only && data.name == "data");
+    assert_eq!(
+        c.drain_on_shutdown,
+        Some(DrainOnShutdown {
+            deadline: Duration::from_secs(600),
+            force: true,
+            ignore_system_jobs: true,
+        })
+    );
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+#[test]
+fn drain_on_shutdown_defaults_to_an_hour_once_written() {
+    let c = build(
+        &[parse(
+            "client {\n  drain_on_shutdown {\n    force = true\n  }\n}\n",
+            "c.hcl",
+        )
+        .unwrap()],
+        &dev(),
+    )
+    .unwrap();
+    assert_eq!(
+        c.drain_on_shutdown,
+        Some(DrainOnShutdown {
+            deadline: Duration::from_secs(3600),
+            force: true,
+            ignore_system_jobs: false,
+        })
+    );
+}
+
+#[test]
+fn each_bad_client_value_names_its_file_and_line() {
+    let cases: &[(&str, &str)] = &[
+        ("client {\n  serverz = []\n}", "c.hcl:2: client.serverz: unknown field"),
+        (
+            "client {\n  servers = [\"a b\"]\n}",
+            "c.hcl:2: client.servers: \"a b\" is not an address",
+        ),
+        (
+            "client {\n  servers = [\"host:0\"]\n}",
+            "c.hcl:2: client.servers: \"host:0\" is not an address",
+        ),
+        (
+            "client {\n  server_join {\n    retry_interval = \"soon\"\n  }\n}",
+            "c.hcl:3: client.server_join.retry_interval = \"soon\"",
+        ),
+        (
+            "client {\n  server_join {\n    start_join = [\"a\"]\n  }\n}",
+            "c.hcl:3: client.server_join.start_join: noded does not support start_join",
+        ),
+        (
+            "client {\n  alloc_dir = \"alloc\"\n}",
+            "c.hcl:2: client.alloc_dir = \"alloc\": give an absolute path",
+        ),
+        (
+            "client {\n  state_dir = \"rel/state\"\n}",
+            "c.hcl:2: client.state_dir = \"rel/state\": give an absolute path",
+        ),
+        (
+            "client {\n  network_interface = \"a/b\"\n}",
+            "c.hcl:2: client.network_interface = \"a/b\"",
+        ),
+        (
+            "client {\n  max_kill_timeout = \"30\"\n}",
+            "c.hcl:2: client.max_kill_timeout = \"30\"",
+        ),
+        (
+            "client {\n  min_dynamic_port = 0\n}",
+            "c.hcl:2: invalid dynamic port range: client.min_dynamic_port = 0: must be from 1 to 65535",
+        ),
+        (
+            "client {\n  max_dynamic_port = 70000\n}",
+            "c.hcl:2: invalid dynamic port range: client.max_dynamic_port = 70000",
+        ),
+        (
+            "client {\n  min_dynamic_port = 30000\n  max_dynamic_port = 25000\n}",
+            "c.hcl:2: invalid dynamic port range: min_dynamic_port = 30000 and max_dynamic_port = 25000",
+        ),
+        (
+            "client {\n  gc_interval = \"0s\"\n}",
+            "c.hcl:2: client.gc_interval = \"0s\": must be more than zero",
+        ),
+        (
+            "client {\n  gc_disk_usage_threshold = 120\n}",
+            "c.hcl:2: client.gc_disk_usage_threshold = 120: must be a percentage",
+        ),
+        (
+            "client {\n  gc_inode_usage_threshold = -1\n}",
+            "c.hcl:2: client.gc_inode_usage_threshold = -1: must be a percentage",
+        ),
+        (
+            "client {\n  gc_parallel_destroys = 0\n}",
+            "c.hcl:2: client.gc_parallel_destroys = 0: must be at least 1",
+        ),
+        (
+            "client {\n  gc_max_allocs = \"many\"\n}",
+            "c.hcl:2: client.gc_max_allocs: invalid type",
+        ),
+        (
+            "client {\n  reserved {\n    cpu = -1\n  }\n}",
+            "c.hcl:3: client.reserved.cpu = -1: must be 0 or more",
+        ),
+        (
+            "client {\n  reserved {\n    cores = \"1-0\"\n  }\n}",
+            "c.hcl:3: client.reserved.cores = \"1-0\" invalid",
+        ),
+        (
+            "client {\n  reserved {\n    reserved_ports = \"22,70000\"\n  }\n}",
+            "c.hcl:3: client.reserved.reserved_ports = \"22,70000\" invalid: 70000 is outside 1-65535",
+        ),
+        (
+            "client {\n  reserved {\n    gpus = 1\n  }\n}",
+            "c.hcl:3: client.reserved.gpus: unknown field",
+        ),
+        (
+            "client {\n  host_volume \"data\" {\n    read_only = true\n  }\n}",
+            "c.hcl:2: client.host_volume.data: missing path",
+        ),
+        (
+            "client {\n  host_volume \"data\" {\n    path = \"srv/data\"\n  }\n}",
+            "c.hcl:3: client.host_volume.data.path = \"srv/data\": give an absolute path",
+        ),
+        (
+            "client {\n  host_volume \"data\" {\n    path = \"/srv\"\n    mode = \"rw\"\n  }\n}",
+            "c.hcl:4: client.host_volume.data.mode: unknown field",
+        ),
+        (
+            "client {\n  drain_on_shutdown {\n    deadline = \"later\"\n  }\n}",
+            "c.hcl:3: client.drain_on_shutdown.deadline = \"later\"",
+        ),
+        (
+            "client {\n  drain_on_shutdown {\n    forced = true\n  }\n}",
+            "c.hcl:3: client.drain_on_shutdown.forced: unknown field",
+        ),
+    ];
+    for (text, want) in cases {
+        let errors = client_errors(text, &dev());
+        assert!(
+            errors.len() == 1 && errors[0].contains(want),
+            "{text}\nwant: {want}\ngot: {errors:?}"
+        );
+    }
+}
+
+#[test]
+fn reserving_more_than_the_machine_has_is_an_error_naming_the_key() {
+    let text = "client {\n  reserved {\n    cpu    = 4000\n    memory = 9000\n    disk   = 100000\n    cores  = \"0-3\"\n  }\n}\n";
+    let errors = client_errors(text, &dev());
+    assert_eq!(errors.len(), 4, "{errors:?}");
+    assert!(
+        errors[0].starts_with("c.hcl:3: client.reserved.cpu = 4000"),
+        "{errors:?}"
+    );
+    assert!(errors[0].contains("this machine has 4000 MHz (2 cores × 2000 MHz)"));
+    assert!(
+        errors[1].starts_with("c.hcl:4: client.reserved.memory = 9000: this machine has 8192 MB")
+    );
+    assert!(errors[2].starts_with("c.hcl:5: client.reserved.disk = 100000"));
+    assert!(errors[3].starts_with("c.hcl:6: client.reserved.cores: core 2, 3 is not online"));
+    // What fits is accepted; nothing reserved never reads the machine.
+    let fits = "client {\n  reserved {\n    cpu    = 1000\n    memory = 1024\n    cores  = \"1\"\n  }\n}\n";
+    assert_eq!(client_errors(fits, &dev()), Vec::<String>::new());
+    let mut asked = false;
+    let c = AgentConfig::build_for_machine(
+        &[],
+        &dev(),
+        || Ok(PathBuf::from("/tmp/dev-data")),
+        &mut host,
+        &mut |_: &Path| {
+            asked = true;
+            Err("unreachable".into())
+        },
+    );
+    assert!(c.is_ok() && !asked);
+}
+
+#[test]
+fn a_host_volume_whose_path_is_missing_is_a_warning_and_left_out() {
+    let vol = tempfile::tempdir().unwrap();
+    let text = format!(
+        "client {{\n  host_volume \"here\" {{\n    path = \"{}\"\n  }}\n  host_volume \"gone\" {{\n    path = \"/nonexistent/noded-test-volume\"\n  }}\n}}\n",
+        vol.path().display()
+    );
+    let c = build_small(&[parse(&text, "c.hcl").unwrap()], &dev()).unwrap();
+    assert_eq!(c.host_volumes.keys().collect::<Vec<_>>(), vec!["here"]);
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(
+        c.warnings[0].starts_with("c.hcl:6: client.host_volume \"gone\": path \"/nonexistent/noded-test-volume\" does not exist"),
+        "{:?}",
+        c.warnings
+    );
+}
+
+#[test]
+fn a_client_only_agent_needs_servers_and_outside_dev_a_client_certificate() {
+    let certs = Certs::new();
+    let client_only = "data_dir = \"/var/lib/noded\"\nserver {\n  enabled = false\n}\nclient {\n  enabled = true\n";
+    // No servers: say how to add them.
+    let e = client_errors(
+        &format!("{client_only}}}\n{}", certs.block()),
+        &Overrides::default(),
+    );
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].contains("needs servers to register with") && e[0].contains("servers = ["),
+        "{e:?}"
+    );
+    // Servers but no TLS outside dev: say how to make a client certificate.
+    let e = client_errors(
+        &format!("{client_only}  servers = [\"10.0.0.10\"]\n}}\n"),
+        &Overrides::default(),
+    );
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].contains("tls.rpc is not enabled")
+            && e[0].contains("noded tls cert create -client -region global")
+            && e[0].contains("global-client-noded.pem"),
+        "{e:?}"
+    );
+    // retry_join is as good as servers; with a certificate it passes.
+    let ok = format!(
+        "{client_only}  server_join {{\n    retry_join = [\"10.0.0.10\"]\n  }}\n}}\n{}",
+        certs.block()
+    );
+    assert_eq!(
+        client_errors(&ok, &Overrides::default()),
+        Vec::<String>::new()
+    );
+    // In -dev no certificate is needed, servers still are.
+    let dev_only = "server {\n  enabled = false\n}\nclient {\n  servers = [\"127.0.0.1\"]\n}\n";
+    assert_eq!(client_errors(dev_only, &dev()), Vec::<String>::new());
+    let e = client_errors("server {\n  enabled = false\n}\n", &dev());
+    assert!(e.len() == 1 && e[0].contains("needs servers"), "{e:?}");
 }
