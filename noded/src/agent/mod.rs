@@ -225,7 +225,11 @@ fn client_config(config: &AgentConfig, http_addr: SocketAddr, noded_exe: PathBuf
             mhz_per_core: 0,
         },
         raw_exec_enabled: config.raw_exec_enabled,
-        gc_max_allocs: config.gc_max_allocs,
+        // The other `gc_*` keys keep Nomad's defaults until the agent config carries them.
+        gc: crate::client::gc::GcConfig {
+            max_allocs: config.gc_max_allocs,
+            ..Default::default()
+        },
         ephemeral: config.ephemeral,
         cgroup_parent: config.cgroup_parent.clone(),
         noded_exe,
