@@ -181,9 +181,10 @@ pub fn start(
         if let Ok(Err(e)) = recorded {
             tracing::warn!(alloc = %id, "recording the allocation as terminal: {e}");
         }
+        // Collected at the next `gc_interval` check at the earliest (as Nomad's), so that a
+        // finished allocation's logs can still be read for a while on a full disk.
         shared.gc.mark(&id, ended);
         done_tx.send_replace(true);
-        shared.gc.trigger();
     });
     AllocRunnerHandle {
         alloc_id,

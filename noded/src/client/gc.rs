@@ -5,7 +5,8 @@
 //!   `gc_inode_usage_threshold` % of its inodes, or
 //! - more than `gc_max_allocs` allocations (live and terminal) are on the node,
 //!
-//! checked every `gc_interval` and whenever an allocation ends; at most
+//! checked every `gc_interval` (not at once when an allocation ends: its logs stay readable
+//! until the next check); at most
 //! `gc_parallel_destroys` destroys run at a time. `/v1/client/gc` collects every terminal
 //! allocation now, `/v1/client/allocation/:id/gc` one. A live allocation is never collected.
 //!
@@ -197,7 +198,7 @@ impl AllocGc {
             .unwrap_or(false)
     }
 
-    /// Asks the loop to check now (an allocation ended).
+    /// Asks the loop to check now rather than at the next interval.
     pub fn trigger(&self) {
         self.trigger.notify_one();
     }
