@@ -1339,9 +1339,10 @@ job "both-died" {
     .unwrap();
     agent.launch();
     assert_ne!(agent.supervisor_pid, Some(first_supervisor));
-    // The new supervisor stopped the orphan; the restored runner starts the task again and
-    // says why.
-    let events = agent.wait_for("the task started again", Duration::from_secs(20), |a| {
+    // The new supervisor stopped the orphan; the runner restored from the client state sees
+    // the task recorded as running gone, says why, and restarts it by its restart policy
+    // (a failed exit: the default service policy waits 15 s).
+    let events = agent.wait_for("the task started again", Duration::from_secs(40), |a| {
         let pids = started_pids(a, &id, "t");
         (pids.len() >= 2).then(|| events(&alloc(a, &id), "t"))
     });
@@ -1351,6 +1352,11 @@ job "both-died" {
         "{events:?}"
     );
     assert!(!started_pids(&agent, &id, "t")[1..].contains(&first_task));
+    assert_eq!(
+        alloc(&agent, &id)["TaskStates"]["t"]["Restarts"],
+        1,
+        "a restart by the policy"
+    );
     agent.wait_for(
         "the orphaned task to be gone",
         Duration::from_secs(10),

@@ -301,6 +301,23 @@ pub async fn alloc_restart(
     Reply::json(&serde_json::json!({}))
 }
 
+/// `/v1/client/gc` (Nomad's `nomad system gc` client side, and `Nodes().GC`, a GET).
+pub async fn gc_all(State(ctx): State<ApiContext>, _q: QueryOptions) -> ApiResult<Reply> {
+    ctx.client_endpoints()?.gc_all().await?;
+    Reply::json(&serde_json::json!({}))
+}
+
+/// `/v1/client/allocation/:id/gc` (Nomad's `Allocations().GC`, a GET).
+pub async fn alloc_gc(
+    State(ctx): State<ApiContext>,
+    Path(alloc): Path<String>,
+    _q: QueryOptions,
+) -> ApiResult<Reply> {
+    let client = ctx.client_endpoints()?;
+    client.gc_alloc(alloc).await?;
+    Reply::json(&serde_json::json!({}))
+}
+
 pub async fn alloc_stats(
     State(ctx): State<ApiContext>,
     Path(alloc): Path<String>,

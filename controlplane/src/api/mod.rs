@@ -118,6 +118,13 @@ pub trait ClientEndpoints: Send + Sync + 'static {
 
     /// Whether the client is healthy, and why not.
     fn health(&self) -> (bool, String);
+
+    /// Garbage-collects every terminal allocation on this node now (`/v1/client/gc`).
+    fn gc_all(&self) -> BoxFuture<'_, Result<(), ClientError>>;
+
+    /// Garbage-collects one allocation now (`/v1/client/allocation/:id/gc`): `BadRequest` when
+    /// it is not terminal, `NotFound` when it is not on this node (or collected already).
+    fn gc_alloc(&self, alloc_id: String) -> BoxFuture<'_, Result<(), ClientError>>;
 }
 
 /// What `/v1/agent/self` reports about the agent around the API.

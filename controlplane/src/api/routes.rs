@@ -231,6 +231,8 @@ const GET: &[Method] = &[Method::GET];
 const DELETE: &[Method] = &[Method::DELETE];
 /// Nomad accepts PUT and POST alike for its writes.
 const WRITE: &[Method] = &[Method::PUT, Method::POST];
+/// A write Nomad's own API client sends as a GET (the client GC endpoints).
+const ANY: &[Method] = &[Method::GET, Method::PUT, Method::POST];
 
 /// Every `/v1` route. Adding an endpoint is one line here and one handler.
 pub(super) fn table() -> Routes {
@@ -399,5 +401,14 @@ pub(super) fn table() -> Routes {
             "/v1/client/allocation/{alloc}/exec",
             Ns(AllocExec),
             exec::alloc_exec,
+        )
+        // Nomad: node:write for the whole node; submit-job in the allocation's namespace
+        // for one allocation.
+        .add(ANY, "/v1/client/gc", Node(Write), client::gc_all)
+        .add(
+            ANY,
+            "/v1/client/allocation/{alloc}/gc",
+            Ns(SubmitJob),
+            client::alloc_gc,
         )
 }

@@ -590,6 +590,11 @@ async fn every_route_declares_what_it_requires() {
         find("GET", "/v1/client/allocation/{alloc}/exec").as_deref(),
         Some("namespace:alloc-exec")
     );
+    assert_eq!(find("GET", "/v1/client/gc").as_deref(), Some("node:write"));
+    assert_eq!(
+        find("PUT", "/v1/client/allocation/{alloc}/gc").as_deref(),
+        Some("namespace:submit-job")
+    );
     server.shutdown().await;
 }
 

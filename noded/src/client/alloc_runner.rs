@@ -13,7 +13,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::allocdir::{AllocDir, DirOwner};
-use super::task_runner::{KillRequest, TaskControl, TaskRunner, TaskUpdate};
+use super::state::{Reported, TaskHandle, TaskIntent, TaskRecord};
+use super::task_runner::{KillRequest, TaskControl, TaskRecorder, TaskRunner, TaskUpdate};
 use super::taskenv::{self, NodeContext, TaskPaths};
 use super::ClientShared;
 use crate::driver::{Driver, TaskContext};
@@ -95,6 +96,11 @@ impl AllocRunnerHandle {
         *self.done.borrow()
     }
 
+    /// The newest version of the allocation this runner was given.
+    pub fn current(&self) -> Arc<Allocation> {
+        self.updates.borrow().clone()
+    }
+
     /// A sender for control requests (usable after the runners lock is released).
     pub fn controls_clone(&self) -> mpsc::Sender<AllocControl> {
         self.controls.clone()
@@ -120,19 +126,64 @@ pub async fn control_via(
         .map_err(|_| "the allocation stopped before answering".to_string())?
 }
 
-/// Starts an allocation runner. `reattach` holds the supervisor's records of this allocation's
-/// tasks, keyed by task name, for a node daemon that restarted.
+/// How a task of an allocation comes back after the node daemon restarted.
+#[derive(Debug, Clone, Default)]
+pub struct TaskResume {
+    /// The supervisor's record of the task (running, or exited while the daemon was away).
+    pub reattach: Option<TaskStatus>,
+    /// Recorded as running and gone since.
+    pub lost: Option<TaskHandle>,
+    /// This node's record of the task.
+    pub record: Option<TaskRecord>,
+}
+
+impl TaskResume {
+    /// From the supervisor's list alone (no record).
+    pub fn from_supervisor(tasks: BTreeMap<String, TaskStatus>) -> BTreeMap<String, TaskResume> {
+        tasks
+            .into_iter()
+            .map(|(name, status)| {
+                (
+                    name,
+                    TaskResume {
+                        reattach: Some(status),
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+/// Starts an allocation runner. `resume` holds, by task name, what a node daemon that
+/// restarted knows of this allocation's tasks (empty for a new allocation).
 pub fn start(
     shared: Arc<ClientShared>,
     alloc: Arc<Allocation>,
-    reattach: BTreeMap<String, TaskStatus>,
+    resume: BTreeMap<String, TaskResume>,
 ) -> AllocRunnerHandle {
     let (updates_tx, updates_rx) = watch::channel(alloc.clone());
     let (done_tx, done_rx) = watch::channel(false);
     let (controls_tx, controls_rx) = mpsc::channel(ALLOC_CONTROL_QUEUE);
     let alloc_id = alloc.id.clone();
     tokio::spawn(async move {
-        run(shared, alloc, updates_rx, controls_rx, reattach).await;
+        let id = alloc.id.clone();
+        run(shared.clone(), alloc, updates_rx, controls_rx, resume).await;
+        // Terminal here: recorded as such (a restarted daemon does not run it again) and
+        // handed to the garbage collector.
+        let ended = controlplane::model::now_unix_nanos();
+        let store = shared.state.clone();
+        let record_id = id.clone();
+        let recorded = tokio::task::spawn_blocking(move || {
+            store.update_alloc(&record_id, |r| r.terminal_at_unix_nanos = Some(ended))
+        })
+        .await;
+        if let Ok(Err(e)) = recorded {
+            tracing::warn!(alloc = %id, "recording the allocation as terminal: {e}");
+        }
+        // Collected at the next `gc_interval` check at the earliest (as Nomad's), so that a
+        // finished allocation's logs can still be read for a while on a full disk.
+        shared.gc.mark(&id, ended);
         done_tx.send_replace(true);
     });
     AllocRunnerHandle {
@@ -148,7 +199,7 @@ async fn run(
     alloc: Arc<Allocation>,
     mut alloc_updates: watch::Receiver<Arc<Allocation>>,
     mut controls: mpsc::Receiver<AllocControl>,
-    reattach: BTreeMap<String, TaskStatus>,
+    resume: BTreeMap<String, TaskResume>,
 ) {
     let Some(job) = alloc.job.clone() else {
         tracing::warn!(alloc = %alloc.id, "allocation carries no job; nothing to run");
@@ -181,7 +232,7 @@ async fn run(
             .build_shared(&dir)
             .err()
             .map(|e| format!("building the allocation directory: {e}")),
-        reattach: &reattach,
+        resume: &resume,
     };
     let mut running = Running::new(&alloc, &group);
     let (update_tx, mut updates) = mpsc::channel::<TaskUpdate>(TASK_UPDATE_QUEUE);
@@ -241,8 +292,8 @@ struct TaskSetup<'a> {
     /// Why the allocation directory could not be built: every task reports it as its setup
     /// failure.
     shared_error: Option<String>,
-    /// The supervisor's records of this allocation's tasks, by task name.
-    reattach: &'a BTreeMap<String, TaskStatus>,
+    /// What a restarted node daemon knows of this allocation's tasks, by task name.
+    resume: &'a BTreeMap<String, TaskResume>,
 }
 
 impl TaskSetup<'_> {
@@ -301,6 +352,19 @@ impl TaskSetup<'_> {
             .reserved_cores
             .is_empty()
             .then(|| self.shared.shared_cores.subscribe());
+        let resume = self.resume.get(&task.name).cloned().unwrap_or_default();
+        let previous = match &resume.record {
+            // This node's record is newer than what the servers last saw. A task not done for
+            // good runs again (reattached, or started), whatever state its record stopped in.
+            Some(r) if r.intent != TaskIntent::Done => {
+                let mut state = r.state.clone();
+                state.state = TaskLifecycleState::Pending;
+                state.failed = false;
+                Some(state)
+            }
+            Some(r) => Some(r.state.clone()),
+            None => self.alloc.task_states.get(&task.name).cloned(),
+        };
         Ok(TaskRunner {
             task: task.clone(),
             job_type: self.job.job_type,
@@ -317,10 +381,27 @@ impl TaskSetup<'_> {
             updates,
             kill,
             control,
-            previous: self.alloc.task_states.get(&task.name).cloned(),
-            reattach: self.reattach.get(&task.name).cloned(),
+            previous,
+            reattach: resume.reattach,
             setup_error,
             shared_cores,
+            lost: resume.lost,
+            restart: resume
+                .record
+                .as_ref()
+                .map(|r| r.restart)
+                .unwrap_or_default(),
+            record: TaskRecorder {
+                store: self.shared.state.clone(),
+                alloc_id: self.alloc.id.clone(),
+                task: task.name.clone(),
+                intent: resume
+                    .record
+                    .as_ref()
+                    .map(|r| r.intent)
+                    .unwrap_or(TaskIntent::Wait),
+                handle: resume.record.and_then(|r| r.handle),
+            },
         })
     }
 
@@ -562,6 +643,21 @@ async fn report(
         return;
     }
     *reported = Some((status, states.clone()));
+    // Recorded before it is sent: a restarted daemon knows what the servers were told.
+    let record = Reported {
+        client_status: status,
+        client_description: describe(status).to_string(),
+        task_states: states.clone(),
+        deployment_status: None,
+    };
+    let store = shared.state.clone();
+    let id = alloc_id.to_string();
+    let written =
+        tokio::task::spawn_blocking(move || store.update_alloc(&id, |r| r.reported = Some(record)))
+            .await;
+    if let Ok(Err(e)) = written {
+        tracing::warn!(alloc = %alloc_id, "recording the reported status: {e}");
+    }
     shared
         .send_update(AllocClientUpdate {
             id: alloc_id.to_string(),

@@ -10,6 +10,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio::sync::watch;
+
 use controlplane::model::Node;
 
 use super::backoff::{self, Backoff, BackoffPolicy};
@@ -42,17 +44,25 @@ const HEARTBEAT_RETRY: BackoffPolicy = BackoffPolicy {
     jitter: 0.25,
 };
 
-/// When the last heartbeat was taken: what `stop_on_client_after` is measured from.
+/// When the last heartbeat was taken (what `stop_on_client_after` is measured from), and
+/// whether the client gave up finding a server (`server_join.retry_max`).
 #[derive(Debug)]
 pub struct ServerContact {
     last: Mutex<Instant>,
+    gave_up: watch::Sender<Option<String>>,
 }
 
 impl ServerContact {
     pub fn new() -> ServerContact {
         ServerContact {
             last: Mutex::new(Instant::now()),
+            gave_up: watch::channel(None).0,
         }
+    }
+
+    /// Says why once the client has given up reaching any server.
+    pub fn gave_up(&self) -> watch::Receiver<Option<String>> {
+        self.gave_up.subscribe()
     }
 
     fn record(&self) {
@@ -73,45 +83,27 @@ impl Default for ServerContact {
     }
 }
 
-/// Registers `node`, retrying by `policy`; the error says how many attempts failed and the
-/// last reason.
-pub async fn register(
-    server: &dyn ServerRpc,
-    node: &Node,
-    policy: JoinPolicy,
-) -> Result<u64, String> {
-    let mut attempts = 0u32;
-    loop {
-        attempts += 1;
-        match server.register_node(node.clone()).await {
-            Ok(index) => return Ok(index),
-            Err(e) if policy.retry_max != 0 && attempts >= policy.retry_max => {
-                return Err(format!(
-                    "registering the node failed {attempts} times (server_join.retry_max = {}); last: {e}",
-                    policy.retry_max
-                ));
-            }
-            Err(e) => {
-                tracing::warn!(
-                    attempt = attempts,
-                    retry_in_s = policy.retry_interval.as_secs_f64(),
-                    "registering the node: {e}"
-                );
-                tokio::time::sleep(policy.retry_interval).await;
-            }
-        }
-    }
-}
-
 /// When to send the next heartbeat after one answered with `ttl`.
 pub fn next_heartbeat(ttl: Duration) -> Duration {
     ttl.mul_f64(0.9)
 }
 
-/// Heartbeats until the task is dropped.
-pub async fn run(server: Arc<dyn ServerRpc>, node: Node, contact: Arc<ServerContact>) {
+/// Heartbeats until the task is dropped. Until a server has answered once, failures are
+/// retried every `join.retry_interval` and, after `join.retry_max` of them (when not 0), the
+/// client gives up ([`ServerContact::gave_up`]); once joined, it never gives up.
+pub async fn run(
+    server: Arc<dyn ServerRpc>,
+    node: Node,
+    contact: Arc<ServerContact>,
+    join: JoinPolicy,
+) {
     let mut retry = Backoff::new(HEARTBEAT_RETRY);
+    let mut joined = false;
+    let mut join_attempts = 0u32;
     loop {
+        if !joined {
+            join_attempts += 1;
+        }
         let wait = match server.heartbeat(node.id.clone()).await {
             Ok(ttl) => {
                 if retry.failures() > 0 {
@@ -119,6 +111,7 @@ pub async fn run(server: Arc<dyn ServerRpc>, node: Node, contact: Arc<ServerCont
                 }
                 retry.succeeded();
                 contact.record();
+                joined = true;
                 next_heartbeat(ttl)
             }
             Err(HeartbeatError::UnknownNode(reason)) => {
@@ -142,6 +135,19 @@ pub async fn run(server: Arc<dyn ServerRpc>, node: Node, contact: Arc<ServerCont
                 delay
             }
         };
+        if !joined && wait > Duration::ZERO {
+            if join.retry_max != 0 && join_attempts >= join.retry_max {
+                let reason = format!(
+                    "no server answered after {join_attempts} attempts (server_join.retry_max = {}); check client.servers and the network",
+                    join.retry_max
+                );
+                tracing::error!("{reason}");
+                contact.gave_up.send_replace(Some(reason));
+                return;
+            }
+            tokio::time::sleep(join.retry_interval).await;
+            continue;
+        }
         tokio::time::sleep(wait).await;
     }
 }

@@ -3,6 +3,11 @@
 //! state back in batches. Tasks run under the per-node supervisor, so a restarted client finds
 //! its running tasks again and reattaches instead of restarting them.
 //!
+//! What the client did is recorded in `<state_dir>/client.db` ([`state`]) before it acts and
+//! after each change; at start it reconciles that record with what the supervisor and the
+//! allocation directories say ([`recovery`]) and runs its allocations again before any server
+//! answers. Terminal allocations are garbage collected ([`gc`]).
+//!
 //! Owns everything done on the node; must not decide placement (that is the servers' job).
 
 pub mod alloc_runner;
@@ -12,16 +17,19 @@ pub mod cpuset;
 pub mod exec;
 pub mod fingerprint;
 pub mod fs;
+pub mod gc;
 pub mod heartbeat;
 pub mod logs;
+pub mod recovery;
 pub mod remote;
 pub mod restart;
 pub mod settings;
+pub mod state;
 pub mod task_runner;
 pub mod taskenv;
 mod updater;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -41,9 +49,12 @@ use tokio::sync::{mpsc, watch};
 use crate::driver::DriverRegistry;
 use crate::supervisor::client::SupervisorClient;
 use crate::supervisor::protocol::{Request, Response, TaskStats, TaskStatus};
-use alloc_runner::AllocRunnerHandle;
+use alloc_runner::{AllocRunnerHandle, TaskResume};
 use allocdir::{AllocDir, SpareAllocDirs};
 use backoff::{Backoff, BackoffPolicy};
+use gc::AllocGc;
+use recovery::{RecoveryPlan, TaskRecovery};
+use state::{AllocRecord, StateStore};
 pub use updater::UpdateError;
 
 /// Blocking-query wait for the allocation watcher.
@@ -211,6 +222,10 @@ pub struct ClientShared {
     /// The cores tasks may use at all (from the fingerprint).
     usable_cores: Vec<u32>,
     updates: mpsc::Sender<AllocClientUpdate>,
+    /// This node's record of its allocations and tasks (`client.db`).
+    pub state: Arc<StateStore>,
+    /// Terminal allocations waiting to be collected.
+    pub gc: Arc<AllocGc>,
 }
 
 impl std::fmt::Debug for ClientShared {
@@ -273,7 +288,12 @@ impl ClientShared {
 pub struct Client {
     shared: Arc<ClientShared>,
     runners: Mutex<HashMap<String, AllocRunnerHandle>>,
-    finished: Mutex<VecDeque<String>>,
+    /// Allocations run again from their records at start, not yet seen in a server answer:
+    /// those the first answer lacks are stopped.
+    resumed: Mutex<BTreeSet<String>>,
+    /// The `alloc_modify_index`/`modify_index` of each allocation as last recorded, so that
+    /// an unchanged allocation is not written again.
+    recorded: Mutex<HashMap<String, (u64, u64)>>,
     config: ClientConfig,
     /// The node as last registered; a re-fingerprint replaces it.
     node: RwLock<Node>,
@@ -344,6 +364,18 @@ impl Client {
             .await
             .context("starting the task supervisor")?;
         tracing::info!(pid = supervisor_pid, socket = %supervisor.socket().display(), "task supervisor ready");
+        let state_dir = config.state_dir.clone();
+        let opened = tokio::task::spawn_blocking(move || StateStore::open_or_recover(&state_dir))
+            .await
+            .context("opening the client state")??;
+        if let Some((aside, why)) = &opened.moved_aside {
+            tracing::error!(
+                moved_to = %aside.display(),
+                "the client state was unreadable ({why}); it was moved aside and recovery falls back to the supervisor's tasks and the allocation directories"
+            );
+        }
+        let recorded_state = opened.state;
+        let state = Arc::new(opened.store);
 
         let ip_address = match &config.network_interface {
             Some(name) => fingerprint::interface_address(name)
@@ -414,26 +446,136 @@ impl Client {
             shared_cores: watch::channel(cpuset::shared_cores(&usable_cores, [])).0,
             usable_cores,
             updates: updates_tx,
+            state,
+            gc: Arc::new(AllocGc::new(config.gc.clone())),
         });
         let client = Arc::new(Client {
             shared,
             runners: Mutex::new(HashMap::new()),
-            finished: Mutex::new(VecDeque::new()),
+            resumed: Mutex::new(BTreeSet::new()),
+            recorded: Mutex::new(HashMap::new()),
             config,
             node: RwLock::new(node.clone()),
             previous_cpu: Mutex::new(HashMap::new()),
             contact: Arc::new(heartbeat::ServerContact::new()),
         });
-        heartbeat::register(server.as_ref(), &node, client.config.join)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        tracing::info!(node_id = %node_id, "node registered");
-        tokio::spawn(heartbeat::run(server.clone(), node, client.contact.clone()));
-        let reattach = client.supervisor_tasks().await;
+        // Before any server answers: what this node was running runs on.
+        let observed = recovery::Observed {
+            supervisor: client.supervisor_tasks().await,
+            alloc_dirs: alloc_dir_times(&client.config.allocs_root),
+        };
+        let plan = recovery::plan(&recorded_state, &observed);
+        let unclaimed = client.recover(plan).await;
         tokio::spawn(updater::run_updater(server.clone(), updates_rx));
+        let gc_client = Arc::downgrade(&client);
+        tokio::spawn(
+            client
+                .shared
+                .gc
+                .clone()
+                .run(client.shared.clone(), move || {
+                    gc_client.upgrade().map(|c| c.live_allocs()).unwrap_or(0)
+                }),
+        );
+        // Registered once here, so that a node that reaches its servers is known to them when
+        // the agent reports healthy; otherwise the watcher keeps trying.
+        let registered = match server.register_node(node.clone()).await {
+            Ok(_) => {
+                tracing::info!(node_id = %node_id, "node registered");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(node_id = %node_id, "registering the node: {e}; running the allocations on record until the servers answer");
+                false
+            }
+        };
+        tokio::spawn(heartbeat::run(
+            server.clone(),
+            node.clone(),
+            client.contact.clone(),
+            client.config.join,
+        ));
         tokio::spawn(client.clone().refingerprint(server.clone(), facts));
-        tokio::spawn(client.clone().watch(server, reattach));
+        tokio::spawn(client.clone().watch(server, node, registered, unclaimed));
         Ok(client)
+    }
+
+    /// Carries out the recovery plan: cleans up what finished, runs again what was running
+    /// (reattaching to its tasks), queues garbage. Returns the supervisor tasks no record
+    /// claims, for the servers' first answer to settle.
+    async fn recover(&self, plan: RecoveryPlan) -> BTreeMap<String, BTreeMap<String, TaskStatus>> {
+        for task_id in &plan.remove {
+            match self
+                .shared
+                .supervisor
+                .call(&Request::Remove {
+                    task_id: task_id.clone(),
+                })
+                .await
+            {
+                Ok(Response::Ok) => {}
+                Ok(other) => {
+                    tracing::warn!(task = %task_id, "cleaning up a finished task: {other:?}")
+                }
+                Err(e) => tracing::warn!(task = %task_id, "cleaning up a finished task: {e}"),
+            }
+        }
+        for (id, ended) in &plan.gc_candidates {
+            self.shared.gc.mark(id, *ended);
+        }
+        let Ok(mut runners) = self.runners.lock() else {
+            return plan.unclaimed;
+        };
+        let allocs: Vec<Arc<Allocation>> = plan
+            .resume
+            .values()
+            .map(|r| Arc::new(r.record.alloc.clone()))
+            .collect();
+        self.update_shared_cores(&allocs, &runners, &plan.unclaimed);
+        for (id, resume) in plan.resume {
+            let tasks: BTreeMap<String, TaskResume> = resume
+                .tasks
+                .into_iter()
+                .map(|(name, (how, record))| {
+                    let mut r = TaskResume {
+                        record,
+                        ..Default::default()
+                    };
+                    match how {
+                        TaskRecovery::Reattach(status) => r.reattach = Some(status),
+                        TaskRecovery::Lost(handle) => r.lost = Some(handle),
+                        TaskRecovery::Start | TaskRecovery::Done => {}
+                    }
+                    (name, r)
+                })
+                .collect();
+            let alloc = Arc::new(resume.record.alloc.clone());
+            if let Ok(mut recorded) = self.recorded.lock() {
+                recorded.insert(id.clone(), (alloc.alloc_modify_index, alloc.modify_index));
+            }
+            tracing::info!(alloc = %id, "running the allocation on record again");
+            runners.insert(
+                id.clone(),
+                alloc_runner::start(self.shared.clone(), alloc, tasks),
+            );
+            if let Ok(mut resumed) = self.resumed.lock() {
+                resumed.insert(id);
+            }
+        }
+        plan.unclaimed
+    }
+
+    /// Allocations with a runner still running.
+    fn live_allocs(&self) -> usize {
+        self.runners
+            .lock()
+            .map(|r| r.values().filter(|h| !h.is_done()).count())
+            .unwrap_or(0)
+    }
+
+    /// Says why once the client has given up reaching any server (`server_join.retry_max`).
+    pub fn join_failure(&self) -> watch::Receiver<Option<String>> {
+        self.contact.gave_up()
     }
 
     /// The node as last registered.
@@ -546,12 +688,34 @@ impl Client {
     async fn watch(
         self: Arc<Self>,
         server: Arc<dyn ServerRpc>,
+        node: Node,
+        mut registered: bool,
         mut reattach: BTreeMap<String, BTreeMap<String, TaskStatus>>,
     ) {
         let mut index = 0;
         let mut first = true;
         let mut retry = Backoff::new(WATCH_RETRY);
         loop {
+            if !registered {
+                match server.register_node(node.clone()).await {
+                    Ok(_) => {
+                        tracing::info!(node_id = %self.shared.node_id, "node registered");
+                        registered = true;
+                        retry.succeeded();
+                    }
+                    Err(e) => {
+                        let delay = retry.failed(backoff::stagger());
+                        tracing::warn!(
+                            failures = retry.failures(),
+                            retry_in_ms = delay.as_millis() as u64,
+                            "registering node {}: {e}",
+                            self.shared.node_id
+                        );
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                }
+            }
             match server
                 .node_allocs(self.shared.node_id.clone(), index, WATCH_WAIT)
                 .await
@@ -559,6 +723,10 @@ impl Client {
                 Ok((allocs, new_index)) => {
                     retry.succeeded();
                     index = new_index;
+                    self.record_allocs(&allocs).await;
+                    if first {
+                        self.stop_resumed_missing_from(&allocs);
+                    }
                     self.reconcile(allocs, &mut reattach);
                     if first {
                         first = false;
@@ -581,6 +749,88 @@ impl Client {
                     );
                     tokio::time::sleep(delay).await;
                 }
+            }
+        }
+    }
+
+    /// Records the allocations of a server answer that changed since last recorded (one
+    /// transaction), before any runner acts on them.
+    async fn record_allocs(&self, allocs: &[Arc<Allocation>]) {
+        let changed: Vec<AllocRecord> = {
+            let (Ok(recorded), Ok(runners)) = (self.recorded.lock(), self.runners.lock()) else {
+                return;
+            };
+            allocs
+                .iter()
+                .filter(|a| {
+                    let known = recorded.get(&a.id);
+                    let fresh = known != Some(&(a.alloc_modify_index, a.modify_index));
+                    // Only what this node runs or ran is recorded, not every stopped
+                    // allocation the servers still list.
+                    let ours = known.is_some()
+                        || runners.contains_key(&a.id)
+                        || (a.desired_status == DesiredStatus::Run
+                            && !a.client_status.is_terminal());
+                    fresh && ours
+                })
+                .map(|a| AllocRecord::new((**a).clone()))
+                .collect()
+        };
+        if changed.is_empty() {
+            return;
+        }
+        let store = self.shared.state.clone();
+        let to_write = changed.clone();
+        // Merged into existing records: what was reported and when it ended stay.
+        let written = tokio::task::spawn_blocking(move || {
+            for record in &to_write {
+                let mut merged = false;
+                store.update_alloc(&record.alloc.id, |r| {
+                    r.alloc = record.alloc.clone();
+                    merged = true;
+                })?;
+                if !merged {
+                    store.put_allocs(&[record])?;
+                }
+            }
+            Ok::<(), state::StateError>(())
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => {
+                if let Ok(mut recorded) = self.recorded.lock() {
+                    for r in &changed {
+                        recorded.insert(
+                            r.alloc.id.clone(),
+                            (r.alloc.alloc_modify_index, r.alloc.modify_index),
+                        );
+                    }
+                }
+            }
+            Ok(Err(e)) => tracing::warn!("recording the allocations: {e}"),
+            Err(e) => tracing::warn!("recording the allocations: {e}"),
+        }
+    }
+
+    /// The servers' first answer: an allocation run again from its record that the servers no
+    /// longer have for this node is stopped.
+    fn stop_resumed_missing_from(&self, allocs: &[Arc<Allocation>]) {
+        let resumed = match self.resumed.lock() {
+            Ok(mut r) => std::mem::take(&mut *r),
+            Err(_) => return,
+        };
+        let listed: BTreeSet<&str> = allocs.iter().map(|a| a.id.as_str()).collect();
+        let Ok(runners) = self.runners.lock() else {
+            return;
+        };
+        for id in resumed.iter().filter(|id| !listed.contains(id.as_str())) {
+            if let Some(runner) = runners.get(id) {
+                tracing::info!(alloc = %id, "the servers no longer have this allocation for this node: stopping it");
+                let mut stopped = runner.current().as_ref().clone();
+                stopped.desired_status = DesiredStatus::Stop;
+                stopped.desired_description =
+                    "allocation no longer exists on the servers".to_string();
+                runner.update(Arc::new(stopped));
             }
         }
     }
@@ -633,7 +883,17 @@ impl Client {
             if !wanted && known_tasks.is_empty() {
                 continue;
             }
-            let handle = alloc_runner::start(self.shared.clone(), alloc.clone(), known_tasks);
+            if known_tasks.is_empty() && self.shared.gc.is_candidate(&alloc.id) {
+                // Finished here already (the servers have not applied its last update yet):
+                // never run it a second time.
+                continue;
+            }
+            self.shared.gc.unmark(&alloc.id);
+            let handle = alloc_runner::start(
+                self.shared.clone(),
+                alloc.clone(),
+                TaskResume::from_supervisor(known_tasks),
+            );
             runners.insert(alloc.id.clone(), handle);
         }
         drop(runners);
@@ -677,29 +937,45 @@ impl Client {
         });
     }
 
-    /// Keeps at most `gc.max_allocs` finished allocation dirs (oldest removed first).
+    /// Forgets the runners that ended (their allocations are the garbage collector's now).
     fn collect_garbage(&self) {
-        let (Ok(mut runners), Ok(mut finished)) = (self.runners.lock(), self.finished.lock())
-        else {
-            return;
-        };
-        let done: Vec<String> = runners
-            .iter()
-            .filter(|(_, r)| r.is_done())
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in done {
-            runners.remove(&id);
-            finished.push_back(id);
+        if let Ok(mut runners) = self.runners.lock() {
+            runners.retain(|_, r| !r.is_done());
         }
-        while finished.len() > self.config.gc.max_allocs {
-            let Some(id) = finished.pop_front() else {
-                break;
-            };
-            match AllocDir::new(&self.config.allocs_root, &id).and_then(|d| d.destroy()) {
-                Ok(()) => tracing::info!(alloc = %id, "garbage collected allocation directory"),
-                Err(e) => tracing::warn!(alloc = %id, "garbage collecting: {e}"),
-            }
+    }
+
+    /// `/v1/client/gc`: collects every terminal allocation now; how many.
+    pub async fn gc_all(&self) -> usize {
+        self.collect_garbage();
+        self.shared.gc.collect_all(&self.shared).await
+    }
+
+    /// `/v1/client/allocation/:id/gc`: collects one terminal allocation now.
+    pub async fn gc_alloc(&self, alloc_id: &str) -> Result<(), ClientError> {
+        allocdir::check_component("allocation id", alloc_id)
+            .map_err(|e| ClientError::BadRequest(e.to_string()))?;
+        self.collect_garbage();
+        let live = self
+            .runners
+            .lock()
+            .map(|r| r.contains_key(alloc_id))
+            .unwrap_or(false);
+        if live {
+            return Err(ClientError::BadRequest(format!(
+                "allocation {alloc_id:?} is not terminal on this node: stop it first (alloc stop or job stop), then collect it"
+            )));
+        }
+        if self
+            .shared
+            .gc
+            .collect(&self.shared, alloc_id, "forced collection")
+            .await
+        {
+            Ok(())
+        } else {
+            Err(ClientError::NotFound(format!(
+                "no such allocation on this node, or it was garbage collected already: {alloc_id:?}"
+            )))
         }
     }
 
@@ -1126,4 +1402,52 @@ impl ClientEndpoints for ClientApi {
     fn health(&self) -> (bool, String) {
         self.0.health()
     }
+
+    fn gc_all(&self) -> BoxFuture<'_, Result<(), ClientError>> {
+        Box::pin(async move {
+            let n = self.0.gc_all().await;
+            tracing::info!(
+                collected = n,
+                "garbage collected every terminal allocation on request"
+            );
+            Ok(())
+        })
+    }
+
+    fn gc_alloc(&self, alloc_id: String) -> BoxFuture<'_, Result<(), ClientError>> {
+        Box::pin(async move { self.0.gc_alloc(&alloc_id).await })
+    }
+}
+
+/// The allocation directories under `root` (spares excluded) with their modification time,
+/// unix nanoseconds.
+fn alloc_dir_times(root: &std::path::Path) -> BTreeMap<String, i64> {
+    let mut out = BTreeMap::new();
+    let entries = match std::fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(dir = %root.display(), "listing allocation directories: {e}");
+            return out;
+        }
+    };
+    for entry in entries.flatten() {
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if name.starts_with('.') || allocdir::check_component("allocation id", &name).is_err() {
+            continue;
+        }
+        let Ok(meta) = entry.metadata() else { continue };
+        if !meta.is_dir() {
+            continue;
+        }
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .and_then(|d| i64::try_from(d.as_nanos()).ok())
+            .unwrap_or(0);
+        out.insert(name, mtime);
+    }
+    out
 }

@@ -51,6 +51,34 @@ impl RestartTracker {
         }
     }
 
+    /// A tracker that goes on from a recorded state (a node daemon that restarted). Times are
+    /// durations since the unix epoch.
+    pub fn resume(
+        policy: RestartPolicy,
+        job_type: JobType,
+        state: super::state::RestartState,
+    ) -> RestartTracker {
+        RestartTracker {
+            policy,
+            job_type,
+            interval_start: state
+                .interval_start_unix_nanos
+                .and_then(|n| u64::try_from(n).ok())
+                .map(Duration::from_nanos),
+            count_in_interval: state.count_in_interval,
+        }
+    }
+
+    /// The state to record (times as durations since the unix epoch).
+    pub fn state(&self) -> super::state::RestartState {
+        super::state::RestartState {
+            interval_start_unix_nanos: self
+                .interval_start
+                .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
+            count_in_interval: self.count_in_interval,
+        }
+    }
+
     /// Decides after a run ended at time `now`.
     pub fn next(&mut self, outcome: RunOutcome, now: Duration) -> RestartDecision {
         let batch = matches!(self.job_type, JobType::Batch | JobType::Sysbatch);
@@ -184,6 +212,20 @@ mod tests {
         assert!(
             matches!(t.next(RunOutcome::Failure, S(61)), RestartDecision::Restart { delay, .. } if delay == S(5))
         );
+    }
+
+    #[test]
+    fn a_resumed_tracker_goes_on_counting_where_the_recorded_one_stopped() {
+        let mut t = RestartTracker::new(policy(2, "fail"), JobType::Service);
+        t.next(RunOutcome::Failure, S(100));
+        t.next(RunOutcome::Failure, S(110));
+        let recorded = t.state();
+        assert_eq!(recorded.count_in_interval, 2);
+        let mut resumed = RestartTracker::resume(policy(2, "fail"), JobType::Service, recorded);
+        assert!(matches!(
+            resumed.next(RunOutcome::Failure, S(120)),
+            RestartDecision::Fail { .. }
+        ));
     }
 
     #[test]

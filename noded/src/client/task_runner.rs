@@ -3,7 +3,7 @@
 //! a task event, in Nomad's vocabulary, sent to the allocation runner as a new [`TaskState`].
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use controlplane::model::time::format_rfc3339;
 use controlplane::model::{
@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::cpuset::SharedCores;
 use super::restart::{RestartDecision, RestartTracker, RunOutcome};
+use super::state::{RestartState, StateStore, TaskHandle, TaskIntent, TaskRecord};
 use crate::driver::{Driver, TaskContext};
 use crate::supervisor::client::SupervisorClient;
 use crate::supervisor::protocol::{ExitInfo, Request, Response, TaskStatus};
@@ -76,6 +77,56 @@ pub struct TaskRunner {
     /// The node's shared cores, for a task without reserved cores (`None` for one with them):
     /// it starts on them and is moved whenever they change.
     pub shared_cores: Option<watch::Receiver<SharedCores>>,
+    /// Recorded as running before the node daemon restarted, and gone since (it died with its
+    /// supervisor): handled by the restart policy as a task that failed.
+    pub lost: Option<TaskHandle>,
+    /// The restart tracker's recorded state (default for a new task).
+    pub restart: RestartState,
+    /// Where this task's record is written, before each act and after each change.
+    pub record: TaskRecorder,
+}
+
+/// Writes one task's record to the client state.
+#[derive(Debug, Clone)]
+pub struct TaskRecorder {
+    pub store: Arc<StateStore>,
+    pub alloc_id: String,
+    pub task: String,
+    /// What the runner is doing, and the process it runs.
+    pub intent: TaskIntent,
+    pub handle: Option<TaskHandle>,
+}
+
+impl TaskRecorder {
+    /// Writes the record (fsync'd). A failure is logged: the task goes on, and a crash before
+    /// the next good write recovers from the previous record.
+    async fn save(&self, state: &TaskState, restart: RestartState) {
+        let record = TaskRecord {
+            intent: self.intent,
+            handle: self.handle.clone(),
+            state: state.clone(),
+            restart,
+        };
+        let store = self.store.clone();
+        let (alloc, task) = (self.alloc_id.clone(), self.task.clone());
+        let written =
+            tokio::task::spawn_blocking(move || store.put_task(&alloc, &task, &record)).await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(alloc = %self.alloc_id, task = %self.task, "recording the task: {e}")
+            }
+            Err(e) => {
+                tracing::warn!(alloc = %self.alloc_id, task = %self.task, "recording the task: {e}")
+            }
+        }
+    }
+}
+
+/// Now, as the restart tracker counts time: since the unix epoch (so that a recorded tracker
+/// means the same to the next node daemon).
+fn wall_now() -> Duration {
+    Duration::from_nanos(u64::try_from(now_unix_nanos()).unwrap_or(0))
 }
 
 impl std::fmt::Debug for TaskRunner {
@@ -107,6 +158,8 @@ enum RunEnd {
     StartFailed(Option<String>),
     /// Killed on a user's restart request: start again at once, outside the restart policy.
     Restarted,
+    /// Gone while the node daemon was away (see [`TaskRunner::lost`]).
+    Lost,
 }
 
 impl TaskRunner {
@@ -120,6 +173,7 @@ impl TaskRunner {
     }
 
     async fn send(&self, state: &TaskState) {
+        self.record.save(state, self.restart).await;
         // The allocation runner is gone only when the whole client shuts down.
         let _ = self
             .updates
@@ -137,17 +191,18 @@ impl TaskRunner {
     /// Runs the task to its end and returns its final state.
     pub async fn run(mut self) -> TaskState {
         let mut state = self.previous.clone().unwrap_or_default();
-        let origin = Instant::now();
-        let mut tracker = RestartTracker::new(
+        let mut tracker = RestartTracker::resume(
             self.task.restart_policy.clone().unwrap_or_default(),
             self.job_type,
+            self.restart,
         );
         let mut reattach = self.reattach.take();
-        if reattach.is_none() && state.state == TaskLifecycleState::Dead {
+        let mut lost = self.lost.take();
+        if reattach.is_none() && lost.is_none() && state.state == TaskLifecycleState::Dead {
             // Finished before the node daemon restarted: nothing left to do.
             return state;
         }
-        if reattach.is_none() {
+        if reattach.is_none() && lost.is_none() {
             if state.state == TaskLifecycleState::Running {
                 // It ran under the previous node daemon, and the supervisor does not know it
                 // now: the supervisor died meanwhile, and the one started since stopped the
@@ -185,9 +240,10 @@ impl TaskRunner {
                     return self.finish(state, false).await;
                 }
             }
-            let end = match reattach.take() {
-                Some(status) => self.reattached(&mut state, status).await,
-                None => self.start_and_wait(&mut state).await,
+            let end = match (lost.take(), reattach.take()) {
+                (Some(handle), _) => self.lost_while_away(&mut state, &handle).await,
+                (None, Some(status)) => self.reattached(&mut state, status).await,
+                (None, None) => self.start_and_wait(&mut state).await,
             };
             let outcome = match &end {
                 RunEnd::Killed(exit) => {
@@ -201,6 +257,7 @@ impl TaskRunner {
                     return self.finish(state, false).await;
                 }
                 RunEnd::StartFailed(None) => RunOutcome::StartFailure,
+                RunEnd::Lost => RunOutcome::Failure,
                 RunEnd::StartFailed(Some(_)) => RunOutcome::UnrecoverableStartFailure,
                 RunEnd::Restarted => {
                     self.remove().await;
@@ -219,8 +276,9 @@ impl TaskRunner {
                     }
                 }
             };
-            let now = origin.elapsed();
-            match tracker.next(outcome, now) {
+            let decision = tracker.next(outcome, wall_now());
+            self.restart = tracker.state();
+            match decision {
                 RestartDecision::Complete => return self.finish(state, false).await,
                 RestartDecision::Fail { mut reason } => {
                     if let RunEnd::StartFailed(Some(cause)) = &end {
@@ -279,7 +337,9 @@ impl TaskRunner {
         }
     }
 
-    async fn finish(&self, mut state: TaskState, failed: bool) -> TaskState {
+    async fn finish(&mut self, mut state: TaskState, failed: bool) -> TaskState {
+        self.record.intent = TaskIntent::Done;
+        self.record.handle = None;
         state.state = TaskLifecycleState::Dead;
         state.failed = failed;
         state.finished_at = Some(format_rfc3339(now_unix_nanos()));
@@ -311,6 +371,11 @@ impl TaskRunner {
                 }
             }
         }
+        // Recorded before asking: after a crash here, the supervisor's list tells whether the
+        // start happened (reattach) or not (start), never a second copy.
+        self.record.intent = TaskIntent::Start;
+        self.record.handle = None;
+        self.record.save(state, self.restart).await;
         let started = self
             .supervisor
             .call(&Request::Start {
@@ -319,6 +384,12 @@ impl TaskRunner {
             .await;
         match started {
             Ok(Response::Started { pid, started_at }) => {
+                self.record.intent = TaskIntent::Run;
+                self.record.handle = Some(TaskHandle {
+                    task_id: self.ctx.task_id.clone(),
+                    pid,
+                    started_at,
+                });
                 state.state = TaskLifecycleState::Running;
                 state.started_at = Some(format_rfc3339(started_at));
                 self.push(
@@ -360,7 +431,8 @@ impl TaskRunner {
         }
     }
 
-    async fn start_failed(&self, state: &mut TaskState, text: String) -> RunEnd {
+    async fn start_failed(&mut self, state: &mut TaskState, text: String) -> RunEnd {
+        self.record.intent = TaskIntent::Wait;
         let mut ev = TaskEvent::new(event_type::DRIVER_FAILURE, text.clone());
         ev.driver_error = text;
         self.push(state, ev);
@@ -371,10 +443,18 @@ impl TaskRunner {
     async fn reattached(&mut self, state: &mut TaskState, status: TaskStatus) -> RunEnd {
         if let Some(exit) = status.exit {
             // It ended while the node daemon was away: report it as any other exit.
+            self.record.intent = TaskIntent::Wait;
+            self.record.handle = None;
             self.record_exit(state, &exit);
             self.send(state).await;
             return RunEnd::Exited(exit);
         }
+        self.record.intent = TaskIntent::Run;
+        self.record.handle = Some(TaskHandle {
+            task_id: status.task_id.clone(),
+            pid: status.pid,
+            started_at: status.started_at,
+        });
         state.state = TaskLifecycleState::Running;
         if state.started_at.is_none() {
             state.started_at = Some(format_rfc3339(status.started_at));
@@ -392,6 +472,22 @@ impl TaskRunner {
             shared.mark_changed();
         }
         self.wait_or_kill(state).await
+    }
+
+    /// The task recorded as running is gone: say so, and let the restart policy decide.
+    async fn lost_while_away(&mut self, state: &mut TaskState, handle: &TaskHandle) -> RunEnd {
+        self.record.intent = TaskIntent::Wait;
+        self.record.handle = None;
+        let text = format!(
+            "the task (pid {}) was gone when the node daemon came back: its task supervisor had died and its tasks were stopped",
+            handle.pid
+        );
+        let mut e = TaskEvent::new(event_type::DRIVER_FAILURE, text.clone());
+        e.driver_error = text;
+        self.push(state, e);
+        state.state = TaskLifecycleState::Dead;
+        self.send(state).await;
+        RunEnd::Lost
     }
 
     fn record_exit(&self, state: &mut TaskState, exit: &ExitInfo) {
@@ -480,6 +576,8 @@ impl TaskRunner {
                 },
             }
         };
+        self.record.intent = TaskIntent::Wait;
+        self.record.handle = None;
         match exit {
             Ok(exit) => {
                 self.record_exit(state, &exit);
@@ -557,6 +655,8 @@ impl TaskRunner {
             tracing::warn!(task = %self.ctx.task_id, "kill: {e}");
         }
         let exit = self.wait_for_exit().await.ok();
+        self.record.intent = TaskIntent::Wait;
+        self.record.handle = None;
         RunEnd::Killed(exit)
     }
 
