@@ -502,3 +502,40 @@ async fn a_certificate_for_another_role_or_region_is_refused_at_bind() {
         "{msg}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_certificate_is_presented_to_new_connections_and_a_wrong_one_is_refused() {
+    let old_ca = pki::create_ca("old CA", 1).unwrap();
+    let new_ca = pki::create_ca("new CA", 1).unwrap();
+    let s = server(&old_ca, "global").await;
+    let before = server(&old_ca, "global").await;
+    before
+        .call(s.local_addr(), ECHO, Bytes::from_static(b"x"), T)
+        .await
+        .unwrap();
+
+    // The cluster moves to a new CA: the server takes its new certificate without a restart.
+    s.reload_tls(&material(&new_ca, Role::Server, "global")).unwrap();
+    let old_peer = server(&old_ca, "global").await;
+    let refused = old_peer
+        .call(s.local_addr(), ECHO, Bytes::from_static(b"x"), T)
+        .await;
+    assert!(refused.is_err(), "a peer of the old CA dialled in: {refused:?}");
+    let new_peer = server(&new_ca, "global").await;
+    new_peer
+        .call(s.local_addr(), ECHO, Bytes::from_static(b"x"), T)
+        .await
+        .unwrap();
+
+    // A certificate of another role or region changes nothing.
+    let err = s
+        .reload_tls(&material(&new_ca, Role::Client, "global"))
+        .unwrap_err();
+    assert!(err.to_string().contains("client.global.noded"), "{err}");
+    assert!(s.reload_tls(&material(&new_ca, Role::Server, "eu")).is_err());
+    let another = server(&new_ca, "global").await;
+    another
+        .call(s.local_addr(), ECHO, Bytes::from_static(b"x"), T)
+        .await
+        .unwrap();
+}

@@ -115,7 +115,11 @@ struct Inner {
     pool: Pool,
     local_addr: SocketAddr,
     region: String,
+    role: Role,
     limits: Limits,
+    /// Whether the endpoint accepts connections (it was bound with a handler).
+    serving: bool,
+    transport: Arc<quinn::TransportConfig>,
     closed: AtomicBool,
     accept_task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -164,7 +168,8 @@ impl Fabric {
         let crypto = QuicClientConfig::try_from(tls.client_config()?)
             .map_err(|e| FabricError::Limits(e.to_string()))?;
         let mut client = quinn::ClientConfig::new(Arc::new(crypto));
-        client.transport_config(transport);
+        client.transport_config(transport.clone());
+        let serving = handler.is_some();
         let local_addr = endpoint.local_addr().map_err(bind_err)?;
         let accept_task = handler.map(|handler| {
             tokio::spawn(serve::accept_loop(
@@ -179,11 +184,36 @@ impl Fabric {
                 endpoint,
                 local_addr,
                 region,
+                role,
                 limits,
+                serving,
+                transport,
                 closed: AtomicBool::new(false),
                 accept_task: Mutex::new(accept_task),
             }),
         })
+    }
+
+    /// Takes a new certificate (an agent's SIGHUP after the files were renewed): connections
+    /// made from now on, both ways, use it; open ones keep the one they were made with. The
+    /// new certificate must name the same role and region, or nothing changes.
+    pub fn reload_tls(&self, tls: &TlsMaterial) -> Result<(), FabricError> {
+        let inner = &self.inner;
+        check_identity(tls, inner.role, &inner.region)?;
+        let client_crypto = QuicClientConfig::try_from(tls.client_config()?)
+            .map_err(|e| FabricError::Limits(e.to_string()))?;
+        let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
+        client.transport_config(inner.transport.clone());
+        if inner.serving {
+            let crypto = QuicServerConfig::try_from(tls.server_config()?)
+                .map_err(|e| FabricError::Limits(e.to_string()))?;
+            let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+            server.transport_config(inner.transport.clone());
+            server.max_incoming(inner.limits.max_connections.max(1));
+            inner.endpoint.set_server_config(Some(server));
+        }
+        inner.pool.set_client_config(client);
+        Ok(())
     }
 
     /// The bound UDP address (with the port chosen for port 0).

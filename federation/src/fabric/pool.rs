@@ -22,7 +22,8 @@ type Slot = Arc<tokio::sync::Mutex<Option<Connection>>>;
 #[derive(Debug)]
 pub(crate) struct Pool {
     endpoint: Endpoint,
-    client_config: ClientConfig,
+    /// Replaced when the agent reloads its certificate; a dial takes the current one.
+    client_config: Mutex<ClientConfig>,
     handshake_timeout: Duration,
     slots: Mutex<HashMap<Key, Slot>>,
 }
@@ -35,9 +36,17 @@ impl Pool {
     ) -> Pool {
         Pool {
             endpoint,
-            client_config,
+            client_config: Mutex::new(client_config),
             handshake_timeout,
             slots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Connections dialled from now on present this configuration's certificate.
+    pub(crate) fn set_client_config(&self, config: ClientConfig) {
+        match self.client_config.lock() {
+            Ok(mut c) => *c = config,
+            Err(poisoned) => *poisoned.into_inner() = config,
         }
     }
 
@@ -106,9 +115,13 @@ impl Pool {
 
     async fn dial(&self, addr: SocketAddr, region: &str) -> Result<Connection, CallError> {
         let expected = Role::Server.dns_name(region);
+        let config = match self.client_config.lock() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
         let connecting = self
             .endpoint
-            .connect_with(self.client_config.clone(), addr, &expected)
+            .connect_with(config, addr, &expected)
             .map_err(|e| CallError::Connect(format!("dialling {addr}: {e}")))?;
         let conn = match tokio::time::timeout(self.handshake_timeout, connecting).await {
             Ok(Ok(conn)) => conn,

@@ -3,7 +3,9 @@
 
 pub mod cluster;
 pub mod config;
+pub mod reload;
 pub mod rpc;
+pub mod systemd;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,6 +20,7 @@ use controlplane::state::StateStore;
 use crate::client::remote::RemoteServers;
 use crate::client::{Client, ClientApi, ClientConfig, ServerRpc};
 pub use config::{AgentConfig, Overrides};
+pub use reload::{Reload, SetLogLevel};
 
 struct Info {
     config: AgentConfig,
@@ -88,8 +91,8 @@ async fn reap_orphans() {
     }
 }
 
-/// Runs the agent until SIGINT or SIGTERM.
-pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
+/// Runs the agent until SIGINT or SIGTERM; SIGHUP reloads what can be reloaded.
+pub async fn run(config: AgentConfig, reload: Reload) -> anyhow::Result<()> {
     if let Err(e) = crate::sys::become_subreaper() {
         tracing::warn!("could not become a child subreaper: {e}");
     }
@@ -120,11 +123,22 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
-    if config.server_enabled {
-        run_server(config, listener, http_addr).await
-    } else {
-        run_client_only(config, listener, http_addr).await
+    if let Some(interval) = systemd::watchdog_interval() {
+        tracing::info!(
+            interval_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
+            "systemd watchdog enabled"
+        );
+        tokio::spawn(systemd::run_watchdog(interval));
     }
+    let result = if config.server_enabled {
+        run_server(config, listener, http_addr, reload).await
+    } else {
+        run_client_only(config, listener, http_addr, reload).await
+    };
+    if let Err(e) = &result {
+        systemd::stopping(&format!("failed: {e}"));
+    }
+    result
 }
 
 /// An agent that runs a server (and, with `client { enabled }` or `-dev`, a client beside it).
@@ -132,6 +146,7 @@ async fn run_server(
     config: AgentConfig,
     listener: tokio::net::TcpListener,
     http_addr: SocketAddr,
+    reload: Reload,
 ) -> anyhow::Result<()> {
     let store = Arc::new(StateStore::new());
     let cluster::ServerRaft {
@@ -174,7 +189,17 @@ async fn run_server(
     };
     let app = api::router(ctx);
     service.attach_server(&server, app.clone());
+    tokio::spawn(reload::run(
+        reload,
+        config.clone(),
+        fabric.clone(),
+        client.clone(),
+    ));
     tracing::info!("HTTP API listening on http://{http_addr}");
+    systemd::ready(&format!(
+        "serving: HTTP on {http_addr}, server{}",
+        if client.is_some() { " and client" } else { "" }
+    ));
     if config.dev {
         eprintln!(
             "==> noded dev agent started: HTTP API at http://{http_addr}, data in {}",
@@ -197,6 +222,7 @@ async fn run_server(
         .context("serving HTTP")?;
 
     tracing::info!("shutting down");
+    systemd::stopping("shutting down");
     stop(&config, client.as_deref(), Some((&server, &raft))).await;
     fabric.close().await;
     match failed_rx.await {
@@ -212,6 +238,7 @@ async fn run_client_only(
     config: AgentConfig,
     listener: tokio::net::TcpListener,
     http_addr: SocketAddr,
+    reload: Reload,
 ) -> anyhow::Result<()> {
     let fabric = cluster::start_client_fabric(&config).await?;
     // `servers` first, then `server_join.retry_join` (Nomad reads both).
@@ -234,6 +261,19 @@ async fn run_client_only(
         }),
     };
     let app = api::router(ctx);
+    tokio::spawn(reload::run(
+        reload,
+        config.clone(),
+        fabric.clone(),
+        Some(client.clone()),
+    ));
+    tracing::info!(
+        "HTTP API listening on http://{http_addr} (client only; other requests go to the servers)"
+    );
+    systemd::ready(&format!(
+        "serving: HTTP on {http_addr}, client of {:?}",
+        config.client_servers
+    ));
     tracing::info!(
         "HTTP API listening on http://{http_addr} (client only; other requests go to the servers)"
     );
@@ -242,6 +282,7 @@ async fn run_client_only(
         .await
         .context("serving HTTP")?;
     tracing::info!("shutting down");
+    systemd::stopping("shutting down");
     stop(&config, Some(&client), None).await;
     fabric.close().await;
     Ok(())

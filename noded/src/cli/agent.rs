@@ -51,17 +51,37 @@ impl AgentArgs {
             log_json: self.log_json,
         };
         let config = agent::AgentConfig::build(&files, &overrides, agent::temp_data_dir)?;
-        let filter = std::env::var("RUST_LOG")
-            .unwrap_or_else(|_| format!("{},h2=warn,hyper=warn,openraft=warn", config.log_level));
+        let filter = |level: &str| {
+            std::env::var("RUST_LOG")
+                .unwrap_or_else(|_| format!("{level},h2=warn,hyper=warn,openraft=warn"))
+        };
         let logs = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter(
+                &config.log_level,
+            )))
             .with_writer(std::io::stderr);
-        // Already set (a test harness) is fine: its subscriber keeps the logs.
-        let _ = if config.log_json {
-            logs.json().try_init()
+        // The filter is reloadable so that SIGHUP can change the log level. Already set (a
+        // test harness) is fine: its subscriber keeps the logs, and a reload says so.
+        let set_log_level: agent::SetLogLevel = if config.log_json {
+            let logs = logs.json().with_filter_reloading();
+            let handle = logs.reload_handle();
+            let _ = logs.try_init();
+            Box::new(move |level: &str| {
+                handle
+                    .reload(tracing_subscriber::EnvFilter::new(filter(level)))
+                    .map_err(|e| e.to_string())
+            })
         } else {
-            logs.with_ansi(crate::terminal::stderr_is_terminal())
-                .try_init()
+            let logs = logs
+                .with_ansi(crate::terminal::stderr_is_terminal())
+                .with_filter_reloading();
+            let handle = logs.reload_handle();
+            let _ = logs.try_init();
+            Box::new(move |level: &str| {
+                handle
+                    .reload(tracing_subscriber::EnvFilter::new(filter(level)))
+                    .map_err(|e| e.to_string())
+            })
         };
         for warning in &config.warnings {
             tracing::warn!("{warning}");
@@ -69,7 +89,16 @@ impl AgentArgs {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?;
-        rt.block_on(agent::run(config))?;
+        let mut reload_overrides = overrides;
+        // A reload reads the same files into the same data dir (a dev agent's temporary one
+        // is not made again).
+        reload_overrides.data_dir = Some(config.data_dir.clone());
+        let reload = agent::Reload {
+            paths: self.config.clone(),
+            overrides: reload_overrides,
+            set_log_level,
+        };
+        rt.block_on(agent::run(config, reload))?;
         Ok(Exit::Ok)
     }
 }

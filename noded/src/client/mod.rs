@@ -214,7 +214,8 @@ pub struct ClientShared {
     pub drivers: DriverRegistry,
     /// The node's attributes, replaced when a re-fingerprint finds a change.
     attributes: RwLock<Arc<BTreeMap<String, String>>>,
-    pub meta: BTreeMap<String, String>,
+    /// `client.meta`, as last (re)loaded.
+    meta: RwLock<Arc<BTreeMap<String, String>>>,
     pub node_class: String,
     pub node_pool: String,
     /// The cores tasks without reserved cores run on; task runners follow it.
@@ -243,6 +244,22 @@ impl ClientShared {
             Ok(a) => a.clone(),
             // A writer only swaps an `Arc`: the value is whole even if one panicked.
             Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The node's `meta`, as last (re)loaded.
+    pub fn meta(&self) -> Arc<BTreeMap<String, String>> {
+        match self.meta.read() {
+            Ok(m) => m.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn set_meta(&self, meta: BTreeMap<String, String>) {
+        let next = Arc::new(meta);
+        match self.meta.write() {
+            Ok(mut m) => *m = next,
+            Err(poisoned) => *poisoned.into_inner() = next,
         }
     }
 
@@ -277,7 +294,7 @@ impl ClientShared {
                 ("pool".to_string(), self.node_pool.clone()),
             ]
             .into(),
-            node_meta: self.meta.clone(),
+            node_meta: (*self.meta()).clone(),
             ..Default::default()
         };
         controlplane::jobspec::interpolate(value, &ctx).map_err(|e| e.to_string())
@@ -300,6 +317,10 @@ pub struct Client {
     previous_cpu: Mutex<HashMap<String, (u64, i64)>>,
     /// When a server last took this node's heartbeat.
     contact: Arc<heartbeat::ServerContact>,
+    /// `client.reserved` as last (re)loaded (SIGHUP changes it).
+    reserved: RwLock<settings::ReservedConfig>,
+    /// Wakes the re-fingerprint loop at once (a reload).
+    refingerprint_now: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Client {
@@ -440,7 +461,7 @@ impl Client {
             supervisor,
             drivers,
             attributes: RwLock::new(Arc::new(attributes)),
-            meta: config.meta.clone(),
+            meta: RwLock::new(Arc::new(config.meta.clone())),
             node_class: config.node_class.clone(),
             node_pool: config.node_pool.clone(),
             shared_cores: watch::channel(cpuset::shared_cores(&usable_cores, [])).0,
@@ -449,6 +470,7 @@ impl Client {
             state,
             gc: Arc::new(AllocGc::new(config.gc.clone())),
         });
+        let reserved = config.reserved.clone();
         let client = Arc::new(Client {
             shared,
             runners: Mutex::new(HashMap::new()),
@@ -458,6 +480,8 @@ impl Client {
             node: RwLock::new(node.clone()),
             previous_cpu: Mutex::new(HashMap::new()),
             contact: Arc::new(heartbeat::ServerContact::new()),
+            reserved: RwLock::new(reserved),
+            refingerprint_now: tokio::sync::Notify::new(),
         });
         // Before any server answers: what this node was running runs on.
         let observed = recovery::Observed {
@@ -600,7 +624,10 @@ impl Client {
         // The first tick is immediate: the node was fingerprinted a moment ago.
         ticker.tick().await;
         loop {
-            ticker.tick().await;
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = self.refingerprint_now.notified() => {}
+            }
             let ip_address = match &self.config.network_interface {
                 Some(name) => {
                     match fingerprint::interface_address(name) {
@@ -617,7 +644,11 @@ impl Client {
                 }
                 None => self.config.ip_address.clone(),
             };
-            let config = fingerprint_config(&self.config, ip_address);
+            let mut config = fingerprint_config(&self.config, ip_address);
+            config.reserved = match self.reserved.read() {
+                Ok(r) => r.clone(),
+                Err(poisoned) => poisoned.into_inner().clone(),
+            };
             // /proc, /sys and statvfs reads block.
             let print = match tokio::task::spawn_blocking(move || fingerprint::gather_with(&config))
                 .await
@@ -629,10 +660,13 @@ impl Client {
                 }
             };
             let facts = node_facts(&print, &self.shared.drivers);
-            if !fingerprint::facts_changed(&registered, &facts) {
+            let meta = self.shared.meta();
+            let meta_changed = *meta != self.node().meta;
+            if !fingerprint::facts_changed(&registered, &facts) && !meta_changed {
                 continue;
             }
             let mut node = self.node();
+            node.meta = (*meta).clone();
             node.attributes = facts.attributes.clone();
             node.node_resources = facts.resources.clone();
             node.reserved_resources = facts.reserved.clone();
@@ -654,6 +688,18 @@ impl Client {
                 ),
             }
         }
+    }
+
+    /// Takes a reloaded `client.meta` and `client.reserved` (SIGHUP): the node is
+    /// fingerprinted again at once and registered with them; tasks started from now on see
+    /// the new meta in `${meta.…}`.
+    pub fn reload(&self, meta: BTreeMap<String, String>, reserved: settings::ReservedConfig) {
+        self.shared.set_meta(meta);
+        match self.reserved.write() {
+            Ok(mut r) => *r = reserved,
+            Err(poisoned) => *poisoned.into_inner() = reserved,
+        }
+        self.refingerprint_now.notify_one();
     }
 
     /// The pid of the task supervisor this client talks to (the current one, after a
