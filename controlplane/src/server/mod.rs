@@ -8,6 +8,7 @@
 
 pub mod autopilot;
 pub mod broker;
+pub mod drainer;
 pub mod planner;
 mod raft_consensus;
 mod worker;
@@ -423,10 +424,11 @@ impl Server {
         if updates.is_empty() {
             return Ok(state.latest_index());
         }
+        let evals = reconnect_evals(&state, &updates);
         let response = self
             .propose(Command::AllocClientUpdate {
                 updates,
-                evals: Vec::new(),
+                evals,
                 now: now_unix_nanos(),
             })
             .await?;
@@ -523,6 +525,9 @@ impl Server {
                 tracing::info!("leadership gained: eval broker enabled");
                 tokio::select! {
                     _ = self.clone().run_effects(effects) => {}
+                    // The drainer's decisions are proposed by the leader only; its state is
+                    // all in the replicated state, so a new leader picks up where it was.
+                    _ = drainer::run(self.clone()) => {}
                     _ = wait_until(&mut leadership, false) => {}
                     _ = shutdown.changed() => return,
                 }
@@ -647,6 +652,44 @@ impl Server {
             }
         }
     }
+}
+
+/// One evaluation per job whose `unknown` allocation its reconnected client now reports on
+/// (running, or finished): the scheduler decides which copy keeps running (Nomad's
+/// reconnect follow-up).
+fn reconnect_evals(state: &State, updates: &[AllocClientUpdate]) -> Vec<Evaluation> {
+    let mut jobs = BTreeSet::new();
+    for update in updates {
+        let Some(alloc) = state.alloc(&update.id) else {
+            continue;
+        };
+        if update.client_status != crate::model::ClientStatus::Unknown
+            && crate::scheduler::tainted::needs_to_reconnect(&alloc)
+        {
+            jobs.insert((
+                alloc.namespace.clone(),
+                alloc.job_id.clone(),
+                alloc.node_id.clone(),
+            ));
+        }
+    }
+    jobs.into_iter()
+        .filter_map(|(namespace, job_id, node_id)| {
+            let job = state.job(&namespace, &job_id)?;
+            Some(Evaluation {
+                id: new_id(),
+                namespace,
+                priority: job.priority,
+                eval_type: job.job_type.as_str().to_string(),
+                triggered_by: trigger::RECONNECT.to_string(),
+                job_id,
+                job_modify_index: job.job_modify_index,
+                node_id,
+                status: EvalStatus::Pending,
+                ..Default::default()
+            })
+        })
+        .collect()
 }
 
 async fn wait_until(rx: &mut watch::Receiver<bool>, value: bool) {
