@@ -12,6 +12,7 @@ pub mod cpuset;
 pub mod exec;
 pub mod fingerprint;
 pub mod fs;
+pub mod health;
 pub mod logs;
 pub mod restart;
 pub mod task_runner;
