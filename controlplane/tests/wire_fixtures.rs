@@ -743,6 +743,11 @@ fn commands() -> Vec<(&'static str, Command)> {
                     client_status: ClientStatus::Running,
                     client_description: "tasks are running".into(),
                     task_states: BTreeMap::from([("server".to_string(), task_state())]),
+                    deployment_status: Some(AllocDeploymentStatus {
+                        healthy: Some(true),
+                        timestamp: "2024-05-01T12:00:30Z".into(),
+                        ..Default::default()
+                    }),
                 }],
                 evals: vec![eval()],
                 now: T0 + 14,
@@ -789,6 +794,27 @@ fn commands() -> Vec<(&'static str, Command)> {
                 snapshot: Box::new(snapshot_state()),
             },
         ),
+        (
+            "command-alloc-update-desired-transition",
+            Command::AllocUpdateDesiredTransition {
+                transitions: BTreeMap::from([(
+                    ALLOC_ID.to_string(),
+                    DesiredTransition {
+                        migrate: Some(true),
+                        ..Default::default()
+                    },
+                )]),
+                evals: vec![eval()],
+                now: T0 + 18,
+            },
+        ),
+        (
+            "command-node-drain-complete",
+            Command::NodeDrainComplete {
+                node_id: NODE_ID.into(),
+                now: T0 + 19,
+            },
+        ),
     ]
 }
 
@@ -820,6 +846,8 @@ fn variant(command: &Command) -> &'static str {
         Command::SchedulerSetConfig { .. } => "SchedulerSetConfig",
         Command::AutopilotSetConfig { .. } => "AutopilotSetConfig",
         Command::RestoreState { .. } => "RestoreState",
+        Command::AllocUpdateDesiredTransition { .. } => "AllocUpdateDesiredTransition",
+        Command::NodeDrainComplete { .. } => "NodeDrainComplete",
     }
 }
 
@@ -1144,7 +1172,7 @@ fn every_command_variant_decodes_from_the_log_bytes_this_version_pins() {
     let mut fixtures = Fixtures::new();
     let commands = commands();
     let variants: BTreeSet<&str> = commands.iter().map(|(_, c)| variant(c)).collect();
-    assert_eq!(variants.len(), 10, "a fixture per Command variant");
+    assert_eq!(variants.len(), 12, "a fixture per Command variant");
     for (name, command) in &commands {
         // A command is stored inside a log entry; the command alone is pinned here, in the
         // same codec, so that a failure names the variant.

@@ -515,12 +515,16 @@ async fn a_reloaded_certificate_is_presented_to_new_connections_and_a_wrong_one_
         .unwrap();
 
     // The cluster moves to a new CA: the server takes its new certificate without a restart.
-    s.reload_tls(&material(&new_ca, Role::Server, "global")).unwrap();
+    s.reload_tls(&material(&new_ca, Role::Server, "global"))
+        .unwrap();
     let old_peer = server(&old_ca, "global").await;
     let refused = old_peer
         .call(s.local_addr(), ECHO, Bytes::from_static(b"x"), T)
         .await;
-    assert!(refused.is_err(), "a peer of the old CA dialled in: {refused:?}");
+    assert!(
+        refused.is_err(),
+        "a peer of the old CA dialled in: {refused:?}"
+    );
     let new_peer = server(&new_ca, "global").await;
     new_peer
         .call(s.local_addr(), ECHO, Bytes::from_static(b"x"), T)
@@ -532,7 +536,9 @@ async fn a_reloaded_certificate_is_presented_to_new_connections_and_a_wrong_one_
         .reload_tls(&material(&new_ca, Role::Client, "global"))
         .unwrap_err();
     assert!(err.to_string().contains("client.global.noded"), "{err}");
-    assert!(s.reload_tls(&material(&new_ca, Role::Server, "eu")).is_err());
+    assert!(s
+        .reload_tls(&material(&new_ca, Role::Server, "eu"))
+        .is_err());
     let another = server(&new_ca, "global").await;
     another
         .call(s.local_addr(), ECHO, Bytes::from_static(b"x"), T)

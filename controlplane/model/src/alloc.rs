@@ -430,6 +430,10 @@ pub struct AllocClientUpdate {
     pub client_status: ClientStatus,
     pub client_description: String,
     pub task_states: BTreeMap<String, TaskState>,
+    /// Whether the client judged the allocation healthy (a drain waits for that before it
+    /// stops the allocation a replacement is for); `None` until it decided.
+    #[serde(default)]
+    pub deployment_status: Option<AllocDeploymentStatus>,
 }
 
 #[cfg(test)]

@@ -11,17 +11,20 @@
 mod feasible;
 mod plan;
 mod rank;
+pub mod tainted;
+mod triage;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 pub use feasible::glob_match;
 pub use plan::Plan;
+pub use tainted::missed_heartbeat_status;
 
 use crate::model::{
     trigger, AllocMetric, AllocatedCpuResources, AllocatedMemoryResources, AllocatedResources,
     AllocatedTaskResources, Allocation, ClientStatus, ComparableResources, DesiredStatus,
-    EvalStatus, Evaluation, Job, JobType, Node, TaskGroup,
+    EvalStatus, Evaluation, Job, JobType, Node, NodeStatus, TaskGroup,
 };
 use crate::state::{AllocStop, State};
 
@@ -61,7 +64,7 @@ pub fn schedule(
     eval: &Evaluation,
     env: &mut dyn SchedulerEnv,
 ) -> Result<Plan, SchedulerError> {
-    let mut run = Run::new(state, eval);
+    let mut run = Run::new(state, eval, env.now_unix_nanos());
     let job = state.job(&eval.namespace, &eval.job_id);
     match &job {
         Some(job) if !job.stop => {
@@ -91,10 +94,20 @@ struct Run<'a> {
     reserved_cores: BTreeMap<String, BTreeSet<u32>>,
     failed: BTreeMap<String, AllocMetric>,
     queued: BTreeMap<String, u64>,
+    /// The run's one reading of the clock: disconnect windows and drain deadlines are judged
+    /// against it.
+    now: i64,
+    /// In-place updates of existing allocations, by id (a newer job version, `unknown` on a
+    /// disconnect, a reconnect acknowledged), flushed into the plan at the end; a stop drops
+    /// the allocation's update.
+    updates: BTreeMap<String, Allocation>,
+    /// When `unknown` allocations of this job pass their disconnect window: a delayed
+    /// evaluation must run by then to mark them lost.
+    disconnect_expiries: BTreeSet<i64>,
 }
 
 impl<'a> Run<'a> {
-    fn new(state: &'a State, eval: &Evaluation) -> Run<'a> {
+    fn new(state: &'a State, eval: &Evaluation, now: i64) -> Run<'a> {
         let mut plan = Plan {
             eval: eval.clone(),
             snapshot_index: state.latest_index(),
@@ -109,10 +122,25 @@ impl<'a> Run<'a> {
             reserved_cores: BTreeMap::new(),
             failed: BTreeMap::new(),
             queued: BTreeMap::new(),
+            now,
+            updates: BTreeMap::new(),
+            disconnect_expiries: BTreeSet::new(),
         }
     }
 
     fn stop(&mut self, alloc: &Allocation, description: &str) {
+        self.stop_as(alloc, description, None);
+    }
+
+    /// Stops `alloc`; `client_status` is what the servers decide its client status is (`lost`
+    /// for one whose node is gone), `None` to leave its client's.
+    fn stop_as(
+        &mut self,
+        alloc: &Allocation,
+        description: &str,
+        client_status: Option<ClientStatus>,
+    ) {
+        self.updates.remove(&alloc.id);
         if alloc.holds_resources() {
             let freed = alloc.allocated_resources.comparable();
             let used = self.node_usage(&alloc.node_id);
@@ -133,8 +161,14 @@ impl<'a> Run<'a> {
                 alloc_id: alloc.id.clone(),
                 desired_status: DesiredStatus::Stop,
                 desired_description: description.to_string(),
-                client_status: None,
+                client_status,
             });
+    }
+
+    /// Queues an in-place update of an existing allocation (replacing an earlier one of this
+    /// run).
+    fn update_alloc(&mut self, alloc: Allocation) {
+        self.updates.insert(alloc.id.clone(), alloc);
     }
 
     fn stop_everything(&mut self) {
@@ -144,7 +178,12 @@ impl<'a> Run<'a> {
             .filter(|a| a.desired_status == DesiredStatus::Run)
         {
             if !alloc.client_status.is_terminal() {
-                self.stop(alloc, DESC_JOB_STOPPED);
+                // Nothing will ever report on an allocation whose node is gone: it is lost.
+                let lost = self
+                    .state
+                    .node(&alloc.node_id)
+                    .is_none_or(|n| n.status == NodeStatus::Down);
+                self.stop_as(alloc, DESC_JOB_STOPPED, lost.then_some(ClientStatus::Lost));
             }
         }
     }
@@ -178,42 +217,54 @@ impl<'a> Run<'a> {
         // converts; were it not to (a negative count), nothing is placed, never "as many as
         // fit in a usize".
         let want = usize::try_from(group.count).unwrap_or(0);
+        let mine: Vec<Arc<Allocation>> = allocs
+            .iter()
+            .filter(|a| a.task_group == group.name && a.desired_status == DesiredStatus::Run)
+            .cloned()
+            .collect();
+        let triage = self.triage(group, allocs, &mine);
+        let mut replacements = triage.replacements;
+        // More to replace than the group now wants (it was scaled down meanwhile): the lowest
+        // names are replaced.
+        replacements.sort();
+        replacements.truncate(want);
+        let reserved: BTreeSet<u64> = replacements.iter().filter_map(|(i, _)| *i).collect();
+        let counted: Vec<Arc<Allocation>> = mine
+            .into_iter()
+            .filter(|a| !triage.excluded.contains(&a.id))
+            .collect();
         let Kept {
             live,
             done,
             mut used_names,
-        } = self.keep_wanted(job, group, allocs, want);
-        let existing = live.len() + done;
-        let mut to_place = self.update_kept(job, group, &live);
+        } = self.keep_wanted(job, &counted, want - replacements.len(), reserved);
+        let existing = live.len() + done + replacements.len();
+        let mut to_place = replacements;
+        to_place.extend(self.update_kept(job, group, &live));
         to_place.extend((existing..want).map(|_| (None, String::new())));
         for (index, previous) in assign_names(to_place, &mut used_names) {
             self.place(job, group, index, previous, env);
         }
     }
 
-    /// Which of the group's allocations stay: finished batch ones (their work is done) and,
-    /// up to `want` with them, live ones with distinct names, lowest names first. The other
-    /// live ones are stopped.
+    /// Which of the group's allocations (`mine`: wanted running, and not set aside by the
+    /// triage) stay: finished batch ones (their work is done) and, up to `want` with them,
+    /// live ones with distinct names not `reserved` for replacements, lowest names first. The
+    /// other live ones are stopped.
     fn keep_wanted<'j>(
         &mut self,
         job: &Job,
-        group: &TaskGroup,
-        allocs: &'j [Arc<Allocation>],
+        mine: &'j [Arc<Allocation>],
         want: usize,
+        reserved: BTreeSet<u64>,
     ) -> Kept<'j> {
-        let mine: Vec<&Arc<Allocation>> = allocs
-            .iter()
-            .filter(|a| a.task_group == group.name && a.desired_status == DesiredStatus::Run)
-            .collect();
         let mut live: Vec<&Arc<Allocation>> = mine
             .iter()
-            .copied()
             .filter(|a| !a.client_status.is_terminal())
             .collect();
         // A batch allocation that finished successfully has done its work: it counts.
         let done: Vec<&Arc<Allocation>> = if job.job_type == JobType::Batch {
             mine.iter()
-                .copied()
                 .filter(|a| a.client_status == ClientStatus::Complete)
                 .collect()
         } else {
@@ -222,6 +273,8 @@ impl<'a> Run<'a> {
         // A name without an index (none this scheduler writes) sorts last: stopped first.
         live.sort_by_key(|a| (a.name_index().unwrap_or(u64::MAX), a.create_index));
         let mut used_names: BTreeSet<u64> = done.iter().filter_map(|a| a.name_index()).collect();
+        // Names that replacements of lost or migrating allocations take.
+        used_names.extend(reserved);
         let mut keep = Vec::new();
         for alloc in live {
             let index = alloc.name_index();
@@ -266,15 +319,16 @@ impl<'a> Run<'a> {
                 .and_then(|old| old.group(&group.name))
                 .is_some_and(|old| !group_changed(old, group));
             if unchanged {
-                // In place: the allocation keeps running under the new job version.
-                let mut updated = Allocation::clone(alloc);
+                // In place: the allocation keeps running under the new job version (with
+                // whatever else this run already changed of it).
+                let mut updated = self
+                    .updates
+                    .get(&alloc.id)
+                    .cloned()
+                    .unwrap_or_else(|| Allocation::clone(alloc));
                 updated.job = Some(job.clone());
                 updated.eval_id = self.plan.eval.id.clone();
-                self.plan
-                    .node_allocation
-                    .entry(updated.node_id.clone())
-                    .or_default()
-                    .push(updated);
+                self.update_alloc(updated);
             } else {
                 // Destructive: stop it and place a replacement under the same name.
                 self.stop(alloc, DESC_JOB_UPDATED);
@@ -500,6 +554,14 @@ impl<'a> Run<'a> {
 
     fn finish(mut self, env: &mut dyn SchedulerEnv) -> Plan {
         let now = env.now_unix_nanos();
+        for (_, updated) in std::mem::take(&mut self.updates) {
+            self.plan
+                .node_allocation
+                .entry(updated.node_id.clone())
+                .or_default()
+                .push(updated);
+        }
+        self.disconnect_follow_up(env);
         let eval = &mut self.plan.eval;
         eval.status = EvalStatus::Complete;
         eval.status_description.clear();
@@ -613,5 +675,7 @@ fn group_changed(old: &TaskGroup, new: &TaskGroup) -> bool {
     without_count(old) != without_count(new)
 }
 
+#[cfg(test)]
+mod tainted_tests;
 #[cfg(test)]
 mod tests;

@@ -4,6 +4,10 @@
 //! [`BrokerQueue`] is the pure part (explicit `now`, no I/O, unit-tested); [`EvalBroker`] wraps
 //! it for async workers. The broker lives only on the leader and is rebuilt from the state
 //! whenever leadership is gained, so losing it loses nothing.
+//!
+//! An evaluation with a `WaitUntil` in the future (a disconnect timeout) waits in a delayed
+//! queue, by wall-clock time, and becomes ready when that time comes. It is pending in the
+//! state all along, so a new leader's broker delays it again.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -74,6 +78,8 @@ pub struct BrokerQueue {
     ready_jobs: HashMap<JobKey, String>,
     /// Evaluations waiting for their job's in-flight or ready one to finish.
     waiting: BTreeMap<JobKey, Vec<Evaluation>>,
+    /// Evaluations not to run before their `WaitUntil` (Unix nanoseconds), soonest first.
+    delayed: BTreeMap<(i64, String), Evaluation>,
     next_token: u64,
 }
 
@@ -82,9 +88,13 @@ fn job_key(eval: &Evaluation) -> JobKey {
 }
 
 impl BrokerQueue {
-    /// Number of evaluations held (ready, waiting and unacked).
+    /// Number of evaluations held (ready, waiting, delayed and unacked).
     pub fn len(&self) -> usize {
-        self.evals.len() + self.unacked.len()
+        self.evals.len() + self.unacked.len() + self.delayed.len()
+    }
+
+    pub fn delayed_len(&self) -> usize {
+        self.delayed.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -95,22 +105,59 @@ impl BrokerQueue {
         self.ready.len()
     }
 
-    /// Adds an evaluation; an id the broker already holds is ignored.
-    pub fn enqueue(&mut self, eval: Evaluation) -> Result<(), BrokerError> {
-        if self.evals.contains_key(&eval.id) || self.unacked.contains_key(&eval.id) {
+    /// Adds an evaluation; an id the broker already holds is ignored. One whose `WaitUntil`
+    /// is after `now_unix` (nanoseconds, wall clock) waits in the delayed queue; an
+    /// unreadable `WaitUntil` (the servers write only RFC 3339) is "now".
+    pub fn enqueue(&mut self, eval: Evaluation, now_unix: i64) -> Result<(), BrokerError> {
+        if self.evals.contains_key(&eval.id)
+            || self.unacked.contains_key(&eval.id)
+            || self.delayed.values().any(|d| d.id == eval.id)
+        {
             return Ok(());
         }
         if self.len() >= MAX_QUEUED {
             return Err(BrokerError::Full(eval.id));
         }
+        if let Some(at) = crate::model::time::parse_rfc3339(&eval.wait_until) {
+            if at > now_unix {
+                self.delayed.insert((at, eval.id.clone()), eval);
+                return Ok(());
+            }
+        }
+        self.enqueue_now(eval);
+        Ok(())
+    }
+
+    /// Moves the delayed evaluations whose time has come (`now_unix`) into the queues;
+    /// returns how many.
+    pub fn promote_due(&mut self, now_unix: i64) -> usize {
+        let due: Vec<(i64, String)> = self
+            .delayed
+            .keys()
+            .take_while(|(at, _)| *at <= now_unix)
+            .cloned()
+            .collect();
+        for key in &due {
+            if let Some(eval) = self.delayed.remove(key) {
+                self.enqueue_now(eval);
+            }
+        }
+        due.len()
+    }
+
+    /// When the soonest delayed evaluation is due (Unix nanoseconds).
+    pub fn next_due(&self) -> Option<i64> {
+        self.delayed.keys().next().map(|(at, _)| *at)
+    }
+
+    fn enqueue_now(&mut self, eval: Evaluation) {
         let key = job_key(&eval);
         if self.inflight_jobs.contains_key(&key) || self.ready_jobs.contains_key(&key) {
             self.waiting.entry(key).or_default().push(eval.clone());
             self.evals.insert(eval.id.clone(), eval);
-            return Ok(());
+            return;
         }
         self.make_ready(eval);
-        Ok(())
     }
 
     fn make_ready(&mut self, eval: Evaluation) {
@@ -249,21 +296,36 @@ impl EvalBroker {
     }
 
     pub fn enqueue(&self, eval: Evaluation) -> Result<(), BrokerError> {
-        self.with(|q| q.enqueue(eval))?;
+        self.with(|q| q.enqueue(eval, crate::model::now_unix_nanos()))?;
         self.ready.notify_waiters();
         self.ready.notify_one();
         Ok(())
     }
 
-    /// Waits up to `timeout` for an evaluation.
+    /// Waits up to `timeout` for an evaluation (a delayed one as soon as it is due).
     pub async fn dequeue(&self, timeout: Duration) -> Option<Delivery> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let notified = self.ready.notified();
-            if let Some(d) = self.with(|q| q.dequeue(Instant::now())) {
+            let (delivery, next_due) = self.with(|q| {
+                q.promote_due(crate::model::now_unix_nanos());
+                (q.dequeue(Instant::now()), q.next_due())
+            });
+            if let Some(d) = delivery {
                 return Some(d);
             }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            // Wake for a delayed evaluation coming due before the deadline, too.
+            let wake = match next_due {
+                Some(at) => {
+                    let wait_ns = at.saturating_sub(crate::model::now_unix_nanos()).max(0);
+                    let wait = Duration::from_nanos(u64::try_from(wait_ns).unwrap_or(0));
+                    deadline.min(tokio::time::Instant::now() + wait)
+                }
+                None => deadline,
+            };
+            if tokio::time::timeout_at(wake, notified).await.is_err()
+                && tokio::time::Instant::now() >= deadline
+            {
                 return None;
             }
         }
@@ -296,6 +358,11 @@ impl EvalBroker {
     pub fn stats(&self) -> (usize, usize) {
         self.with(|q| (q.ready_len(), q.len()))
     }
+
+    /// Evaluations waiting for their `WaitUntil`.
+    pub fn delayed_len(&self) -> usize {
+        self.with(|q| q.delayed_len())
+    }
 }
 
 #[cfg(test)]
@@ -317,9 +384,9 @@ mod tests {
     fn higher_priority_first_then_older_first() {
         let mut q = BrokerQueue::default();
         let now = Instant::now();
-        q.enqueue(eval("a", "j1", 50, 1)).unwrap();
-        q.enqueue(eval("b", "j2", 70, 2)).unwrap();
-        q.enqueue(eval("c", "j3", 50, 0)).unwrap();
+        q.enqueue(eval("a", "j1", 50, 1), 0).unwrap();
+        q.enqueue(eval("b", "j2", 70, 2), 0).unwrap();
+        q.enqueue(eval("c", "j3", 50, 0), 0).unwrap();
         let order: Vec<String> = std::iter::from_fn(|| q.dequeue(now))
             .map(|d| d.eval.id)
             .collect();
@@ -330,10 +397,10 @@ mod tests {
     fn one_evaluation_per_job_in_flight_and_the_newest_waiting_one_follows() {
         let mut q = BrokerQueue::default();
         let now = Instant::now();
-        q.enqueue(eval("a", "j", 50, 1)).unwrap();
+        q.enqueue(eval("a", "j", 50, 1), 0).unwrap();
         let first = q.dequeue(now).unwrap();
-        q.enqueue(eval("b", "j", 50, 2)).unwrap();
-        q.enqueue(eval("c", "j", 50, 3)).unwrap();
+        q.enqueue(eval("b", "j", 50, 2), 0).unwrap();
+        q.enqueue(eval("c", "j", 50, 3), 0).unwrap();
         assert!(
             q.dequeue(now).is_none(),
             "job j already has an evaluation in flight"
@@ -349,8 +416,8 @@ mod tests {
     #[test]
     fn duplicates_are_ignored() {
         let mut q = BrokerQueue::default();
-        q.enqueue(eval("a", "j", 50, 1)).unwrap();
-        q.enqueue(eval("a", "j", 50, 1)).unwrap();
+        q.enqueue(eval("a", "j", 50, 1), 0).unwrap();
+        q.enqueue(eval("a", "j", 50, 1), 0).unwrap();
         assert_eq!(q.len(), 1);
     }
 
@@ -358,7 +425,7 @@ mod tests {
     fn nack_retries_until_the_delivery_limit() {
         let mut q = BrokerQueue::default();
         let now = Instant::now();
-        q.enqueue(eval("a", "j", 50, 1)).unwrap();
+        q.enqueue(eval("a", "j", 50, 1), 0).unwrap();
         for attempt in 1..DELIVERY_LIMIT {
             let d = q.dequeue(now).unwrap();
             assert_eq!(d.attempt, attempt);
@@ -373,7 +440,7 @@ mod tests {
     fn a_quiet_worker_loses_its_evaluation_and_its_token() {
         let mut q = BrokerQueue::default();
         let now = Instant::now();
-        q.enqueue(eval("a", "j", 50, 1)).unwrap();
+        q.enqueue(eval("a", "j", 50, 1), 0).unwrap();
         let d = q.dequeue(now).unwrap();
         assert!(q.expire(now).is_empty());
         assert_eq!(q.expire(now + NACK_TIMEOUT), vec![Requeue::Retried]);
@@ -387,6 +454,66 @@ mod tests {
             q.ack("a", again.token),
             Err(BrokerError::NotOutstanding("a".into()))
         );
+    }
+
+    fn delayed(id: &str, job: &str, wait_until_ns: i64) -> Evaluation {
+        Evaluation {
+            wait_until: crate::model::time::format_rfc3339(wait_until_ns),
+            ..eval(id, job, 50, 1)
+        }
+    }
+
+    #[test]
+    fn a_delayed_evaluation_waits_for_its_time_and_does_not_hold_up_its_job() {
+        let mut q = BrokerQueue::default();
+        let now = Instant::now();
+        let t0 = 1_700_000_000_000_000_000;
+        q.enqueue(delayed("later", "j", t0 + 30_000_000_000), t0)
+            .unwrap();
+        q.enqueue(eval("now", "j", 50, 2), t0).unwrap();
+        assert_eq!((q.len(), q.delayed_len()), (2, 1));
+        assert_eq!(q.next_due(), Some(t0 + 30_000_000_000));
+        let d = q.dequeue(now).unwrap();
+        assert_eq!(
+            d.eval.id, "now",
+            "the job's other evaluation is not held up"
+        );
+        q.ack("now", d.token).unwrap();
+        assert_eq!(q.promote_due(t0 + 29_999_999_999), 0);
+        assert!(q.dequeue(now).is_none(), "not before its WaitUntil");
+        assert_eq!(q.promote_due(t0 + 30_000_000_000), 1);
+        assert_eq!(q.dequeue(now).unwrap().eval.id, "later");
+        assert_eq!(q.next_due(), None);
+    }
+
+    #[test]
+    fn a_past_or_unreadable_wait_until_is_now_and_duplicates_of_delayed_ones_are_ignored() {
+        let mut q = BrokerQueue::default();
+        let t0 = 1_700_000_000_000_000_000;
+        q.enqueue(delayed("past", "a", t0 - 1), t0).unwrap();
+        let mut junk = eval("junk", "b", 50, 1);
+        junk.wait_until = "tomorrow".into();
+        q.enqueue(junk, t0).unwrap();
+        assert_eq!((q.ready_len(), q.delayed_len()), (2, 0));
+        q.enqueue(delayed("d", "c", t0 + 5), t0).unwrap();
+        q.enqueue(delayed("d", "c", t0 + 5), t0).unwrap();
+        assert_eq!(q.delayed_len(), 1);
+        q.clear();
+        assert!(
+            q.is_empty(),
+            "leadership lost: the state keeps it, the broker forgets it"
+        );
+    }
+
+    #[tokio::test]
+    async fn async_dequeue_wakes_when_a_delayed_evaluation_comes_due() {
+        let broker = EvalBroker::new();
+        let due = crate::model::now_unix_nanos() + 150_000_000;
+        broker.enqueue(delayed("d", "j", due)).unwrap();
+        assert!(broker.dequeue(Duration::from_millis(20)).await.is_none());
+        let d = broker.dequeue(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(d.eval.id, "d");
+        assert!(crate::model::now_unix_nanos() >= due);
     }
 
     #[tokio::test]

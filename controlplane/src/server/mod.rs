@@ -8,6 +8,7 @@
 
 pub mod autopilot;
 pub mod broker;
+pub mod drainer;
 pub mod heartbeat;
 pub mod node_rpc;
 pub mod planner;
@@ -435,10 +436,11 @@ impl Server {
         if updates.is_empty() {
             return Ok(state.latest_index());
         }
+        let evals = reconnect_evals(&state, &updates);
         let response = self
             .propose(Command::AllocClientUpdate {
                 updates,
-                evals: Vec::new(),
+                evals,
                 now: now_unix_nanos(),
             })
             .await?;
@@ -620,7 +622,7 @@ impl Server {
         {
             return;
         }
-        let status = status_after_missed_heartbeat(&state, node_id);
+        let status = crate::scheduler::missed_heartbeat_status(&state, node_id);
         let evals = state.node_update_evals(node_id, trigger::NODE_UPDATE, &mut new_id);
         tracing::warn!(
             node_id,
@@ -691,6 +693,9 @@ impl Server {
                 tokio::select! {
                     _ = self.clone().run_effects(effects) => {}
                     _ = self.clone().run_heartbeats() => {}
+                    // The drainer's decisions are proposed by the leader only; its state is
+                    // all in the replicated state, so a new leader picks up where it was.
+                    _ = drainer::run(self.clone()) => {}
                     _ = wait_until(&mut leadership, false) => {}
                     _ = shutdown.changed() => return,
                 }
@@ -841,16 +846,49 @@ fn ready_nodes(state: &State) -> BTreeSet<String> {
         .collect()
 }
 
-/// What a node that missed its heartbeat becomes.
-fn status_after_missed_heartbeat(_state: &State, _node_id: &str) -> NodeStatus {
-    NodeStatus::Down
-}
-
 /// A number in `[0, 1)` from fresh randomness (a v4 id's random bits), to stagger TTLs.
 fn stagger() -> f64 {
     let id = uuid::Uuid::new_v4().as_u128();
     // 2^20 steps are plenty for a stagger.
     (id & 0xF_FFFF) as f64 / f64::from(0x10_0000)
+}
+
+/// One evaluation per job whose `unknown` allocation its reconnected client now reports on
+/// (running, or finished): the scheduler decides which copy keeps running (Nomad's
+/// reconnect follow-up).
+fn reconnect_evals(state: &State, updates: &[AllocClientUpdate]) -> Vec<Evaluation> {
+    let mut jobs = BTreeSet::new();
+    for update in updates {
+        let Some(alloc) = state.alloc(&update.id) else {
+            continue;
+        };
+        if update.client_status != crate::model::ClientStatus::Unknown
+            && crate::scheduler::tainted::needs_to_reconnect(&alloc)
+        {
+            jobs.insert((
+                alloc.namespace.clone(),
+                alloc.job_id.clone(),
+                alloc.node_id.clone(),
+            ));
+        }
+    }
+    jobs.into_iter()
+        .filter_map(|(namespace, job_id, node_id)| {
+            let job = state.job(&namespace, &job_id)?;
+            Some(Evaluation {
+                id: new_id(),
+                namespace,
+                priority: job.priority,
+                eval_type: job.job_type.as_str().to_string(),
+                triggered_by: trigger::RECONNECT.to_string(),
+                job_id,
+                job_modify_index: job.job_modify_index,
+                node_id,
+                status: EvalStatus::Pending,
+                ..Default::default()
+            })
+        })
+        .collect()
 }
 
 async fn wait_until(rx: &mut watch::Receiver<bool>, value: bool) {

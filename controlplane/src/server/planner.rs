@@ -84,18 +84,23 @@ fn check_node(state: &State, plan: &Plan, node_id: &str) -> Result<(), String> {
     let Some(node) = state.node(node_id) else {
         return Err("node no longer exists".to_string());
     };
-    if node.status != NodeStatus::Ready {
+    let placing = plan
+        .node_allocation
+        .get(node_id)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    // A node that is not ready takes no new allocation, but its existing ones may still be
+    // updated in place: that is how the servers mark them `unknown` when it disconnects.
+    let only_updates = placing
+        .iter()
+        .all(|p| state.alloc(&p.id).is_some_and(|a| a.node_id == node_id));
+    if node.status != NodeStatus::Ready && !only_updates {
         return Err(format!("node is {}", node.status.as_str()));
     }
     let stopping: Vec<&str> = plan
         .node_update
         .get(node_id)
         .map(|s| s.iter().map(|s| s.alloc_id.as_str()).collect())
-        .unwrap_or_default();
-    let placing = plan
-        .node_allocation
-        .get(node_id)
-        .map(Vec::as_slice)
         .unwrap_or_default();
     // Counted: what still holds resources on the node (by its client's word, even if an
     // earlier plan stopped it), except what this plan stops or replaces; then the placements.

@@ -307,3 +307,133 @@ async fn a_node_that_stops_heartbeating_goes_down_with_evaluations_and_comes_bac
     assert!(matches!(err, ServerError::NotFound(m) if m.contains("register")));
     server.shutdown().await;
 }
+
+/// The drain of a node with 4 allocations of a group with `migrate { max_parallel = 2 }`: the
+/// test plays the clients (replacements start, then report healthy a little later) and checks,
+/// at every state it sees, that no original was stopped before its replacement was healthy
+/// and that at most 2 originals were migrating at once; then that the drain completes.
+#[tokio::test]
+async fn a_drain_moves_allocations_two_at_a_time_and_stops_none_before_its_replacement_is_healthy()
+{
+    let server = start();
+    server.register_node(node("n1")).await.unwrap();
+    let mut j = job("web", 4, 100, "exec");
+    j.task_groups[0].migrate = Some(MigrateStrategy {
+        max_parallel: Some(2),
+        ..Default::default()
+    });
+    server.register_job(j.clone()).await.unwrap();
+    let state = eventually(&server, "4 placed on n1", |s| {
+        s.allocs_by_job("default", "web").len() == 4
+    })
+    .await;
+    let originals: Vec<String> = state
+        .allocs_by_job("default", "web")
+        .iter()
+        .map(|a| a.id.clone())
+        .collect();
+    let running = |id: &str, healthy: Option<bool>| AllocClientUpdate {
+        id: id.into(),
+        client_status: ClientStatus::Running,
+        deployment_status: healthy.map(|h| AllocDeploymentStatus {
+            healthy: Some(h),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    server
+        .update_allocs(originals.iter().map(|id| running(id, None)).collect())
+        .await
+        .unwrap();
+    server.register_node(node("n2")).await.unwrap();
+    let mut n1 = (*server.state().node("n1").unwrap()).clone();
+    n1.drain = true;
+    n1.scheduling_eligibility = eligibility::INELIGIBLE.into();
+    n1.drain_strategy = Some(DrainStrategy {
+        started_at: crate::model::time::format_rfc3339(now_unix_nanos()),
+        ..Default::default()
+    });
+    server.register_node(n1).await.unwrap();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut started_at: std::collections::BTreeMap<String, tokio::time::Instant> =
+        Default::default();
+    let mut most_migrating = 0;
+    loop {
+        let state = server.state();
+        let allocs = state.allocs_by_job("default", "web");
+        let migrating = allocs
+            .iter()
+            .filter(|a| originals.contains(&a.id))
+            .filter(|a| a.desired_transition.should_migrate() && !a.is_terminal())
+            .count();
+        most_migrating = most_migrating.max(migrating);
+        assert!(migrating <= 2, "{migrating} originals migrating at once");
+        for original in allocs.iter().filter(|a| originals.contains(&a.id)) {
+            if original.desired_status == DesiredStatus::Run {
+                continue;
+            }
+            assert_eq!(original.desired_description, "alloc is being migrated");
+            let replacement = allocs
+                .iter()
+                .find(|r| r.previous_allocation == original.id)
+                .expect("a stopped original has a replacement");
+            assert!(
+                replacement
+                    .deployment_status
+                    .as_ref()
+                    .is_some_and(|d| d.is_healthy()),
+                "original {} stopped before its replacement {} was healthy",
+                original.id,
+                replacement.id
+            );
+        }
+        let n1 = state.node("n1").unwrap();
+        if n1.drain_strategy.is_none() {
+            assert_eq!(n1.last_drain.as_ref().unwrap().status, "complete");
+            assert_eq!(n1.scheduling_eligibility, eligibility::INELIGIBLE);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the drain did not complete: {allocs:#?}"
+        );
+        // The clients: a replacement starts, and is healthy 150 ms after it started.
+        let mut reports = Vec::new();
+        for a in allocs
+            .iter()
+            .filter(|a| a.node_id == "n2" && !a.is_terminal())
+        {
+            match started_at.get(&a.id) {
+                None => {
+                    started_at.insert(a.id.clone(), tokio::time::Instant::now());
+                    reports.push(running(&a.id, None));
+                }
+                Some(t)
+                    if t.elapsed() > Duration::from_millis(150)
+                        && a.deployment_status.is_none() =>
+                {
+                    reports.push(running(&a.id, Some(true)));
+                }
+                Some(_) => {}
+            }
+        }
+        if !reports.is_empty() {
+            server.update_allocs(reports).await.unwrap();
+            // Other evaluations of the job come and go meanwhile (here: the same job
+            // submitted again); none may stop an original early.
+            server.register_job(j.clone()).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(most_migrating, 2, "two at a time, not one");
+    let state = server.state();
+    let live: Vec<_> = state
+        .allocs_by_job("default", "web")
+        .into_iter()
+        .filter(|a| !a.is_terminal())
+        .collect();
+    assert_eq!(live.len(), 4);
+    assert!(live.iter().all(|a| a.node_id == "n2"));
+    server.shutdown().await;
+}

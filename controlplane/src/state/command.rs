@@ -4,10 +4,13 @@
 //! only ever added. Everything the state machine needs — including "now" — travels inside the
 //! command, so that applying the same log gives the same state on every server.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    AllocClientUpdate, Allocation, ClientStatus, DesiredStatus, Evaluation, Job, Node, NodeStatus,
+    AllocClientUpdate, Allocation, ClientStatus, DesiredStatus, DesiredTransition, Evaluation, Job,
+    Node, NodeStatus,
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,6 +64,17 @@ pub enum Command {
     /// every table's index becomes this one, and an object's indexes above it are lowered
     /// to it). Checked (magic, version, length, checksum) before it is proposed.
     RestoreState { snapshot: Box<super::SnapshotFile> },
+    /// The drainer marks allocations to move (`desired_transition.migrate`), with the
+    /// evaluations that place their replacements (Nomad's `AllocUpdateDesiredTransition`).
+    /// A transition's set fields overwrite the allocation's; unset ones stay.
+    AllocUpdateDesiredTransition {
+        transitions: BTreeMap<String, DesiredTransition>,
+        evals: Vec<Evaluation>,
+        now: i64,
+    },
+    /// A draining node has nothing left to move: its drain strategy is cleared, it stays
+    /// ineligible, and its last drain is recorded complete.
+    NodeDrainComplete { node_id: String, now: i64 },
 }
 
 /// Stopping an allocation, as a plan asks for it.

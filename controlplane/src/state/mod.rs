@@ -391,6 +391,14 @@ impl State {
                 }
                 Ok(0)
             }
+            Command::AllocUpdateDesiredTransition {
+                transitions,
+                evals,
+                now,
+            } => self.apply_desired_transitions(index, transitions, evals, *now, &mut effects),
+            Command::NodeDrainComplete { node_id, now } => {
+                self.apply_node_drain_complete(index, node_id, *now)
+            }
         };
         match result {
             Ok(job_modify_index) => response.job_modify_index = job_modify_index,
@@ -688,6 +696,82 @@ impl State {
         Ok(0)
     }
 
+    /// Sets the desired transitions the drainer decided. An allocation the state does not hold
+    /// (it cannot be: allocations are never removed) is named in the error, the rest applied.
+    fn apply_desired_transitions(
+        &mut self,
+        index: u64,
+        transitions: &std::collections::BTreeMap<String, crate::model::DesiredTransition>,
+        evals: &[Evaluation],
+        now: i64,
+        effects: &mut ApplyEffects,
+    ) -> Result<u64, String> {
+        let mut missing = Vec::new();
+        for (id, transition) in transitions {
+            let Some(existing) = self.allocs.get(id) else {
+                missing.push(id.clone());
+                continue;
+            };
+            let mut alloc = (**existing).clone();
+            let t = &mut alloc.desired_transition;
+            t.migrate = transition.migrate.or(t.migrate);
+            t.reschedule = transition.reschedule.or(t.reschedule);
+            t.force_reschedule = transition.force_reschedule.or(t.force_reschedule);
+            t.no_shutdown_delay = transition.no_shutdown_delay.or(t.no_shutdown_delay);
+            alloc.modify_index = index;
+            alloc.modify_time = now;
+            self.allocs.insert(alloc.id.clone(), Arc::new(alloc));
+        }
+        if !transitions.is_empty() {
+            self.touch(Table::Allocs, index);
+        }
+        for eval in evals {
+            self.upsert_eval(index, eval, now, effects);
+        }
+        if missing.is_empty() {
+            Ok(0)
+        } else {
+            Err(format!("unknown allocations: {}", missing.join(", ")))
+        }
+    }
+
+    /// Ends a node's drain: no strategy, not draining, still ineligible (the operator makes it
+    /// eligible again), the last drain complete, and an event saying so.
+    fn apply_node_drain_complete(
+        &mut self,
+        index: u64,
+        node_id: &str,
+        now: i64,
+    ) -> Result<u64, String> {
+        let Some(existing) = self.nodes.get(node_id) else {
+            return Err(format!("node {node_id:?} not found"));
+        };
+        let mut node = (**existing).clone();
+        let when = crate::model::time::format_rfc3339(now);
+        node.drain_strategy = None;
+        node.drain = false;
+        node.scheduling_eligibility = crate::model::eligibility::INELIGIBLE.to_string();
+        let last = node.last_drain.get_or_insert_with(Default::default);
+        last.status = crate::model::drain_status::COMPLETE.to_string();
+        last.updated_at = when.clone();
+        node.events.push(crate::model::NodeEvent {
+            message: "Node drain complete".to_string(),
+            subsystem: crate::model::node_event_subsystem::DRAIN.to_string(),
+            timestamp: when,
+            create_index: index,
+            ..Default::default()
+        });
+        let excess = node
+            .events
+            .len()
+            .saturating_sub(crate::model::MAX_NODE_EVENTS);
+        node.events.drain(..excess);
+        node.modify_index = index;
+        self.nodes.insert(node.id.clone(), Arc::new(node));
+        self.touch(Table::Nodes, index);
+        Ok(0)
+    }
+
     fn apply_alloc_client_update(
         &mut self,
         index: u64,
@@ -719,6 +803,12 @@ impl State {
             alloc.client_status = update.client_status;
             alloc.client_description = update.client_description.clone();
             alloc.task_states = update.task_states.clone();
+            if let Some(health) = &update.deployment_status {
+                // A client that says nothing of health (an older one) leaves what was known.
+                let mut health = health.clone();
+                health.modify_index = index;
+                alloc.deployment_status = Some(health);
+            }
             alloc.modify_index = index;
             alloc.modify_time = now;
             if !was_terminal && alloc.client_status.is_terminal() {
@@ -832,10 +922,26 @@ impl State {
                 );
                 alloc.create_index = existing.create_index;
                 alloc.create_time = existing.create_time;
-                // The client owns these; a plan never rolls them back.
-                alloc.client_status = existing.client_status;
-                alloc.client_description = existing.client_description.clone();
+                // The client owns these; a plan never rolls them back. One exception: the
+                // servers mark a live allocation `unknown` when its node is disconnected (its
+                // client cannot report), and only then — a plan decided before the node came
+                // back must not overwrite what the reconnected client said.
+                let disconnected = self.nodes.get(&alloc.node_id).is_some_and(|n| {
+                    matches!(n.status, NodeStatus::Disconnected | NodeStatus::Down)
+                });
+                let mark_unknown = placed.client_status == ClientStatus::Unknown
+                    && disconnected
+                    && !existing.client_status.is_terminal();
+                if !mark_unknown {
+                    alloc.client_status = existing.client_status;
+                    alloc.client_description = existing.client_description.clone();
+                }
                 alloc.task_states = existing.task_states.clone();
+                alloc.deployment_status = existing.deployment_status.clone();
+                // The drainer owns this; a plan from an older snapshot must not undo a
+                // migration it marked since.
+                alloc.desired_transition = existing.desired_transition.clone();
+                alloc.next_allocation = existing.next_allocation.clone();
             }
             None => {
                 // A new allocation is as the scheduler makes it: wanted running, nothing
@@ -850,6 +956,7 @@ impl State {
                 );
                 alloc.create_index = index;
                 alloc.create_time = now;
+                self.link_replacement(index, &alloc, now);
             }
         }
         alloc.modify_index = index;
@@ -866,6 +973,22 @@ impl State {
             .insert(alloc.id.clone());
         self.allocs.insert(alloc.id.clone(), Arc::new(alloc));
         k
+    }
+
+    /// A new allocation that replaces another: the replaced one names it as its
+    /// `NextAllocation`, so the chain can be followed both ways (a reconnecting client's
+    /// allocation finds its replacement).
+    fn link_replacement(&mut self, index: u64, placed: &Allocation, now: i64) {
+        if placed.previous_allocation.is_empty() {
+            return;
+        }
+        if let Some(previous) = self.allocs.get(&placed.previous_allocation) {
+            let mut previous = (**previous).clone();
+            previous.next_allocation = placed.id.clone();
+            previous.modify_index = index;
+            previous.modify_time = now;
+            self.allocs.insert(previous.id.clone(), Arc::new(previous));
+        }
     }
 
     /// Recomputes a job's status from its allocations and evaluations (Nomad's rules).

@@ -224,15 +224,18 @@ fn server_limits() -> federation::Limits {
 pub struct ServerRaft {
     pub raft: Arc<RaftNode>,
     pub fabric: Fabric,
-    /// What the server answers on the fabric; the server and its router attach later.
-    pub service: super::rpc::AgentService,
 }
 
 /// Starts this server's side of the region: its certificate (generated for `-dev`, read
 /// from `tls { … }` otherwise), the fabric on the rpc port, and Raft over it.
+///
+/// `handler` answers the fabric (raft traffic included: it hands that to `raft_service`,
+/// which is connected to Raft here once it runs).
 pub async fn start_raft(
     config: &AgentConfig,
     store: Arc<controlplane::state::StateStore>,
+    handler: Arc<dyn Handler>,
+    raft_service: &RaftService,
 ) -> anyhow::Result<ServerRaft> {
     let node_id = controlplane::raft::node_id::load_or_create(&config.data_dir)?;
     let advertise = config.advertise_rpc_addr();
@@ -245,8 +248,6 @@ pub async fn start_raft(
                 config.bind_addr, config.rpc_port
             )
         })?;
-    let raft_service = RaftService::new(&config.region);
-    let service = super::rpc::AgentService::new(&config.region, raft_service);
     let fabric = Fabric::bind(
         FabricConfig {
             bind,
@@ -255,7 +256,7 @@ pub async fn start_raft(
             tls,
             limits: server_limits(),
         },
-        Some(Arc::new(service.clone()) as Arc<dyn Handler>),
+        Some(handler),
     )
     .await
     .with_context(|| format!("starting the rpc fabric on {bind} (udp)"))?;
@@ -288,12 +289,8 @@ pub async fn start_raft(
             .await
             .context("starting raft")?,
     );
-    service.attach_raft(&raft, &fabric);
-    Ok(ServerRaft {
-        raft,
-        fabric,
-        service,
-    })
+    raft_service.attach(&raft);
+    Ok(ServerRaft { raft, fabric })
 }
 
 /// A client-only agent's fabric endpoint: it only dials servers, with the agent's

@@ -149,11 +149,15 @@ async fn run_server(
     reload: Reload,
 ) -> anyhow::Result<()> {
     let store = Arc::new(StateStore::new());
-    let cluster::ServerRaft {
-        raft,
-        fabric,
-        service,
-    } = cluster::start_raft(&config, store.clone()).await?;
+    let service = rpc::AgentService::new(&config.region, cluster::RaftService::new(&config.region));
+    let cluster::ServerRaft { raft, fabric } = cluster::start_raft(
+        &config,
+        store.clone(),
+        Arc::new(service.clone()),
+        service.raft_service(),
+    )
+    .await?;
+    service.attach_raft(&raft, &fabric);
     let mut server_config = ServerConfig {
         region: config.region.clone(),
         datacenter: config.datacenter.clone(),

@@ -72,7 +72,11 @@ impl AgentService {
     pub fn attach_raft(&self, node: &Arc<RaftNode>, fabric: &Fabric) {
         let _ = self.inner.raft_node.set(Arc::downgrade(node));
         let _ = self.inner.fabric.set(fabric.clone());
-        self.inner.raft.attach(node);
+    }
+
+    /// The Raft part of the service, which `cluster::start_raft` connects to Raft.
+    pub fn raft_service(&self) -> &RaftService {
+        &self.inner.raft
     }
 
     pub fn attach_server(&self, server: &Arc<Server>, router: Router) {

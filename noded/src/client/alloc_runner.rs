@@ -4,15 +4,17 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use controlplane::model::{
-    AllocClientUpdate, Allocation, ClientStatus, DesiredStatus, Job, Task, TaskGroup,
-    TaskLifecycleState, TaskState,
+    AllocClientUpdate, AllocDeploymentStatus, Allocation, ClientStatus, DesiredStatus, Job, Task,
+    TaskGroup, TaskLifecycleState, TaskState,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::allocdir::{AllocDir, DirOwner};
+use super::health::HealthWatch;
 use super::state::{Reported, TaskHandle, TaskIntent, TaskRecord};
 use super::task_runner::{KillRequest, TaskControl, TaskRecorder, TaskRunner, TaskUpdate};
 use super::taskenv::{self, NodeContext, TaskPaths};
@@ -443,13 +445,16 @@ impl TaskSetup<'_> {
 struct Running {
     alloc_id: String,
     states: BTreeMap<String, TaskState>,
-    reported: Option<(ClientStatus, BTreeMap<String, TaskState>)>,
+    reported: Option<LastReport>,
     kills: BTreeMap<String, watch::Sender<Option<KillRequest>>>,
     task_controls: BTreeMap<String, mpsc::Sender<TaskControl>>,
     /// The group's leader task: when it is dead, the others are stopped.
     leader: Option<String>,
     /// Every task has been asked to stop (once: the first reason is the one they report).
     stopping: bool,
+    /// Whether the allocation became healthy (a drain stops the allocation it replaces only
+    /// then); reported once decided.
+    health: HealthWatch,
 }
 
 impl Running {
@@ -466,6 +471,7 @@ impl Running {
                 .find(|t| t.leader)
                 .map(|t| t.name.clone()),
             stopping: false,
+            health: HealthWatch::new(group, controlplane::model::now_unix_nanos()),
         }
     }
 
@@ -478,7 +484,29 @@ impl Running {
     }
 
     async fn report(&mut self, shared: &ClientShared) {
-        report(shared, &self.alloc_id, &self.states, &mut self.reported).await;
+        self.health
+            .observe(&self.states, controlplane::model::now_unix_nanos());
+        report(
+            shared,
+            &self.alloc_id,
+            &self.states,
+            self.health.decided(),
+            &mut self.reported,
+        )
+        .await;
+    }
+
+    /// Sleeps until the allocation's health should be judged again (forever once decided).
+    async fn health_due(&self) {
+        match self.health.next_check(&self.states) {
+            Some(at) => {
+                let wait = at
+                    .saturating_sub(controlplane::model::now_unix_nanos())
+                    .max(0);
+                tokio::time::sleep(Duration::from_nanos(u64::try_from(wait).unwrap_or(0))).await
+            }
+            None => std::future::pending().await,
+        }
     }
 
     /// Follows the task runners until every one has ended: their state changes, the
@@ -519,6 +547,8 @@ impl Running {
                     }
                 }
                 Some(control) = controls.recv() => dispatch_control(control, &self.states, &self.task_controls),
+                // Health passes with time alone (min_healthy_time, healthy_deadline).
+                _ = self.health_due(), if !self.stopping => self.report(shared).await,
                 else => break,
             }
         }
@@ -629,26 +659,35 @@ fn stop_all(kills: &BTreeMap<String, watch::Sender<Option<KillRequest>>>, reason
     }
 }
 
+/// What was last reported: client status, task states, health.
+type LastReport = (ClientStatus, BTreeMap<String, TaskState>, Option<bool>);
+
 async fn report(
     shared: &ClientShared,
     alloc_id: &str,
     states: &BTreeMap<String, TaskState>,
-    reported: &mut Option<(ClientStatus, BTreeMap<String, TaskState>)>,
+    healthy: Option<bool>,
+    reported: &mut Option<LastReport>,
 ) {
     let status = client_status(states);
     if reported
         .as_ref()
-        .is_some_and(|(s, t)| *s == status && t == states)
+        .is_some_and(|(s, t, h)| *s == status && t == states && *h == healthy)
     {
         return;
     }
-    *reported = Some((status, states.clone()));
+    *reported = Some((status, states.clone(), healthy));
+    let deployment_status = healthy.map(|h| AllocDeploymentStatus {
+        healthy: Some(h),
+        timestamp: controlplane::model::time::format_rfc3339(controlplane::model::now_unix_nanos()),
+        ..Default::default()
+    });
     // Recorded before it is sent: a restarted daemon knows what the servers were told.
     let record = Reported {
         client_status: status,
         client_description: describe(status).to_string(),
         task_states: states.clone(),
-        deployment_status: None,
+        deployment_status: deployment_status.clone(),
     };
     let store = shared.state.clone();
     let id = alloc_id.to_string();
@@ -664,6 +703,7 @@ async fn report(
             client_status: status,
             client_description: describe(status).to_string(),
             task_states: states.clone(),
+            deployment_status,
         })
         .await;
 }

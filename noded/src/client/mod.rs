@@ -18,6 +18,7 @@ pub mod exec;
 pub mod fingerprint;
 pub mod fs;
 pub mod gc;
+pub mod health;
 pub mod heartbeat;
 pub mod logs;
 pub mod recovery;
