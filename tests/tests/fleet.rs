@@ -1,0 +1,321 @@
+//! A fleet of node daemons, end to end: one server and three client-only agents, each in its
+//! own network namespace (a simulated host), the clients registering and heartbeating over
+//! the QUIC fabric with `client.<region>` certificates made by `noded tls`.
+//!
+//! - the clients register, heartbeat and run work; a client agent's HTTP API answers what it
+//!   does not know itself by forwarding to a server;
+//! - a client's host is cut off: the server marks it down after its TTL and grace, its
+//!   allocations lost, and places them on the other clients; when the host comes back, the
+//!   node is ready again and its old copies are stopped: exactly one copy of each runs;
+//! - certificates that are not a client's of this region are refused.
+
+// A test: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use noded_tests::{
+    client_certificate, client_config, require_root, server_certificates, server_config,
+    ClusterAgent, Host, Lan, TempDir,
+};
+
+/// Short heartbeats for tests (the defaults are 10 s TTL and 10 s grace).
+const HEARTBEAT_HCL: &str = "  min_heartbeat_ttl = \"2s\"\n  heartbeat_grace = \"2s\"\n";
+
+struct Fleet {
+    // Dropped first: agents, then the hosts, then the switch.
+    server: ClusterAgent,
+    clients: Vec<ClusterAgent>,
+    client_hosts: Vec<Host>,
+    _server_host: Host,
+    lan: Lan,
+    _pki: TempDir,
+}
+
+impl Fleet {
+    fn start(clients: usize) -> Fleet {
+        let lan = Lan::create("fleet");
+        let server_host = lan.host("s0");
+        let client_hosts: Vec<Host> = (0..clients).map(|i| lan.host(&format!("c{i}"))).collect();
+        let pki = TempDir::create("pki");
+        let server_tls = server_certificates(&pki, "global");
+        let client_tls = client_certificate(&pki, "global");
+        let config = server_config(server_host.ip(), "s0", "global", 1, &[], Some(&server_tls))
+            .replace(
+                "  bootstrap_expect = 1\n",
+                &format!("  bootstrap_expect = 1\n{HEARTBEAT_HCL}"),
+            );
+        let server = ClusterAgent::start(&server_host, "s0", &config);
+        let servers = vec![format!("{}:4647", server_host.ip())];
+        let clients = client_hosts
+            .iter()
+            .enumerate()
+            .map(|(i, host)| {
+                let name = format!("c{i}");
+                ClusterAgent::start(
+                    host,
+                    &name,
+                    &client_config(host.ip(), &name, "global", &servers, &client_tls),
+                )
+            })
+            .collect();
+        Fleet {
+            server,
+            clients,
+            client_hosts,
+            _server_host: server_host,
+            lan,
+            _pki: pki,
+        }
+    }
+
+    /// Node name → status, as the server has them.
+    fn nodes(&self) -> BTreeMap<String, String> {
+        let r = self.server.get("/v1/nodes").unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                (
+                    n["Name"].as_str().unwrap().to_string(),
+                    n["Status"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    fn node_id(&self, name: &str) -> String {
+        let r = self.server.get("/v1/nodes").unwrap();
+        r.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["Name"] == name)
+            .map(|n| n["ID"].as_str().unwrap().to_string())
+            .unwrap()
+    }
+
+    /// The job's allocations: (id, node name, desired status, client status).
+    fn allocs(&self, job: &str) -> Vec<(String, String, String, String)> {
+        let r = self
+            .server
+            .get(&format!("/v1/job/{job}/allocations"))
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["ID"].as_str().unwrap().to_string(),
+                    a["NodeName"].as_str().unwrap().to_string(),
+                    a["DesiredStatus"].as_str().unwrap().to_string(),
+                    a["ClientStatus"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Processes in the task cgroups of an agent (every controller that has them: on a hybrid
+/// host the v1 `pids` or `memory` hierarchy, on a pure v2 host the unified tree).
+fn task_processes(agent: &ClusterAgent) -> usize {
+    let mut best = 0;
+    for root in [
+        "/sys/fs/cgroup/pids",
+        "/sys/fs/cgroup/memory",
+        "/sys/fs/cgroup",
+    ] {
+        let parent = Path::new(root).join(agent.cgroup_parent());
+        let Ok(entries) = std::fs::read_dir(&parent) else {
+            continue;
+        };
+        let mut count = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with(".spare") || !entry.path().is_dir() {
+                continue;
+            }
+            if let Ok(procs) = std::fs::read_to_string(entry.path().join("cgroup.procs")) {
+                count += procs.lines().filter(|l| !l.trim().is_empty()).count();
+            }
+        }
+        best = best.max(count);
+    }
+    best
+}
+
+fn job_json(id: &str, count: u32) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({"Job": {
+        "ID": id, "Name": id, "Type": "service", "Datacenters": ["dc1"],
+        "TaskGroups": [{
+            "Name": "web", "Count": count,
+            "RestartPolicy": {"Attempts": 0, "Mode": "fail"},
+            "Tasks": [{
+                "Name": "sleep", "Driver": "raw_exec",
+                "Config": {"command": "/bin/sleep", "args": ["3600"]},
+                "Resources": {"CPU": 100, "MemoryMB": 32}
+            }]
+        }]
+    }}))
+    .unwrap()
+}
+
+fn wait<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn clients_register_run_work_and_a_lost_host_is_replaced_then_reconciled() {
+    if !require_root("fleet of client-only agents") {
+        return;
+    }
+    let fleet = Fleet::start(3);
+    wait("three ready nodes", Duration::from_secs(30), || {
+        let nodes = fleet.nodes();
+        (nodes.len() == 3 && nodes.values().all(|s| s == "ready")).then_some(())
+    });
+
+    // A client agent's API forwards what only servers know: the node list, a job.
+    let c0 = &fleet.clients[0];
+    let r = c0.get("/v1/nodes").unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json().as_array().unwrap().len(), 3);
+    let r = c0
+        .http("PUT", "/v1/jobs", Some(&job_json("web", 3)))
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let running = wait("three running allocations", Duration::from_secs(30), || {
+        let allocs = fleet.allocs("web");
+        let running: Vec<_> = allocs
+            .into_iter()
+            .filter(|a| a.2 == "run" && a.3 == "running")
+            .collect();
+        (running.len() == 3).then_some(running)
+    });
+
+    // Cut off the host that runs the most of them.
+    let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+    for a in &running {
+        *per_node.entry(a.1.clone()).or_default() += 1;
+    }
+    let (victim, on_victim) = per_node.iter().max_by_key(|(_, n)| **n).unwrap();
+    let victim_index: usize = victim.trim_start_matches('c').parse().unwrap();
+    let victim_id = fleet.node_id(victim);
+    let before = task_processes(&fleet.clients[victim_index]);
+    assert_eq!(
+        before, *on_victim,
+        "one task process per allocation on {victim}"
+    );
+    let cut_at = Instant::now();
+    fleet.lan.cut(&fleet.client_hosts[victim_index]);
+
+    // Down within TTL (2–4 s) + grace (2 s), replaced on the others within 10 s more.
+    wait("the cut node down", Duration::from_secs(12), || {
+        (fleet.nodes()[victim.as_str()] == "down").then_some(())
+    });
+    let down_after = cut_at.elapsed();
+    wait(
+        "replacements running elsewhere",
+        Duration::from_secs(30),
+        || {
+            let allocs = fleet.allocs("web");
+            let elsewhere = allocs
+                .iter()
+                .filter(|a| a.1 != *victim && a.2 == "run" && a.3 == "running")
+                .count();
+            let lost = allocs
+                .iter()
+                .filter(|a| a.1 == *victim && a.3 == "lost")
+                .count();
+            (elsewhere == 3 && lost == *on_victim).then_some(())
+        },
+    );
+    let replaced_after = cut_at.elapsed();
+    eprintln!(
+        "host cut: node down after {down_after:?}, replacements running after {replaced_after:?}"
+    );
+    assert!(replaced_after < Duration::from_secs(4 + 2 + 10));
+    // Cut off, the client keeps its tasks running (it cannot know it was replaced).
+    assert_eq!(task_processes(&fleet.clients[victim_index]), before);
+
+    // Heal: the node is ready again and stops its old copies; one copy of each runs.
+    fleet.lan.heal(&fleet.client_hosts[victim_index]);
+    wait("the node ready again", Duration::from_secs(30), || {
+        (fleet.nodes()[victim.as_str()] == "ready").then_some(())
+    });
+    wait("the old copies stopped", Duration::from_secs(30), || {
+        (task_processes(&fleet.clients[victim_index]) == 0).then_some(())
+    });
+    let allocs = fleet.allocs("web");
+    let live: Vec<_> = allocs
+        .iter()
+        .filter(|a| a.2 == "run" && a.3 == "running")
+        .collect();
+    assert_eq!(live.len(), 3, "{allocs:?}");
+    assert!(live.iter().all(|a| a.1 != *victim));
+    let others: usize = (0..3)
+        .filter(|i| *i != victim_index)
+        .map(|i| task_processes(&fleet.clients[i]))
+        .sum();
+    assert_eq!(
+        others, 3,
+        "exactly one process per allocation across the fleet"
+    );
+    let node = fleet
+        .server
+        .get(&format!("/v1/node/{victim_id}"))
+        .unwrap()
+        .json();
+    assert_eq!(node["Status"], "ready");
+}
+
+#[test]
+fn a_certificate_that_is_not_a_client_of_the_region_is_refused() {
+    if !require_root("client certificate checks") {
+        return;
+    }
+    let lan = Lan::create("fleetcert");
+    let server_host = lan.host("s0");
+    let client_host = lan.host("c0");
+    let pki = TempDir::create("pki");
+    let server_tls = server_certificates(&pki, "global");
+    let server = ClusterAgent::start(
+        &server_host,
+        "s0",
+        &server_config(server_host.ip(), "s0", "global", 1, &[], Some(&server_tls)),
+    );
+    let servers = vec![format!("{}:4647", server_host.ip())];
+    // A server's certificate presented as a client's: the agent refuses to start with it.
+    let config = client_config(client_host.ip(), "c0", "global", &servers, &server_tls);
+    let dir = TempDir::create("badclient");
+    let file = dir.join("agent.hcl");
+    std::fs::write(
+        &file,
+        format!("{config}\ndata_dir = \"{}\"\n", dir.join("data").display()),
+    )
+    .unwrap();
+    let out = client_host.run(move || {
+        std::process::Command::new(noded_tests::binary("noded"))
+            .args(["agent", "-config"])
+            .arg(&file)
+            .output()
+            .unwrap()
+    });
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not a client of region"), "{stderr}");
+    drop(server);
+}
