@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use bytes::Bytes;
+use futures::stream::BoxStream;
 use futures::StreamExt;
 use serde::Serialize;
 
@@ -46,6 +47,23 @@ pub struct LogsRequest {
     pub origin: LogOrigin,
     pub offset: u64,
 }
+
+/// `/v1/client/fs/stream`: one file of an allocation's directory, from `offset` bytes after
+/// the start or before the end, followed (appends, truncation, deletion) while `follow`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FsStreamRequest {
+    pub alloc_id: String,
+    /// Relative to the allocation directory, as the other fs endpoints take it.
+    pub path: String,
+    pub origin: LogOrigin,
+    pub offset: u64,
+    pub follow: bool,
+}
+
+/// How long a framed stream may stay silent before a heartbeat frame (`{}`) is sent, as
+/// Nomad's stream framer does: proxies and clients see the connection is alive, and a
+/// client that went away is noticed on the write.
+pub const STREAM_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A piece of a log: which file (relative to the allocation dir), where in it, and the bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -92,15 +110,77 @@ impl From<ClientError> for ApiError {
     }
 }
 
-/// Nomad's `StreamFrame` JSON.
-#[derive(Serialize)]
+/// Nomad's `StreamFrame` JSON: every field left out when empty (Go's `omitempty`), so a
+/// heartbeat is `{}`.
+#[derive(Serialize, Default)]
 #[serde(rename_all = "PascalCase")]
 struct StreamFrame<'a> {
+    #[serde(skip_serializing_if = "is_zero")]
     offset: u64,
+    #[serde(skip_serializing_if = "String::is_empty")]
     data: String,
+    #[serde(skip_serializing_if = "str::is_empty")]
     file: &'a str,
     #[serde(skip_serializing_if = "str::is_empty")]
     file_event: &'a str,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// A frame's JSON; `None` is a heartbeat.
+fn frame_json(frame: Option<&LogFrame>) -> serde_json::Result<Vec<u8>> {
+    let Some(frame) = frame else {
+        return serde_json::to_vec(&StreamFrame::default());
+    };
+    serde_json::to_vec(&StreamFrame {
+        offset: frame.offset,
+        data: base64::engine::general_purpose::STANDARD.encode(&frame.data),
+        file: &frame.file,
+        file_event: &frame.file_event,
+    })
+}
+
+type Frames = BoxStream<'static, Result<LogFrame, ClientError>>;
+
+/// `frames` with `None` (a heartbeat) whenever [`STREAM_HEARTBEAT`] passes without one.
+/// Waiting on the next frame under a timeout loses nothing: the pending read stays inside
+/// the inner stream and is polled again on the next turn.
+fn with_heartbeats(
+    frames: Frames,
+    every: std::time::Duration,
+) -> BoxStream<'static, Result<Option<LogFrame>, ClientError>> {
+    futures::stream::unfold(frames, move |mut frames| async move {
+        match tokio::time::timeout(every, frames.next()).await {
+            Ok(Some(item)) => Some((item.map(Some), frames)),
+            Ok(None) => None,
+            Err(_elapsed) => Some((Ok(None), frames)),
+        }
+    })
+    .boxed()
+}
+
+/// The response of a framed endpoint (logs, fs stream): JSON `StreamFrame`s one after
+/// another with heartbeats, or with `plain` the raw bytes alone.
+fn framed_response(frames: Frames, plain: bool) -> Response {
+    let body = if plain {
+        axum::body::Body::from_stream(
+            frames.map(|r| r.map(|f| f.data).map_err(std::io::Error::other)),
+        )
+    } else {
+        axum::body::Body::from_stream(with_heartbeats(frames, STREAM_HEARTBEAT).map(|r| {
+            let frame = r.map_err(std::io::Error::other)?;
+            let json = frame_json(frame.as_ref()).map_err(std::io::Error::other)?;
+            Ok::<Bytes, std::io::Error>(Bytes::from(json))
+        }))
+    };
+    let content_type = if plain {
+        "text/plain; charset=utf-8"
+    } else {
+        "application/json"
+    };
+    (StatusCode::OK, [("content-type", content_type)], body).into_response()
 }
 
 fn parse_logs_request(alloc_id: String, q: &QueryOptions) -> ApiResult<LogsRequest> {
@@ -119,15 +199,7 @@ fn parse_logs_request(alloc_id: String, q: &QueryOptions) -> ApiResult<LogsReque
             )))
         }
     };
-    let origin = match q.string("origin") {
-        "" | "start" => LogOrigin::Start,
-        "end" => LogOrigin::End,
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "query parameter origin={other:?} must be \"start\" or \"end\""
-            )))
-        }
-    };
+    let origin = parse_origin(q)?;
     Ok(LogsRequest {
         alloc_id,
         task: task.to_string(),
@@ -149,29 +221,50 @@ pub async fn logs(
     let client = ctx.client_endpoints()?;
     ctx.known_alloc(&alloc)?;
     let frames = client.logs(request).await?;
-    let body = if plain {
-        axum::body::Body::from_stream(
-            frames.map(|r| r.map(|f| f.data).map_err(std::io::Error::other)),
-        )
-    } else {
-        axum::body::Body::from_stream(frames.map(|r| {
-            let frame = r.map_err(std::io::Error::other)?;
-            let json = serde_json::to_vec(&StreamFrame {
-                offset: frame.offset,
-                data: base64::engine::general_purpose::STANDARD.encode(&frame.data),
-                file: &frame.file,
-                file_event: &frame.file_event,
-            })
-            .map_err(std::io::Error::other)?;
-            Ok::<Bytes, std::io::Error>(Bytes::from(json))
-        }))
-    };
-    let content_type = if plain {
-        "text/plain; charset=utf-8"
-    } else {
-        "application/json"
-    };
-    Ok((StatusCode::OK, [("content-type", content_type)], body).into_response())
+    Ok(framed_response(frames, plain))
+}
+
+fn parse_origin(q: &QueryOptions) -> ApiResult<LogOrigin> {
+    match q.string("origin") {
+        "" | "start" => Ok(LogOrigin::Start),
+        "end" => Ok(LogOrigin::End),
+        other => Err(ApiError::bad_request(format!(
+            "query parameter origin={other:?} must be \"start\" or \"end\""
+        ))),
+    }
+}
+
+fn parse_fs_stream_request(alloc_id: String, q: &QueryOptions) -> ApiResult<FsStreamRequest> {
+    let path = q.string("path");
+    if path.is_empty() {
+        return Err(ApiError::bad_request(
+            "must provide a file name (query parameter path, relative to the allocation directory)",
+        ));
+    }
+    // Nomad's default: a stream follows unless told not to.
+    let follow = q.flag_or("follow", true)?;
+    Ok(FsStreamRequest {
+        alloc_id,
+        path: path.to_string(),
+        origin: parse_origin(q)?,
+        offset: q.number("offset")?,
+        follow,
+    })
+}
+
+/// `GET /v1/client/fs/stream/:alloc?path=&offset=&origin=&follow=&plain=`: a file as
+/// frames, following it by default.
+pub async fn fs_stream(
+    State(ctx): State<ApiContext>,
+    Path(alloc): Path<String>,
+    q: QueryOptions,
+) -> ApiResult<Response> {
+    let request = parse_fs_stream_request(alloc.clone(), &q)?;
+    let plain = q.flag("plain")?;
+    let client = ctx.client_endpoints()?;
+    ctx.known_alloc(&alloc)?;
+    let frames = client.fs_stream(request).await?;
+    Ok(framed_response(frames, plain))
 }
 
 /// `?path=`, the allocation directory's root when absent.
@@ -371,5 +464,85 @@ mod tests {
         assert!(r.follow);
         assert_eq!(r.origin, LogOrigin::End);
         assert_eq!(r.offset, 10);
+    }
+
+    #[test]
+    fn an_fs_stream_request_needs_a_path_and_follows_by_default() {
+        let e = parse_fs_stream_request("a".into(), &q(&[])).unwrap_err();
+        assert!(e.message.contains("file name"), "{}", e.message);
+        let r = parse_fs_stream_request("a".into(), &q(&[("path", "alloc/x")])).unwrap();
+        assert_eq!(
+            r,
+            FsStreamRequest {
+                alloc_id: "a".into(),
+                path: "alloc/x".into(),
+                origin: LogOrigin::Start,
+                offset: 0,
+                follow: true,
+            }
+        );
+        let r = parse_fs_stream_request(
+            "a".into(),
+            &q(&[
+                ("path", "x"),
+                ("follow", "false"),
+                ("origin", "end"),
+                ("offset", "7"),
+            ]),
+        )
+        .unwrap();
+        assert!(!r.follow);
+        assert_eq!((r.origin, r.offset), (LogOrigin::End, 7));
+        for bad in [("origin", "middle"), ("follow", "maybe"), ("offset", "x")] {
+            let e = parse_fs_stream_request("a".into(), &q(&[("path", "x"), bad])).unwrap_err();
+            assert!(e.message.contains(bad.0), "{bad:?}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn frames_are_nomads_json_and_a_heartbeat_is_empty() {
+        let frame = LogFrame {
+            file: "alloc/logs/x".into(),
+            offset: 3,
+            data: Bytes::from_static(b"hi"),
+            file_event: String::new(),
+        };
+        assert_eq!(
+            String::from_utf8(frame_json(Some(&frame)).unwrap()).unwrap(),
+            r#"{"Offset":3,"Data":"aGk=","File":"alloc/logs/x"}"#
+        );
+        assert_eq!(frame_json(None).unwrap(), b"{}");
+        let event = LogFrame {
+            file: "x".into(),
+            file_event: "file truncated".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            String::from_utf8(frame_json(Some(&event)).unwrap()).unwrap(),
+            r#"{"File":"x","FileEvent":"file truncated"}"#
+        );
+    }
+
+    #[tokio::test]
+    async fn a_silent_stream_gets_heartbeats_and_loses_no_frame() {
+        // One frame after 300 ms of silence, then the end.
+        let slow = futures::stream::once(async {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            Ok(LogFrame {
+                data: Bytes::from_static(b"late"),
+                ..Default::default()
+            })
+        })
+        .boxed();
+        let items: Vec<_> = with_heartbeats(slow, std::time::Duration::from_millis(50))
+            .collect()
+            .await;
+        let (beats, frames): (Vec<_>, Vec<_>) = items
+            .into_iter()
+            .map(Result::unwrap)
+            .partition(Option::is_none);
+        assert!(beats.len() >= 3, "{} heartbeats", beats.len());
+        assert_eq!(frames.len(), 1);
+        assert_eq!(&frames[0].as_ref().unwrap().data[..], b"late");
     }
 }

@@ -39,7 +39,10 @@ use axum::Router;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
-pub use client::{AllocFileInfo, ClientError, LogFrame, LogOrigin, LogStream, LogsRequest};
+pub use client::{
+    AllocFileInfo, ClientError, FsStreamRequest, LogFrame, LogOrigin, LogStream, LogsRequest,
+    STREAM_HEARTBEAT,
+};
 pub use cluster::{
     ClusterEndpoints, Member, PeerRef, RaftConfiguration, RaftServer, SerfStatus, ServerHealthFacts,
 };
@@ -97,6 +100,14 @@ pub trait ClientEndpoints: Send + Sync + 'static {
         offset: u64,
         limit: u64,
     ) -> BoxFuture<'_, Result<Vec<u8>, ClientError>>;
+
+    /// A file of an allocation's directory as frames (`/v1/client/fs/stream`), resolved as
+    /// the other fs endpoints resolve paths; while `follow`, appends are sent as they come, a
+    /// truncation restarts at 0 ("file truncated") and a deletion ends it ("file deleted").
+    fn fs_stream(
+        &self,
+        request: FsStreamRequest,
+    ) -> BoxFuture<'_, Result<BoxStream<'static, Result<LogFrame, ClientError>>, ClientError>>;
 
     /// Sends `signal` (a name like "SIGHUP") to one task, or to every running task.
     fn signal(

@@ -374,6 +374,12 @@ pub(super) fn table() -> Routes {
         .add(GET, "/v1/client/fs/cat/{alloc}", Ns(ReadFs), client::fs_cat)
         .add(
             GET,
+            "/v1/client/fs/stream/{alloc}",
+            Ns(ReadFs),
+            client::fs_stream,
+        )
+        .add(
+            GET,
             "/v1/client/fs/readat/{alloc}",
             Ns(ReadFs),
             client::fs_readat,

@@ -361,6 +361,20 @@ async fn user_mistakes_are_400_or_404_never_500_and_change_nothing() {
             StatusCode::BAD_REQUEST,
             "no client",
         ),
+        (
+            "GET",
+            "/v1/client/fs/stream/x?path=alloc/logs/t.stdout.0",
+            None,
+            StatusCode::BAD_REQUEST,
+            "no client",
+        ),
+        (
+            "GET",
+            "/v1/client/fs/stream/x",
+            None,
+            StatusCode::BAD_REQUEST,
+            "file name",
+        ),
     ];
     for (method, uri, body, want, needle) in cases {
         let (status, _, text) = call(&app, method, uri, body).await;

@@ -173,7 +173,7 @@ async fn run_server(
     if config.client_enabled {
         let exe = std::env::current_exe().context("locating the noded binary")?;
         let rpc: Arc<dyn ServerRpc> = Arc::new(server.clone());
-        client = Some(Client::start(client_config(&config, http_addr, exe), rpc).await?);
+        client = Some(Client::start(client_config(&config, exe), rpc).await?);
     }
 
     let ctx = ApiContext {
@@ -251,7 +251,7 @@ async fn run_client_only(
     let remote = Arc::new(RemoteServers::new(fabric.clone(), servers));
     let exe = std::env::current_exe().context("locating the noded binary")?;
     let rpc: Arc<dyn ServerRpc> = remote.clone();
-    let client = Client::start(client_config(&config, http_addr, exe), rpc).await?;
+    let client = Client::start(client_config(&config, exe), rpc).await?;
     let ctx = ApiContext {
         region: config.region.clone(),
         server: None,
@@ -309,7 +309,7 @@ async fn formation_failure(
 }
 
 /// What the client runs with, from the agent's settings.
-fn client_config(config: &AgentConfig, http_addr: SocketAddr, noded_exe: PathBuf) -> ClientConfig {
+fn client_config(config: &AgentConfig, noded_exe: PathBuf) -> ClientConfig {
     ClientConfig {
         state_dir: config.client_state_dir(),
         allocs_root: config.client_alloc_dir(),
@@ -319,7 +319,9 @@ fn client_config(config: &AgentConfig, http_addr: SocketAddr, noded_exe: PathBuf
         node_pool: config.node_pool.clone(),
         node_class: config.node_class.clone(),
         meta: config.meta.clone(),
-        http_addr: http_addr.to_string(),
+        // The node's `HTTPAddr`: the CLI dials it for the allocation's own endpoints, so it
+        // is the advertised address, never a bind address like 0.0.0.0.
+        http_addr: config.advertise_http_addr().to_string(),
         // The advertised RPC address: never 0.0.0.0 (that is a bind address, not one a
         // server or task could reach). `network_interface` overrides it in the client.
         ip_address: config.advertise_rpc_addr().ip().to_string(),

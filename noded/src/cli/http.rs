@@ -29,7 +29,13 @@ pub enum ApiCallError {
     #[error("{message}")]
     Status { status: StatusCode, message: String },
     #[error("cannot reach the noded agent at {address}: {detail}. Is `noded agent -dev` running? Set NODED_ADDR or -address to point elsewhere")]
-    Unreachable { address: String, detail: String },
+    Unreachable {
+        address: String,
+        detail: String,
+        /// Whether the request may have reached the agent (false: the connection itself
+        /// failed, so nothing was delivered and a write may safely go elsewhere).
+        request_sent: bool,
+    },
     #[error("{0}")]
     Other(String),
 }
@@ -37,6 +43,18 @@ pub enum ApiCallError {
 impl ApiCallError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, ApiCallError::Status { status, .. } if *status == StatusCode::NOT_FOUND)
+    }
+
+    /// Whether a call that failed this way at a node's own agent is asked again of the agent
+    /// the CLI was given, as Nomad's `api` package does on a `net.Error`: only when the node
+    /// could not be reached, never when it answered (a 404 or 400 from the node is the
+    /// answer). A write (`idempotent = false`) goes elsewhere only when nothing was
+    /// delivered, so a signal is never sent twice.
+    pub fn falls_back(&self, idempotent: bool) -> bool {
+        match self {
+            ApiCallError::Unreachable { request_sent, .. } => idempotent || !request_sent,
+            ApiCallError::Status { .. } | ApiCallError::Other(_) => false,
+        }
     }
 }
 
@@ -56,6 +74,7 @@ pub struct Endpoint {
 #[derive(Debug, Clone)]
 pub struct ApiClient {
     address: String,
+    connect_timeout: Duration,
     http: reqwest::Client,
     namespace: String,
     region: String,
@@ -64,6 +83,13 @@ pub struct ApiClient {
 
 impl ApiClient {
     pub fn new(endpoint: &Endpoint) -> anyhow::Result<ApiClient> {
+        ApiClient::with_connect_timeout(endpoint, CONNECT_TIMEOUT)
+    }
+
+    fn with_connect_timeout(
+        endpoint: &Endpoint,
+        connect_timeout: Duration,
+    ) -> anyhow::Result<ApiClient> {
         let address = endpoint.address.trim_end_matches('/').to_string();
         if !address.starts_with("http://") && !address.starts_with("https://") {
             return Err(anyhow!(
@@ -71,16 +97,36 @@ impl ApiClient {
             ));
         }
         let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
+            .connect_timeout(connect_timeout)
             .build()
             .context("building the HTTP client")?;
         Ok(ApiClient {
             address,
+            connect_timeout,
             http,
             namespace: endpoint.namespace.clone(),
             region: endpoint.region.clone(),
             token: endpoint.token.clone(),
         })
+    }
+
+    /// The same namespace, region and token, sent to the agent at `address` (`http://…`),
+    /// giving up on connecting after `connect_timeout`.
+    pub fn elsewhere(&self, address: &str, connect_timeout: Duration) -> anyhow::Result<ApiClient> {
+        ApiClient::with_connect_timeout(
+            &Endpoint {
+                address: address.to_string(),
+                namespace: self.namespace.clone(),
+                region: self.region.clone(),
+                token: self.token.clone(),
+            },
+            connect_timeout,
+        )
+    }
+
+    /// `http://host:port` of the agent this client talks to.
+    pub fn address(&self) -> &str {
+        &self.address
     }
 
     fn url(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<reqwest::Url> {
@@ -125,6 +171,7 @@ impl ApiClient {
             .map_err(|e| ApiCallError::Unreachable {
                 address: self.address.clone(),
                 detail: describe_reqwest(&e),
+                request_sent: !e.is_connect(),
             })?;
         let status = response.status();
         if status.is_success() {
@@ -278,6 +325,63 @@ impl ApiClient {
             );
         }
         Ok(request)
+    }
+}
+
+/// An open exec websocket.
+pub type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+impl ApiClient {
+    /// Opens the websocket on `path` (`alloc exec`). The TCP connection is made first, under
+    /// the client's connect timeout, so an unreachable agent is told apart (nothing sent)
+    /// from one that refused the request (its status and message).
+    pub async fn open_websocket(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Socket, ApiCallError> {
+        let request = self
+            .websocket(path, query)
+            .map_err(|e| ApiCallError::Other(e.to_string()))?;
+        let unreachable = |detail: String| ApiCallError::Unreachable {
+            address: self.address.clone(),
+            detail,
+            request_sent: false,
+        };
+        let uri = request.uri();
+        let host = uri.host().unwrap_or_default().to_string();
+        let port = uri.port_u16().unwrap_or(80);
+        let tcp = match tokio::time::timeout(
+            self.connect_timeout,
+            tokio::net::TcpStream::connect((host.as_str(), port)),
+        )
+        .await
+        {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(e)) => return Err(unreachable(e.to_string())),
+            Err(_) => return Err(unreachable("the connection timed out".to_string())),
+        };
+        let stream = tokio_tungstenite::MaybeTlsStream::Plain(tcp);
+        match tokio_tungstenite::client_async(request, stream).await {
+            Ok((socket, _)) => Ok(socket),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                let body = response
+                    .body()
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                Err(ApiCallError::Status {
+                    status: response.status(),
+                    message: body.trim().to_string(),
+                })
+            }
+            Err(e) => Err(ApiCallError::Unreachable {
+                address: self.address.clone(),
+                detail: format!("opening the websocket: {e}"),
+                request_sent: true,
+            }),
+        }
     }
 }
 

@@ -56,7 +56,7 @@ pub enum Command {
     #[command(subcommand)]
     Job(job::JobCommand),
     /// Inspect allocations.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = alloc::NODE_HELP)]
     Alloc(alloc::AllocCommand),
     /// Inspect nodes.
     #[command(subcommand)]

@@ -1,12 +1,26 @@
 //! Objects named by an id or a unique prefix of one, for every command: an exact id wins; one
 //! match is it; several are an error that lists them, as Nomad's CLI does.
+//!
+//! And the agent that answers for an allocation ([`node_api`]): a node's own endpoints
+//! (logs, fs, stats, exec, signal, restart) are asked of the agent on the node that runs it,
+//! at the node's `HTTPAddr`, falling back to the agent the CLI was given when that node
+//! cannot be reached — Nomad's `api` package (`queryClientNode`, `GetNodeClient`).
+
+use std::future::Future;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail};
-use controlplane::model::{AllocListStub, Evaluation, JobListStub, NodeListStub};
+use controlplane::model::{
+    AllocListStub, Allocation, Evaluation, JobListStub, Node, NodeListStub, NodeStatus,
+};
 use serde::de::DeserializeOwned;
 
 use super::format::{short, table};
-use super::http::ApiClient;
+use super::http::{ApiCallError, ApiClient};
+
+/// How long connecting to a node's agent may take before the given agent is asked instead
+/// (Nomad's `ClientConnTimeout`).
+pub const NODE_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Something a list endpoint returns and a prefix can name.
 pub trait Listed: DeserializeOwned {
@@ -143,6 +157,181 @@ fn capitalised(noun: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Where a node's own endpoints are asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeRoute {
+    /// The agent the CLI was given: it is the node, or the node cannot be dialled (why).
+    Given { why: String },
+    /// The node's agent at this address (`http://host:port`), then the given one.
+    Direct { address: String },
+}
+
+/// Nomad's choice (`getNodeClientImpl`), as a pure function of what the servers said about
+/// the node: a node that could not be looked up, is down, or advertises no HTTP address is
+/// not dialled; a node whose address is the given agent's is not dialled twice.
+pub fn route_to_node(given: &str, node: Result<&Node, &ApiCallError>) -> NodeRoute {
+    let node = match node {
+        Ok(node) => node,
+        Err(e) => {
+            return NodeRoute::Given {
+                why: format!("looking up the allocation's node failed: {e}"),
+            }
+        }
+    };
+    if node.status == NodeStatus::Down {
+        return NodeRoute::Given {
+            why: format!("node {} ({}) is down", node.name, short(&node.id)),
+        };
+    }
+    if node.http_addr.is_empty() {
+        return NodeRoute::Given {
+            why: format!(
+                "node {} ({}) does not advertise its HTTP address",
+                node.name,
+                short(&node.id)
+            ),
+        };
+    }
+    let scheme = if given.starts_with("https://") {
+        "https"
+    } else {
+        "http"
+    };
+    let address = format!("{scheme}://{}", node.http_addr);
+    if same_agent(given, &address) {
+        return NodeRoute::Given {
+            why: "the given agent runs the allocation".to_string(),
+        };
+    }
+    NodeRoute::Direct { address }
+}
+
+/// Whether two `http://host:port` addresses name the same listener (default port filled in,
+/// host compared without case).
+fn same_agent(a: &str, b: &str) -> bool {
+    let key = |s: &str| {
+        reqwest::Url::parse(s).ok().and_then(|u| {
+            Some((
+                u.scheme().to_string(),
+                u.host_str()?.to_ascii_lowercase(),
+                u.port_or_known_default()?,
+            ))
+        })
+    };
+    matches!((key(a), key(b)), (Some(x), Some(y)) if x == y)
+}
+
+/// The agent(s) that answer for one allocation: its node's, then the given one.
+#[derive(Debug, Clone)]
+pub struct NodeApi {
+    /// The node's own agent, when it is worth dialling.
+    direct: Option<ApiClient>,
+    given: ApiClient,
+}
+
+/// Looks up the allocation's node (`/v1/node/:id` → `HTTPAddr`) and decides where its
+/// endpoints are asked ([`route_to_node`]).
+pub async fn node_api(given: &ApiClient, alloc: &Allocation) -> anyhow::Result<NodeApi> {
+    let node: Result<Node, ApiCallError> = given
+        .get_now(&format!("/v1/node/{}", alloc.node_id), &[])
+        .await;
+    let route = route_to_node(given.address(), node.as_ref());
+    let direct = match route {
+        NodeRoute::Direct { address } => Some(given.elsewhere(&address, NODE_CONNECT_TIMEOUT)?),
+        NodeRoute::Given { why } => {
+            tracing::debug!(
+                "asking {} for allocation {}: {why}",
+                given.address(),
+                alloc.id
+            );
+            None
+        }
+    };
+    Ok(NodeApi {
+        direct,
+        given: given.clone(),
+    })
+}
+
+impl NodeApi {
+    /// `call` on the node's agent; when that agent cannot be reached (see
+    /// [`ApiCallError::falls_back`]), on the given agent. If both fail, the given agent's
+    /// answer is the error, with why the node was not asked.
+    pub async fn call<'a, T, F, Fut>(&'a self, idempotent: bool, call: F) -> Result<T, ApiCallError>
+    where
+        F: Fn(&'a ApiClient) -> Fut,
+        Fut: Future<Output = Result<T, ApiCallError>>,
+    {
+        let Some(direct) = &self.direct else {
+            return call(&self.given).await;
+        };
+        let first = match call(direct).await {
+            Err(e) if e.falls_back(idempotent) => e,
+            done => return done,
+        };
+        tracing::debug!(
+            "the allocation's node did not answer ({first}); asking {}",
+            self.given.address()
+        );
+        call(&self.given).await.map_err(|e| match e {
+            ApiCallError::Status { status, message } => ApiCallError::Status {
+                status,
+                message: format!(
+                    "{message} (the allocation's node at {} could not be reached: {})",
+                    direct.address(),
+                    unreachable_detail(&first)
+                ),
+            },
+            other => other,
+        })
+    }
+
+    /// A GET of JSON.
+    pub async fn get_now<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, ApiCallError> {
+        self.call(true, |api| api.get_now(path, query)).await
+    }
+
+    /// A streaming GET (logs, file contents).
+    pub async fn stream(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<reqwest::Response, ApiCallError> {
+        self.call(true, |api| api.stream(path, query)).await
+    }
+
+    /// A PUT of JSON (signal, restart): sent to the given agent only if the node's was not
+    /// reached at all.
+    pub async fn put<B: serde::Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ApiCallError> {
+        self.call(false, |api| api.put(path, body)).await
+    }
+
+    /// The exec websocket, opened on the node's agent or else the given one.
+    pub async fn open_websocket(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<super::http::Socket, ApiCallError> {
+        self.call(false, |api| api.open_websocket(path, query))
+            .await
+    }
+}
+
+fn unreachable_detail(e: &ApiCallError) -> String {
+    match e {
+        ApiCallError::Unreachable { detail, .. } => detail.clone(),
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,5 +375,119 @@ mod tests {
         assert_eq!(e, "No node(s) with prefix or id \"zz\" found");
         assert_eq!(choose(vec![node("abc1", "x")], "a").unwrap().name, "x");
         assert_eq!(capitalised("allocation"), "Allocation");
+    }
+
+    fn ready_node(http_addr: &str) -> Node {
+        Node {
+            id: "0123456789abcdef".into(),
+            name: "c1".into(),
+            http_addr: http_addr.into(),
+            status: NodeStatus::Ready,
+            ..Node::default()
+        }
+    }
+
+    #[test]
+    fn the_node_is_dialled_directly_unless_it_is_the_given_agent_or_cannot_be() {
+        let given = "http://10.0.0.1:4646";
+        assert_eq!(
+            route_to_node(given, Ok(&ready_node("10.0.0.2:4646"))),
+            NodeRoute::Direct {
+                address: "http://10.0.0.2:4646".into()
+            }
+        );
+        // The given agent is the node: no second hop.
+        for same in ["10.0.0.1:4646", "10.0.0.1:4646/"] {
+            assert!(matches!(
+                route_to_node(given, Ok(&ready_node(same))),
+                NodeRoute::Given { .. }
+            ));
+        }
+        assert!(matches!(
+            route_to_node("http://10.0.0.1", Ok(&ready_node("10.0.0.1:80"))),
+            NodeRoute::Given { .. }
+        ));
+        let mut down = ready_node("10.0.0.2:4646");
+        down.status = NodeStatus::Down;
+        let NodeRoute::Given { why } = route_to_node(given, Ok(&down)) else {
+            panic!("a down node is not dialled");
+        };
+        assert!(why.contains("down"), "{why}");
+        let NodeRoute::Given { why } = route_to_node(given, Ok(&ready_node(""))) else {
+            panic!("a node without an address is not dialled");
+        };
+        assert!(why.contains("HTTP address"), "{why}");
+        let forbidden = ApiCallError::Status {
+            status: reqwest::StatusCode::FORBIDDEN,
+            message: "Permission denied".into(),
+        };
+        let NodeRoute::Given { why } = route_to_node(given, Err(&forbidden)) else {
+            panic!("a node that cannot be looked up is not dialled");
+        };
+        assert!(why.contains("Permission denied"), "{why}");
+    }
+
+    #[test]
+    fn only_an_unreachable_node_sends_the_request_to_the_given_agent() {
+        let refused = ApiCallError::Unreachable {
+            address: "http://10.0.0.2:4646".into(),
+            detail: "Connection refused".into(),
+            request_sent: false,
+        };
+        let lost = ApiCallError::Unreachable {
+            address: "http://10.0.0.2:4646".into(),
+            detail: "the request timed out".into(),
+            request_sent: true,
+        };
+        let answered = ApiCallError::Status {
+            status: reqwest::StatusCode::NOT_FOUND,
+            message: "no such file".into(),
+        };
+        assert!(refused.falls_back(true) && refused.falls_back(false));
+        assert!(lost.falls_back(true), "a read is asked again");
+        assert!(
+            !lost.falls_back(false),
+            "a write that may have arrived is not sent twice"
+        );
+        assert!(!answered.falls_back(true) && !answered.falls_back(false));
+        assert!(!ApiCallError::Other("bad json".into()).falls_back(true));
+    }
+
+    /// A listener that accepts nothing: connecting to a closed port on loopback is refused.
+    fn closed_port() -> u16 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    }
+
+    #[tokio::test]
+    async fn a_call_falls_back_to_the_given_agent_when_the_node_refuses_the_connection() {
+        let given = ApiClient::new(&super::super::http::Endpoint {
+            address: format!("http://127.0.0.1:{}", closed_port()),
+            ..Default::default()
+        })
+        .unwrap();
+        let node = given
+            .elsewhere(
+                &format!("http://127.0.0.1:{}", closed_port()),
+                NODE_CONNECT_TIMEOUT,
+            )
+            .unwrap();
+        let api = NodeApi {
+            direct: Some(node.clone()),
+            given: given.clone(),
+        };
+        let asked = std::sync::Mutex::new(Vec::new());
+        let r: Result<(), ApiCallError> = api
+            .call(false, |a| {
+                asked.lock().unwrap().push(a.address().to_string());
+                a.get_now::<()>("/v1/agent/self", &[])
+            })
+            .await;
+        assert_eq!(
+            *asked.lock().unwrap(),
+            vec![node.address().to_string(), given.address().to_string()],
+            "the node first, then the given agent"
+        );
+        assert!(matches!(r, Err(ApiCallError::Unreachable { .. })), "{r:?}");
     }
 }

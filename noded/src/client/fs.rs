@@ -1,4 +1,5 @@
-//! Reading an allocation's directory for `/v1/client/fs/*` (`ls`, `stat`, `cat`, `readat`).
+//! Reading an allocation's directory for `/v1/client/fs/*` (`ls`, `stat`, `cat`, `readat`,
+//! `stream`).
 //!
 //! Every path is resolved beneath `<data_dir>/alloc/<alloc id>` with `openat2`
 //! (`RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV`): `..`, absolute symlinks and
@@ -8,8 +9,11 @@
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
 
-use controlplane::api::{AllocFileInfo, ClientError};
+use bytes::Bytes;
+use controlplane::api::{AllocFileInfo, ClientError, FsStreamRequest, LogFrame, LogOrigin};
+use futures::stream::{BoxStream, StreamExt};
 use nix::fcntl::OFlag;
 use nix::sys::stat::{fstatat, SFlag};
 
@@ -209,6 +213,141 @@ pub fn read(
     Ok(buf)
 }
 
+/// Bytes per frame of a stream (Nomad's `streamFrameSize`).
+const STREAM_CHUNK: usize = 64 * 1024;
+/// How often a followed file is checked for new bytes, truncation or deletion.
+const STREAM_POLL: Duration = Duration::from_millis(150);
+
+/// An open file being streamed: the descriptor is kept, so what is read is the file that was
+/// resolved beneath the allocation when the stream began, whatever is renamed over the path
+/// later.
+struct FileCursor {
+    file: std::fs::File,
+    /// The path as the request named it, reported in every frame.
+    path: String,
+    offset: u64,
+}
+
+impl FileCursor {
+    /// The next frame, or `None` at the end of the file for now.
+    fn next_frame(&mut self) -> Result<Option<LogFrame>, ClientError> {
+        let meta = self
+            .file
+            .metadata()
+            .map_err(|e| ClientError::Internal(format!("stat {:?}: {e}", self.path)))?;
+        if meta.len() < self.offset {
+            self.offset = 0;
+            return Ok(Some(self.event("file truncated")));
+        }
+        if meta.len() > self.offset {
+            let want = usize::try_from(meta.len() - self.offset)
+                .unwrap_or(STREAM_CHUNK)
+                .min(STREAM_CHUNK);
+            let mut buf = vec![0u8; want];
+            let n = std::os::unix::fs::FileExt::read_at(&self.file, &mut buf, self.offset)
+                .map_err(|e| ClientError::Internal(format!("reading {:?}: {e}", self.path)))?;
+            buf.truncate(n);
+            let frame = LogFrame {
+                file: self.path.clone(),
+                offset: self.offset,
+                data: Bytes::from(buf),
+                file_event: String::new(),
+            };
+            self.offset += n as u64;
+            return Ok(Some(frame));
+        }
+        // At the end: a file no name points to any more will not grow.
+        if std::os::unix::fs::MetadataExt::nlink(&meta) == 0 {
+            return Ok(Some(self.event("file deleted")));
+        }
+        Ok(None)
+    }
+
+    fn event(&self, what: &str) -> LogFrame {
+        LogFrame {
+            file: self.path.clone(),
+            offset: self.offset,
+            data: Bytes::new(),
+            file_event: what.to_string(),
+        }
+    }
+}
+
+/// Opens `request.path` beneath the allocation as [`read`] does (same checks, same errors)
+/// and places the cursor: `offset` bytes after the start, or before the end (clamped to the
+/// file).
+fn open_stream(allocs_root: &Path, request: &FsStreamRequest) -> Result<FileCursor, ClientError> {
+    let path = request.path.as_str();
+    let root = alloc_root(allocs_root, &request.alloc_id)?;
+    let rel = relative(path)?;
+    let fd = open_beneath(&root, &rel, OFlag::O_RDONLY, RESOLVE).map_err(map_err)?;
+    let file = std::fs::File::from(fd);
+    let meta = file
+        .metadata()
+        .map_err(|e| ClientError::Internal(format!("stat {path:?}: {e}")))?;
+    if meta.is_dir() {
+        return Err(ClientError::BadRequest(format!(
+            "file {path:?} is a directory; use ls"
+        )));
+    }
+    if !meta.is_file() {
+        return Err(ClientError::BadRequest(format!(
+            "{path:?} is not a regular file"
+        )));
+    }
+    let offset = match request.origin {
+        LogOrigin::Start => request.offset.min(meta.len()),
+        LogOrigin::End => meta.len().saturating_sub(request.offset),
+    };
+    Ok(FileCursor {
+        file,
+        path: path.to_string(),
+        offset,
+    })
+}
+
+/// `/v1/client/fs/stream`: the file as frames from the requested place; while following,
+/// new bytes as they are written, "file truncated" (and the bytes again from 0) when it
+/// shrinks, "file deleted" (and the end) when its last name goes.
+pub async fn stream(
+    allocs_root: PathBuf,
+    request: FsStreamRequest,
+) -> Result<BoxStream<'static, Result<LogFrame, ClientError>>, ClientError> {
+    let follow = request.follow;
+    let cursor = tokio::task::spawn_blocking(move || open_stream(&allocs_root, &request))
+        .await
+        .map_err(|e| ClientError::Internal(format!("opening the file to stream: {e}")))??;
+    // `None` once the stream has ended (an error or a deletion was sent).
+    let s = futures::stream::unfold(Some(cursor), move |state| async move {
+        let mut cursor = state?;
+        loop {
+            let (result, back) = match tokio::task::spawn_blocking(move || {
+                let r = cursor.next_frame();
+                (r, cursor)
+            })
+            .await
+            {
+                Ok(v) => v,
+                Err(e) => {
+                    let e = ClientError::Internal(format!("file reader failed: {e}"));
+                    return Some((Err(e), None));
+                }
+            };
+            cursor = back;
+            match result {
+                Ok(Some(frame)) if frame.file_event == "file deleted" => {
+                    return Some((Ok(frame), None))
+                }
+                Ok(Some(frame)) => return Some((Ok(frame), Some(cursor))),
+                Ok(None) if follow => tokio::time::sleep(STREAM_POLL).await,
+                Ok(None) => return None,
+                Err(e) => return Some((Err(e), None)),
+            }
+        }
+    });
+    Ok(s.boxed())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,5 +443,124 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("directory"));
+    }
+
+    fn stream_req(path: &str, origin: LogOrigin, offset: u64, follow: bool) -> FsStreamRequest {
+        FsStreamRequest {
+            alloc_id: "a1".into(),
+            path: path.into(),
+            origin,
+            offset,
+            follow,
+        }
+    }
+
+    async fn stream_text(allocs: &Path, r: FsStreamRequest) -> String {
+        let frames: Vec<_> = stream(allocs.to_path_buf(), r)
+            .await
+            .unwrap()
+            .collect()
+            .await;
+        frames
+            .into_iter()
+            .map(|f| String::from_utf8(f.unwrap().data.to_vec()).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_stream_starts_where_asked_and_ends_at_eof_without_follow() {
+        let (_tmp, allocs) = setup();
+        let path = "/alloc/logs/web.stdout.0";
+        let at = |o, n| stream_text(&allocs, stream_req(path, o, n, false));
+        assert_eq!(at(LogOrigin::Start, 0).await, "hello\nworld\n");
+        assert_eq!(at(LogOrigin::Start, 6).await, "world\n");
+        assert_eq!(at(LogOrigin::End, 6).await, "world\n");
+        assert_eq!(at(LogOrigin::End, 100).await, "hello\nworld\n");
+        assert_eq!(at(LogOrigin::Start, 100).await, "");
+        let frames: Vec<_> = stream(allocs.clone(), stream_req(path, LogOrigin::Start, 6, false))
+            .await
+            .unwrap()
+            .collect()
+            .await;
+        let first = frames[0].as_ref().unwrap();
+        assert_eq!((first.file.as_str(), first.offset), (path, 6));
+    }
+
+    #[tokio::test]
+    async fn a_followed_stream_sees_appends_truncation_and_deletion() {
+        use std::io::Write;
+        let (_tmp, allocs) = setup();
+        let file = allocs.join("a1/alloc/data/out.txt");
+        std::fs::write(&file, "one\n").unwrap();
+        let mut s = stream(
+            allocs.clone(),
+            stream_req("alloc/data/out.txt", LogOrigin::Start, 0, true),
+        )
+        .await
+        .unwrap();
+        async fn next_of(
+            s: &mut BoxStream<'static, Result<LogFrame, ClientError>>,
+        ) -> Option<Result<LogFrame, ClientError>> {
+            tokio::time::timeout(Duration::from_secs(5), s.next())
+                .await
+                .expect("a frame within 5 s")
+        }
+        assert_eq!(&next_of(&mut s).await.unwrap().unwrap().data[..], b"one\n");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&file)
+            .unwrap();
+        f.write_all(b"two\n").unwrap();
+        let frame = next_of(&mut s).await.unwrap().unwrap();
+        assert_eq!((&frame.data[..], frame.offset), (&b"two\n"[..], 4));
+        std::fs::write(&file, "x").unwrap();
+        let event = next_of(&mut s).await.unwrap().unwrap();
+        assert_eq!(event.file_event, "file truncated");
+        assert_eq!(&next_of(&mut s).await.unwrap().unwrap().data[..], b"x");
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(
+            next_of(&mut s).await.unwrap().unwrap().file_event,
+            "file deleted"
+        );
+        assert!(
+            next_of(&mut s).await.is_none(),
+            "a deleted file ends the stream"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stream_resolves_its_path_as_the_other_fs_endpoints_do() {
+        let (_tmp, allocs) = setup();
+        for path in [
+            "alloc/data/abs-link",
+            "alloc/data/rel-link",
+            "alloc/data/etc/hostname",
+            "alloc/../../host-secret",
+            "web/secrets/token",
+            "alloc/logs",
+        ] {
+            let r = stream(allocs.clone(), stream_req(path, LogOrigin::Start, 0, false)).await;
+            match r {
+                Err(ClientError::BadRequest(_) | ClientError::NotFound(_)) => {}
+                Err(e) => panic!("{path}: {e}"),
+                Ok(_) => panic!("{path}: streamed"),
+            }
+        }
+        let r = stream(
+            allocs.clone(),
+            stream_req("alloc/logs", LogOrigin::Start, 0, false),
+        )
+        .await;
+        assert!(matches!(r, Err(ClientError::BadRequest(m)) if m.contains("directory")));
+        let mut missing = stream_req("nope", LogOrigin::Start, 0, false);
+        assert!(matches!(
+            stream(allocs.clone(), missing.clone()).await,
+            Err(ClientError::NotFound(_))
+        ));
+        missing.alloc_id = "other".into();
+        assert!(matches!(
+            stream(allocs, missing).await,
+            Err(ClientError::NotFound(_))
+        ));
     }
 }

@@ -36,7 +36,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use controlplane::api::{
-    AllocFileInfo, ClientEndpoints, ClientError, ExecRequest, ExecSession, LogFrame, LogsRequest,
+    AllocFileInfo, ClientEndpoints, ClientError, ExecRequest, ExecSession, FsStreamRequest,
+    LogFrame, LogsRequest,
 };
 use controlplane::model::{
     eligibility, AllocClientUpdate, Allocation, ClientHostVolumeConfig, DesiredStatus, Node,
@@ -1344,6 +1345,14 @@ impl ClientEndpoints for ClientApi {
                 .await
                 .map_err(|e| ClientError::Internal(e.to_string()))?
         })
+    }
+
+    fn fs_stream(
+        &self,
+        request: FsStreamRequest,
+    ) -> BoxFuture<'_, Result<BoxStream<'static, Result<LogFrame, ClientError>>, ClientError>> {
+        let root = self.0.config.allocs_root.clone();
+        Box::pin(fs::stream(root, request))
     }
 
     fn fs_read(

@@ -12,7 +12,8 @@ use tokio::io::AsyncReadExt;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::super::global::ApiCommand;
-use super::super::http::ApiClient;
+use super::super::http::{ApiCallError, ApiClient, Socket};
+use super::super::resolve::node_api;
 use super::super::Exit;
 use super::{fetch_alloc, task_of};
 
@@ -88,9 +89,6 @@ fn size_frame() -> Option<Message> {
     ))
 }
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 async fn exec(api: &ApiClient, opts: &AllocExec) -> anyhow::Result<Exit> {
     let command = &opts.command;
     if command.is_empty() {
@@ -104,15 +102,23 @@ async fn exec(api: &ApiClient, opts: &AllocExec) -> anyhow::Result<Exit> {
     let tty = opts
         .tty
         .unwrap_or_else(|| std::io::stdin().is_terminal() && std::io::stdout().is_terminal());
-    let request = api.websocket(
-        &format!("/v1/client/allocation/{}/exec", alloc.id),
-        &[
-            ("task", task),
-            ("tty", tty.to_string()),
-            ("command", serde_json::to_string(command)?),
-        ],
-    )?;
-    let socket = connect(request).await?;
+    let socket = node_api(api, &alloc)
+        .await?
+        .open_websocket(
+            &format!("/v1/client/allocation/{}/exec", alloc.id),
+            &[
+                ("task", task),
+                ("tty", tty.to_string()),
+                ("command", serde_json::to_string(command)?),
+            ],
+        )
+        .await
+        .map_err(|e| match e {
+            ApiCallError::Status { status, message } => {
+                anyhow!("Error starting exec: {status} {message}")
+            }
+            other => anyhow!("Error starting exec: {other}"),
+        })?;
     let _raw = if tty && std::io::stdin().is_terminal() {
         Some(RawMode::enter()?)
     } else {
@@ -135,24 +141,6 @@ async fn exec(api: &ApiClient, opts: &AllocExec) -> anyhow::Result<Exit> {
     }
     drop(tx);
     relay(sink, stream, rx).await
-}
-
-/// Opens the websocket; a refusal (bad task, no such program) is the agent's plain error.
-async fn connect(
-    request: tokio_tungstenite::tungstenite::handshake::client::Request,
-) -> anyhow::Result<Socket> {
-    match tokio_tungstenite::connect_async(request).await {
-        Ok((socket, _)) => Ok(socket),
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            let body = response
-                .body()
-                .as_ref()
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-                .unwrap_or_default();
-            bail!("Error starting exec: {} {}", response.status(), body.trim());
-        }
-        Err(e) => bail!("Error starting exec: {e}"),
-    }
 }
 
 fn close_stdin() -> Message {

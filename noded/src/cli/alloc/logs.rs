@@ -2,17 +2,16 @@
 
 use std::io::Write;
 
-use anyhow::{anyhow, bail};
-use base64::Engine;
+use anyhow::anyhow;
 use clap::Args;
-use controlplane::model::{AllocListStub, Allocation};
 use futures::StreamExt;
 
 use super::super::global::ApiCommand;
-use super::super::http::{urlencode, ApiClient};
-use super::super::job::fetch_job;
+use super::super::http::ApiClient;
+use super::super::resolve::node_api;
 use super::super::Exit;
-use super::{fetch_alloc, task_of};
+use super::frames::{last_lines, FrameDecoder};
+use super::{alloc_of_job, fetch_alloc, task_of};
 
 /// Bytes read back from the end per line asked for with `-tail -n` (a guess; more are kept
 /// than shown).
@@ -39,9 +38,12 @@ pub struct AllocLogs {
     /// Bytes to show (with -tail: from the end).
     #[arg(short = 'c')]
     bytes: Option<u64>,
-    /// ID is a job: pick one of its allocations.
+    /// ID is a job: pick one of its allocations (a running one when there is one).
     #[arg(long)]
     job: bool,
+    /// With -job: an allocation of this task group.
+    #[arg(long)]
+    group: Option<String>,
     id: String,
     task: Option<String>,
 }
@@ -49,12 +51,13 @@ pub struct AllocLogs {
 impl ApiCommand for AllocLogs {
     async fn run(self, api: &ApiClient) -> anyhow::Result<Exit> {
         let alloc = if self.job {
-            alloc_of_job(api, &self.id).await?
+            alloc_of_job(api, &self.id, self.group.as_deref()).await?
         } else {
             fetch_alloc(api, &self.id).await?
         };
         let task = task_of(&alloc, self.task.as_deref())?;
-        let response = api
+        let response = node_api(api, &alloc)
+            .await?
             .stream(
                 &format!("/v1/client/fs/logs/{}", alloc.id),
                 &self.query(task),
@@ -122,97 +125,5 @@ impl AllocLogs {
             stdout.write_all(last_lines(&buf, lines))?;
         }
         Ok(())
-    }
-}
-
-/// `-job`: the job's running allocation, else its first.
-async fn alloc_of_job(api: &ApiClient, prefix: &str) -> anyhow::Result<Allocation> {
-    let job = fetch_job(api, prefix).await?;
-    let allocs: Vec<AllocListStub> = api
-        .get_now(&format!("/v1/job/{}/allocations", urlencode(&job.id)), &[])
-        .await
-        .map_err(|e| anyhow!("Error querying allocations: {e}"))?;
-    let pick = allocs
-        .iter()
-        .find(|a| a.client_status.as_str() == "running")
-        .or_else(|| allocs.first())
-        .ok_or_else(|| anyhow!("job {:?} has no allocations", job.id))?;
-    fetch_alloc(api, &pick.id).await
-}
-
-fn last_lines(buf: &[u8], n: usize) -> &[u8] {
-    let mut count = 0;
-    let end = if buf.ends_with(b"\n") {
-        buf.len() - 1
-    } else {
-        buf.len()
-    };
-    for i in (0..end).rev() {
-        if buf[i] == b'\n' {
-            count += 1;
-            if count == n {
-                return &buf[i + 1..];
-            }
-        }
-    }
-    buf
-}
-
-/// Splits the concatenated JSON `StreamFrame`s of the logs endpoint.
-#[derive(Default)]
-struct FrameDecoder {
-    buf: Vec<u8>,
-}
-
-impl FrameDecoder {
-    fn push(&mut self, chunk: &[u8]) -> anyhow::Result<Vec<Vec<u8>>> {
-        self.buf.extend_from_slice(chunk);
-        let mut out = Vec::new();
-        let mut consumed = 0;
-        {
-            let mut it =
-                serde_json::Deserializer::from_slice(&self.buf).into_iter::<serde_json::Value>();
-            loop {
-                match it.next() {
-                    Some(Ok(frame)) => {
-                        consumed = it.byte_offset();
-                        if let Some(data) = frame.get("Data").and_then(|d| d.as_str()) {
-                            let bytes = base64::engine::general_purpose::STANDARD
-                                .decode(data)
-                                .map_err(|e| anyhow!("malformed log frame: {e}"))?;
-                            out.push(bytes);
-                        }
-                    }
-                    Some(Err(e)) if e.is_eof() => break,
-                    Some(Err(e)) => bail!("malformed log stream from the agent: {e}"),
-                    None => break,
-                }
-            }
-        }
-        self.buf.drain(..consumed);
-        Ok(out)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn frames_split_across_chunks_are_decoded() {
-        let mut d = FrameDecoder::default();
-        let a = br#"{"Offset":0,"Data":"aGVs","File":"x"}{"Offset":3,"Da"#;
-        assert_eq!(d.push(a).unwrap(), vec![b"hel".to_vec()]);
-        assert_eq!(
-            d.push(br#"ta":"bG8=","File":"x"}"#).unwrap(),
-            vec![b"lo".to_vec()]
-        );
-    }
-
-    #[test]
-    fn tail_keeps_the_last_lines() {
-        assert_eq!(last_lines(b"a\nb\nc\n", 2), b"b\nc\n");
-        assert_eq!(last_lines(b"a\nb\nc", 1), b"c");
-        assert_eq!(last_lines(b"a\n", 5), b"a\n");
     }
 }

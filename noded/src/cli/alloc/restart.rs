@@ -6,6 +6,7 @@ use clap::Args;
 use super::super::format::short;
 use super::super::global::ApiCommand;
 use super::super::http::ApiClient;
+use super::super::resolve::node_api;
 use super::super::Exit;
 use super::fetch_alloc;
 
@@ -24,7 +25,8 @@ impl ApiCommand for AllocRestart {
         let task = self.task.or(self.task_arg);
         let body =
             serde_json::json!({ "TaskName": task.as_deref().unwrap_or(""), "AllTasks": false });
-        let _: serde_json::Value = api
+        let _: serde_json::Value = node_api(api, &alloc)
+            .await?
             .put(
                 &format!("/v1/client/allocation/{}/restart", alloc.id),
                 &body,

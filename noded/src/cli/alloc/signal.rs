@@ -6,6 +6,7 @@ use clap::Args;
 use super::super::format::short;
 use super::super::global::ApiCommand;
 use super::super::http::ApiClient;
+use super::super::resolve::node_api;
 use super::super::Exit;
 use super::fetch_alloc;
 
@@ -26,7 +27,8 @@ impl ApiCommand for AllocSignal {
         let alloc = fetch_alloc(api, &self.id).await?;
         let task = self.task.or(self.task_arg).unwrap_or_default();
         let body = serde_json::json!({ "Task": task, "Signal": self.signal });
-        let _: serde_json::Value = api
+        let _: serde_json::Value = node_api(api, &alloc)
+            .await?
             .put(&format!("/v1/client/allocation/{}/signal", alloc.id), &body)
             .await
             .map_err(|e| anyhow!("Error signaling allocation: {e}"))?;

@@ -11,6 +11,7 @@ use super::super::format::{ago, kv, or_none, short, table, timestamp};
 use super::super::global::ApiCommand;
 use super::super::http::ApiClient;
 use super::super::output::OutputArgs;
+use super::super::resolve::node_api;
 use super::super::Exit;
 use super::fetch_alloc;
 
@@ -28,7 +29,7 @@ impl ApiCommand for AllocStatus {
     async fn run(self, api: &ApiClient) -> anyhow::Result<Exit> {
         let alloc = fetch_alloc(api, &self.id).await?;
         let usage = if self.stats {
-            stats(api, &alloc.id).await
+            stats(api, &alloc).await
         } else {
             None
         };
@@ -45,9 +46,17 @@ impl ApiCommand for AllocStatus {
 }
 
 /// The allocation's resource usage, or `None` (said on stderr) when the node cannot tell.
-async fn stats(api: &ApiClient, alloc_id: &str) -> Option<Value> {
-    match api
-        .get_now::<Value>(&format!("/v1/client/allocation/{alloc_id}/stats"), &[])
+/// Asked of the node that runs the allocation.
+async fn stats(api: &ApiClient, alloc: &Allocation) -> Option<Value> {
+    let node = match node_api(api, alloc).await {
+        Ok(node) => node,
+        Err(e) => {
+            eprintln!("Couldn't retrieve stats: {e}");
+            return None;
+        }
+    };
+    match node
+        .get_now::<Value>(&format!("/v1/client/allocation/{}/stats", alloc.id), &[])
         .await
     {
         Ok(v) => Some(v),
