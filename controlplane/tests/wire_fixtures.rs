@@ -25,10 +25,10 @@ use controlplane::model::{
     DrainStrategy, DriverInfo, EphemeralDisk, EvalStatus, Evaluation, Job, JobStatus, JobType,
     JobUiConfig, JobUiLink, JobVersionTag, LogConfig, MigrateStrategy, Multiregion,
     MultiregionRegion, MultiregionStrategy, NetworkResource, Node, NodeCpuResources,
-    NodeDiskResources, NodeEvent, NodeMemoryResources, NodeResources, NodeStatus,
-    ParameterizedJobConfig, PeriodicConfig, Port, ReschedulePolicy, Resources, RestartPolicy,
-    SchedulerConfiguration, Spread, SpreadTarget, Task, TaskEvent, TaskGroup, TaskLifecycle,
-    TaskLifecycleState, TaskState, UpdateStrategy,
+    NodeDiskResources, NodeEvent, NodeMemoryResources, NodePool, NodePoolSchedulerConfiguration,
+    NodeResources, NodeStatus, ParameterizedJobConfig, PeriodicConfig, Port, ReschedulePolicy,
+    Resources, RestartPolicy, SchedulerConfiguration, Spread, SpreadTarget, Task, TaskEvent,
+    TaskGroup, TaskLifecycle, TaskLifecycleState, TaskState, UpdateStrategy,
 };
 use controlplane::raft::{
     codec, decode_snapshot_file, encode_snapshot_file, Entry, HelloReply, LogId, PeerStatus,
@@ -781,7 +781,92 @@ fn commands() -> Vec<(&'static str, Command)> {
                 snapshot: Box::new(snapshot_state()),
             },
         ),
+        (
+            "command-node-update-drain",
+            Command::NodeUpdateDrain {
+                node_id: NODE_ID.into(),
+                drain_strategy: Some(DrainStrategy {
+                    deadline: 3_600_000_000_000,
+                    ignore_system_jobs: true,
+                    force_deadline: "2024-05-01T13:00:00Z".into(),
+                    started_at: "2024-05-01T12:00:00Z".into(),
+                }),
+                mark_eligible: true,
+                meta: map(&[("message", "kernel upgrade")]),
+                evals: vec![eval()],
+                now: T0 + 18,
+            },
+        ),
+        (
+            "command-node-update-eligibility",
+            Command::NodeUpdateEligibility {
+                node_id: NODE_ID.into(),
+                eligibility: "ineligible".into(),
+                evals: vec![eval()],
+                now: T0 + 19,
+            },
+        ),
+        (
+            "command-node-deregister",
+            Command::NodeDeregister {
+                node_ids: vec![NODE_ID.into()],
+                force: true,
+                evals: vec![eval()],
+                now: T0 + 20,
+            },
+        ),
+        (
+            "command-node-pool-upsert",
+            Command::NodePoolUpsert {
+                pools: vec![node_pool()],
+            },
+        ),
+        (
+            "command-node-pool-delete",
+            Command::NodePoolDelete {
+                names: strings(&["gpu", "batch"]),
+            },
+        ),
+        (
+            "command-alloc-update-desired-transition",
+            Command::AllocUpdateDesiredTransition {
+                allocs: BTreeMap::from([(
+                    ALLOC_ID.to_string(),
+                    DesiredTransition {
+                        migrate: Some(true),
+                        reschedule: None,
+                        force_reschedule: None,
+                        no_shutdown_delay: Some(true),
+                    },
+                )]),
+                evals: vec![eval()],
+                now: T0 + 21,
+            },
+        ),
+        (
+            "command-garbage-collect",
+            Command::GarbageCollect {
+                jobs: vec![("prod".into(), JOB_ID.into())],
+                eval_ids: strings(&["e0000000-0000-4000-8000-000000000001"]),
+                alloc_ids: strings(&[ALLOC_ID]),
+                node_ids: strings(&[NODE_ID]),
+            },
+        ),
     ]
+}
+
+fn node_pool() -> NodePool {
+    NodePool {
+        name: "gpu".into(),
+        description: "nodes with GPUs".into(),
+        meta: map(&[("team", "ml")]),
+        scheduler_configuration: Some(NodePoolSchedulerConfiguration {
+            scheduler_algorithm: "spread".into(),
+            memory_oversubscription_enabled: Some(true),
+        }),
+        create_index: 30,
+        modify_index: 31,
+    }
 }
 
 fn autopilot_config() -> AutopilotConfiguration {
@@ -812,6 +897,13 @@ fn variant(command: &Command) -> &'static str {
         Command::SchedulerSetConfig { .. } => "SchedulerSetConfig",
         Command::AutopilotSetConfig { .. } => "AutopilotSetConfig",
         Command::RestoreState { .. } => "RestoreState",
+        Command::NodeUpdateDrain { .. } => "NodeUpdateDrain",
+        Command::NodeUpdateEligibility { .. } => "NodeUpdateEligibility",
+        Command::NodeDeregister { .. } => "NodeDeregister",
+        Command::NodePoolUpsert { .. } => "NodePoolUpsert",
+        Command::NodePoolDelete { .. } => "NodePoolDelete",
+        Command::AllocUpdateDesiredTransition { .. } => "AllocUpdateDesiredTransition",
+        Command::GarbageCollect { .. } => "GarbageCollect",
     }
 }
 
@@ -881,6 +973,7 @@ fn snapshot_state() -> SnapshotFile {
             ("evals".to_string(), 13),
             ("job_versions".to_string(), 12),
             ("jobs".to_string(), 12),
+            ("node_pools".to_string(), 31),
             ("nodes".to_string(), 6),
             ("scheduler_config".to_string(), 3),
         ]),
@@ -889,6 +982,7 @@ fn snapshot_state() -> SnapshotFile {
         evals: vec![eval()],
         allocs: vec![alloc()],
         nodes: vec![node()],
+        node_pools: vec![node_pool()],
         scheduler_config: Some(scheduler_config()),
         autopilot_config: Some(autopilot_config()),
     }
@@ -1136,7 +1230,7 @@ fn every_command_variant_decodes_from_the_log_bytes_this_version_pins() {
     let mut fixtures = Fixtures::new();
     let commands = commands();
     let variants: BTreeSet<&str> = commands.iter().map(|(_, c)| variant(c)).collect();
-    assert_eq!(variants.len(), 10, "a fixture per Command variant");
+    assert_eq!(variants.len(), 17, "a fixture per Command variant");
     for (name, command) in &commands {
         // A command is stored inside a log entry; the command alone is pinned here, in the
         // same codec, so that a failure names the variant.

@@ -23,12 +23,14 @@ mod evals;
 mod exec;
 mod extract;
 mod jobs;
+mod node_pools;
 mod nodes;
 mod operator;
 mod operator_raft;
 mod reply;
 mod routes;
 mod snapshot;
+mod system;
 
 use std::sync::Arc;
 
@@ -49,7 +51,7 @@ pub use extract::{
     MAX_WAIT,
 };
 pub use reply::{QueryMeta, Reply};
-pub use routes::{Access, NamespaceCapability, Requires, Route};
+pub use routes::{Access, NamespaceCapability, NodePoolCapability, Requires, Route};
 pub use snapshot::MAX_SNAPSHOT_BYTES;
 
 use crate::server::Server;

@@ -9,6 +9,8 @@
 pub mod archive;
 mod capacity;
 mod command;
+pub mod gc;
+mod nodes;
 mod snapshot;
 mod store;
 
@@ -18,6 +20,8 @@ use imbl::{OrdMap, OrdSet};
 
 pub use capacity::PlanRefused;
 pub use command::{AllocStop, Command, CommandResponse, PlanResult};
+pub use gc::GcThresholds;
+pub use nodes::DrainUpdate;
 pub use snapshot::{SnapshotFile, SNAPSHOT_FORMAT_VERSION};
 pub use store::{Effects, EffectsReceiver, StateStore, WaitOutcome, EFFECTS_QUEUE_DEPTH};
 
@@ -42,9 +46,10 @@ pub enum Table {
     Nodes,
     SchedulerConfig,
     AutopilotConfig,
+    NodePools,
 }
 impl Table {
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 8] = [
         Table::Jobs,
         Table::JobVersions,
         Table::Evals,
@@ -52,6 +57,7 @@ impl Table {
         Table::Nodes,
         Table::SchedulerConfig,
         Table::AutopilotConfig,
+        Table::NodePools,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -62,6 +68,7 @@ impl Table {
             Table::Nodes => "nodes",
             Table::SchedulerConfig => "scheduler_config",
             Table::AutopilotConfig => "autopilot_config",
+            Table::NodePools => "node_pools",
         }
     }
 
@@ -98,6 +105,8 @@ pub struct State {
     allocs_by_job: OrdMap<JobKey, OrdSet<String>>,
     allocs_by_node: OrdMap<String, OrdSet<String>>,
     nodes: OrdMap<String, Arc<Node>>,
+    /// The pools the operator made; the built-in `all` and `default` are not stored.
+    node_pools: OrdMap<String, Arc<crate::model::NodePool>>,
     scheduler_config: Arc<crate::model::SchedulerConfiguration>,
     autopilot_config: Arc<crate::model::AutopilotConfiguration>,
     table_index: OrdMap<Table, u64>,
@@ -279,6 +288,7 @@ impl State {
                 ids.dedup();
                 ids
             }
+            Table::NodePools => take(Box::new(self.node_pools.range(from..).map(|(k, _)| k))),
             Table::SchedulerConfig | Table::AutopilotConfig => Vec::new(),
         }
     }
@@ -389,6 +399,51 @@ impl State {
                 for eval in evals {
                     self.upsert_eval(index, eval, *now, &mut effects);
                 }
+                Ok(0)
+            }
+            Command::NodeUpdateDrain {
+                node_id,
+                drain_strategy,
+                mark_eligible,
+                meta,
+                evals,
+                now,
+            } => self.apply_node_drain(
+                index,
+                node_id,
+                drain_strategy.as_ref(),
+                *mark_eligible,
+                meta,
+                evals,
+                *now,
+                &mut effects,
+            ),
+            Command::NodeUpdateEligibility {
+                node_id,
+                eligibility,
+                evals,
+                now,
+            } => {
+                self.apply_node_eligibility(index, node_id, eligibility, evals, *now, &mut effects)
+            }
+            Command::NodeDeregister {
+                node_ids,
+                force,
+                evals,
+                now,
+            } => self.apply_node_deregister(index, node_ids, *force, evals, *now, &mut effects),
+            Command::NodePoolUpsert { pools } => self.apply_node_pool_upsert(index, pools),
+            Command::NodePoolDelete { names } => self.apply_node_pool_delete(index, names),
+            Command::AllocUpdateDesiredTransition { allocs, evals, now } => {
+                self.apply_desired_transition(index, allocs, evals, *now, &mut effects)
+            }
+            Command::GarbageCollect {
+                jobs,
+                eval_ids,
+                alloc_ids,
+                node_ids,
+            } => {
+                self.apply_garbage_collect(index, jobs, eval_ids, alloc_ids, node_ids);
                 Ok(0)
             }
         };
@@ -639,28 +694,6 @@ impl State {
         self.evals.insert(eval.id.clone(), Arc::new(eval));
         self.touch(Table::Evals, index);
         self.refresh_job_status(index, &k);
-    }
-
-    fn apply_node_register(
-        &mut self,
-        index: u64,
-        node: &Node,
-        now: i64,
-        effects: &mut ApplyEffects,
-    ) {
-        let mut node = node.clone();
-        match self.nodes.get(&node.id) {
-            Some(existing) => node.create_index = existing.create_index,
-            None => node.create_index = index,
-        }
-        node.modify_index = index;
-        node.status_updated_at = now / 1_000_000_000;
-        if node.status == NodeStatus::Initializing {
-            node.status = NodeStatus::Ready;
-        }
-        effects.capacity_changed = true;
-        self.nodes.insert(node.id.clone(), Arc::new(node));
-        self.touch(Table::Nodes, index);
     }
 
     fn apply_node_status(
@@ -925,6 +958,7 @@ impl State {
             evals: self.evals.values().map(|e| (**e).clone()).collect(),
             allocs: self.allocs.values().map(|a| (**a).clone()).collect(),
             nodes: self.nodes.values().map(|n| (**n).clone()).collect(),
+            node_pools: self.node_pools.values().map(|p| (**p).clone()).collect(),
             scheduler_config: Some((*self.scheduler_config).clone()),
             autopilot_config: Some((*self.autopilot_config).clone()),
         }
@@ -982,6 +1016,9 @@ impl State {
         for node in file.nodes {
             state.nodes.insert(node.id.clone(), Arc::new(node));
         }
+        for pool in file.node_pools {
+            state.node_pools.insert(pool.name.clone(), Arc::new(pool));
+        }
         if let Some(config) = file.scheduler_config {
             state.scheduler_config = Arc::new(config);
         }
@@ -1034,6 +1071,11 @@ impl State {
                 return beyond(format!("node {id}"), node.modify_index);
             }
         }
+        for (name, pool) in &self.node_pools {
+            if pool.modify_index > latest {
+                return beyond(format!("node pool {name:?}"), pool.modify_index);
+            }
+        }
         Ok(())
     }
 }
@@ -1063,6 +1105,13 @@ fn lower_indexes(file: &mut SnapshotFile, max: u64) {
     for node in &mut file.nodes {
         low(&mut node.create_index);
         low(&mut node.modify_index);
+        for event in &mut node.events {
+            low(&mut event.create_index);
+        }
+    }
+    for pool in &mut file.node_pools {
+        low(&mut pool.create_index);
+        low(&mut pool.modify_index);
     }
     if let Some(c) = &mut file.scheduler_config {
         low(&mut c.create_index);

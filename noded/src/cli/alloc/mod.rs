@@ -6,6 +6,7 @@ mod logs;
 mod restart;
 mod signal;
 mod status;
+mod stop;
 
 use anyhow::{anyhow, bail};
 use clap::Subcommand;
@@ -31,6 +32,8 @@ pub enum AllocCommand {
     Exec(Api<exec::AllocExec>),
     /// List a directory or print a file of the allocation.
     Fs(Api<fs::AllocFs>),
+    /// Stop an allocation; the scheduler places a replacement.
+    Stop(Api<stop::AllocStop>),
 }
 
 impl AllocCommand {
@@ -42,6 +45,7 @@ impl AllocCommand {
             AllocCommand::Restart(c) => c.run().await,
             AllocCommand::Exec(c) => c.run().await,
             AllocCommand::Fs(c) => c.run().await,
+            AllocCommand::Stop(c) => c.run().await,
         }
     }
 }
