@@ -19,9 +19,9 @@ use crate::model::{Allocation, NodeUsage, Overcommit};
 pub enum PlanRefused {
     #[error("plan places allocations on node {node_id:?}, which is not registered")]
     UnknownNode { node_id: String },
-    /// Allocations leave the state by garbage collection or a snapshot restore, so a plan
-    /// made before one can name an allocation the state no longer holds.
-    #[error("plan stops or updates allocation {alloc_id:?}, which the state no longer holds (collected, or a snapshot was restored, since the plan was made)")]
+    /// Allocations leave the state by garbage collection (finished ones only) or a snapshot
+    /// restore, so a plan made before one can name an allocation the state no longer holds.
+    #[error("plan stops allocation {alloc_id:?}, which the state does not hold (it was collected, or a snapshot was restored, since the plan was made)")]
     UnknownAlloc { alloc_id: String },
     #[error("plan would overcommit node {node_id:?}: {overcommit}")]
     Overcommit {
@@ -43,17 +43,6 @@ impl State {
         if let Some(unknown) = stopped.iter().find(|id| !self.allocs.contains_key(**id)) {
             return Err(PlanRefused::UnknownAlloc {
                 alloc_id: unknown.to_string(),
-            });
-        }
-        // An update in place of an allocation that was collected meanwhile would be written
-        // as a new one, which only a fresh run/pending placement may be.
-        if let Some(gone) = plan.allocs.iter().find(|a| {
-            !self.allocs.contains_key(&a.id)
-                && (a.desired_status != crate::model::DesiredStatus::Run
-                    || a.client_status != crate::model::ClientStatus::Pending)
-        }) {
-            return Err(PlanRefused::UnknownAlloc {
-                alloc_id: gone.id.clone(),
             });
         }
         for (node_id, placing) in placements_by_node(plan) {

@@ -1142,4 +1142,6 @@ fn same_spec(a: &Job, b: &Job) -> bool {
 #[cfg(test)]
 mod archive_tests;
 #[cfg(test)]
+mod nodes_tests;
+#[cfg(test)]
 mod tests;
