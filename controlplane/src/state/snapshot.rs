@@ -21,8 +21,9 @@ pub struct SnapshotFile {
     pub allocs: Vec<Allocation>,
     pub nodes: Vec<Node>,
     /// The operator's node pools (not the built-in ones). Absent in snapshots written before
-    /// pools existed: none then.
-    #[serde(default)]
+    /// pools existed: none then. Not written when empty, so a state without pools is stored
+    /// byte for byte as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub node_pools: Vec<NodePool>,
     /// Absent in snapshots written before it existed: Nomad's defaults then.
     #[serde(default)]
