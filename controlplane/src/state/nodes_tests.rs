@@ -504,30 +504,29 @@ fn node_pools_follow_nomads_rules() {
             now: T,
         },
     );
-    for (name, needle) in [
-        ("default", "deleting node pool \"default\" is not allowed"),
-        ("nope", "node pool \"nope\" not found"),
+    for (index, name, needle) in [
+        (16, "default", "deleting node pool \"default\" is not allowed"),
+        (17, "nope", "node pool \"nope\" not found"),
     ] {
         let (r, _) = state.apply(
-            16,
+            index,
             &Command::NodePoolDelete {
                 names: vec![name.into()],
             },
         );
-        assert!(r.error.unwrap().contains(needle));
-        state.note_index(17);
-        state = State::from_snapshot(state.to_snapshot()).unwrap();
-        assert!(state.node_pool("gpu").is_some(), "pools survive a snapshot");
-        let (r, _) = state.apply(
-            18,
-            &Command::NodePoolDelete {
-                names: vec!["gpu".into()],
-            },
-        );
-        assert_eq!(r.error, None);
-        assert!(state.node_pool("gpu").is_none());
-        break;
+        let e = r.error.unwrap();
+        assert!(e.contains(needle), "{e}");
     }
+    state = State::from_snapshot(state.to_snapshot()).unwrap();
+    assert!(state.node_pool("gpu").is_some(), "pools survive a snapshot");
+    let (r, _) = state.apply(
+        18,
+        &Command::NodePoolDelete {
+            names: vec!["gpu".into()],
+        },
+    );
+    assert_eq!(r.error, None);
+    assert!(state.node_pool("gpu").is_none());
 }
 
 #[test]
