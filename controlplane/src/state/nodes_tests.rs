@@ -505,7 +505,11 @@ fn node_pools_follow_nomads_rules() {
         },
     );
     for (index, name, needle) in [
-        (16, "default", "deleting node pool \"default\" is not allowed"),
+        (
+            16,
+            "default",
+            "deleting node pool \"default\" is not allowed",
+        ),
         (17, "nope", "node pool \"nope\" not found"),
     ] {
         let (r, _) = state.apply(

@@ -223,3 +223,51 @@ fn render_node(node: &Node, allocs: &[Allocation], verbose: bool) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use controlplane::model::{DrainMetadata, DrainStrategy, NodeEvent};
+
+    #[test]
+    fn the_detail_view_shows_drain_events_and_with_verbose_attributes() {
+        let mut node = Node {
+            id: "1f3a0000-0000-4000-8000-000000000000".into(),
+            name: "n1".into(),
+            drain: true,
+            drain_strategy: Some(DrainStrategy {
+                deadline: 3_600_000_000_000,
+                force_deadline: "2024-05-01T13:00:00Z".into(),
+                ..Default::default()
+            }),
+            last_drain: Some(DrainMetadata {
+                status: "draining".into(),
+                ..Default::default()
+            }),
+            events: vec![
+                NodeEvent::new("Cluster", "Node registered", 1_714_564_800_000_000_000),
+                NodeEvent::new(
+                    "Drain",
+                    "Node drain strategy set",
+                    1_714_564_900_000_000_000,
+                ),
+            ],
+            ..Default::default()
+        };
+        node.attributes.insert("os.name".into(), "debian".into());
+        let out = render_node(&node, &[], false);
+        assert!(
+            out.contains("Drain           = true; 2024-05-01T13:00:00Z deadline"),
+            "{out}"
+        );
+        assert!(out.contains("Node Events"), "{out}");
+        let set = out.find("Node drain strategy set").unwrap();
+        let registered = out.find("Node registered").unwrap();
+        assert!(set < registered, "newest event first:\n{out}");
+        assert!(out.contains("No allocations placed"));
+        assert!(!out.contains("os.name"));
+        assert!(render_node(&node, &[], true).contains("os.name = debian"));
+        node.drain_strategy.as_mut().unwrap().deadline = -1;
+        assert_eq!(drain_text(&node), "true; force drain");
+    }
+}
