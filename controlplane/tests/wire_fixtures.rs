@@ -25,10 +25,11 @@ use controlplane::model::{
     DrainStrategy, DriverInfo, EphemeralDisk, EvalStatus, Evaluation, Job, JobStatus, JobType,
     JobUiConfig, JobUiLink, JobVersionTag, LogConfig, MigrateStrategy, Multiregion,
     MultiregionRegion, MultiregionStrategy, NetworkResource, Node, NodeCpuResources,
-    NodeDiskResources, NodeEvent, NodeMemoryResources, NodeReservedNetworkResources, NodeResources,
-    NodeStatus, ParameterizedJobConfig, PeriodicConfig, Port, ReschedulePolicy, Resources,
-    RestartPolicy, SchedulerConfiguration, Spread, SpreadTarget, Task, TaskEvent, TaskGroup,
-    TaskLifecycle, TaskLifecycleState, TaskState, UpdateStrategy,
+    NodeDiskResources, NodeEvent, NodeMemoryResources, NodePool, NodePoolSchedulerConfiguration,
+    NodeReservedNetworkResources, NodeResources, NodeStatus, ParameterizedJobConfig,
+    PeriodicConfig, Port, ReschedulePolicy, Resources, RestartPolicy, SchedulerConfiguration,
+    Spread, SpreadTarget, Task, TaskEvent, TaskGroup, TaskLifecycle, TaskLifecycleState, TaskState,
+    UpdateStrategy,
 };
 use controlplane::raft::{
     codec, decode_snapshot_file, encode_snapshot_file, Entry, HelloReply, LogId, PeerStatus,
@@ -815,7 +816,76 @@ fn commands() -> Vec<(&'static str, Command)> {
                 now: T0 + 19,
             },
         ),
+        (
+            "command-node-update-drain",
+            Command::NodeUpdateDrain {
+                node_id: NODE_ID.into(),
+                drain_strategy: Some(DrainStrategy {
+                    deadline: 3_600_000_000_000,
+                    ignore_system_jobs: true,
+                    force_deadline: "2024-05-01T13:00:00Z".into(),
+                    started_at: "2024-05-01T12:00:00Z".into(),
+                }),
+                mark_eligible: true,
+                meta: map(&[("message", "kernel upgrade")]),
+                evals: vec![eval()],
+                now: T0 + 22,
+            },
+        ),
+        (
+            "command-node-update-eligibility",
+            Command::NodeUpdateEligibility {
+                node_id: NODE_ID.into(),
+                eligibility: "ineligible".into(),
+                evals: vec![eval()],
+                now: T0 + 19,
+            },
+        ),
+        (
+            "command-node-deregister",
+            Command::NodeDeregister {
+                node_ids: vec![NODE_ID.into()],
+                force: true,
+                evals: vec![eval()],
+                now: T0 + 20,
+            },
+        ),
+        (
+            "command-node-pool-upsert",
+            Command::NodePoolUpsert {
+                pools: vec![node_pool()],
+            },
+        ),
+        (
+            "command-node-pool-delete",
+            Command::NodePoolDelete {
+                names: strings(&["gpu", "batch"]),
+            },
+        ),
+        (
+            "command-garbage-collect",
+            Command::GarbageCollect {
+                jobs: vec![("prod".into(), JOB_ID.into())],
+                eval_ids: strings(&["e0000000-0000-4000-8000-000000000001"]),
+                alloc_ids: strings(&[ALLOC_ID]),
+                node_ids: strings(&[NODE_ID]),
+            },
+        ),
     ]
+}
+
+fn node_pool() -> NodePool {
+    NodePool {
+        name: "gpu".into(),
+        description: "nodes with GPUs".into(),
+        meta: map(&[("team", "ml")]),
+        scheduler_configuration: Some(NodePoolSchedulerConfiguration {
+            scheduler_algorithm: "spread".into(),
+            memory_oversubscription_enabled: Some(true),
+        }),
+        create_index: 30,
+        modify_index: 31,
+    }
 }
 
 fn autopilot_config() -> AutopilotConfiguration {
@@ -848,6 +918,12 @@ fn variant(command: &Command) -> &'static str {
         Command::RestoreState { .. } => "RestoreState",
         Command::AllocUpdateDesiredTransition { .. } => "AllocUpdateDesiredTransition",
         Command::NodeDrainComplete { .. } => "NodeDrainComplete",
+        Command::NodeUpdateDrain { .. } => "NodeUpdateDrain",
+        Command::NodeUpdateEligibility { .. } => "NodeUpdateEligibility",
+        Command::NodeDeregister { .. } => "NodeDeregister",
+        Command::NodePoolUpsert { .. } => "NodePoolUpsert",
+        Command::NodePoolDelete { .. } => "NodePoolDelete",
+        Command::GarbageCollect { .. } => "GarbageCollect",
     }
 }
 
@@ -917,6 +993,7 @@ fn snapshot_state() -> SnapshotFile {
             ("evals".to_string(), 13),
             ("job_versions".to_string(), 12),
             ("jobs".to_string(), 12),
+            ("node_pools".to_string(), 31),
             ("nodes".to_string(), 6),
             ("scheduler_config".to_string(), 3),
         ]),
@@ -925,6 +1002,7 @@ fn snapshot_state() -> SnapshotFile {
         evals: vec![eval()],
         allocs: vec![alloc()],
         nodes: vec![node()],
+        node_pools: vec![node_pool()],
         scheduler_config: Some(scheduler_config()),
         autopilot_config: Some(autopilot_config()),
     }
@@ -1172,7 +1250,7 @@ fn every_command_variant_decodes_from_the_log_bytes_this_version_pins() {
     let mut fixtures = Fixtures::new();
     let commands = commands();
     let variants: BTreeSet<&str> = commands.iter().map(|(_, c)| variant(c)).collect();
-    assert_eq!(variants.len(), 12, "a fixture per Command variant");
+    assert_eq!(variants.len(), 18, "a fixture per Command variant");
     for (name, command) in &commands {
         // A command is stored inside a log entry; the command alone is pinned here, in the
         // same codec, so that a failure names the variant.

@@ -12,7 +12,7 @@
 // cycles`), and reach this file only for what it defines itself, never through the
 // re-exports below:
 //   placement ← resources ← job_parts ← job ← alloc
-//   placement ← eval;  resources ← node;  duration ← job_parts, job
+//   placement ← eval;  resources ← node;  node_pool (alone);  duration ← job_parts, job
 // `placement` and `resources` are what jobs, allocations, evaluations and nodes share, so
 // none of those has to use another's file for them.
 pub mod alloc;
@@ -21,6 +21,7 @@ pub mod eval;
 pub mod job;
 pub mod job_parts;
 pub mod node;
+pub mod node_pool;
 pub mod operator;
 pub mod placement;
 pub mod resources;
@@ -32,6 +33,7 @@ pub use eval::*;
 pub use job::*;
 pub use job_parts::*;
 pub use node::*;
+pub use node_pool::*;
 pub use operator::*;
 pub use placement::*;
 pub use resources::*;

@@ -199,6 +199,43 @@ pub mod node_event_subsystem {
     pub const SERVER: &str = "Server";
 }
 
+/// The messages of the node events the servers write, in Nomad's words.
+pub mod node_event_message {
+    pub const REGISTERED: &str = "Node registered";
+    pub const REREGISTERED: &str = "Node re-registered";
+    pub const HEARTBEAT_MISSED: &str = "Node heartbeat missed";
+    pub const REREGISTERED_BY_HEARTBEAT: &str = "Node reregistered by heartbeat";
+    pub const DRAIN_SET: &str = "Node drain strategy set";
+    pub const DRAIN_UPDATED: &str = "Node drain strategy updated";
+    pub const DRAIN_DISABLED: &str = "Node drain disabled";
+    pub const DRAIN_COMPLETE: &str = "Node drain complete";
+    pub const ELIGIBLE: &str = "Node marked as eligible for scheduling";
+    pub const INELIGIBLE: &str = "Node marked as ineligible for scheduling";
+}
+
+impl NodeEvent {
+    /// An event of `subsystem` at `unix_nanos`; its create index is set when it is stored.
+    pub fn new(subsystem: &str, message: &str, unix_nanos: i64) -> NodeEvent {
+        NodeEvent {
+            message: message.to_string(),
+            subsystem: subsystem.to_string(),
+            details: BTreeMap::new(),
+            timestamp: crate::time::format_rfc3339(unix_nanos),
+            create_index: 0,
+        }
+    }
+}
+
+/// Appends `event` to the node's events, dropping the oldest beyond [`MAX_NODE_EVENTS`]
+/// (Nomad's `appendNodeEvents`). The caller sets the event's create index.
+pub fn push_node_event(node: &mut Node, event: NodeEvent) {
+    node.events.push(event);
+    if node.events.len() > MAX_NODE_EVENTS {
+        let excess = node.events.len() - MAX_NODE_EVENTS;
+        node.events.drain(..excess);
+    }
+}
+
 /// A `host_volume` block of a client's configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]

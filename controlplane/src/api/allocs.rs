@@ -3,7 +3,7 @@
 use axum::extract::{Path, State};
 
 use super::error::{ApiError, ApiResult};
-use super::extract::QueryOptions;
+use super::extract::{QueryOptions, WriteOptions};
 use super::reply::Reply;
 use super::ApiContext;
 use crate::model::AllocStubFields;
@@ -36,4 +36,16 @@ pub async fn read(
         .alloc(&id)
         .ok_or_else(|| ApiError::not_found(format!("allocation {id:?} not found")))?;
     Reply::read(&*alloc, meta)
+}
+
+/// `PUT/POST /v1/allocation/:id/stop[?no_shutdown_delay=true]`: the allocation is migrated
+/// (stopped and replaced elsewhere) by a new evaluation; answers `{"EvalID", "Index"}`.
+pub async fn stop(
+    State(ctx): State<ApiContext>,
+    Path(id): Path<String>,
+    w: WriteOptions,
+) -> ApiResult<Reply> {
+    let no_shutdown_delay = w.flag("no_shutdown_delay")?;
+    let response = ctx.server()?.stop_alloc(&id, no_shutdown_delay).await?;
+    Reply::write(&response, response.index)
 }

@@ -24,12 +24,14 @@ mod exec;
 mod extract;
 mod forward;
 mod jobs;
+mod node_pools;
 mod nodes;
 mod operator;
 mod operator_raft;
 mod reply;
 mod routes;
 mod snapshot;
+mod system;
 
 use std::sync::Arc;
 
@@ -56,7 +58,7 @@ pub use forward::{
     answered_locally, serve_forwarded, ForwardedRequest, ForwardedResponse, ServerForwarder,
 };
 pub use reply::{QueryMeta, Reply};
-pub use routes::{Access, NamespaceCapability, Requires, Route};
+pub use routes::{Access, NamespaceCapability, NodePoolCapability, Requires, Route};
 pub use snapshot::MAX_SNAPSHOT_BYTES;
 
 use crate::server::Server;

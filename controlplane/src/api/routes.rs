@@ -22,8 +22,8 @@ use axum::routing::{on, MethodFilter};
 use axum::Router;
 
 use super::{
-    agent, allocs, autopilot, client, evals, exec, jobs, nodes, operator, operator_raft, snapshot,
-    ApiContext,
+    agent, allocs, autopilot, client, evals, exec, jobs, node_pools, nodes, operator,
+    operator_raft, snapshot, system, ApiContext,
 };
 
 /// A namespace capability, in Nomad's ACL words.
@@ -54,6 +54,24 @@ impl NamespaceCapability {
     }
 }
 
+/// A node pool capability, in Nomad's ACL words (`node_pool` policy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NodePoolCapability {
+    Read,
+    Write,
+    Delete,
+}
+
+impl NodePoolCapability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodePoolCapability::Read => "read",
+            NodePoolCapability::Write => "write",
+            NodePoolCapability::Delete => "delete",
+        }
+    }
+}
+
 /// `read` or `write` on a coarse ACL scope (`node`, `agent`, `operator`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Access {
@@ -72,6 +90,8 @@ pub enum Requires {
     Node(Access),
     Agent(Access),
     Operator(Access),
+    /// A capability on the node pool named in the request.
+    NodePool(NodePoolCapability),
     /// A management token.
     Management,
 }
@@ -88,6 +108,7 @@ impl std::fmt::Display for Requires {
             Requires::Node(a) => write!(f, "node:{}", access(a)),
             Requires::Agent(a) => write!(f, "agent:{}", access(a)),
             Requires::Operator(a) => write!(f, "operator:{}", access(a)),
+            Requires::NodePool(c) => write!(f, "node_pool:{}", c.as_str()),
             Requires::Management => f.write_str("management"),
         }
     }
@@ -238,7 +259,9 @@ const ANY: &[Method] = &[Method::GET, Method::PUT, Method::POST];
 pub(super) fn table() -> Routes {
     use Access::{Read, Write};
     use NamespaceCapability::*;
-    use Requires::{Agent, Anonymous, Management, Namespace as Ns, Node, Operator};
+    use Requires::{Agent, Anonymous, Management, Namespace as Ns, Node, NodePool, Operator};
+    let pool = |c| NodePool(c);
+    use NodePoolCapability as Pool;
     Routes::new()
         // Jobs.
         .add(GET, "/v1/jobs", Ns(ListJobs), jobs::list)
@@ -265,6 +288,12 @@ pub(super) fn table() -> Routes {
         // Allocations and evaluations.
         .add(GET, "/v1/allocations", Ns(ReadJob), allocs::list)
         .add(GET, "/v1/allocation/{id}", Ns(ReadJob), allocs::read)
+        .add(
+            WRITE,
+            "/v1/allocation/{id}/stop",
+            Ns(AllocLifecycle),
+            allocs::stop,
+        )
         .add(GET, "/v1/evaluations", Ns(ReadJob), evals::list)
         .add(GET, "/v1/evaluation/{id}", Ns(ReadJob), evals::read)
         .add(
@@ -281,6 +310,60 @@ pub(super) fn table() -> Routes {
             "/v1/node/{id}/allocations",
             Node(Read),
             nodes::allocations,
+        )
+        .add(WRITE, "/v1/node/{id}/drain", Node(Write), nodes::drain)
+        .add(
+            WRITE,
+            "/v1/node/{id}/eligibility",
+            Node(Write),
+            nodes::eligibility,
+        )
+        .add(
+            WRITE,
+            "/v1/node/{id}/evaluate",
+            Node(Write),
+            nodes::evaluate,
+        )
+        .add(WRITE, "/v1/node/{id}/purge", Node(Write), nodes::purge)
+        // Node pools.
+        .add(GET, "/v1/node/pools", pool(Pool::Read), node_pools::list)
+        .add(
+            WRITE,
+            "/v1/node/pools",
+            pool(Pool::Write),
+            node_pools::upsert,
+        )
+        .add(
+            GET,
+            "/v1/node/pool/{name}",
+            pool(Pool::Read),
+            node_pools::read,
+        )
+        .add(
+            DELETE,
+            "/v1/node/pool/{name}",
+            pool(Pool::Delete),
+            node_pools::delete,
+        )
+        .add(
+            GET,
+            "/v1/node/pool/{name}/nodes",
+            pool(Pool::Read),
+            node_pools::nodes,
+        )
+        .add(
+            GET,
+            "/v1/node/pool/{name}/jobs",
+            pool(Pool::Read),
+            node_pools::jobs,
+        )
+        // Housekeeping: a management token, as Nomad requires.
+        .add(WRITE, "/v1/system/gc", Management, system::gc)
+        .add(
+            WRITE,
+            "/v1/system/reconcile/summaries",
+            Management,
+            system::reconcile_summaries,
         )
         // Status and agent.
         .add(GET, "/v1/status/leader", Anonymous, agent::leader)

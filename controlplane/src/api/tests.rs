@@ -494,7 +494,11 @@ async fn every_route_declares_what_it_requires() {
     let routes = declared_routes();
     assert!(routes.len() >= 35, "{} routes", routes.len());
     for route in &routes {
-        let uri = route.path.replace("{id}", "x").replace("{alloc}", "x");
+        let uri = route
+            .path
+            .replace("{id}", "x")
+            .replace("{alloc}", "x")
+            .replace("{name}", "x");
         let response = app
             .clone()
             .oneshot(
@@ -596,6 +600,19 @@ async fn every_route_declares_what_it_requires() {
         Some("namespace:submit-job")
     );
     assert_eq!(find("GET", "/v1/nodes").as_deref(), Some("node:read"));
+    assert_eq!(
+        find("PUT", "/v1/node/{id}/drain").as_deref(),
+        Some("node:write")
+    );
+    assert_eq!(
+        find("DELETE", "/v1/node/pool/{name}").as_deref(),
+        Some("node_pool:delete")
+    );
+    assert_eq!(find("PUT", "/v1/system/gc").as_deref(), Some("management"));
+    assert_eq!(
+        find("POST", "/v1/allocation/{id}/stop").as_deref(),
+        Some("namespace:alloc-lifecycle")
+    );
     assert_eq!(
         find("GET", "/v1/agent/health").as_deref(),
         Some("anonymous")
@@ -778,3 +795,279 @@ async fn list_endpoints_honour_nomads_stub_options() {
 }
 
 mod cluster;
+
+const NODE: &str = "11111111-2222-3333-4444-555555555555";
+
+#[tokio::test]
+async fn an_operator_drains_marks_and_purges_a_node_over_http() {
+    let (app, server) = app();
+    node(&server).await;
+    let read = |body: Vec<u8>| -> serde_json::Value { serde_json::from_slice(&body).unwrap() };
+
+    let uri = format!("/v1/node/{NODE}/drain");
+    let body = serde_json::json!({"DrainSpec": {"Deadline": 3_600_000_000_000i64, "IgnoreSystemJobs": true}, "Meta": {"message": "kernel"}});
+    let (status, headers, text) = call(&app, "PUT", &uri, Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&text));
+    assert!(headers.contains_key("X-Nomad-Index"));
+    assert!(read(text)["NodeModifyIndex"].as_u64().unwrap() > 0);
+    let (_, _, text) = call(&app, "GET", &format!("/v1/node/{NODE}"), None).await;
+    let n = read(text);
+    assert_eq!(n["Drain"], true);
+    assert_eq!(n["SchedulingEligibility"], "ineligible");
+    assert_eq!(n["DrainStrategy"]["Deadline"], 3_600_000_000_000i64);
+    assert_eq!(n["DrainStrategy"]["IgnoreSystemJobs"], true);
+    assert_eq!(n["LastDrain"]["Status"], "draining");
+    assert_eq!(n["LastDrain"]["Meta"]["message"], "kernel");
+    assert_eq!(n["Events"][1]["Message"], "Node drain strategy set");
+
+    // Eligible while draining: 400 with Nomad's words.
+    let uri_e = format!("/v1/node/{NODE}/eligibility");
+    let (status, _, text) = call(
+        &app,
+        "PUT",
+        &uri_e,
+        Some(serde_json::json!({"Eligibility": "eligible"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&text).contains("while it is draining"));
+
+    // Disable (DrainSpec null) and mark eligible.
+    let (status, _, _) = call(
+        &app,
+        "POST",
+        &uri,
+        Some(serde_json::json!({"DrainSpec": null, "MarkEligible": true})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, _, text) = call(&app, "GET", &format!("/v1/node/{NODE}"), None).await;
+    let n = read(text);
+    assert_eq!(n["Drain"], false);
+    assert_eq!(n["SchedulingEligibility"], "eligible");
+    assert_eq!(n["LastDrain"]["Status"], "canceled");
+
+    let (status, _, _) = call(
+        &app,
+        "PUT",
+        &uri_e,
+        Some(serde_json::json!({"Eligibility": "ineligible"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, text) = call(&app, "PUT", &format!("/v1/node/{NODE}/evaluate"), None).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&text));
+
+    // Mistakes: unknown node, wrong body, wrong value.
+    for (method, uri, body, want, needle) in [
+        (
+            "PUT",
+            "/v1/node/abc/drain".to_string(),
+            Some(serde_json::json!({"DrainSpec": null})),
+            StatusCode::NOT_FOUND,
+            "node \"abc\" not found",
+        ),
+        (
+            "PUT",
+            "/v1/node/abc/eligibility".to_string(),
+            Some(serde_json::json!({"Eligibility": "eligible"})),
+            StatusCode::NOT_FOUND,
+            "node \"abc\" not found",
+        ),
+        (
+            "PUT",
+            "/v1/node/abc/purge".to_string(),
+            None,
+            StatusCode::NOT_FOUND,
+            "node \"abc\" not found",
+        ),
+        (
+            "PUT",
+            "/v1/node/abc/evaluate".to_string(),
+            None,
+            StatusCode::NOT_FOUND,
+            "node \"abc\" not found",
+        ),
+        (
+            "PUT",
+            uri.clone(),
+            Some(serde_json::json!({"DrainSpec": {"Deadline": "soon"}})),
+            StatusCode::BAD_REQUEST,
+            "DrainSpec.Deadline",
+        ),
+        (
+            "PUT",
+            uri_e.clone(),
+            Some(serde_json::json!({"Eligibility": "maybe"})),
+            StatusCode::BAD_REQUEST,
+            "invalid scheduling eligibility",
+        ),
+        (
+            "PUT",
+            uri_e.clone(),
+            Some(serde_json::json!({})),
+            StatusCode::BAD_REQUEST,
+            "Eligibility",
+        ),
+        (
+            "POST",
+            "/v1/allocation/nope/stop".to_string(),
+            None,
+            StatusCode::NOT_FOUND,
+            "allocation \"nope\" not found",
+        ),
+    ] {
+        let (status, _, text) = call(&app, method, &uri, body).await;
+        let text = String::from_utf8_lossy(&text);
+        assert_eq!(status, want, "{method} {uri}: {text}");
+        assert!(
+            text.contains(needle),
+            "{method} {uri}: {text:?} should mention {needle:?}"
+        );
+    }
+
+    // Purge: the node is gone.
+    let (status, _, text) = call(&app, "PUT", &format!("/v1/node/{NODE}/purge"), None).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&text));
+    let (status, _, _) = call(&app, "GET", &format!("/v1/node/{NODE}"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = call(&app, "PUT", "/v1/system/gc", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = call(&app, "PUT", "/v1/system/reconcile/summaries", None).await;
+    assert_eq!(status, StatusCode::OK);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn node_pools_are_created_listed_and_deleted_over_http() {
+    let (app, server) = app();
+    node(&server).await;
+    let read = |body: Vec<u8>| -> serde_json::Value { serde_json::from_slice(&body).unwrap() };
+    let (_, _, text) = call(&app, "GET", "/v1/node/pools", None).await;
+    let names: Vec<String> = read(text)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["Name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["all", "default"]);
+    let pool = serde_json::json!({"Name": "gpu", "Description": "GPUs", "Meta": {"team": "ml"},
+        "SchedulerConfiguration": {"SchedulerAlgorithm": "spread"}});
+    let (status, headers, text) = call(&app, "PUT", "/v1/node/pools", Some(pool)).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&text));
+    assert!(headers.contains_key("X-Nomad-Index"));
+    let (status, _, text) = call(&app, "GET", "/v1/node/pool/gpu", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let p = read(text);
+    assert_eq!(p["Meta"]["team"], "ml");
+    assert_eq!(p["SchedulerConfiguration"]["SchedulerAlgorithm"], "spread");
+    let (_, _, text) = call(&app, "GET", "/v1/node/pool/default/nodes", None).await;
+    assert_eq!(read(text)[0]["ID"], NODE);
+    let (_, _, text) = call(&app, "GET", "/v1/node/pool/gpu/nodes", None).await;
+    assert_eq!(read(text), serde_json::json!([]));
+    let (status, _, text) = call(&app, "PUT", "/v1/jobs", Some(job_body("web"))).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&text));
+    let (_, _, text) = call(&app, "GET", "/v1/node/pool/default/jobs", None).await;
+    assert_eq!(read(text)[0]["ID"], "web");
+    for (method, uri, body, want, needle) in [
+        (
+            "PUT",
+            "/v1/node/pools",
+            Some(serde_json::json!({"Name": "default"})),
+            StatusCode::BAD_REQUEST,
+            "modifying node pool \"default\" is not allowed",
+        ),
+        (
+            "PUT",
+            "/v1/node/pools",
+            Some(serde_json::json!({"Name": "no spaces"})),
+            StatusCode::BAD_REQUEST,
+            "must match regex",
+        ),
+        (
+            "PUT",
+            "/v1/node/pools",
+            Some(serde_json::json!({"Name": 7})),
+            StatusCode::BAD_REQUEST,
+            "Name",
+        ),
+        (
+            "DELETE",
+            "/v1/node/pool/all",
+            None,
+            StatusCode::BAD_REQUEST,
+            "deleting node pool \"all\" is not allowed",
+        ),
+        (
+            "DELETE",
+            "/v1/node/pool/nope",
+            None,
+            StatusCode::NOT_FOUND,
+            "node pool \"nope\" not found",
+        ),
+        (
+            "GET",
+            "/v1/node/pool/nope",
+            None,
+            StatusCode::NOT_FOUND,
+            "node pool \"nope\" not found",
+        ),
+        (
+            "GET",
+            "/v1/node/pool/nope/nodes",
+            None,
+            StatusCode::NOT_FOUND,
+            "not found",
+        ),
+    ] {
+        let (status, _, text) = call(&app, method, uri, body).await;
+        let text = String::from_utf8_lossy(&text);
+        assert_eq!(status, want, "{method} {uri}: {text}");
+        assert!(
+            text.contains(needle),
+            "{method} {uri}: {text:?} should mention {needle:?}"
+        );
+    }
+    let (status, _, text) = call(&app, "DELETE", "/v1/node/pool/gpu", None).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&text));
+    let (status, _, _) = call(&app, "GET", "/v1/node/pool/gpu", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn stopping_an_allocation_migrates_it_with_an_evaluation() {
+    let (app, server) = app();
+    node(&server).await;
+    let (status, _, _) = call(&app, "PUT", "/v1/jobs", Some(job_body("web"))).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut allocs = serde_json::Value::Null;
+    for _ in 0..50 {
+        let (_, _, body) = call(&app, "GET", "/v1/job/web/allocations?index=1&wait=2s", None).await;
+        allocs = serde_json::from_slice(&body).unwrap();
+        if allocs.as_array().map(Vec::len) == Some(2) {
+            break;
+        }
+    }
+    let id = allocs[0]["ID"].as_str().unwrap().to_string();
+    let (status, _, text) = call(
+        &app,
+        "POST",
+        &format!("/v1/allocation/{id}/stop?no_shutdown_delay=true"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&text));
+    let reply: serde_json::Value = serde_json::from_slice(&text).unwrap();
+    let eval_id = reply["EvalID"].as_str().unwrap();
+    assert!(reply["Index"].as_u64().unwrap() > 0);
+    let (_, _, text) = call(&app, "GET", &format!("/v1/allocation/{id}"), None).await;
+    let alloc: serde_json::Value = serde_json::from_slice(&text).unwrap();
+    assert_eq!(alloc["DesiredTransition"]["Migrate"], true);
+    assert_eq!(alloc["DesiredTransition"]["NoShutdownDelay"], true);
+    let (status, _, text) = call(&app, "GET", &format!("/v1/evaluation/{eval_id}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let eval: serde_json::Value = serde_json::from_slice(&text).unwrap();
+    assert_eq!(eval["TriggeredBy"], "alloc-stop");
+    server.shutdown().await;
+}

@@ -557,12 +557,12 @@ fn a_reconnect_after_the_window_leaves_the_original_lost() {
 }
 
 fn drain(w: &mut World, node_id: &str, strategy: DrainStrategy) {
-    let mut n = (*w.state.node(node_id).unwrap()).clone();
-    n.drain_strategy = Some(strategy);
-    n.drain = true;
-    n.scheduling_eligibility = eligibility::INELIGIBLE.into();
-    w.apply(Command::NodeRegister {
-        node: Box::new(n),
+    w.apply(Command::NodeUpdateDrain {
+        node_id: node_id.into(),
+        drain_strategy: Some(strategy),
+        mark_eligible: false,
+        meta: Default::default(),
+        evals: vec![],
         now: w.env.now,
     });
 }

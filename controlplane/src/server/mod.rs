@@ -11,6 +11,7 @@ pub mod broker;
 pub mod drainer;
 pub mod heartbeat;
 pub mod node_rpc;
+mod nodes;
 pub mod planner;
 mod raft_consensus;
 mod worker;
@@ -31,6 +32,9 @@ use crate::model::{
 use crate::scheduler::Plan;
 use crate::state::{Command, CommandResponse, Effects, EffectsReceiver, State, StateStore};
 pub use broker::EvalBroker;
+pub use nodes::{
+    AllocStopResponse, NodeDrainUpdateResponse, NodeUpdateResponse, DEFAULT_GC_INTERVAL,
+};
 
 /// Why a proposal did not commit.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -106,6 +110,12 @@ pub struct ServerConfig {
     pub plan_queue_depth: usize,
     /// Node heartbeat TTLs and grace.
     pub heartbeat: heartbeat::HeartbeatConfig,
+    /// How often the leader collects garbage (Nomad's `job_gc_interval`, 5m).
+    pub gc_interval: Duration,
+    /// How old finished objects must be before they are collected (Nomad's
+    /// `job_gc_threshold`, `eval_gc_threshold`, `batch_eval_gc_threshold`,
+    /// `node_gc_threshold`).
+    pub gc_thresholds: crate::state::GcThresholds,
 }
 
 impl Default for ServerConfig {
@@ -118,6 +128,8 @@ impl Default for ServerConfig {
                 .unwrap_or(2),
             plan_queue_depth: DEFAULT_PLAN_QUEUE_DEPTH,
             heartbeat: heartbeat::HeartbeatConfig::default(),
+            gc_interval: DEFAULT_GC_INTERVAL,
+            gc_thresholds: crate::state::GcThresholds::default(),
         }
     }
 }
@@ -212,6 +224,7 @@ impl Server {
             tokio::spawn(server.clone().run_leadership()),
             tokio::spawn(server.clone().run_plan_applier(plan_rx)),
             tokio::spawn(server.clone().run_broker_expiry()),
+            tokio::spawn(server.clone().run_gc()),
         ];
         for n in 0..server.config.num_schedulers.max(1) {
             tasks.push(tokio::spawn(worker::run(server.clone(), n)));

@@ -296,11 +296,27 @@ async fn a_node_that_stops_heartbeating_goes_down_with_evaluations_and_comes_bac
     };
     assert_eq!(node_evals(&server.state(), trigger::NODE_UPDATE), 1);
     assert_eq!(server.heartbeat_timers(), 0, "a down node has no timer");
+    let events = |s: &State| -> Vec<String> {
+        s.node("n1")
+            .unwrap()
+            .events
+            .iter()
+            .map(|e| e.message.clone())
+            .collect()
+    };
+    assert_eq!(
+        events(&server.state()).last().unwrap(),
+        node_event_message::HEARTBEAT_MISSED
+    );
 
     // Its next heartbeat brings it back.
     server.node_heartbeat("n1").await.unwrap();
     assert_eq!(server.state().node("n1").unwrap().status, NodeStatus::Ready);
     assert_eq!(server.heartbeat_timers(), 1);
+    assert_eq!(
+        events(&server.state()).last().unwrap(),
+        node_event_message::REREGISTERED_BY_HEARTBEAT
+    );
 
     // An unknown node is told to register.
     let err = server.node_heartbeat("nope").await.unwrap_err();
@@ -346,14 +362,18 @@ async fn a_drain_moves_allocations_two_at_a_time_and_stops_none_before_its_repla
         .await
         .unwrap();
     server.register_node(node("n2")).await.unwrap();
-    let mut n1 = (*server.state().node("n1").unwrap()).clone();
-    n1.drain = true;
-    n1.scheduling_eligibility = eligibility::INELIGIBLE.into();
-    n1.drain_strategy = Some(DrainStrategy {
-        started_at: crate::model::time::format_rfc3339(now_unix_nanos()),
-        ..Default::default()
-    });
-    server.register_node(n1).await.unwrap();
+    server
+        .update_drain(
+            "n1",
+            Some(DrainStrategy {
+                started_at: crate::model::time::format_rfc3339(now_unix_nanos()),
+                ..Default::default()
+            }),
+            false,
+            Default::default(),
+        )
+        .await
+        .unwrap();
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let mut started_at: std::collections::BTreeMap<String, tokio::time::Instant> =

@@ -19,9 +19,9 @@ use crate::model::{Allocation, NodeUsage, Overcommit};
 pub enum PlanRefused {
     #[error("plan places allocations on node {node_id:?}, which is not registered")]
     UnknownNode { node_id: String },
-    /// Allocations are never removed from the state except by a snapshot restore, so a plan
-    /// made before one can name an allocation the restored state does not hold.
-    #[error("plan stops allocation {alloc_id:?}, which the state does not hold (a snapshot was restored since the plan was made)")]
+    /// Allocations leave the state by garbage collection (finished ones only) or a snapshot
+    /// restore, so a plan made before one can name an allocation the state no longer holds.
+    #[error("plan stops allocation {alloc_id:?}, which the state does not hold (it was collected, or a snapshot was restored, since the plan was made)")]
     UnknownAlloc { alloc_id: String },
     #[error("plan would overcommit node {node_id:?}: {overcommit}")]
     Overcommit {

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    AllocClientUpdate, Allocation, ClientStatus, DesiredStatus, DesiredTransition, Evaluation, Job,
-    Node, NodeStatus,
+    AllocClientUpdate, Allocation, ClientStatus, DesiredStatus, DesiredTransition, DrainStrategy,
+    Evaluation, Job, Node, NodePool, NodeStatus,
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,6 +75,54 @@ pub enum Command {
     /// A draining node has nothing left to move: its drain strategy is cleared, it stays
     /// ineligible, and its last drain is recorded complete.
     NodeDrainComplete { node_id: String, now: i64 },
+    /// The operator starts (`drain_strategy: Some`), updates or cancels (`None`) a node's
+    /// drain (`PUT /v1/node/:id/drain`). Starting one makes the node ineligible and records
+    /// `last_drain` as draining; cancelling records it canceled and, with `mark_eligible`,
+    /// makes the node eligible again. `evals`: the node-update evaluations that follow (jobs
+    /// with allocations on the node). Completing a drain is the drainer's own command.
+    NodeUpdateDrain {
+        node_id: String,
+        drain_strategy: Option<DrainStrategy>,
+        mark_eligible: bool,
+        /// The operator's `-meta`, kept in `last_drain`.
+        meta: BTreeMap<String, String>,
+        evals: Vec<Evaluation>,
+        now: i64,
+    },
+    /// The operator marks a node (in)eligible for new placements. Refused while the node
+    /// drains, as Nomad refuses it. `evals` follow a node made eligible again.
+    NodeUpdateEligibility {
+        node_id: String,
+        /// `eligible` or `ineligible` ([`crate::model::eligibility`]).
+        eligibility: String,
+        evals: Vec<Evaluation>,
+        now: i64,
+    },
+    /// The operator purges nodes from the state (`PUT /v1/node/:id/purge`). Refused for a node
+    /// with allocations that have not finished, unless `force`: those are then marked lost,
+    /// and `evals` replace them.
+    NodeDeregister {
+        node_ids: Vec<String>,
+        force: bool,
+        evals: Vec<Evaluation>,
+        now: i64,
+    },
+    /// The operator creates or updates node pools. The built-in `default` and `all` cannot be
+    /// changed.
+    NodePoolUpsert { pools: Vec<NodePool> },
+    /// The operator deletes node pools: not built-in ones, nor one that has nodes or jobs
+    /// that have not finished.
+    NodePoolDelete { names: Vec<String> },
+    /// Garbage collection: removes what [`crate::state::gc::collect`] chose. Each object is
+    /// checked again when applied (still finished, job still dead), so a collection computed
+    /// on an older state never removes anything that came back to life meanwhile.
+    GarbageCollect {
+        /// (namespace, job id) of jobs to purge with their versions.
+        jobs: Vec<(String, String)>,
+        eval_ids: Vec<String>,
+        alloc_ids: Vec<String>,
+        node_ids: Vec<String>,
+    },
 }
 
 /// Stopping an allocation, as a plan asks for it.

@@ -9,6 +9,8 @@
 pub mod archive;
 mod capacity;
 mod command;
+pub mod gc;
+mod nodes;
 mod snapshot;
 mod store;
 
@@ -18,6 +20,8 @@ use imbl::{OrdMap, OrdSet};
 
 pub use capacity::PlanRefused;
 pub use command::{AllocStop, Command, CommandResponse, PlanResult};
+pub use gc::GcThresholds;
+pub use nodes::DrainUpdate;
 pub use snapshot::{SnapshotFile, SNAPSHOT_FORMAT_VERSION};
 pub use store::{Effects, EffectsReceiver, StateStore, WaitOutcome, EFFECTS_QUEUE_DEPTH};
 
@@ -42,9 +46,10 @@ pub enum Table {
     Nodes,
     SchedulerConfig,
     AutopilotConfig,
+    NodePools,
 }
 impl Table {
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 8] = [
         Table::Jobs,
         Table::JobVersions,
         Table::Evals,
@@ -52,6 +57,7 @@ impl Table {
         Table::Nodes,
         Table::SchedulerConfig,
         Table::AutopilotConfig,
+        Table::NodePools,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -62,6 +68,7 @@ impl Table {
             Table::Nodes => "nodes",
             Table::SchedulerConfig => "scheduler_config",
             Table::AutopilotConfig => "autopilot_config",
+            Table::NodePools => "node_pools",
         }
     }
 
@@ -98,6 +105,8 @@ pub struct State {
     allocs_by_job: OrdMap<JobKey, OrdSet<String>>,
     allocs_by_node: OrdMap<String, OrdSet<String>>,
     nodes: OrdMap<String, Arc<Node>>,
+    /// The pools the operator made; the built-in `all` and `default` are not stored.
+    node_pools: OrdMap<String, Arc<crate::model::NodePool>>,
     scheduler_config: Arc<crate::model::SchedulerConfiguration>,
     autopilot_config: Arc<crate::model::AutopilotConfiguration>,
     table_index: OrdMap<Table, u64>,
@@ -279,6 +288,7 @@ impl State {
                 ids.dedup();
                 ids
             }
+            Table::NodePools => take(Box::new(self.node_pools.range(from..).map(|(k, _)| k))),
             Table::SchedulerConfig | Table::AutopilotConfig => Vec::new(),
         }
     }
@@ -395,9 +405,51 @@ impl State {
                 transitions,
                 evals,
                 now,
-            } => self.apply_desired_transitions(index, transitions, evals, *now, &mut effects),
+            } => self.apply_desired_transition(index, transitions, evals, *now, &mut effects),
             Command::NodeDrainComplete { node_id, now } => {
-                self.apply_node_drain_complete(index, node_id, *now)
+                self.complete_node_drain(index, node_id, *now).map(|()| 0)
+            }
+            Command::NodeUpdateDrain {
+                node_id,
+                drain_strategy,
+                mark_eligible,
+                meta,
+                evals,
+                now,
+            } => self.apply_node_drain(
+                index,
+                node_id,
+                drain_strategy.as_ref(),
+                *mark_eligible,
+                meta,
+                evals,
+                *now,
+                &mut effects,
+            ),
+            Command::NodeUpdateEligibility {
+                node_id,
+                eligibility,
+                evals,
+                now,
+            } => {
+                self.apply_node_eligibility(index, node_id, eligibility, evals, *now, &mut effects)
+            }
+            Command::NodeDeregister {
+                node_ids,
+                force,
+                evals,
+                now,
+            } => self.apply_node_deregister(index, node_ids, *force, evals, *now, &mut effects),
+            Command::NodePoolUpsert { pools } => self.apply_node_pool_upsert(index, pools),
+            Command::NodePoolDelete { names } => self.apply_node_pool_delete(index, names),
+            Command::GarbageCollect {
+                jobs,
+                eval_ids,
+                alloc_ids,
+                node_ids,
+            } => {
+                self.apply_garbage_collect(index, jobs, eval_ids, alloc_ids, node_ids);
+                Ok(0)
             }
         };
         match result {
@@ -649,28 +701,6 @@ impl State {
         self.refresh_job_status(index, &k);
     }
 
-    fn apply_node_register(
-        &mut self,
-        index: u64,
-        node: &Node,
-        now: i64,
-        effects: &mut ApplyEffects,
-    ) {
-        let mut node = node.clone();
-        match self.nodes.get(&node.id) {
-            Some(existing) => node.create_index = existing.create_index,
-            None => node.create_index = index,
-        }
-        node.modify_index = index;
-        node.status_updated_at = now / 1_000_000_000;
-        if node.status == NodeStatus::Initializing {
-            node.status = NodeStatus::Ready;
-        }
-        effects.capacity_changed = true;
-        self.nodes.insert(node.id.clone(), Arc::new(node));
-        self.touch(Table::Nodes, index);
-    }
-
     fn apply_node_status(
         &mut self,
         index: u64,
@@ -684,6 +714,21 @@ impl State {
             return Err(format!("node {node_id:?} not found"));
         };
         let mut node = (**existing).clone();
+        use crate::model::{node_event_message as message, node_event_subsystem as subsystem};
+        let event = match (node.status, status) {
+            (NodeStatus::Ready, NodeStatus::Down | NodeStatus::Disconnected) => {
+                Some((subsystem::HEARTBEAT, message::HEARTBEAT_MISSED))
+            }
+            (NodeStatus::Down | NodeStatus::Disconnected, NodeStatus::Ready) => {
+                Some((subsystem::CLUSTER, message::REREGISTERED_BY_HEARTBEAT))
+            }
+            _ => None,
+        };
+        if let Some((subsystem, message)) = event {
+            let mut event = crate::model::NodeEvent::new(subsystem, message, now);
+            event.create_index = index;
+            crate::model::push_node_event(&mut node, event);
+        }
         node.status = status;
         node.modify_index = index;
         node.status_updated_at = now / 1_000_000_000;
@@ -693,82 +738,6 @@ impl State {
         for eval in evals {
             self.upsert_eval(index, eval, now, effects);
         }
-        Ok(0)
-    }
-
-    /// Sets the desired transitions the drainer decided. An allocation the state does not hold
-    /// (it cannot be: allocations are never removed) is named in the error, the rest applied.
-    fn apply_desired_transitions(
-        &mut self,
-        index: u64,
-        transitions: &std::collections::BTreeMap<String, crate::model::DesiredTransition>,
-        evals: &[Evaluation],
-        now: i64,
-        effects: &mut ApplyEffects,
-    ) -> Result<u64, String> {
-        let mut missing = Vec::new();
-        for (id, transition) in transitions {
-            let Some(existing) = self.allocs.get(id) else {
-                missing.push(id.clone());
-                continue;
-            };
-            let mut alloc = (**existing).clone();
-            let t = &mut alloc.desired_transition;
-            t.migrate = transition.migrate.or(t.migrate);
-            t.reschedule = transition.reschedule.or(t.reschedule);
-            t.force_reschedule = transition.force_reschedule.or(t.force_reschedule);
-            t.no_shutdown_delay = transition.no_shutdown_delay.or(t.no_shutdown_delay);
-            alloc.modify_index = index;
-            alloc.modify_time = now;
-            self.allocs.insert(alloc.id.clone(), Arc::new(alloc));
-        }
-        if !transitions.is_empty() {
-            self.touch(Table::Allocs, index);
-        }
-        for eval in evals {
-            self.upsert_eval(index, eval, now, effects);
-        }
-        if missing.is_empty() {
-            Ok(0)
-        } else {
-            Err(format!("unknown allocations: {}", missing.join(", ")))
-        }
-    }
-
-    /// Ends a node's drain: no strategy, not draining, still ineligible (the operator makes it
-    /// eligible again), the last drain complete, and an event saying so.
-    fn apply_node_drain_complete(
-        &mut self,
-        index: u64,
-        node_id: &str,
-        now: i64,
-    ) -> Result<u64, String> {
-        let Some(existing) = self.nodes.get(node_id) else {
-            return Err(format!("node {node_id:?} not found"));
-        };
-        let mut node = (**existing).clone();
-        let when = crate::model::time::format_rfc3339(now);
-        node.drain_strategy = None;
-        node.drain = false;
-        node.scheduling_eligibility = crate::model::eligibility::INELIGIBLE.to_string();
-        let last = node.last_drain.get_or_insert_with(Default::default);
-        last.status = crate::model::drain_status::COMPLETE.to_string();
-        last.updated_at = when.clone();
-        node.events.push(crate::model::NodeEvent {
-            message: "Node drain complete".to_string(),
-            subsystem: crate::model::node_event_subsystem::DRAIN.to_string(),
-            timestamp: when,
-            create_index: index,
-            ..Default::default()
-        });
-        let excess = node
-            .events
-            .len()
-            .saturating_sub(crate::model::MAX_NODE_EVENTS);
-        node.events.drain(..excess);
-        node.modify_index = index;
-        self.nodes.insert(node.id.clone(), Arc::new(node));
-        self.touch(Table::Nodes, index);
         Ok(0)
     }
 
@@ -1048,6 +1017,7 @@ impl State {
             evals: self.evals.values().map(|e| (**e).clone()).collect(),
             allocs: self.allocs.values().map(|a| (**a).clone()).collect(),
             nodes: self.nodes.values().map(|n| (**n).clone()).collect(),
+            node_pools: self.node_pools.values().map(|p| (**p).clone()).collect(),
             scheduler_config: Some((*self.scheduler_config).clone()),
             autopilot_config: Some((*self.autopilot_config).clone()),
         }
@@ -1105,6 +1075,9 @@ impl State {
         for node in file.nodes {
             state.nodes.insert(node.id.clone(), Arc::new(node));
         }
+        for pool in file.node_pools {
+            state.node_pools.insert(pool.name.clone(), Arc::new(pool));
+        }
         if let Some(config) = file.scheduler_config {
             state.scheduler_config = Arc::new(config);
         }
@@ -1157,6 +1130,11 @@ impl State {
                 return beyond(format!("node {id}"), node.modify_index);
             }
         }
+        for (name, pool) in &self.node_pools {
+            if pool.modify_index > latest {
+                return beyond(format!("node pool {name:?}"), pool.modify_index);
+            }
+        }
         Ok(())
     }
 }
@@ -1186,6 +1164,13 @@ fn lower_indexes(file: &mut SnapshotFile, max: u64) {
     for node in &mut file.nodes {
         low(&mut node.create_index);
         low(&mut node.modify_index);
+        for event in &mut node.events {
+            low(&mut event.create_index);
+        }
+    }
+    for pool in &mut file.node_pools {
+        low(&mut pool.create_index);
+        low(&mut pool.modify_index);
     }
     if let Some(c) = &mut file.scheduler_config {
         low(&mut c.create_index);
@@ -1215,5 +1200,7 @@ fn same_spec(a: &Job, b: &Job) -> bool {
 
 #[cfg(test)]
 mod archive_tests;
+#[cfg(test)]
+mod nodes_tests;
 #[cfg(test)]
 mod tests;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Allocation, Evaluation, Job, Node};
+use crate::model::{Allocation, Evaluation, Job, Node, NodePool};
 
 /// Bumped whenever the meaning of a field changes; readers refuse formats they do not know.
 pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
@@ -20,6 +20,11 @@ pub struct SnapshotFile {
     pub evals: Vec<Evaluation>,
     pub allocs: Vec<Allocation>,
     pub nodes: Vec<Node>,
+    /// The operator's node pools (not the built-in ones). Absent in snapshots written before
+    /// pools existed: none then. Not written when empty, so a state without pools is stored
+    /// byte for byte as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_pools: Vec<NodePool>,
     /// Absent in snapshots written before it existed: Nomad's defaults then.
     #[serde(default)]
     pub scheduler_config: Option<crate::model::SchedulerConfiguration>,

@@ -22,6 +22,7 @@ pub mod operator;
 pub mod output;
 pub mod resolve;
 pub mod server;
+pub mod system;
 pub mod tls;
 
 use std::path::PathBuf;
@@ -58,9 +59,12 @@ pub enum Command {
     /// Inspect allocations.
     #[command(subcommand, after_help = alloc::NODE_HELP)]
     Alloc(alloc::AllocCommand),
-    /// Inspect nodes.
+    /// Inspect, drain and purge nodes; manage node pools.
     #[command(subcommand)]
     Node(node::NodeCommand),
+    /// Server housekeeping: garbage collection, summary reconciliation.
+    #[command(subcommand)]
+    System(system::SystemCommand),
     /// Cluster operator settings.
     #[command(subcommand)]
     Operator(operator::OperatorCommand),
@@ -122,6 +126,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Operator(c) => on_runtime(c.run()),
         Command::Status(c) => on_runtime(c.run()),
         Command::Server(c) => on_runtime(c.run()),
+        Command::System(c) => on_runtime(c.run()),
     }
 }
 

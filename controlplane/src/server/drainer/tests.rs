@@ -36,6 +36,12 @@ impl World {
             id: id.into(),
             status: NodeStatus::Ready,
             drain: drain.is_some(),
+            // A draining node is ineligible, as the operator's drain command makes it.
+            scheduling_eligibility: if drain.is_some() {
+                eligibility::INELIGIBLE.into()
+            } else {
+                eligibility::ELIGIBLE.into()
+            },
             drain_strategy: drain,
             node_resources: NodeResources {
                 cpu: NodeCpuResources {

@@ -7,6 +7,7 @@ mod logs;
 mod restart;
 mod signal;
 mod status;
+mod stop;
 
 use anyhow::{anyhow, bail};
 use clap::Subcommand;
@@ -51,6 +52,8 @@ pub enum AllocCommand {
     /// interrupted or the file is deleted.
     #[command(after_help = NODE_HELP)]
     Fs(Api<fs::AllocFs>),
+    /// Stop an allocation; the scheduler places a replacement.
+    Stop(Api<stop::AllocStop>),
 }
 
 impl AllocCommand {
@@ -62,6 +65,7 @@ impl AllocCommand {
             AllocCommand::Restart(c) => c.run().await,
             AllocCommand::Exec(c) => c.run().await,
             AllocCommand::Fs(c) => c.run().await,
+            AllocCommand::Stop(c) => c.run().await,
         }
     }
 }

@@ -2,7 +2,7 @@
 
 mod init;
 mod inspect;
-mod monitor;
+pub(crate) mod monitor;
 mod run;
 mod spec;
 pub(super) mod status;

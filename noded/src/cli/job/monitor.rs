@@ -29,7 +29,7 @@ pub(super) fn line(msg: &str) {
     );
 }
 
-pub(super) fn header(msg: &str) {
+pub(crate) fn header(msg: &str) {
     println!(
         "==> {}: {msg}",
         timestamp(controlplane::model::now_unix_nanos())
@@ -81,7 +81,7 @@ pub async fn monitor(
 }
 
 /// Blocks on the evaluation until it is terminal (or blocked), printing its status changes.
-pub(super) async fn follow_eval(
+pub(crate) async fn follow_eval(
     api: &ApiClient,
     eval_id: &str,
     deadline: Instant,
