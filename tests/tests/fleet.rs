@@ -151,20 +151,31 @@ fn task_processes(agent: &ClusterAgent) -> usize {
 }
 
 fn job_json(id: &str, count: u32) -> Vec<u8> {
+    job_with(id, count, serde_json::json!({}))
+}
+
+/// A service job of `count` sleeping raw_exec tasks, with `extra` merged into its group.
+fn job_with(id: &str, count: u32, extra: serde_json::Value) -> Vec<u8> {
+    let mut group = serde_json::json!({
+        "Name": "web", "Count": count,
+        "RestartPolicy": {"Attempts": 0, "Mode": "fail"},
+        "Tasks": [{
+            "Name": "sleep", "Driver": "raw_exec",
+            "Config": {"command": "/bin/sleep", "args": ["3600"]},
+            "Resources": {"CPU": 100, "MemoryMB": 32}
+        }]
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        group[k] = v.clone();
+    }
     serde_json::to_vec(&serde_json::json!({"Job": {
         "ID": id, "Name": id, "Type": "service", "Datacenters": ["dc1"],
-        "TaskGroups": [{
-            "Name": "web", "Count": count,
-            "RestartPolicy": {"Attempts": 0, "Mode": "fail"},
-            "Tasks": [{
-                "Name": "sleep", "Driver": "raw_exec",
-                "Config": {"command": "/bin/sleep", "args": ["3600"]},
-                "Resources": {"CPU": 100, "MemoryMB": 32}
-            }]
-        }]
+        "TaskGroups": [group]
     }}))
     .unwrap()
 }
+
+const SECOND_NS: u64 = 1_000_000_000;
 
 fn wait<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
@@ -318,4 +329,195 @@ fn a_certificate_that_is_not_a_client_of_the_region_is_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("not a client of region"), "{stderr}");
     drop(server);
+}
+
+#[test]
+fn a_partitioned_client_with_a_disconnect_window_keeps_its_copy_and_the_replacement_goes() {
+    if !require_root("disconnected client") {
+        return;
+    }
+    let fleet = Fleet::start(3);
+    wait("three ready nodes", Duration::from_secs(30), || {
+        let nodes = fleet.nodes();
+        (nodes.len() == 3 && nodes.values().all(|s| s == "ready")).then_some(())
+    });
+    let disconnect = serde_json::json!({"Disconnect": {
+        "LostAfter": 120 * SECOND_NS, "Replace": true, "Reconcile": "keep_original"
+    }});
+    let r = fleet
+        .server
+        .http("PUT", "/v1/jobs", Some(&job_with("api", 1, disconnect)))
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let original = wait("the allocation running", Duration::from_secs(30), || {
+        fleet
+            .allocs("api")
+            .into_iter()
+            .find(|a| a.2 == "run" && a.3 == "running")
+    });
+    let host: usize = original.1.trim_start_matches('c').parse().unwrap();
+    fleet.lan.cut(&fleet.client_hosts[host]);
+
+    // Disconnected, not down: the original is unknown, a replacement runs elsewhere.
+    wait("the node disconnected", Duration::from_secs(15), || {
+        (fleet.nodes()[original.1.as_str()] == "disconnected").then_some(())
+    });
+    wait(
+        "unknown original and a running replacement",
+        Duration::from_secs(30),
+        || {
+            let allocs = fleet.allocs("api");
+            let unknown = allocs.iter().any(|a| a.0 == original.0 && a.3 == "unknown");
+            let replacement = allocs
+                .iter()
+                .any(|a| a.1 != original.1 && a.2 == "run" && a.3 == "running");
+            (unknown && replacement).then_some(())
+        },
+    );
+    // The cut-off client cannot know: its copy keeps running.
+    assert_eq!(task_processes(&fleet.clients[host]), 1);
+
+    // Heal within the window: keep_original keeps the original and stops the replacement.
+    fleet.lan.heal(&fleet.client_hosts[host]);
+    wait("one copy: the original", Duration::from_secs(40), || {
+        let allocs = fleet.allocs("api");
+        let live: Vec<_> = allocs
+            .iter()
+            .filter(|a| a.2 == "run" && a.3 == "running")
+            .collect();
+        let total: usize = fleet.clients.iter().map(task_processes).sum();
+        (live.len() == 1 && live[0].0 == original.0 && total == 1).then_some(())
+    });
+    assert_eq!(fleet.nodes()[original.1.as_str()], "ready");
+}
+
+#[test]
+fn a_drain_moves_allocations_two_at_a_time_replacements_healthy_first_and_ends_ineligible() {
+    if !require_root("node drain") {
+        return;
+    }
+    let fleet = Fleet::start(3);
+    wait("three ready nodes", Duration::from_secs(30), || {
+        let nodes = fleet.nodes();
+        (nodes.len() == 3 && nodes.values().all(|s| s == "ready")).then_some(())
+    });
+    let migrate = serde_json::json!({"Migrate": {
+        "MaxParallel": 2, "HealthCheck": "task_states",
+        "MinHealthyTime": 2 * SECOND_NS, "HealthyDeadline": 60 * SECOND_NS
+    }});
+    let r = fleet
+        .server
+        .http("PUT", "/v1/jobs", Some(&job_with("batchy", 4, migrate)))
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let running = wait("four running", Duration::from_secs(30), || {
+        let running: Vec<_> = fleet
+            .allocs("batchy")
+            .into_iter()
+            .filter(|a| a.2 == "run" && a.3 == "running")
+            .collect();
+        (running.len() == 4).then_some(running)
+    });
+    let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+    for a in &running {
+        *per_node.entry(a.1.clone()).or_default() += 1;
+    }
+    let (drained, on_drained) = per_node.iter().max_by_key(|(_, n)| **n).unwrap();
+    let drained_id = fleet.node_id(drained);
+    let originals: Vec<String> = running
+        .iter()
+        .filter(|a| a.1 == *drained)
+        .map(|a| a.0.clone())
+        .collect();
+    let drain = serde_json::json!({"DrainSpec": {"Deadline": 120 * SECOND_NS, "IgnoreSystemJobs": false}, "MarkEligible": false});
+    let r = fleet
+        .server
+        .http(
+            "PUT",
+            &format!("/v1/node/{drained_id}/drain"),
+            Some(&serde_json::to_vec(&drain).unwrap()),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // Until the drain completes: at most 2 originals migrating at once, and an original is
+    // stopped only once its replacement reported healthy.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut most_migrating = 0;
+    loop {
+        let allocs = fleet
+            .server
+            .get("/v1/allocations")
+            .unwrap()
+            .json()
+            .as_array()
+            .unwrap()
+            .clone();
+        let by_id: BTreeMap<String, serde_json::Value> = allocs
+            .iter()
+            .map(|a| (a["ID"].as_str().unwrap().to_string(), a.clone()))
+            .collect();
+        let mut migrating = 0;
+        for id in &originals {
+            let full = fleet
+                .server
+                .get(&format!("/v1/allocation/{id}"))
+                .unwrap()
+                .json();
+            let marked = full["DesiredTransition"]["Migrate"] == true;
+            let stopped = full["DesiredStatus"] == "stop";
+            if marked && !stopped {
+                migrating += 1;
+            }
+            if stopped {
+                let next = full["NextAllocation"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                let replacement = fleet.server.get(&format!("/v1/allocation/{next}")).unwrap();
+                assert_eq!(
+                    replacement.status, 200,
+                    "original {id} stopped without a replacement"
+                );
+                let healthy = replacement.json()["DeploymentStatus"]["Healthy"] == true;
+                assert!(
+                    healthy,
+                    "original {id} stopped before its replacement {next} was healthy"
+                );
+                assert!(by_id.contains_key(&next));
+            }
+        }
+        most_migrating = most_migrating.max(migrating);
+        assert!(migrating <= 2, "{migrating} migrating at once");
+        let node = fleet
+            .server
+            .get(&format!("/v1/node/{drained_id}"))
+            .unwrap()
+            .json();
+        if node["LastDrain"]["Status"] == "complete" {
+            assert_eq!(node["SchedulingEligibility"], "ineligible");
+            assert_eq!(node["Drain"], false);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the drain did not complete: {node}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(most_migrating >= 1);
+    let live: Vec<_> = fleet
+        .allocs("batchy")
+        .into_iter()
+        .filter(|a| a.2 == "run" && a.3 == "running")
+        .collect();
+    assert_eq!(live.len(), 4);
+    assert!(live.iter().all(|a| a.1 != *drained), "{live:?}");
+    let drained_index: usize = drained.trim_start_matches('c').parse().unwrap();
+    wait(
+        "the drained node's tasks stopped",
+        Duration::from_secs(20),
+        || (task_processes(&fleet.clients[drained_index]) == 0).then_some(()),
+    );
+    eprintln!("drained {on_drained} allocations off {drained}, at most {most_migrating} at once");
 }
