@@ -1419,3 +1419,103 @@ fn memberships_written_with_openraft_basic_node_still_decode_with_empty_names() 
     });
     fixtures.finish();
 }
+
+/// What node daemons and servers exchange (`NodeRequest` → `NodeReply`, JSON), a fixture per
+/// variant: a client of one version talks to servers of another during a rolling upgrade.
+#[test]
+fn every_node_request_and_reply_decodes_from_the_json_clients_and_servers_exchange() {
+    use controlplane::server::node_rpc::{NodeReply, NodeRequest};
+    let mut fixtures = Fixtures::new();
+    let requests = [
+        (
+            "node-request-register",
+            NodeRequest::Register {
+                node: Box::new(node()),
+            },
+        ),
+        (
+            "node-request-heartbeat",
+            NodeRequest::Heartbeat {
+                node_id: NODE_ID.into(),
+                forwarded: true,
+            },
+        ),
+        (
+            "node-request-get-allocs",
+            NodeRequest::GetAllocs {
+                node_id: NODE_ID.into(),
+                min_index: 41,
+                wait_ms: 300_000,
+            },
+        ),
+        (
+            "node-request-update-allocs",
+            NodeRequest::UpdateAllocs {
+                updates: vec![AllocClientUpdate {
+                    id: ALLOC_ID.into(),
+                    client_status: ClientStatus::Running,
+                    client_description: "Tasks are running".into(),
+                    task_states: BTreeMap::from([("server".to_string(), task_state())]),
+                    deployment_status: Some(AllocDeploymentStatus {
+                        healthy: Some(true),
+                        timestamp: "2026-01-01T00:00:09Z".into(),
+                        canary: false,
+                        modify_index: 0,
+                    }),
+                }],
+            },
+        ),
+        (
+            "node-request-drain-self",
+            NodeRequest::DrainSelf {
+                node_id: NODE_ID.into(),
+                drain_strategy: Some(DrainStrategy {
+                    deadline: 3_600_000_000_000,
+                    ignore_system_jobs: false,
+                    force_deadline: "2026-01-01T01:00:00Z".into(),
+                    started_at: "2026-01-01T00:00:00Z".into(),
+                }),
+            },
+        ),
+    ];
+    let kinds: BTreeSet<&str> = requests.iter().map(|(_, r)| r.kind()).collect();
+    assert_eq!(kinds.len(), 5, "a fixture per NodeRequest variant");
+    for (name, request) in &requests {
+        let encoded = serde_json::to_vec(request).unwrap();
+        fixtures.check(&format!("{name}.json"), encoded, |bytes| {
+            let decoded: NodeRequest = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+            (decoded == *request)
+                .then_some(())
+                .ok_or_else(|| format!("decoded {decoded:?}"))
+        });
+    }
+    let replies = [
+        ("node-reply-registered", NodeReply::Registered { index: 42 }),
+        (
+            "node-reply-heartbeat",
+            NodeReply::Heartbeat {
+                ttl_ms: 17_500,
+                leader: "10.0.0.1:4647".into(),
+                servers: vec!["10.0.0.1:4647".into(), "10.0.0.2:4647".into()],
+            },
+        ),
+        (
+            "node-reply-allocs",
+            NodeReply::Allocs {
+                allocs: vec![Arc::new(alloc())],
+                index: 43,
+            },
+        ),
+        ("node-reply-updated", NodeReply::Updated { index: 44 }),
+    ];
+    for (name, reply) in &replies {
+        let encoded = serde_json::to_vec(reply).unwrap();
+        fixtures.check(&format!("{name}.json"), encoded, |bytes| {
+            let decoded: NodeReply = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+            (decoded == *reply)
+                .then_some(())
+                .ok_or_else(|| format!("decoded {decoded:?}"))
+        });
+    }
+    fixtures.finish();
+}

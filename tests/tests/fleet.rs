@@ -36,6 +36,11 @@ struct Fleet {
 
 impl Fleet {
     fn start(clients: usize) -> Fleet {
+        Fleet::start_with(clients, "")
+    }
+
+    /// `client_hcl`: more keys for every client's `client` block.
+    fn start_with(clients: usize, client_hcl: &str) -> Fleet {
         let lan = Lan::create("fleet");
         let server_host = lan.host("s0");
         let client_hosts: Vec<Host> = (0..clients).map(|i| lan.host(&format!("c{i}"))).collect();
@@ -54,11 +59,9 @@ impl Fleet {
             .enumerate()
             .map(|(i, host)| {
                 let name = format!("c{i}");
-                ClusterAgent::start(
-                    host,
-                    &name,
-                    &client_config(host.ip(), &name, "global", &servers, &client_tls),
-                )
+                let config = client_config(host.ip(), &name, "global", &servers, &client_tls)
+                    .replace("  servers = [", &format!("{client_hcl}  servers = ["));
+                ClusterAgent::start(host, &name, &config)
             })
             .collect();
         Fleet {
@@ -520,4 +523,51 @@ fn a_drain_moves_allocations_two_at_a_time_replacements_healthy_first_and_ends_i
         || (task_processes(&fleet.clients[drained_index]) == 0).then_some(()),
     );
     eprintln!("drained {on_drained} allocations off {drained}, at most {most_migrating} at once");
+}
+
+#[test]
+fn a_client_with_drain_on_shutdown_moves_its_work_off_before_it_stops() {
+    if !require_root("drain on shutdown") {
+        return;
+    }
+    let mut fleet = Fleet::start_with(2, "  drain_on_shutdown {\n    deadline = \"30s\"\n  }\n");
+    wait("two ready nodes", Duration::from_secs(30), || {
+        let nodes = fleet.nodes();
+        (nodes.len() == 2 && nodes.values().all(|s| s == "ready")).then_some(())
+    });
+    let migrate = serde_json::json!({"Migrate": {"MaxParallel": 2, "MinHealthyTime": SECOND_NS}});
+    let r = fleet
+        .server
+        .http("PUT", "/v1/jobs", Some(&job_with("moving", 2, migrate)))
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let running = wait("two running", Duration::from_secs(30), || {
+        let running: Vec<_> = fleet
+            .allocs("moving")
+            .into_iter()
+            .filter(|a| a.2 == "run" && a.3 == "running")
+            .collect();
+        (running.len() == 2).then_some(running)
+    });
+    let stopping = running[0].1.clone();
+    let index: usize = stopping.trim_start_matches('c').parse().unwrap();
+    let node_id = fleet.node_id(&stopping);
+    // SIGTERM: the agent drains its node, then exits.
+    let started = Instant::now();
+    fleet.clients[index].stop();
+    let took = started.elapsed();
+    let node = fleet
+        .server
+        .get(&format!("/v1/node/{node_id}"))
+        .unwrap()
+        .json();
+    assert_eq!(node["LastDrain"]["Status"], "complete", "{node}");
+    let live: Vec<_> = fleet
+        .allocs("moving")
+        .into_iter()
+        .filter(|a| a.2 == "run" && a.3 == "running")
+        .collect();
+    assert_eq!(live.len(), 2);
+    assert!(live.iter().all(|a| a.1 != stopping), "{live:?}");
+    eprintln!("drain on shutdown of {stopping} took {took:?}");
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{AllocClientUpdate, Allocation, Node};
+use crate::model::{AllocClientUpdate, Allocation, DrainStrategy, Node};
 
 /// The longest a node's allocation query may block (a longer wait asked is cut to this).
 pub const MAX_ALLOCS_WAIT: Duration = Duration::from_secs(300);
@@ -38,6 +38,11 @@ pub enum NodeRequest {
     },
     /// The node reports its allocations' state.
     UpdateAllocs { updates: Vec<AllocClientUpdate> },
+    /// The node drains itself (`client.drain_on_shutdown`, on SIGTERM): answered `Updated`.
+    DrainSelf {
+        node_id: String,
+        drain_strategy: Option<DrainStrategy>,
+    },
 }
 
 impl NodeRequest {
@@ -48,6 +53,7 @@ impl NodeRequest {
             NodeRequest::Heartbeat { .. } => "heartbeat",
             NodeRequest::GetAllocs { .. } => "get-allocs",
             NodeRequest::UpdateAllocs { .. } => "update-allocs",
+            NodeRequest::DrainSelf { .. } => "drain-self",
         }
     }
 }

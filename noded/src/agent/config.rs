@@ -102,6 +102,11 @@ pub struct ServerBlock {
     pub max_heartbeats_per_second: Option<f64>,
     pub heartbeat_grace: Option<String>,
     pub failover_heartbeat_ttl: Option<String>,
+    pub job_gc_interval: Option<String>,
+    pub job_gc_threshold: Option<String>,
+    pub eval_gc_threshold: Option<String>,
+    pub batch_eval_gc_threshold: Option<String>,
+    pub node_gc_threshold: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

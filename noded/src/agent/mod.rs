@@ -167,6 +167,8 @@ async fn run_server(
         server_config.num_schedulers = n;
     }
     server_config.heartbeat = config.server.heartbeat;
+    server_config.gc_interval = config.server.gc_interval;
+    server_config.gc_thresholds = config.server.gc_thresholds;
     let server = Server::start(server_config, store, raft.clone());
 
     let mut client = None;
@@ -227,6 +229,9 @@ async fn run_server(
 
     tracing::info!("shutting down");
     systemd::stopping("shutting down");
+    if let Some(client) = &client {
+        client.drain_on_shutdown(&server.clone()).await;
+    }
     stop(&config, client.as_deref(), Some((&server, &raft))).await;
     fabric.close().await;
     match failed_rx.await {
@@ -251,6 +256,7 @@ async fn run_client_only(
     let remote = Arc::new(RemoteServers::new(fabric.clone(), servers));
     let exe = std::env::current_exe().context("locating the noded binary")?;
     let rpc: Arc<dyn ServerRpc> = remote.clone();
+    let remote_rpc = rpc.clone();
     let client = Client::start(client_config(&config, exe), rpc).await?;
     let ctx = ApiContext {
         region: config.region.clone(),
@@ -287,6 +293,7 @@ async fn run_client_only(
         .context("serving HTTP")?;
     tracing::info!("shutting down");
     systemd::stopping("shutting down");
+    client.drain_on_shutdown(remote_rpc.as_ref()).await;
     stop(&config, Some(&client), None).await;
     fabric.close().await;
     Ok(())

@@ -186,6 +186,16 @@ impl Inner {
             NodeRequest::UpdateAllocs { updates } => NodeReply::Updated {
                 index: server.update_allocs(updates).await.map_err(remote_error)?,
             },
+            NodeRequest::DrainSelf {
+                node_id,
+                drain_strategy,
+            } => NodeReply::Updated {
+                index: server
+                    .update_drain(&node_id, drain_strategy, false, drain_on_shutdown_meta())
+                    .await
+                    .map_err(remote_error)?
+                    .index,
+            },
         };
         serde_json::to_vec(&reply).map(Bytes::from).map_err(|e| {
             RemoteError::new(
@@ -282,6 +292,15 @@ impl Handler for AgentService {
             }),
         }
     }
+}
+
+/// What a node's own drain says of itself in `last_drain.meta`.
+pub fn drain_on_shutdown_meta() -> std::collections::BTreeMap<String, String> {
+    [(
+        "message".to_string(),
+        "drain_on_shutdown: the node daemon is stopping".to_string(),
+    )]
+    .into()
 }
 
 fn remote_error(e: ServerError) -> RemoteError {

@@ -59,6 +59,8 @@ use recovery::{RecoveryPlan, TaskRecovery};
 use state::{AllocRecord, StateStore};
 pub use updater::UpdateError;
 
+/// How long past a drain's deadline a stopping client waits for the last allocations to stop.
+const DRAIN_ON_SHUTDOWN_SLACK: Duration = Duration::from_secs(30);
 /// Blocking-query wait for the allocation watcher.
 const WATCH_WAIT: Duration = Duration::from_secs(300);
 /// Retrying the allocation watcher's query after an error: 1 s (as before), doubling, at
@@ -94,6 +96,12 @@ pub trait ServerRpc: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<NodeAllocs, String>>;
     /// "This node is alive": the TTL within which the next heartbeat must come.
     fn heartbeat(&self, node_id: String) -> BoxFuture<'_, Result<Duration, HeartbeatError>>;
+    /// The node drains itself (`drain_on_shutdown`), or stops draining (`None`).
+    fn drain_self(
+        &self,
+        node_id: String,
+        drain_strategy: Option<controlplane::model::DrainStrategy>,
+    ) -> BoxFuture<'_, Result<u64, String>>;
 }
 
 /// Why a heartbeat was not taken.
@@ -151,6 +159,24 @@ impl ServerRpc for Arc<Server> {
                 Err(ServerError::NotFound(m)) => Err(HeartbeatError::UnknownNode(m)),
                 Err(e) => Err(HeartbeatError::Failed(e.to_string())),
             }
+        })
+    }
+
+    fn drain_self(
+        &self,
+        node_id: String,
+        drain_strategy: Option<controlplane::model::DrainStrategy>,
+    ) -> BoxFuture<'_, Result<u64, String>> {
+        Box::pin(async move {
+            self.update_drain(
+                &node_id,
+                drain_strategy,
+                false,
+                crate::agent::rpc::drain_on_shutdown_meta(),
+            )
+            .await
+            .map(|r| r.index)
+            .map_err(|e| e.to_string())
         })
     }
 }
@@ -597,6 +623,61 @@ impl Client {
             .lock()
             .map(|r| r.values().filter(|h| !h.is_done()).count())
             .unwrap_or(0)
+    }
+
+    /// `client.drain_on_shutdown`: asks the servers to drain this node and waits until every
+    /// allocation has moved off it (or the deadline, plus a little for the last stops, has
+    /// passed). Tasks that remain keep running under the supervisor.
+    pub async fn drain_on_shutdown(&self, server: &dyn ServerRpc) {
+        let Some(spec) = self.config.drain_on_shutdown.clone() else {
+            return;
+        };
+        let now = controlplane::model::now_unix_nanos();
+        let deadline_ns = i64::try_from(spec.deadline.as_nanos()).unwrap_or(i64::MAX);
+        let strategy = controlplane::model::DrainStrategy {
+            // Nomad's convention: a negative deadline forces the drain now.
+            deadline: if spec.force { -1 } else { deadline_ns },
+            ignore_system_jobs: spec.ignore_system_jobs,
+            force_deadline: if spec.force {
+                controlplane::model::time::format_rfc3339(now)
+            } else {
+                controlplane::model::time::format_rfc3339(now.saturating_add(deadline_ns))
+            },
+            started_at: controlplane::model::time::format_rfc3339(now),
+        };
+        tracing::info!(
+            deadline_s = spec.deadline.as_secs(),
+            force = spec.force,
+            "drain_on_shutdown: draining this node before stopping"
+        );
+        if let Err(e) = server
+            .drain_self(self.shared.node_id.clone(), Some(strategy))
+            .await
+        {
+            tracing::warn!(
+                "drain_on_shutdown: the servers did not take the drain ({e}); stopping without it"
+            );
+            return;
+        }
+        let give_up = tokio::time::Instant::now()
+            + if spec.force {
+                Duration::ZERO
+            } else {
+                spec.deadline
+            }
+            + DRAIN_ON_SHUTDOWN_SLACK;
+        loop {
+            let live = self.live_allocs();
+            if live == 0 {
+                tracing::info!("drain_on_shutdown: every allocation moved off this node");
+                return;
+            }
+            if tokio::time::Instant::now() >= give_up {
+                tracing::warn!(live, "drain_on_shutdown: the deadline passed with allocations still running; they keep running under the supervisor");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 
     /// Says why once the client has given up reaching any server (`server_join.retry_max`).

@@ -247,6 +247,35 @@ impl ServerRpc for RemoteServers {
             }
         })
     }
+
+    fn drain_self(
+        &self,
+        node_id: String,
+        drain_strategy: Option<controlplane::model::DrainStrategy>,
+    ) -> BoxFuture<'_, Result<u64, String>> {
+        Box::pin(self.drain(node_id, drain_strategy))
+    }
+}
+
+impl RemoteServers {
+    async fn drain(
+        &self,
+        node_id: String,
+        drain_strategy: Option<controlplane::model::DrainStrategy>,
+    ) -> Result<u64, String> {
+        let request = NodeRequest::DrainSelf {
+            node_id,
+            drain_strategy,
+        };
+        match self
+            .node_call(request, CALL_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            NodeReply::Updated { index } => Ok(index),
+            other => Err(unexpected("drain-self", &other)),
+        }
+    }
 }
 
 impl ServerForwarder for RemoteServers {

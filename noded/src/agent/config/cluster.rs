@@ -38,6 +38,11 @@ pub struct ServerSettings {
     /// Node heartbeats: `min_heartbeat_ttl`, `max_heartbeats_per_second`,
     /// `heartbeat_grace`, `failover_heartbeat_ttl`.
     pub heartbeat: controlplane::server::heartbeat::HeartbeatConfig,
+    /// How often the leader collects garbage (`job_gc_interval`, 5m).
+    pub gc_interval: Duration,
+    /// `job_gc_threshold`, `eval_gc_threshold`, `batch_eval_gc_threshold`,
+    /// `node_gc_threshold`.
+    pub gc_thresholds: controlplane::state::GcThresholds,
 }
 
 impl ServerSettings {
@@ -52,6 +57,8 @@ impl ServerSettings {
             raft_multiplier: 1,
             num_schedulers: None,
             heartbeat: Default::default(),
+            gc_interval: Duration::from_secs(300),
+            gc_thresholds: Default::default(),
         }
     }
 }
@@ -177,7 +184,45 @@ pub fn apply_server(s: &mut ServerSettings, block: &ServerBlock, report: Report<
         }
     }
     apply_heartbeat(s, block, report);
+    apply_gc(s, block, report);
     apply_join(s, block, report);
+}
+
+/// The garbage-collection keys of the `server` block.
+fn apply_gc(s: &mut ServerSettings, block: &ServerBlock, report: Report<'_>) {
+    for (key, value, slot) in [
+        (
+            "server.job_gc_interval",
+            &block.job_gc_interval,
+            &mut s.gc_interval,
+        ),
+        (
+            "server.job_gc_threshold",
+            &block.job_gc_threshold,
+            &mut s.gc_thresholds.job,
+        ),
+        (
+            "server.eval_gc_threshold",
+            &block.eval_gc_threshold,
+            &mut s.gc_thresholds.eval,
+        ),
+        (
+            "server.batch_eval_gc_threshold",
+            &block.batch_eval_gc_threshold,
+            &mut s.gc_thresholds.batch_eval,
+        ),
+        (
+            "server.node_gc_threshold",
+            &block.node_gc_threshold,
+            &mut s.gc_thresholds.node,
+        ),
+    ] {
+        if let Some(text) = value {
+            if let Some(d) = positive_duration(key, text, report) {
+                *slot = d;
+            }
+        }
+    }
 }
 
 /// The heartbeat keys of the `server` block.

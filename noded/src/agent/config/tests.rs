@@ -132,6 +132,9 @@ server {{
   max_heartbeats_per_second = 100.0
   heartbeat_grace         = "15s"
   failover_heartbeat_ttl  = "10m"
+  job_gc_interval         = "1m"
+  job_gc_threshold        = "2h"
+  node_gc_threshold       = "48h"
   server_join {{
     retry_join     = ["10.1.0.2", "10.1.0.3:5647"]
     retry_interval = "15s"
@@ -182,6 +185,12 @@ autopilot {{
                 max_per_second: 100,
                 grace: Duration::from_secs(15),
                 failover_ttl: Duration::from_secs(600),
+            },
+            gc_interval: Duration::from_secs(60),
+            gc_thresholds: controlplane::state::GcThresholds {
+                job: Duration::from_secs(2 * 3600),
+                node: Duration::from_secs(48 * 3600),
+                ..Default::default()
             },
         }
     );
