@@ -59,6 +59,20 @@ use recovery::{RecoveryPlan, TaskRecovery};
 use state::{AllocRecord, StateStore};
 pub use updater::UpdateError;
 
+/// How often a disconnected client checks `stop_on_client_after`: how late past it an
+/// allocation may be stopped.
+const DISCONNECT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The group's `disconnect.stop_on_client_after` (or legacy `stop_after_client_disconnect`).
+fn stop_on_client_after(alloc: &Allocation) -> Option<Duration> {
+    let group = alloc.job.as_ref()?.group(&alloc.task_group)?;
+    group
+        .disconnect
+        .as_ref()
+        .and_then(|d| d.stop_on_client_after)
+        .or(group.stop_after_client_disconnect)
+}
+
 /// How long past a drain's deadline a stopping client waits for the last allocations to stop.
 const DRAIN_ON_SHUTDOWN_SLACK: Duration = Duration::from_secs(30);
 /// Blocking-query wait for the allocation watcher.
@@ -548,6 +562,7 @@ impl Client {
             client.config.join,
         ));
         tokio::spawn(client.clone().refingerprint(server.clone(), facts));
+        tokio::spawn(client.clone().stop_when_disconnected());
         tokio::spawn(client.clone().watch(server, node, registered, unclaimed));
         Ok(client)
     }
@@ -677,6 +692,44 @@ impl Client {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Nomad's `disconnect { stop_on_client_after }` (and the older
+    /// `stop_after_client_disconnect`): while no server takes this node's heartbeats, an
+    /// allocation whose group says so is stopped on the node once that long has passed since
+    /// the last one, so that it never runs beside the replacement the servers placed.
+    async fn stop_when_disconnected(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(DISCONNECT_CHECK_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let silent_for = self.contact.since();
+            let Ok(runners) = self.runners.lock() else {
+                return;
+            };
+            for runner in runners.values().filter(|r| !r.is_done()) {
+                let alloc = runner.current();
+                if alloc.desired_status != DesiredStatus::Run {
+                    continue;
+                }
+                let Some(window) = stop_on_client_after(&alloc) else {
+                    continue;
+                };
+                if silent_for >= window {
+                    tracing::warn!(
+                        alloc = %alloc.id,
+                        silent_s = silent_for.as_secs(),
+                        window_s = window.as_secs(),
+                        "no server has answered for longer than the group's stop_on_client_after: stopping the allocation"
+                    );
+                    let mut stopped = (*alloc).clone();
+                    stopped.desired_status = DesiredStatus::Stop;
+                    stopped.desired_description =
+                        "alloc stopped on the client after it lost contact with the servers (stop_on_client_after)".to_string();
+                    runner.update(Arc::new(stopped));
+                }
+            }
         }
     }
 
@@ -1587,4 +1640,46 @@ fn alloc_dir_times(root: &std::path::Path) -> BTreeMap<String, i64> {
         out.insert(name, mtime);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use controlplane::model::{DisconnectStrategy, Job, TaskGroup};
+
+    fn alloc_with(group: TaskGroup) -> Allocation {
+        Allocation {
+            task_group: group.name.clone(),
+            job: Some(Arc::new(Job {
+                task_groups: vec![group],
+                ..Default::default()
+            })),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_stop_window_comes_from_the_disconnect_block_or_the_older_key() {
+        let group = |disconnect: Option<DisconnectStrategy>, legacy: Option<Duration>| TaskGroup {
+            name: "g".into(),
+            disconnect,
+            stop_after_client_disconnect: legacy,
+            ..Default::default()
+        };
+        let window = Duration::from_secs(30);
+        let block = DisconnectStrategy {
+            stop_on_client_after: Some(window),
+            ..Default::default()
+        };
+        assert_eq!(
+            stop_on_client_after(&alloc_with(group(Some(block), None))),
+            Some(window)
+        );
+        assert_eq!(
+            stop_on_client_after(&alloc_with(group(None, Some(Duration::from_secs(5))))),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(stop_on_client_after(&alloc_with(group(None, None))), None);
+        assert_eq!(stop_on_client_after(&Allocation::default()), None);
+    }
 }
