@@ -445,17 +445,7 @@ pub fn check_tls(
     if dev || !server {
         return out;
     }
-    let missing: Vec<&str> = files
-        .iter()
-        .filter(|(_, f)| f.is_none())
-        .map(|(k, _)| *k)
-        .collect();
-    if !t.rpc || !missing.is_empty() {
-        let what = if t.rpc {
-            format!("{} not set", missing.join(", "))
-        } else {
-            "tls.rpc is not enabled".to_string()
-        };
+    if let Some(what) = missing_mutual_tls(t) {
         out.push((
             "",
             format!(
@@ -534,22 +524,7 @@ pub fn check_client_only(
     if dev {
         return out;
     }
-    let files = [
-        ("tls.ca_file", &t.ca_file),
-        ("tls.cert_file", &t.cert_file),
-        ("tls.key_file", &t.key_file),
-    ];
-    let missing: Vec<&str> = files
-        .iter()
-        .filter(|(_, f)| f.is_none())
-        .map(|(k, _)| *k)
-        .collect();
-    if !t.rpc || !missing.is_empty() {
-        let what = if t.rpc {
-            format!("{} not set", missing.join(", "))
-        } else {
-            "tls.rpc is not enabled".to_string()
-        };
+    if let Some(what) = missing_mutual_tls(t) {
         out.push((
             "",
             format!(
@@ -561,6 +536,23 @@ pub fn check_client_only(
         ));
     }
     out
+}
+
+/// Why `t` does not give an agent mutual TLS on RPC (`tls.rpc` off, or a file not named),
+/// or `None` when it does.
+fn missing_mutual_tls(t: &TlsSettings) -> Option<String> {
+    if !t.rpc {
+        return Some("tls.rpc is not enabled".to_string());
+    }
+    let missing: Vec<&str> = [
+        ("tls.ca_file", t.ca_file.is_none()),
+        ("tls.cert_file", t.cert_file.is_none()),
+        ("tls.key_file", t.key_file.is_none()),
+    ]
+    .into_iter()
+    .filter_map(|(key, absent)| absent.then_some(key))
+    .collect();
+    (!missing.is_empty()).then(|| format!("{} not set", missing.join(", ")))
 }
 
 /// The `tls` block that uses what `noded tls cert create -client` writes.
