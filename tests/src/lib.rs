@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 pub use isolation::privileged::require_root;
 
+pub mod client_checks;
 pub mod cluster;
 pub mod threat_model;
 pub use cluster::{

@@ -45,7 +45,7 @@ fn parse(args: &[String]) -> anyhow::Result<ChaosOptions> {
         bail!("{usage}");
     };
     if what != "raft" {
-        bail!("unknown chaos run {what:?} (available: raft); {usage}");
+        bail!("unknown chaos run {what:?} (available: raft, client); {usage}");
     }
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -85,6 +85,9 @@ fn parse(args: &[String]) -> anyhow::Result<ChaosOptions> {
 }
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
+    if args.first().map(String::as_str) == Some("client") {
+        return crate::chaos_client::run(args);
+    }
     let options = parse(args)?;
     if !nix::unistd::geteuid().is_root() {
         bail!("chaos raft needs root (network namespaces, bridges): run it as root");

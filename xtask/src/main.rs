@@ -5,9 +5,12 @@
 //! - `test`  — what CI runs: fmt check, no import cycles between files, no unused
 //!   dependency, clippy (deny warnings), every test including the privileged ones (a skip is
 //!   a failure), and a bounded jobspec fuzz run.
-//! - `bench NAME` — benchmarks (`start`, `rss`, `logs`, `raft`), each ending in one `RESULT` line.
+//! - `bench NAME` — benchmarks (`start`, `rss`, `logs`, `raft`, `heartbeats`, `footprint`),
+//!   each ending in one `RESULT` line.
 //! - `chaos raft` — kills, pauses and partitions of a three-server region under writes; prints
 //!   `acknowledged= found= lost=` and fails on any lost write.
+//! - `chaos client` — kill -9 cycles of a node daemon with running and restarting tasks; prints
+//!   orphaned, duplicated and leaked counts and fails on any.
 //! - `fuzz jobspec` — the jobspec fuzzer.
 //! - `cycles`, `unused-deps` — the two shape checks of `test`, on their own.
 //!
@@ -16,6 +19,7 @@
 mod bench;
 mod bench_logs;
 mod chaos;
+mod chaos_client;
 mod cycles;
 mod fuzz;
 mod raft_cluster;
@@ -169,7 +173,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((task, rest)) = args.split_first() else {
-        bail!("usage: cargo xtask <deps|dev|test|bench NAME|chaos raft|fuzz jobspec|cycles|unused-deps>");
+        bail!("usage: cargo xtask <deps|dev|test|bench NAME|chaos raft|chaos client|fuzz jobspec|cycles|unused-deps>\n  bench: start, rss, logs, raft, heartbeats [--nodes N --servers 1|3 --duration D], footprint [--tasks N]\n  chaos: raft [--kills N --seed S --writers W], client [--cycles N --seed S]");
     };
     match task.as_str() {
         "deps" => {

@@ -33,7 +33,7 @@ pub struct Region {
     pub client: Host,
     pub hosts: Vec<Host>,
     pub lan: Lan,
-    _pki: TempDir,
+    pki: TempDir,
 }
 
 /// Makes a CA and a server certificate for the region with `noded tls`, as an operator would.
@@ -52,8 +52,14 @@ impl Region {
             client,
             hosts,
             lan,
-            _pki: pki,
+            pki,
         })
+    }
+
+    /// The directory with the region's CA and server certificate (`noded tls` made them), where
+    /// `noded_tests::client_certificate` makes a client certificate of the same CA.
+    pub fn pki_dir(&self) -> &std::path::Path {
+        &self.pki
     }
 
     /// The position of the server every server not in `except` names as leader, once they

@@ -12,6 +12,12 @@
 //!   time over K leader kills, and a three-member etcd cluster under the same load ([`raft`]).
 //! - `rss [--tasks N]` — what each running task costs in RSS and PSS: the supervisor driven
 //!   directly, then the whole product (`noded agent -dev` running one job of N tasks) ([`rss`]).
+//! - `heartbeats [--nodes N] [--servers 1|3] [--duration D]` — N simulated client nodes
+//!   registering and heartbeating over the real QUIC fabric against a one- and a three-server
+//!   region: missed nodes, heartbeats/s, latency, the leader's CPU and RSS, closed-loop
+//!   capacity ([`heartbeats`]).
+//! - `footprint [--tasks N]` — RSS and PSS of an idle client-only agent and its supervisor,
+//!   an idle server, and per running task, beside containerd when installed ([`footprint`]).
 //!
 //! All run as root and leave nothing behind: every directory, mount, cgroup and process they
 //! create carries this run's unique name and is removed by a guard, also when a step fails.
@@ -25,11 +31,13 @@
 
 mod agent;
 mod floor;
+mod footprint;
+mod heartbeats;
 mod noded_path;
 mod oci;
 mod probe;
 mod raft;
-mod rss;
+pub(crate) mod rss;
 mod start;
 mod stats;
 mod workdir;
@@ -44,13 +52,18 @@ const OCI_HELPER: &str = "__oci-helper";
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let Some((name, rest)) = args.split_first() else {
-        bail!("usage: cargo xtask bench <start|rss|raft> [options] (start: --runs N --gap-ms MS; rss: --tasks N; raft: --concurrency C --seconds S --kills K --value-bytes B)");
+        bail!(
+            "usage: cargo xtask bench <start|rss|raft|heartbeats|footprint> [options] ({OPTIONS})"
+        );
     };
     if name == OCI_HELPER {
         return oci::helper_main(rest);
     }
-    if !matches!(name.as_str(), "start" | "rss" | "raft") {
-        bail!("unknown bench {name:?} (available: start, rss, raft)");
+    if !matches!(
+        name.as_str(),
+        "start" | "rss" | "raft" | "heartbeats" | "footprint"
+    ) {
+        bail!("unknown bench {name:?} (available: start, rss, raft, heartbeats, footprint)");
     }
     if !nix::unistd::geteuid().is_root() {
         bail!("bench {name} needs root (namespaces, mounts, cgroups): run it as root");
@@ -66,6 +79,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         Options::Start(o) => start::run(&o, &binaries),
         Options::Rss(o) => rss::run(&o, &binaries),
         Options::Raft(o) => raft::run(&o, &binaries),
+        Options::Heartbeats(o) => heartbeats::run(&o, &binaries),
+        Options::Footprint(o) => footprint::run(&o, &binaries),
     }
 }
 
@@ -75,13 +90,20 @@ enum Options {
     Start(start::StartOptions),
     Rss(rss::RssOptions),
     Raft(raft::RaftOptions),
+    Heartbeats(heartbeats::HeartbeatsOptions),
+    Footprint(footprint::FootprintOptions),
 }
+
+/// Every bench's options, for usage messages.
+const OPTIONS: &str = "start: --runs N --gap-ms MS --noded-only; rss: --tasks N; raft: --concurrency C --seconds S --kills K --value-bytes B; heartbeats: --nodes N --servers 1|3 --duration D; footprint: --tasks N";
 
 impl Options {
     fn parse(name: &str, args: &[String]) -> anyhow::Result<Options> {
         let mut start = start::StartOptions::default();
         let mut rss = rss::RssOptions::default();
         let mut raft = raft::RaftOptions::default();
+        let mut heartbeats = heartbeats::HeartbeatsOptions::default();
+        let mut footprint = footprint::FootprintOptions::default();
         let mut it = args.iter();
         while let Some(flag) = it.next() {
             let mut value = |what: &str| -> anyhow::Result<u64> {
@@ -133,14 +155,41 @@ impl Options {
                         bail!("--value-bytes must be 300 to 65536 (a job body is ~300 bytes bare)");
                     }
                 }
-                (_, other) => bail!(
-                    "unknown option {other:?} for bench {name} (start: --runs N --gap-ms MS --noded-only; rss: --tasks N; raft: --concurrency C --seconds S --kills K --value-bytes B)"
-                ),
+                ("heartbeats", "--nodes") => {
+                    heartbeats.nodes = usize::try_from(value("a number of nodes, 1 to 100000")?)?;
+                    if !(1..=100_000).contains(&heartbeats.nodes) {
+                        bail!("--nodes must be 1 to 100000 (default 10000)");
+                    }
+                }
+                ("heartbeats", "--servers") => {
+                    let n = usize::try_from(value("1 or 3")?)?;
+                    if !matches!(n, 1 | 3) {
+                        bail!(
+                            "--servers must be 1 or 3 (both, one after the other, when not given)"
+                        );
+                    }
+                    heartbeats.servers = Some(n);
+                }
+                ("heartbeats", "--duration") => {
+                    let text = it
+                        .next()
+                        .with_context(|| format!("{flag} needs a value (90s, 5m)"))?;
+                    heartbeats.duration = Some(heartbeats::parse_duration(text)?);
+                }
+                ("footprint", "--tasks") => {
+                    footprint.tasks = usize::try_from(value("a number of tasks, 1 to 1000")?)?;
+                    if !(1..=1000).contains(&footprint.tasks) {
+                        bail!("--tasks must be 1 to 1000 (default 100)");
+                    }
+                }
+                (_, other) => bail!("unknown option {other:?} for bench {name} ({OPTIONS})"),
             }
         }
         Ok(match name {
             "rss" => Options::Rss(rss),
             "raft" => Options::Raft(raft),
+            "heartbeats" => Options::Heartbeats(heartbeats),
+            "footprint" => Options::Footprint(footprint),
             _ => Options::Start(start),
         })
     }

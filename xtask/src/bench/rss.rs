@@ -57,10 +57,10 @@ impl Default for RssOptions {
 
 /// Memory of a set of processes, in KiB.
 #[derive(Debug, Clone, Copy, Default)]
-struct Memory {
-    rss_kib: u64,
-    pss_kib: u64,
-    processes: usize,
+pub(super) struct Memory {
+    pub rss_kib: u64,
+    pub pss_kib: u64,
+    pub processes: usize,
 }
 
 /// `pid → ppid` of every process.
@@ -115,7 +115,7 @@ fn exe(pid: i32) -> Option<PathBuf> {
 }
 
 /// The first number after `key` in a `Key:   1234 kB` file.
-fn kib(path: &Path, key: &str) -> anyhow::Result<u64> {
+pub(super) fn kib(path: &Path, key: &str) -> anyhow::Result<u64> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     text.lines()
@@ -125,7 +125,7 @@ fn kib(path: &Path, key: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("no {key} line in {}", path.display()))
 }
 
-fn memory_of(pids: &[i32]) -> anyhow::Result<Memory> {
+pub(super) fn memory_of(pids: &[i32]) -> anyhow::Result<Memory> {
     let mut m = Memory::default();
     for pid in pids {
         m.rss_kib += kib(Path::new(&format!("/proc/{pid}/status")), "VmRSS:")?;
@@ -136,7 +136,7 @@ fn memory_of(pids: &[i32]) -> anyhow::Result<Memory> {
 }
 
 /// `roots` and the processes below them, split by executable: (noded's, the rest: the tasks).
-fn split_by_exe(roots: &[i32]) -> anyhow::Result<(Vec<i32>, Vec<i32>)> {
+pub(super) fn split_by_exe(roots: &[i32]) -> anyhow::Result<(Vec<i32>, Vec<i32>)> {
     let first = *roots.first().context("no process to measure")?;
     let noded_exe = exe(first).with_context(|| format!("reading /proc/{first}/exe"))?;
     Ok(descendants(roots)
