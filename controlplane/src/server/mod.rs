@@ -550,7 +550,7 @@ impl Server {
             .await?;
         }
         let config = self.config.heartbeat;
-        let ttl = config.ttl(state.nodes().len(), stagger());
+        let ttl = config.ttl(state.node_count(), stagger());
         if let Ok(mut timers) = self.heartbeats.lock() {
             timers.beat(node_id, self.started.elapsed(), ttl, config.grace);
         }

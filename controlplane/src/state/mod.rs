@@ -266,6 +266,11 @@ impl State {
         self.nodes.values().cloned().collect()
     }
 
+    /// How many nodes the state holds (without listing them: a heartbeat asks).
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
     /// Ids of every object of `table` that start with `prefix` (for the CLI's short ids).
     pub fn ids_with_prefix(&self, table: Table, prefix: &str) -> Vec<String> {
         let from = prefix.to_string();
