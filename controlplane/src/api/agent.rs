@@ -42,19 +42,21 @@ pub async fn peers(State(ctx): State<ApiContext>) -> ApiResult<Reply> {
 
 pub async fn self_info(State(ctx): State<ApiContext>) -> ApiResult<Reply> {
     let mut info = ctx.agent.self_info();
-    if let Some(obj) = info.as_object_mut() {
-        let (ready, total) = ctx.server()?.broker().stats();
-        let state = ctx.server()?.state();
+    // A client-only agent has no server figures to give (Nomad's client agents leave them
+    // out too); its `client` part comes from `AgentInfo`.
+    if let (Some(obj), Some(server)) = (info.as_object_mut(), &ctx.server) {
+        let (ready, total) = server.broker().stats();
+        let state = server.state();
         obj.insert(
             "stats".to_string(),
             serde_json::json!({
-                "raft": ctx.server()?.consensus().stats(),
+                "raft": server.consensus().stats(),
                 "nomad": {
-                    "leader": ctx.server()?.consensus().leader_address().is_some(),
+                    "leader": server.consensus().leader_address().is_some(),
                     "broker_ready": ready,
                     "broker_total": total,
                     "state_index": state.latest_index(),
-                    "known_nodes": state.nodes().len(),
+                    "known_nodes": state.node_count(),
                 }
             }),
         );
@@ -65,15 +67,17 @@ pub async fn self_info(State(ctx): State<ApiContext>) -> ApiResult<Reply> {
 /// 200 when the server has a leader and the client (if any) is healthy; 500 otherwise, with the
 /// reason — the shape Nomad's health check tooling expects.
 pub async fn health(State(ctx): State<ApiContext>) -> ApiResult<Response> {
-    let leader = ctx.server()?.consensus().leader_address();
-    let server_ok = leader.is_some();
-    let mut body = serde_json::json!({
-        "server": {
+    let mut body = serde_json::json!({});
+    let mut ok = true;
+    // A client-only agent reports its client only, as Nomad's do.
+    if let Some(server) = &ctx.server {
+        let server_ok = server.consensus().leader_address().is_some();
+        body["server"] = serde_json::json!({
             "ok": server_ok,
             "message": if server_ok { "ok" } else { "no known leader" },
-        }
-    });
-    let mut ok = server_ok;
+        });
+        ok = server_ok;
+    }
     if let Some(client) = &ctx.client {
         let (client_ok, message) = client.health();
         ok &= client_ok;

@@ -92,6 +92,24 @@ async fn a_client_only_agent_forwards_what_it_does_not_answer_and_answers_its_ow
 }
 
 #[tokio::test]
+async fn a_client_only_agent_describes_itself_without_server_figures() {
+    let client_only = router(ApiContext {
+        region: "global".into(),
+        server: None,
+        forwarder: None,
+        client: None,
+        agent: Arc::new(NoAgent),
+        cluster: None,
+    });
+    let (status, _, body) = call(&client_only, "GET", "/v1/agent/self", None).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let (status, _, body) = call(&client_only, "GET", "/v1/agent/health", None).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let health: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(health.get("server").is_none(), "{health}");
+}
+
+#[tokio::test]
 async fn a_client_only_agent_without_servers_says_so() {
     let client_only = router(ApiContext {
         region: "global".into(),
