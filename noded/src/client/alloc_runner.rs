@@ -367,8 +367,14 @@ impl TaskSetup<'_> {
             Some(r) => Some(r.state.clone()),
             None => self.alloc.task_states.get(&task.name).cloned(),
         };
+        let mut bounded = task.clone();
+        // The node's ceiling on how long a task may take to stop (Nomad's max_kill_timeout).
+        let kill_timeout = bounded
+            .kill_timeout
+            .unwrap_or(controlplane::model::defaults::KILL_TIMEOUT);
+        bounded.kill_timeout = Some(kill_timeout.min(self.shared.max_kill_timeout));
         Ok(TaskRunner {
-            task: task.clone(),
+            task: bounded,
             job_type: self.job.job_type,
             ctx: TaskContext {
                 task_id: format!("{}.{}", self.alloc.id, task.name),

@@ -258,6 +258,8 @@ pub struct ClientShared {
     attributes: RwLock<Arc<BTreeMap<String, String>>>,
     /// `client.meta`, as last (re)loaded.
     meta: RwLock<Arc<BTreeMap<String, String>>>,
+    /// `client.max_kill_timeout`: no task waits longer between its kill signal and SIGKILL.
+    pub max_kill_timeout: Duration,
     pub node_class: String,
     pub node_pool: String,
     /// The cores tasks without reserved cores run on; task runners follow it.
@@ -504,6 +506,7 @@ impl Client {
             drivers,
             attributes: RwLock::new(Arc::new(attributes)),
             meta: RwLock::new(Arc::new(config.meta.clone())),
+            max_kill_timeout: config.max_kill_timeout,
             node_class: config.node_class.clone(),
             node_pool: config.node_pool.clone(),
             shared_cores: watch::channel(cpuset::shared_cores(&usable_cores, [])).0,
