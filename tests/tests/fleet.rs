@@ -571,3 +571,66 @@ fn a_client_with_drain_on_shutdown_moves_its_work_off_before_it_stops() {
     assert!(live.iter().all(|a| a.1 != stopping), "{live:?}");
     eprintln!("drain on shutdown of {stopping} took {took:?}");
 }
+
+#[test]
+fn a_client_that_finds_no_server_gives_up_after_retry_max_and_exits_non_zero() {
+    if !require_root("client join retries") {
+        return;
+    }
+    let lan = Lan::create("fleetjoin");
+    let nobody = lan.host("s0");
+    let client_host = lan.host("c0");
+    let pki = TempDir::create("pki");
+    server_certificates(&pki, "global");
+    let client_tls = client_certificate(&pki, "global");
+    // s0 exists on the network but runs no server.
+    let servers = vec![format!("{}:4647", nobody.ip())];
+    let config = client_config(client_host.ip(), "c0", "global", &servers, &client_tls).replace(
+        "  servers = [",
+        "  server_join {\n    retry_max      = 1\n    retry_interval = \"1s\"\n  }\n  servers = [",
+    );
+    let dir = TempDir::create("joinless");
+    let file = dir.join("agent.hcl");
+    let harness = dir.join("harness.hcl");
+    std::fs::write(&file, config).unwrap();
+    std::fs::write(
+        &harness,
+        format!(
+            "data_dir = \"{}\"\nclient {{\n  cgroup_parent = \"{}\"\n}}\n",
+            dir.join("data").display(),
+            noded_tests::unique_name("cg-join")
+        ),
+    )
+    .unwrap();
+    let started = Instant::now();
+    // The agent's stderr goes to a file: the task supervisor it starts inherits it and
+    // outlives the agent (by design), so a pipe would never close.
+    let log = dir.join("agent.log");
+    let log_file = std::fs::File::create(&log).unwrap();
+    let status = client_host.run(move || {
+        std::process::Command::new(noded_tests::binary("noded"))
+            .args(["agent", "-config"])
+            .arg(&file)
+            .arg("-config")
+            .arg(&harness)
+            .stdout(std::process::Stdio::null())
+            .stderr(log_file)
+            .status()
+            .unwrap()
+    });
+    // The supervisor it left (its command line names this test's data dir).
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains("supervisor") && cmdline.contains(&dir.display().to_string()) {
+            noded_tests::stop_supervisor(pid);
+        }
+    }
+    assert!(!status.success(), "the agent kept running without servers");
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(stderr.contains("retry_max = 1"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(90));
+}

@@ -284,19 +284,32 @@ async fn run_client_only(
         "serving: HTTP on {http_addr}, client of {:?}",
         config.client_servers
     ));
-    tracing::info!(
-        "HTTP API listening on http://{http_addr} (client only; other requests go to the servers)"
-    );
+    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel();
+    let mut join_failure = client.join_failure();
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                Ok(reason) = join_failure.wait_for(Option::is_some) => {
+                    let _ = failed_tx.send(reason.clone().unwrap_or_default());
+                }
+            }
+        })
         .await
         .context("serving HTTP")?;
     tracing::info!("shutting down");
     systemd::stopping("shutting down");
-    client.drain_on_shutdown(remote_rpc.as_ref()).await;
+    let gave_up = failed_rx.await.ok();
+    if gave_up.is_none() {
+        // No server to drain through when the client never found one.
+        client.drain_on_shutdown(remote_rpc.as_ref()).await;
+    }
     stop(&config, Some(&client), None).await;
     fabric.close().await;
-    Ok(())
+    match gave_up {
+        Some(reason) => Err(anyhow::anyhow!(reason)),
+        None => Ok(()),
+    }
 }
 
 /// Resolves with the reason when this server gives up forming its region (`retry_max`);
