@@ -164,12 +164,7 @@ enum RunEnd {
 
 impl TaskRunner {
     fn push(&self, state: &mut TaskState, event: TaskEvent) {
-        const MAX_EVENTS: usize = 10;
-        state.events.push(event);
-        if state.events.len() > MAX_EVENTS {
-            let excess = state.events.len() - MAX_EVENTS;
-            state.events.drain(..excess);
-        }
+        push_event(state, event);
     }
 
     async fn send(&self, state: &TaskState) {
@@ -445,7 +440,7 @@ impl TaskRunner {
             // It ended while the node daemon was away: report it as any other exit.
             self.record.intent = TaskIntent::Wait;
             self.record.handle = None;
-            self.record_exit(state, &exit);
+            run_ended(state, &exit);
             self.send(state).await;
             return RunEnd::Exited(exit);
         }
@@ -478,43 +473,9 @@ impl TaskRunner {
     async fn lost_while_away(&mut self, state: &mut TaskState, handle: &TaskHandle) -> RunEnd {
         self.record.intent = TaskIntent::Wait;
         self.record.handle = None;
-        let text = format!(
-            "the task (pid {}) was gone when the node daemon came back: its task supervisor had died and its tasks were stopped",
-            handle.pid
-        );
-        let mut e = TaskEvent::new(event_type::DRIVER_FAILURE, text.clone());
-        e.driver_error = text;
-        self.push(state, e);
-        state.state = TaskLifecycleState::Dead;
+        gone_while_away(state, handle.pid);
         self.send(state).await;
         RunEnd::Lost
-    }
-
-    fn record_exit(&self, state: &mut TaskState, exit: &ExitInfo) {
-        if exit.oom_killed {
-            let mut e = TaskEvent::new(event_type::OOM_KILLED, "OOM Killed");
-            e.exit_code = i64::from(exit.exit_code);
-            e.signal = i64::from(exit.signal);
-            self.push(state, e);
-        }
-        let mut e = TaskEvent::new(
-            event_type::TERMINATED,
-            format!(
-                "Exit Code: {}{}",
-                exit.exit_code,
-                if exit.signal != 0 {
-                    format!(", Signal: {}", exit.signal)
-                } else {
-                    String::new()
-                }
-            ),
-        );
-        e.exit_code = i64::from(exit.exit_code);
-        e.signal = i64::from(exit.signal);
-        if exit.oom_killed {
-            e.details.insert("oom_killed".into(), "true".into());
-        }
-        self.push(state, e);
     }
 
     async fn wait_for_exit(&self) -> Result<ExitInfo, String> {
@@ -566,7 +527,7 @@ impl TaskRunner {
                         let killed = self.kill_task(state, KillRequest { reason: "restart requested".into() }).await;
                         // As Nomad shows it: how the old process ended, then the restart.
                         if let RunEnd::Killed(Some(exit)) = &killed {
-                            self.record_exit(state, exit);
+                            record_exit(state, exit);
                         }
                         let mut e = TaskEvent::new(event_type::RESTARTING, "Task restarting in 0s");
                         e.restart_reason = "User requested restart".into();
@@ -580,8 +541,7 @@ impl TaskRunner {
         self.record.handle = None;
         match exit {
             Ok(exit) => {
-                self.record_exit(state, &exit);
-                state.state = TaskLifecycleState::Dead;
+                run_ended(state, &exit);
                 self.send(state).await;
                 RunEnd::Exited(exit)
             }
@@ -678,6 +638,64 @@ impl TaskRunner {
     }
 }
 
+/// Appends `event`, keeping the newest ten (as Nomad's client does).
+fn push_event(state: &mut TaskState, event: TaskEvent) {
+    const MAX_EVENTS: usize = 10;
+    state.events.push(event);
+    if state.events.len() > MAX_EVENTS {
+        let excess = state.events.len() - MAX_EVENTS;
+        state.events.drain(..excess);
+    }
+}
+
+/// The state reported when a run exited, before the restart policy decides: the exit is an
+/// event, and the task keeps its state (as Nomad's does) until the decision makes it pending
+/// (restart) or dead ([`TaskRunner::finish`]). Dead here, not failed, would tell the servers
+/// that a one-task allocation is complete, a terminal status they then hold for good, had
+/// this report reached them and the decision's not (a node daemon killed in between).
+fn run_ended(state: &mut TaskState, exit: &ExitInfo) {
+    record_exit(state, exit);
+}
+
+/// The state reported when a task recorded as running was gone when the node daemon came
+/// back, before the restart policy decides.
+fn gone_while_away(state: &mut TaskState, pid: i32) {
+    let text = format!(
+        "the task (pid {pid}) was gone when the node daemon came back: its task supervisor had died and its tasks were stopped"
+    );
+    let mut e = TaskEvent::new(event_type::DRIVER_FAILURE, text.clone());
+    e.driver_error = text;
+    // Not dead before the restart policy decides (see `run_ended`).
+    push_event(state, e);
+}
+
+fn record_exit(state: &mut TaskState, exit: &ExitInfo) {
+    if exit.oom_killed {
+        let mut e = TaskEvent::new(event_type::OOM_KILLED, "OOM Killed");
+        e.exit_code = i64::from(exit.exit_code);
+        e.signal = i64::from(exit.signal);
+        push_event(state, e);
+    }
+    let mut e = TaskEvent::new(
+        event_type::TERMINATED,
+        format!(
+            "Exit Code: {}{}",
+            exit.exit_code,
+            if exit.signal != 0 {
+                format!(", Signal: {}", exit.signal)
+            } else {
+                String::new()
+            }
+        ),
+    );
+    e.exit_code = i64::from(exit.exit_code);
+    e.signal = i64::from(exit.signal);
+    if exit.oom_killed {
+        e.details.insert("oom_killed".into(), "true".into());
+    }
+    push_event(state, e);
+}
+
 /// Waits for the supervisor to report the task's exit. A supervisor restart drops the
 /// connection; the wait is asked again (bounded).
 async fn wait_for_exit(supervisor: &SupervisorClient, task_id: &str) -> Result<ExitInfo, String> {
@@ -701,7 +719,53 @@ async fn wait_for_exit(supervisor: &SupervisorClient, task_id: &str) -> Result<E
 
 #[cfg(test)]
 mod tests {
-    use super::parse_signal;
+    use super::*;
+    use crate::client::alloc_runner::client_status;
+    use controlplane::model::ClientStatus;
+    use std::collections::BTreeMap;
+
+    /// The one task of an allocation, as reported: its client status.
+    fn reported(state: &TaskState) -> ClientStatus {
+        client_status(&BTreeMap::from([("f".to_string(), state.clone())]))
+    }
+
+    #[test]
+    fn an_exit_before_the_restart_decision_never_reports_the_allocation_complete() {
+        // A service task exits (code 3); the report of that exit may reach the servers before
+        // the restart policy's "pending" (a node daemon killed in between): dead and not
+        // failed there would make the servers hold the allocation complete, for good.
+        let mut state = TaskState {
+            state: TaskLifecycleState::Running,
+            ..Default::default()
+        };
+        run_ended(
+            &mut state,
+            &ExitInfo {
+                exit_code: 3,
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            state.state,
+            TaskLifecycleState::Running,
+            "as Nomad's: the exit is an event"
+        );
+        assert_eq!(reported(&state), ClientStatus::Running);
+        assert_eq!(
+            state.events.last().map(|e| e.event_type.as_str()),
+            Some(event_type::TERMINATED)
+        );
+
+        // Recorded as running, gone when the daemon came back (its state was made pending).
+        let mut state = TaskState::default();
+        gone_while_away(&mut state, 42);
+        assert_ne!(state.state, TaskLifecycleState::Dead);
+        assert_eq!(reported(&state), ClientStatus::Pending);
+        assert!(state
+            .events
+            .iter()
+            .any(|e| e.driver_error.contains("pid 42")));
+    }
 
     #[test]
     fn signal_names() {
