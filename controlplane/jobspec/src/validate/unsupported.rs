@@ -24,6 +24,14 @@ pub const ACTED_ON: &[&str] = &[
     "TaskGroups.Count",
     "TaskGroups.Meta",
     "TaskGroups.RestartPolicy",
+    // Node lifecycle: drains, lost and disconnected nodes (the drainer, the scheduler's
+    // triage, the client's stop_on_client_after).
+    "Job.Migrate",
+    "TaskGroups.Migrate",
+    "TaskGroups.Disconnect",
+    "TaskGroups.MaxClientDisconnect",
+    "TaskGroups.StopAfterClientDisconnect",
+    "TaskGroups.PreventRescheduleOnLost",
     "TaskGroups.Tasks",
     "Tasks.Name",
     "Tasks.Driver",
