@@ -184,12 +184,13 @@ pub fn apply_server(s: &mut ServerSettings, block: &ServerBlock, report: Report<
         }
     }
     apply_heartbeat(s, block, report);
-    apply_gc(s, block, report);
+    apply_durations(s, block, report);
     apply_join(s, block, report);
 }
 
-/// The garbage-collection keys of the `server` block.
-fn apply_gc(s: &mut ServerSettings, block: &ServerBlock, report: Report<'_>) {
+/// The `server` block's durations: heartbeat TTLs and grace, garbage-collection interval and
+/// thresholds; each must be a Go duration above zero.
+fn apply_durations(s: &mut ServerSettings, block: &ServerBlock, report: Report<'_>) {
     for (key, value, slot) in [
         (
             "server.job_gc_interval",
@@ -216,18 +217,6 @@ fn apply_gc(s: &mut ServerSettings, block: &ServerBlock, report: Report<'_>) {
             &block.node_gc_threshold,
             &mut s.gc_thresholds.node,
         ),
-    ] {
-        if let Some(text) = value {
-            if let Some(d) = positive_duration(key, text, report) {
-                *slot = d;
-            }
-        }
-    }
-}
-
-/// The heartbeat keys of the `server` block.
-fn apply_heartbeat(s: &mut ServerSettings, block: &ServerBlock, report: Report<'_>) {
-    for (key, value, slot) in [
         (
             "server.min_heartbeat_ttl",
             &block.min_heartbeat_ttl,
@@ -250,6 +239,10 @@ fn apply_heartbeat(s: &mut ServerSettings, block: &ServerBlock, report: Report<'
             }
         }
     }
+}
+
+/// `max_heartbeats_per_second` (the heartbeat durations are in [`apply_durations`]).
+fn apply_heartbeat(s: &mut ServerSettings, block: &ServerBlock, report: Report<'_>) {
     if let Some(rate) = block.max_heartbeats_per_second {
         if rate.is_finite() && rate >= 1.0 && rate <= f64::from(u32::MAX) {
             // Whole heartbeats per second; Nomad's float is never meant to be fractional.
