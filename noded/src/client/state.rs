@@ -299,13 +299,26 @@ impl StateStore {
         &self.path
     }
 
-    fn init(&self) -> Result<(), StateError> {
+    /// One write transaction: `body` writes, then it commits (fsync'd); an error from `body`
+    /// aborts it, so nothing it wrote stays.
+    fn write(
+        &self,
+        commit_what: &'static str,
+        body: impl FnOnce(&redb::WriteTransaction) -> Result<(), StateError>,
+    ) -> Result<(), StateError> {
         let path = &self.path;
         let txn = self
             .db
             .begin_write()
             .map_err(|e| StateError::redb(path, "begin write", e))?;
-        {
+        body(&txn)?;
+        txn.commit()
+            .map_err(|e| StateError::redb(path, commit_what, e))
+    }
+
+    fn init(&self) -> Result<(), StateError> {
+        let path = &self.path;
+        self.write("commit table creation", |txn| {
             let mut meta = txn
                 .open_table(META_TABLE)
                 .map_err(|e| StateError::redb(path, "open table meta", e))?;
@@ -335,9 +348,8 @@ impl StateStore {
                 .map_err(|e| StateError::redb(path, "open table allocs", e))?;
             txn.open_table(TASKS_TABLE)
                 .map_err(|e| StateError::redb(path, "open table tasks", e))?;
-        }
-        txn.commit()
-            .map_err(|e| StateError::redb(path, "commit table creation", e))
+            Ok(())
+        })
     }
 
     /// Every record. A record that does not decode makes the whole file unreadable: half a
@@ -415,11 +427,7 @@ impl StateStore {
                 self.encode(|| format!("allocation {}", r.alloc.id), r)?,
             ));
         }
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(|e| StateError::redb(path, "begin write", e))?;
-        {
+        self.write("commit allocations", |txn| {
             let mut table = txn
                 .open_table(ALLOCS_TABLE)
                 .map_err(|e| StateError::redb(path, "open table allocs", e))?;
@@ -428,9 +436,8 @@ impl StateStore {
                     .insert(*id, bytes.as_slice())
                     .map_err(|e| StateError::redb(path, "write allocation", e))?;
             }
-        }
-        txn.commit()
-            .map_err(|e| StateError::redb(path, "commit allocations", e))
+            Ok(())
+        })
     }
 
     /// Changes one allocation's record in place (read, `change`, write in one transaction).
@@ -441,11 +448,7 @@ impl StateStore {
         change: impl FnOnce(&mut AllocRecord),
     ) -> Result<(), StateError> {
         let path = &self.path;
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(|e| StateError::redb(path, "begin write", e))?;
-        {
+        self.write("commit allocation", |txn| {
             let mut table = txn
                 .open_table(ALLOCS_TABLE)
                 .map_err(|e| StateError::redb(path, "open table allocs", e))?;
@@ -467,9 +470,8 @@ impl StateStore {
             table
                 .insert(alloc_id, bytes.as_slice())
                 .map_err(|e| StateError::redb(path, "write allocation", e))?;
-        }
-        txn.commit()
-            .map_err(|e| StateError::redb(path, "commit allocation", e))
+            Ok(())
+        })
     }
 
     pub fn put_task(
@@ -480,30 +482,21 @@ impl StateStore {
     ) -> Result<(), StateError> {
         let path = &self.path;
         let bytes = self.encode(|| format!("task {alloc_id}.{task}"), record)?;
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(|e| StateError::redb(path, "begin write", e))?;
-        {
+        self.write("commit task", |txn| {
             let mut table = txn
                 .open_table(TASKS_TABLE)
                 .map_err(|e| StateError::redb(path, "open table tasks", e))?;
             table
                 .insert((alloc_id, task), bytes.as_slice())
                 .map_err(|e| StateError::redb(path, "write task", e))?;
-        }
-        txn.commit()
-            .map_err(|e| StateError::redb(path, "commit task", e))
+            Ok(())
+        })
     }
 
     /// Forgets an allocation and its tasks (garbage collected).
     pub fn delete_alloc(&self, alloc_id: &str) -> Result<(), StateError> {
         let path = &self.path;
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(|e| StateError::redb(path, "begin write", e))?;
-        {
+        self.write("commit deletion", |txn| {
             let mut allocs = txn
                 .open_table(ALLOCS_TABLE)
                 .map_err(|e| StateError::redb(path, "open table allocs", e))?;
@@ -527,9 +520,8 @@ impl StateStore {
                     .remove((alloc_id, name.as_str()))
                     .map_err(|e| StateError::redb(path, "delete task", e))?;
             }
-        }
-        txn.commit()
-            .map_err(|e| StateError::redb(path, "commit deletion", e))
+            Ok(())
+        })
     }
 }
 
