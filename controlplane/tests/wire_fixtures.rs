@@ -27,9 +27,9 @@ use controlplane::model::{
     MultiregionRegion, MultiregionStrategy, NetworkResource, Node, NodeCpuResources,
     NodeDiskResources, NodeEvent, NodeMemoryResources, NodePool, NodePoolSchedulerConfiguration,
     NodeReservedNetworkResources, NodeResources, NodeStatus, ParameterizedJobConfig,
-    PeriodicConfig, Port, ReschedulePolicy, Resources, RestartPolicy, SchedulerConfiguration,
-    Spread, SpreadTarget, Task, TaskEvent, TaskGroup, TaskLifecycle, TaskLifecycleState, TaskState,
-    UpdateStrategy,
+    PeriodicConfig, Port, PreemptionConfig, ReschedulePolicy, Resources, RestartPolicy,
+    SchedulerConfiguration, Spread, SpreadTarget, Task, TaskEvent, TaskGroup, TaskLifecycle,
+    TaskLifecycleState, TaskState, UpdateStrategy,
 };
 use controlplane::raft::{
     codec, decode_snapshot_file, encode_snapshot_file, Entry, HelloReply, LogId, PeerStatus,
@@ -510,6 +510,11 @@ fn eval() -> Evaluation {
         queued_allocations: BTreeMap::from([("frontend".to_string(), 1)]),
         snapshot_index: 9,
         wait_until: "2026-01-01T00:10:00Z".into(),
+        class_eligibility: BTreeMap::from([
+            ("v1:1".to_string(), true),
+            ("v1:2".to_string(), false),
+        ]),
+        escaped_computed_class: false,
         create_index: 10,
         modify_index: 13,
         create_time: T0,
@@ -599,6 +604,7 @@ fn node() -> Node {
                 read_only: true,
             },
         )]),
+        computed_class: "v1:14695981039346656037".into(),
         create_index: 5,
         modify_index: 6,
     }
@@ -693,7 +699,15 @@ fn alloc() -> Allocation {
 fn scheduler_config() -> SchedulerConfiguration {
     SchedulerConfiguration {
         scheduler_algorithm: "spread".into(),
+        preemption_config: PreemptionConfig {
+            system_scheduler_enabled: false,
+            sysbatch_scheduler_enabled: true,
+            batch_scheduler_enabled: true,
+            service_scheduler_enabled: true,
+        },
         memory_oversubscription_enabled: true,
+        reject_job_registration: true,
+        pause_eval_broker: true,
         create_index: 2,
         modify_index: 3,
     }

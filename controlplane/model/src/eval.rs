@@ -50,6 +50,11 @@ pub mod trigger {
     pub const MAX_DISCONNECT_TIMEOUT: &str = "max-disconnect-timeout";
     pub const RETRY_FAILED_ALLOC: &str = "alloc-failure";
     pub const FAILED_FOLLOW_UP: &str = "failed-eval-follow-up";
+    pub const PERIODIC_JOB: &str = "periodic-job";
+    pub const JOB_SCALING: &str = "job-scaling";
+    pub const PREEMPTION: &str = "preemption";
+    pub const NODE_REGISTER: &str = "node-register";
+    pub const SCHEDULED: &str = "scheduled";
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -83,6 +88,13 @@ pub struct Evaluation {
     /// RFC 3339: a delayed evaluation is not scheduled before this (disconnect timeouts,
     /// reschedule delays); empty for "now".
     pub wait_until: String,
+    /// For a blocked evaluation: which computed node classes the scheduler found eligible
+    /// (`true`) or not (`false`) for the job; capacity appearing on an ineligible class does
+    /// not unblock it.
+    pub class_eligibility: BTreeMap<String, bool>,
+    /// A placement rule looked at something unique to a node (`unique.*`, a node id), so
+    /// classes say nothing: any capacity change unblocks the evaluation.
+    pub escaped_computed_class: bool,
     pub create_index: u64,
     pub modify_index: u64,
     pub create_time: i64,

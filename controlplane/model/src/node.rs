@@ -135,6 +135,11 @@ pub struct Node {
     pub events: Vec<NodeEvent>,
     /// The client's `host_volume` blocks, by name.
     pub host_volumes: BTreeMap<String, ClientHostVolumeConfig>,
+    /// The node's computed class ([`Node::compute_class`]): nodes with the same one are alike
+    /// for every placement rule that does not look at `unique.*` values, so the scheduler
+    /// checks a rule once per class and a blocked evaluation waits on classes. Set by the
+    /// servers when the node registers; a client's value is ignored.
+    pub computed_class: String,
     pub create_index: u64,
     pub modify_index: u64,
 }
@@ -246,6 +251,43 @@ pub struct ClientHostVolumeConfig {
 }
 
 impl Node {
+    /// The node's computed class: a stable digest of everything a placement rule may look
+    /// at except values unique to the node (`unique.*` attributes and meta, ids, names,
+    /// addresses). Like Nomad's `v1:<hash>`; the digest is FNV-1a over a canonical encoding,
+    /// so every server computes the same class for the same node.
+    pub fn compute_class(&self) -> String {
+        let mut digest = Fnv1a::default();
+        digest.field(&self.datacenter);
+        digest.field(&self.node_pool);
+        digest.field(&self.node_class);
+        for (map, tag) in [(&self.attributes, "attr"), (&self.meta, "meta")] {
+            for (k, v) in map.iter().filter(|(k, _)| !k.starts_with("unique.")) {
+                digest.field(tag);
+                digest.field(k);
+                digest.field(v);
+            }
+        }
+        for (name, d) in &self.drivers {
+            digest.field("driver");
+            digest.field(name);
+            digest.field(if d.detected && d.healthy { "1" } else { "0" });
+            for (k, v) in d
+                .attributes
+                .iter()
+                .filter(|(k, _)| !k.starts_with("unique."))
+            {
+                digest.field(k);
+                digest.field(v);
+            }
+        }
+        for (name, v) in &self.host_volumes {
+            digest.field("volume");
+            digest.field(name);
+            digest.field(if v.read_only { "ro" } else { "rw" });
+        }
+        format!("v1:{}", digest.0)
+    }
+
     /// Whether this node has `driver` detected and healthy.
     pub fn has_driver(&self, driver: &str) -> bool {
         self.drivers
@@ -439,6 +481,37 @@ mod tests {
         AllocatedCpuResources, AllocatedMemoryResources, AllocatedTaskResources,
     };
 
+    #[test]
+    fn computed_class_ignores_what_is_unique_to_a_node() {
+        let mut a = Node {
+            id: "a".into(),
+            name: "host-a".into(),
+            datacenter: "dc1".into(),
+            node_class: "web".into(),
+            ..Default::default()
+        };
+        a.attributes.insert("kernel.name".into(), "linux".into());
+        a.attributes
+            .insert("unique.hostname".into(), "host-a".into());
+        let mut b = a.clone();
+        b.id = "b".into();
+        b.name = "host-b".into();
+        b.attributes
+            .insert("unique.hostname".into(), "host-b".into());
+        assert_eq!(a.compute_class(), b.compute_class());
+        assert!(a.compute_class().starts_with("v1:"));
+        b.attributes.insert("kernel.name".into(), "freebsd".into());
+        assert_ne!(a.compute_class(), b.compute_class());
+        let mut c = a.clone();
+        c.meta.insert("rack".into(), "r1".into());
+        assert_ne!(a.compute_class(), c.compute_class());
+        // Field boundaries count: ("ab","c") is not ("a","bc").
+        let mut d = a.clone();
+        d.datacenter = "dc1w".into();
+        d.node_class = "eb".into();
+        assert_ne!(a.compute_class(), d.compute_class());
+    }
+
     fn node(cpu: i64, memory_mb: i64, cores: &[u32]) -> Node {
         Node {
             node_resources: NodeResources {
@@ -500,5 +573,30 @@ mod tests {
             usage.fits(&node(1000, 512, &[0, 1])),
             Err(Overcommit::CoreNotReservable(7))
         );
+    }
+}
+
+/// FNV-1a, 64 bits: a tiny, stable, dependency-free digest for [`Node::compute_class`]
+/// (not for anything an adversary chooses to collide: a collision only merges two classes'
+/// cached feasibility, which the scheduler re-checks per node for `unique.*` rules anyway).
+struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv1a {
+    /// Adds one length-prefixed field, so ("ab", "c") and ("a", "bc") differ.
+    fn field(&mut self, value: &str) {
+        for byte in (value.len() as u64)
+            .to_le_bytes()
+            .iter()
+            .chain(value.as_bytes())
+        {
+            self.0 ^= u64::from(*byte);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
     }
 }

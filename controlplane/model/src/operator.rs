@@ -11,20 +11,66 @@ use crate::duration;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct SchedulerConfiguration {
-    /// `binpack` (the only one noded implements) or `spread`.
+    /// `binpack` (fill nodes up, the default) or `spread` (spread allocations over nodes).
     pub scheduler_algorithm: String,
+    /// Which schedulers may preempt lower-priority allocations to place higher ones.
+    pub preemption_config: PreemptionConfig,
     /// Whether tasks may use `memory_max` above their `memory` reservation. Off by default, as
     /// in Nomad: then `memory` is the hard limit and `memory_max` is ignored.
     pub memory_oversubscription_enabled: bool,
+    /// Refuse job registrations (not from management tokens), e.g. during an incident.
+    pub reject_job_registration: bool,
+    /// Stop handing evaluations to workers (they stay queued); needed to delete evaluations.
+    pub pause_eval_broker: bool,
     pub create_index: u64,
     pub modify_index: u64,
+}
+
+/// Preemption per scheduler type, Nomad's defaults: system and sysbatch jobs may preempt,
+/// batch and service jobs may not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PreemptionConfig {
+    pub system_scheduler_enabled: bool,
+    #[serde(rename = "SysBatchSchedulerEnabled")]
+    pub sysbatch_scheduler_enabled: bool,
+    pub batch_scheduler_enabled: bool,
+    pub service_scheduler_enabled: bool,
+}
+
+impl Default for PreemptionConfig {
+    fn default() -> Self {
+        PreemptionConfig {
+            system_scheduler_enabled: true,
+            sysbatch_scheduler_enabled: true,
+            batch_scheduler_enabled: false,
+            service_scheduler_enabled: false,
+        }
+    }
+}
+
+impl PreemptionConfig {
+    /// Whether the scheduler for `job_type` (`service`, `batch`, `system`, `sysbatch`) may
+    /// preempt.
+    pub fn enabled_for(&self, job_type: &str) -> bool {
+        match job_type {
+            "system" => self.system_scheduler_enabled,
+            "sysbatch" => self.sysbatch_scheduler_enabled,
+            "batch" => self.batch_scheduler_enabled,
+            "service" => self.service_scheduler_enabled,
+            _ => false,
+        }
+    }
 }
 
 impl Default for SchedulerConfiguration {
     fn default() -> Self {
         SchedulerConfiguration {
             scheduler_algorithm: "binpack".to_string(),
+            preemption_config: PreemptionConfig::default(),
             memory_oversubscription_enabled: false,
+            reject_job_registration: false,
+            pause_eval_broker: false,
             create_index: 0,
             modify_index: 0,
         }
@@ -35,13 +81,9 @@ impl SchedulerConfiguration {
     /// Checks an operator's update.
     pub fn validate(&self) -> Result<(), String> {
         match self.scheduler_algorithm.as_str() {
-            "binpack" => Ok(()),
-            "spread" => Err(
-                "SchedulerAlgorithm \"spread\" is not implemented by noded yet; use \"binpack\""
-                    .to_string(),
-            ),
+            "binpack" | "spread" => Ok(()),
             other => Err(format!(
-                "SchedulerAlgorithm {other:?} is unknown; use \"binpack\""
+                "SchedulerAlgorithm {other:?} is unknown; use \"binpack\" or \"spread\""
             )),
         }
     }

@@ -441,6 +441,7 @@ impl State {
     ) {
         let mut node = node.clone();
         node.modify_index = index;
+        node.computed_class = node.compute_class();
         node.status_updated_at = now / 1_000_000_000;
         if node.status == crate::model::NodeStatus::Initializing {
             node.status = crate::model::NodeStatus::Ready;

@@ -45,7 +45,7 @@ impl ApiCommand for GetConfig {
 
 #[derive(Debug, Args)]
 pub struct SetConfig {
-    /// binpack (spread is not implemented yet).
+    /// binpack (fill nodes up) or spread (spread allocations over nodes).
     #[arg(long = "scheduler-algorithm")]
     algorithm: Option<String>,
     /// Let tasks use memory_max above their memory reservation.
