@@ -397,7 +397,7 @@ fn clock_ticks_per_s() -> anyhow::Result<f64> {
     Ok(n)
 }
 
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+pub(super) fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     let path = format!("/proc/{pid}/status");
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     text.lines()

@@ -16,6 +16,9 @@
 //!   registering and heartbeating over the real QUIC fabric against a one- and a three-server
 //!   region: missed nodes, heartbeats/s, latency, the leader's CPU and RSS, closed-loop
 //!   capacity ([`heartbeats`]).
+//! - `scheduler [--nodes N] [--jobs J] [--count C]` — C1M-shaped: J jobs of C allocations on
+//!   N simulated nodes, through the scheduler function alone and end to end through a real
+//!   server's broker, workers, plan applier and durable Raft ([`scheduler`]).
 //! - `footprint [--tasks N]` — RSS and PSS of an idle client-only agent and its supervisor,
 //!   an idle server, and per running task, beside containerd when installed ([`footprint`]).
 //!
@@ -38,6 +41,7 @@ mod oci;
 mod probe;
 mod raft;
 pub(crate) mod rss;
+mod scheduler;
 mod start;
 mod stats;
 mod workdir;
@@ -53,7 +57,7 @@ const OCI_HELPER: &str = "__oci-helper";
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let Some((name, rest)) = args.split_first() else {
         bail!(
-            "usage: cargo xtask bench <start|rss|raft|heartbeats|footprint> [options] ({OPTIONS})"
+            "usage: cargo xtask bench <start|rss|raft|heartbeats|footprint|scheduler> [options] ({OPTIONS})"
         );
     };
     if name == OCI_HELPER {
@@ -61,9 +65,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     }
     if !matches!(
         name.as_str(),
-        "start" | "rss" | "raft" | "heartbeats" | "footprint"
+        "start" | "rss" | "raft" | "heartbeats" | "footprint" | "scheduler"
     ) {
-        bail!("unknown bench {name:?} (available: start, rss, raft, heartbeats, footprint)");
+        bail!("unknown bench {name:?} (available: start, rss, raft, heartbeats, footprint, scheduler)");
     }
     if !nix::unistd::geteuid().is_root() {
         bail!("bench {name} needs root (namespaces, mounts, cgroups): run it as root");
@@ -81,6 +85,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         Options::Raft(o) => raft::run(&o, &binaries),
         Options::Heartbeats(o) => heartbeats::run(&o, &binaries),
         Options::Footprint(o) => footprint::run(&o, &binaries),
+        Options::Scheduler(o) => scheduler::run(&o, &binaries),
     }
 }
 
@@ -92,10 +97,11 @@ enum Options {
     Raft(raft::RaftOptions),
     Heartbeats(heartbeats::HeartbeatsOptions),
     Footprint(footprint::FootprintOptions),
+    Scheduler(scheduler::SchedulerOptions),
 }
 
 /// Every bench's options, for usage messages.
-const OPTIONS: &str = "start: --runs N --gap-ms MS --noded-only; rss: --tasks N; raft: --concurrency C --seconds S --kills K --value-bytes B; heartbeats: --nodes N --servers 1|3 --duration D; footprint: --tasks N";
+const OPTIONS: &str = "start: --runs N --gap-ms MS --noded-only; rss: --tasks N; raft: --concurrency C --seconds S --kills K --value-bytes B; heartbeats: --nodes N --servers 1|3 --duration D; footprint: --tasks N; scheduler: --nodes N --jobs J --count C";
 
 impl Options {
     fn parse(name: &str, args: &[String]) -> anyhow::Result<Options> {
@@ -104,6 +110,7 @@ impl Options {
         let mut raft = raft::RaftOptions::default();
         let mut heartbeats = heartbeats::HeartbeatsOptions::default();
         let mut footprint = footprint::FootprintOptions::default();
+        let mut scheduler = scheduler::SchedulerOptions::default();
         let mut it = args.iter();
         while let Some(flag) = it.next() {
             let mut value = |what: &str| -> anyhow::Result<u64> {
@@ -182,6 +189,24 @@ impl Options {
                         bail!("--tasks must be 1 to 1000 (default 100)");
                     }
                 }
+                ("scheduler", "--nodes") => {
+                    scheduler.nodes = usize::try_from(value("a number of nodes, 1 to 100000")?)?;
+                    if !(1..=100_000).contains(&scheduler.nodes) {
+                        bail!("--nodes must be 1 to 100000 (default 5000)");
+                    }
+                }
+                ("scheduler", "--jobs") => {
+                    scheduler.jobs = usize::try_from(value("a number of jobs, 1 to 100000")?)?;
+                    if !(1..=100_000).contains(&scheduler.jobs) {
+                        bail!("--jobs must be 1 to 100000 (default 1000)");
+                    }
+                }
+                ("scheduler", "--count") => {
+                    scheduler.count = usize::try_from(value("allocations per job, 1 to 10000")?)?;
+                    if !(1..=10_000).contains(&scheduler.count) {
+                        bail!("--count must be 1 to 10000 (default 1000; the jobspec's max count)");
+                    }
+                }
                 (_, other) => bail!("unknown option {other:?} for bench {name} ({OPTIONS})"),
             }
         }
@@ -190,6 +215,7 @@ impl Options {
             "raft" => Options::Raft(raft),
             "heartbeats" => Options::Heartbeats(heartbeats),
             "footprint" => Options::Footprint(footprint),
+            "scheduler" => Options::Scheduler(scheduler),
             _ => Options::Start(start),
         })
     }
