@@ -661,7 +661,10 @@ fn alloc() -> Allocation {
                     },
                 },
             )]),
-            shared: AllocatedSharedResources { disk_mb: 300 },
+            shared: AllocatedSharedResources {
+                disk_mb: 300,
+                ..Default::default()
+            },
         },
         metrics: alloc_metric(),
         desired_status: DesiredStatus::Stop,
