@@ -551,6 +551,31 @@ pub struct NodeListStub {
     pub modify_index: u64,
 }
 
+/// FNV-1a, 64 bits: a tiny, stable, dependency-free digest for [`Node::compute_class`]
+/// (not for anything an adversary chooses to collide: a collision only merges two classes'
+/// cached feasibility, which the scheduler re-checks per node for `unique.*` rules anyway).
+struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv1a {
+    /// Adds one length-prefixed field, so ("ab", "c") and ("a", "bc") differ.
+    fn field(&mut self, value: &str) {
+        for byte in (value.len() as u64)
+            .to_le_bytes()
+            .iter()
+            .chain(value.as_bytes())
+        {
+            self.0 ^= u64::from(*byte);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -650,30 +675,5 @@ mod tests {
             usage.fits(&node(1000, 512, &[0, 1])),
             Err(Overcommit::CoreNotReservable(7))
         );
-    }
-}
-
-/// FNV-1a, 64 bits: a tiny, stable, dependency-free digest for [`Node::compute_class`]
-/// (not for anything an adversary chooses to collide: a collision only merges two classes'
-/// cached feasibility, which the scheduler re-checks per node for `unique.*` rules anyway).
-struct Fnv1a(u64);
-
-impl Default for Fnv1a {
-    fn default() -> Self {
-        Fnv1a(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Fnv1a {
-    /// Adds one length-prefixed field, so ("ab", "c") and ("a", "bc") differ.
-    fn field(&mut self, value: &str) {
-        for byte in (value.len() as u64)
-            .to_le_bytes()
-            .iter()
-            .chain(value.as_bytes())
-        {
-            self.0 ^= u64::from(*byte);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
     }
 }

@@ -33,8 +33,7 @@ impl ConstraintCache {
             if self.regexps.len() >= MAX_CACHED {
                 self.regexps.clear();
             }
-            self.regexps
-                .insert(text.to_string(), Regex::new(text).ok());
+            self.regexps.insert(text.to_string(), Regex::new(text).ok());
         }
         self.regexps.get(text).and_then(Option::as_ref)
     }
@@ -97,9 +96,14 @@ pub fn resolve_target<'n>(target: &'n str, node: &'n Node) -> Option<&'n str> {
 /// Whether a target's value is unique to a node, so that a rule using it cannot be decided
 /// once per computed class (Nomad's `constraintTargetEscapes`).
 pub fn target_escapes(target: &str) -> bool {
-    ["${unique.", "${node.unique.", "${attr.unique.", "${meta.unique."]
-        .iter()
-        .any(|p| target.starts_with(p))
+    [
+        "${unique.",
+        "${node.unique.",
+        "${attr.unique.",
+        "${meta.unique.",
+    ]
+    .iter()
+    .any(|p| target.starts_with(p))
 }
 
 /// Whether a constraint escapes the computed class.
@@ -177,7 +181,12 @@ pub fn distinct_hosts_enabled(constraints: &[Constraint]) -> bool {
     constraints
         .iter()
         .find(|c| c.operand == DISTINCT_HOSTS)
-        .is_some_and(|c| !matches!(c.r_target.trim(), "false" | "0" | "f" | "F" | "FALSE" | "False"))
+        .is_some_and(|c| {
+            !matches!(
+                c.r_target.trim(),
+                "false" | "0" | "f" | "F" | "FALSE" | "False"
+            )
+        })
 }
 
 #[cfg(test)]

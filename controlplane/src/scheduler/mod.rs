@@ -427,6 +427,8 @@ fn group_changed(old: &TaskGroup, new: &TaskGroup) -> bool {
 }
 
 #[cfg(test)]
+mod placement_tests;
+#[cfg(test)]
 mod tainted_tests;
 #[cfg(test)]
 mod tests;

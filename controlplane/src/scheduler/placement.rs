@@ -101,7 +101,11 @@ impl Run<'_> {
         let ctx = self.group_ctx(job, group, prev.as_deref(), self.preemption_enabled(job));
         if !feasible::in_base_set(job, node) || !self.feasible(&ctx, node, &mut metric) {
             if metric.nodes_filtered == 0 {
-                feasible::record_filtered(&mut metric, node, "node not ready or not in the job's datacenters and pool");
+                feasible::record_filtered(
+                    &mut metric,
+                    node,
+                    "node not ready or not in the job's datacenters and pool",
+                );
             }
             self.record_failure(group, metric);
             return false;
@@ -160,7 +164,13 @@ impl Run<'_> {
         }
         let mut resources = self.reserve(&node, group);
         if let Some(offer) = ranked.offer {
-            self.held_ports(&node).extend(offer.ports.iter().filter(|p| !p.ignore_collision).map(|p| p.value));
+            self.held_ports(&node).extend(
+                offer
+                    .ports
+                    .iter()
+                    .filter(|p| !p.ignore_collision)
+                    .map(|p| p.value),
+            );
             resources.shared.networks = vec![offer.network];
             resources.shared.ports = offer.ports;
         }
@@ -247,7 +257,8 @@ impl Run<'_> {
                 }
             }
         }
-        let mine = alloc.job_id == self.plan.eval.job_id && alloc.namespace == self.plan.eval.namespace;
+        let mine =
+            alloc.job_id == self.plan.eval.job_id && alloc.namespace == self.plan.eval.namespace;
         if mine && !alloc.is_terminal() && self.select.job_counts.is_some() {
             if let Some(n) = self
                 .job_counts()

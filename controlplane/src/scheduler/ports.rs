@@ -47,15 +47,20 @@ pub fn assign(
         if !(1..=65535).contains(&port.value) {
             return Err(format!("invalid port {} (out of range)", port.value));
         }
-        if !port.ignore_collision && (used(port.value) || taken.contains(&port.value))
-        {
+        if !port.ignore_collision && (used(port.value) || taken.contains(&port.value)) {
             return Err(format!(
                 "reserved port collision {}={}",
                 port.label, port.value
             ));
         }
         taken.insert(port.value);
-        ports.push(mapping(port.label.clone(), port.value, port.to, &ip, port.ignore_collision));
+        ports.push(mapping(
+            port.label.clone(),
+            port.value,
+            port.to,
+            &ip,
+            port.ignore_collision,
+        ));
     }
     let (lo, hi) = node.dynamic_port_range();
     let (lo, hi) = (i64::from(lo), i64::from(hi));
@@ -81,12 +86,7 @@ fn mapping(label: String, value: i64, to: i64, ip: &str, ignore: bool) -> Alloca
 
 /// A free port in `lo..=hi`: a few random tries (cheap while the range is mostly free), then a
 /// scan from a random start so that a crowded range still finds the last free port.
-fn pick_dynamic(
-    lo: i64,
-    hi: i64,
-    rng: &mut SplitMix64,
-    free: &dyn Fn(i64) -> bool,
-) -> Option<i64> {
+fn pick_dynamic(lo: i64, hi: i64, rng: &mut SplitMix64, free: &dyn Fn(i64) -> bool) -> Option<i64> {
     if lo > hi {
         return None;
     }
@@ -151,11 +151,21 @@ mod tests {
     #[test]
     fn static_ports_collide_with_used_ones() {
         let used = BTreeSet::from([8080]);
-        let err = assign(&net(&[("http", 8080)], &[]), &node(0, 0), &used, &mut SplitMix64::new(1))
-            .unwrap_err();
+        let err = assign(
+            &net(&[("http", 8080)], &[]),
+            &node(0, 0),
+            &used,
+            &mut SplitMix64::new(1),
+        )
+        .unwrap_err();
         assert_eq!(err, "reserved port collision http=8080");
-        let ok = assign(&net(&[("http", 8081)], &[]), &node(0, 0), &used, &mut SplitMix64::new(1))
-            .unwrap();
+        let ok = assign(
+            &net(&[("http", 8081)], &[]),
+            &node(0, 0),
+            &used,
+            &mut SplitMix64::new(1),
+        )
+        .unwrap();
         assert_eq!(ok.ports[0].value, 8081);
         assert_eq!(ok.ports[0].host_ip, "10.0.0.5");
         assert_eq!(ok.network.ip, "10.0.0.5");
@@ -186,8 +196,13 @@ mod tests {
 
     #[test]
     fn default_range_is_nomads() {
-        let offer = assign(&net(&[], &["a", "b"]), &node(0, 0), &BTreeSet::new(), &mut SplitMix64::new(3))
-            .unwrap();
+        let offer = assign(
+            &net(&[], &["a", "b"]),
+            &node(0, 0),
+            &BTreeSet::new(),
+            &mut SplitMix64::new(3),
+        )
+        .unwrap();
         for p in &offer.ports {
             assert!((20000..=32000).contains(&p.value), "{p:?}");
         }

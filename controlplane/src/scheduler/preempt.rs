@@ -183,11 +183,20 @@ mod tests {
             70,
             res(1000, 100),
             res(0, 1000),
-            vec![cand("p50", 50, 1000, 100), cand("p20", 20, 1000, 100), cand("p65", 65, 4000, 100)],
+            vec![
+                cand("p50", 50, 1000, 100),
+                cand("p20", 20, 1000, 100),
+                cand("p65", 65, 4000, 100),
+            ],
         );
         assert_eq!(ids(got), Some(vec!["p20".to_string()]));
         // Only a job within the gap could free enough: nothing.
-        let got = preempt_for_group(70, res(3000, 100), res(0, 1000), vec![cand("p65", 65, 4000, 100)]);
+        let got = preempt_for_group(
+            70,
+            res(3000, 100),
+            res(0, 1000),
+            vec![cand("p65", 65, 4000, 100)],
+        );
         assert_eq!(ids(got), None);
     }
 

@@ -106,9 +106,17 @@ mod tests {
         assert_eq!(job_anti_affinity(0, 4), None);
         assert_eq!(job_anti_affinity(1, 4), Some(-0.5));
         let used: HashMap<String, u64> = [("a".to_string(), 2), ("b".to_string(), 1)].into();
-        assert_eq!(even_spread_boost(&used, "b"), 1.0, "the least used value gains");
+        assert_eq!(
+            even_spread_boost(&used, "b"),
+            1.0,
+            "the least used value gains"
+        );
         assert_eq!(even_spread_boost(&used, "a"), -1.0);
-        assert_eq!(even_spread_boost(&used, "c"), 1.0, "an unused value gains too");
+        assert_eq!(
+            even_spread_boost(&used, "c"),
+            1.0,
+            "an unused value gains too"
+        );
         assert_eq!(even_spread_boost(&HashMap::new(), "a"), 0.0);
     }
 }

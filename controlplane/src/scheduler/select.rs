@@ -179,12 +179,12 @@ impl<'a> Run<'a> {
             .collect();
         self.note_escapes(job, group);
         let mut distinct_properties = Vec::new();
-        for (c, scope) in job
-            .constraints
-            .iter()
-            .map(|c| (c, None))
-            .chain(group.constraints.iter().map(|c| (c, Some(group.name.as_str()))))
-        {
+        for (c, scope) in job.constraints.iter().map(|c| (c, None)).chain(
+            group
+                .constraints
+                .iter()
+                .map(|c| (c, Some(group.name.as_str()))),
+        ) {
             if c.operand != DISTINCT_PROPERTY {
                 continue;
             }
@@ -471,7 +471,12 @@ impl<'a> Run<'a> {
     }
 
     /// The filters: class-wide ones (cached per computed class), then per-node ones.
-    pub(super) fn feasible(&mut self, ctx: &GroupCtx<'_>, node: &Node, m: &mut AllocMetric) -> bool {
+    pub(super) fn feasible(
+        &mut self,
+        ctx: &GroupCtx<'_>,
+        node: &Node,
+        m: &mut AllocMetric,
+    ) -> bool {
         let class = node.computed_class.clone();
         let cacheable = !class.is_empty();
         let job_escaped = self.select.eligibility.job_escaped || !cacheable;
@@ -571,8 +576,7 @@ impl<'a> Run<'a> {
         if ctx.job_distinct_hosts || ctx.group_distinct_hosts {
             let here = self.job_counts().get(&node.id);
             let job_here = here.is_some_and(|g| g.values().any(|n| *n > 0));
-            let group_here =
-                here.is_some_and(|g| g.get(&ctx.group.name).is_some_and(|n| *n > 0));
+            let group_here = here.is_some_and(|g| g.get(&ctx.group.name).is_some_and(|n| *n > 0));
             if (ctx.job_distinct_hosts && job_here) || group_here {
                 feasible::record_filtered(m, node, constraint::DISTINCT_HOSTS);
                 return false;
@@ -592,7 +596,10 @@ impl<'a> Run<'a> {
                 feasible::record_filtered(
                     m,
                     node,
-                    &format!("distinct_property: {}={value} used by {used} allocs", p.attribute),
+                    &format!(
+                        "distinct_property: {}={value} used by {used} allocs",
+                        p.attribute
+                    ),
                 );
                 return false;
             }
@@ -732,7 +739,8 @@ impl<'a> Run<'a> {
                 let ports = cache.ports.get(&node.id);
                 let used = |p: i64| {
                     ports.is_some_and(|np| {
-                        np.reserved.contains(&p) || (np.held.contains(&p) && !freed_ports.contains(&p))
+                        np.reserved.contains(&p)
+                            || (np.held.contains(&p) && !freed_ports.contains(&p))
                     })
                 };
                 let rng = cache
@@ -772,9 +780,7 @@ impl<'a> Run<'a> {
         }
         let mut after = used;
         after.add(total);
-        after
-            .fits_in(&node.allocatable())
-            .map_err(str::to_string)?;
+        after.fits_in(&node.allocatable()).map_err(str::to_string)?;
         Ok((offer, after))
     }
 
@@ -783,7 +789,11 @@ impl<'a> Run<'a> {
     pub(super) fn load_node_ports(&mut self, node_id: &str, node: &Node) {
         if !self.select.ports.contains_key(node_id) {
             let mut np = NodePorts {
-                reserved: node.reserved_host_ports().into_iter().map(i64::from).collect(),
+                reserved: node
+                    .reserved_host_ports()
+                    .into_iter()
+                    .map(i64::from)
+                    .collect(),
                 held: BTreeSet::new(),
             };
             for a in self.state.allocs_by_node(node_id) {
@@ -798,17 +808,16 @@ impl<'a> Run<'a> {
     /// The host ports this run takes (`place`) or gives back (`release`) on a node.
     pub(super) fn held_ports(&mut self, node: &Node) -> &mut BTreeSet<i64> {
         self.load_node_ports(&node.id, node);
-        &mut self
-            .select
-            .ports
-            .entry(node.id.clone())
-            .or_default()
-            .held
+        &mut self.select.ports.entry(node.id.clone()).or_default().held
     }
 
     /// Lower-priority allocations on `node` whose eviction would make room (Nomad's
     /// `PreemptForTaskGroup`).
-    fn find_preemptions(&mut self, ctx: &GroupCtx<'_>, node: &Node) -> Option<Vec<Arc<Allocation>>> {
+    fn find_preemptions(
+        &mut self,
+        ctx: &GroupCtx<'_>,
+        node: &Node,
+    ) -> Option<Vec<Arc<Allocation>>> {
         let stopping: BTreeSet<&str> = self
             .plan
             .node_update

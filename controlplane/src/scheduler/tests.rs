@@ -199,7 +199,10 @@ fn nodes_without_the_driver_are_filtered_and_reported() {
     assert_eq!(plan.placement_count(), 0);
     let failed = &plan.eval.failed_tg_allocs["g"];
     assert_eq!(failed.nodes_filtered, 1);
-    assert_eq!(failed.constraint_filtered["missing drivers"], 1, "Nomad's words");
+    assert_eq!(
+        failed.constraint_filtered["missing drivers"], 1,
+        "Nomad's words"
+    );
     assert_eq!(plan.eval.queued_allocations["g"], 1);
     // The unplaced work waits in a blocked evaluation.
     assert_eq!(plan.created_evals.len(), 1);

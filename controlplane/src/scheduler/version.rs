@@ -33,7 +33,10 @@ impl Version {
             .find(|(_, c)| !(c.is_ascii_digit() || *c == '.'))
             .map_or(rest.len(), |(i, _)| i);
         let (core, pre) = rest.split_at(digits_end);
-        let core = core.strip_suffix('.').filter(|_| !pre.is_empty()).unwrap_or(core);
+        let core = core
+            .strip_suffix('.')
+            .filter(|_| !pre.is_empty())
+            .unwrap_or(core);
         let mut segments = Vec::new();
         for part in core.split('.') {
             if segments.len() == MAX_SEGMENTS {
