@@ -19,17 +19,17 @@ use std::time::Duration;
 
 use controlplane::model::{
     Affinity, AllocClientUpdate, AllocDeploymentStatus, AllocMetric, AllocState,
-    AllocatedCpuResources, AllocatedMemoryResources, AllocatedResources, AllocatedSharedResources,
-    AllocatedTaskResources, Allocation, AutopilotConfiguration, ClientHostVolumeConfig,
-    ClientStatus, Constraint, DesiredStatus, DesiredTransition, DisconnectStrategy, DrainMetadata,
-    DrainStrategy, DriverInfo, EphemeralDisk, EvalStatus, Evaluation, Job, JobStatus, JobType,
-    JobUiConfig, JobUiLink, JobVersionTag, LogConfig, MigrateStrategy, Multiregion,
-    MultiregionRegion, MultiregionStrategy, NetworkResource, Node, NodeCpuResources,
-    NodeDiskResources, NodeEvent, NodeMemoryResources, NodePool, NodePoolSchedulerConfiguration,
-    NodeReservedNetworkResources, NodeResources, NodeStatus, ParameterizedJobConfig,
-    PeriodicConfig, Port, PreemptionConfig, ReschedulePolicy, Resources, RestartPolicy,
-    SchedulerConfiguration, Spread, SpreadTarget, Task, TaskEvent, TaskGroup, TaskLifecycle,
-    TaskLifecycleState, TaskState, UpdateStrategy,
+    AllocatedCpuResources, AllocatedMemoryResources, AllocatedPortMapping, AllocatedResources,
+    AllocatedSharedResources, AllocatedTaskResources, Allocation, AutopilotConfiguration,
+    ClientHostVolumeConfig, ClientStatus, Constraint, DesiredStatus, DesiredTransition,
+    DisconnectStrategy, DrainMetadata, DrainStrategy, DriverInfo, EphemeralDisk, EvalStatus,
+    Evaluation, Job, JobStatus, JobType, JobUiConfig, JobUiLink, JobVersionTag, LogConfig,
+    MigrateStrategy, Multiregion, MultiregionRegion, MultiregionStrategy, NetworkResource, Node,
+    NodeCpuResources, NodeDiskResources, NodeEvent, NodeMemoryResources, NodePool,
+    NodePoolSchedulerConfiguration, NodeReservedNetworkResources, NodeResources, NodeScoreMeta,
+    NodeStatus, ParameterizedJobConfig, PeriodicConfig, Port, PreemptionConfig, ReschedulePolicy,
+    Resources, RestartPolicy, SchedulerConfiguration, Spread, SpreadTarget, Task, TaskEvent,
+    TaskGroup, TaskLifecycle, TaskLifecycleState, TaskState, UpdateStrategy,
 };
 use controlplane::raft::{
     codec, decode_snapshot_file, encode_snapshot_file, Entry, HelloReply, LogId, PeerStatus,
@@ -37,7 +37,8 @@ use controlplane::raft::{
     TypeConfig,
 };
 use controlplane::state::{
-    AllocStop, Command, CommandResponse, PlanResult, SnapshotFile, State, SNAPSHOT_FORMAT_VERSION,
+    AllocPreemption, AllocStop, Command, CommandResponse, PlanResult, SnapshotFile, State,
+    SNAPSHOT_FORMAT_VERSION,
 };
 use openraft::error::{Fatal, InstallSnapshotError, RaftError, SnapshotMismatch};
 use openraft::raft::{
@@ -488,6 +489,12 @@ fn alloc_metric() -> AllocMetric {
         dimension_exhausted: BTreeMap::from([("memory".to_string(), 1)]),
         scores: BTreeMap::from([(format!("{NODE_ID}.binpack"), 0.625)]),
         coalesced_failures: 2,
+        class_exhausted: BTreeMap::from([("large".to_string(), 1)]),
+        score_meta_data: vec![NodeScoreMeta {
+            node_id: NODE_ID.into(),
+            scores: BTreeMap::from([("binpack".to_string(), 0.625)]),
+            norm_score: 0.625,
+        }],
     }
 }
 
@@ -661,7 +668,26 @@ fn alloc() -> Allocation {
                     },
                 },
             )]),
-            shared: AllocatedSharedResources { disk_mb: 300 },
+            shared: AllocatedSharedResources {
+                disk_mb: 300,
+                networks: vec![NetworkResource {
+                    ip: "10.0.0.5".into(),
+                    dynamic_ports: vec![Port {
+                        label: "http".into(),
+                        value: 23456,
+                        to: 8080,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ports: vec![AllocatedPortMapping {
+                    label: "http".into(),
+                    value: 23456,
+                    to: 8080,
+                    host_ip: "10.0.0.5".into(),
+                    ignore_collision: false,
+                }],
+            },
         },
         metrics: alloc_metric(),
         desired_status: DesiredStatus::Stop,
@@ -688,6 +714,8 @@ fn alloc() -> Allocation {
             value: "unknown".into(),
             time: "2026-01-01T00:00:08Z".into(),
         }],
+        preempted_allocations: vec!["victim-alloc".into()],
+        preempted_by_allocation: "preempting-alloc".into(),
         create_index: 14,
         modify_index: 16,
         alloc_modify_index: 15,
@@ -781,6 +809,10 @@ fn commands() -> Vec<(&'static str, Command)> {
                 }],
                 created_evals: vec![eval()],
                 now: T0 + 15,
+                preemptions: vec![AllocPreemption {
+                    alloc_id: "1b2c3d4e-5f6a-4b7c-8d9e-0f1a2b3c4d5e".into(),
+                    preempted_by_allocation: ALLOC_ID.into(),
+                }],
             })),
         ),
         (

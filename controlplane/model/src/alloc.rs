@@ -255,6 +255,12 @@ pub struct Allocation {
     /// Client status changes kept for disconnect handling (`unknown` since when), oldest
     /// first.
     pub alloc_states: Vec<AllocState>,
+    /// Allocations evicted to make room for this one (Nomad's `PreemptedAllocations`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub preempted_allocations: Vec<String>,
+    /// The allocation this one was evicted for (Nomad's `PreemptedByAllocation`).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub preempted_by_allocation: String,
     pub create_index: u64,
     pub modify_index: u64,
     pub alloc_modify_index: u64,

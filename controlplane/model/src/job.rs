@@ -790,6 +790,12 @@ impl TaskGroup {
                 total.memory_mb += r.memory_mb.max(0);
             }
         }
+        total.disk_mb = self
+            .ephemeral_disk
+            .as_ref()
+            .and_then(|d| d.size_mb)
+            .unwrap_or(0)
+            .max(0);
         total
     }
 }

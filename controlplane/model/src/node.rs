@@ -100,6 +100,7 @@ impl NodeResources {
         ComparableResources {
             cpu_mhz: self.cpu.cpu_shares,
             memory_mb: self.memory.memory_mb,
+            disk_mb: self.disk.disk_mb,
         }
     }
 }
@@ -142,6 +143,39 @@ pub struct Node {
     pub computed_class: String,
     pub create_index: u64,
     pub modify_index: u64,
+}
+
+/// Nomad's default dynamic port range.
+pub const DEFAULT_MIN_DYNAMIC_PORT: u16 = 20000;
+pub const DEFAULT_MAX_DYNAMIC_PORT: u16 = 32000;
+
+/// The most ports a port list may name (every port there is): a bound on what a list like
+/// "1-65535" expands to.
+const MAX_LISTED_PORTS: usize = 65536;
+
+/// Parses a port list as Nomad writes them: "22,80,8000-8100" (spaces allowed, empty
+/// entries ignored).
+pub fn parse_port_list(spec: &str) -> Result<BTreeSet<u16>, String> {
+    let mut ports = BTreeSet::new();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let port = |s: &str| -> Result<u16, String> {
+            s.trim()
+                .parse::<u16>()
+                .map_err(|_| format!("{s:?} in port list {spec:?} is not a port (1-65535)"))
+        };
+        let (lo, hi) = match part.split_once('-') {
+            Some((a, b)) => (port(a)?, port(b)?),
+            None => (port(part)?, port(part)?),
+        };
+        if lo > hi {
+            return Err(format!("port range {part:?} in {spec:?} runs backwards"));
+        }
+        ports.extend(lo..=hi);
+        if ports.len() > MAX_LISTED_PORTS {
+            break;
+        }
+    }
+    Ok(ports)
 }
 
 /// How many events a node keeps (Nomad keeps the latest 10).
@@ -297,11 +331,30 @@ impl Node {
 
     /// What placement may use: total minus reserved.
     pub fn allocatable(&self) -> ComparableResources {
-        let total = self.node_resources.comparable();
-        let reserved = self.reserved_resources.comparable();
-        ComparableResources {
-            cpu_mhz: total.cpu_mhz - reserved.cpu_mhz,
-            memory_mb: total.memory_mb - reserved.memory_mb,
+        let mut total = self.node_resources.comparable();
+        total.subtract(self.reserved_resources.comparable());
+        total
+    }
+
+    /// The host ports no allocation may take: the client's `reserved.reserved_ports`, parsed.
+    /// A list that does not parse reserves nothing here; the client refuses such a
+    /// configuration when it starts, so a registered node never carries one.
+    pub fn reserved_host_ports(&self) -> BTreeSet<u16> {
+        self.reserved_resources
+            .networks
+            .as_ref()
+            .and_then(|n| parse_port_list(&n.reserved_host_ports).ok())
+            .unwrap_or_default()
+    }
+
+    /// The client's dynamic port range, inclusive (Nomad's defaults, 20000–32000, when the
+    /// client sent none).
+    pub fn dynamic_port_range(&self) -> (u16, u16) {
+        let r = &self.node_resources;
+        if r.min_dynamic_port == 0 && r.max_dynamic_port == 0 {
+            (DEFAULT_MIN_DYNAMIC_PORT, DEFAULT_MAX_DYNAMIC_PORT)
+        } else {
+            (r.min_dynamic_port, r.max_dynamic_port)
         }
     }
 
@@ -368,6 +421,8 @@ pub struct NodeUsage {
     pub used: ComparableResources,
     /// Cores reserved exclusively (`resources { cores }`), each by one allocation.
     pub cores: BTreeSet<u32>,
+    /// Host ports held, each by one allocation.
+    pub ports: BTreeSet<i64>,
 }
 
 /// Why allocations do not fit on a node.
@@ -377,7 +432,11 @@ pub enum Overcommit {
     CoreTaken(u32),
     /// An allocation reserves a core the node does not offer for reservation.
     CoreNotReservable(u32),
-    /// cpu or memory: more is used than the node can allocate.
+    /// Two allocations hold the same host port.
+    PortTaken(i64),
+    /// An allocation holds a port the node reserves for itself, or no port at all.
+    PortReserved(i64),
+    /// cpu, memory or disk: more is used than the node can allocate.
     Exhausted {
         dimension: &'static str,
         used: ComparableResources,
@@ -393,10 +452,16 @@ impl std::fmt::Display for Overcommit {
             Overcommit::CoreNotReservable(core) => {
                 write!(f, "core {core} is not one this node offers for reservation")
             }
+            Overcommit::PortTaken(port) => {
+                write!(f, "port {port} is already held by another allocation")
+            }
+            Overcommit::PortReserved(port) => {
+                write!(f, "port {port} is reserved by the node or is not a port")
+            }
             Overcommit::Exhausted { dimension, used } => write!(
                 f,
-                "{dimension} exhausted (would use {} MHz / {} MB)",
-                used.cpu_mhz, used.memory_mb
+                "{dimension} exhausted (would use {} MHz / {} MB / {} MB disk)",
+                used.cpu_mhz, used.memory_mb, used.disk_mb
             ),
         }
     }
@@ -426,6 +491,11 @@ impl NodeUsage {
                 }
             }
         }
+        for port in resources.host_ports() {
+            if !self.ports.insert(port) {
+                return Err(Overcommit::PortTaken(port));
+            }
+        }
         Ok(())
     }
 
@@ -435,6 +505,13 @@ impl NodeUsage {
         let reservable = &node.node_resources.cpu.reservable_cpu_cores;
         if let Some(core) = self.cores.iter().find(|c| !reservable.contains(c)) {
             return Err(Overcommit::CoreNotReservable(*core));
+        }
+        if !self.ports.is_empty() {
+            let reserved = node.reserved_host_ports();
+            let bad = |p: &i64| u16::try_from(*p).map_or(true, |p| p == 0 || reserved.contains(&p));
+            if let Some(port) = self.ports.iter().find(|p| bad(p)) {
+                return Err(Overcommit::PortReserved(*port));
+            }
         }
         self.used
             .fits_in(&node.allocatable())
@@ -472,6 +549,31 @@ pub struct NodeListStub {
     pub attributes: Option<BTreeMap<String, String>>,
     pub create_index: u64,
     pub modify_index: u64,
+}
+
+/// FNV-1a, 64 bits: a tiny, stable, dependency-free digest for [`Node::compute_class`]
+/// (not for anything an adversary chooses to collide: a collision only merges two classes'
+/// cached feasibility, which the scheduler re-checks per node for `unique.*` rules anyway).
+struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv1a {
+    /// Adds one length-prefixed field, so ("ab", "c") and ("a", "bc") differ.
+    fn field(&mut self, value: &str) {
+        for byte in (value.len() as u64)
+            .to_le_bytes()
+            .iter()
+            .chain(value.as_bytes())
+        {
+            self.0 ^= u64::from(*byte);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -573,30 +675,5 @@ mod tests {
             usage.fits(&node(1000, 512, &[0, 1])),
             Err(Overcommit::CoreNotReservable(7))
         );
-    }
-}
-
-/// FNV-1a, 64 bits: a tiny, stable, dependency-free digest for [`Node::compute_class`]
-/// (not for anything an adversary chooses to collide: a collision only merges two classes'
-/// cached feasibility, which the scheduler re-checks per node for `unique.*` rules anyway).
-struct Fnv1a(u64);
-
-impl Default for Fnv1a {
-    fn default() -> Self {
-        Fnv1a(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Fnv1a {
-    /// Adds one length-prefixed field, so ("ab", "c") and ("a", "bc") differ.
-    fn field(&mut self, value: &str) {
-        for byte in (value.len() as u64)
-            .to_le_bytes()
-            .iter()
-            .chain(value.as_bytes())
-        {
-            self.0 ^= u64::from(*byte);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
     }
 }

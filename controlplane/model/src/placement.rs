@@ -59,4 +59,26 @@ pub struct AllocMetric {
     pub dimension_exhausted: BTreeMap<String, u64>,
     pub scores: BTreeMap<String, f64>,
     pub coalesced_failures: u64,
+    /// Exhausted nodes by node class (nodes without a class are not counted here).
+    #[serde(default)]
+    pub class_exhausted: BTreeMap<String, u64>,
+    /// The best-scoring nodes, best first, at most [`MAX_RETAINED_NODE_SCORES`], with each
+    /// scorer's part.
+    #[serde(default)]
+    pub score_meta_data: Vec<NodeScoreMeta>,
+}
+
+/// How many of the best nodes a placement's metrics keep the scores of (Nomad keeps 5).
+pub const MAX_RETAINED_NODE_SCORES: usize = 5;
+
+/// One node's scores in a placement (Nomad's `NodeScoreMeta`): each scorer's (`binpack`,
+/// `job-anti-affinity`, `node-affinity`, `allocation-spread`, `node-reschedule-penalty`,
+/// `preemption`) and the normalized mean.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NodeScoreMeta {
+    #[serde(rename = "NodeID")]
+    pub node_id: String,
+    pub scores: BTreeMap<String, f64>,
+    pub norm_score: f64,
 }

@@ -40,7 +40,7 @@ pub struct Resources {
 }
 
 /// A group's (or, deprecated, a task's) network.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct NetworkResource {
     pub mode: String,
@@ -61,7 +61,7 @@ pub struct NetworkResource {
 }
 
 /// A port: static when `value` > 0, otherwise dynamic.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct Port {
     pub label: String,
@@ -71,7 +71,7 @@ pub struct Port {
     pub ignore_collision: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct DnsConfig {
     pub servers: Vec<String>,
@@ -79,7 +79,7 @@ pub struct DnsConfig {
     pub options: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct CniConfig {
     pub args: BTreeMap<String, String>,
@@ -111,21 +111,35 @@ pub struct ComparableResources {
     pub cpu_mhz: i64,
     #[serde(rename = "MemoryMB")]
     pub memory_mb: i64,
+    /// The allocation's ephemeral disk (`ephemeral_disk { size }`).
+    #[serde(rename = "DiskMB", default)]
+    pub disk_mb: i64,
 }
 
 impl ComparableResources {
     pub fn add(&mut self, other: ComparableResources) {
         self.cpu_mhz += other.cpu_mhz;
         self.memory_mb += other.memory_mb;
+        self.disk_mb += other.disk_mb;
     }
 
-    /// Whether `self` fits into `capacity`; on failure, the dimension that did not fit.
+    pub fn subtract(&mut self, other: ComparableResources) {
+        self.cpu_mhz -= other.cpu_mhz;
+        self.memory_mb -= other.memory_mb;
+        self.disk_mb -= other.disk_mb;
+    }
+
+    /// Whether `self` fits into `capacity`; on failure, the dimension that did not fit, in
+    /// Nomad's order and words (`cpu`, `memory`, `disk`).
     pub fn fits_in(&self, capacity: &ComparableResources) -> Result<(), &'static str> {
         if self.cpu_mhz > capacity.cpu_mhz {
             return Err("cpu");
         }
         if self.memory_mb > capacity.memory_mb {
             return Err("memory");
+        }
+        if self.disk_mb > capacity.disk_mb {
+            return Err("disk");
         }
         Ok(())
     }
@@ -168,6 +182,27 @@ pub struct AllocatedMemoryResources {
 pub struct AllocatedSharedResources {
     #[serde(rename = "DiskMB")]
     pub disk_mb: i64,
+    /// The group network as placed: its dynamic ports with the values chosen and its address
+    /// on the node (Nomad's `AllocatedSharedResources.Networks`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<NetworkResource>,
+    /// Every port of the group network with the host port it got: what the client binds and
+    /// forwards (Nomad's `AllocatedSharedResources.Ports`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<AllocatedPortMapping>,
+}
+
+/// One port of an allocation on its node (Nomad's `AllocatedPortMapping`): `value` on the
+/// host at `host_ip`, forwarded to `to` inside the allocation (0: the same as `value`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct AllocatedPortMapping {
+    pub label: String,
+    pub value: i64,
+    pub to: i64,
+    #[serde(rename = "HostIP")]
+    pub host_ip: String,
+    pub ignore_collision: bool,
 }
 
 impl AllocatedResources {
@@ -178,6 +213,17 @@ impl AllocatedResources {
             total.cpu_mhz += t.cpu.cpu_shares;
             total.memory_mb += t.memory.memory_mb;
         }
+        total.disk_mb = self.shared.disk_mb;
         total
+    }
+
+    /// The host ports the allocation holds on its node (ports that may collide: those
+    /// without `ignore_collision`).
+    pub fn host_ports(&self) -> impl Iterator<Item = i64> + '_ {
+        self.shared
+            .ports
+            .iter()
+            .filter(|p| !p.ignore_collision)
+            .map(|p| p.value)
     }
 }

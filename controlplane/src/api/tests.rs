@@ -182,6 +182,7 @@ async fn node(server: &Server) {
                 ..Default::default()
             },
             memory: NodeMemoryResources { memory_mb: 4096 },
+            disk: crate::model::NodeDiskResources { disk_mb: 100_000 },
             ..Default::default()
         },
         drivers: [(

@@ -1,83 +1,72 @@
 //! Feasibility: which nodes can run a task group at all, and why the others cannot. The reasons
-//! are recorded in the placement metrics that `job status` and `eval status` show.
+//! are recorded in the placement metrics that `job status` and `eval status` show, in Nomad's
+//! words. Constraints are in `constraint.rs`; the pipeline that applies all of it is
+//! `select.rs`.
 
-use crate::model::{AllocMetric, ComparableResources, Job, Node, TaskGroup};
+use crate::model::{AllocMetric, Job, Node, TaskGroup};
 
-/// Why a node was filtered out.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Filtered {
-    NotReady,
-    Ineligible,
-    Datacenter,
-    NodePool,
-    MissingDriver(String),
+/// Nomad's `FilterConstraintDrivers`.
+pub const MISSING_DRIVERS: &str = "missing drivers";
+/// Nomad's `FilterConstraintHostVolumes`.
+pub const MISSING_HOST_VOLUMES: &str = "missing compatible host volumes";
+
+/// Whether `node` is in the set a job's placements start from (Nomad's
+/// `readyNodesInDCsAndPool`): ready and eligible, in one of the job's datacenters and in its
+/// node pool. Nodes outside it are not evaluated at all.
+pub fn in_base_set(job: &Job, node: &Node) -> bool {
+    node.status == crate::model::NodeStatus::Ready
+        && node.is_schedulable()
+        && job
+            .datacenters
+            .iter()
+            .any(|pattern| glob_match(pattern, &node.datacenter))
+        && (job.node_pool.is_empty() || job.node_pool == "all" || job.node_pool == node.node_pool)
 }
 
-impl Filtered {
-    /// The key Nomad's metrics use for this reason.
-    pub fn metric_key(&self) -> String {
-        match self {
-            Filtered::NotReady => "node not ready".into(),
-            Filtered::Ineligible => "node ineligible".into(),
-            Filtered::Datacenter => "datacenter".into(),
-            Filtered::NodePool => "node pool".into(),
-            Filtered::MissingDriver(d) => format!("missing drivers: {d}"),
-        }
-    }
-}
-
-/// Whether `node` can run `group` of `job`, ignoring resources.
-pub fn check_node(job: &Job, group: &TaskGroup, node: &Node) -> Result<(), Filtered> {
-    if node.status != crate::model::NodeStatus::Ready {
-        return Err(Filtered::NotReady);
-    }
-    if !node.is_schedulable() {
-        return Err(Filtered::Ineligible);
-    }
-    if !job
-        .datacenters
-        .iter()
-        .any(|pattern| glob_match(pattern, &node.datacenter))
-    {
-        return Err(Filtered::Datacenter);
-    }
-    if !job.node_pool.is_empty() && job.node_pool != "all" && job.node_pool != node.node_pool {
-        return Err(Filtered::NodePool);
-    }
-    for task in &group.tasks {
-        if !node.has_driver(&task.driver) {
-            return Err(Filtered::MissingDriver(task.driver.clone()));
+/// Whether `node` has every host volume `group` asks for (`volume "x" { type = "host" }`),
+/// writable where the request is.
+pub fn check_host_volumes(group: &TaskGroup, node: &Node) -> Result<(), &'static str> {
+    for req in group.volumes.values().filter(|v| v.volume_type == "host") {
+        match node.host_volumes.get(&req.source) {
+            Some(v) if !v.read_only || req.read_only => {}
+            _ => return Err(MISSING_HOST_VOLUMES),
         }
     }
     Ok(())
 }
 
-/// Records a filtered node in the metrics.
-pub fn record_filtered(metric: &mut AllocMetric, node: &Node, why: &Filtered) {
+/// Records a filtered node in the metrics (Nomad's `FilterNode`).
+pub fn record_filtered(metric: &mut AllocMetric, node: &Node, constraint: &str) {
     metric.nodes_filtered += 1;
-    *metric
-        .class_filtered
-        .entry(if node.node_class.is_empty() {
-            "<none>".to_string()
-        } else {
-            node.node_class.clone()
-        })
-        .or_default() += 1;
-    *metric
-        .constraint_filtered
-        .entry(why.metric_key())
-        .or_default() += 1;
+    if !node.node_class.is_empty() {
+        *metric
+            .class_filtered
+            .entry(node.node_class.clone())
+            .or_default() += 1;
+    }
+    if !constraint.is_empty() {
+        *metric
+            .constraint_filtered
+            .entry(constraint.to_string())
+            .or_default() += 1;
+    }
 }
 
-/// Whether `ask` fits in what `node` has left after `used`; on failure, the exhausted dimension.
-pub fn check_fit(
-    node: &Node,
-    used: ComparableResources,
-    ask: ComparableResources,
-) -> Result<(), &'static str> {
-    let mut total = used;
-    total.add(ask);
-    total.fits_in(&node.allocatable())
+/// Records a node without room in the metrics (Nomad's `ExhaustedNode`).
+pub fn record_exhausted(metric: &mut AllocMetric, node: &Node, dimension: &str) {
+    metric.nodes_exhausted += 1;
+    if !node.node_class.is_empty() {
+        *metric
+            .class_exhausted
+            .entry(node.node_class.clone())
+            .or_default() += 1;
+    }
+    if !dimension.is_empty() {
+        *metric
+            .dimension_exhausted
+            .entry(dimension.to_string())
+            .or_default() += 1;
+    }
 }
 
 /// Shell-style glob with `*` (any run) and `?` (one character), as Nomad matches datacenters.

@@ -8,12 +8,18 @@
 //! Owns placement decisions only. It must not commit anything: the plan applier re-checks every
 //! plan against the newest state and commits what still fits.
 
+mod constraint;
 mod feasible;
 mod placement;
 mod plan;
+mod ports;
+mod preempt;
 mod rank;
+mod rng;
+mod select;
 pub mod tainted;
 mod triage;
+mod version;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -104,6 +110,8 @@ struct Run<'a> {
     /// When `unknown` allocations of this job pass their disconnect window: a delayed
     /// evaluation must run by then to mark them lost.
     disconnect_expiries: BTreeSet<i64>,
+    /// Placement's per-run caches (`select.rs`).
+    select: select::RunCache,
 }
 
 impl<'a> Run<'a> {
@@ -125,6 +133,7 @@ impl<'a> Run<'a> {
             now,
             updates: BTreeMap::new(),
             disconnect_expiries: BTreeSet::new(),
+            select: select::RunCache::default(),
         }
     }
 
@@ -141,18 +150,7 @@ impl<'a> Run<'a> {
         client_status: Option<ClientStatus>,
     ) {
         self.updates.remove(&alloc.id);
-        if alloc.holds_resources() {
-            let freed = alloc.allocated_resources.comparable();
-            let used = self.node_usage(&alloc.node_id);
-            used.cpu_mhz -= freed.cpu_mhz;
-            used.memory_mb -= freed.memory_mb;
-            let cores = self.node_cores(&alloc.node_id);
-            for t in alloc.allocated_resources.tasks.values() {
-                for c in &t.cpu.reserved_cores {
-                    cores.remove(c);
-                }
-            }
-        }
+        self.release(alloc);
         self.plan
             .node_update
             .entry(alloc.node_id.clone())
@@ -372,6 +370,8 @@ impl<'a> Run<'a> {
                     status: EvalStatus::Blocked,
                     status_description: "created to place remaining allocations".to_string(),
                     previous_eval: eval.id.clone(),
+                    class_eligibility: self.select.class_eligibility(),
+                    escaped_computed_class: self.select.escaped(),
                     ..Default::default()
                 };
                 eval.blocked_eval = blocked.id.clone();
@@ -426,6 +426,8 @@ fn group_changed(old: &TaskGroup, new: &TaskGroup) -> bool {
     without_count(old) != without_count(new)
 }
 
+#[cfg(test)]
+mod placement_tests;
 #[cfg(test)]
 mod tainted_tests;
 #[cfg(test)]

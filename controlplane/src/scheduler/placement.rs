@@ -5,12 +5,14 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::{feasible, rank, Run, SchedulerEnv};
+use super::select::Ranked;
+use super::{feasible, Run, SchedulerEnv};
 use crate::model::{
-    AllocMetric, AllocatedCpuResources, AllocatedMemoryResources, AllocatedResources,
-    AllocatedTaskResources, Allocation, ClientStatus, ComparableResources, DesiredStatus, Job,
-    Node, TaskGroup,
+    trigger, AllocMetric, AllocatedCpuResources, AllocatedMemoryResources, AllocatedResources,
+    AllocatedTaskResources, Allocation, ClientStatus, ComparableResources, DesiredStatus,
+    EvalStatus, Evaluation, Job, Node, TaskGroup,
 };
+use crate::state::AllocPreemption;
 
 impl Run<'_> {
     pub(super) fn node_usage(&mut self, node_id: &str) -> &mut ComparableResources {
@@ -43,8 +45,9 @@ impl Run<'_> {
     }
 
     /// Places one allocation of `group`, named with `index` and replacing `previous` (empty
-    /// for a new one): on the best-ranked node that can run it and has room, or recorded as
-    /// a failed placement with the metrics of the search.
+    /// for a new one): on the best-ranked node that can run it and has room (preempting
+    /// lower-priority work when the operator allows it for the job's type), or recorded as a
+    /// failed placement with the metrics of the search.
     pub(super) fn place(
         &mut self,
         job: &Arc<Job>,
@@ -53,14 +56,134 @@ impl Run<'_> {
         previous: String,
         env: &mut dyn SchedulerEnv,
     ) {
-        let (best, metric) = self.rank_nodes(job, group);
-        let Some(node) = best else {
-            self.record_failure(group, metric);
+        // Once a group failed to place, its later placements fail the same way: they are
+        // counted, not searched again (Nomad coalesces them).
+        if let Some(failed) = self.failed.get_mut(&group.name) {
+            failed.coalesced_failures += 1;
+            *self.queued.entry(group.name.clone()).or_default() += 1;
             return;
+        }
+        let prev = self.previous_alloc(&previous);
+        let ctx = self.group_ctx(job, group, prev.as_deref(), false);
+        let (mut best, mut metric) = self.select(&ctx);
+        if best.is_none() && self.preemption_enabled(job) {
+            let ctx = self.group_ctx(job, group, prev.as_deref(), true);
+            (best, metric) = self.select(&ctx);
+        }
+        match best {
+            Some(ranked) => self.commit(job, group, index, previous, ranked, metric, env),
+            None => self.record_failure(group, metric),
+        }
+    }
+
+    /// Places one allocation of `group` on `node` if it can run there: every filter, the fit
+    /// and the scores of a normal placement, preempting when the operator allows it for the
+    /// job's type. For schedulers that choose the node themselves (system, sysbatch). A
+    /// failure is recorded with its metrics; returns whether it was placed.
+    // Called by the system scheduler, which lands on another branch; tests use it meanwhile.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(super) fn place_on_node(
+        &mut self,
+        job: &Arc<Job>,
+        group: &TaskGroup,
+        index: u64,
+        previous: String,
+        node: &Arc<Node>,
+        env: &mut dyn SchedulerEnv,
+    ) -> bool {
+        let prev = self.previous_alloc(&previous);
+        let mut metric = AllocMetric {
+            nodes_in_pool: 1,
+            nodes_evaluated: 1,
+            ..Default::default()
         };
-        let resources = self.reserve(&node, group);
+        metric.nodes_available.insert(node.datacenter.clone(), 1);
+        let ctx = self.group_ctx(job, group, prev.as_deref(), self.preemption_enabled(job));
+        if !feasible::in_base_set(job, node) || !self.feasible(&ctx, node, &mut metric) {
+            if metric.nodes_filtered == 0 {
+                feasible::record_filtered(
+                    &mut metric,
+                    node,
+                    "node not ready or not in the job's datacenters and pool",
+                );
+            }
+            self.record_failure(group, metric);
+            return false;
+        }
+        match self.rank(&ctx, node, &mut metric) {
+            Some(ranked) => {
+                self.commit(job, group, index, previous, ranked, metric, env);
+                true
+            }
+            None => {
+                self.record_failure(group, metric);
+                false
+            }
+        }
+    }
+
+    fn previous_alloc(&self, id: &str) -> Option<Arc<Allocation>> {
+        (!id.is_empty()).then(|| self.state.alloc(id)).flatten()
+    }
+
+    fn preemption_enabled(&self, job: &Job) -> bool {
+        self.state
+            .scheduler_config()
+            .preemption_config
+            .enabled_for(job.job_type.as_str())
+    }
+
+    /// Writes a chosen placement into the plan: evicts what it preempts, reserves its
+    /// resources and ports, and counts it.
+    #[allow(clippy::too_many_arguments)]
+    fn commit(
+        &mut self,
+        job: &Arc<Job>,
+        group: &TaskGroup,
+        index: u64,
+        previous: String,
+        ranked: Ranked,
+        metric: AllocMetric,
+        env: &mut dyn SchedulerEnv,
+    ) {
+        let node = ranked.node.clone();
+        let id = env.new_id();
+        let mut preempted_ids = Vec::new();
+        for victim in &ranked.preempted {
+            self.release(victim);
+            preempted_ids.push(victim.id.clone());
+            self.plan
+                .node_preemptions
+                .entry(node.id.clone())
+                .or_default()
+                .push(AllocPreemption {
+                    alloc_id: victim.id.clone(),
+                    preempted_by_allocation: id.clone(),
+                });
+            self.preemption_eval(victim, env);
+        }
+        let mut resources = self.reserve(&node, group);
+        if let Some(offer) = ranked.offer {
+            self.held_ports(&node).extend(
+                offer
+                    .ports
+                    .iter()
+                    .filter(|p| !p.ignore_collision)
+                    .map(|p| p.value),
+            );
+            resources.shared.networks = vec![offer.network];
+            resources.shared.ports = offer.ports;
+        }
+        resources.shared.disk_mb = group.total_resources().disk_mb;
+        self.node_usage(&node.id).disk_mb += resources.shared.disk_mb;
+        *self
+            .job_counts()
+            .entry(node.id.clone())
+            .or_default()
+            .entry(group.name.clone())
+            .or_default() += 1;
         let alloc = Allocation {
-            id: env.new_id(),
+            id,
             namespace: job.namespace.clone(),
             eval_id: self.plan.eval.id.clone(),
             name: format!("{}.{}[{}]", job.id, group.name, index),
@@ -74,6 +197,7 @@ impl Run<'_> {
             desired_status: DesiredStatus::Run,
             client_status: ClientStatus::Pending,
             previous_allocation: previous,
+            preempted_allocations: preempted_ids,
             create_time: env.now_unix_nanos(),
             ..Default::default()
         };
@@ -85,67 +209,65 @@ impl Run<'_> {
             .push(alloc);
     }
 
-    /// Every node, filtered (can it run the group at all?), checked for room and scored: the
-    /// best one, if any has room, and the metrics of the search.
-    fn rank_nodes(&mut self, job: &Job, group: &TaskGroup) -> (Option<Arc<Node>>, AllocMetric) {
-        let ask = GroupAsk::of(group);
-        let mut metric = AllocMetric::default();
-        let nodes = self.state.nodes();
-        metric.nodes_in_pool = nodes.len() as u64;
-        let mut best: Option<(f64, Arc<Node>)> = None;
-        for node in nodes {
-            metric.nodes_evaluated += 1;
-            if let Err(why) = feasible::check_node(job, group, &node) {
-                feasible::record_filtered(&mut metric, &node, &why);
-                continue;
-            }
-            *metric
-                .nodes_available
-                .entry(node.datacenter.clone())
-                .or_default() += 1;
-            match self.fit_score(&node, &ask) {
-                Ok(score) => {
-                    metric.scores.insert(format!("{}.binpack", node.id), score);
-                    if best.as_ref().is_none_or(|(s, _)| score > *s) {
-                        best = Some((score, node));
-                    }
-                }
-                Err(dimension) => {
-                    metric.nodes_exhausted += 1;
-                    *metric
-                        .dimension_exhausted
-                        .entry(dimension.to_string())
-                        .or_default() += 1;
-                }
-            }
+    /// One evaluation per job that loses an allocation to preemption, so that it is placed
+    /// again (Nomad's plan applier creates these; here the plan carries them and the applier
+    /// keeps those whose preemptions it accepted).
+    fn preemption_eval(&mut self, victim: &Allocation, env: &mut dyn SchedulerEnv) {
+        let exists = self
+            .plan
+            .preemption_evals
+            .iter()
+            .any(|e| e.job_id == victim.job_id && e.namespace == victim.namespace);
+        if exists {
+            return;
         }
-        (best.map(|(_, node)| node), metric)
+        let job = victim.job.as_deref();
+        self.plan.preemption_evals.push(Evaluation {
+            id: env.new_id(),
+            namespace: victim.namespace.clone(),
+            priority: job.map_or(0, |j| j.priority),
+            eval_type: job.map_or_else(String::new, |j| j.job_type.as_str().to_string()),
+            triggered_by: trigger::PREEMPTION.to_string(),
+            job_id: victim.job_id.clone(),
+            job_modify_index: job.map_or(0, |j| j.job_modify_index),
+            status: EvalStatus::Pending,
+            create_time: env.now_unix_nanos(),
+            ..Default::default()
+        });
     }
 
-    /// Whether `ask` fits in what is left on `node` (this run's placements and stops
-    /// counted): its bin-pack score if so, the exhausted dimension if not. A core asked for
-    /// costs the node's MHz per core.
-    fn fit_score(&mut self, node: &Node, ask: &GroupAsk) -> Result<f64, &'static str> {
-        let used = *self.node_usage(&node.id);
-        let mut total = ask.resources;
-        if ask.cores > 0 {
-            let reserved = self.node_cores(&node.id).clone();
-            let free = node
-                .node_resources
-                .cpu
-                .reservable_cpu_cores
-                .iter()
-                .filter(|c| !reserved.contains(c))
-                .count();
-            if free < ask.cores {
-                return Err("cores");
+    /// Gives back what an allocation this plan stops or evicts held on its node: resources,
+    /// cores, ports, and its place among this job's allocations there.
+    pub(super) fn release(&mut self, alloc: &Allocation) {
+        if alloc.holds_resources() {
+            let freed = alloc.allocated_resources.comparable();
+            self.node_usage(&alloc.node_id).subtract(freed);
+            let cores = self.node_cores(&alloc.node_id);
+            for t in alloc.allocated_resources.tasks.values() {
+                for c in &t.cpu.reserved_cores {
+                    cores.remove(c);
+                }
             }
-            total.cpu_mhz += mhz_per_core(node) * ask.cores as i64;
+            if alloc.allocated_resources.host_ports().next().is_some() {
+                if let Some(node) = self.state.node(&alloc.node_id) {
+                    let held = self.held_ports(&node);
+                    for p in alloc.allocated_resources.host_ports() {
+                        held.remove(&p);
+                    }
+                }
+            }
         }
-        feasible::check_fit(node, used, total)?;
-        let mut after = used;
-        after.add(total);
-        Ok(rank::binpack_score(node.allocatable(), after))
+        let mine =
+            alloc.job_id == self.plan.eval.job_id && alloc.namespace == self.plan.eval.namespace;
+        if mine && !alloc.is_terminal() && self.select.job_counts.is_some() {
+            if let Some(n) = self
+                .job_counts()
+                .get_mut(&alloc.node_id)
+                .and_then(|g| g.get_mut(&alloc.task_group))
+            {
+                *n = n.saturating_sub(1);
+            }
+        }
     }
 
     /// A group no node had room for: its metrics (the first failure's, later identical ones
@@ -186,7 +308,7 @@ impl Run<'_> {
             let r = task.resources.clone().unwrap_or_default();
             let wanted = cores_asked(&r);
             let cores: Vec<u32> = free_cores.by_ref().take(wanted).collect();
-            // `fit_score` found enough free cores on this node for the whole group.
+            // `select` found enough free cores on this node for the whole group.
             assert_eq!(
                 cores.len(),
                 wanted,
@@ -228,29 +350,6 @@ impl Run<'_> {
     }
 }
 
-/// What one allocation of a group asks of a node, before any node is chosen.
-#[derive(Debug, Clone, Copy)]
-struct GroupAsk {
-    /// cpu (of the tasks that ask in MHz) and memory, summed over the tasks.
-    resources: ComparableResources,
-    /// Exclusive cores, summed over the tasks; their MHz depend on the node.
-    cores: usize,
-}
-
-impl GroupAsk {
-    fn of(group: &TaskGroup) -> GroupAsk {
-        GroupAsk {
-            resources: group.total_resources(),
-            cores: group
-                .tasks
-                .iter()
-                .filter_map(|t| t.resources.as_ref())
-                .map(cores_asked)
-                .sum(),
-        }
-    }
-}
-
 /// The exclusive cores a task asks for (`resources { cores }`); a negative count, which the
 /// jobspec refuses, asks for none.
 fn cores_asked(resources: &crate::model::Resources) -> usize {
@@ -258,7 +357,7 @@ fn cores_asked(resources: &crate::model::Resources) -> usize {
 }
 
 /// MHz of one core of `node` (its total compute over its cores).
-fn mhz_per_core(node: &Node) -> i64 {
+pub(super) fn mhz_per_core(node: &Node) -> i64 {
     let cores = i64::from(node.node_resources.cpu.total_cpu_cores.max(1));
     node.node_resources.cpu.cpu_shares / cores
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::model::{Allocation, Evaluation};
-use crate::state::AllocStop;
+use crate::state::{AllocPreemption, AllocStop};
 
 /// The outcome a scheduler run proposes for one evaluation.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -21,6 +21,12 @@ pub struct Plan {
     pub node_update: BTreeMap<String, Vec<AllocStop>>,
     /// Evaluations the scheduler wants created (a blocked evaluation for unplaced work).
     pub created_evals: Vec<Evaluation>,
+    /// Lower-priority allocations evicted to make room for this plan's placements, by node.
+    pub node_preemptions: BTreeMap<String, Vec<AllocPreemption>>,
+    /// One evaluation (trigger `preemption`) per job with a preempted allocation, so that it
+    /// is rescheduled: the applier creates those whose job lost an allocation on a node it
+    /// accepted, even when it rejects other nodes.
+    pub preemption_evals: Vec<Evaluation>,
     /// The state index the plan was computed against.
     pub snapshot_index: u64,
 }
@@ -29,6 +35,7 @@ impl Plan {
     pub fn is_no_op(&self) -> bool {
         self.node_allocation.values().all(Vec::is_empty)
             && self.node_update.values().all(Vec::is_empty)
+            && self.node_preemptions.values().all(Vec::is_empty)
     }
 
     pub fn placement_count(&self) -> usize {

@@ -43,6 +43,7 @@ fn node(id: &str) -> Node {
                 ..Default::default()
             },
             memory: NodeMemoryResources { memory_mb: 4096 },
+            disk: crate::model::NodeDiskResources { disk_mb: 100_000 },
             ..Default::default()
         },
         drivers: [(

@@ -31,6 +31,7 @@ fn node(id: &str, cpu: i64, mem: i64, drivers: &[&str]) -> Node {
                 ..Default::default()
             },
             memory: NodeMemoryResources { memory_mb: mem },
+            disk: crate::model::NodeDiskResources { disk_mb: 100_000 },
             ..Default::default()
         },
         drivers: drivers
@@ -132,6 +133,7 @@ impl World {
             stops: plan.node_update.values().flatten().cloned().collect(),
             created_evals: plan.created_evals.clone(),
             now: 0,
+            preemptions: plan.node_preemptions.values().flatten().cloned().collect(),
         })));
         plan
     }
@@ -197,7 +199,10 @@ fn nodes_without_the_driver_are_filtered_and_reported() {
     assert_eq!(plan.placement_count(), 0);
     let failed = &plan.eval.failed_tg_allocs["g"];
     assert_eq!(failed.nodes_filtered, 1);
-    assert_eq!(failed.constraint_filtered["missing drivers: exec"], 1);
+    assert_eq!(
+        failed.constraint_filtered["missing drivers"], 1,
+        "Nomad's words"
+    );
     assert_eq!(plan.eval.queued_allocations["g"], 1);
     // The unplaced work waits in a blocked evaluation.
     assert_eq!(plan.created_evals.len(), 1);
@@ -239,10 +244,10 @@ fn datacenter_globs_filter_nodes() {
     let eval = w.register(&j);
     let plan = w.schedule(&eval);
     assert_eq!(plan.placement_count(), 0);
-    assert_eq!(
-        plan.eval.failed_tg_allocs["g"].constraint_filtered["datacenter"],
-        1
-    );
+    // As in Nomad, nodes outside the job's datacenters are not evaluated at all.
+    let failed = &plan.eval.failed_tg_allocs["g"];
+    assert_eq!(failed.nodes_evaluated, 0);
+    assert_eq!(failed.nodes_in_pool, 0);
 }
 
 #[test]
@@ -373,7 +378,8 @@ fn metrics_count_every_node_considered() {
     assert_eq!(metric.nodes_evaluated, 3);
     assert_eq!(metric.nodes_filtered, 1);
     assert_eq!(metric.nodes_exhausted, 1);
-    let expected: BTreeMap<String, u64> = [("dc1".to_string(), 2)].into();
+    // Nomad's NodesAvailable: the ready nodes of each datacenter, before filtering.
+    let expected: BTreeMap<String, u64> = [("dc1".to_string(), 3)].into();
     assert_eq!(metric.nodes_available, expected);
 }
 

@@ -2,11 +2,11 @@
 //! the newest state — a node may have filled up or gone away since the worker took its snapshot
 //! (optimistic concurrency) — and what still fits is committed through Raft.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{NodeStatus, NodeUsage};
 use crate::scheduler::Plan;
-use crate::state::{PlanResult, State};
+use crate::state::{AllocPreemption, PlanResult, State};
 
 /// What the applier decided for one plan.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,12 +32,25 @@ impl PlanVerdict {
 pub fn evaluate_plan(state: &State, plan: &Plan, now: i64) -> PlanVerdict {
     let mut rejected = BTreeMap::new();
     let mut accepted = Vec::new();
+    let mut preemptions = Vec::new();
     for (node_id, allocs) in &plan.node_allocation {
         if allocs.is_empty() {
             continue;
         }
         match check_node(state, plan, node_id) {
-            Ok(()) => accepted.extend(allocs.iter().cloned()),
+            Ok(()) => {
+                accepted.extend(allocs.iter().cloned());
+                // Evictions go with the placements they make room for, never alone.
+                // One the state no longer holds (collected since) frees nothing and is skipped.
+                preemptions.extend(
+                    plan.node_preemptions
+                        .get(node_id)
+                        .into_iter()
+                        .flatten()
+                        .filter(|p| state.alloc(&p.alloc_id).is_some())
+                        .cloned(),
+                );
+            }
             Err(why) => {
                 rejected.insert(node_id.clone(), why);
             }
@@ -45,24 +58,46 @@ pub fn evaluate_plan(state: &State, plan: &Plan, now: i64) -> PlanVerdict {
     }
     if plan.all_at_once && !rejected.is_empty() {
         accepted.clear();
+        preemptions.clear();
     }
     let full = rejected.is_empty();
+    let mut created_evals = if full {
+        plan.created_evals.clone()
+    } else {
+        Vec::new()
+    };
+    created_evals.extend(preemption_evals(state, plan, &preemptions));
     let result = PlanResult {
         eval: full.then(|| plan.eval.clone()),
         allocs: accepted,
         stops: plan.node_update.values().flatten().cloned().collect(),
-        created_evals: if full {
-            plan.created_evals.clone()
-        } else {
-            Vec::new()
-        },
+        created_evals,
         now,
+        preemptions,
     };
     debug_assert_commits_fit(state, &result);
     PlanVerdict {
         result,
         rejected_nodes: rejected,
     }
+}
+
+/// The plan's evaluations for jobs that lose an allocation to an accepted preemption.
+fn preemption_evals(
+    state: &State,
+    plan: &Plan,
+    preemptions: &[AllocPreemption],
+) -> Vec<crate::model::Evaluation> {
+    let jobs: BTreeSet<(String, String)> = preemptions
+        .iter()
+        .filter_map(|p| state.alloc(&p.alloc_id))
+        .map(|a| (a.namespace.clone(), a.job_id.clone()))
+        .collect();
+    plan.preemption_evals
+        .iter()
+        .filter(|e| jobs.contains(&(e.namespace.clone(), e.job_id.clone())))
+        .cloned()
+        .collect()
 }
 
 /// What is committed never overcommits a node: the state machine must accept `result` against
@@ -100,8 +135,17 @@ fn check_node(state: &State, plan: &Plan, node_id: &str) -> Result<(), String> {
     let stopping: Vec<&str> = plan
         .node_update
         .get(node_id)
-        .map(|s| s.iter().map(|s| s.alloc_id.as_str()).collect())
-        .unwrap_or_default();
+        .into_iter()
+        .flatten()
+        .map(|s| s.alloc_id.as_str())
+        .chain(
+            plan.node_preemptions
+                .get(node_id)
+                .into_iter()
+                .flatten()
+                .map(|p| p.alloc_id.as_str()),
+        )
+        .collect();
     // Counted: what still holds resources on the node (by its client's word, even if an
     // earlier plan stopped it), except what this plan stops or replaces; then the placements.
     let staying: Vec<_> = state

@@ -24,6 +24,7 @@ fn node(id: &str) -> Node {
                 ..Default::default()
             },
             memory: NodeMemoryResources { memory_mb: 2048 },
+            disk: crate::model::NodeDiskResources { disk_mb: 100_000 },
             ..Default::default()
         },
         drivers: [(

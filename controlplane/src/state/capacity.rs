@@ -32,14 +32,20 @@ pub enum PlanRefused {
 
 impl State {
     /// Whether `plan` may be written whole: every node it places on is registered and stays
-    /// within its capacity (cpu, memory, reserved cores).
+    /// within its capacity (cpu, memory, disk, reserved cores, host ports).
     ///
     /// The plan applier checked the same against the newest state it had, but commands it did
     /// not see can be applied between its check and this one: a node re-registering with less
     /// capacity, say. That is input, not a bug, so the plan is refused (deterministically, on
     /// every server) rather than asserted; the worker re-plans.
     pub fn check_plan(&self, plan: &PlanResult) -> Result<(), PlanRefused> {
-        let stopped: BTreeSet<&str> = plan.stops.iter().map(|s| s.alloc_id.as_str()).collect();
+        // Preempted allocations are stopped (evicted) with the plan: they no longer count.
+        let stopped: BTreeSet<&str> = plan
+            .stops
+            .iter()
+            .map(|s| s.alloc_id.as_str())
+            .chain(plan.preemptions.iter().map(|p| p.alloc_id.as_str()))
+            .collect();
         if let Some(unknown) = stopped.iter().find(|id| !self.allocs.contains_key(**id)) {
             return Err(PlanRefused::UnknownAlloc {
                 alloc_id: unknown.to_string(),

@@ -137,6 +137,22 @@ pub struct AllocStop {
     pub client_status: Option<ClientStatus>,
 }
 
+/// Evicting a lower-priority allocation to make room for a placement (Nomad's preemption):
+/// it is stopped with desired status `evict`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocPreemption {
+    pub alloc_id: String,
+    /// The placement it makes room for (written as its `PreemptedByAllocation`).
+    pub preempted_by_allocation: String,
+}
+
+impl AllocPreemption {
+    /// Nomad's description of a preempted allocation.
+    pub fn description(&self) -> String {
+        format!("Preempted by alloc ID {}", self.preempted_by_allocation)
+    }
+}
+
 /// What the plan applier commits: the accepted part of a plan, and the evaluation's outcome.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct PlanResult {
@@ -149,6 +165,9 @@ pub struct PlanResult {
     /// Evaluations the scheduler created (blocked evaluations, follow-ups).
     pub created_evals: Vec<Evaluation>,
     pub now: i64,
+    /// Allocations evicted for placements on the nodes accepted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preemptions: Vec<AllocPreemption>,
 }
 
 /// What applying a command answers to whoever proposed it.

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use imbl::{OrdMap, OrdSet};
 
 pub use capacity::PlanRefused;
-pub use command::{AllocStop, Command, CommandResponse, PlanResult};
+pub use command::{AllocPreemption, AllocStop, Command, CommandResponse, PlanResult};
 pub use gc::GcThresholds;
 pub use nodes::DrainUpdate;
 pub use snapshot::{SnapshotFile, SNAPSHOT_FORMAT_VERSION};
@@ -824,13 +824,23 @@ impl State {
         for stop in &result.stops {
             touched_jobs.push(self.write_stop(index, stop, now));
         }
+        for p in &result.preemptions {
+            let stop = AllocStop {
+                alloc_id: p.alloc_id.clone(),
+                desired_status: DesiredStatus::Evict,
+                desired_description: p.description(),
+                client_status: None,
+            };
+            touched_jobs.push(self.write_stop(index, &stop, now));
+            self.mark_preempted_by(&p.alloc_id, &p.preempted_by_allocation);
+        }
         for alloc in &result.allocs {
             touched_jobs.push(self.write_placement(index, alloc, now));
         }
         if !result.stops.is_empty() || !result.allocs.is_empty() {
             self.touch(Table::Allocs, index);
         }
-        if !result.stops.is_empty() {
+        if !result.stops.is_empty() || !result.preemptions.is_empty() {
             effects.capacity_changed = true;
         }
         for eval in &result.created_evals {
@@ -874,6 +884,15 @@ impl State {
         let k = key(&alloc.namespace, &alloc.job_id);
         self.allocs.insert(alloc.id.clone(), Arc::new(alloc));
         k
+    }
+
+    /// Records which placement evicted an allocation (just written by [`State::write_stop`]).
+    fn mark_preempted_by(&mut self, alloc_id: &str, by: &str) {
+        if let Some(existing) = self.allocs.get(alloc_id) {
+            let mut alloc = (**existing).clone();
+            alloc.preempted_by_allocation = by.to_string();
+            self.allocs.insert(alloc.id.clone(), Arc::new(alloc));
+        }
     }
 
     /// Writes one new or updated allocation and indexes it; returns its job.

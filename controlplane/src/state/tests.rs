@@ -654,6 +654,7 @@ fn a_plan_that_would_overcommit_is_refused_whole() {
             stops: vec![],
             created_evals: vec![],
             now: 0,
+            preemptions: vec![],
         })),
     );
     let error = resp.error.unwrap();

@@ -58,6 +58,23 @@ pub const ACTED_ON: &[&str] = &[
     "Tasks.KillSignal",
     "Tasks.LogConfig",
     "Tasks.RestartPolicy",
+    // Placement (the scheduler's constraints, affinities, spreads, ports, host volumes and
+    // ephemeral disk size).
+    "Job.Constraints",
+    "Job.Affinities",
+    "Job.Spreads",
+    "TaskGroups.Constraints",
+    "TaskGroups.Affinities",
+    "TaskGroups.Spreads",
+    "TaskGroups.EphemeralDisk.SizeMB",
+    "TaskGroups.Networks.ReservedPorts",
+    "TaskGroups.Networks.DynamicPorts",
+    "TaskGroups.Volumes.Name",
+    "TaskGroups.Volumes.Type",
+    "TaskGroups.Volumes.Source",
+    "TaskGroups.Volumes.ReadOnly",
+    "Tasks.Constraints",
+    "Tasks.Affinities",
 ];
 
 /// Drivers noded runs.

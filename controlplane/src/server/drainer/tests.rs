@@ -49,6 +49,7 @@ impl World {
                     ..Default::default()
                 },
                 memory: NodeMemoryResources { memory_mb: 100_000 },
+                disk: crate::model::NodeDiskResources { disk_mb: 100_000 },
                 ..Default::default()
             },
             ..Default::default()
