@@ -125,7 +125,7 @@ impl Run<'_> {
     /// Whether `ask` fits in what is left on `node` (this run's placements and stops
     /// counted): its bin-pack score if so, the exhausted dimension if not. A core asked for
     /// costs the node's MHz per core.
-    fn fit_score(&mut self, node: &Node, ask: &GroupAsk) -> Result<f64, &'static str> {
+    pub(super) fn fit_score(&mut self, node: &Node, ask: &GroupAsk) -> Result<f64, &'static str> {
         let used = *self.node_usage(&node.id);
         let mut total = ask.resources;
         if ask.cores > 0 {
@@ -150,7 +150,7 @@ impl Run<'_> {
 
     /// A group no node had room for: its metrics (the first failure's, later identical ones
     /// coalesced) and one more queued placement.
-    fn record_failure(&mut self, group: &TaskGroup, metric: AllocMetric) {
+    pub(super) fn record_failure(&mut self, group: &TaskGroup, metric: AllocMetric) {
         let entry = self
             .failed
             .entry(group.name.clone())
@@ -163,7 +163,7 @@ impl Run<'_> {
 
     /// What each task of `group` gets on `node` (cpu, memory, and the lowest free cores for a
     /// task that asks for cores), counted in this run's usage of the node.
-    fn reserve(&mut self, node: &Node, group: &TaskGroup) -> AllocatedResources {
+    pub(super) fn reserve(&mut self, node: &Node, group: &TaskGroup) -> AllocatedResources {
         let oversubscription = self
             .state
             .scheduler_config()
@@ -230,7 +230,7 @@ impl Run<'_> {
 
 /// What one allocation of a group asks of a node, before any node is chosen.
 #[derive(Debug, Clone, Copy)]
-struct GroupAsk {
+pub(super) struct GroupAsk {
     /// cpu (of the tasks that ask in MHz) and memory, summed over the tasks.
     resources: ComparableResources,
     /// Exclusive cores, summed over the tasks; their MHz depend on the node.
@@ -238,7 +238,7 @@ struct GroupAsk {
 }
 
 impl GroupAsk {
-    fn of(group: &TaskGroup) -> GroupAsk {
+    pub(super) fn of(group: &TaskGroup) -> GroupAsk {
         GroupAsk {
             resources: group.total_resources(),
             cores: group
