@@ -245,7 +245,15 @@ impl<'a> Run<'a> {
         // More to replace than the group now wants (it was scaled down meanwhile): the lowest
         // names are replaced.
         replacements.sort();
-        replacements.truncate(want);
+        for (_, dropped) in replacements.split_off(want.min(replacements.len())) {
+            // A failed allocation due for rescheduling that the group no longer needs: stopped,
+            // or the next run would find it due again and trade it for a kept one.
+            if self.trackers.remove(&dropped).is_some() {
+                if let Some(failed) = mine.iter().find(|a| a.id == dropped).cloned() {
+                    self.stop(&failed, DESC_NOT_NEEDED);
+                }
+            }
+        }
         let reserved: BTreeSet<u64> = replacements.iter().filter_map(|(i, _)| *i).collect();
         let counted: Vec<Arc<Allocation>> = mine
             .into_iter()

@@ -295,7 +295,8 @@ fn tasks_updated_splits_in_place_from_destructive_changes() {
         None
     );
     // Destructive.
-    let destructive: Vec<(&str, Box<dyn Fn(&mut Job)>)> = vec![
+    type Change = Box<dyn Fn(&mut Job)>;
+    let destructive: Vec<(&str, Change)> = vec![
         (
             "task driver",
             Box::new(|j: &mut Job| j.task_groups[0].tasks[0].driver = "raw_exec".into()),

@@ -33,6 +33,15 @@ use crate::model::{
 /// The stop description of a system allocation on a node the job no longer selects.
 pub const DESC_NODE_NOT_SELECTED: &str = "alloc not needed as node is no longer eligible";
 
+/// What placing on one given node came to.
+pub(super) enum NodePlacement {
+    Placed,
+    /// The node cannot run the group at all (its metrics say why): not a failure.
+    Filtered(Box<AllocMetric>),
+    /// It can but has no room: recorded as a failed placement a blocked evaluation retries.
+    Exhausted,
+}
+
 /// What a system run decided for one existing allocation.
 enum Verdict {
     /// It stays, counted on its node.
@@ -126,9 +135,9 @@ impl Run<'_> {
                 continue;
             }
             match self.place_on_node(job, group, 0, previous, node, env) {
-                Ok(()) => placed += 1,
-                Err(Some(metric)) => merge_filtered(&mut filtered, &metric),
-                Err(None) => {}
+                NodePlacement::Placed => placed += 1,
+                NodePlacement::Filtered(metric) => merge_filtered(&mut filtered, &metric),
+                NodePlacement::Exhausted => {}
             }
         }
         // Nodes the group's rules filter out are reported only when the group runs nowhere:
@@ -243,9 +252,7 @@ impl Run<'_> {
     }
 
     /// Places one allocation of `group` on `node`, named with `index`, replacing `previous`
-    /// (empty for none). `Err(Some(metric))`: the node cannot run the group at all (filtered,
-    /// not a failure); `Err(None)`: it can but has no room, recorded as a failed placement
-    /// that a blocked evaluation retries.
+    /// (empty for none).
     ///
     /// Minimal, on today's feasibility and fit: the placement engineer's
     /// `Run::place_on_node` (constraints, ports, devices, preemption) replaces it on merge.
@@ -257,7 +264,7 @@ impl Run<'_> {
         previous: String,
         node: &Node,
         env: &mut dyn SchedulerEnv,
-    ) -> Result<(), Option<AllocMetric>> {
+    ) -> NodePlacement {
         let mut metric = AllocMetric {
             nodes_evaluated: 1,
             nodes_in_pool: 1,
@@ -265,7 +272,7 @@ impl Run<'_> {
         };
         if let Err(why) = feasible::check_node(job, group, node) {
             feasible::record_filtered(&mut metric, node, &why);
-            return Err(Some(metric));
+            return NodePlacement::Filtered(Box::new(metric));
         }
         *metric
             .nodes_available
@@ -281,7 +288,7 @@ impl Run<'_> {
                     .or_default() += 1;
                 self.record_failure(group, metric);
                 self.system_exhausted = true;
-                return Err(None);
+                return NodePlacement::Exhausted;
             }
         };
         metric.scores.insert(format!("{}.binpack", node.id), score);
@@ -310,7 +317,7 @@ impl Run<'_> {
             .entry(node.id.clone())
             .or_default()
             .push(alloc);
-        Ok(())
+        NodePlacement::Placed
     }
 }
 
