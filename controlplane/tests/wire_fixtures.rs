@@ -27,9 +27,10 @@ use controlplane::model::{
     MigrateStrategy, Multiregion, MultiregionRegion, MultiregionStrategy, NetworkResource, Node,
     NodeCpuResources, NodeDiskResources, NodeEvent, NodeMemoryResources, NodePool,
     NodePoolSchedulerConfiguration, NodeReservedNetworkResources, NodeResources, NodeScoreMeta,
-    NodeStatus, ParameterizedJobConfig, PeriodicConfig, Port, PreemptionConfig, ReschedulePolicy,
-    Resources, RestartPolicy, SchedulerConfiguration, Spread, SpreadTarget, Task, TaskEvent,
-    TaskGroup, TaskLifecycle, TaskLifecycleState, TaskState, UpdateStrategy,
+    NodeStatus, ParameterizedJobConfig, PeriodicConfig, Port, PreemptionConfig, RescheduleEvent,
+    ReschedulePolicy, RescheduleTracker, Resources, RestartPolicy, SchedulerConfiguration, Spread,
+    SpreadTarget, Task, TaskEvent, TaskGroup, TaskLifecycle, TaskLifecycleState, TaskState,
+    UpdateStrategy,
 };
 use controlplane::raft::{
     codec, decode_snapshot_file, encode_snapshot_file, Entry, HelloReply, LogId, PeerStatus,
@@ -697,6 +698,15 @@ fn alloc() -> Allocation {
         task_states: BTreeMap::from([("server".to_string(), task_state())]),
         previous_allocation: "prev-alloc".into(),
         next_allocation: "next-alloc".into(),
+        reschedule_tracker: Some(RescheduleTracker {
+            events: vec![RescheduleEvent {
+                reschedule_time: T0 + 2,
+                prev_alloc_id: "prev-alloc".into(),
+                prev_node_id: "prev-node".into(),
+                delay: 30_000_000_000,
+            }],
+        }),
+        followup_eval_id: "followup-eval".into(),
         desired_transition: DesiredTransition {
             migrate: Some(true),
             reschedule: Some(false),
@@ -766,6 +776,14 @@ fn commands() -> Vec<(&'static str, Command)> {
             "command-node-register",
             Command::NodeRegister {
                 node: Box::new(node()),
+                now: T0 + 12,
+            },
+        ),
+        (
+            "command-node-register-with-evals",
+            Command::NodeRegisterWithEvals {
+                node: Box::new(node()),
+                evals: vec![eval()],
                 now: T0 + 12,
             },
         ),
@@ -970,6 +988,7 @@ fn variant(command: &Command) -> &'static str {
         Command::NodePoolUpsert { .. } => "NodePoolUpsert",
         Command::NodePoolDelete { .. } => "NodePoolDelete",
         Command::GarbageCollect { .. } => "GarbageCollect",
+        Command::NodeRegisterWithEvals { .. } => "NodeRegisterWithEvals",
     }
 }
 
@@ -1296,7 +1315,7 @@ fn every_command_variant_decodes_from_the_log_bytes_this_version_pins() {
     let mut fixtures = Fixtures::new();
     let commands = commands();
     let variants: BTreeSet<&str> = commands.iter().map(|(_, c)| variant(c)).collect();
-    assert_eq!(variants.len(), 18, "a fixture per Command variant");
+    assert_eq!(variants.len(), 19, "a fixture per Command variant");
     for (name, command) in &commands {
         // A command is stored inside a log entry; the command alone is pinned here, in the
         // same codec, so that a failure names the variant.

@@ -248,6 +248,12 @@ pub struct Allocation {
     pub previous_allocation: String,
     #[serde(rename = "NextAllocation")]
     pub next_allocation: String,
+    /// The reschedule attempts that led to this allocation (the failed predecessors'), oldest
+    /// first: what its group's `reschedule` policy counts against.
+    pub reschedule_tracker: Option<RescheduleTracker>,
+    /// The delayed evaluation that will reschedule this (failed) allocation, once created.
+    #[serde(rename = "FollowupEvalID")]
+    pub followup_eval_id: String,
     /// What the servers want to happen to it next (migrate off a draining node, reschedule).
     pub desired_transition: DesiredTransition,
     /// Whether the client found it healthy (a migration or deployment waits for that).
@@ -268,6 +274,27 @@ pub struct Allocation {
     pub modify_time: i64,
 }
 
+/// Nomad's `RescheduleTracker`: the reschedule attempts behind an allocation.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct RescheduleTracker {
+    pub events: Vec<RescheduleEvent>,
+}
+
+/// One reschedule attempt: when, what it replaced, and the delay it waited.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct RescheduleEvent {
+    /// Unix nanoseconds.
+    pub reschedule_time: i64,
+    #[serde(rename = "PrevAllocID")]
+    pub prev_alloc_id: String,
+    #[serde(rename = "PrevNodeID")]
+    pub prev_node_id: String,
+    /// Nanoseconds, as Nomad's `time.Duration`.
+    pub delay: i64,
+}
+
 /// Nomad's `DesiredTransition`: a change the servers want the scheduler to make.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
@@ -284,6 +311,14 @@ pub struct DesiredTransition {
 impl DesiredTransition {
     pub fn should_migrate(&self) -> bool {
         self.migrate == Some(true)
+    }
+
+    pub fn should_reschedule(&self) -> bool {
+        self.reschedule == Some(true)
+    }
+
+    pub fn should_force_reschedule(&self) -> bool {
+        self.force_reschedule == Some(true)
     }
 }
 

@@ -15,10 +15,13 @@ mod plan;
 mod ports;
 mod preempt;
 mod rank;
+pub mod reschedule;
 mod rng;
 mod select;
+mod system;
 pub mod tainted;
 mod triage;
+mod update;
 mod version;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,11 +29,14 @@ use std::sync::Arc;
 
 pub use feasible::glob_match;
 pub use plan::Plan;
+pub use system::selects as system_selects;
 pub use tainted::missed_heartbeat_status;
+pub use update::tasks_updated;
 
+use crate::model::time::format_rfc3339;
 use crate::model::{
     trigger, AllocMetric, Allocation, ClientStatus, ComparableResources, DesiredStatus, EvalStatus,
-    Evaluation, Job, JobType, NodeStatus, TaskGroup,
+    Evaluation, Job, JobType, NodeStatus, RescheduleTracker, TaskGroup,
 };
 use crate::state::{AllocStop, State};
 
@@ -53,11 +59,10 @@ impl SchedulerEnv for SystemEnv {
     }
 }
 
+/// Why a scheduler run could not produce a plan. Every job type is scheduled now, so no run
+/// fails today; the type stays so callers (the worker) keep handling failure.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum SchedulerError {
-    #[error("job {job:?} is of type {job_type:?}, which this scheduler cannot place yet (service and batch are supported)")]
-    UnsupportedJobType { job: String, job_type: String },
-}
+pub enum SchedulerError {}
 
 pub const DESC_JOB_STOPPED: &str = "alloc not needed since job was stopped";
 pub const DESC_JOB_UPDATED: &str = "alloc is being updated due to job update";
@@ -74,15 +79,12 @@ pub fn schedule(
     let job = state.job(&eval.namespace, &eval.job_id);
     match &job {
         Some(job) if !job.stop => {
-            if matches!(job.job_type, JobType::System | JobType::Sysbatch) {
-                return Err(SchedulerError::UnsupportedJobType {
-                    job: job.id.clone(),
-                    job_type: job.job_type.as_str().to_string(),
-                });
-            }
             run.plan.priority = job.priority;
             run.plan.all_at_once = job.all_at_once;
-            run.reconcile(job.clone(), env);
+            match job.job_type {
+                JobType::System | JobType::Sysbatch => run.reconcile_system(job.clone(), env),
+                JobType::Service | JobType::Batch => run.reconcile(job.clone(), env),
+            }
         }
         _ => run.stop_everything(),
     }
@@ -112,6 +114,16 @@ struct Run<'a> {
     disconnect_expiries: BTreeSet<i64>,
     /// Placement's per-run caches (`select.rs`).
     select: select::RunCache,
+    /// Failed allocations to reschedule later, with when: delayed evaluations follow.
+    reschedule_later: Vec<(Arc<Allocation>, i64)>,
+    /// The reschedule trackers replacements placed in this run carry, by the failed
+    /// allocation they replace.
+    trackers: BTreeMap<String, RescheduleTracker>,
+    /// A system job found a feasible node without room: only that creates a blocked
+    /// evaluation (a node its constraints filter out is not a failure to retry).
+    system_exhausted: bool,
+    /// This run schedules a system or sysbatch job.
+    system: bool,
 }
 
 impl<'a> Run<'a> {
@@ -134,6 +146,10 @@ impl<'a> Run<'a> {
             updates: BTreeMap::new(),
             disconnect_expiries: BTreeSet::new(),
             select: select::RunCache::default(),
+            reschedule_later: Vec::new(),
+            trackers: BTreeMap::new(),
+            system_exhausted: false,
+            system: false,
         }
     }
 
@@ -222,10 +238,20 @@ impl<'a> Run<'a> {
             .collect();
         let triage = self.triage(group, allocs, &mine);
         let mut replacements = triage.replacements;
+        let (rescheduled, held) = self.reschedule_failed(job, &mine);
+        replacements.extend(rescheduled);
         // More to replace than the group now wants (it was scaled down meanwhile): the lowest
         // names are replaced.
         replacements.sort();
-        replacements.truncate(want);
+        for (_, dropped) in replacements.split_off(want.min(replacements.len())) {
+            // A failed allocation due for rescheduling that the group no longer needs: stopped,
+            // or the next run would find it due again and trade it for a kept one.
+            if self.trackers.remove(&dropped).is_some() {
+                if let Some(failed) = mine.iter().find(|a| a.id == dropped).cloned() {
+                    self.stop(&failed, DESC_NOT_NEEDED);
+                }
+            }
+        }
         let reserved: BTreeSet<u64> = replacements.iter().filter_map(|(i, _)| *i).collect();
         let counted: Vec<Arc<Allocation>> = mine
             .into_iter()
@@ -235,7 +261,7 @@ impl<'a> Run<'a> {
             live,
             done,
             mut used_names,
-        } = self.keep_wanted(job, &counted, want - replacements.len(), reserved);
+        } = self.keep_wanted(job, &counted, &held, want - replacements.len(), reserved);
         let existing = live.len() + done + replacements.len();
         let mut to_place = replacements;
         to_place.extend(self.update_kept(job, group, &live));
@@ -247,18 +273,20 @@ impl<'a> Run<'a> {
 
     /// Which of the group's allocations (`mine`: wanted running, and not set aside by the
     /// triage) stay: finished batch ones (their work is done) and, up to `want` with them,
-    /// live ones with distinct names not `reserved` for replacements, lowest names first. The
-    /// other live ones are stopped.
+    /// live ones and `held` failed ones (waiting to be rescheduled, or out of attempts) with
+    /// distinct names not `reserved` for replacements, lowest names first. The others are
+    /// stopped.
     fn keep_wanted<'j>(
         &mut self,
         job: &Job,
         mine: &'j [Arc<Allocation>],
+        held: &BTreeSet<String>,
         want: usize,
         reserved: BTreeSet<u64>,
     ) -> Kept<'j> {
         let mut live: Vec<&Arc<Allocation>> = mine
             .iter()
-            .filter(|a| !a.client_status.is_terminal())
+            .filter(|a| !a.client_status.is_terminal() || held.contains(&a.id))
             .collect();
         // A batch allocation that finished successfully has done its work: it counts.
         let done: Vec<&Arc<Allocation>> = if job.job_type == JobType::Batch {
@@ -314,8 +342,8 @@ impl<'a> Run<'a> {
             let unchanged = alloc
                 .job
                 .as_ref()
-                .and_then(|old| old.group(&group.name))
-                .is_some_and(|old| !group_changed(old, group));
+                .is_some_and(|old| tasks_updated(old, job, &group.name).is_none())
+                && self.still_feasible(job, group, &alloc.node_id);
             if unchanged {
                 // In place: the allocation keeps running under the new job version (with
                 // whatever else this run already changed of it).
@@ -338,6 +366,8 @@ impl<'a> Run<'a> {
 
     fn finish(mut self, env: &mut dyn SchedulerEnv) -> Plan {
         let now = env.now_unix_nanos();
+        self.reschedule_follow_ups(env);
+        self.attach_trackers();
         for (_, updated) in std::mem::take(&mut self.updates) {
             self.plan
                 .node_allocation
@@ -346,13 +376,18 @@ impl<'a> Run<'a> {
                 .push(updated);
         }
         self.disconnect_follow_up(env);
+        let wants_blocked = if self.is_system() {
+            self.system_exhausted
+        } else {
+            !self.failed.is_empty()
+        };
         let eval = &mut self.plan.eval;
         eval.status = EvalStatus::Complete;
         eval.status_description.clear();
         eval.failed_tg_allocs = self.failed.clone();
         eval.queued_allocations = self.queued.clone();
         eval.modify_time = now;
-        if !self.failed.is_empty() {
+        if wants_blocked {
             let has_blocked = self
                 .state
                 .evals_by_job(&eval.namespace, &eval.job_id)
@@ -379,6 +414,108 @@ impl<'a> Run<'a> {
             }
         }
         self.plan
+    }
+}
+
+impl Run<'_> {
+    fn is_system(&self) -> bool {
+        self.system
+    }
+
+    /// The group's failed allocations (of `mine`) under the reschedule rules: those due now
+    /// are returned as replacements to place (name index, failed id), with the tracker their
+    /// replacement carries; those due later or never are returned as `held`: they stay
+    /// counted, failed, and a delayed evaluation is queued for the former.
+    fn reschedule_failed(
+        &mut self,
+        job: &Job,
+        mine: &[Arc<Allocation>],
+    ) -> (Vec<(Option<u64>, String)>, BTreeSet<String>) {
+        let mut now = Vec::new();
+        let mut held = BTreeSet::new();
+        for alloc in mine {
+            if !reschedule::is_candidate(alloc, job.job_type) {
+                continue;
+            }
+            match reschedule::decide(alloc, &self.plan.eval.id, self.now) {
+                reschedule::Decision::Now => {
+                    let tracker = reschedule::tracker_for_replacement(alloc, self.now);
+                    self.trackers.insert(alloc.id.clone(), tracker);
+                    now.push((alloc.name_index(), alloc.id.clone()));
+                }
+                reschedule::Decision::Later(at) => {
+                    held.insert(alloc.id.clone());
+                    self.reschedule_later.push((alloc.clone(), at));
+                }
+                reschedule::Decision::Stay => {
+                    held.insert(alloc.id.clone());
+                }
+            }
+        }
+        (now, held)
+    }
+
+    /// Replacements placed for failed allocations carry their tracker, and the failed
+    /// allocation is stopped (Nomad stops it only once its replacement is placed: one that
+    /// found no room stays failed, and its next evaluation tries again with its history).
+    fn attach_trackers(&mut self) {
+        if self.trackers.is_empty() {
+            return;
+        }
+        let mut replaced = Vec::new();
+        for placed in self.plan.node_allocation.values_mut().flatten() {
+            if let Some(tracker) = self.trackers.get(&placed.previous_allocation) {
+                if self.state.alloc(&placed.id).is_none() {
+                    placed.reschedule_tracker = Some(tracker.clone());
+                    replaced.push(placed.previous_allocation.clone());
+                }
+            }
+        }
+        for id in replaced {
+            if let Some(failed) = self.state.alloc(&id) {
+                self.stop(&failed, reschedule::DESC_RESCHEDULED);
+            }
+        }
+    }
+
+    /// One delayed evaluation per batch of failed allocations due close together, and each
+    /// allocation updated in place to name it (`FollowupEvalID`), so the next run neither
+    /// creates another nor reschedules it before its time.
+    fn reschedule_follow_ups(&mut self, env: &mut dyn SchedulerEnv) {
+        let later = std::mem::take(&mut self.reschedule_later);
+        if later.is_empty() {
+            return;
+        }
+        let times: Vec<i64> = later.iter().map(|(_, at)| *at).collect();
+        let (batch_of, starts) = reschedule::batch_times(&times);
+        let eval = &self.plan.eval;
+        let evals: Vec<Evaluation> = starts
+            .iter()
+            .map(|at| Evaluation {
+                id: env.new_id(),
+                namespace: eval.namespace.clone(),
+                priority: eval.priority,
+                eval_type: eval.eval_type.clone(),
+                triggered_by: trigger::RETRY_FAILED_ALLOC.to_string(),
+                job_id: eval.job_id.clone(),
+                job_modify_index: eval.job_modify_index,
+                status: EvalStatus::Pending,
+                status_description: reschedule::DESC_RESCHEDULE_FOLLOWUP_EVAL.to_string(),
+                previous_eval: eval.id.clone(),
+                wait_until: format_rfc3339(*at),
+                ..Default::default()
+            })
+            .collect();
+        for ((alloc, _), batch) in later.iter().zip(batch_of) {
+            let mut updated = self
+                .updates
+                .get(&alloc.id)
+                .cloned()
+                .unwrap_or_else(|| Allocation::clone(alloc));
+            updated.followup_eval_id = evals[batch].id.clone();
+            self.update_alloc(updated);
+        }
+        self.plan.created_evals.extend(evals);
     }
 }
 
@@ -416,19 +553,17 @@ fn assign_names(
     named
 }
 
-/// Whether a task group changed in a way that needs its allocations replaced.The count is not
-/// part of it: scaling keeps the allocations that stay.
-fn group_changed(old: &TaskGroup, new: &TaskGroup) -> bool {
-    let without_count = |g: &TaskGroup| TaskGroup {
-        count: 0,
-        ..g.clone()
-    };
-    without_count(old) != without_count(new)
-}
-
 #[cfg(test)]
 mod placement_tests;
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod reschedule_tests;
+#[cfg(test)]
+mod system_tests;
+#[cfg(test)]
 mod tainted_tests;
+#[cfg(test)]
+mod testkit;
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::select::Ranked;
+use super::system::NodePlacement;
 use super::{feasible, Run, SchedulerEnv};
 use crate::model::{
     trigger, AllocMetric, AllocatedCpuResources, AllocatedMemoryResources, AllocatedResources,
@@ -76,12 +77,11 @@ impl Run<'_> {
         }
     }
 
-    /// Places one allocation of `group` on `node` if it can run there: every filter, the fit
-    /// and the scores of a normal placement, preempting when the operator allows it for the
-    /// job's type. For schedulers that choose the node themselves (system, sysbatch). A
-    /// failure is recorded with its metrics; returns whether it was placed.
-    // Called by the system scheduler, which lands on another branch; tests use it meanwhile.
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// Places one allocation of `group` on `node` (the system scheduler's one per node):
+    /// every feasibility check, the fit and, when enabled for the job's type, preemption,
+    /// for that node alone. A node the group's rules filter out is not a failure (its metrics
+    /// come back for the group's report); a feasible node without room is recorded as a
+    /// failed placement that a blocked evaluation retries.
     pub(super) fn place_on_node(
         &mut self,
         job: &Arc<Job>,
@@ -90,7 +90,7 @@ impl Run<'_> {
         previous: String,
         node: &Arc<Node>,
         env: &mut dyn SchedulerEnv,
-    ) -> bool {
+    ) -> NodePlacement {
         let prev = self.previous_alloc(&previous);
         let mut metric = AllocMetric {
             nodes_in_pool: 1,
@@ -107,19 +107,40 @@ impl Run<'_> {
                     "node not ready or not in the job's datacenters and pool",
                 );
             }
-            self.record_failure(group, metric);
-            return false;
+            return NodePlacement::Filtered(Box::new(metric));
         }
         match self.rank(&ctx, node, &mut metric) {
             Some(ranked) => {
                 self.commit(job, group, index, previous, ranked, metric, env);
-                true
+                NodePlacement::Placed
             }
             None => {
                 self.record_failure(group, metric);
-                false
+                self.system_exhausted = true;
+                NodePlacement::Exhausted
             }
         }
+    }
+
+    /// Whether an allocation on `node_id` can take the new version of `group` where it is
+    /// (an in-place update): the node still exists and passes the group's feasibility
+    /// checks and is still in the job's datacenters and pool. Readiness and eligibility do
+    /// not count (Nomad's in-place update): an ineligible node keeps what it runs.
+    pub(super) fn still_feasible(
+        &mut self,
+        job: &Arc<Job>,
+        group: &TaskGroup,
+        node_id: &str,
+    ) -> bool {
+        let Some(node) = self.state.node(node_id) else {
+            return false;
+        };
+        if !super::system::selects(job, &node) {
+            return false;
+        }
+        let ctx = self.group_ctx(job, group, None, false);
+        let mut metric = AllocMetric::default();
+        self.feasible(&ctx, &node, &mut metric)
     }
 
     fn previous_alloc(&self, id: &str) -> Option<Arc<Allocation>> {

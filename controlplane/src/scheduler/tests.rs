@@ -330,18 +330,41 @@ fn stopping_a_job_stops_its_allocations() {
 
 #[test]
 fn completed_batch_work_is_not_run_again_but_failed_work_is_replaced() {
-    let mut w = World::new(vec![node("n1", 8000, 8192, &["exec"])]);
-    let j = job("b", JobType::Batch, 2, 100, 100);
-    let eval = w.register(&j);
-    w.schedule(&eval);
+    use super::testkit::{self, SEC};
+    let mut w = testkit::World::new(vec![testkit::node("n1", 8000, 8192)]);
+    let j = testkit::job("b", JobType::Batch, 2, 100, 100);
+    w.register(&j);
     let live = w.live("b");
-    w.set_client_status(&live[0].id, ClientStatus::Complete);
-    w.set_client_status(&live[1].id, ClientStatus::Failed);
-    let eval = w.register(&j);
-    let plan = w.schedule(&eval);
-    assert_eq!(plan.placement_count(), 1);
-    let placed = plan.node_allocation.values().flatten().next().unwrap();
-    assert_eq!(placed.name, live[1].name, "the failed one's name is reused");
+    w.report(&live[0].id, ClientStatus::Complete);
+    w.report(&live[1].id, ClientStatus::Failed);
+    // Batch's default policy: one attempt, 5 s after the failure, by a delayed evaluation.
+    let plan = w.rerun("b", trigger::ALLOC_FAILURE);
+    assert_eq!(
+        plan.placement_count(),
+        1,
+        "only the in-place note of the follow-up"
+    );
+    assert_eq!(plan.created_evals.len(), 1);
+    let follow_up = plan.created_evals[0].clone();
+    w.env.now += 5 * SEC;
+    let plan = w.schedule(&follow_up);
+    let placed: Vec<_> = plan
+        .node_allocation
+        .values()
+        .flatten()
+        .filter(|a| {
+            w.state
+                .alloc(&a.id)
+                .is_some_and(|s| s.create_index == w.index)
+        })
+        .cloned()
+        .collect();
+    assert_eq!(placed.len(), 1, "{plan:?}");
+    assert_eq!(
+        placed[0].name, live[1].name,
+        "the failed one's name is reused"
+    );
+    assert_eq!(placed[0].previous_allocation, live[1].id);
 }
 
 #[test]
@@ -355,14 +378,6 @@ fn terminal_allocations_free_their_resources() {
     w.set_client_status(&a, ClientStatus::Complete);
     let plan = schedule(&w.state, &eval, &mut w.env).unwrap();
     assert_eq!(plan.placement_count(), 1);
-}
-
-#[test]
-fn system_jobs_are_refused_with_a_reason() {
-    let mut w = World::new(vec![node("n1", 1000, 1024, &["exec"])]);
-    let eval = w.register(&job("sys", JobType::System, 1, 100, 100));
-    let err = schedule(&w.state, &eval, &mut w.env).unwrap_err();
-    assert!(err.to_string().contains("system"));
 }
 
 #[test]

@@ -88,7 +88,7 @@ impl Run<'_> {
 
     /// Queues the update that makes a live allocation `unknown` (its client cannot report),
     /// with the history entry its disconnect window counts from; returns the updated copy.
-    fn mark_unknown(&mut self, alloc: &Allocation) -> Allocation {
+    pub(super) fn mark_unknown(&mut self, alloc: &Allocation) -> Allocation {
         let mut updated = self
             .updates
             .get(&alloc.id)

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::model::{
-    new_id, now_unix_nanos, trigger, AllocClientUpdate, EvalStatus, Evaluation, Job, JobType, Node,
+    new_id, now_unix_nanos, trigger, AllocClientUpdate, EvalStatus, Evaluation, Job, Node,
     NodeStatus,
 };
 use crate::scheduler::Plan;
@@ -288,13 +288,6 @@ impl Server {
     /// The job must already be validated; here only what needs cluster state is checked.
     pub async fn register_job(&self, mut job: Job) -> Result<JobRegisterResponse, ServerError> {
         job.canonicalize();
-        if matches!(job.job_type, JobType::System | JobType::Sysbatch) {
-            return Err(ServerError::BadRequest(format!(
-                "job {:?}: type {:?} cannot be scheduled yet; noded places \"service\" and \"batch\" jobs",
-                job.id,
-                job.job_type.as_str()
-            )));
-        }
         let warnings = self.driver_warnings(&job);
         let eval = Evaluation {
             id: new_id(),
@@ -410,12 +403,43 @@ impl Server {
                 "node registration without an ID".to_string(),
             ));
         }
-        let response = self
-            .propose(Command::NodeRegister {
+        // The evaluations the registration calls for ride in the same entry (Nomad's
+        // `createNodeEvals`): system jobs to place on the node, jobs to look at again.
+        let state = self.store.snapshot();
+        let original = state.node(&node.id);
+        let now = now_unix_nanos();
+        let command = if crate::state::should_create_node_eval(original.as_deref(), &node) {
+            let triggered_by = if original.is_some() {
+                trigger::NODE_UPDATE
+            } else {
+                trigger::NODE_REGISTER
+            };
+            let mut registered = node.clone();
+            if registered.status == NodeStatus::Initializing {
+                // What the state machine makes of it: the evaluations judge the node as it
+                // will be.
+                registered.status = NodeStatus::Ready;
+            }
+            let evals = state.node_evals(&registered, triggered_by, &mut new_id);
+            if evals.is_empty() {
+                Command::NodeRegister {
+                    node: Box::new(node),
+                    now,
+                }
+            } else {
+                Command::NodeRegisterWithEvals {
+                    node: Box::new(node),
+                    evals,
+                    now,
+                }
+            }
+        } else {
+            Command::NodeRegister {
                 node: Box::new(node),
-                now: now_unix_nanos(),
-            })
-            .await?;
+                now,
+            }
+        };
+        let response = self.propose(command).await?;
         Ok(response.index)
     }
 

@@ -193,14 +193,36 @@ async fn stopping_a_job_stops_its_allocations_and_unknown_jobs_are_not_found() {
 }
 
 #[tokio::test]
-async fn system_jobs_are_refused_before_anything_is_written() {
+async fn a_system_job_runs_on_every_node_and_follows_a_node_that_joins() {
     let server = start();
     server.register_node(node("n1")).await.unwrap();
     let mut j = job("sys", 1, 100, "exec");
     j.job_type = JobType::System;
-    let err = server.register_job(j).await.unwrap_err();
-    assert!(err.to_string().contains("system"));
-    assert!(server.state().job("default", "sys").is_none());
+    server.register_job(j).await.unwrap();
+    eventually(&server, "placed on n1", |s| {
+        s.allocs_by_job("default", "sys").len() == 1
+    })
+    .await;
+    // The registration of a new node carries the system job's evaluation.
+    server.register_node(node("n2")).await.unwrap();
+    let state = eventually(&server, "placed on n2 too", |s| {
+        s.allocs_by_job("default", "sys").len() == 2
+    })
+    .await;
+    let mut nodes: Vec<String> = state
+        .allocs_by_job("default", "sys")
+        .iter()
+        .map(|a| a.node_id.clone())
+        .collect();
+    nodes.sort();
+    assert_eq!(nodes, vec!["n1", "n2"]);
+    assert!(
+        state
+            .allocs_by_job("default", "sys")
+            .iter()
+            .all(|a| a.name.ends_with("[0]")),
+        "system allocations are all index 0"
+    );
     server.shutdown().await;
 }
 

@@ -123,6 +123,14 @@ pub enum Command {
         alloc_ids: Vec<String>,
         node_ids: Vec<String>,
     },
+    /// A node registers (as [`Command::NodeRegister`]) together with the evaluations its
+    /// registration calls for (Nomad's `createNodeEvals`: the system jobs that should run on
+    /// it, the jobs with allocations on it), in one entry so neither happens without the other.
+    NodeRegisterWithEvals {
+        node: Box<Node>,
+        evals: Vec<Evaluation>,
+        now: i64,
+    },
 }
 
 /// Stopping an allocation, as a plan asks for it.

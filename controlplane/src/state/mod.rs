@@ -10,6 +10,7 @@ pub mod archive;
 mod capacity;
 mod command;
 pub mod gc;
+mod node_evals;
 mod nodes;
 mod snapshot;
 mod store;
@@ -21,6 +22,7 @@ use imbl::{OrdMap, OrdSet};
 pub use capacity::PlanRefused;
 pub use command::{AllocPreemption, AllocStop, Command, CommandResponse, PlanResult};
 pub use gc::GcThresholds;
+pub use node_evals::should_create_node_eval;
 pub use nodes::DrainUpdate;
 pub use snapshot::{SnapshotFile, SNAPSHOT_FORMAT_VERSION};
 pub use store::{Effects, EffectsReceiver, StateStore, WaitOutcome, EFFECTS_QUEUE_DEPTH};
@@ -222,42 +224,6 @@ impl State {
         self.autopilot_config.clone()
     }
 
-    /// One pending evaluation per job with a live allocation on `node_id` (Nomad's
-    /// `createNodeEvals`), for a change to that node (down, drained, eligible again…). Ids
-    /// come from `new_id` so the caller decides (random in a server, fixed in a test).
-    pub fn node_update_evals(
-        &self,
-        node_id: &str,
-        triggered_by: &str,
-        new_id: &mut dyn FnMut() -> String,
-    ) -> Vec<Evaluation> {
-        let mut jobs: std::collections::BTreeSet<(String, String)> = Default::default();
-        for alloc in self.allocs_by_node(node_id) {
-            if alloc.desired_status == crate::model::DesiredStatus::Run
-                && !alloc.client_status.is_terminal()
-            {
-                jobs.insert((alloc.namespace.clone(), alloc.job_id.clone()));
-            }
-        }
-        jobs.into_iter()
-            .filter_map(|(namespace, job_id)| {
-                let job = self.job(&namespace, &job_id)?;
-                Some(Evaluation {
-                    id: new_id(),
-                    namespace,
-                    priority: job.priority,
-                    eval_type: job.job_type.as_str().to_string(),
-                    triggered_by: triggered_by.to_string(),
-                    job_id,
-                    job_modify_index: job.job_modify_index,
-                    node_id: node_id.to_string(),
-                    status: crate::model::EvalStatus::Pending,
-                    ..Default::default()
-                })
-            })
-            .collect()
-    }
-
     pub fn node(&self, id: &str) -> Option<Arc<Node>> {
         self.nodes.get(id).cloned()
     }
@@ -369,6 +335,13 @@ impl State {
             ),
             Command::NodeRegister { node, now } => {
                 self.apply_node_register(index, node, *now, &mut effects);
+                Ok(0)
+            }
+            Command::NodeRegisterWithEvals { node, evals, now } => {
+                self.apply_node_register(index, node, *now, &mut effects);
+                for eval in evals {
+                    self.upsert_eval(index, eval, *now, &mut effects);
+                }
                 Ok(0)
             }
             Command::NodeUpdateStatus {

@@ -861,6 +861,20 @@ fn a_node_change_evaluates_each_job_with_a_live_allocation_there_once() {
         })),
     );
     state.apply(5, &client_update("a3", ClientStatus::Complete));
+    // Finished on both sides (the client's report and the servers' stop): nothing to look
+    // at. A service allocation finished on one side only is (Nomad's rule).
+    state.apply(
+        6,
+        &Command::PlanApply(Box::new(PlanResult {
+            stops: vec![crate::state::AllocStop {
+                alloc_id: "a3".into(),
+                desired_status: DesiredStatus::Stop,
+                desired_description: "done".into(),
+                client_status: None,
+            }],
+            ..Default::default()
+        })),
+    );
     let mut n = 0;
     let evals = state.node_update_evals("n1", "node-update", &mut || {
         n += 1;

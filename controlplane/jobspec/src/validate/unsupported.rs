@@ -32,6 +32,9 @@ pub const ACTED_ON: &[&str] = &[
     "TaskGroups.MaxClientDisconnect",
     "TaskGroups.StopAfterClientDisconnect",
     "TaskGroups.PreventRescheduleOnLost",
+    // Rescheduling of failed allocations (the scheduler's reschedule rules).
+    "Job.Reschedule",
+    "TaskGroups.ReschedulePolicy",
     "TaskGroups.Tasks",
     "Tasks.Name",
     "Tasks.Driver",

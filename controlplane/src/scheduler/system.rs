@@ -1,0 +1,286 @@
+//! The system and sysbatch schedulers (Nomad's `SystemScheduler` and its node reconciler):
+//! one allocation of each group on every ready, eligible node the job can run on, named
+//! `<job>.<group>[0]`.
+//!
+//! Per node and group: an allocation on a node that is down or gone is lost (not replaced
+//! elsewhere: it belongs to that node); one a drain marked to migrate is stopped; one on a node
+//! the job no longer selects (datacenter, pool) is stopped; an ineligible or draining node
+//! keeps its allocation until the job changes; a newer job version updates it in place or
+//! replaces it on the same node, as [`super::tasks_updated`] says. A node with none gets one,
+//! if it can run the group and has room. A node the group's rules filter out is not a failure;
+//! a feasible node without room is, and only that creates a blocked evaluation.
+//!
+//! Sysbatch: a finished allocation (complete or failed) of the current job version is done
+//! on its node and not run again; the client's restart policy is its only retry (Nomad's
+//! sysbatch jobs have no reschedule policy).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::tainted::{
+    client_status_state, disconnect_expired, duration_nanos, last_unknown, lost_after,
+    needs_to_reconnect, DESC_LOST, DESC_MIGRATING,
+};
+use super::{
+    glob_match, tasks_updated, Run, SchedulerEnv, DESC_GROUP_REMOVED, DESC_JOB_UPDATED,
+    DESC_NOT_NEEDED,
+};
+use crate::model::{
+    AllocMetric, Allocation, ClientStatus, Job, JobType, Node, NodeStatus, TaskGroup,
+};
+
+/// The stop description of a system allocation on a node the job no longer selects.
+pub const DESC_NODE_NOT_SELECTED: &str = "alloc not needed as node is no longer eligible";
+
+/// What placing on one given node came to.
+pub(super) enum NodePlacement {
+    Placed,
+    /// The node cannot run the group at all (its metrics say why): not a failure.
+    Filtered(Box<AllocMetric>),
+    /// It can but has no room: recorded as a failed placement a blocked evaluation retries.
+    Exhausted,
+}
+
+/// What a system run decided for one existing allocation.
+enum Verdict {
+    /// It stays, counted on its node.
+    Keep,
+    /// It was stopped (or set aside): its node needs another only if `place_again`.
+    Gone { place_again: bool },
+}
+
+impl Run<'_> {
+    /// Reconciles a system or sysbatch job: every group on every node that should run it.
+    pub(super) fn reconcile_system(&mut self, job: Arc<Job>, env: &mut dyn SchedulerEnv) {
+        self.system = true;
+        let allocs = self.allocs.clone();
+        for alloc in allocs.iter().filter(|a| !a.is_terminal()) {
+            if job.group(&alloc.task_group).is_none() {
+                self.stop(alloc, DESC_GROUP_REMOVED);
+            }
+        }
+        let nodes = self.state.nodes();
+        for group in &job.task_groups {
+            self.reconcile_system_group(&job, group, &allocs, &nodes, env);
+        }
+    }
+
+    fn reconcile_system_group(
+        &mut self,
+        job: &Arc<Job>,
+        group: &TaskGroup,
+        allocs: &[Arc<Allocation>],
+        nodes: &[Arc<Node>],
+        env: &mut dyn SchedulerEnv,
+    ) {
+        let mine: Vec<&Arc<Allocation>> = allocs
+            .iter()
+            .filter(|a| a.task_group == group.name)
+            .collect();
+        // Live allocations by node, oldest first; and the newest finished one per node (a
+        // replacement names it; for sysbatch it may mean the work is done).
+        let mut live: BTreeMap<&str, Vec<&Arc<Allocation>>> = BTreeMap::new();
+        let mut finished: BTreeMap<&str, &Arc<Allocation>> = BTreeMap::new();
+        for alloc in &mine {
+            if alloc.is_terminal() {
+                let newer = finished
+                    .get(alloc.node_id.as_str())
+                    .is_none_or(|f| f.create_index < alloc.create_index);
+                if newer {
+                    finished.insert(alloc.node_id.as_str(), alloc);
+                }
+            } else {
+                live.entry(alloc.node_id.as_str()).or_default().push(alloc);
+            }
+        }
+        let mut needs: BTreeMap<String, String> = BTreeMap::new();
+        for (node_id, on_node) in live.iter_mut() {
+            on_node.sort_by_key(|a| a.create_index);
+            let mut kept = false;
+            for alloc in on_node.iter() {
+                if kept {
+                    // One per node: a second copy (from a race) goes.
+                    self.stop(alloc, DESC_NOT_NEEDED);
+                    continue;
+                }
+                match self.system_existing(job, group, alloc) {
+                    Verdict::Keep => kept = true,
+                    Verdict::Gone { place_again } => {
+                        if place_again {
+                            needs.insert(node_id.to_string(), alloc.id.clone());
+                        }
+                    }
+                }
+            }
+            if kept {
+                needs.remove(*node_id);
+            }
+        }
+        let mut filtered = AllocMetric::default();
+        let mut placed = 0usize;
+        for node in nodes {
+            let previous = match needs.remove(node.id.as_str()) {
+                Some(previous) => previous,
+                None if live.contains_key(node.id.as_str()) => continue,
+                None => match finished.get(node.id.as_str()) {
+                    Some(done) if job.job_type == JobType::Sysbatch && !rerun(job, group, done) => {
+                        continue
+                    }
+                    Some(done) => done.id.clone(),
+                    None => String::new(),
+                },
+            };
+            if !selects(job, node) || !node.is_schedulable() {
+                continue;
+            }
+            match self.place_on_node(job, group, 0, previous, node, env) {
+                NodePlacement::Placed => placed += 1,
+                NodePlacement::Filtered(metric) => merge_filtered(&mut filtered, &metric),
+                NodePlacement::Exhausted => {}
+            }
+        }
+        // Nodes the group's rules filter out are reported only when the group runs nowhere:
+        // otherwise they are simply not its nodes.
+        if placed == 0 && live.is_empty() && filtered.nodes_filtered > 0 {
+            self.failed.entry(group.name.clone()).or_insert(filtered);
+        }
+    }
+
+    /// Decides one live allocation of a system job (see the module's rules).
+    fn system_existing(
+        &mut self,
+        job: &Arc<Job>,
+        group: &TaskGroup,
+        alloc: &Arc<Allocation>,
+    ) -> Verdict {
+        if alloc.desired_transition.should_migrate() {
+            self.stop(alloc, DESC_MIGRATING);
+            return Verdict::Gone { place_again: false };
+        }
+        let node = self.state.node(&alloc.node_id);
+        let status = node.as_ref().map(|n| n.status);
+        match status {
+            None | Some(NodeStatus::Down) => {
+                self.stop_as(alloc, DESC_LOST, Some(ClientStatus::Lost));
+                return Verdict::Gone { place_again: false };
+            }
+            Some(NodeStatus::Disconnected) => return self.system_disconnected(group, alloc),
+            _ => {}
+        }
+        if needs_to_reconnect(alloc) {
+            if disconnect_expired(alloc, group, self.now) {
+                self.stop_as(alloc, DESC_LOST, Some(ClientStatus::Lost));
+                return Verdict::Gone { place_again: false };
+            }
+            if alloc.client_status != ClientStatus::Unknown {
+                // Back: its history now says what its client reported.
+                let mut updated = self.pending_copy(alloc);
+                updated
+                    .alloc_states
+                    .push(client_status_state(alloc.client_status, self.now));
+                updated.eval_id = self.plan.eval.id.clone();
+                self.update_alloc(updated);
+            }
+        }
+        let Some(node) = node else {
+            return Verdict::Keep;
+        };
+        if !selects(job, &node) {
+            self.stop(alloc, DESC_NODE_NOT_SELECTED);
+            return Verdict::Gone { place_again: false };
+        }
+        let current = alloc
+            .job
+            .as_ref()
+            .is_some_and(|j| j.job_modify_index == job.job_modify_index);
+        if current {
+            return Verdict::Keep;
+        }
+        if !node.is_schedulable() {
+            // An ineligible or draining node keeps what runs there, but not an old version.
+            self.stop(alloc, DESC_NOT_NEEDED);
+            return Verdict::Gone { place_again: false };
+        }
+        let in_place = alloc
+            .job
+            .as_ref()
+            .is_some_and(|old| tasks_updated(old, job, &group.name).is_none())
+            && self.still_feasible(job, group, &node.id);
+        if in_place {
+            let mut updated = self.pending_copy(alloc);
+            updated.job = Some(job.clone());
+            updated.eval_id = self.plan.eval.id.clone();
+            self.update_alloc(updated);
+            Verdict::Keep
+        } else {
+            self.stop(alloc, DESC_JOB_UPDATED);
+            Verdict::Gone { place_again: true }
+        }
+    }
+
+    /// A live allocation on a disconnected node: with a disconnect window, a running one
+    /// becomes `unknown` and waits (a delayed evaluation marks it lost when the window ends);
+    /// without one, or past it, it is lost. Never replaced elsewhere.
+    fn system_disconnected(&mut self, group: &TaskGroup, alloc: &Arc<Allocation>) -> Verdict {
+        let window = lost_after(group);
+        let expired = alloc.client_status == ClientStatus::Unknown
+            && disconnect_expired(alloc, group, self.now);
+        if window.is_none() || expired || alloc.client_status == ClientStatus::Pending {
+            self.stop_as(alloc, DESC_LOST, Some(ClientStatus::Lost));
+            return Verdict::Gone { place_again: false };
+        }
+        let since = if alloc.client_status == ClientStatus::Unknown {
+            last_unknown(alloc)
+        } else {
+            self.mark_unknown(alloc);
+            Some(self.now)
+        };
+        if let (Some(since), Some(window)) = (since, window) {
+            self.disconnect_expiries
+                .insert(since.saturating_add(duration_nanos(window)));
+        }
+        Verdict::Keep
+    }
+
+    /// The allocation as this run has it so far (an earlier update of this run included).
+    fn pending_copy(&self, alloc: &Allocation) -> Allocation {
+        self.updates
+            .get(&alloc.id)
+            .cloned()
+            .unwrap_or_else(|| alloc.clone())
+    }
+}
+
+/// Whether the job selects `node` at all: its datacenters and node pool (Nomad's
+/// `readyNodesInDCsAndPool`; `createNodeEvals` uses the same test).
+pub fn selects(job: &Job, node: &Node) -> bool {
+    job.datacenters
+        .iter()
+        .any(|pattern| glob_match(pattern, &node.datacenter))
+        && (job.node_pool.is_empty() || job.node_pool == "all" || job.node_pool == node.node_pool)
+}
+
+/// Whether a finished sysbatch allocation's node runs the group again: only for a newer job
+/// version that changed what runs (an in-place change leaves finished work done).
+fn rerun(job: &Job, group: &TaskGroup, done: &Allocation) -> bool {
+    match &done.job {
+        Some(old) if old.job_modify_index != job.job_modify_index => {
+            tasks_updated(old, job, &group.name).is_some()
+        }
+        Some(_) => false,
+        None => true,
+    }
+}
+
+/// Adds one node's filter metrics to the group's.
+fn merge_filtered(into: &mut AllocMetric, from: &AllocMetric) {
+    into.nodes_evaluated += from.nodes_evaluated;
+    into.nodes_in_pool += from.nodes_in_pool;
+    into.nodes_filtered += from.nodes_filtered;
+    for (k, v) in &from.class_filtered {
+        *into.class_filtered.entry(k.clone()).or_default() += v;
+    }
+    for (k, v) in &from.constraint_filtered {
+        *into.constraint_filtered.entry(k.clone()).or_default() += v;
+    }
+}
