@@ -526,7 +526,10 @@ mod tests {
         assert!(e.message.contains("filter="), "{}", e.message);
         assert!(e.message.contains("position 7"), "{}", e.message);
         let f = q(&[("filter", "Status == \"running\"")]).unwrap();
-        assert!(f.filter.unwrap().matches(&serde_json::json!({"Status": "running"})));
+        assert!(f
+            .filter
+            .unwrap()
+            .matches(&serde_json::json!({"Status": "running"})));
         let o = q(&[("purge", "maybe")]).unwrap();
         assert!(o.flag("purge").unwrap_err().message.contains("purge"));
         assert!(o.number("purge").unwrap_err().message.contains("purge"));

@@ -146,9 +146,7 @@ fn eval_match(m: &Match, value: &Value) -> bool {
     match m {
         Match::Equal(path, literal) => select(value, path).is_some_and(|v| equals(v, literal)),
         Match::NotEqual(path, literal) => !select(value, path).is_some_and(|v| equals(v, literal)),
-        Match::Contains(path, literal) => {
-            select(value, path).is_some_and(|v| contains(v, literal))
-        }
+        Match::Contains(path, literal) => select(value, path).is_some_and(|v| contains(v, literal)),
         Match::In(literal, path) => select(value, path).is_some_and(|v| contains(v, literal)),
         Match::Matches(path, re) => {
             select(value, path).is_some_and(|v| v.as_str().is_some_and(|s| re.is_match(s)))
@@ -272,9 +270,9 @@ fn lex(text: &str) -> Result<Vec<Token>, FilterError> {
                 Kind::Str(s)
             }
             b'`' => {
-                let close = text[i + 1..].find('`').ok_or_else(|| {
-                    err(start, "a raw string (`...`) is not closed".to_string())
-                })?;
+                let close = text[i + 1..]
+                    .find('`')
+                    .ok_or_else(|| err(start, "a raw string (`...`) is not closed".to_string()))?;
                 let s = text[i + 1..i + 1 + close].to_string();
                 i += close + 2;
                 Kind::Str(s)
@@ -288,8 +286,7 @@ fn lex(text: &str) -> Result<Vec<Token>, FilterError> {
                 };
                 digits(&mut i);
                 // A fraction only when a digit follows the dot: `List.0.Name` is a path.
-                if bytes.get(i) == Some(&b'.') && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)
-                {
+                if bytes.get(i) == Some(&b'.') && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) {
                     i += 1;
                     digits(&mut i);
                 }
@@ -647,8 +644,14 @@ mod tests {
                 r#"Status == "blocked" and (JobID == "x" or Priority == 50)"#,
                 true,
             ),
-            (r#"Status == "blocked" and JobID == "x" or Priority == 50"#, true),
-            (r#"Status == "blocked" and (JobID == "x" or Priority == 70)"#, false),
+            (
+                r#"Status == "blocked" and JobID == "x" or Priority == 50"#,
+                true,
+            ),
+            (
+                r#"Status == "blocked" and (JobID == "x" or Priority == 70)"#,
+                false,
+            ),
             (r#"not Status == "blocked""#, false),
             (r#"not (Status == "pending" or Stop == true)"#, true),
             ("JobID matches `^web-[a-z]+$`", true),
