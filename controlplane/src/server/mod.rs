@@ -1038,6 +1038,8 @@ async fn wait_until(rx: &mut watch::Receiver<bool>, value: bool) {
 }
 
 #[cfg(test)]
+mod broker_tests;
+#[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
