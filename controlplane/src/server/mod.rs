@@ -806,8 +806,10 @@ impl Server {
             let mut tracker = self.blocked_evals();
             for eval in evals {
                 match tracker.block(eval) {
-                    blocked::Blocked::Tracked { superseded } => cancel.extend(superseded),
-                    blocked::Blocked::Stale(eval) => cancel.push(eval),
+                    blocked::Blocked::Tracked { superseded } => {
+                        cancel.extend(superseded.map(|e| *e))
+                    }
+                    blocked::Blocked::Stale(eval) => cancel.push(*eval),
                     blocked::Blocked::Unblocked(eval) => requeue.push(*eval),
                     blocked::Blocked::Full => tracing::warn!(
                         limit = blocked::MAX_BLOCKED,
@@ -827,7 +829,7 @@ impl Server {
 
     /// Marks blocked evaluations a newer one of the same job replaced `canceled` (Nomad's
     /// duplicate blocked evaluation reaping); one no longer blocked in the state is left.
-    async fn cancel_superseded(&self, evals: Vec<Box<Evaluation>>) {
+    async fn cancel_superseded(&self, evals: Vec<Evaluation>) {
         let state = self.store.snapshot();
         let evals: Vec<Evaluation> = evals
             .into_iter()
@@ -836,8 +838,7 @@ impl Server {
                     .eval(&e.id)
                     .is_some_and(|s| s.status == EvalStatus::Blocked)
             })
-            .map(|e| {
-                let mut eval = *e;
+            .map(|mut eval| {
                 eval.status = EvalStatus::Canceled;
                 eval.status_description = format!(
                     "existing blocked evaluation exists for job {:?}",
