@@ -844,6 +844,14 @@ fn commands() -> Vec<(&'static str, Command)> {
             "command-scheduler-set-config",
             Command::SchedulerSetConfig {
                 config: scheduler_config(),
+                cas: None,
+            },
+        ),
+        (
+            "command-scheduler-set-config-cas",
+            Command::SchedulerSetConfig {
+                config: scheduler_config(),
+                cas: Some(23),
             },
         ),
         (
@@ -935,6 +943,13 @@ fn commands() -> Vec<(&'static str, Command)> {
                 node_ids: strings(&[NODE_ID]),
             },
         ),
+        (
+            "command-eval-delete",
+            Command::EvalDelete {
+                eval_ids: strings(&["e0000000-0000-4000-8000-000000000001"]),
+                now: T0 + 20,
+            },
+        ),
     ]
 }
 
@@ -989,6 +1004,7 @@ fn variant(command: &Command) -> &'static str {
         Command::NodePoolDelete { .. } => "NodePoolDelete",
         Command::GarbageCollect { .. } => "GarbageCollect",
         Command::NodeRegisterWithEvals { .. } => "NodeRegisterWithEvals",
+        Command::EvalDelete { .. } => "EvalDelete",
     }
 }
 
@@ -1013,6 +1029,7 @@ fn command_entry() -> Entry {
         log_id: log_id(7, 42),
         payload: EntryPayload::Normal(Command::SchedulerSetConfig {
             config: scheduler_config(),
+            cas: None,
         }),
     }
 }
@@ -1315,7 +1332,7 @@ fn every_command_variant_decodes_from_the_log_bytes_this_version_pins() {
     let mut fixtures = Fixtures::new();
     let commands = commands();
     let variants: BTreeSet<&str> = commands.iter().map(|(_, c)| variant(c)).collect();
-    assert_eq!(variants.len(), 19, "a fixture per Command variant");
+    assert_eq!(variants.len(), 20, "a fixture per Command variant");
     for (name, command) in &commands {
         // A command is stored inside a log entry; the command alone is pinned here, in the
         // same codec, so that a failure names the variant.

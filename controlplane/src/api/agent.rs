@@ -45,7 +45,8 @@ pub async fn self_info(State(ctx): State<ApiContext>) -> ApiResult<Reply> {
     // A client-only agent has no server figures to give (Nomad's client agents leave them
     // out too); its `client` part comes from `AgentInfo`.
     if let (Some(obj), Some(server)) = (info.as_object_mut(), &ctx.server) {
-        let (ready, total) = server.broker().stats();
+        let broker = server.broker().stats();
+        let blocked = server.blocked_stats();
         let state = server.state();
         obj.insert(
             "stats".to_string(),
@@ -53,8 +54,10 @@ pub async fn self_info(State(ctx): State<ApiContext>) -> ApiResult<Reply> {
                 "raft": server.consensus().stats(),
                 "nomad": {
                     "leader": server.consensus().leader_address().is_some(),
-                    "broker_ready": ready,
-                    "broker_total": total,
+                    "broker_ready": broker.total_ready,
+                    "broker_total": broker.total_ready + broker.total_unacked + broker.total_blocked + broker.total_waiting,
+                    "broker": broker,
+                    "blocked_evals": blocked,
                     "state_index": state.latest_index(),
                     "known_nodes": state.node_count(),
                 }

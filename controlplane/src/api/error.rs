@@ -49,6 +49,7 @@ impl From<ServerError> for ApiError {
         let status = match &e {
             ServerError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ServerError::NotFound(_) => StatusCode::NOT_FOUND,
+            ServerError::Forbidden(_) => StatusCode::FORBIDDEN,
             ServerError::NoLeader(_) | ServerError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

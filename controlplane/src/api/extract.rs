@@ -6,6 +6,7 @@
 //! Booleans are read as Go's `strconv.ParseBool` reads them (`1`, `t`, `true`, `True`, …).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -15,6 +16,7 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
 use super::error::{ApiError, ApiResult};
+use super::filter::Filter;
 use super::ApiContext;
 use crate::model::duration::parse_go;
 use crate::model::DEFAULT_NAMESPACE;
@@ -48,6 +50,8 @@ pub struct QueryOptions {
     pub next_token: String,
     /// `?reverse=`: newest (or last) first.
     pub reverse: bool,
+    /// `?filter=`: only the items whose JSON form matches (applied before paging).
+    pub filter: Option<Arc<Filter>>,
     /// The caller's token (`X-Nomad-Token` or `Authorization: Bearer`), if any.
     pub token: Option<String>,
     /// Every query parameter, for the options of one endpoint ([`QueryOptions::flag`] …).
@@ -73,12 +77,12 @@ impl QueryOptions {
         local_region: &str,
     ) -> ApiResult<QueryOptions> {
         let params = Params(params);
-        let filter = params.string("filter");
-        if !filter.is_empty() {
-            return Err(ApiError::bad_request(format!(
-                "query parameter filter={filter:?}: filter expressions are not supported yet; list without it and filter the answer"
-            )));
-        }
+        let filter = match params.string("filter") {
+            f if f.is_empty() => None,
+            f => Some(Arc::new(Filter::parse(&f).map_err(|e| {
+                ApiError::bad_request(format!("query parameter filter={f:?}: {e}"))
+            })?)),
+        };
         let per_page = params.number("per_page")?.unwrap_or(0);
         if per_page > u64::from(MAX_PER_PAGE) {
             return Err(ApiError::bad_request(format!(
@@ -98,6 +102,7 @@ impl QueryOptions {
             region: params.region(local_region),
             per_page: per_page as u32,
             next_token: params.string("next_token"),
+            filter,
             reverse: params.flag("reverse")?.unwrap_or(false),
             token: token(headers)?,
             params: params.0,
@@ -517,8 +522,14 @@ mod tests {
             assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);
             assert!(e.message.contains(&format!("{name}=")), "{}", e.message);
         }
-        let e = q(&[("filter", "Status == \"running\"")]).unwrap_err();
-        assert!(e.message.contains("filter"), "{}", e.message);
+        let e = q(&[("filter", "Status = \"running\"")]).unwrap_err();
+        assert!(e.message.contains("filter="), "{}", e.message);
+        assert!(e.message.contains("position 7"), "{}", e.message);
+        let f = q(&[("filter", "Status == \"running\"")]).unwrap();
+        assert!(f
+            .filter
+            .unwrap()
+            .matches(&serde_json::json!({"Status": "running"})));
         let o = q(&[("purge", "maybe")]).unwrap();
         assert!(o.flag("purge").unwrap_err().message.contains("purge"));
         assert!(o.number("purge").unwrap_err().message.contains("purge"));

@@ -22,6 +22,7 @@ mod error;
 mod evals;
 mod exec;
 mod extract;
+pub mod filter;
 mod forward;
 mod jobs;
 mod node_pools;

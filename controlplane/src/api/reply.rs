@@ -140,6 +140,7 @@ impl Reply {
         q: &QueryOptions,
         meta: QueryMeta,
     ) -> ApiResult<Reply> {
+        let items = filtered(items, q)?;
         let (items, next) = paginate(items, key, q);
         let mut reply = Reply::read(&items, meta)?;
         if let Some(next) = next {
@@ -165,6 +166,22 @@ impl Reply {
         );
         self
     }
+}
+
+/// The items `?filter=` keeps, judged on their JSON form (as Nomad filters before it pages).
+pub(crate) fn filtered<T: Serialize>(items: Vec<T>, q: &QueryOptions) -> ApiResult<Vec<T>> {
+    let Some(filter) = &q.filter else {
+        return Ok(items);
+    };
+    let mut kept = Vec::with_capacity(items.len());
+    for item in items {
+        let json = serde_json::to_value(&item)
+            .map_err(|e| ApiError::internal(format!("encoding an item to filter it: {e}")))?;
+        if filter.matches(&json) {
+            kept.push(item);
+        }
+    }
+    Ok(kept)
 }
 
 /// The page of `items` that `q` asks for, and the token of the next one.
@@ -267,5 +284,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.headers["X-Nomad-NextToken"], "b");
+        // The filter applies before the page is cut.
+        let items = vec![
+            serde_json::json!({"ID": "a", "S": "x"}),
+            serde_json::json!({"ID": "b", "S": "y"}),
+            serde_json::json!({"ID": "c", "S": "x"}),
+            serde_json::json!({"ID": "d", "S": "x"}),
+        ];
+        let id = |v: &serde_json::Value| v["ID"].as_str().unwrap_or("").to_string();
+        let query = q(&[("per_page", "2"), ("filter", "S == x")]);
+        let kept = filtered(items, &query).unwrap();
+        let (page, next) = paginate(kept, id, &query);
+        assert_eq!(page.iter().map(id).collect::<Vec<_>>(), vec!["a", "c"]);
+        assert_eq!(next.as_deref(), Some("d"));
     }
 }

@@ -294,7 +294,16 @@ pub(super) fn table() -> Routes {
             Ns(AllocLifecycle),
             allocs::stop,
         )
+        .add(
+            WRITE,
+            "/v1/job/{id}/evaluate",
+            Ns(SubmitJob),
+            evals::job_evaluate,
+        )
         .add(GET, "/v1/evaluations", Ns(ReadJob), evals::list)
+        .add(GET, "/v1/evaluations/count", Ns(ReadJob), evals::count)
+        // Nomad: deleting evaluations alters the scheduler's core state; management only.
+        .add(DELETE, "/v1/evaluations", Management, evals::delete)
         .add(GET, "/v1/evaluation/{id}", Ns(ReadJob), evals::read)
         .add(
             GET,

@@ -407,6 +407,9 @@ impl<'a> Run<'a> {
                     previous_eval: eval.id.clone(),
                     class_eligibility: self.select.class_eligibility(),
                     escaped_computed_class: self.select.escaped(),
+                    // Capacity that appeared after this index was not seen by this run: the
+                    // blocked-eval tracker unblocks at once for it.
+                    snapshot_index: self.plan.snapshot_index,
                     ..Default::default()
                 };
                 eval.blocked_eval = blocked.id.clone();

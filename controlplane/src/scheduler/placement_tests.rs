@@ -122,7 +122,7 @@ impl World {
     fn config(&mut self, f: impl FnOnce(&mut SchedulerConfiguration)) {
         let mut config = (*self.state.scheduler_config()).clone();
         f(&mut config);
-        self.apply(Command::SchedulerSetConfig { config });
+        self.apply(Command::SchedulerSetConfig { config, cas: None });
     }
 
     fn register(&mut self, job: &Job) -> Evaluation {

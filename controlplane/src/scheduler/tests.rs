@@ -463,6 +463,7 @@ fn memory_max_is_granted_only_when_oversubscription_is_enabled() {
             memory_oversubscription_enabled: true,
             ..Default::default()
         },
+        cas: None,
     });
     let mut j2 = j.clone();
     j2.id = "m2".into();

@@ -81,6 +81,23 @@ pub struct BrokerQueue {
     /// Evaluations not to run before their `WaitUntil` (Unix nanoseconds), soonest first.
     delayed: BTreeMap<(i64, String), Evaluation>,
     next_token: u64,
+    /// The operator paused the broker (`PauseEvalBroker`): nothing is handed out; enqueues,
+    /// acks and nacks go on.
+    paused: bool,
+}
+
+/// What the broker holds, in Nomad's `BrokerStats` words.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BrokerStats {
+    /// Ready to be handed out.
+    pub total_ready: usize,
+    /// Handed out, not yet acked or nacked.
+    pub total_unacked: usize,
+    /// Waiting behind another evaluation of the same job.
+    pub total_blocked: usize,
+    /// Waiting for their `WaitUntil`.
+    pub total_waiting: usize,
+    pub paused: bool,
 }
 
 fn job_key(eval: &Evaluation) -> JobKey {
@@ -167,8 +184,60 @@ impl BrokerQueue {
         self.evals.insert(eval.id.clone(), eval);
     }
 
-    /// Hands out the highest-priority ready evaluation.
+    /// Pauses or resumes handing out evaluations.
+    pub fn set_paused(&mut self, paused: bool) {
+        self.paused = paused;
+    }
+
+    pub fn paused(&self) -> bool {
+        self.paused
+    }
+
+    pub fn stats(&self) -> BrokerStats {
+        BrokerStats {
+            total_ready: self.ready.len(),
+            total_unacked: self.unacked.len(),
+            total_blocked: self.waiting.values().map(Vec::len).sum(),
+            total_waiting: self.delayed.len(),
+            paused: self.paused,
+        }
+    }
+
+    /// Drops an evaluation that is queued, waiting or delayed (the operator deleted it); one
+    /// in flight stays with its worker, which finds it gone from the state. Returns whether
+    /// it was held.
+    pub fn remove(&mut self, id: &str) -> bool {
+        if let Some(key) = self.delayed.keys().find(|(_, e)| e == id).cloned() {
+            self.delayed.remove(&key);
+            return true;
+        }
+        let Some(eval) = self.evals.remove(id) else {
+            return false;
+        };
+        let job = job_key(&eval);
+        if self.ready_jobs.get(&job).is_some_and(|r| r == id) {
+            self.ready
+                .remove(&(Reverse(eval.priority), eval.create_index, eval.id.clone()));
+            self.ready_jobs.remove(&job);
+            // The job's next waiting evaluation takes its place, unless one is in flight.
+            if !self.inflight_jobs.contains_key(&job) {
+                self.release_job(&eval);
+            }
+        } else if let Some(waiting) = self.waiting.get_mut(&job) {
+            waiting.retain(|e| e.id != id);
+            if waiting.is_empty() {
+                self.waiting.remove(&job);
+            }
+        }
+        self.attempts.remove(id);
+        true
+    }
+
+    /// Hands out the highest-priority ready evaluation (nothing while paused).
     pub fn dequeue(&mut self, now: Instant) -> Option<Delivery> {
+        if self.paused {
+            return None;
+        }
         let first = self.ready.iter().next().cloned()?;
         self.ready.remove(&first);
         let id = first.2;
@@ -270,6 +339,7 @@ impl BrokerQueue {
     pub fn clear(&mut self) {
         *self = BrokerQueue {
             next_token: self.next_token,
+            paused: self.paused,
             ..Default::default()
         };
     }
@@ -355,8 +425,29 @@ impl EvalBroker {
         self.with(BrokerQueue::clear);
     }
 
-    pub fn stats(&self) -> (usize, usize) {
-        self.with(|q| (q.ready_len(), q.len()))
+    pub fn stats(&self) -> BrokerStats {
+        self.with(|q| q.stats())
+    }
+
+    /// Pauses or resumes handing out evaluations; resuming wakes the waiting workers.
+    pub fn set_paused(&self, paused: bool) {
+        let was = self.with(|q| {
+            let was = q.paused();
+            q.set_paused(paused);
+            was
+        });
+        if was && !paused {
+            self.ready.notify_waiters();
+        }
+    }
+
+    pub fn paused(&self) -> bool {
+        self.with(|q| q.paused())
+    }
+
+    /// Drops a queued evaluation (see [`BrokerQueue::remove`]).
+    pub fn remove(&self, id: &str) -> bool {
+        self.with(|q| q.remove(id))
     }
 
     /// Evaluations waiting for their `WaitUntil`.
@@ -503,6 +594,81 @@ mod tests {
             q.is_empty(),
             "leadership lost: the state keeps it, the broker forgets it"
         );
+    }
+
+    #[test]
+    fn a_paused_broker_hands_out_nothing_and_keeps_what_it_holds() {
+        let mut q = BrokerQueue::default();
+        let now = Instant::now();
+        q.enqueue(eval("a", "j1", 50, 1), 0).unwrap();
+        q.set_paused(true);
+        q.enqueue(eval("b", "j2", 50, 2), 0).unwrap();
+        assert!(q.dequeue(now).is_none());
+        assert_eq!(q.stats().total_ready, 2);
+        assert!(q.stats().paused);
+        q.clear();
+        assert!(q.paused(), "a pause outlives a leadership change");
+        q.enqueue(eval("c", "j3", 50, 3), 0).unwrap();
+        q.set_paused(false);
+        assert_eq!(q.dequeue(now).unwrap().eval.id, "c");
+    }
+
+    #[test]
+    fn stats_count_ready_unacked_blocked_and_waiting() {
+        let mut q = BrokerQueue::default();
+        let now = Instant::now();
+        let t0 = 1_700_000_000_000_000_000;
+        q.enqueue(eval("a", "j", 50, 1), t0).unwrap();
+        q.enqueue(eval("b", "k", 50, 2), t0).unwrap();
+        let _ = q.dequeue(now).unwrap();
+        q.enqueue(eval("c", "j", 50, 3), t0).unwrap();
+        q.enqueue(eval("c2", "k", 50, 4), t0).unwrap();
+        q.enqueue(delayed("d", "l", t0 + 1), t0).unwrap();
+        assert_eq!(
+            q.stats(),
+            BrokerStats {
+                total_ready: 1,
+                total_unacked: 1,
+                total_blocked: 2,
+                total_waiting: 1,
+                paused: false
+            }
+        );
+    }
+
+    #[test]
+    fn removed_evaluations_are_gone_and_their_job_moves_on() {
+        let mut q = BrokerQueue::default();
+        let now = Instant::now();
+        let t0 = 1_700_000_000_000_000_000;
+        q.enqueue(eval("a", "j", 50, 1), t0).unwrap();
+        q.enqueue(eval("b", "j", 50, 2), t0).unwrap();
+        q.enqueue(delayed("d", "k", t0 + 1), t0).unwrap();
+        assert!(q.remove("d"));
+        assert!(q.remove("a"), "the ready one");
+        assert!(!q.remove("a"));
+        assert_eq!(
+            q.dequeue(now).unwrap().eval.id,
+            "b",
+            "the waiting one follows"
+        );
+        assert!(!q.remove("b"), "in flight: stays with its worker");
+        q.enqueue(eval("c", "j", 50, 3), t0).unwrap();
+        assert!(q.remove("c"), "a waiting one");
+        assert_eq!(q.stats().total_blocked, 0);
+    }
+
+    #[tokio::test]
+    async fn async_dequeue_wakes_when_the_broker_is_resumed() {
+        let broker = std::sync::Arc::new(EvalBroker::new());
+        broker.set_paused(true);
+        broker.enqueue(eval("a", "j", 50, 1)).unwrap();
+        assert!(broker.dequeue(Duration::from_millis(20)).await.is_none());
+        let b = broker.clone();
+        let waiter = tokio::spawn(async move { b.dequeue(Duration::from_secs(5)).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        broker.set_paused(false);
+        assert_eq!(waiter.await.unwrap().unwrap().eval.id, "a");
     }
 
     #[tokio::test]

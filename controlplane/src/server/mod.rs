@@ -7,8 +7,10 @@
 //! spawning tasks; everything it commits goes through `Consensus::propose`.
 
 pub mod autopilot;
+pub mod blocked;
 pub mod broker;
 pub mod drainer;
+mod evals;
 pub mod heartbeat;
 pub mod node_rpc;
 mod nodes;
@@ -32,6 +34,10 @@ use crate::model::{
 use crate::scheduler::Plan;
 use crate::state::{Command, CommandResponse, Effects, EffectsReceiver, State, StateStore};
 pub use broker::EvalBroker;
+pub use evals::{
+    EvalSelection, JobEvaluateResponse, FAILED_FOLLOW_UP_BASE, FAILED_FOLLOW_UP_JITTER,
+    MAX_EVAL_DELETE,
+};
 pub use nodes::{
     AllocStopResponse, NodeDrainUpdateResponse, NodeUpdateResponse, DEFAULT_GC_INTERVAL,
 };
@@ -72,6 +78,9 @@ pub enum ServerError {
     /// The object does not exist (404).
     #[error("{0}")]
     NotFound(String),
+    /// Refused by the cluster's policy, not by what was asked (403).
+    #[error("{0}")]
+    Forbidden(String),
     /// No leader to commit through (500, as Nomad answers "No cluster leader").
     #[error("no cluster leader: {0}")]
     NoLeader(String),
@@ -175,10 +184,8 @@ pub struct Server {
     store: Arc<StateStore>,
     consensus: Arc<dyn Consensus>,
     broker: Arc<EvalBroker>,
-    /// Blocked evaluations to retry when capacity changes. Bounded by the state: every retry
-    /// drops the ids no longer blocked there, and the scheduler keeps at most one blocked
-    /// evaluation per job.
-    blocked: Mutex<BTreeSet<String>>,
+    /// Blocked evaluations waiting for capacity on a class they may use (leader only).
+    blocked: Mutex<blocked::BlockedEvals>,
     plan_tx: mpsc::Sender<PlanRequest>,
     /// Since when each server has been (un)healthy, for autopilot's `StableSince`.
     autopilot_history: Mutex<autopilot::StableHistory>,
@@ -212,7 +219,7 @@ impl Server {
             store,
             consensus,
             broker: Arc::new(EvalBroker::new()),
-            blocked: Mutex::new(BTreeSet::new()),
+            blocked: Mutex::new(blocked::BlockedEvals::default()),
             plan_tx,
             autopilot_history: Mutex::new(autopilot::StableHistory::default()),
             heartbeats: Mutex::new(heartbeat::HeartbeatTimers::default()),
@@ -287,6 +294,7 @@ impl Server {
     /// Registers (or updates) a job and the evaluation that schedules it, in one Raft entry.
     /// The job must already be validated; here only what needs cluster state is checked.
     pub async fn register_job(&self, mut job: Job) -> Result<JobRegisterResponse, ServerError> {
+        self.check_registrations_allowed(false)?;
         job.canonicalize();
         let warnings = self.driver_warnings(&job);
         let eval = Evaluation {
@@ -314,6 +322,26 @@ impl Server {
             warnings: warnings.join("\n"),
             index: response.index,
         })
+    }
+
+    /// Nomad's load-shedding switch: while the scheduler configuration says
+    /// `RejectJobRegistration`, job registration, dispatch and scale are refused unless the
+    /// caller holds a management token. noded has no ACL tokens yet, so no caller is
+    /// management (as Nomad documents for a cluster without ACLs: no user can register); the
+    /// ACL issue passes the token's answer in `management`.
+    pub fn check_registrations_allowed(&self, management: bool) -> Result<(), ServerError> {
+        if management
+            || !self
+                .store
+                .snapshot()
+                .scheduler_config()
+                .reject_job_registration
+        {
+            return Ok(());
+        }
+        Err(ServerError::Forbidden(format!(
+            "{REGISTRATION_DISABLED}; an operator can allow them again with `noded operator scheduler set-config -reject-job-registration=false`"
+        )))
     }
 
     /// Tasks whose driver no ready node offers yet. As in Nomad, such a job is accepted (a
@@ -485,13 +513,18 @@ impl Server {
     }
 
     /// The operator changes the scheduler configuration.
+    /// With `cas`, only if its modify index is still that. Returns whether it was written,
+    /// and the index of the entry.
     pub async fn set_scheduler_config(
         &self,
         config: crate::model::SchedulerConfiguration,
-    ) -> Result<u64, ServerError> {
+        cas: Option<u64>,
+    ) -> Result<(bool, u64), ServerError> {
         config.validate().map_err(ServerError::BadRequest)?;
-        let response = self.propose(Command::SchedulerSetConfig { config }).await?;
-        Ok(response.index)
+        let response = self
+            .propose(Command::SchedulerSetConfig { config, cas })
+            .await?;
+        Ok((!response.cas_mismatch, response.index))
     }
 
     /// The region's health by autopilot's rules, from the cluster layer's `facts` and the
@@ -741,6 +774,7 @@ impl Server {
                     timers.clear();
                 }
                 self.broker.clear();
+                self.blocked_evals().clear();
                 tracing::info!("leadership lost: eval broker disabled");
             } else {
                 tokio::select! {
@@ -751,24 +785,97 @@ impl Server {
         }
     }
 
-    fn restore_broker(&self) {
+    fn restore_broker(self: &Arc<Self>) {
         let state = self.store.snapshot();
+        self.broker
+            .set_paused(state.scheduler_config().pause_eval_broker);
         let mut blocked = Vec::new();
         for eval in state.evals() {
             match eval.status {
                 EvalStatus::Pending => self.enqueue((*eval).clone()),
-                EvalStatus::Blocked => blocked.push(eval.id.clone()),
+                EvalStatus::Blocked => blocked.push((*eval).clone()),
                 _ => {}
             }
         }
-        if let Ok(mut set) = self.blocked.lock() {
-            set.extend(blocked);
-        }
+        self.track_blocked(blocked);
     }
 
     fn enqueue(&self, eval: Evaluation) {
         if let Err(e) = self.broker.enqueue(eval) {
             tracing::warn!("{e}");
+        }
+    }
+
+    fn blocked_evals(&self) -> std::sync::MutexGuard<'_, blocked::BlockedEvals> {
+        match self.blocked.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// The blocked-evaluation tracker's figures (leader only; zero elsewhere).
+    pub fn blocked_stats(&self) -> blocked::BlockedStats {
+        self.blocked_evals().stats()
+    }
+
+    /// Hands newly blocked evaluations to the tracker: those that missed a capacity change
+    /// go to the broker now, and those a newer one of the same job supersedes are canceled.
+    fn track_blocked(self: &Arc<Self>, evals: Vec<Evaluation>) {
+        if evals.is_empty() {
+            return;
+        }
+        let mut requeue = Vec::new();
+        let mut cancel = Vec::new();
+        {
+            let mut tracker = self.blocked_evals();
+            for eval in evals {
+                match tracker.block(eval) {
+                    blocked::Blocked::Tracked { superseded } => {
+                        cancel.extend(superseded.map(|e| *e))
+                    }
+                    blocked::Blocked::Stale(eval) => cancel.push(*eval),
+                    blocked::Blocked::Unblocked(eval) => requeue.push(*eval),
+                    blocked::Blocked::Full => tracing::warn!(
+                        limit = blocked::MAX_BLOCKED,
+                        "blocked evaluation tracker full; the evaluation stays blocked in the state until leadership changes"
+                    ),
+                }
+            }
+        }
+        for eval in requeue {
+            self.enqueue(eval);
+        }
+        if !cancel.is_empty() {
+            let server = self.clone();
+            tokio::spawn(async move { server.cancel_superseded(cancel).await });
+        }
+    }
+
+    /// Marks blocked evaluations a newer one of the same job replaced `canceled` (Nomad's
+    /// duplicate blocked evaluation reaping); one no longer blocked in the state is left.
+    async fn cancel_superseded(&self, evals: Vec<Evaluation>) {
+        let state = self.store.snapshot();
+        let evals: Vec<Evaluation> = evals
+            .into_iter()
+            .filter(|e| {
+                state
+                    .eval(&e.id)
+                    .is_some_and(|s| s.status == EvalStatus::Blocked)
+            })
+            .map(|mut eval| {
+                eval.status = EvalStatus::Canceled;
+                eval.status_description = format!(
+                    "existing blocked evaluation exists for job {:?}",
+                    eval.job_id
+                );
+                eval
+            })
+            .collect();
+        if evals.is_empty() {
+            return;
+        }
+        if let Err(e) = self.update_evals(evals).await {
+            tracing::warn!("canceling superseded blocked evaluations: {e}");
         }
     }
 
@@ -782,7 +889,7 @@ impl Server {
                     // leadership, and retry blocked evaluations in case capacity changed.
                     tracing::info!("eval broker resyncing from the state");
                     self.restore_broker();
-                    self.unblock();
+                    self.unblock(&BTreeSet::new());
                     continue;
                 }
             };
@@ -791,39 +898,51 @@ impl Server {
                 // gone. The effect lists every pending and blocked evaluation of the new one.
                 tracing::info!("state restored from a snapshot: eval broker rebuilt");
                 self.broker.clear();
-                if let Ok(mut set) = self.blocked.lock() {
-                    set.clear();
+                self.blocked_evals().clear();
+            }
+            if effect.scheduler_config_changed {
+                let paused = self.store.snapshot().scheduler_config().pause_eval_broker;
+                if paused != self.broker.paused() {
+                    tracing::info!(
+                        paused,
+                        "eval broker pause changed by the scheduler configuration"
+                    );
                 }
+                self.broker.set_paused(paused);
+            }
+            for id in &effect.deleted_evals {
+                self.broker.remove(id);
+                self.blocked_evals().remove(id);
             }
             for eval in effect.pending_evals {
                 self.enqueue(eval);
             }
-            if let Ok(mut set) = self.blocked.lock() {
-                set.extend(effect.blocked_evals.into_iter().map(|e| e.id));
-            }
+            self.track_blocked(effect.blocked_evals);
             if effect.capacity_changed {
-                self.unblock();
+                self.unblock(&effect.unblock_classes);
             }
         }
     }
 
-    /// Capacity changed: blocked evaluations get another scheduler run.
-    fn unblock(&self) {
+    /// Capacity changed on `classes` (empty: on which is not known): the blocked evaluations
+    /// that may use it get another scheduler run.
+    fn unblock(&self, classes: &BTreeSet<String>) {
         let state = self.store.snapshot();
-        let ids: Vec<String> = match self.blocked.lock() {
-            Ok(mut set) => {
-                set.retain(|id| {
-                    state
-                        .eval(id)
-                        .is_some_and(|e| e.status == EvalStatus::Blocked)
-                });
-                set.iter().cloned().collect()
-            }
-            Err(_) => Vec::new(),
+        // The effect carries no index; the state's newest is at or after it, which at worst
+        // retries an evaluation once more than needed.
+        let index = state.latest_index();
+        let evals = {
+            let mut tracker = self.blocked_evals();
+            tracker.retain(|e| {
+                state
+                    .eval(&e.id)
+                    .is_some_and(|s| s.status == EvalStatus::Blocked)
+            });
+            tracker.unblock(classes, index)
         };
-        for id in ids {
-            if let Some(eval) = state.eval(&id) {
-                self.enqueue((*eval).clone());
+        for eval in evals {
+            if let Some(current) = state.eval(&eval.id) {
+                self.enqueue((*current).clone());
             }
         }
     }
@@ -872,6 +991,10 @@ pub enum HeartbeatOutcome {
 /// How often the leader looks for nodes whose heartbeat deadline passed: how late past its
 /// deadline a node may be noticed.
 const HEARTBEAT_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Nomad's words for a registration refused by `RejectJobRegistration`.
+pub const REGISTRATION_DISABLED: &str =
+    "Job registration, dispatch, and scale are disabled by the scheduler configuration";
 
 /// The nodes heartbeat timers run for: those the state holds ready.
 fn ready_nodes(state: &State) -> BTreeSet<String> {
@@ -939,6 +1062,8 @@ async fn wait_until(rx: &mut watch::Receiver<bool>, value: bool) {
     }
 }
 
+#[cfg(test)]
+mod broker_tests;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]

@@ -57,8 +57,9 @@ async fn process(server: &Server, eval: &Evaluation) -> Result<(), String> {
     let mut last_rejection = String::new();
     for _ in 0..MAX_PLAN_ATTEMPTS {
         let state = server.store.snapshot();
-        // A duplicate delivery of an evaluation that was already handled: nothing to do.
-        if state.eval(&eval.id).is_some_and(|e| e.status.is_terminal()) {
+        // A duplicate delivery of an evaluation that was already handled, or one the
+        // operator deleted while it waited: nothing to do.
+        if state.eval(&eval.id).is_none_or(|e| e.status.is_terminal()) {
             return Ok(());
         }
         let plan = match scheduler::schedule(&state, eval, &mut SystemEnv) {
@@ -94,11 +95,17 @@ async fn process(server: &Server, eval: &Evaluation) -> Result<(), String> {
     ))
 }
 
-/// Marks an evaluation failed after the broker gave up on it.
-pub(super) async fn give_up(server: &Server, mut eval: Evaluation, why: &str) {
-    eval.status = EvalStatus::Failed;
-    eval.status_description = format!("evaluation reached its delivery limit: {why}");
-    if let Err(e) = server.update_evals(vec![eval]).await {
+/// Marks an evaluation failed after the broker gave up on it, and in the same entry creates
+/// its follow-up (Nomad's failed-eval follow-up), which runs the job again after a delay.
+pub(super) async fn give_up(server: &Server, eval: Evaluation, why: &str) {
+    let evals = super::evals::failed_with_follow_up(
+        eval,
+        why,
+        crate::model::now_unix_nanos(),
+        super::stagger(),
+        crate::model::new_id(),
+    );
+    if let Err(e) = server.update_evals(evals).await {
         tracing::warn!("could not mark an evaluation failed: {e}");
     }
 }

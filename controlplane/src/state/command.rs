@@ -51,6 +51,12 @@ pub enum Command {
     /// The operator changes the scheduler configuration.
     SchedulerSetConfig {
         config: crate::model::SchedulerConfiguration,
+        /// With a value, only if the stored configuration's modify index is still that
+        /// (Nomad's `?cas=`); otherwise nothing changes ([`CommandResponse::cas_mismatch`]).
+        /// Left out of the entry when absent, so that such an entry is byte for byte what a
+        /// server from before `cas` writes and reads.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cas: Option<u64>,
     },
     /// The operator changes the autopilot configuration. With `cas`, only if the stored
     /// configuration's modify index is still that (check-and-set, Nomad's `?cas=`); otherwise
@@ -131,6 +137,10 @@ pub enum Command {
         evals: Vec<Evaluation>,
         now: i64,
     },
+    /// The operator deletes evaluations (`DELETE /v1/evaluations`, only while the eval broker
+    /// is paused). Ids the state no longer holds are skipped; which ones are safe to delete
+    /// was checked by the proposer ([`crate::state::State::eval_delete_unsafe`]).
+    EvalDelete { eval_ids: Vec<String>, now: i64 },
 }
 
 /// Stopping an allocation, as a plan asks for it.

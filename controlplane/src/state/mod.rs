@@ -90,6 +90,15 @@ pub struct ApplyEffects {
     /// Whether capacity may have been freed or added (node registered, allocation finished):
     /// blocked evaluations should be retried.
     pub capacity_changed: bool,
+    /// The computed node classes that gained capacity (a node registered, became ready or
+    /// eligible; an allocation on one of its nodes stopped or finished), for the blocked
+    /// evaluations tracker. Empty while `capacity_changed`: which classes is not known (a
+    /// snapshot installed), so every blocked evaluation is retried.
+    pub unblock_classes: std::collections::BTreeSet<String>,
+    /// The scheduler configuration changed (the broker follows `PauseEvalBroker`).
+    pub scheduler_config_changed: bool,
+    /// Evaluations the operator deleted: the broker and the blocked tracker drop them.
+    pub deleted_evals: Vec<String>,
     /// The whole state was replaced (a snapshot restored): whatever was derived from earlier
     /// effects (queued and blocked evaluations) is stale and must be rebuilt from the state.
     /// `pending_evals` and `blocked_evals` then list every such evaluation of the new state.
@@ -356,16 +365,9 @@ impl State {
                 now,
             } => self.apply_alloc_client_update(index, updates, evals, *now, &mut effects),
             Command::PlanApply(result) => self.apply_plan(index, result, &mut effects),
-            Command::SchedulerSetConfig { config } => {
-                let mut config = config.clone();
-                config.create_index = if self.scheduler_config.create_index == 0 {
-                    index
-                } else {
-                    self.scheduler_config.create_index
-                };
-                config.modify_index = index;
-                self.scheduler_config = Arc::new(config);
-                self.touch(Table::SchedulerConfig, index);
+            Command::SchedulerSetConfig { config, cas } => {
+                self.apply_scheduler_config(index, config, *cas, &mut response);
+                effects.scheduler_config_changed = !response.cas_mismatch;
                 Ok(0)
             }
             Command::AutopilotSetConfig { config, cas } => {
@@ -373,6 +375,10 @@ impl State {
                 Ok(0)
             }
             Command::RestoreState { snapshot } => self.apply_restore(index, snapshot, &mut effects),
+            Command::EvalDelete { eval_ids, now: _ } => {
+                effects.deleted_evals = self.delete_evals(index, eval_ids);
+                Ok(0)
+            }
             Command::EvalUpdate { evals, now } => {
                 for eval in evals {
                     self.upsert_eval(index, eval, *now, &mut effects);
@@ -469,6 +475,92 @@ impl State {
     }
 
     /// Stores the autopilot configuration, unless a check-and-set index no longer matches.
+    fn apply_scheduler_config(
+        &mut self,
+        index: u64,
+        config: &crate::model::SchedulerConfiguration,
+        cas: Option<u64>,
+        response: &mut CommandResponse,
+    ) {
+        if cas.is_some_and(|expected| expected != self.scheduler_config.modify_index) {
+            response.cas_mismatch = true;
+            return;
+        }
+        let mut config = config.clone();
+        config.create_index = if self.scheduler_config.create_index == 0 {
+            index
+        } else {
+            self.scheduler_config.create_index
+        };
+        config.modify_index = index;
+        self.scheduler_config = Arc::new(config);
+        self.touch(Table::SchedulerConfig, index);
+    }
+
+    /// Removes evaluations the operator deleted; ids no longer held are skipped.
+    fn delete_evals(&mut self, index: u64, eval_ids: &[String]) -> Vec<String> {
+        let mut deleted = Vec::new();
+        for id in eval_ids {
+            let Some(eval) = self.evals.remove(id) else {
+                continue;
+            };
+            let k = key(&eval.namespace, &eval.job_id);
+            if let Some(set) = self.evals_by_job.get_mut(&k) {
+                set.remove(id);
+                if set.is_empty() {
+                    self.evals_by_job.remove(&k);
+                }
+            }
+            deleted.push(id.clone());
+        }
+        if !deleted.is_empty() {
+            self.touch(Table::Evals, index);
+        }
+        deleted
+    }
+
+    /// Why deleting `eval` could leave the state inconsistent, or `None` when it is safe
+    /// (Nomad's rule): its job is gone, stopped or dead; or none of the job's allocations from
+    /// this evaluation may still run (running or unknown), and a failed one that may be
+    /// rescheduled already has its replacement (the replacement carries the reschedule
+    /// tracking forward).
+    pub fn eval_delete_unsafe(&self, eval: &Evaluation) -> Option<String> {
+        let job = self.job(&eval.namespace, &eval.job_id)?;
+        if job.stop || job.status == crate::model::JobStatus::Dead {
+            return None;
+        }
+        for alloc in self.allocs_by_job(&eval.namespace, &eval.job_id) {
+            if alloc.eval_id != eval.id {
+                continue;
+            }
+            use crate::model::ClientStatus;
+            match alloc.client_status {
+                ClientStatus::Running | ClientStatus::Unknown => {
+                    return Some(format!(
+                        "allocation {} it placed is {}",
+                        alloc.id,
+                        alloc.client_status.as_str()
+                    ))
+                }
+                ClientStatus::Failed => {}
+                _ => continue,
+            }
+            let may_reschedule = job
+                .task_groups
+                .iter()
+                .find(|g| g.name == alloc.task_group)
+                .and_then(|g| g.reschedule_policy.as_ref())
+                .is_some_and(|r| r.unlimited == Some(true) || r.attempts.unwrap_or(0) > 0);
+            if may_reschedule && alloc.next_allocation.is_empty() {
+                return Some(format!(
+                    "allocation {} it placed failed and has not been rescheduled yet",
+                    alloc.id
+                ));
+            }
+        }
+        None
+    }
+
     fn apply_autopilot_config(
         &mut self,
         index: u64,
@@ -523,6 +615,7 @@ impl State {
             }
         }
         effects.capacity_changed = true;
+        effects.scheduler_config_changed = true;
         effects.state_replaced = true;
         *self = restored;
         Ok(0)
@@ -650,6 +743,14 @@ impl State {
         self.touch(Table::JobVersions, index);
     }
 
+    /// Capacity changed on `node_id`: blocked evaluations that may fit its class are retried.
+    pub(crate) fn capacity_on_node(&self, node_id: &str, effects: &mut ApplyEffects) {
+        effects.capacity_changed = true;
+        if let Some(node) = self.nodes.get(node_id) {
+            effects.unblock_classes.insert(node.computed_class.clone());
+        }
+    }
+
     fn upsert_eval(&mut self, index: u64, eval: &Evaluation, now: i64, effects: &mut ApplyEffects) {
         let mut eval = eval.clone();
         match self.evals.get(&eval.id) {
@@ -712,7 +813,7 @@ impl State {
         node.status_updated_at = now / 1_000_000_000;
         self.nodes.insert(node.id.clone(), Arc::new(node));
         self.touch(Table::Nodes, index);
-        effects.capacity_changed = true;
+        self.capacity_on_node(node_id, effects);
         for eval in evals {
             self.upsert_eval(index, eval, now, effects);
         }
@@ -759,7 +860,7 @@ impl State {
             alloc.modify_index = index;
             alloc.modify_time = now;
             if !was_terminal && alloc.client_status.is_terminal() {
-                effects.capacity_changed = true;
+                self.capacity_on_node(&alloc.node_id, effects);
             }
             let k = key(&alloc.namespace, &alloc.job_id);
             self.allocs.insert(alloc.id.clone(), Arc::new(alloc));
@@ -813,8 +914,16 @@ impl State {
         if !result.stops.is_empty() || !result.allocs.is_empty() {
             self.touch(Table::Allocs, index);
         }
-        if !result.stops.is_empty() || !result.preemptions.is_empty() {
-            effects.capacity_changed = true;
+        let freed = result
+            .stops
+            .iter()
+            .map(|s| &s.alloc_id)
+            .chain(result.preemptions.iter().map(|p| &p.alloc_id));
+        for alloc_id in freed {
+            if let Some(alloc) = self.allocs.get(alloc_id) {
+                let node_id = alloc.node_id.clone();
+                self.capacity_on_node(&node_id, effects);
+            }
         }
         for eval in &result.created_evals {
             self.upsert_eval(index, eval, now, effects);

@@ -203,7 +203,7 @@ impl State {
         };
         self.write_node_drain(index, node_id, update, now)?;
         if became_eligible {
-            effects.capacity_changed = true;
+            self.capacity_on_node(node_id, effects);
         }
         for eval in evals {
             self.upsert_eval(index, eval, now, effects);
@@ -241,6 +241,9 @@ impl State {
         node.status_updated_at = now / 1_000_000_000;
         let text = if wanted == eligibility::ELIGIBLE {
             effects.capacity_changed = true;
+            effects
+                .unblock_classes
+                .insert(existing.computed_class.clone());
             message::ELIGIBLE
         } else {
             message::INELIGIBLE
@@ -473,6 +476,7 @@ impl State {
             }
         }
         effects.capacity_changed = true;
+        effects.unblock_classes.insert(node.computed_class.clone());
         self.nodes.insert(node.id.clone(), Arc::new(node));
         self.touch(Table::Nodes, index);
     }

@@ -305,7 +305,10 @@ pub fn drain_on_shutdown_meta() -> std::collections::BTreeMap<String, String> {
 
 fn remote_error(e: ServerError) -> RemoteError {
     match e {
-        ServerError::BadRequest(m) => RemoteError::new(ErrorCode::BadRequest, m),
+        // The node RPC has no code for a policy refusal; none of its calls meets one today.
+        ServerError::BadRequest(m) | ServerError::Forbidden(m) => {
+            RemoteError::new(ErrorCode::BadRequest, m)
+        }
         ServerError::NotFound(m) => RemoteError::new(ErrorCode::NotFound, m),
         ServerError::NoLeader(m) => RemoteError::new(ErrorCode::Unavailable, m),
         ServerError::Internal(m) => RemoteError::new(ErrorCode::Internal, m),

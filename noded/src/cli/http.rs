@@ -276,6 +276,43 @@ impl ApiClient {
         decode(path, response).await
     }
 
+    /// GET a list page now: the answer and `X-Nomad-NextToken`, if more follow.
+    pub async fn get_page<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<(T, Option<String>), ApiCallError> {
+        let response = self
+            .send(Method::GET, path, query, None, WRITE_TIMEOUT)
+            .await?;
+        let next = response
+            .headers()
+            .get("X-Nomad-NextToken")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .map(str::to_string);
+        Ok((decode(path, response).await?, next))
+    }
+
+    /// DELETE with a JSON body (`DELETE /v1/evaluations`).
+    pub async fn delete_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ApiCallError> {
+        let body = serde_json::to_vec(body).map_err(|e| ApiCallError::Other(e.to_string()))?;
+        let response = self
+            .send(
+                Method::DELETE,
+                path,
+                &[],
+                Some((body, "application/json")),
+                WRITE_TIMEOUT,
+            )
+            .await?;
+        decode(path, response).await
+    }
+
     pub async fn delete<T: DeserializeOwned>(
         &self,
         path: &str,

@@ -12,6 +12,7 @@
 pub mod agent;
 pub mod alloc;
 pub mod config;
+pub mod eval;
 pub mod fmt;
 pub mod format;
 pub mod global;
@@ -56,6 +57,9 @@ pub enum Command {
     /// Submit, inspect and stop jobs.
     #[command(subcommand)]
     Job(job::JobCommand),
+    /// List, inspect and delete evaluations.
+    #[command(subcommand)]
+    Eval(eval::EvalCommand),
     /// Inspect allocations.
     #[command(subcommand, after_help = alloc::NODE_HELP)]
     Alloc(alloc::AllocCommand),
@@ -121,6 +125,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Tls(c) => c.run(),
         Command::Config(c) => c.run(),
         Command::Job(c) => on_runtime(c.run()),
+        Command::Eval(c) => on_runtime(c.run()),
         Command::Alloc(c) => on_runtime(c.run()),
         Command::Node(c) => on_runtime(c.run()),
         Command::Operator(c) => on_runtime(c.run()),

@@ -1,5 +1,6 @@
 //! `noded job ...`.
 
+mod eval;
 mod init;
 mod inspect;
 pub(crate) mod monitor;
@@ -30,6 +31,9 @@ pub enum JobCommand {
     Inspect(Api<inspect::JobInspect>),
     /// Write an example jobspec.
     Init(init::JobInit),
+    /// Create a new evaluation of a job (optionally force-rescheduling its failed
+    /// allocations) and follow it.
+    Eval(Api<eval::JobEval>),
 }
 
 impl JobCommand {
@@ -41,6 +45,7 @@ impl JobCommand {
             JobCommand::Stop(c) => c.run().await,
             JobCommand::Inspect(c) => c.run().await,
             JobCommand::Init(c) => c.run(),
+            JobCommand::Eval(c) => c.run().await,
         }
     }
 }

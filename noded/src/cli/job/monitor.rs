@@ -9,6 +9,7 @@ use controlplane::model::{
     AllocListStub, ClientStatus, DesiredStatus, EvalStatus, Evaluation, JobType,
 };
 
+use super::super::eval::{failed_group_header, format_alloc_metrics};
 use super::super::format::{short, timestamp};
 use super::super::http::{urlencode, ApiClient};
 use super::super::Exit;
@@ -67,11 +68,13 @@ pub async fn monitor(
         return Ok(Exit::Code(EXIT_PLACEMENT));
     }
     let exit = report_placement_failures(&eval);
-    header(&format!(
-        "Evaluation \"{}\" finished with status \"{}\"",
-        short(eval_id),
-        eval.status.as_str()
-    ));
+    if exit == Exit::Ok {
+        header(&format!(
+            "Evaluation \"{}\" finished with status \"{}\"",
+            short(eval_id),
+            eval.status.as_str()
+        ));
+    }
     if allocs.is_empty() {
         return Ok(exit);
     }
@@ -121,26 +124,22 @@ pub(crate) async fn follow_eval(
     }
 }
 
-/// Prints why groups could not be placed, as Nomad does; `EXIT_PLACEMENT` if any.
+/// Prints why groups could not be placed, as Nomad's monitor does (one block per group, the
+/// reasons of `eval::format_alloc_metrics`, and the blocked evaluation that waits for the
+/// remainder); `EXIT_PLACEMENT` if any.
 fn report_placement_failures(eval: &Evaluation) -> Exit {
     if eval.failed_tg_allocs.is_empty() {
         return Exit::Ok;
     }
-    header("Evaluation had placement failures");
+    header(&format!(
+        "Evaluation \"{}\" finished with status \"{}\" but failed to place all allocations:",
+        short(&eval.id),
+        eval.status.as_str()
+    ));
     for (group, metric) in &eval.failed_tg_allocs {
-        let queued = eval.queued_allocations.get(group).copied().unwrap_or(0);
-        eprintln!(
-            "    Task Group \"{group}\" (failed to place {queued} allocation{}):",
-            if queued == 1 { "" } else { "s" }
-        );
-        for (reason, n) in &metric.constraint_filtered {
-            eprintln!("      * Constraint \"{reason}\": {n} nodes excluded by filter");
-        }
-        for (dim, n) in &metric.dimension_exhausted {
-            eprintln!("      * Resources exhausted on {n} nodes\n      * Dimension \"{dim}\" exhausted on {n} nodes");
-        }
-        if metric.nodes_evaluated == 0 {
-            eprintln!("      * No nodes were eligible for evaluation");
+        line(&failed_group_header(group, metric));
+        for reason in format_alloc_metrics(metric, "  ").lines() {
+            println!("    {reason}");
         }
     }
     if !eval.blocked_eval.is_empty() {

@@ -3,8 +3,9 @@
 
 use anyhow::anyhow;
 use clap::Args;
-use controlplane::model::{AllocListStub, Job, JobListStub, JobSummary};
+use controlplane::model::{AllocListStub, EvalStatus, Evaluation, Job, JobListStub, JobSummary};
 
+use super::super::eval::format_alloc_metrics;
 use super::super::format::{ago, kv, short, table, timestamp};
 use super::super::global::ApiCommand;
 use super::super::http::{urlencode, ApiClient};
@@ -39,13 +40,56 @@ impl ApiCommand for JobStatus {
             .get_now(&format!("{path}/allocations"), &[])
             .await
             .map_err(|e| anyhow!("Error querying allocations: {e}"))?;
+        let evals: Vec<Evaluation> = api
+            .get_now(&format!("{path}/evaluations"), &[])
+            .await
+            .map_err(|e| anyhow!("Error querying job evaluations: {e}"))?;
         if self.out.json {
             let all = serde_json::json!({"Job": job, "Summary": summary, "Allocations": allocs});
             return self.out.print(&all, |_| String::new());
         }
-        print!("{}", render_job(&job, &summary, &allocs));
+        let mut out = render_job(&job, &summary, &allocs);
+        // Nomad's order: the placement failures come after the summary.
+        if let Some(at) = out.find("\nAllocations\n") {
+            out.insert_str(at, &render_placement_failure(&evals));
+        }
+        print!("{out}");
         Ok(Exit::Ok)
     }
+}
+
+/// How many groups the "Placement Failure" section lists before pointing at `eval status`.
+const MAX_FAILED_GROUPS: usize = 3;
+
+/// Nomad's "Placement Failure" section: while the job has a blocked evaluation, why the newest
+/// evaluation with failures could not place each group (at most [`MAX_FAILED_GROUPS`]).
+fn render_placement_failure(evals: &[Evaluation]) -> String {
+    if !evals.iter().any(|e| e.status == EvalStatus::Blocked) {
+        return String::new();
+    }
+    let Some(failed) = evals
+        .iter()
+        .filter(|e| !e.failed_tg_allocs.is_empty())
+        .max_by_key(|e| e.create_index)
+    else {
+        return String::new();
+    };
+    let mut out = String::from("\nPlacement Failure\n");
+    let groups: Vec<_> = failed.failed_tg_allocs.iter().collect();
+    for (i, (group, metric)) in groups.iter().take(MAX_FAILED_GROUPS).enumerate() {
+        out.push_str(&format!("Task Group {group:?}:\n"));
+        out.push_str(&format_alloc_metrics(metric, "  "));
+        if i + 1 != groups.len().min(MAX_FAILED_GROUPS) {
+            out.push('\n');
+        }
+    }
+    if groups.len() > MAX_FAILED_GROUPS {
+        out.push_str(&format!(
+            "\nPlacement failures truncated. To see remainder run:\nnoded eval status {}\n",
+            failed.id
+        ));
+    }
+    out
 }
 
 fn render_list(jobs: &[JobListStub]) -> String {
@@ -145,4 +189,57 @@ fn render_allocs(allocs: &[AllocListStub]) -> String {
         ]
     }));
     table(&rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use controlplane::model::AllocMetric;
+
+    fn eval(id: &str, index: u64, status: EvalStatus, groups: &[&str]) -> Evaluation {
+        Evaluation {
+            id: id.into(),
+            create_index: index,
+            status,
+            failed_tg_allocs: groups
+                .iter()
+                .map(|g| {
+                    (
+                        g.to_string(),
+                        AllocMetric {
+                            nodes_evaluated: 2,
+                            constraint_filtered: [("${attr.kernel.name} = windows".into(), 2)]
+                                .into(),
+                            ..Default::default()
+                        },
+                    )
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn placement_failures_show_while_an_evaluation_is_blocked() {
+        let evals = vec![
+            eval("old", 1, EvalStatus::Complete, &["a"]),
+            eval("new", 5, EvalStatus::Complete, &["web"]),
+            eval("blk", 6, EvalStatus::Blocked, &[]),
+        ];
+        assert_eq!(
+            render_placement_failure(&evals),
+            "\nPlacement Failure\nTask Group \"web\":\n  * Constraint \"${attr.kernel.name} = windows\": 2 nodes excluded by filter\n"
+        );
+        assert_eq!(render_placement_failure(&evals[..2]), "", "nothing blocked");
+        let many = vec![
+            eval("e", 1, EvalStatus::Complete, &["a", "b", "c", "d"]),
+            eval("blk", 2, EvalStatus::Blocked, &[]),
+        ];
+        let out = render_placement_failure(&many);
+        assert!(
+            out.contains("Task Group \"c\":") && !out.contains("\"d\""),
+            "{out}"
+        );
+        assert!(out.ends_with("noded eval status e\n"), "{out}");
+    }
 }
