@@ -28,8 +28,8 @@ use controlplane::model::{
     NodeDiskResources, NodeEvent, NodeMemoryResources, NodePool, NodePoolSchedulerConfiguration,
     NodeReservedNetworkResources, NodeResources, NodeStatus, ParameterizedJobConfig,
     PeriodicConfig, Port, PreemptionConfig, ReschedulePolicy, Resources, RestartPolicy,
-    SchedulerConfiguration, Spread, SpreadTarget, Task, TaskEvent, TaskGroup, TaskLifecycle,
-    TaskLifecycleState, TaskState, UpdateStrategy,
+    ScalingEvent, SchedulerConfiguration, Spread, SpreadTarget, Task, TaskEvent, TaskGroup,
+    TaskLifecycle, TaskLifecycleState, TaskState, UpdateStrategy,
 };
 use controlplane::raft::{
     codec, decode_snapshot_file, encode_snapshot_file, Entry, HelloReply, LogId, PeerStatus,
@@ -885,7 +885,63 @@ fn commands() -> Vec<(&'static str, Command)> {
                 node_ids: strings(&[NODE_ID]),
             },
         ),
+        (
+            "command-periodic-launch",
+            Command::PeriodicLaunch {
+                child: Box::new(child_job("/periodic-1700000000")),
+                eval: eval(),
+                launch: 1_700_000_000_000_000_000,
+                now: T0 + 21,
+            },
+        ),
+        (
+            "command-job-dispatch",
+            Command::JobDispatch {
+                child: Box::new({
+                    let mut child = child_job("/dispatch-1700000000-0a1b2c3d");
+                    child.dispatched = true;
+                    child.dispatch_idempotency_token = "once".into();
+                    child.payload = Some("aGVsbG8=".into());
+                    child
+                }),
+                eval: Some(eval()),
+                now: T0 + 22,
+            },
+        ),
+        (
+            "command-job-scale",
+            Command::JobScale {
+                namespace: "prod".into(),
+                job_id: JOB_ID.into(),
+                group: "web".into(),
+                count: Some(4),
+                event: ScalingEvent {
+                    time: T0 + 23,
+                    count: Some(4),
+                    previous_count: 2,
+                    message: "busy".into(),
+                    error: true,
+                    meta: Some(serde_json::Map::from_iter([(
+                        "by".to_string(),
+                        serde_json::json!("autoscaler"),
+                    )])),
+                    eval_id: Some("e0000000-0000-4000-8000-000000000001".into()),
+                    create_index: 44,
+                },
+                eval: Some(eval()),
+                now: T0 + 23,
+            },
+        ),
     ]
+}
+
+/// A child of the golden job, as a periodic launch or a dispatch makes it.
+fn child_job(suffix: &str) -> Job {
+    let mut child = job();
+    child.parent_id = child.id.clone();
+    child.id = format!("{}{suffix}", child.id);
+    child.name = child.id.clone();
+    child
 }
 
 fn node_pool() -> NodePool {
@@ -938,6 +994,9 @@ fn variant(command: &Command) -> &'static str {
         Command::NodePoolUpsert { .. } => "NodePoolUpsert",
         Command::NodePoolDelete { .. } => "NodePoolDelete",
         Command::GarbageCollect { .. } => "GarbageCollect",
+        Command::PeriodicLaunch { .. } => "PeriodicLaunch",
+        Command::JobDispatch { .. } => "JobDispatch",
+        Command::JobScale { .. } => "JobScale",
     }
 }
 
@@ -1019,6 +1078,8 @@ fn snapshot_state() -> SnapshotFile {
         node_pools: vec![node_pool()],
         scheduler_config: Some(scheduler_config()),
         autopilot_config: Some(autopilot_config()),
+        periodic_launches: Vec::new(),
+        scaling_events: Vec::new(),
     }
 }
 
