@@ -927,6 +927,8 @@ async fn wait_until(rx: &mut watch::Receiver<bool>, value: bool) {
 }
 
 #[cfg(test)]
+mod children_tests;
+#[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
