@@ -18,6 +18,7 @@ pub mod global;
 pub mod http;
 pub mod job;
 pub mod node;
+pub mod scaling;
 pub mod operator;
 pub mod output;
 pub mod resolve;
@@ -62,6 +63,9 @@ pub enum Command {
     /// Inspect, drain and purge nodes; manage node pools.
     #[command(subcommand)]
     Node(node::NodeCommand),
+    /// Inspect scaling policies.
+    #[command(subcommand)]
+    Scaling(scaling::ScalingCommand),
     /// Server housekeeping: garbage collection, summary reconciliation.
     #[command(subcommand)]
     System(system::SystemCommand),
@@ -123,6 +127,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Job(c) => on_runtime(c.run()),
         Command::Alloc(c) => on_runtime(c.run()),
         Command::Node(c) => on_runtime(c.run()),
+        Command::Scaling(c) => on_runtime(c.run()),
         Command::Operator(c) => on_runtime(c.run()),
         Command::Status(c) => on_runtime(c.run()),
         Command::Server(c) => on_runtime(c.run()),

@@ -1,9 +1,14 @@
 //! `noded job ...`.
 
+mod allocs;
+mod children;
+mod dispatch;
 mod init;
 mod inspect;
 pub(crate) mod monitor;
+mod periodic;
 mod run;
+mod scale;
 mod spec;
 pub(super) mod status;
 mod stop;
@@ -30,6 +35,15 @@ pub enum JobCommand {
     Inspect(Api<inspect::JobInspect>),
     /// Write an example jobspec.
     Init(init::JobInit),
+    /// Show a job's allocations.
+    Allocs(Api<allocs::JobAllocs>),
+    /// Start an instance of a parameterized job.
+    Dispatch(Api<dispatch::JobDispatch>),
+    /// Act on a periodic job (`periodic force`).
+    #[command(subcommand)]
+    Periodic(periodic::PeriodicCommand),
+    /// Change the count of a job's group.
+    Scale(Api<scale::JobScale>),
 }
 
 impl JobCommand {
@@ -41,6 +55,10 @@ impl JobCommand {
             JobCommand::Stop(c) => c.run().await,
             JobCommand::Inspect(c) => c.run().await,
             JobCommand::Init(c) => c.run(),
+            JobCommand::Allocs(c) => c.run().await,
+            JobCommand::Dispatch(c) => c.run().await,
+            JobCommand::Periodic(c) => c.run().await,
+            JobCommand::Scale(c) => c.run().await,
         }
     }
 }
