@@ -100,10 +100,14 @@ async fn a_periodic_job_every_second_launches_children_that_are_scheduled() {
     for child in state.children("default", "tick") {
         assert!(child.id.starts_with("tick/periodic-"), "{}", child.id);
         let evals = state.evals_by_job("default", &child.id);
-        assert!(evals.iter().all(|e| e.triggered_by == trigger::PERIODIC_JOB));
+        assert!(evals
+            .iter()
+            .all(|e| e.triggered_by == trigger::PERIODIC_JOB));
     }
     let summary = state.job_summary(&state.job("default", "tick").unwrap());
-    assert!(summary.children.is_some_and(|c| c.pending + c.running + c.dead >= 2));
+    assert!(summary
+        .children
+        .is_some_and(|c| c.pending + c.running + c.dead >= 2));
     server.shutdown().await;
 }
 
@@ -149,7 +153,10 @@ fn parameterized(payload: &str) -> Job {
 async fn a_dispatch_registers_a_child_with_merged_meta_and_its_payload() {
     let server = testing::start_in_process();
     server.register_node(node("n1")).await.unwrap();
-    let parent = server.register_job(parameterized("optional")).await.unwrap();
+    let parent = server
+        .register_job(parameterized("optional"))
+        .await
+        .unwrap();
     assert_eq!(parent.eval_id, "");
     let request = DispatchRequest {
         payload: b"hello".to_vec(),
@@ -162,7 +169,9 @@ async fn a_dispatch_registers_a_child_with_merged_meta_and_its_payload() {
         .await
         .unwrap();
     assert!(
-        first.dispatched_job_id.starts_with("work/dispatch-nightly-"),
+        first
+            .dispatched_job_id
+            .starts_with("work/dispatch-nightly-"),
         "{}",
         first.dispatched_job_id
     );
@@ -195,7 +204,10 @@ async fn a_dispatch_registers_a_child_with_merged_meta_and_its_payload() {
 #[tokio::test]
 async fn dispatch_refusals_name_what_is_wrong() {
     let server = testing::start_in_process();
-    server.register_job(parameterized("forbidden")).await.unwrap();
+    server
+        .register_job(parameterized("forbidden"))
+        .await
+        .unwrap();
     let mut required = parameterized("required");
     required.id = "needs".into();
     server.register_job(required).await.unwrap();
@@ -206,7 +218,11 @@ async fn dispatch_refusals_name_what_is_wrong() {
             .collect()
     };
     let cases = [
-        ("work", DispatchRequest::default(), "required meta keys: [input]"),
+        (
+            "work",
+            DispatchRequest::default(),
+            "required meta keys: [input]",
+        ),
         (
             "work",
             DispatchRequest {
@@ -308,7 +324,10 @@ async fn scaling_a_group_makes_a_version_an_event_and_an_evaluation_within_its_b
     assert_eq!((group.desired, group.placed), (3, 3));
     assert_eq!(group.events.len(), 1);
     assert_eq!(group.events[0].previous_count, 1);
-    assert_eq!(group.events[0].eval_id.as_deref(), Some(response.eval_id.as_str()));
+    assert_eq!(
+        group.events[0].eval_id.as_deref(),
+        Some(response.eval_id.as_str())
+    );
     // The policy keeps its id across versions.
     assert_eq!(scaling_policies(&state)[0].id, policy_id);
     for (count, words) in [

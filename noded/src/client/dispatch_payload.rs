@@ -50,7 +50,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let local = dir.path().join("local");
         std::fs::create_dir(&local).unwrap();
-        let (uid, gid) = (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw());
+        let (uid, gid) = (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        );
         write(&local, "in/put.txt", "aGVsbG8=", uid, gid).unwrap();
         assert_eq!(std::fs::read(local.join("in/put.txt")).unwrap(), b"hello");
         for bad in ["../escape", "/etc/x", ""] {

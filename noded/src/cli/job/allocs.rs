@@ -49,7 +49,13 @@ fn render(allocs: &[AllocListStub], verbose: bool) -> String {
     if allocs.is_empty() {
         return "No allocations placed\n".to_string();
     }
-    let id = |s: &str| if verbose { s.to_string() } else { short(s).to_string() };
+    let id = |s: &str| {
+        if verbose {
+            s.to_string()
+        } else {
+            short(s).to_string()
+        }
+    };
     let mut rows = vec![[
         "ID",
         "Node ID",

@@ -11,10 +11,7 @@ use super::super::http::ApiClient;
 
 /// The children of `job`, newest first (`GET /v1/jobs?prefix=<job>/`, those naming it as
 /// their parent).
-pub(super) async fn fetch_children(
-    api: &ApiClient,
-    job: &Job,
-) -> anyhow::Result<Vec<JobListStub>> {
+pub(super) async fn fetch_children(api: &ApiClient, job: &Job) -> anyhow::Result<Vec<JobListStub>> {
     let stubs: Vec<JobListStub> = api
         .get_now("/v1/jobs", &[("prefix", format!("{}/", job.id))])
         .await
@@ -39,7 +36,11 @@ pub(super) fn render_parent(
     if job.is_periodic() {
         out.push_str(&kv(&[("Next Periodic Launch", next_launch_text(job, now))]));
     }
-    if let Some(p) = job.parameterized_job.as_ref().filter(|_| job.is_parameterized()) {
+    if let Some(p) = job
+        .parameterized_job
+        .as_ref()
+        .filter(|_| job.is_parameterized())
+    {
         out.push_str("\nParameterized Job\n");
         out.push_str(&kv(&[
             ("Payload", p.payload.clone()),
@@ -99,7 +100,9 @@ fn next_launch_text(job: &Job, now: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use controlplane::model::{JobChildrenSummary, JobStatus, ParameterizedJobConfig, PeriodicConfig};
+    use controlplane::model::{
+        JobChildrenSummary, JobStatus, ParameterizedJobConfig, PeriodicConfig,
+    };
 
     fn stub(id: &str, parent: &str, status: JobStatus) -> JobListStub {
         let mut job = Job {

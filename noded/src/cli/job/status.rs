@@ -47,7 +47,10 @@ impl ApiCommand for JobStatus {
             let children = super::children::fetch_children(api, &job).await?;
             print!("{}", render_header(&job));
             let now = controlplane::model::now_unix_nanos();
-            print!("{}", super::children::render_parent(&job, &summary, &children, now));
+            print!(
+                "{}",
+                super::children::render_parent(&job, &summary, &children, now)
+            );
             return Ok(Exit::Ok);
         }
         print!("{}", render_job(&job, &summary, &allocs));
