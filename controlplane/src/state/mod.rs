@@ -646,7 +646,8 @@ impl State {
             }
         }
         let job_modify_index = new.job_modify_index;
-        self.note_periodic_registered(index, &new, now);
+        let previous = self.jobs.get(&k).cloned();
+        self.note_periodic_registered(index, previous.as_deref(), &new, now);
         self.store_job(index, new);
         if let Some(eval) = eval {
             let mut eval = eval.clone();

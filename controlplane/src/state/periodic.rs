@@ -66,12 +66,29 @@ impl State {
 
     /// Records a periodic job's registration as its first launch (Nomad overloads the launch
     /// table so): a leader elected before the first launch then knows whether it was missed.
-    pub(super) fn note_periodic_registered(&mut self, index: u64, job: &Job, now: i64) {
+    /// A job whose launches are turned on again, or whose schedule changed, starts counting
+    /// from now too (as Nomad's dispatcher computes the next launch from the registration),
+    /// so that an old record does not make the new schedule look overdue.
+    pub(super) fn note_periodic_registered(
+        &mut self,
+        index: u64,
+        previous: Option<&Job>,
+        job: &Job,
+        now: i64,
+    ) {
         let k = key(&job.namespace, &job.id);
-        if !job.is_periodic_active() || self.periodic_launches.contains_key(&k) {
+        if !job.is_periodic_active() {
             return;
         }
-        self.write_launch(index, &k, now);
+        let recorded = self.periodic_launches.get(&k).map(|l| l.launch);
+        let restarted =
+            previous.is_none_or(|p| !p.is_periodic_active() || p.periodic != job.periodic);
+        match recorded {
+            None => self.write_launch(index, &k, now),
+            // Never back: the record only grows, whatever the proposer's clock says.
+            Some(last) if restarted && now > last => self.write_launch(index, &k, now),
+            Some(_) => {}
+        }
     }
 
     fn write_launch(&mut self, index: u64, k: &JobKey, launch: i64) {

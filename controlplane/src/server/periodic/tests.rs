@@ -334,3 +334,38 @@ fn the_zone_local_is_the_servers_own() {
     );
     assert!(next_launch(&job, after, "Not/AZone").is_err());
 }
+
+#[test]
+fn a_changed_schedule_or_a_job_enabled_again_counts_from_its_registration() {
+    let mut sim = Sim::new();
+    let job = periodic_job("hourly", &["0 * * * *"], "UTC");
+    sim.register(job.clone(), at("2026-05-01T09:59:00Z"));
+    sim.run(at("2026-05-01T09:59:00Z"), at("2026-05-01T10:00:00Z"));
+    assert_eq!(sim.launched(), ["2026-05-01T10:00:00Z"]);
+    // 10:30: the schedule becomes ":15 past". Nomad waits for 11:15; an old record must not
+    // make 10:15 look missed.
+    let mut changed = job.clone();
+    changed.periodic.as_mut().unwrap().specs = vec!["15 * * * *".into()];
+    sim.register(changed.clone(), at("2026-05-01T10:30:00Z"));
+    let d = decide(
+        &sim.state,
+        &BTreeMap::new(),
+        at("2026-05-01T10:30:01Z"),
+        "UTC",
+    );
+    assert!(d.due.is_empty(), "{d:?}");
+    assert_eq!(d.wake_at, Some(at("2026-05-01T11:15:00Z")));
+    // Disabled at 10:40, enabled again at 13:20: nothing is launched for the hours between.
+    let mut off = changed.clone();
+    off.periodic.as_mut().unwrap().enabled = Some(false);
+    sim.register(off, at("2026-05-01T10:40:00Z"));
+    sim.register(changed, at("2026-05-01T13:20:00Z"));
+    let d = decide(
+        &sim.state,
+        &BTreeMap::new(),
+        at("2026-05-01T13:20:01Z"),
+        "UTC",
+    );
+    assert!(d.due.is_empty(), "{d:?}");
+    assert_eq!(d.wake_at, Some(at("2026-05-01T14:15:00Z")));
+}
