@@ -28,9 +28,9 @@ use controlplane::model::{
     NodeCpuResources, NodeDiskResources, NodeEvent, NodeMemoryResources, NodePool,
     NodePoolSchedulerConfiguration, NodeReservedNetworkResources, NodeResources, NodeScoreMeta,
     NodeStatus, ParameterizedJobConfig, PeriodicConfig, Port, PreemptionConfig, RescheduleEvent,
-    ReschedulePolicy, RescheduleTracker, Resources, RestartPolicy, SchedulerConfiguration, Spread,
-    SpreadTarget, Task, TaskEvent, TaskGroup, TaskLifecycle, TaskLifecycleState, TaskState,
-    UpdateStrategy,
+    ReschedulePolicy, RescheduleTracker, Resources, RestartPolicy, ScalingEvent,
+    SchedulerConfiguration, Spread, SpreadTarget, Task, TaskEvent, TaskGroup, TaskLifecycle,
+    TaskLifecycleState, TaskState, UpdateStrategy,
 };
 use controlplane::raft::{
     codec, decode_snapshot_file, encode_snapshot_file, Entry, HelloReply, LogId, PeerStatus,
@@ -950,7 +950,63 @@ fn commands() -> Vec<(&'static str, Command)> {
                 now: T0 + 20,
             },
         ),
+        (
+            "command-periodic-launch",
+            Command::PeriodicLaunch {
+                child: Box::new(child_job("/periodic-1700000000")),
+                eval: eval(),
+                launch: 1_700_000_000_000_000_000,
+                now: T0 + 21,
+            },
+        ),
+        (
+            "command-job-dispatch",
+            Command::JobDispatch {
+                child: Box::new({
+                    let mut child = child_job("/dispatch-1700000000-0a1b2c3d");
+                    child.dispatched = true;
+                    child.dispatch_idempotency_token = "once".into();
+                    child.payload = Some("aGVsbG8=".into());
+                    child
+                }),
+                eval: Some(eval()),
+                now: T0 + 22,
+            },
+        ),
+        (
+            "command-job-scale",
+            Command::JobScale {
+                namespace: "prod".into(),
+                job_id: JOB_ID.into(),
+                group: "web".into(),
+                count: Some(4),
+                event: ScalingEvent {
+                    time: T0 + 23,
+                    count: Some(4),
+                    previous_count: 2,
+                    message: "busy".into(),
+                    error: true,
+                    meta: Some(serde_json::Map::from_iter([(
+                        "by".to_string(),
+                        serde_json::json!("autoscaler"),
+                    )])),
+                    eval_id: Some("e0000000-0000-4000-8000-000000000001".into()),
+                    create_index: 44,
+                },
+                eval: Some(eval()),
+                now: T0 + 23,
+            },
+        ),
     ]
+}
+
+/// A child of the golden job, as a periodic launch or a dispatch makes it.
+fn child_job(suffix: &str) -> Job {
+    let mut child = job();
+    child.parent_id = child.id.clone();
+    child.id = format!("{}{suffix}", child.id);
+    child.name = child.id.clone();
+    child
 }
 
 fn node_pool() -> NodePool {
@@ -1005,6 +1061,9 @@ fn variant(command: &Command) -> &'static str {
         Command::GarbageCollect { .. } => "GarbageCollect",
         Command::NodeRegisterWithEvals { .. } => "NodeRegisterWithEvals",
         Command::EvalDelete { .. } => "EvalDelete",
+        Command::PeriodicLaunch { .. } => "PeriodicLaunch",
+        Command::JobDispatch { .. } => "JobDispatch",
+        Command::JobScale { .. } => "JobScale",
     }
 }
 
@@ -1087,6 +1146,8 @@ fn snapshot_state() -> SnapshotFile {
         node_pools: vec![node_pool()],
         scheduler_config: Some(scheduler_config()),
         autopilot_config: Some(autopilot_config()),
+        periodic_launches: Vec::new(),
+        scaling_events: Vec::new(),
     }
 }
 
@@ -1332,7 +1393,7 @@ fn every_command_variant_decodes_from_the_log_bytes_this_version_pins() {
     let mut fixtures = Fixtures::new();
     let commands = commands();
     let variants: BTreeSet<&str> = commands.iter().map(|(_, c)| variant(c)).collect();
-    assert_eq!(variants.len(), 20, "a fixture per Command variant");
+    assert_eq!(variants.len(), 23, "a fixture per Command variant");
     for (name, command) in &commands {
         // A command is stored inside a log entry; the command alone is pinned here, in the
         // same codec, so that a failure names the variant.

@@ -450,3 +450,92 @@ fn the_http_api_answers_in_nomads_shapes() {
     assert_eq!(health["server"]["ok"], true);
     assert_eq!(health["client"]["ok"], true);
 }
+
+#[test]
+fn a_dispatched_job_reads_its_payload_and_meta_and_shows_them_in_its_logs() {
+    if !require_root("dev agent end-to-end: dispatch") {
+        return;
+    }
+    let agent = DevAgent::start(AgentOptions::default());
+    let job = write_job(
+        &agent,
+        "echo",
+        r#"
+job "echo" {
+  type = "batch"
+  parameterized {
+    payload       = "required"
+    meta_required = ["who"]
+  }
+  group "g" {
+    task "t" {
+      driver = "exec"
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "cat /local/in/payload.txt; echo \" for $NOMAD_META_who\""]
+      }
+      dispatch_payload {
+        file = "in/payload.txt"
+      }
+      restart {
+        attempts = 0
+        mode     = "fail"
+      }
+    }
+  }
+}
+"#,
+    );
+    let out = agent.cli(&["job", "run", job.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "job run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Job registration successful"));
+    // A dispatch without its required meta is refused, naming the key.
+    let payload = write_job(&agent, "payload", "hello from the payload");
+    let refused = agent.cli(&["job", "dispatch", "echo", payload.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("required meta keys: [who]"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let out = agent.cli(&[
+        "job",
+        "dispatch",
+        "-meta",
+        "who=noded",
+        "echo",
+        payload.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "dispatch failed: {}\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        agent.log_text()
+    );
+    let child = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Dispatched Job ID = "))
+        .unwrap_or_else(|| panic!("no dispatched job id in {stdout}"))
+        .trim()
+        .to_string();
+    assert!(child.starts_with("echo/dispatch-"), "{child}");
+    let a = first_alloc_with_status(&agent, &child.replace('/', "%2F"), &["complete"]);
+    let id = a["ID"].as_str().unwrap().to_string();
+    let logs = agent.cli(&["alloc", "logs", &id, "t"]);
+    let text = String::from_utf8_lossy(&logs.stdout);
+    assert!(
+        text.contains("hello from the payload for noded"),
+        "alloc logs: {text}\n{}",
+        String::from_utf8_lossy(&logs.stderr)
+    );
+    // The parent is running (waiting for dispatches) and lists its child.
+    let status = agent.cli(&["job", "status", "echo"]);
+    let status_text = String::from_utf8_lossy(&status.stdout);
+    assert!(status_text.contains("Dispatched Jobs"), "{status_text}");
+    assert!(status_text.contains(&child), "{status_text}");
+}

@@ -784,3 +784,37 @@ fn unknown_api_json_keys_are_ignored_with_a_warning_but_unknown_hcl_keys_are_err
     let e = parse_err("job \"j\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"exec\"\n      comand = \"x\"\n    }\n  }\n}\n");
     assert!(e.contains("t.hcl:5:7") && e.contains("comand"), "{e}");
 }
+
+#[test]
+fn periodic_parameterized_dispatch_payload_and_scaling_are_acted_on() {
+    let p = jobspec::check_hcl(
+        r#"
+job "p" {
+  type = "batch"
+  periodic {
+    crons            = ["*/5 * * * *"]
+    prohibit_overlap = true
+    time_zone        = "Europe/Paris"
+  }
+  parameterized {
+    payload       = "optional"
+    meta_required = ["input"]
+  }
+  group "g" {
+    scaling {
+      min = 1
+      max = 4
+    }
+    task "t" {
+      driver = "exec"
+      config { command = "x" }
+      dispatch_payload { file = "input.txt" }
+    }
+  }
+}
+"#,
+        &opts(),
+    )
+    .unwrap();
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+}

@@ -756,7 +756,7 @@ impl Job {
     pub fn stub(&self, summary: JobSummary) -> JobListStub {
         JobListStub {
             id: self.id.clone(),
-            parent_id: String::new(),
+            parent_id: self.parent_id.clone(),
             name: self.name.clone(),
             namespace: self.namespace.clone(),
             datacenters: self.datacenters.clone(),
@@ -808,6 +808,18 @@ pub struct JobSummary {
     pub job_id: String,
     pub namespace: String,
     pub summary: BTreeMap<String, TaskGroupSummary>,
+    /// For a periodic or parameterized parent: its children by status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub children: Option<JobChildrenSummary>,
+}
+
+/// How many children of a periodic or parameterized job are pending, running or dead.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct JobChildrenSummary {
+    pub pending: u64,
+    pub running: u64,
+    pub dead: u64,
 }
 
 /// Allocation counts of one task group.

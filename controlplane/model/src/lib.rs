@@ -13,6 +13,7 @@
 // re-exports below:
 //   placement ← resources ← job_parts ← job ← alloc
 //   placement ← eval;  resources ← node;  node_pool (alone);  duration ← job_parts, job
+//   job ← scaling (periodic launches, dispatch, scaling events)
 // `placement` and `resources` are what jobs, allocations, evaluations and nodes share, so
 // none of those has to use another's file for them.
 pub mod alloc;
@@ -25,6 +26,7 @@ pub mod node_pool;
 pub mod operator;
 pub mod placement;
 pub mod resources;
+pub mod scaling;
 pub mod time;
 
 // Every public name stays reachable as `model::X`, wherever it lives.
@@ -37,6 +39,7 @@ pub use node_pool::*;
 pub use operator::*;
 pub use placement::*;
 pub use resources::*;
+pub use scaling::*;
 
 /// The namespace every object lives in unless told otherwise.
 pub const DEFAULT_NAMESPACE: &str = "default";

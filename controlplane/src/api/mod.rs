@@ -29,6 +29,7 @@ mod node_pools;
 mod nodes;
 mod operator;
 mod operator_raft;
+mod periodic;
 mod reply;
 mod routes;
 mod snapshot;

@@ -23,7 +23,7 @@ use axum::Router;
 
 use super::{
     agent, allocs, autopilot, client, evals, exec, jobs, node_pools, nodes, operator,
-    operator_raft, snapshot, system, ApiContext,
+    operator_raft, periodic, snapshot, system, ApiContext,
 };
 
 /// A namespace capability, in Nomad's ACL words.
@@ -37,6 +37,11 @@ pub enum NamespaceCapability {
     ReadFs,
     AllocExec,
     AllocLifecycle,
+    DispatchJob,
+    ScaleJob,
+    ReadJobScaling,
+    ListScalingPolicies,
+    ReadScalingPolicy,
 }
 
 impl NamespaceCapability {
@@ -50,6 +55,11 @@ impl NamespaceCapability {
             NamespaceCapability::ReadFs => "read-fs",
             NamespaceCapability::AllocExec => "alloc-exec",
             NamespaceCapability::AllocLifecycle => "alloc-lifecycle",
+            NamespaceCapability::DispatchJob => "dispatch-job",
+            NamespaceCapability::ScaleJob => "scale-job",
+            NamespaceCapability::ReadJobScaling => "read-job-scaling",
+            NamespaceCapability::ListScalingPolicies => "list-scaling-policies",
+            NamespaceCapability::ReadScalingPolicy => "read-scaling-policy",
         }
     }
 }
@@ -285,6 +295,38 @@ pub(super) fn table() -> Routes {
         )
         .add(GET, "/v1/job/{id}/summary", Ns(ReadJob), jobs::summary)
         .add(GET, "/v1/job/{id}/versions", Ns(ReadJob), jobs::versions)
+        // Periodic, parameterized and scaled jobs.
+        .add(
+            WRITE,
+            "/v1/job/{id}/periodic/force",
+            Ns(SubmitJob),
+            periodic::force,
+        )
+        .add(
+            WRITE,
+            "/v1/job/{id}/dispatch",
+            Ns(DispatchJob),
+            periodic::dispatch,
+        )
+        .add(
+            GET,
+            "/v1/job/{id}/scale",
+            Ns(ReadJobScaling),
+            periodic::scale_status_read,
+        )
+        .add(WRITE, "/v1/job/{id}/scale", Ns(ScaleJob), periodic::scale)
+        .add(
+            GET,
+            "/v1/scaling/policies",
+            Ns(ListScalingPolicies),
+            periodic::policies,
+        )
+        .add(
+            GET,
+            "/v1/scaling/policy/{id}",
+            Ns(ReadScalingPolicy),
+            periodic::policy,
+        )
         // Allocations and evaluations.
         .add(GET, "/v1/allocations", Ns(ReadJob), allocs::list)
         .add(GET, "/v1/allocation/{id}", Ns(ReadJob), allocs::read)

@@ -9,13 +9,16 @@
 pub mod autopilot;
 pub mod blocked;
 pub mod broker;
+pub mod dispatch;
 pub mod drainer;
 mod evals;
 pub mod heartbeat;
 pub mod node_rpc;
 mod nodes;
+pub mod periodic;
 pub mod planner;
 mod raft_consensus;
+pub mod scaling;
 mod worker;
 
 use std::collections::BTreeSet;
@@ -297,7 +300,9 @@ impl Server {
         self.check_registrations_allowed(false)?;
         job.canonicalize();
         let warnings = self.driver_warnings(&job);
-        let eval = Evaluation {
+        // A periodic or parameterized parent is never scheduled: its children are (Nomad
+        // registers it without an evaluation, and answers an empty EvalID).
+        let eval = (!job.is_parent()).then(|| Evaluation {
             id: new_id(),
             namespace: job.namespace.clone(),
             priority: job.priority,
@@ -306,18 +311,22 @@ impl Server {
             job_id: job.id.clone(),
             status: EvalStatus::Pending,
             ..Default::default()
-        };
-        let eval_id = eval.id.clone();
+        });
+        let eval_id = eval.as_ref().map(|e| e.id.clone()).unwrap_or_default();
         let response = self
             .propose(Command::JobRegister {
                 job: Box::new(job),
-                eval: Some(eval),
+                eval,
                 now: now_unix_nanos(),
             })
             .await?;
         Ok(JobRegisterResponse {
+            eval_create_index: if eval_id.is_empty() {
+                0
+            } else {
+                response.index
+            },
             eval_id,
-            eval_create_index: response.index,
             job_modify_index: response.job_modify_index,
             warnings: warnings.join("\n"),
             index: response.index,
@@ -766,6 +775,8 @@ impl Server {
                     // The drainer's decisions are proposed by the leader only; its state is
                     // all in the replicated state, so a new leader picks up where it was.
                     _ = drainer::run(self.clone()) => {}
+                    // Launches periodic jobs; its memory is the replicated launch table.
+                    _ = periodic::run(self.clone()) => {}
                     _ = wait_until(&mut leadership, false) => {}
                     _ = shutdown.changed() => return,
                 }
@@ -1064,6 +1075,8 @@ async fn wait_until(rx: &mut watch::Receiver<bool>, value: bool) {
 
 #[cfg(test)]
 mod broker_tests;
+#[cfg(test)]
+mod children_tests;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]

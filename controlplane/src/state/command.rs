@@ -141,6 +141,35 @@ pub enum Command {
     /// is paused). Ids the state no longer holds are skipped; which ones are safe to delete
     /// was checked by the proposer ([`crate::state::State::eval_delete_unsafe`]).
     EvalDelete { eval_ids: Vec<String>, now: i64 },
+    /// The periodic dispatcher launches a periodic job: the child job
+    /// (`<parent>/periodic-<unix seconds>`), its evaluation and the launch time (Unix
+    /// nanoseconds), recorded as the parent's last launch. Refused unless the launch is after
+    /// the recorded one and the child is new, so a launch is never run twice.
+    PeriodicLaunch {
+        child: Box<Job>,
+        eval: Evaluation,
+        launch: i64,
+        now: i64,
+    },
+    /// A parameterized job is dispatched: the child job and, unless the child is periodic,
+    /// its evaluation. Refused while a live child holds the same idempotency token.
+    JobDispatch {
+        child: Box<Job>,
+        eval: Option<Evaluation>,
+        now: i64,
+    },
+    /// A group is scaled (`POST /v1/job/:id/scale`): with a count, a new job version with it
+    /// and the evaluation that places it; always, the scaling event (the newest
+    /// `JOB_TRACKED_SCALING_EVENTS` per group are kept). `event.eval_id` names `eval`.
+    JobScale {
+        namespace: String,
+        job_id: String,
+        group: String,
+        count: Option<i64>,
+        event: crate::model::ScalingEvent,
+        eval: Option<Evaluation>,
+        now: i64,
+    },
 }
 
 /// Stopping an allocation, as a plan asks for it.

@@ -225,6 +225,7 @@ impl State {
             for vk in versions {
                 self.job_versions.remove(&vk);
             }
+            self.forget_job_extras(index, &k);
             jobs_changed = true;
             removed += 1;
         }

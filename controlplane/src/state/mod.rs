@@ -12,6 +12,7 @@ mod command;
 pub mod gc;
 mod node_evals;
 mod nodes;
+mod periodic;
 mod snapshot;
 mod store;
 
@@ -24,6 +25,7 @@ pub use command::{AllocPreemption, AllocStop, Command, CommandResponse, PlanResu
 pub use gc::GcThresholds;
 pub use node_evals::should_create_node_eval;
 pub use nodes::DrainUpdate;
+pub use periodic::{check_scaling_bounds, IDEMPOTENCY_TOKEN_USED};
 pub use snapshot::{SnapshotFile, SNAPSHOT_FORMAT_VERSION};
 pub use store::{Effects, EffectsReceiver, StateStore, WaitOutcome, EFFECTS_QUEUE_DEPTH};
 
@@ -49,9 +51,13 @@ pub enum Table {
     SchedulerConfig,
     AutopilotConfig,
     NodePools,
+    /// Each periodic job's last launch.
+    PeriodicLaunches,
+    /// Each job's scaling events.
+    ScalingEvents,
 }
 impl Table {
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 10] = [
         Table::Jobs,
         Table::JobVersions,
         Table::Evals,
@@ -60,6 +66,8 @@ impl Table {
         Table::SchedulerConfig,
         Table::AutopilotConfig,
         Table::NodePools,
+        Table::PeriodicLaunches,
+        Table::ScalingEvents,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -71,6 +79,8 @@ impl Table {
             Table::SchedulerConfig => "scheduler_config",
             Table::AutopilotConfig => "autopilot_config",
             Table::NodePools => "node_pools",
+            Table::PeriodicLaunches => "periodic_launch",
+            Table::ScalingEvents => "scaling_event",
         }
     }
 
@@ -120,6 +130,10 @@ pub struct State {
     node_pools: OrdMap<String, Arc<crate::model::NodePool>>,
     scheduler_config: Arc<crate::model::SchedulerConfiguration>,
     autopilot_config: Arc<crate::model::AutopilotConfiguration>,
+    /// Each periodic job's last launch (first: its registration), by job.
+    periodic_launches: OrdMap<JobKey, Arc<crate::model::PeriodicLaunch>>,
+    /// Each job's scaling events per group, newest first.
+    scaling_events: OrdMap<JobKey, Arc<crate::model::JobScalingEvents>>,
     table_index: OrdMap<Table, u64>,
     latest_index: u64,
 }
@@ -269,7 +283,10 @@ impl State {
                 ids
             }
             Table::NodePools => take(Box::new(self.node_pools.range(from..).map(|(k, _)| k))),
-            Table::SchedulerConfig | Table::AutopilotConfig => Vec::new(),
+            Table::SchedulerConfig
+            | Table::AutopilotConfig
+            | Table::PeriodicLaunches
+            | Table::ScalingEvents => Vec::new(),
         }
     }
 
@@ -304,6 +321,17 @@ impl State {
             for (group, queued) in &eval.queued_allocations {
                 summary.summary.entry(group.clone()).or_default().queued = *queued;
             }
+        }
+        if job.is_parent() {
+            let mut children = crate::model::JobChildrenSummary::default();
+            for child in self.children(&job.namespace, &job.id) {
+                match child.status {
+                    JobStatus::Pending => children.pending += 1,
+                    JobStatus::Running => children.running += 1,
+                    JobStatus::Dead => children.dead += 1,
+                }
+            }
+            summary.children = Some(children);
         }
         summary
     }
@@ -435,6 +463,34 @@ impl State {
                 self.apply_garbage_collect(index, jobs, eval_ids, alloc_ids, node_ids);
                 Ok(0)
             }
+            Command::PeriodicLaunch {
+                child,
+                eval,
+                launch,
+                now,
+            } => self.apply_periodic_launch(index, child, eval, *launch, *now, &mut effects),
+            Command::JobDispatch { child, eval, now } => {
+                self.apply_job_dispatch(index, child, eval.as_ref(), *now, &mut effects)
+            }
+            Command::JobScale {
+                namespace,
+                job_id,
+                group,
+                count,
+                event,
+                eval,
+                now,
+            } => self.apply_job_scale(
+                index,
+                namespace,
+                job_id,
+                group,
+                *count,
+                event,
+                eval.as_ref(),
+                *now,
+                &mut effects,
+            ),
         };
         match result {
             Ok(job_modify_index) => response.job_modify_index = job_modify_index,
@@ -656,6 +712,8 @@ impl State {
             }
         }
         let job_modify_index = new.job_modify_index;
+        let previous = self.jobs.get(&k).cloned();
+        self.note_periodic_registered(index, previous.as_deref(), &new, now);
         self.store_job(index, new);
         if let Some(eval) = eval {
             let mut eval = eval.clone();
@@ -696,6 +754,7 @@ impl State {
             }
             self.touch(Table::Jobs, index);
             self.touch(Table::JobVersions, index);
+            self.forget_job_extras(index, &k);
             job_modify_index = index;
         } else {
             let mut stopped = (*existing).clone();
@@ -1085,6 +1144,15 @@ impl State {
     }
 
     fn compute_job_status(&self, job: &Job) -> JobStatus {
+        // A periodic or parameterized parent is never scheduled itself: it runs (launches
+        // or waits for dispatches) until stopped, as in Nomad.
+        if job.is_parent() {
+            return if job.stop {
+                JobStatus::Dead
+            } else {
+                JobStatus::Running
+            };
+        }
         if job.job_type == JobType::System {
             return if job.stop {
                 JobStatus::Dead
@@ -1126,6 +1194,16 @@ impl State {
             node_pools: self.node_pools.values().map(|p| (**p).clone()).collect(),
             scheduler_config: Some((*self.scheduler_config).clone()),
             autopilot_config: Some((*self.autopilot_config).clone()),
+            periodic_launches: self
+                .periodic_launches
+                .values()
+                .map(|l| (**l).clone())
+                .collect(),
+            scaling_events: self
+                .scaling_events
+                .values()
+                .map(|e| (**e).clone())
+                .collect(),
         }
     }
 
@@ -1189,6 +1267,16 @@ impl State {
         }
         if let Some(config) = file.autopilot_config {
             state.autopilot_config = Arc::new(config);
+        }
+        for launch in file.periodic_launches {
+            state
+                .periodic_launches
+                .insert(key(&launch.namespace, &launch.id), Arc::new(launch));
+        }
+        for events in file.scaling_events {
+            state
+                .scaling_events
+                .insert(key(&events.namespace, &events.job_id), Arc::new(events));
         }
         state.check_indexes()?;
         Ok(state)
@@ -1285,6 +1373,16 @@ fn lower_indexes(file: &mut SnapshotFile, max: u64) {
     if let Some(c) = &mut file.autopilot_config {
         low(&mut c.create_index);
         low(&mut c.modify_index);
+    }
+    for l in &mut file.periodic_launches {
+        low(&mut l.create_index);
+        low(&mut l.modify_index);
+    }
+    for e in &mut file.scaling_events {
+        low(&mut e.modify_index);
+        for event in e.scaling_events.values_mut().flatten() {
+            low(&mut event.create_index);
+        }
     }
 }
 

@@ -31,4 +31,11 @@ pub struct SnapshotFile {
     /// Absent in snapshots written before it existed: Nomad's defaults then.
     #[serde(default)]
     pub autopilot_config: Option<crate::model::AutopilotConfiguration>,
+    /// Each periodic job's last launch. Absent in snapshots written before periodic jobs
+    /// launched: none then. Not written when empty (older snapshots stay byte for byte).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub periodic_launches: Vec<crate::model::PeriodicLaunch>,
+    /// Each job's scaling events. As `periodic_launches`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scaling_events: Vec<crate::model::JobScalingEvents>,
 }

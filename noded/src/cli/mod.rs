@@ -22,6 +22,7 @@ pub mod node;
 pub mod operator;
 pub mod output;
 pub mod resolve;
+pub mod scaling;
 pub mod server;
 pub mod system;
 pub mod tls;
@@ -66,6 +67,9 @@ pub enum Command {
     /// Inspect, drain and purge nodes; manage node pools.
     #[command(subcommand)]
     Node(node::NodeCommand),
+    /// Inspect scaling policies.
+    #[command(subcommand)]
+    Scaling(scaling::ScalingCommand),
     /// Server housekeeping: garbage collection, summary reconciliation.
     #[command(subcommand)]
     System(system::SystemCommand),
@@ -128,6 +132,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Eval(c) => on_runtime(c.run()),
         Command::Alloc(c) => on_runtime(c.run()),
         Command::Node(c) => on_runtime(c.run()),
+        Command::Scaling(c) => on_runtime(c.run()),
         Command::Operator(c) => on_runtime(c.run()),
         Command::Status(c) => on_runtime(c.run()),
         Command::Server(c) => on_runtime(c.run()),

@@ -442,6 +442,17 @@ impl TaskSetup<'_> {
                 setup_error = Some(format!("building the task directory: {e}"));
             }
         }
+        // A dispatched job's payload, in place before the task starts.
+        if let (None, Some(config), Some(payload)) =
+            (&setup_error, &task.dispatch_payload, &self.job.payload)
+        {
+            let local = self.dir.task_dir(&task.name).join("local");
+            if let Err(e) =
+                super::dispatch_payload::write(&local, &config.file, payload, owner.uid, owner.gid)
+            {
+                setup_error = Some(e);
+            }
+        }
         setup_error
     }
 }

@@ -14,6 +14,7 @@ pub mod alloc_runner;
 pub mod allocdir;
 mod backoff;
 pub mod cpuset;
+mod dispatch_payload;
 pub mod exec;
 pub mod fingerprint;
 pub mod fs;

@@ -85,7 +85,7 @@ pub fn nomad_variables(
     set("NOMAD_GROUP_NAME", alloc.task_group.clone());
     set("NOMAD_JOB_NAME", job.name.clone());
     set("NOMAD_JOB_ID", job.id.clone());
-    set("NOMAD_JOB_PARENT_ID", String::new());
+    set("NOMAD_JOB_PARENT_ID", job.parent_id.clone());
     set("NOMAD_NAMESPACE", job.namespace.clone());
     set(
         "NOMAD_REGION",

@@ -218,9 +218,9 @@ fn ineligible(i: usize) -> bool {
 /// Job `j` in Nomad's API JSON: half service, half batch; every third with a constraint,
 /// one in ten with a spread over datacenters, one in ten with a class affinity.
 fn job_json(j: usize, count: usize) -> String {
-    let job_type = if j % 2 == 0 { "service" } else { "batch" };
+    let job_type = if j.is_multiple_of(2) { "service" } else { "batch" };
     let mut constraints = Vec::new();
-    if j % 3 == 0 {
+    if j.is_multiple_of(3) {
         constraints.push(serde_json::json!({"LTarget": "${attr.kernel.name}", "RTarget": "linux", "Operand": "="}));
     }
     if j % 10 == 1 {
@@ -241,7 +241,7 @@ fn job_json(j: usize, count: usize) -> String {
     } else {
         serde_json::json!([])
     };
-    let memory = if j % 4 == 0 { 64 } else { 32 };
+    let memory = if j.is_multiple_of(4) { 64 } else { 32 };
     serde_json::json!({"Job": {
         "ID": job_id(j),
         "Name": job_id(j),

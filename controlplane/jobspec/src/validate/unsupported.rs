@@ -78,6 +78,10 @@ pub const ACTED_ON: &[&str] = &[
     "TaskGroups.Volumes.ReadOnly",
     "Tasks.Constraints",
     "Tasks.Affinities",
+    "Job.Periodic",
+    "Job.ParameterizedJob",
+    "Tasks.DispatchPayload",
+    "TaskGroups.Scaling",
 ];
 
 /// Drivers noded runs.
@@ -130,6 +134,8 @@ fn baseline_of(job: &Job) -> Job {
         datacenters: job.datacenters.clone(),
         node_pool: job.node_pool.clone(),
         meta: job.meta.clone(),
+        periodic: job.periodic.clone(),
+        parameterized_job: job.parameterized_job.clone(),
         ..Default::default()
     };
     for g in &job.task_groups {
@@ -138,6 +144,7 @@ fn baseline_of(job: &Job) -> Job {
             count: g.count,
             meta: g.meta.clone(),
             restart_policy: g.restart_policy.clone(),
+            scaling: g.scaling.clone(),
             ..Default::default()
         };
         for t in &g.tasks {
@@ -172,6 +179,7 @@ fn baseline_of(job: &Job) -> Job {
                 log_config: t.log_config.clone(),
                 leader: t.leader,
                 restart_policy: t.restart_policy.clone(),
+                dispatch_payload: t.dispatch_payload.clone(),
                 resources: t.resources.as_ref().map(|r| Resources {
                     cpu: r.cpu,
                     memory_mb: r.memory_mb,

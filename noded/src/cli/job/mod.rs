@@ -1,10 +1,15 @@
 //! `noded job ...`.
 
+mod allocs;
+mod children;
+mod dispatch;
 mod eval;
 mod init;
 mod inspect;
 pub(crate) mod monitor;
+mod periodic;
 mod run;
+mod scale;
 mod spec;
 pub(super) mod status;
 mod stop;
@@ -34,6 +39,15 @@ pub enum JobCommand {
     /// Create a new evaluation of a job (optionally force-rescheduling its failed
     /// allocations) and follow it.
     Eval(Api<eval::JobEval>),
+    /// Show a job's allocations.
+    Allocs(Api<allocs::JobAllocs>),
+    /// Start an instance of a parameterized job.
+    Dispatch(Api<dispatch::JobDispatch>),
+    /// Act on a periodic job (`periodic force`).
+    #[command(subcommand)]
+    Periodic(periodic::PeriodicCommand),
+    /// Change the count of a job's group.
+    Scale(Api<scale::JobScale>),
 }
 
 impl JobCommand {
@@ -46,6 +60,10 @@ impl JobCommand {
             JobCommand::Inspect(c) => c.run().await,
             JobCommand::Init(c) => c.run(),
             JobCommand::Eval(c) => c.run().await,
+            JobCommand::Allocs(c) => c.run().await,
+            JobCommand::Dispatch(c) => c.run().await,
+            JobCommand::Periodic(c) => c.run().await,
+            JobCommand::Scale(c) => c.run().await,
         }
     }
 }

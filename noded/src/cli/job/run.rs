@@ -44,11 +44,31 @@ impl ApiCommand for JobRun {
         if !response.warnings.is_empty() {
             eprintln!("Job Warnings:\n{}", response.warnings);
         }
+        if job.is_parent() {
+            // A periodic or parameterized job is not evaluated itself (as in Nomad): there
+            // is nothing to follow until it launches or is dispatched.
+            println!("Job registration successful");
+            if job.is_periodic() {
+                println!("Approximate next launch time: {}", next_launch_line(&job));
+            }
+            return Ok(Exit::Ok);
+        }
         if self.detach {
             println!("Job registration successful");
             println!("Evaluation ID: {}", response.eval_id);
             return Ok(Exit::Ok);
         }
         monitor(api, &response.eval_id, job.job_type, timeout).await
+    }
+}
+
+/// When a just-registered periodic job first launches, as `job run` tells it.
+fn next_launch_line(job: &controlplane::model::Job) -> String {
+    let now = controlplane::model::now_unix_nanos();
+    let zone = controlplane::server::periodic::local_zone_name();
+    match controlplane::server::periodic::next_launch(job, now, &zone) {
+        Ok(Some(next)) => super::super::format::timestamp(next),
+        Ok(None) => "none (the schedule never runs again)".into(),
+        Err(e) => format!("unknown: {e}"),
     }
 }

@@ -48,6 +48,16 @@ impl ApiCommand for JobStatus {
             let all = serde_json::json!({"Job": job, "Summary": summary, "Allocations": allocs});
             return self.out.print(&all, |_| String::new());
         }
+        if job.is_parent() {
+            let children = super::children::fetch_children(api, &job).await?;
+            print!("{}", render_header(&job));
+            let now = controlplane::model::now_unix_nanos();
+            print!(
+                "{}",
+                super::children::render_parent(&job, &summary, &children, now)
+            );
+            return Ok(Exit::Ok);
+        }
         let mut out = render_job(&job, &summary, &allocs);
         // Nomad's order: the placement failures come after the summary.
         if let Some(at) = out.find("\nAllocations\n") {
@@ -112,23 +122,7 @@ fn render_list(jobs: &[JobListStub]) -> String {
 }
 
 fn render_job(job: &Job, summary: &JobSummary, allocs: &[AllocListStub]) -> String {
-    let status = if job.stop {
-        format!("{} (stopped)", job.status.as_str())
-    } else {
-        job.status.as_str().into()
-    };
-    let mut out = kv(&[
-        ("ID", job.id.clone()),
-        ("Name", job.name.clone()),
-        ("Submit Date", timestamp(job.submit_time)),
-        ("Type", job.job_type.as_str().into()),
-        ("Priority", job.priority.to_string()),
-        ("Datacenters", job.datacenters.join(",")),
-        ("Namespace", job.namespace.clone()),
-        ("Node Pool", job.node_pool.clone()),
-        ("Status", status),
-        ("Version", job.version.to_string()),
-    ]);
+    let mut out = render_header(job);
     out.push_str("\nSummary\n");
     let mut rows = vec![[
         "Task Group",
@@ -158,6 +152,29 @@ fn render_job(job: &Job, summary: &JobSummary, allocs: &[AllocListStub]) -> Stri
     out.push_str("\nAllocations\n");
     out.push_str(&render_allocs(allocs));
     out
+}
+
+/// The job's key facts, as the first block of `job status`.
+fn render_header(job: &Job) -> String {
+    let status = if job.stop {
+        format!("{} (stopped)", job.status.as_str())
+    } else {
+        job.status.as_str().into()
+    };
+    kv(&[
+        ("ID", job.id.clone()),
+        ("Name", job.name.clone()),
+        ("Submit Date", timestamp(job.submit_time)),
+        ("Type", job.job_type.as_str().into()),
+        ("Priority", job.priority.to_string()),
+        ("Datacenters", job.datacenters.join(",")),
+        ("Namespace", job.namespace.clone()),
+        ("Node Pool", job.node_pool.clone()),
+        ("Status", status),
+        ("Version", job.version.to_string()),
+        ("Periodic", job.is_periodic().to_string()),
+        ("Parameterized", job.is_parameterized().to_string()),
+    ])
 }
 
 fn render_allocs(allocs: &[AllocListStub]) -> String {
