@@ -831,6 +831,21 @@ fn commands() -> Vec<(&'static str, Command)> {
                     alloc_id: "1b2c3d4e-5f6a-4b7c-8d9e-0f1a2b3c4d5e".into(),
                     preempted_by_allocation: ALLOC_ID.into(),
                 }],
+                job: None,
+            })),
+        ),
+        (
+            // A normalized plan: the job once, the allocations without it.
+            "command-plan-apply-normalized",
+            Command::PlanApply(Box::new(PlanResult {
+                eval: Some(eval()),
+                allocs: vec![Allocation {
+                    job: None,
+                    ..alloc()
+                }],
+                now: T0 + 15,
+                job: Some(std::sync::Arc::new(job())),
+                ..Default::default()
             })),
         ),
         (

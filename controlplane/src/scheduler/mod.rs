@@ -81,6 +81,7 @@ pub fn schedule(
         Some(job) if !job.stop => {
             run.plan.priority = job.priority;
             run.plan.all_at_once = job.all_at_once;
+            run.plan.job = Some(job.clone());
             match job.job_type {
                 JobType::System | JobType::Sysbatch => run.reconcile_system(job.clone(), env),
                 JobType::Service | JobType::Batch => run.reconcile(job.clone(), env),

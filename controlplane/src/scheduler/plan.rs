@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::{Allocation, Evaluation};
+use std::sync::Arc;
+
+use crate::model::{Allocation, Evaluation, Job};
 use crate::state::{AllocPreemption, AllocStop};
 
 /// The outcome a scheduler run proposes for one evaluation.
@@ -29,6 +31,9 @@ pub struct Plan {
     pub preemption_evals: Vec<Evaluation>,
     /// The state index the plan was computed against.
     pub snapshot_index: u64,
+    /// The job version placed (none when the job is gone): the plan applier commits it once
+    /// and the allocations running it without a copy each.
+    pub job: Option<Arc<Job>>,
 }
 
 impl Plan {

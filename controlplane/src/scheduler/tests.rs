@@ -134,6 +134,7 @@ impl World {
             created_evals: plan.created_evals.clone(),
             now: 0,
             preemptions: plan.node_preemptions.values().flatten().cloned().collect(),
+            job: plan.job.clone(),
         })));
         plan
     }

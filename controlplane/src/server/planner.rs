@@ -3,8 +3,9 @@
 //! (optimistic concurrency) — and what still fits is committed through Raft.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
-use crate::model::{NodeStatus, NodeUsage};
+use crate::model::{Allocation, Job, NodeStatus, NodeUsage};
 use crate::scheduler::Plan;
 use crate::state::{AllocPreemption, PlanResult, State};
 
@@ -69,17 +70,38 @@ pub fn evaluate_plan(state: &State, plan: &Plan, now: i64) -> PlanVerdict {
     created_evals.extend(preemption_evals(state, plan, &preemptions));
     let result = PlanResult {
         eval: full.then(|| plan.eval.clone()),
-        allocs: accepted,
+        allocs: normalize(accepted, plan.job.as_ref()),
         stops: plan.node_update.values().flatten().cloned().collect(),
         created_evals,
         now,
         preemptions,
+        job: plan.job.clone(),
     };
     debug_assert_commits_fit(state, &result);
     PlanVerdict {
         result,
         rejected_nodes: rejected,
     }
+}
+
+/// Drops the job from every allocation that runs the plan's own version of it: the result
+/// carries that version once and the state machine gives it back to them.
+fn normalize(mut allocs: Vec<Allocation>, job: Option<&Arc<Job>>) -> Vec<Allocation> {
+    let Some(job) = job else {
+        return allocs;
+    };
+    for alloc in &mut allocs {
+        let same = alloc.job.as_ref().is_some_and(|j| {
+            Arc::ptr_eq(j, job)
+                || (j.namespace == job.namespace
+                    && j.id == job.id
+                    && j.job_modify_index == job.job_modify_index)
+        });
+        if same {
+            alloc.job = None;
+        }
+    }
+    allocs
 }
 
 /// The plan's evaluations for jobs that lose an allocation to an accepted preemption.
@@ -148,11 +170,15 @@ fn check_node(state: &State, plan: &Plan, node_id: &str) -> Result<(), String> {
         .collect();
     // Counted: what still holds resources on the node (by its client's word, even if an
     // earlier plan stopped it), except what this plan stops or replaces; then the placements.
+    // Sets, not lists: a node packed with thousands of allocations takes a plan of a thousand
+    // placements, and a list scan per allocation would cost their product.
+    let stopping: BTreeSet<&str> = stopping.into_iter().collect();
+    let placing_ids: BTreeSet<&str> = placing.iter().map(|p| p.id.as_str()).collect();
     let staying: Vec<_> = state
         .allocs_by_node(node_id)
         .into_iter()
         .filter(|a| a.holds_resources())
-        .filter(|a| !stopping.contains(&a.id.as_str()) && !placing.iter().any(|p| p.id == a.id))
+        .filter(|a| !stopping.contains(a.id.as_str()) && !placing_ids.contains(a.id.as_str()))
         .collect();
     let counted = staying
         .iter()
@@ -267,6 +293,40 @@ mod tests {
             verdict.result.eval.is_none(),
             "the evaluation is not done yet"
         );
+    }
+
+    #[test]
+    fn a_plan_result_carries_its_job_once_and_the_state_gives_it_back_to_each_allocation() {
+        let mut state = state_with(vec![node("n1", 1000)], vec![]);
+        let job = Arc::new(Job {
+            id: "j".into(),
+            job_modify_index: 7,
+            ..Default::default()
+        });
+        let placed: Vec<Allocation> = ["x", "y"]
+            .iter()
+            .map(|id| Allocation {
+                job: Some(job.clone()),
+                ..alloc(id, "n1", 100)
+            })
+            .collect();
+        let mut plan = plan_placing(placed);
+        plan.job = Some(job.clone());
+        let verdict = evaluate_plan(&state, &plan, 0);
+        assert!(verdict.result.allocs.iter().all(|a| a.job.is_none()));
+        assert_eq!(verdict.result.job.as_deref(), Some(&*job));
+        // Through the log's encoding, as a follower applies it.
+        let bytes = serde_json::to_vec(&verdict.result).unwrap();
+        let decoded: PlanResult = serde_json::from_slice(&bytes).unwrap();
+        let (resp, _) = state.apply(100, &Command::PlanApply(Box::new(decoded)));
+        assert_eq!(resp.error, None);
+        let (x, y) = (state.alloc("x").unwrap(), state.alloc("y").unwrap());
+        assert_eq!(x.job.as_deref(), Some(&*job));
+        // One decoded copy, shared.
+        assert!(Arc::ptr_eq(
+            x.job.as_ref().unwrap(),
+            y.job.as_ref().unwrap()
+        ));
     }
 
     #[test]

@@ -215,6 +215,12 @@ pub struct PlanResult {
     /// Allocations evicted for placements on the nodes accepted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub preemptions: Vec<AllocPreemption>,
+    /// The job version the plan placed, once: an allocation in `allocs` without a job runs
+    /// this one (Nomad's normalized plan results). Without it a plan of a thousand placements
+    /// would carry a thousand copies of the job through the log, and the state would hold a
+    /// thousand decoded copies where one shared one does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<std::sync::Arc<Job>>,
 }
 
 /// What applying a command answers to whoever proposed it.

@@ -968,7 +968,7 @@ impl State {
             self.mark_preempted_by(&p.alloc_id, &p.preempted_by_allocation);
         }
         for alloc in &result.allocs {
-            touched_jobs.push(self.write_placement(index, alloc, now));
+            touched_jobs.push(self.write_placement(index, alloc, result.job.as_ref(), now));
         }
         if !result.stops.is_empty() || !result.allocs.is_empty() {
             self.touch(Table::Allocs, index);
@@ -1037,8 +1037,19 @@ impl State {
     }
 
     /// Writes one new or updated allocation and indexes it; returns its job.
-    fn write_placement(&mut self, index: u64, placed: &Allocation, now: i64) -> JobKey {
+    /// Writes one placement or in-place update; `plan_job` is the plan's job version, which an
+    /// allocation without one of its own runs (a normalized plan result).
+    fn write_placement(
+        &mut self,
+        index: u64,
+        placed: &Allocation,
+        plan_job: Option<&Arc<Job>>,
+        now: i64,
+    ) -> JobKey {
         let mut alloc = placed.clone();
+        if alloc.job.is_none() {
+            alloc.job = plan_job.cloned();
+        }
         match self.allocs.get(&alloc.id) {
             Some(existing) => {
                 // An update in place keeps its node and job: the indexes below only ever add

@@ -655,6 +655,7 @@ fn a_plan_that_would_overcommit_is_refused_whole() {
             created_evals: vec![],
             now: 0,
             preemptions: vec![],
+            job: None,
         })),
     );
     let error = resp.error.unwrap();

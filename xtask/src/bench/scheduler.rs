@@ -218,7 +218,11 @@ fn ineligible(i: usize) -> bool {
 /// Job `j` in Nomad's API JSON: half service, half batch; every third with a constraint,
 /// one in ten with a spread over datacenters, one in ten with a class affinity.
 fn job_json(j: usize, count: usize) -> String {
-    let job_type = if j.is_multiple_of(2) { "service" } else { "batch" };
+    let job_type = if j.is_multiple_of(2) {
+        "service"
+    } else {
+        "batch"
+    };
     let mut constraints = Vec::new();
     if j.is_multiple_of(3) {
         constraints.push(serde_json::json!({"LTarget": "${attr.kernel.name}", "RTarget": "linux", "Operand": "="}));
