@@ -16,10 +16,15 @@ pub const MISSING_HOST_VOLUMES: &str = "missing compatible host volumes";
 pub fn in_base_set(job: &Job, node: &Node) -> bool {
     node.status == crate::model::NodeStatus::Ready
         && node.is_schedulable()
-        && job
-            .datacenters
-            .iter()
-            .any(|pattern| glob_match(pattern, &node.datacenter))
+        && job_selects(job, node)
+}
+
+/// Whether the job selects `node` at all: its datacenters and node pool (Nomad's
+/// `readyNodesInDCsAndPool` without the readiness; `createNodeEvals` uses the same test).
+pub fn job_selects(job: &Job, node: &Node) -> bool {
+    job.datacenters
+        .iter()
+        .any(|pattern| glob_match(pattern, &node.datacenter))
         && (job.node_pool.is_empty() || job.node_pool == "all" || job.node_pool == node.node_pool)
 }
 

@@ -28,8 +28,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 pub use feasible::glob_match;
+pub use feasible::job_selects as system_selects;
 pub use plan::Plan;
-pub use system::selects as system_selects;
 pub use tainted::missed_heartbeat_status;
 pub use update::tasks_updated;
 

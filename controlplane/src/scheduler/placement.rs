@@ -135,7 +135,7 @@ impl Run<'_> {
         let Some(node) = self.state.node(node_id) else {
             return false;
         };
-        if !super::system::selects(job, &node) {
+        if !feasible::job_selects(job, &node) {
             return false;
         }
         let ctx = self.group_ctx(job, group, None, false);
@@ -311,7 +311,7 @@ impl Run<'_> {
             .state
             .scheduler_config()
             .memory_oversubscription_enabled;
-        let per_core = mhz_per_core(node);
+        let per_core = super::rank::mhz_per_core(node);
         let mut free_cores: Vec<u32> = {
             let reserved = self.node_cores(&node.id);
             node.node_resources
@@ -375,10 +375,4 @@ impl Run<'_> {
 /// jobspec refuses, asks for none.
 fn cores_asked(resources: &crate::model::Resources) -> usize {
     usize::try_from(resources.cores).unwrap_or(0)
-}
-
-/// MHz of one core of `node` (its total compute over its cores).
-pub(super) fn mhz_per_core(node: &Node) -> i64 {
-    let cores = i64::from(node.node_resources.cpu.total_cpu_cores.max(1));
-    node.node_resources.cpu.cpu_shares / cores
 }

@@ -68,6 +68,12 @@ pub fn binpack_score(capacity: ComparableResources, used_after: ComparableResour
     (20.0 - total).clamp(0.0, 18.0)
 }
 
+/// MHz of one core of `node` (its total compute over its cores).
+pub(super) fn mhz_per_core(node: &crate::model::Node) -> i64 {
+    let cores = i64::from(node.node_resources.cpu.total_cpu_cores.max(1));
+    node.node_resources.cpu.cpu_shares / cores
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

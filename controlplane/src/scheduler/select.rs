@@ -772,7 +772,7 @@ impl<'a> Run<'a> {
             if free < ctx.cores {
                 return Err("cores".into());
             }
-            total.cpu_mhz += super::placement::mhz_per_core(node) * ctx.cores as i64;
+            total.cpu_mhz += rank::mhz_per_core(node) * ctx.cores as i64;
         }
         let mut used = *self.node_usage(&node.id);
         for a in freed {
@@ -869,7 +869,7 @@ impl<'a> Run<'a> {
             })
             .collect();
         let mut ask = ctx.resources;
-        ask.cpu_mhz += super::placement::mhz_per_core(node) * ctx.cores as i64;
+        ask.cpu_mhz += rank::mhz_per_core(node) * ctx.cores as i64;
         let mut remaining = node.allocatable();
         remaining.subtract(*self.node_usage(&node.id));
         let chosen = preempt::preempt_for_group(ctx.job.priority, ask, remaining, candidates)?;

@@ -22,7 +22,7 @@ use super::tainted::{
     needs_to_reconnect, DESC_LOST, DESC_MIGRATING,
 };
 use super::{
-    glob_match, tasks_updated, Run, SchedulerEnv, DESC_GROUP_REMOVED, DESC_JOB_UPDATED,
+    feasible, tasks_updated, Run, SchedulerEnv, DESC_GROUP_REMOVED, DESC_JOB_UPDATED,
     DESC_NOT_NEEDED,
 };
 use crate::model::{
@@ -130,7 +130,7 @@ impl Run<'_> {
                     None => String::new(),
                 },
             };
-            if !selects(job, node) || !node.is_schedulable() {
+            if !feasible::job_selects(job, node) || !node.is_schedulable() {
                 continue;
             }
             match self.place_on_node(job, group, 0, previous, node, env) {
@@ -185,7 +185,7 @@ impl Run<'_> {
         let Some(node) = node else {
             return Verdict::Keep;
         };
-        if !selects(job, &node) {
+        if !feasible::job_selects(job, &node) {
             self.stop(alloc, DESC_NODE_NOT_SELECTED);
             return Verdict::Gone { place_again: false };
         }
@@ -249,15 +249,6 @@ impl Run<'_> {
             .cloned()
             .unwrap_or_else(|| alloc.clone())
     }
-}
-
-/// Whether the job selects `node` at all: its datacenters and node pool (Nomad's
-/// `readyNodesInDCsAndPool`; `createNodeEvals` uses the same test).
-pub fn selects(job: &Job, node: &Node) -> bool {
-    job.datacenters
-        .iter()
-        .any(|pattern| glob_match(pattern, &node.datacenter))
-        && (job.node_pool.is_empty() || job.node_pool == "all" || job.node_pool == node.node_pool)
 }
 
 /// Whether a finished sysbatch allocation's node runs the group again: only for a newer job

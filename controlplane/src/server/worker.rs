@@ -62,7 +62,16 @@ async fn process(server: &Server, eval: &Evaluation) -> Result<(), String> {
         if state.eval(&eval.id).is_none_or(|e| e.status.is_terminal()) {
             return Ok(());
         }
-        let plan = match scheduler::schedule(&state, eval, &mut SystemEnv) {
+        // A run over thousands of nodes takes milliseconds of CPU: on a blocking thread, so
+        // that it never stalls the runtime's threads that carry Raft, heartbeats and the API.
+        let run = {
+            let eval = eval.clone();
+            tokio::task::spawn_blocking(move || scheduler::schedule(&state, &eval, &mut SystemEnv))
+        };
+        let scheduled = run
+            .await
+            .map_err(|e| format!("the scheduler run stopped: {e}"))?;
+        let plan = match scheduled {
             Ok(plan) => plan,
             Err(e) => {
                 let mut failed = eval.clone();

@@ -21,6 +21,7 @@ pub mod job;
 pub mod node;
 pub mod operator;
 pub mod output;
+pub mod placement_failure;
 pub mod resolve;
 pub mod scaling;
 pub mod server;

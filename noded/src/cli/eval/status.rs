@@ -10,9 +10,10 @@ use super::super::format::{ago, kv, table, timestamp};
 use super::super::global::ApiCommand;
 use super::super::http::{urlencode, ApiClient};
 use super::super::output::OutputArgs;
+use super::super::placement_failure::{failed_group_header, format_alloc_metrics};
 use super::super::resolve::resolve;
 use super::super::Exit;
-use super::{failed_group_header, failure_status, format_alloc_metrics, limit};
+use super::{failure_status, limit};
 
 #[derive(Debug, Args)]
 pub struct EvalStatusCmd {

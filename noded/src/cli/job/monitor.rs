@@ -9,9 +9,9 @@ use controlplane::model::{
     AllocListStub, ClientStatus, DesiredStatus, EvalStatus, Evaluation, JobType,
 };
 
-use super::super::eval::{failed_group_header, format_alloc_metrics};
 use super::super::format::{short, timestamp};
 use super::super::http::{urlencode, ApiClient};
+use super::super::placement_failure::{failed_group_header, format_alloc_metrics};
 use super::super::Exit;
 
 /// Exit code when the job was accepted but could not be (fully) placed or its allocations
@@ -125,7 +125,7 @@ pub(crate) async fn follow_eval(
 }
 
 /// Prints why groups could not be placed, as Nomad's monitor does (one block per group, the
-/// reasons of `eval::format_alloc_metrics`, and the blocked evaluation that waits for the
+/// reasons of `placement_failure::format_alloc_metrics`, and the blocked evaluation that waits for the
 /// remainder); `EXIT_PLACEMENT` if any.
 fn report_placement_failures(eval: &Evaluation) -> Exit {
     if eval.failed_tg_allocs.is_empty() {

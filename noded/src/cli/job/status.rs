@@ -5,11 +5,11 @@ use anyhow::anyhow;
 use clap::Args;
 use controlplane::model::{AllocListStub, EvalStatus, Evaluation, Job, JobListStub, JobSummary};
 
-use super::super::eval::format_alloc_metrics;
 use super::super::format::{ago, kv, short, table, timestamp};
 use super::super::global::ApiCommand;
 use super::super::http::{urlencode, ApiClient};
 use super::super::output::OutputArgs;
+use super::super::placement_failure::format_alloc_metrics;
 use super::super::Exit;
 use super::fetch_job;
 
