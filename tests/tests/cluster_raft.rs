@@ -121,10 +121,30 @@ fn register(agent: &ClusterAgent, id: &str) -> Result<(), String> {
     }
 }
 
+/// Whether `agent`'s region has job `id`: a 200 says yes, a 404 says no. Anything else (the
+/// region still settling after the last kill: no leader yet, a timed-out read barrier) says
+/// nothing, and is asked again for up to 60 s — counting it as "no" would report a write as
+/// lost when only the read failed.
 fn has_job(agent: &ClusterAgent, id: &str) -> bool {
-    agent
-        .http("GET", &format!("/v1/job/{id}"), None)
-        .is_ok_and(|r| r.status == 200)
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match agent.http("GET", &format!("/v1/job/{id}"), None) {
+            Ok(r) if r.status == 200 => return true,
+            Ok(r) if r.status == 404 => return false,
+            other => {
+                if std::time::Instant::now() > deadline {
+                    let log = agent.log_text();
+                    let tail: Vec<&str> = log.lines().rev().take(60).collect();
+                    panic!(
+                        "GET /v1/job/{id} kept failing for 60 s; last answer: {other:?}; the \
+                         agent's log ends:\n{}",
+                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
 }
 
 #[test]

@@ -29,6 +29,15 @@ impl Run<'_> {
         self.usage.entry(node_id.to_string()).or_default()
     }
 
+    /// What is in use on a node now (this run counted), without the key allocation a
+    /// mutable entry costs: read on every node a selection visits.
+    pub(super) fn node_usage_now(&mut self, node_id: &str) -> ComparableResources {
+        match self.usage.get(node_id) {
+            Some(used) => *used,
+            None => *self.node_usage(node_id),
+        }
+    }
+
     /// Cores reserved on a node by running allocations and this plan.
     pub(super) fn node_cores(&mut self, node_id: &str) -> &mut BTreeSet<u32> {
         if !self.reserved_cores.contains_key(node_id) {

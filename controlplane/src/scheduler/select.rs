@@ -28,8 +28,12 @@ use crate::model::{
 const MAX_SKIP: usize = 3;
 /// Nomad's `skipScoreThreshold`.
 const SKIP_SCORE_THRESHOLD: f64 = 0.0;
-/// Nodes compared when affinities or spreads apply, at least (Nomad's default
-/// `node_limit_for_feasibility_checks`).
+/// Nodes compared when affinities or spreads apply (Nomad's default
+/// `node_limit_for_feasibility_checks`). Nomad compares max(count, 100): every placement of a
+/// 1,000-allocation group then scores 1,000 nodes, a million node visits per group, which is
+/// what makes its spread scheduling quadratic. noded keeps 100: spread and affinity scores
+/// depend only on a node's attributes, so a hundred shuffled candidates already hold every
+/// value a spread targets many times over (the spread tests check the resulting ratios).
 const AFFINITY_NODE_LIMIT: usize = 100;
 /// Nomad's default spread and affinity weight, for a job whose weights were never filled in.
 const DEFAULT_WEIGHT: i64 = 50;
@@ -121,6 +125,8 @@ pub(super) struct GroupCtx<'j> {
     pub(super) cores: usize,
     job_constraints: Vec<&'j Constraint>,
     group_constraints: Vec<&'j Constraint>,
+    /// The operator's `scheduler_algorithm` is `spread` (read once per selection).
+    spread_algorithm: bool,
     drivers: BTreeSet<&'j str>,
     job_distinct_hosts: bool,
     group_distinct_hosts: bool,
@@ -157,7 +163,7 @@ struct SpreadCtx {
 pub(super) struct Ranked {
     pub(super) node: Arc<Node>,
     pub(super) final_score: f64,
-    meta: NodeScoreMeta,
+    scores: Scores,
     pub(super) offer: Option<PortOffer>,
     pub(super) preempted: Vec<Arc<Allocation>>,
 }
@@ -221,6 +227,7 @@ impl<'a> Run<'a> {
                 .sum(),
             job_constraints: job.constraints.iter().collect(),
             group_constraints,
+            spread_algorithm: self.state.scheduler_config().scheduler_algorithm == "spread",
             drivers: group.tasks.iter().map(|t| t.driver.as_str()).collect(),
             job_distinct_hosts: constraint::distinct_hosts_enabled(&job.constraints),
             group_distinct_hosts: constraint::distinct_hosts_enabled(&group.constraints),
@@ -414,14 +421,14 @@ impl<'a> Run<'a> {
             2usize.max((n as f64).log2().ceil() as usize)
         };
         if ctx.affinity_weight_sum > 0.0 || !ctx.spreads.is_empty() {
-            limit = AFFINITY_NODE_LIMIT.max(usize::try_from(ctx.group.count).unwrap_or(0));
+            limit = AFFINITY_NODE_LIMIT;
         }
         let mut top: Vec<NodeScoreMeta> = Vec::new();
         let mut best: Option<Ranked> = None;
         let mut skipped: Vec<Ranked> = Vec::new();
         let mut seen = 0usize;
         let mut consider = |r: Ranked, top: &mut Vec<NodeScoreMeta>| {
-            retain_top(top, r.meta.clone());
+            retain_top(top, &r);
             if best.as_ref().is_none_or(|b| r.final_score > b.final_score) {
                 best = Some(r);
             }
@@ -615,11 +622,8 @@ impl<'a> Run<'a> {
         node: &Arc<Node>,
         m: &mut AllocMetric,
     ) -> Option<Ranked> {
-        let mut meta = NodeScoreMeta {
-            node_id: node.id.clone(),
-            ..Default::default()
-        };
-        let mut scores: Vec<f64> = Vec::new();
+        let mut parts = Scores::default();
+        let mut scores: Vec<f64> = Vec::with_capacity(6);
         let mut preempted: Vec<Arc<Allocation>> = Vec::new();
         let fit = self.fit(ctx, node, &[]);
         let (offer, used_after) = match fit {
@@ -642,14 +646,13 @@ impl<'a> Run<'a> {
                 }
             }
         };
-        let spread_algorithm = self.state.scheduler_config().scheduler_algorithm == "spread";
-        let fitness = if spread_algorithm {
+        let fitness = if ctx.spread_algorithm {
             rank::spread_fit_score(node.allocatable(), used_after)
         } else {
             rank::binpack_score(node.allocatable(), used_after)
         } / rank::MAX_FIT_SCORE;
         scores.push(fitness);
-        meta.scores.insert("binpack".into(), fitness);
+        parts.binpack = fitness;
 
         let collisions = self
             .job_counts()
@@ -661,17 +664,13 @@ impl<'a> Run<'a> {
         if let Some(penalty) = anti {
             scores.push(penalty);
         }
-        meta.scores
-            .insert("job-anti-affinity".into(), anti.unwrap_or(0.0));
+        parts.job_anti_affinity = anti.unwrap_or(0.0);
 
         let penalized = ctx.penalty_node.as_deref() == Some(node.id.as_str());
         if penalized {
             scores.push(-1.0);
         }
-        meta.scores.insert(
-            "node-reschedule-penalty".into(),
-            if penalized { -1.0 } else { 0.0 },
-        );
+        parts.node_reschedule_penalty = if penalized { -1.0 } else { 0.0 };
 
         let affinity = if ctx.affinity_weight_sum > 0.0 {
             let cache = &mut self.select.constraints;
@@ -687,7 +686,7 @@ impl<'a> Run<'a> {
         } else {
             0.0
         };
-        meta.scores.insert("node-affinity".into(), affinity);
+        parts.node_affinity = affinity;
 
         if !ctx.spreads.is_empty() {
             let lowest = self
@@ -698,22 +697,21 @@ impl<'a> Run<'a> {
             let total = spread_score(ctx, node, lowest);
             if total != 0.0 {
                 scores.push(total);
-                meta.scores.insert("allocation-spread".into(), total);
+                parts.allocation_spread = Some(total);
             }
         }
 
         if !preempted.is_empty() {
             let s = preempt::score(&preempted);
             scores.push(s);
-            meta.scores.insert("preemption".into(), s);
+            parts.preemption = Some(s);
         }
 
         let final_score = scores.iter().sum::<f64>() / scores.len() as f64;
-        meta.norm_score = final_score;
         Some(Ranked {
             node: node.clone(),
             final_score,
-            meta,
+            scores: parts,
             offer,
             preempted,
         })
@@ -774,7 +772,7 @@ impl<'a> Run<'a> {
             }
             total.cpu_mhz += rank::mhz_per_core(node) * ctx.cores as i64;
         }
-        let mut used = *self.node_usage(&node.id);
+        let mut used = self.node_usage_now(&node.id);
         for a in freed {
             used.subtract(a.allocated_resources.comparable());
         }
@@ -923,13 +921,54 @@ fn spread_score(ctx: &GroupCtx<'_>, node: &Node, lowest: &mut f64) -> f64 {
 }
 
 /// Keeps the best [`MAX_RETAINED_NODE_SCORES`] nodes, best first (ties: first seen first).
-fn retain_top(top: &mut Vec<NodeScoreMeta>, m: NodeScoreMeta) {
+/// Nomad's score metadata is built only for a node that makes it in: most nodes a selection
+/// visits do not, and building it (strings and a map) for each was most of a visit's cost.
+fn retain_top(top: &mut Vec<NodeScoreMeta>, r: &Ranked) {
     let at = top
         .iter()
-        .position(|t| m.norm_score > t.norm_score)
+        .position(|t| r.final_score > t.norm_score)
         .unwrap_or(top.len());
     if at < MAX_RETAINED_NODE_SCORES {
-        top.insert(at, m);
+        top.insert(at, r.scores.meta(&r.node.id, r.final_score));
         top.truncate(MAX_RETAINED_NODE_SCORES);
+    }
+}
+
+/// One node's part of each scorer, as [`Run::rank`] computed them.
+#[derive(Debug, Clone, Copy, Default)]
+struct Scores {
+    binpack: f64,
+    job_anti_affinity: f64,
+    node_reschedule_penalty: f64,
+    node_affinity: f64,
+    /// Only when the group spreads and the boost is not zero (Nomad leaves it out then).
+    allocation_spread: Option<f64>,
+    /// Only when the node's placement preempts.
+    preemption: Option<f64>,
+}
+
+impl Scores {
+    /// Nomad's `NodeScoreMeta` for these scores.
+    fn meta(&self, node_id: &str, norm_score: f64) -> NodeScoreMeta {
+        let mut scores = BTreeMap::from([
+            ("binpack".to_string(), self.binpack),
+            ("job-anti-affinity".to_string(), self.job_anti_affinity),
+            (
+                "node-reschedule-penalty".to_string(),
+                self.node_reschedule_penalty,
+            ),
+            ("node-affinity".to_string(), self.node_affinity),
+        ]);
+        if let Some(s) = self.allocation_spread {
+            scores.insert("allocation-spread".to_string(), s);
+        }
+        if let Some(s) = self.preemption {
+            scores.insert("preemption".to_string(), s);
+        }
+        NodeScoreMeta {
+            node_id: node_id.to_string(),
+            scores,
+            norm_score,
+        }
     }
 }
