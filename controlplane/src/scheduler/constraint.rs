@@ -177,6 +177,36 @@ fn check_order(op: &str, l: &str, r: &str) -> bool {
 
 /// Whether a `distinct_hosts` constraint is on: an empty value or one that is not a boolean
 /// means on, as in Nomad.
+/// The constraints of `job` (job, group and task level; `distinct_*` aside, which depend on
+/// placements rather than on a node) that no node in `nodes` satisfies, as Nomad prints
+/// them, with the group they apply to (empty for job level). Pure: the submit path warns
+/// with it, and the job still waits in a blocked evaluation for a node that fits.
+pub fn unsatisfiable(
+    job: &crate::model::Job,
+    nodes: &[std::sync::Arc<Node>],
+) -> Vec<(String, String)> {
+    let mut cache = ConstraintCache::default();
+    let mut out = Vec::new();
+    let mut check = |group: &str, c: &Constraint, out: &mut Vec<(String, String)>| {
+        if c.operand == DISTINCT_HOSTS || c.operand == DISTINCT_PROPERTY {
+            return;
+        }
+        if !nodes.iter().any(|n| meets(&mut cache, c, n)) {
+            out.push((group.to_string(), constraint_string(c)));
+        }
+    };
+    for c in &job.constraints {
+        check("", c, &mut out);
+    }
+    for g in &job.task_groups {
+        let task_level = g.tasks.iter().flat_map(|t| t.constraints.iter());
+        for c in g.constraints.iter().chain(task_level) {
+            check(&g.name, c, &mut out);
+        }
+    }
+    out
+}
+
 pub fn distinct_hosts_enabled(constraints: &[Constraint]) -> bool {
     constraints
         .iter()

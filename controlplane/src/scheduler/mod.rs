@@ -27,6 +27,7 @@ mod version;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+pub use constraint::unsatisfiable as unsatisfiable_constraints;
 pub use feasible::glob_match;
 pub use feasible::job_selects as system_selects;
 pub use plan::Plan;

@@ -390,6 +390,21 @@ impl Server {
                 }
             }
         }
+        // A constraint no ready node meets: accepted (a node that fits may join), said now.
+        if !nodes.is_empty() {
+            for (group, constraint) in crate::scheduler::unsatisfiable_constraints(job, &nodes) {
+                let at = if group.is_empty() {
+                    String::new()
+                } else {
+                    format!("group {group:?} → ")
+                };
+                warnings.push(format!(
+                    "{at}constraint {constraint:?}: no ready node satisfies it ({} ready); \
+                     the job waits in a blocked evaluation until one joins",
+                    nodes.len()
+                ));
+            }
+        }
         warnings
     }
 

@@ -103,6 +103,36 @@ async fn a_registered_job_is_evaluated_planned_and_committed() {
 }
 
 #[tokio::test]
+async fn a_job_with_a_constraint_no_node_meets_is_accepted_with_a_warning_and_waits_blocked() {
+    let server = start();
+    server.register_node(node("n1")).await.unwrap();
+    let mut j = job("web", 2, 100, "exec");
+    j.task_groups[0].constraints.push(crate::model::Constraint {
+        l_target: "${attr.kernel.name}".into(),
+        r_target: "windows".into(),
+        operand: "=".into(),
+    });
+    let resp = server.register_job(j).await.unwrap();
+    assert!(
+        resp.warnings
+            .contains("constraint \"${attr.kernel.name} = windows\": no ready node satisfies it"),
+        "{}",
+        resp.warnings
+    );
+    let state = eventually(&server, "blocked eval", |s| {
+        s.eval(&resp.eval_id)
+            .is_some_and(|e| e.status == EvalStatus::Complete && !e.blocked_eval.is_empty())
+    })
+    .await;
+    let failed = &state.eval(&resp.eval_id).unwrap().failed_tg_allocs["g"];
+    assert_eq!(
+        failed.constraint_filtered["${attr.kernel.name} = windows"], 1,
+        "{failed:?}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_job_for_a_driver_no_node_has_is_accepted_with_a_warning_and_waits_blocked() {
     let server = start();
     server.register_node(node("n1")).await.unwrap();
