@@ -129,6 +129,10 @@ async fn a_job_with_a_constraint_no_node_meets_is_accepted_with_a_warning_and_wa
         failed.constraint_filtered["${attr.kernel.name} = windows"], 1,
         "{failed:?}"
     );
+    // The summary counts the unplaced work as queued (the blocked evaluation does not
+    // reset it).
+    let job = state.job("default", "web").unwrap();
+    assert_eq!(state.job_summary(&job).summary["g"].queued, 2);
     server.shutdown().await;
 }
 

@@ -313,9 +313,12 @@ impl State {
                 ClientStatus::Unknown => entry.unknown += 1,
             }
         }
+        // The newest evaluation a scheduler finished says what is still queued; a blocked one
+        // it created (no counts of its own) must not reset that to nothing.
         let newest_eval = self
             .evals_by_job(&job.namespace, &job.id)
             .into_iter()
+            .filter(|e| !e.queued_allocations.is_empty())
             .max_by_key(|e| e.create_index);
         if let Some(eval) = newest_eval {
             for (group, queued) in &eval.queued_allocations {
