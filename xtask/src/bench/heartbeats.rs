@@ -49,7 +49,7 @@ use crate::raft_cluster::{spawn_in, Region};
 /// The region the servers and the client certificate are for.
 const REGION: &str = "global";
 /// Simulated nodes per fabric endpoint (one QUIC connection per server).
-const NODES_PER_ENDPOINT: usize = 100;
+pub(super) const NODES_PER_ENDPOINT: usize = 100;
 /// Registrations in flight at once (a fleet booting together, bounded).
 const REGISTER_CONCURRENCY: usize = 64;
 /// Closed-loop callers in the capacity phase.
@@ -498,16 +498,23 @@ struct DriveArgs {
     servers: usize,
 }
 
-async fn drive(a: DriveArgs) -> anyhow::Result<Figures> {
-    // Endpoints, as a client agent binds its own (keep-alive 1 s, idle timeout 5 s).
+/// The fabric endpoints `nodes` simulated clients speak through: one per
+/// [`NODES_PER_ENDPOINT`] nodes, bound on the load host as a client agent binds its own
+/// (keep-alive 1 s, idle timeout 5 s).
+pub(super) async fn client_endpoints(
+    nodes: usize,
+    load_ip: std::net::Ipv4Addr,
+    tls: &TlsMaterial,
+    server_addrs: &[String],
+) -> anyhow::Result<Vec<Arc<RemoteServers>>> {
     let mut rpcs = Vec::new();
-    for _ in 0..a.nodes.div_ceil(NODES_PER_ENDPOINT) {
+    for _ in 0..nodes.div_ceil(NODES_PER_ENDPOINT) {
         let fabric = Fabric::bind(
             FabricConfig {
-                bind: std::net::SocketAddr::from((a.load_ip, 0)),
+                bind: std::net::SocketAddr::from((load_ip, 0)),
                 region: REGION.into(),
                 role: Role::Client,
-                tls: a.tls.clone(),
+                tls: tls.clone(),
                 limits: Limits {
                     keep_alive: Duration::from_secs(1),
                     idle_timeout: Duration::from_secs(5),
@@ -518,8 +525,13 @@ async fn drive(a: DriveArgs) -> anyhow::Result<Figures> {
         )
         .await
         .context("binding a client fabric endpoint")?;
-        rpcs.push(Arc::new(RemoteServers::new(fabric, a.server_addrs.clone())));
+        rpcs.push(Arc::new(RemoteServers::new(fabric, server_addrs.to_vec())));
     }
+    Ok(rpcs)
+}
+
+async fn drive(a: DriveArgs) -> anyhow::Result<Figures> {
+    let rpcs = client_endpoints(a.nodes, a.load_ip, &a.tls, &a.server_addrs).await?;
     let ip = a.load_ip.to_string();
     let node_list: Vec<Node> = (0..a.nodes).map(|i| simulated_node(i, &ip)).collect();
     let ids: Vec<String> = node_list.iter().map(|n| n.id.clone()).collect();

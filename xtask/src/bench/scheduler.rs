@@ -36,19 +36,16 @@ use controlplane::model::{
 use controlplane::scheduler::{schedule, SystemEnv};
 use controlplane::server::planner::evaluate_plan;
 use controlplane::state::{Command, State};
-use federation::{Fabric, FabricConfig, Limits, Role, TlsMaterial};
+use federation::TlsMaterial;
 use noded::client::heartbeat::next_heartbeat;
 use noded::client::remote::RemoteServers;
 use noded::client::{HeartbeatError, ServerRpc};
 
-use super::heartbeats::rss_kib;
+use super::heartbeats::{client_endpoints, rss_kib, NODES_PER_ENDPOINT};
 use super::Binaries;
 use crate::raft_cluster::{spawn_in, Connection, Region};
 
 const REGION: &str = "global";
-/// Simulated nodes per fabric endpoint (as `bench heartbeats`: one QUIC connection per
-/// server for every hundred nodes).
-const NODES_PER_ENDPOINT: usize = 100;
 const REGISTER_CONCURRENCY: usize = 64;
 /// Concurrent job submitters.
 const SUBMITTERS: usize = 4;
@@ -443,29 +440,13 @@ struct Drive {
 
 async fn drive(d: Drive) -> anyhow::Result<EndToEnd> {
     let nodes = d.options.nodes;
-    let mut rpcs = Vec::new();
-    for _ in 0..nodes.div_ceil(NODES_PER_ENDPOINT) {
-        let fabric = Fabric::bind(
-            FabricConfig {
-                bind: std::net::SocketAddr::from((d.load_ip, 0)),
-                region: REGION.into(),
-                role: Role::Client,
-                tls: d.tls.clone(),
-                limits: Limits {
-                    keep_alive: Duration::from_secs(1),
-                    idle_timeout: Duration::from_secs(5),
-                    ..Limits::default()
-                },
-            },
-            None,
-        )
-        .await
-        .context("binding a client fabric endpoint")?;
-        rpcs.push(Arc::new(RemoteServers::new(
-            fabric,
-            vec![d.server_addr.clone()],
-        )));
-    }
+    let rpcs = client_endpoints(
+        nodes,
+        d.load_ip,
+        &d.tls,
+        std::slice::from_ref(&d.server_addr),
+    )
+    .await?;
     let ip = d.load_ip.to_string();
     let registered = Arc::new(AtomicUsize::new(0));
     let permits = Arc::new(tokio::sync::Semaphore::new(REGISTER_CONCURRENCY));
