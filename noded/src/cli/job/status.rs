@@ -150,7 +150,7 @@ fn render_job(job: &Job, summary: &JobSummary, allocs: &[AllocListStub]) -> Stri
     }));
     out.push_str(&table(&rows));
     out.push_str("\nAllocations\n");
-    out.push_str(&render_allocs(allocs));
+    out.push_str(&render_allocs(allocs, false));
     out
 }
 
@@ -177,10 +177,18 @@ fn render_header(job: &Job) -> String {
     ])
 }
 
-fn render_allocs(allocs: &[AllocListStub]) -> String {
+/// A job's allocations as `job status` and `job allocs` list them; `verbose`: full ids.
+pub(super) fn render_allocs(allocs: &[AllocListStub], verbose: bool) -> String {
     if allocs.is_empty() {
         return "No allocations placed\n".to_string();
     }
+    let id = |s: &str| {
+        if verbose {
+            s.to_string()
+        } else {
+            short(s).to_string()
+        }
+    };
     let mut rows = vec![[
         "ID",
         "Node ID",
@@ -195,8 +203,8 @@ fn render_allocs(allocs: &[AllocListStub]) -> String {
     .to_vec()];
     rows.extend(allocs.iter().map(|a| {
         vec![
-            short(&a.id),
-            short(&a.node_id),
+            id(&a.id),
+            id(&a.node_id),
             a.task_group.clone(),
             a.job_version.to_string(),
             a.desired_status.as_str().into(),
