@@ -261,6 +261,7 @@ impl Fabric {
         let conn = tokio::time::timeout_at(deadline, self.inner.pool.get(addr, region))
             .await
             .map_err(|_| timed_out())??;
+        let heard_before = conn.stats().udp_rx.datagrams;
         match tokio::time::timeout_at(deadline, exchange(&conn, addr, method, &body, max)).await {
             Ok(result) => {
                 if matches!(result, Err(CallError::Connect(_))) {
@@ -271,8 +272,13 @@ impl Fabric {
             Err(_) => {
                 // A peer that died without closing (kill -9, a cut link) leaves a connection
                 // that looks open until its idle timeout; its restarted successor cannot
-                // reset it. The next call dials afresh instead of waiting on it.
-                self.inner.pool.forget(addr, region, &conn);
+                // reset it. The next call dials afresh instead of waiting on it. A peer
+                // that sent anything during the call is alive and only slow: dropping its
+                // connection would make every later call pay a handshake, which on a
+                // loaded host outlasts short deadlines and never lets a call through.
+                if conn.stats().udp_rx.datagrams == heard_before {
+                    self.inner.pool.forget(addr, region, &conn);
+                }
                 Err(timed_out())
             }
         }

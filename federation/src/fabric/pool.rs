@@ -52,23 +52,48 @@ impl Pool {
 
     /// The live connection to `addr`, whose certificate must name `server.<region>.noded`,
     /// dialling it if there is none.
+    ///
+    /// The dial runs on a task of its own that stores what it makes in the slot: a caller
+    /// whose deadline is shorter than a handshake on a loaded host (a Raft heartbeat's is
+    /// 50 ms) gives up without cancelling the dial, and the next caller finds the
+    /// connection. Were the dial cancelled with each caller, such a peer would never be
+    /// connected again.
     pub(crate) async fn get(
         &self,
         addr: SocketAddr,
         region: &str,
     ) -> Result<Connection, CallError> {
         let slot = self.slot(addr, region)?;
-        let mut guard = slot.lock().await;
-        if let Some(conn) = guard.as_ref() {
-            if conn.close_reason().is_none() {
+        if let Ok(guard) = slot.try_lock() {
+            if let Some(conn) = guard.as_ref().filter(|c| c.close_reason().is_none()) {
                 return Ok(conn.clone());
             }
-            tracing::debug!(%addr, "pooled connection closed; dialling again");
         }
-        *guard = None;
-        let conn = self.dial(addr, region).await?;
-        *guard = Some(conn.clone());
-        Ok(conn)
+        let dialer = Dialer {
+            endpoint: self.endpoint.clone(),
+            config: match self.client_config.lock() {
+                Ok(c) => c.clone(),
+                Err(poisoned) => poisoned.into_inner().clone(),
+            },
+            handshake_timeout: self.handshake_timeout,
+        };
+        let region = region.to_string();
+        let dial = tokio::spawn(async move {
+            let mut guard = slot.lock().await;
+            if let Some(conn) = guard.as_ref() {
+                if conn.close_reason().is_none() {
+                    return Ok(conn.clone());
+                }
+                tracing::debug!(%addr, "pooled connection closed; dialling again");
+            }
+            *guard = None;
+            let conn = dialer.dial(addr, &region).await?;
+            *guard = Some(conn.clone());
+            Ok(conn)
+        });
+        dial.await.map_err(|e| {
+            CallError::Connect(format!("dialling {addr}: the dialling task ended: {e}"))
+        })?
     }
 
     /// Drops `conn` from the pool if it is still the pooled one (a caller saw it die).
@@ -113,12 +138,33 @@ impl Pool {
         Ok(slot)
     }
 
-    async fn dial(&self, addr: SocketAddr, region: &str) -> Result<Connection, CallError> {
-        let expected = Role::Server.dns_name(region);
-        let config = match self.client_config.lock() {
-            Ok(c) => c.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
+    /// Closes every pooled connection (the fabric is shutting down).
+    pub(crate) fn close_all(&self) {
+        let slots: Vec<Slot> = {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            slots.drain().map(|(_, slot)| slot).collect()
         };
+        for slot in slots {
+            if let Ok(guard) = slot.try_lock() {
+                if let Some(conn) = guard.as_ref() {
+                    conn.close(0u32.into(), b"shutting down");
+                }
+            }
+        }
+    }
+}
+
+/// What a dial needs, owned, so that it can outlive the caller that started it.
+struct Dialer {
+    endpoint: Endpoint,
+    config: ClientConfig,
+    handshake_timeout: Duration,
+}
+
+impl Dialer {
+    async fn dial(self, addr: SocketAddr, region: &str) -> Result<Connection, CallError> {
+        let expected = Role::Server.dns_name(region);
+        let config = self.config;
         let connecting = self
             .endpoint
             .connect_with(config, addr, &expected)
@@ -151,21 +197,6 @@ impl Pool {
             Err(e) => {
                 conn.close(0u32.into(), b"no identity");
                 Err(CallError::Connect(format!("{addr}: {e}")))
-            }
-        }
-    }
-
-    /// Closes every pooled connection (the fabric is shutting down).
-    pub(crate) fn close_all(&self) {
-        let slots: Vec<Slot> = {
-            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-            slots.drain().map(|(_, slot)| slot).collect()
-        };
-        for slot in slots {
-            if let Ok(guard) = slot.try_lock() {
-                if let Some(conn) = guard.as_ref() {
-                    conn.close(0u32.into(), b"shutting down");
-                }
             }
         }
     }
