@@ -25,12 +25,12 @@ use controlplane::model::{
     DisconnectStrategy, DrainMetadata, DrainStrategy, DriverInfo, EphemeralDisk, EvalStatus,
     Evaluation, Job, JobStatus, JobType, JobUiConfig, JobUiLink, JobVersionTag, LogConfig,
     MigrateStrategy, Multiregion, MultiregionRegion, MultiregionStrategy, NetworkResource, Node,
-    NodeCpuResources, NodeDiskResources, NodeEvent, NodeMemoryResources, NodePool,
-    NodePoolSchedulerConfiguration, NodeReservedNetworkResources, NodeResources, NodeScoreMeta,
-    NodeStatus, ParameterizedJobConfig, PeriodicConfig, Port, PreemptionConfig, RescheduleEvent,
-    ReschedulePolicy, RescheduleTracker, Resources, RestartPolicy, ScalingEvent,
-    SchedulerConfiguration, Spread, SpreadTarget, Task, TaskEvent, TaskGroup, TaskLifecycle,
-    TaskLifecycleState, TaskState, UpdateStrategy,
+    NodeCpuResources, NodeDiskResources, NodeEvent, NodeMemoryResources, NodeNetworkAddress,
+    NodeNetworkResource, NodePool, NodePoolSchedulerConfiguration, NodeReservedNetworkResources,
+    NodeResources, NodeScoreMeta, NodeStatus, ParameterizedJobConfig, PeriodicConfig, Port,
+    PreemptionConfig, RescheduleEvent, ReschedulePolicy, RescheduleTracker, Resources,
+    RestartPolicy, ScalingEvent, SchedulerConfiguration, Spread, SpreadTarget, Task, TaskEvent,
+    TaskGroup, TaskLifecycle, TaskLifecycleState, TaskState, UpdateStrategy,
 };
 use controlplane::raft::{
     codec, decode_snapshot_file, encode_snapshot_file, Entry, HelloReply, LogId, PeerStatus,
@@ -554,6 +554,24 @@ fn node() -> Node {
             min_dynamic_port: 21_000,
             max_dynamic_port: 31_000,
             networks: None,
+            node_networks: vec![
+                NodeNetworkResource {
+                    mode: "host".into(),
+                    device: "eth0".into(),
+                    addresses: vec![NodeNetworkAddress {
+                        family: "ipv4".into(),
+                        alias: "default".into(),
+                        address: "10.0.0.7".into(),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                },
+                NodeNetworkResource {
+                    mode: "bridge".into(),
+                    device: "noded0".into(),
+                    ..Default::default()
+                },
+            ],
         },
         reserved_resources: NodeResources {
             cpu: NodeCpuResources {
@@ -568,6 +586,7 @@ fn node() -> Node {
             networks: Some(NodeReservedNetworkResources {
                 reserved_host_ports: "22,8000-8100".into(),
             }),
+            node_networks: Vec::new(),
         },
         drivers: BTreeMap::from([(
             "exec".to_string(),

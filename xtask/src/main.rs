@@ -36,6 +36,13 @@ const PACKAGES: &[(&str, &str)] = &[
     ("iproute2", "ip"),
     ("util-linux", "nsenter"),
     ("procps", "ps"),
+    // The eBPF programs are compiled by clang at build time (libbpf-cargo) and libbpf-sys
+    // links libelf and zlib.
+    ("clang", "clang"),
+    ("libelf-dev", "/usr/include/gelf.h"),
+    ("zlib1g-dev", "/usr/include/zlib.h"),
+    // Masquerade, isolation between allocations, and the port-mapping fallback.
+    ("nftables", "nft"),
 ];
 
 /// Packages only the benches need (the peers noded is measured against).
@@ -63,7 +70,11 @@ fn metadata() -> anyhow::Result<serde_json::Value> {
     serde_json::from_slice(&output.stdout).context("reading cargo metadata")
 }
 
+/// Whether `command` is on the PATH; an absolute path (a header a package ships) must exist.
 fn have(command: &str) -> bool {
+    if command.starts_with('/') {
+        return Path::new(command).exists();
+    }
     std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(command).is_file()))
         .unwrap_or(false)

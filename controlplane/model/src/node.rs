@@ -85,6 +85,38 @@ pub struct NodeResources {
     /// the JSON when unset, so `NodeResources` keeps Nomad's shape elsewhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub networks: Option<NodeReservedNetworkResources>,
+    /// The network modes and interfaces the client offers allocations (Nomad's
+    /// `NodeResources.NodeNetworks`): `host` on the node's interface, `bridge` when the client
+    /// can give an allocation its own namespace. Placement reads the modes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_networks: Vec<NodeNetworkResource>,
+}
+
+/// One network the client offers (Nomad's `NodeNetworkResource`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NodeNetworkResource {
+    /// `host` or `bridge`.
+    pub mode: String,
+    /// The interface: the host's (host mode) or the bridge's.
+    pub device: String,
+    pub mac_address: String,
+    pub speed: i64,
+    pub addresses: Vec<NodeNetworkAddress>,
+}
+
+/// An address of a [`NodeNetworkResource`] (Nomad's `NodeNetworkAddress`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NodeNetworkAddress {
+    /// `ipv4` or `ipv6`.
+    pub family: String,
+    /// The host network name ports may ask for (`host_network`); `default` for the node's
+    /// own address.
+    pub alias: String,
+    pub address: String,
+    pub reserved_ports: String,
+    pub gateway: String,
 }
 
 /// Nomad's `NodeReservedNetworkResources`: the host ports no task may take.
@@ -314,12 +346,30 @@ impl Node {
                 digest.field(v);
             }
         }
+        for network in &self.node_resources.node_networks {
+            digest.field("network");
+            digest.field(&network.mode);
+        }
         for (name, v) in &self.host_volumes {
             digest.field("volume");
             digest.field(name);
             digest.field(if v.read_only { "ro" } else { "rw" });
         }
         format!("v1:{}", digest.0)
+    }
+
+    /// Whether this node offers allocations network `mode` (Nomad's `NetworkChecker`): host
+    /// and none everywhere (a node that lists no networks predates the list), others only
+    /// where the client listed them.
+    pub fn offers_network_mode(&self, mode: &str) -> bool {
+        match mode {
+            "" | "host" | "none" => true,
+            _ => self
+                .node_resources
+                .node_networks
+                .iter()
+                .any(|n| n.mode == mode),
+        }
     }
 
     /// Whether this node has `driver` detected and healthy.

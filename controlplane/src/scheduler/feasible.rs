@@ -7,6 +7,8 @@ use crate::model::{AllocMetric, Job, Node, TaskGroup};
 
 /// Nomad's `FilterConstraintDrivers`.
 pub const MISSING_DRIVERS: &str = "missing drivers";
+/// Nomad's words for a node without the group's network mode (`NetworkChecker`).
+pub const MISSING_NETWORK: &str = "missing network";
 /// Nomad's `FilterConstraintHostVolumes`.
 pub const MISSING_HOST_VOLUMES: &str = "missing compatible host volumes";
 

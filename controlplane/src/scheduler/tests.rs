@@ -212,6 +212,42 @@ fn nodes_without_the_driver_are_filtered_and_reported() {
 }
 
 #[test]
+fn a_bridge_group_goes_only_to_nodes_that_offer_bridge_networking() {
+    let mut bridged = node("n2", 4000, 8192, &["exec"]);
+    bridged.node_resources.node_networks = vec![crate::model::NodeNetworkResource {
+        mode: "bridge".into(),
+        device: "noded0".into(),
+        ..Default::default()
+    }];
+    bridged.computed_class = bridged.compute_class();
+    let mut w = World::new(vec![node("n1", 4000, 8192, &["exec"]), bridged]);
+    let mut web = job("web", JobType::Service, 2, 100, 100);
+    web.task_groups[0].networks = vec![crate::model::NetworkResource {
+        mode: "bridge".into(),
+        ..Default::default()
+    }];
+    let eval = w.register(&web);
+    let plan = w.schedule(&eval);
+    assert!(
+        plan.node_allocation.keys().all(|n| n == "n2"),
+        "{:?}",
+        plan.node_allocation.keys()
+    );
+    assert_eq!(plan.placement_count(), 2);
+    // A host-mode group still goes anywhere.
+    let eval = w.register(&job("plain", JobType::Service, 1, 100, 100));
+    assert_eq!(w.schedule(&eval).placement_count(), 1);
+    // With no bridge node left the reason is Nomad's.
+    let mut w = World::new(vec![node("n1", 4000, 8192, &["exec"])]);
+    let eval = w.register(&web);
+    let plan = w.schedule(&eval);
+    assert_eq!(
+        plan.eval.failed_tg_allocs["g"].constraint_filtered["missing network"],
+        1
+    );
+}
+
+#[test]
 fn resources_are_respected_and_exhaustion_is_reported() {
     let mut w = World::new(vec![node("n1", 1000, 1024, &["exec"])]);
     let eval = w.register(&job("web", JobType::Service, 3, 400, 256));

@@ -180,7 +180,22 @@ pub fn pick_interface_address(addrs: &[(String, IpAddr)], name: &str) -> Result<
 /// The address of this host's interface `name` (see [`pick_interface_address`]).
 pub fn interface_address(name: &str) -> Result<IpAddr, String> {
     let addrs = nix::ifaddrs::getifaddrs().map_err(|e| format!("listing interfaces: {e}"))?;
-    let list: Vec<(String, IpAddr)> = addrs
+    pick_interface_address(&list_addresses(addrs), name)
+}
+
+/// Every (interface, address) of this host; empty when they cannot be listed.
+pub fn interface_addresses() -> Vec<(String, IpAddr)> {
+    match nix::ifaddrs::getifaddrs() {
+        Ok(addrs) => list_addresses(addrs),
+        Err(e) => {
+            tracing::warn!("listing interfaces: {e}");
+            Vec::new()
+        }
+    }
+}
+
+fn list_addresses(addrs: nix::ifaddrs::InterfaceAddressIterator) -> Vec<(String, IpAddr)> {
+    addrs
         .filter_map(|ifa| {
             let addr = ifa.address?;
             let ip = if let Some(v4) = addr.as_sockaddr_in() {
@@ -190,8 +205,45 @@ pub fn interface_address(name: &str) -> Result<IpAddr, String> {
             };
             Some((ifa.interface_name, ip))
         })
-        .collect();
-    pick_interface_address(&list, name)
+        .collect()
+}
+
+/// The networks the node offers allocations (Nomad's `NodeNetworks`): `host` on the interface
+/// holding the node's address `ip` (among `addrs`), and `bridge` on `bridge` when the client
+/// offers bridge networking.
+pub fn node_networks(
+    ip: &str,
+    addrs: &[(String, IpAddr)],
+    bridge: Option<&str>,
+) -> Vec<controlplane::model::NodeNetworkResource> {
+    use controlplane::model::{NodeNetworkAddress, NodeNetworkResource};
+    let mut networks = Vec::new();
+    if let Ok(address) = ip.parse::<IpAddr>() {
+        let device = addrs
+            .iter()
+            .find(|(_, a)| *a == address)
+            .map(|(name, _)| name.clone())
+            .unwrap_or_default();
+        networks.push(NodeNetworkResource {
+            mode: "host".into(),
+            device,
+            addresses: vec![NodeNetworkAddress {
+                family: if address.is_ipv4() { "ipv4" } else { "ipv6" }.into(),
+                alias: "default".into(),
+                address: ip.to_string(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+    }
+    if let Some(bridge) = bridge {
+        networks.push(NodeNetworkResource {
+            mode: "bridge".into(),
+            device: bridge.to_string(),
+            ..Default::default()
+        });
+    }
+    networks
 }
 
 /// What the fingerprint is asked to take into account.
@@ -206,6 +258,12 @@ pub struct FingerprintConfig {
     /// The dynamic port range put on the node's resources.
     pub min_dynamic_port: u16,
     pub max_dynamic_port: u16,
+    /// The bridge allocations in bridge mode join, when the client offers bridge networking
+    /// (its network set-up is ready): the node lists a `bridge` network.
+    pub bridge_network: Option<String>,
+    /// How the client maps host ports into allocations (`ebpf` or `nftables`), when bridge
+    /// networking is offered: the `noded.port_mapping` attribute.
+    pub port_mapping: Option<String>,
 }
 
 /// Everything fingerprinted about this machine.
@@ -411,6 +469,9 @@ pub fn gather_with(config: &FingerprintConfig) -> Fingerprint {
     );
     let bridge = bridge_capable(Path::new("/sys/class/net").is_dir(), bridge_module, cap_eff);
     attrs.insert("noded.bridge".into(), bridge.to_string());
+    if let Some(how) = &config.port_mapping {
+        attrs.insert("noded.port_mapping".into(), how.clone());
+    }
     let bpf = crate::sys::probe_bpf_syscall();
     if let Err(e) = &bpf {
         tracing::debug!("bpf(2) is not available: {e}");
@@ -450,6 +511,11 @@ pub fn gather_with(config: &FingerprintConfig) -> Fingerprint {
         min_dynamic_port: config.min_dynamic_port,
         max_dynamic_port: config.max_dynamic_port,
         networks: None,
+        node_networks: node_networks(
+            &config.ip_address,
+            &interface_addresses(),
+            config.bridge_network.as_deref(),
+        ),
     };
     Fingerprint {
         attributes: attrs,
@@ -481,6 +547,7 @@ pub fn reserved_resources(reserved: &ReservedConfig, core_mhz: u64) -> NodeResou
         networks: (!reserved.reserved_ports.is_empty()).then(|| NodeReservedNetworkResources {
             reserved_host_ports: reserved.reserved_ports.clone(),
         }),
+        node_networks: Vec::new(),
     }
 }
 
@@ -726,5 +793,28 @@ mod tests {
             e.contains("no interface \"eth9\"") && e.contains("eth0, lo, wg0"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_node_lists_host_on_its_interface_and_bridge_when_offered() {
+        let addrs = vec![
+            ("lo".to_string(), "127.0.0.1".parse().unwrap()),
+            ("eth0".to_string(), "10.0.0.7".parse().unwrap()),
+        ];
+        let host_only = node_networks("10.0.0.7", &addrs, None);
+        assert_eq!(host_only.len(), 1);
+        assert_eq!(
+            (host_only[0].mode.as_str(), host_only[0].device.as_str()),
+            ("host", "eth0")
+        );
+        assert_eq!(host_only[0].addresses[0].alias, "default");
+        let both = node_networks("10.0.0.7", &addrs, Some("noded0"));
+        assert_eq!(
+            both.iter().map(|n| n.mode.as_str()).collect::<Vec<_>>(),
+            ["host", "bridge"]
+        );
+        assert_eq!(both[1].device, "noded0");
+        // No usable address: nothing to offer in host mode, and nothing guessed.
+        assert!(node_networks("", &addrs, None).is_empty());
     }
 }

@@ -1403,6 +1403,8 @@ fn fingerprint_config(config: &ClientConfig, ip_address: String) -> fingerprint:
         reserved: config.reserved.clone(),
         min_dynamic_port: config.min_dynamic_port,
         max_dynamic_port: config.max_dynamic_port,
+        bridge_network: None,
+        port_mapping: None,
     }
 }
 

@@ -175,6 +175,7 @@ fn bench_node(i: usize, ip: &str) -> Node {
             min_dynamic_port: 20_000,
             max_dynamic_port: 32_000,
             networks: None,
+            node_networks: Vec::new(),
         },
         ..Node::default()
     };
