@@ -36,7 +36,7 @@ where
             })?;
         handle.join().map_err(|panic| Error::Thread {
             what: what.to_string(),
-            reason: format!("the thread panicked: {}", panic_message(&panic)),
+            reason: format!("the thread panicked: {}", panic_message(&*panic)),
         })?
     })
 }
