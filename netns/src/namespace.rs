@@ -190,3 +190,27 @@ pub fn run_in<R: Send>(name: &str, f: impl FnOnce() -> R + Send) -> Result<R> {
     }
     exec::on_thread("run in network namespace", Some(&target), || Ok(f()))
 }
+
+/// Sets `lo` up in the namespace `name` (what network mode `none` leaves a task; `bridge`
+/// mode's [`crate::veth::attach`] does it too).
+pub fn loopback_up(name: &str) -> Result<()> {
+    validate(name)?;
+    let target = path(name);
+    exec::with_netlink("set lo up", Some(&target), |h| async move {
+        let lo = crate::link::by_name(&h, "lo")
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                what: format!("link lo in network namespace {name}"),
+                hint: "a network namespace always has lo; is this one?".to_string(),
+            })?;
+        h.link()
+            .set(
+                rtnetlink::LinkUnspec::new_with_index(lo.header.index)
+                    .up()
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(|e| Error::netlink(format!("cannot set lo up in network namespace {name}"), e))
+    })
+}

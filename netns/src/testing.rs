@@ -17,6 +17,8 @@ use rtnetlink::{LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 pub use isolation::privileged::require_root;
 
+pub use crate::namespace::loopback_up;
+
 use crate::error::{Error, Result};
 use crate::{exec, link, namespace};
 
@@ -105,23 +107,6 @@ pub fn run_in<R: Send>(ns: &str, f: impl FnOnce() -> R + Send) -> R {
         Ok(r) => r,
         Err(e) => panic!("cannot run in namespace {ns}: {e}"),
     }
-}
-
-/// Sets `lo` up in the namespace `ns`.
-pub fn loopback_up(ns: &str) -> Result<()> {
-    exec::with_netlink("set lo up", Some(&namespace::path(ns)), |h| async move {
-        let lo = link::by_name(&h, "lo")
-            .await?
-            .ok_or_else(|| Error::NotFound {
-                what: format!("lo in {ns}"),
-                hint: "no loopback".to_string(),
-            })?;
-        h.link()
-            .set(LinkUnspec::new_with_index(lo.header.index).up().build())
-            .execute()
-            .await
-            .map_err(|e| Error::netlink("cannot set lo up", e))
-    })
 }
 
 fn parse_addr(s: &str) -> (Ipv4Addr, u8) {
