@@ -37,3 +37,5 @@ mod skel {
 pub use mapper::{EbpfError, Opened, PortMapper, PortMapperConfig, TC_HANDLE, TC_PRIORITY};
 pub use probe::{cgroup2_root, probe, Unavailable, BPFFS, VMLINUX_BTF};
 pub use sys::netns_cookie;
+#[doc(hidden)]
+pub use sys::tc_test_run;

@@ -404,3 +404,201 @@ fn pins_survive_the_agent_and_remove_all_leaves_nothing() {
     // Idempotent.
     in_ns(&topo.host, || PortMapper::remove_all(&topo.pin_dir, &ifs)).unwrap();
 }
+
+/// The Internet checksum of `data` (RFC 1071), starting from the partial sum `sum`.
+fn csum(data: &[u8], mut sum: u32) -> u16 {
+    for chunk in data.chunks(2) {
+        let word = u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]);
+        sum += u32::from(word);
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// An Ethernet + IPv4 + TCP/UDP frame with correct checksums computed from scratch (the
+/// model the programs' incremental updates must agree with). `udp_csum: false` sends a UDP
+/// datagram without a checksum (0). `frag` sets the more-fragments bit.
+fn frame(
+    proto: Proto,
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+    udp_csum: bool,
+    frag: bool,
+) -> Vec<u8> {
+    let payload = b"payload of odd length";
+    let l4_len = match proto {
+        Proto::Tcp => 20,
+        Proto::Udp => 8,
+    } + payload.len();
+    let mut l4 = vec![0u8; l4_len];
+    l4[0..2].copy_from_slice(&src.port().to_be_bytes());
+    l4[2..4].copy_from_slice(&dst.port().to_be_bytes());
+    let csum_at = match proto {
+        Proto::Tcp => {
+            l4[4..8].copy_from_slice(&1234u32.to_be_bytes()); // seq
+            l4[12] = 5 << 4; // data offset
+            l4[13] = 0x18; // PSH|ACK
+            l4[14..16].copy_from_slice(&512u16.to_be_bytes()); // window
+            l4[20..].copy_from_slice(payload);
+            16
+        }
+        Proto::Udp => {
+            l4[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+            l4[8..].copy_from_slice(payload);
+            6
+        }
+    };
+    if proto == Proto::Tcp || udp_csum {
+        let mut pseudo = Vec::new();
+        pseudo.extend_from_slice(&src.ip().octets());
+        pseudo.extend_from_slice(&dst.ip().octets());
+        pseudo.extend_from_slice(&[0, proto.ip_proto()]);
+        pseudo.extend_from_slice(&(l4_len as u16).to_be_bytes());
+        pseudo.extend_from_slice(&l4);
+        let mut c = csum(&pseudo, 0);
+        if proto == Proto::Udp && c == 0 {
+            c = 0xffff;
+        }
+        l4[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
+    }
+    let mut ip = vec![0u8; 20];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&((20 + l4_len) as u16).to_be_bytes());
+    ip[4..6].copy_from_slice(&0x4242u16.to_be_bytes());
+    if frag {
+        ip[6] = 0x20; // MF
+    }
+    ip[8] = 64;
+    ip[9] = proto.ip_proto();
+    ip[12..16].copy_from_slice(&src.ip().octets());
+    ip[16..20].copy_from_slice(&dst.ip().octets());
+    let c = csum(&ip, 0);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x08, 0x00];
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&l4);
+    f
+}
+
+#[test]
+fn tc_programs_rewrite_addresses_ports_and_checksums_as_the_model_does() {
+    if !require_root("loading BPF programs") {
+        return;
+    }
+    let topo = Topology::new();
+    let mapper = topo.open();
+    let tcp = mapping(Proto::Tcp, 20000, 8080);
+    let udp = mapping(Proto::Udp, 20001, 5353);
+    mapper.insert(&tcp).unwrap();
+    mapper.insert(&udp).unwrap();
+    let ingress =
+        libbpf_rs::ProgramHandle::from_pinned_path(topo.pin_dir.join("prog_tc_ingress")).unwrap();
+    let egress =
+        libbpf_rs::ProgramHandle::from_pinned_path(topo.pin_dir.join("prog_tc_egress")).unwrap();
+    let client = SocketAddrV4::new(EXT_IP, 40000);
+    let host = |p| SocketAddrV4::new(HOST_IP, p);
+    let alloc = |p| SocketAddrV4::new(ALLOC_IP, p);
+
+    // (program, proto, packet as sent, packet as the model translates it)
+    let cases = [
+        (
+            "ingress tcp",
+            &ingress,
+            Proto::Tcp,
+            (client, host(20000)),
+            (client, alloc(8080)),
+            true,
+            false,
+        ),
+        (
+            "ingress udp",
+            &ingress,
+            Proto::Udp,
+            (client, host(20001)),
+            (client, alloc(5353)),
+            true,
+            false,
+        ),
+        (
+            "ingress udp without checksum",
+            &ingress,
+            Proto::Udp,
+            (client, host(20001)),
+            (client, alloc(5353)),
+            false,
+            false,
+        ),
+        (
+            "egress tcp",
+            &egress,
+            Proto::Tcp,
+            (alloc(8080), client),
+            (host(20000), client),
+            true,
+            false,
+        ),
+        (
+            "egress udp",
+            &egress,
+            Proto::Udp,
+            (alloc(5353), client),
+            (host(20001), client),
+            true,
+            false,
+        ),
+        (
+            "unmapped port",
+            &ingress,
+            Proto::Tcp,
+            (client, host(20002)),
+            (client, host(20002)),
+            true,
+            false,
+        ),
+        (
+            "mapped port, other address",
+            &ingress,
+            Proto::Tcp,
+            (client, SocketAddrV4::new(EXT_IP, 20000)),
+            (client, SocketAddrV4::new(EXT_IP, 20000)),
+            true,
+            false,
+        ),
+        (
+            "protocol not mapped",
+            &ingress,
+            Proto::Udp,
+            (client, host(20000)),
+            (client, host(20000)),
+            true,
+            false,
+        ),
+        (
+            "fragment",
+            &ingress,
+            Proto::Udp,
+            (client, host(20001)),
+            (client, host(20001)),
+            true,
+            true,
+        ),
+        (
+            "unmapped reply",
+            &egress,
+            Proto::Tcp,
+            (alloc(9999), client),
+            (alloc(9999), client),
+            true,
+            false,
+        ),
+    ];
+    for (name, prog, proto, (src, dst), (want_src, want_dst), with_csum, frag) in cases {
+        let input = frame(proto, src, dst, with_csum, frag);
+        let want = frame(proto, want_src, want_dst, with_csum, frag);
+        let (verdict, out) = ebpf::tc_test_run(prog.as_fd(), &input).unwrap();
+        assert_eq!(verdict, 0, "{name}: TC_ACT_OK");
+        assert_eq!(out, want, "{name}: the packet differs from the model's");
+    }
+}
