@@ -22,6 +22,7 @@ pub mod gc;
 pub mod health;
 pub mod heartbeat;
 pub mod logs;
+pub mod network;
 pub mod recovery;
 pub mod remote;
 pub mod restart;
