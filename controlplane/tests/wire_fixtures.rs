@@ -18,19 +18,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use controlplane::model::{
-    Affinity, AllocClientUpdate, AllocDeploymentStatus, AllocMetric, AllocState,
-    AllocatedCpuResources, AllocatedMemoryResources, AllocatedPortMapping, AllocatedResources,
-    AllocatedSharedResources, AllocatedTaskResources, Allocation, AutopilotConfiguration,
-    ClientHostVolumeConfig, ClientStatus, Constraint, DesiredStatus, DesiredTransition,
-    DisconnectStrategy, DrainMetadata, DrainStrategy, DriverInfo, EphemeralDisk, EvalStatus,
-    Evaluation, Job, JobStatus, JobType, JobUiConfig, JobUiLink, JobVersionTag, LogConfig,
-    MigrateStrategy, Multiregion, MultiregionRegion, MultiregionStrategy, NetworkResource, Node,
-    NodeCpuResources, NodeDiskResources, NodeEvent, NodeMemoryResources, NodeNetworkAddress,
-    NodeNetworkResource, NodePool, NodePoolSchedulerConfiguration, NodeReservedNetworkResources,
-    NodeResources, NodeScoreMeta, NodeStatus, ParameterizedJobConfig, PeriodicConfig, Port,
-    PreemptionConfig, RescheduleEvent, ReschedulePolicy, RescheduleTracker, Resources,
-    RestartPolicy, ScalingEvent, SchedulerConfiguration, Spread, SpreadTarget, Task, TaskEvent,
-    TaskGroup, TaskLifecycle, TaskLifecycleState, TaskState, UpdateStrategy,
+    Affinity, AllocClientUpdate, AllocDeploymentStatus, AllocMetric, AllocNetworkStatus,
+    AllocState, AllocatedCpuResources, AllocatedMemoryResources, AllocatedPortMapping,
+    AllocatedResources, AllocatedSharedResources, AllocatedTaskResources, Allocation,
+    AutopilotConfiguration, ClientHostVolumeConfig, ClientStatus, Constraint, DesiredStatus,
+    DesiredTransition, DisconnectStrategy, DnsConfig, DrainMetadata, DrainStrategy, DriverInfo,
+    EphemeralDisk, EvalStatus, Evaluation, Job, JobStatus, JobType, JobUiConfig, JobUiLink,
+    JobVersionTag, LogConfig, MigrateStrategy, Multiregion, MultiregionRegion, MultiregionStrategy,
+    NetworkResource, Node, NodeCpuResources, NodeDiskResources, NodeEvent, NodeMemoryResources,
+    NodeNetworkAddress, NodeNetworkResource, NodePool, NodePoolSchedulerConfiguration,
+    NodeReservedNetworkResources, NodeResources, NodeScoreMeta, NodeStatus, ParameterizedJobConfig,
+    PeriodicConfig, Port, PreemptionConfig, RescheduleEvent, ReschedulePolicy, RescheduleTracker,
+    Resources, RestartPolicy, ScalingEvent, SchedulerConfiguration, Spread, SpreadTarget, Task,
+    TaskEvent, TaskGroup, TaskLifecycle, TaskLifecycleState, TaskState, UpdateStrategy,
 };
 use controlplane::raft::{
     codec, decode_snapshot_file, encode_snapshot_file, Entry, HelloReply, LogId, PeerStatus,
@@ -745,6 +745,12 @@ fn alloc() -> Allocation {
         }],
         preempted_allocations: vec!["victim-alloc".into()],
         preempted_by_allocation: "preempting-alloc".into(),
+        network_status: Some(AllocNetworkStatus {
+            interface_name: "eth0".into(),
+            address: "172.26.64.9".into(),
+            address_ipv6: String::new(),
+            dns: None,
+        }),
         create_index: 14,
         modify_index: 16,
         alloc_modify_index: 15,
@@ -827,6 +833,17 @@ fn commands() -> Vec<(&'static str, Command)> {
                         healthy: Some(true),
                         timestamp: "2024-05-01T12:00:30Z".into(),
                         ..Default::default()
+                    }),
+
+                    network_status: Some(AllocNetworkStatus {
+                        interface_name: "eth0".into(),
+                        address: "172.26.64.7".into(),
+                        address_ipv6: String::new(),
+                        dns: Some(DnsConfig {
+                            servers: vec!["10.0.0.53".into()],
+                            searches: vec!["service.consul".into()],
+                            options: vec!["ndots:2".into()],
+                        }),
                     }),
                 }],
                 evals: vec![eval()],
@@ -1638,6 +1655,17 @@ fn every_node_request_and_reply_decodes_from_the_json_clients_and_servers_exchan
                         timestamp: "2026-01-01T00:00:09Z".into(),
                         canary: false,
                         modify_index: 0,
+                    }),
+
+                    network_status: Some(AllocNetworkStatus {
+                        interface_name: "eth0".into(),
+                        address: "172.26.64.7".into(),
+                        address_ipv6: String::new(),
+                        dns: Some(DnsConfig {
+                            servers: vec!["10.0.0.53".into()],
+                            searches: vec!["service.consul".into()],
+                            options: vec!["ndots:2".into()],
+                        }),
                     }),
                 }],
             },

@@ -910,3 +910,48 @@ fn a_spare_cgroup_made_for_a_smaller_task_takes_a_bigger_one_on_this_kernel() {
     }
     cg.destroy().unwrap();
 }
+
+#[test]
+fn files_bound_over_the_hosts_etc_are_what_the_task_reads_in_both_jail_modes() {
+    if !require_root("spawning a sandbox") {
+        return;
+    }
+    // What noded does for a bridge allocation: its own hosts and resolv.conf, read-only, over
+    // the host's `/etc` (a read-only system dir of the jail), and its hostname.
+    let jail = JailDirs::new();
+    let files = tempfile::tempdir().unwrap();
+    std::fs::write(files.path().join("hosts"), "172.26.64.2 web-0\n").unwrap();
+    std::fs::write(files.path().join("resolv.conf"), "nameserver 9.9.9.9\n").unwrap();
+    for spawn_fn in [
+        spawn as fn(&SandboxSpec) -> Result<isolation::sandbox::SandboxChild, SpawnError>,
+        isolation::sandbox::spawn_with_legacy_jail,
+    ] {
+        let script = "cat /etc/hosts /etc/resolv.conf; hostname; \
+                      echo x > /etc/hosts || echo HOSTS_READ_ONLY";
+        let mut s = spec("/bin/sh", &["-c", script], &jail, None);
+        s.hostname = Some("web-0".to_string());
+        if let Filesystem::Jail(rootfs) = &mut s.filesystem {
+            assert!(rootfs.system_dirs.contains(&PathBuf::from("/etc")));
+            rootfs
+                .task_ro_binds
+                .push(Bind::new(files.path().join("hosts"), "/etc/hosts"));
+            rootfs.task_ro_binds.push(Bind::new(
+                files.path().join("resolv.conf"),
+                "/etc/resolv.conf",
+            ));
+        }
+        let out = run_with(s, spawn_fn).unwrap();
+        assert_eq!(
+            out.stdout, "172.26.64.2 web-0\nnameserver 9.9.9.9\nweb-0\nHOSTS_READ_ONLY\n",
+            "{}",
+            out.stderr
+        );
+        assert!(out.status.success(), "{}", out.stderr);
+    }
+    // The host's own files are untouched.
+    assert_ne!(
+        std::fs::read_to_string("/etc/hosts").unwrap(),
+        "172.26.64.2 web-0\n"
+    );
+    assert!(mounts_under(jail.root.path()).is_empty());
+}

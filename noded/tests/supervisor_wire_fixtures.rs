@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use noded::supervisor::protocol::{
-    decode_line, encode_line, ExitInfo, IsolationMode, LogSettings, Request, Response, TaskLaunch,
-    TaskLimits, TaskStats, TaskStatus, PROTOCOL_VERSION,
+    decode_line, encode_line, ExitInfo, IsolationMode, LaunchNetwork, LogSettings, Request,
+    Response, TaskLaunch, TaskLimits, TaskStats, TaskStatus, PROTOCOL_VERSION,
 };
 
 const BLESS_ENV: &str = "NODED_BLESS_FIXTURES";
@@ -54,7 +54,20 @@ fn launch(isolation: IsolationMode) -> Box<TaskLaunch> {
         isolation,
         ambient_capabilities: vec!["net_bind_service".into()],
         rlimits: vec![("nofile".into(), 1024, 4096)],
+        network: None,
     })
+}
+
+/// A task of a bridge-mode allocation: its namespace, hostname and `/etc` files.
+fn launch_in_bridge() -> Box<TaskLaunch> {
+    let mut launch = launch(jail());
+    launch.network = Some(LaunchNetwork {
+        namespace: Some("/run/netns/noded-0a1b2c3d-a1".into()),
+        hostname: Some("web-0".into()),
+        hosts_file: Some("/var/lib/noded/alloc/a1/.etc/hosts".into()),
+        resolv_conf_file: Some("/var/lib/noded/alloc/a1/.etc/resolv.conf".into()),
+    });
+    launch
 }
 
 fn jail() -> IsolationMode {
@@ -93,6 +106,12 @@ fn requests() -> Vec<(&'static str, Request)> {
             "request-start-host",
             Request::Start {
                 launch: launch(IsolationMode::Host),
+            },
+        ),
+        (
+            "request-start-bridge",
+            Request::Start {
+                launch: launch_in_bridge(),
             },
         ),
         (

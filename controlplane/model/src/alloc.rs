@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::job::{Job, JobType};
 use crate::placement::AllocMetric;
-use crate::resources::AllocatedResources;
+use crate::resources::{AllocatedResources, DnsConfig};
 
 /// What the servers want of an allocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -267,11 +267,32 @@ pub struct Allocation {
     /// The allocation this one was evicted for (Nomad's `PreemptedByAllocation`).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub preempted_by_allocation: String,
+    /// The allocation's own network as its client set it up (Nomad's `NetworkStatus`): set
+    /// for `bridge` (and `none`) networks, absent in host mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network_status: Option<AllocNetworkStatus>,
     pub create_index: u64,
     pub modify_index: u64,
     pub alloc_modify_index: u64,
     pub create_time: i64,
     pub modify_time: i64,
+}
+
+/// Nomad's `AllocNetworkStatus`: the allocation's network as its client made it, known only
+/// at runtime (the address a bridge network leased), for service addresses and the task
+/// environment's `NOMAD_ALLOC_*`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct AllocNetworkStatus {
+    /// The allocation's interface inside its network namespace (`eth0`).
+    pub interface_name: String,
+    /// Its IPv4 address (no prefix length).
+    pub address: String,
+    #[serde(rename = "AddressIPv6")]
+    pub address_ipv6: String,
+    /// The resolver configuration its tasks see, when the job's `dns` block set one.
+    #[serde(rename = "DNS")]
+    pub dns: Option<DnsConfig>,
 }
 
 /// Nomad's `RescheduleTracker`: the reschedule attempts behind an allocation.
@@ -475,6 +496,10 @@ pub struct AllocClientUpdate {
     /// stops the allocation a replacement is for); `None` until it decided.
     #[serde(default)]
     pub deployment_status: Option<AllocDeploymentStatus>,
+    /// The allocation's network as set up on the client (`None`: unchanged, as an older
+    /// client that never sends it, or an allocation without its own network).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_status: Option<AllocNetworkStatus>,
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 //   placement ← resources ← job_parts ← job ← alloc
 //   placement ← eval;  resources ← node;  node_pool (alone);  duration ← job_parts, job
 //   job ← scaling (periodic launches, dispatch, scaling events)
+//   alloc, job_parts ← service_address (where a service is advertised)
 // `placement` and `resources` are what jobs, allocations, evaluations and nodes share, so
 // none of those has to use another's file for them.
 pub mod alloc;
@@ -27,6 +28,7 @@ pub mod operator;
 pub mod placement;
 pub mod resources;
 pub mod scaling;
+pub mod service_address;
 pub mod time;
 
 // Every public name stays reachable as `model::X`, wherever it lives.
@@ -40,6 +42,7 @@ pub use operator::*;
 pub use placement::*;
 pub use resources::*;
 pub use scaling::*;
+pub use service_address::*;
 
 /// The namespace every object lives in unless told otherwise.
 pub const DEFAULT_NAMESPACE: &str = "default";

@@ -227,3 +227,70 @@ impl AllocatedResources {
             .map(|p| p.value)
     }
 }
+
+/// Longest hostname the kernel takes (`HOST_NAME_MAX`): a network's `hostname` becomes the
+/// allocation's UTS hostname.
+pub const HOSTNAME_MAX_BYTES: usize = 64;
+
+/// Why `name` cannot be a network's `hostname`, or `None` when it can: dot-separated labels
+/// of 1–63 letters, digits, `-` or `_`, not starting or ending with `-`, at most
+/// [`HOSTNAME_MAX_BYTES`] in all (a DNS name, as Nomad requires, short enough for the
+/// kernel).
+pub fn hostname_problem(name: &str) -> Option<String> {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.is_empty() {
+        return Some("it is empty".to_string());
+    }
+    if name.len() > HOSTNAME_MAX_BYTES {
+        return Some(format!(
+            "it is {} bytes long; a hostname has at most {HOSTNAME_MAX_BYTES}",
+            name.len()
+        ));
+    }
+    for label in name.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Some(format!("label {label:?} must be 1 to 63 characters long"));
+        }
+        if let Some(c) = label
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+        {
+            return Some(format!(
+                "{c:?} is not allowed (letters, digits, '-' and '_' only)"
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Some(format!("label {label:?} starts or ends with '-'"));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod hostname_tests {
+    use super::hostname_problem;
+
+    #[test]
+    fn hostnames_are_dns_names_the_kernel_takes() {
+        for good in [
+            "web",
+            "web-1.example.com",
+            "a_b",
+            "x.",
+            "a".repeat(63).as_str(),
+        ] {
+            assert_eq!(hostname_problem(good), None, "{good}");
+        }
+        for (bad, why) in [
+            ("", "empty"),
+            ("-web", "starts or ends"),
+            ("we b", "not allowed"),
+            ("a..b", "1 to 63"),
+            (&"a.".repeat(40), "at most 64"),
+            (&"a".repeat(64), "1 to 63"),
+        ] {
+            let problem = hostname_problem(bad).unwrap_or_default();
+            assert!(problem.contains(why), "{bad:?}: {problem}");
+        }
+    }
+}

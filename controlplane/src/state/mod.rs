@@ -919,6 +919,11 @@ impl State {
                 health.modify_index = index;
                 alloc.deployment_status = Some(health);
             }
+            if let Some(status) = &update.network_status {
+                // Kept as the client sent it; a report without one (an older client, or
+                // one that has not set the network up yet) leaves what was known.
+                alloc.network_status = Some(status.clone());
+            }
             alloc.modify_index = index;
             alloc.modify_time = now;
             if !was_terminal && alloc.client_status.is_terminal() {
@@ -1086,6 +1091,7 @@ impl State {
                 }
                 alloc.task_states = existing.task_states.clone();
                 alloc.deployment_status = existing.deployment_status.clone();
+                alloc.network_status = existing.network_status.clone();
                 // The drainer owns this; a plan from an older snapshot must not undo a
                 // migration it marked since.
                 alloc.desired_transition = existing.desired_transition.clone();

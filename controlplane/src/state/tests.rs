@@ -295,6 +295,62 @@ fn a_plan_never_rolls_back_what_the_client_reported() {
 }
 
 #[test]
+fn the_network_status_is_what_the_client_last_sent_and_plans_keep_it() {
+    let mut state = with_node("n1");
+    let j = job("web", 1);
+    state.apply(
+        2,
+        &Command::JobRegister {
+            job: Box::new(j.clone()),
+            eval: None,
+            now: 0,
+        },
+    );
+    state.apply(
+        3,
+        &Command::PlanApply(Box::new(PlanResult {
+            allocs: vec![alloc_for(&j, "a1", "n1")],
+            ..Default::default()
+        })),
+    );
+    let status = crate::model::AllocNetworkStatus {
+        interface_name: "eth0".into(),
+        address: "172.26.64.2".into(),
+        ..Default::default()
+    };
+    let report = |network_status| Command::AllocClientUpdate {
+        updates: vec![AllocClientUpdate {
+            id: "a1".into(),
+            client_status: ClientStatus::Running,
+            network_status,
+            ..Default::default()
+        }],
+        evals: vec![],
+        now: 0,
+    };
+    state.apply(4, &report(Some(status.clone())));
+    assert_eq!(
+        state.alloc("a1").unwrap().network_status,
+        Some(status.clone())
+    );
+    // A report without one (an older client) leaves it.
+    state.apply(5, &report(None));
+    assert_eq!(
+        state.alloc("a1").unwrap().network_status,
+        Some(status.clone())
+    );
+    // An in-place update from the scheduler knows nothing of it and keeps it.
+    state.apply(
+        6,
+        &Command::PlanApply(Box::new(PlanResult {
+            allocs: vec![alloc_for(&j, "a1", "n1")],
+            ..Default::default()
+        })),
+    );
+    assert_eq!(state.alloc("a1").unwrap().network_status, Some(status));
+}
+
+#[test]
 fn snapshot_round_trip_rebuilds_indexes() {
     let mut state = with_node("n1");
     let j = job("web", 1);

@@ -172,6 +172,12 @@ pub struct ClientBlock {
     pub gc_inode_usage_threshold: Option<f64>,
     pub gc_parallel_destroys: Option<i64>,
     pub drain_on_shutdown: Option<DrainBlock>,
+    /// The bridge of `bridge` networks (default `noded0`).
+    pub bridge_network_name: Option<String>,
+    /// Its subnet, IPv4 CIDR (default `172.26.64.0/20`).
+    pub bridge_network_subnet: Option<String>,
+    /// `auto`, `ebpf` or `nftables` (default `auto`).
+    pub port_mapping: Option<String>,
 }
 
 /// `client { reserved { cpu, memory, disk, cores, reserved_ports } }`: MHz, MB, MB, and
@@ -308,6 +314,8 @@ pub struct AgentConfig {
     pub gc: GcSettings,
     /// `client.drain_on_shutdown`; `None` when the block is not written.
     pub drain_on_shutdown: Option<DrainOnShutdown>,
+    /// `client.bridge_network_name`, `bridge_network_subnet`, `port_mapping`.
+    pub network: crate::client::settings::NetworkSettings,
     /// Lower case, one of Nomad's levels.
     pub log_level: String,
     pub log_json: bool,
@@ -515,6 +523,7 @@ impl AgentConfig {
             max_dynamic_port: crate::client::settings::DEFAULT_MAX_DYNAMIC_PORT,
             gc: GcSettings::default(),
             drain_on_shutdown: None,
+            network: crate::client::settings::NetworkSettings::default(),
             log_level: "info".into(),
             log_json: false,
             warnings: Vec::new(),

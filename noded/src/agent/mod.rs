@@ -354,6 +354,7 @@ fn client_config(config: &AgentConfig, noded_exe: PathBuf) -> ClientConfig {
         max_dynamic_port: config.max_dynamic_port,
         max_kill_timeout: config.max_kill_timeout,
         drain_on_shutdown: config.drain_on_shutdown.clone(),
+        network: config.network.clone(),
         exec: crate::driver::ExecSettings {
             chroot_env: config
                 .chroot_env

@@ -7,14 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use controlplane::model::{
-    AllocClientUpdate, AllocDeploymentStatus, Allocation, ClientStatus, DesiredStatus, Job, Task,
-    TaskGroup, TaskLifecycleState, TaskState,
+    AllocClientUpdate, AllocDeploymentStatus, AllocNetworkStatus, Allocation, ClientStatus,
+    DesiredStatus, Job, Task, TaskGroup, TaskLifecycleState, TaskState,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::allocdir::{AllocDir, DirOwner};
 use super::health::HealthWatch;
+use super::network::task::{task_network, write_etc_files, TaskNetwork};
 use super::state::{Reported, TaskHandle, TaskIntent, TaskRecord};
 use super::task_runner::{KillRequest, TaskControl, TaskRecorder, TaskRunner, TaskUpdate};
 use super::taskenv::{self, NodeContext, TaskPaths};
@@ -218,25 +219,30 @@ async fn run(
             return;
         }
     };
+    let node = NodeContext {
+        node_id: shared.node_id.clone(),
+        node_name: shared.node_name.clone(),
+        datacenter: shared.datacenter.clone(),
+        region: shared.region.clone(),
+    };
+    let mut shared_error = shared
+        .alloc_dirs
+        .build_shared(&dir)
+        .err()
+        .map(|e| format!("building the allocation directory: {e}"));
+    let (network, network_error) = alloc_network(&shared, &alloc, &job, &group, &dir, &node);
+    shared_error = shared_error.or(network_error);
     let setup = TaskSetup {
         shared: &shared,
         alloc: &alloc,
         job: &job,
         dir: &dir,
-        node: NodeContext {
-            node_id: shared.node_id.clone(),
-            node_name: shared.node_name.clone(),
-            datacenter: shared.datacenter.clone(),
-            region: shared.region.clone(),
-        },
-        shared_error: shared
-            .alloc_dirs
-            .build_shared(&dir)
-            .err()
-            .map(|e| format!("building the allocation directory: {e}")),
+        node,
+        shared_error,
         resume: &resume,
+        network,
     };
-    let mut running = Running::new(&alloc, &group);
+    let mut running = Running::new(&alloc, &group, setup.network.network_status());
     let (update_tx, mut updates) = mpsc::channel::<TaskUpdate>(TASK_UPDATE_QUEUE);
     let mut runners = JoinSet::new();
     for task in &group.tasks {
@@ -284,6 +290,44 @@ async fn run(
     }
 }
 
+/// The allocation's network as its tasks see it, with its `hosts`/`resolv.conf` written;
+/// or host mode and why not (every task reports it as its setup failure).
+fn alloc_network(
+    shared: &ClientShared,
+    alloc: &Allocation,
+    job: &Job,
+    group: &TaskGroup,
+    dir: &AllocDir,
+    node: &NodeContext,
+) -> (TaskNetwork, Option<String>) {
+    let host_ip = shared
+        .attributes()
+        .get("unique.network.ip-address")
+        .cloned()
+        .unwrap_or_default();
+    let alloc_env = taskenv::alloc_variables(alloc, job, node);
+    // No namespace or address yet: the network hook that makes them passes them here.
+    let network = match task_network(
+        alloc,
+        group,
+        &host_ip,
+        None,
+        None,
+        Some(dir.etc_dir()),
+        &|value| shared.interpolate(value, &alloc_env),
+    ) {
+        Ok(network) => network,
+        Err(e) => return (TaskNetwork::host(host_ip), Some(e.to_string())),
+    };
+    match write_etc_files(&network) {
+        Ok(()) => (network, None),
+        Err(e) => (
+            network,
+            Some(format!("writing the allocation's /etc files: {e}")),
+        ),
+    }
+}
+
 /// What building an allocation's task runners needs.
 struct TaskSetup<'a> {
     shared: &'a Arc<ClientShared>,
@@ -296,6 +340,8 @@ struct TaskSetup<'a> {
     shared_error: Option<String>,
     /// What a restarted node daemon knows of this allocation's tasks, by task name.
     resume: &'a BTreeMap<String, TaskResume>,
+    /// The allocation's network, for every task.
+    network: TaskNetwork,
 }
 
 impl TaskSetup<'_> {
@@ -331,7 +377,14 @@ impl TaskSetup<'_> {
         } else {
             TaskPaths::jailed()
         };
-        let nomad = taskenv::nomad_variables(self.alloc, self.job, task, &paths, &self.node);
+        let nomad = taskenv::nomad_variables(
+            self.alloc,
+            self.job,
+            task,
+            &paths,
+            &self.node,
+            &self.network,
+        );
         let env = match taskenv::task_environment(&nomad, &task.env, |value| {
             self.shared.interpolate(value, &nomad)
         }) {
@@ -368,6 +421,13 @@ impl TaskSetup<'_> {
             None => self.alloc.task_states.get(&task.name).cloned(),
         };
         let mut bounded = task.clone();
+        // `${NOMAD_PORT_http}` and friends in the driver's config (`args`, `command`…),
+        // resolved with the task's whole environment, as Nomad does.
+        if let Err(e) = interpolate_config(&mut bounded.config, &|value| {
+            self.shared.interpolate(value, &env)
+        }) {
+            setup_error = setup_error.or(Some(e));
+        }
         // The node's ceiling on how long a task may take to stop (Nomad's max_kill_timeout).
         let kill_timeout = bounded
             .kill_timeout
@@ -383,6 +443,7 @@ impl TaskSetup<'_> {
                 alloc_dir: self.dir.shared_dir(),
                 task_dir,
                 logs_dir: self.dir.logs_dir(),
+                network: self.network.clone(),
             },
             driver,
             supervisor: self.shared.supervisor.clone(),
@@ -472,10 +533,16 @@ struct Running {
     /// Whether the allocation became healthy (a drain stops the allocation it replaces only
     /// then); reported once decided.
     health: HealthWatch,
+    /// The allocation's own network (bridge), sent with every report.
+    network_status: Option<AllocNetworkStatus>,
 }
 
 impl Running {
-    fn new(alloc: &Allocation, group: &TaskGroup) -> Running {
+    fn new(
+        alloc: &Allocation,
+        group: &TaskGroup,
+        network_status: Option<AllocNetworkStatus>,
+    ) -> Running {
         Running {
             alloc_id: alloc.id.clone(),
             states: alloc.task_states.clone(),
@@ -489,6 +556,7 @@ impl Running {
                 .map(|t| t.name.clone()),
             stopping: false,
             health: HealthWatch::new(group, controlplane::model::now_unix_nanos()),
+            network_status,
         }
     }
 
@@ -508,6 +576,7 @@ impl Running {
             &self.alloc_id,
             &self.states,
             self.health.decided(),
+            self.network_status.as_ref(),
             &mut self.reported,
         )
         .await;
@@ -648,6 +717,52 @@ fn dispatch_control(
     });
 }
 
+/// Most strings of a driver config interpolated, nested values included: a bound on work
+/// for a hostile config.
+const MAX_CONFIG_STRINGS: usize = 4096;
+
+/// Resolves `${…}` in every string of a task's driver `config` (keys stay as written).
+/// The error names the option: `config.args[1]: unknown reference …`.
+fn interpolate_config(
+    config: &mut serde_json::Map<String, serde_json::Value>,
+    resolve: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<(), String> {
+    fn walk(
+        value: &mut serde_json::Value,
+        path: &str,
+        resolve: &dyn Fn(&str) -> Result<String, String>,
+        budget: &mut usize,
+    ) -> Result<(), String> {
+        match value {
+            serde_json::Value::String(s) => {
+                *budget = budget.checked_sub(1).ok_or_else(|| {
+                    format!("config: more than {MAX_CONFIG_STRINGS} strings to interpolate")
+                })?;
+                if s.contains("${") {
+                    *s = resolve(s).map_err(|e| format!("{path}: {e}"))?;
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    walk(item, &format!("{path}[{i}]"), resolve, budget)?;
+                }
+            }
+            serde_json::Value::Object(map) => {
+                for (k, v) in map.iter_mut() {
+                    walk(v, &format!("{path}.{k}"), resolve, budget)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+    let mut budget = MAX_CONFIG_STRINGS;
+    for (k, v) in config.iter_mut() {
+        walk(v, &format!("config.{k}"), resolve, &mut budget)?;
+    }
+    Ok(())
+}
+
 /// What a task asked for, for an allocation that carries no allocated resources (written by
 /// an older server).
 fn requested_resources(
@@ -684,6 +799,7 @@ async fn report(
     alloc_id: &str,
     states: &BTreeMap<String, TaskState>,
     healthy: Option<bool>,
+    network_status: Option<&AllocNetworkStatus>,
     reported: &mut Option<LastReport>,
 ) {
     let status = client_status(states);
@@ -721,6 +837,7 @@ async fn report(
             client_description: describe(status).to_string(),
             task_states: states.clone(),
             deployment_status,
+            network_status: network_status.cloned(),
         })
         .await;
 }
@@ -735,6 +852,38 @@ mod tests {
             failed,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn config_strings_are_interpolated_naming_the_option() {
+        let mut config = serde_json::json!({
+            "command": "/bin/server",
+            "args": ["-port", "${NOMAD_PORT_http}", {"nested": "${NOMAD_PORT_http}x"}],
+            "cpu_hard_limit": true,
+        })
+        .as_object()
+        .cloned()
+        .unwrap();
+        let resolve = |v: &str| -> Result<String, String> {
+            if v.contains("${nope}") {
+                return Err("unknown reference ${nope}".into());
+            }
+            Ok(v.replace("${NOMAD_PORT_http}", "8080"))
+        };
+        interpolate_config(&mut config, &resolve).unwrap();
+        assert_eq!(
+            serde_json::Value::Object(config.clone()),
+            serde_json::json!({
+                "command": "/bin/server",
+                "args": ["-port", "8080", {"nested": "8080x"}],
+                "cpu_hard_limit": true,
+            })
+        );
+        config.insert("args".into(), serde_json::json!(["ok", "${nope}"]));
+        assert_eq!(
+            interpolate_config(&mut config, &resolve).unwrap_err(),
+            "config.args[1]: unknown reference ${nope}"
+        );
     }
 
     #[test]

@@ -110,6 +110,13 @@ impl AllocDir {
         self.root().join("alloc")
     }
 
+    /// The allocation's rendered `hosts` and `resolv.conf` (bound read-only into its tasks
+    /// at `/etc/hosts` and `/etc/resolv.conf`). Outside the task-visible dirs, so no task can
+    /// rewrite what its siblings resolve with.
+    pub fn etc_dir(&self) -> PathBuf {
+        self.root().join(".etc")
+    }
+
     pub fn logs_dir(&self) -> PathBuf {
         self.shared_dir().join("logs")
     }

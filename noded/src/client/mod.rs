@@ -22,6 +22,7 @@ pub mod gc;
 pub mod health;
 pub mod heartbeat;
 pub mod logs;
+pub mod network;
 pub mod recovery;
 pub mod remote;
 pub mod restart;
@@ -230,6 +231,9 @@ pub struct ClientConfig {
     pub max_kill_timeout: Duration,
     /// `client.drain_on_shutdown`, if set.
     pub drain_on_shutdown: Option<settings::DrainOnShutdown>,
+    /// `client.bridge_network_name`, `bridge_network_subnet`, `port_mapping`: for the
+    /// network hook of `bridge` allocations and the fingerprint.
+    pub network: settings::NetworkSettings,
     pub exec: crate::driver::ExecSettings,
     pub raw_exec_enabled: bool,
     /// The `gc_*` settings; `gc.max_allocs` terminal allocation dirs are kept for their logs

@@ -10,6 +10,142 @@ use std::time::Duration;
 pub const DEFAULT_MIN_DYNAMIC_PORT: u16 = 20000;
 pub const DEFAULT_MAX_DYNAMIC_PORT: u16 = 32000;
 
+/// `bridge_network_name`'s default: the bridge noded owns for `bridge` networks.
+pub const DEFAULT_BRIDGE_NETWORK_NAME: &str = "noded0";
+/// `bridge_network_subnet`'s default (Nomad's `bridge_network_subnet` default too).
+pub const DEFAULT_BRIDGE_NETWORK_SUBNET: Ipv4Cidr = Ipv4Cidr {
+    addr: std::net::Ipv4Addr::new(172, 26, 64, 0),
+    prefix_len: 20,
+};
+/// Longest interface name the kernel takes (IFNAMSIZ - 1).
+pub const MAX_INTERFACE_NAME: usize = 15;
+
+/// An IPv4 network, `172.26.64.0/20`: its address (host bits zero) and prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Cidr {
+    pub addr: std::net::Ipv4Addr,
+    pub prefix_len: u8,
+}
+
+impl Ipv4Cidr {
+    /// Reads `a.b.c.d/n`. The host bits must be zero (`172.26.64.1/20` is an address in a
+    /// network, not a network); /31 and /32 leave no room for a gateway and allocations.
+    pub fn parse(text: &str) -> Result<Ipv4Cidr, String> {
+        let (addr, len) = text.trim().split_once('/').ok_or_else(|| {
+            format!("{text:?} is not an IPv4 subnet: write it as address/prefix, e.g. \"172.26.64.0/20\"")
+        })?;
+        let addr: std::net::Ipv4Addr = addr
+            .parse()
+            .map_err(|_| format!("{addr:?} in {text:?} is not an IPv4 address"))?;
+        let prefix_len: u8 = len
+            .parse()
+            .ok()
+            .filter(|n| *n <= 30)
+            .ok_or_else(|| format!("prefix /{len} of {text:?} must be a number from 0 to 30 (a bridge needs room for its gateway and allocations)"))?;
+        let cidr = Ipv4Cidr { addr, prefix_len };
+        if cidr.network() != addr {
+            return Err(format!(
+                "{text:?} has host bits set: the network is {}/{prefix_len}",
+                cidr.network()
+            ));
+        }
+        Ok(cidr)
+    }
+
+    fn mask(&self) -> u32 {
+        u32::MAX
+            .checked_shl(32 - u32::from(self.prefix_len))
+            .unwrap_or(0)
+    }
+
+    /// The network address (host bits cleared).
+    pub fn network(&self) -> std::net::Ipv4Addr {
+        std::net::Ipv4Addr::from(u32::from(self.addr) & self.mask())
+    }
+
+    pub fn contains(&self, ip: std::net::Ipv4Addr) -> bool {
+        u32::from(ip) & self.mask() == u32::from(self.network())
+    }
+}
+
+impl std::fmt::Display for Ipv4Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+/// `client.port_mapping`: how host ports reach `bridge` allocations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PortMappingMode {
+    /// eBPF when this node can load it, else nftables (the fingerprint says which is active).
+    #[default]
+    Auto,
+    Ebpf,
+    Nftables,
+}
+
+impl PortMappingMode {
+    pub fn parse(text: &str) -> Result<PortMappingMode, String> {
+        match text {
+            "auto" => Ok(PortMappingMode::Auto),
+            "ebpf" => Ok(PortMappingMode::Ebpf),
+            "nftables" => Ok(PortMappingMode::Nftables),
+            other => Err(format!(
+                "{other:?} is not a port mapping: use \"auto\", \"ebpf\" or \"nftables\""
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PortMappingMode::Auto => "auto",
+            PortMappingMode::Ebpf => "ebpf",
+            PortMappingMode::Nftables => "nftables",
+        }
+    }
+}
+
+/// The client's `bridge` networking settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkSettings {
+    /// `bridge_network_name` (default `noded0`).
+    pub bridge_network_name: String,
+    /// `bridge_network_subnet` (default `172.26.64.0/20`).
+    pub bridge_network_subnet: Ipv4Cidr,
+    /// `port_mapping` (default `auto`).
+    pub port_mapping: PortMappingMode,
+}
+
+impl Default for NetworkSettings {
+    fn default() -> NetworkSettings {
+        NetworkSettings {
+            bridge_network_name: DEFAULT_BRIDGE_NETWORK_NAME.to_string(),
+            bridge_network_subnet: DEFAULT_BRIDGE_NETWORK_SUBNET,
+            port_mapping: PortMappingMode::Auto,
+        }
+    }
+}
+
+/// Why `name` cannot be `bridge_network_name`: an interface name the kernel takes.
+pub fn interface_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() || name.len() > MAX_INTERFACE_NAME {
+        return Some(format!(
+            "give an interface name of 1 to {MAX_INTERFACE_NAME} characters"
+        ));
+    }
+    if name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace())
+    {
+        return Some(
+            "an interface name has no '/', ':' or spaces and is not \".\" or \"..\"".into(),
+        );
+    }
+    None
+}
+
 /// The highest core id a `cores` range may name: far above any machine, low enough that a
 /// typo ("0-99999999") cannot make a list of millions.
 pub const MAX_CORE_ID: u32 = 4095;
@@ -171,5 +307,41 @@ mod tests {
         assert!(parse_cores("0-99999999")
             .unwrap_err()
             .contains("outside 0-4095"));
+    }
+}
+
+#[cfg(test)]
+mod network_tests {
+    use super::*;
+
+    #[test]
+    fn bridge_subnets_parse_with_clear_errors() {
+        assert_eq!(
+            Ipv4Cidr::parse("172.26.64.0/20"),
+            Ok(DEFAULT_BRIDGE_NETWORK_SUBNET)
+        );
+        let net = Ipv4Cidr::parse("10.10.0.0/16").unwrap();
+        assert!(net.contains("10.10.255.1".parse().unwrap()));
+        assert!(!net.contains("10.11.0.1".parse().unwrap()));
+        for (bad, why) in [
+            ("172.26.64.0", "address/prefix"),
+            ("172.26.64/20", "not an IPv4 address"),
+            ("172.26.64.0/33", "from 0 to 30"),
+            ("172.26.64.0/31", "from 0 to 30"),
+            (
+                "172.26.64.1/20",
+                "host bits set: the network is 172.26.64.0/20",
+            ),
+        ] {
+            let e = Ipv4Cidr::parse(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        assert_eq!(PortMappingMode::parse("ebpf"), Ok(PortMappingMode::Ebpf));
+        assert!(PortMappingMode::parse("iptables")
+            .unwrap_err()
+            .contains("\"auto\", \"ebpf\" or \"nftables\""));
+        assert_eq!(interface_name_problem("noded0"), None);
+        assert!(interface_name_problem("a-very-long-bridge-name").is_some());
+        assert!(interface_name_problem("br/0").is_some());
     }
 }

@@ -6,6 +6,8 @@ use std::path::Path;
 
 use controlplane::model::{short_id, Allocation, Job, Task};
 
+use super::network::task::{alloc_port, TaskNetwork};
+
 /// Paths as the task sees them: inside the jail (`/alloc`) or on the host (`raw_exec`).
 #[derive(Debug, Clone)]
 pub struct TaskPaths {
@@ -56,21 +58,17 @@ fn meta_key(k: &str) -> String {
         .collect()
 }
 
-/// The `NOMAD_*` variables of a task.
-pub fn nomad_variables(
+/// The `NOMAD_*` variables of the allocation, without a task's: what the group network's
+/// `hostname` is interpolated with (Nomad's allocation environment).
+pub fn alloc_variables(
     alloc: &Allocation,
     job: &Job,
-    task: &Task,
-    paths: &TaskPaths,
     node: &NodeContext,
 ) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     let mut set = |k: &str, v: String| {
         env.insert(k.to_string(), v);
     };
-    set("NOMAD_ALLOC_DIR", paths.alloc_dir.clone());
-    set("NOMAD_TASK_DIR", paths.task_dir.clone());
-    set("NOMAD_SECRETS_DIR", paths.secrets_dir.clone());
     set("NOMAD_ALLOC_ID", alloc.id.clone());
     set("NOMAD_SHORT_ALLOC_ID", short_id(&alloc.id).to_string());
     set("NOMAD_ALLOC_NAME", alloc.name.clone());
@@ -81,7 +79,6 @@ pub fn nomad_variables(
             .map(|i| i.to_string())
             .unwrap_or_default(),
     );
-    set("NOMAD_TASK_NAME", task.name.clone());
     set("NOMAD_GROUP_NAME", alloc.task_group.clone());
     set("NOMAD_JOB_NAME", job.name.clone());
     set("NOMAD_JOB_ID", job.id.clone());
@@ -98,6 +95,75 @@ pub fn nomad_variables(
     set("NOMAD_DC", node.datacenter.clone());
     set("NOMAD_NODE_ID", node.node_id.clone());
     set("NOMAD_NODE_NAME", node.node_name.clone());
+    env
+}
+
+/// `host:port`, with brackets around an IPv6 address (Go's `net.JoinHostPort`).
+fn join_host_port(host: &str, port: i64) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// Nomad's port variables, for every port of the allocation's group network:
+/// `NOMAD_{IP,HOST_IP}_<label>` (the host address), `NOMAD_{ADDR,HOST_ADDR}_<label>` (host
+/// address and port), `NOMAD_HOST_PORT_<label>` (the host port), `NOMAD_{PORT,ALLOC_PORT}_<label>`
+/// (the port inside the allocation: `to` when set, else the host port); and, when the
+/// allocation has an address of its own (bridge), `NOMAD_ALLOC_{IP,ADDR,INTERFACE}_<label>`.
+pub fn port_variables(network: &TaskNetwork) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    let status = network.network_status();
+    for p in &network.ports {
+        let label = &p.label;
+        let host_ip = if p.host_ip.is_empty() {
+            network.host_ip.as_str()
+        } else {
+            p.host_ip.as_str()
+        };
+        let inside = alloc_port(p);
+        let host_addr = join_host_port(host_ip, p.value);
+        env.insert(format!("NOMAD_IP_{label}"), host_ip.to_string());
+        env.insert(format!("NOMAD_HOST_IP_{label}"), host_ip.to_string());
+        env.insert(format!("NOMAD_ADDR_{label}"), host_addr.clone());
+        env.insert(format!("NOMAD_HOST_ADDR_{label}"), host_addr);
+        env.insert(format!("NOMAD_HOST_PORT_{label}"), p.value.to_string());
+        env.insert(format!("NOMAD_PORT_{label}"), inside.to_string());
+        env.insert(format!("NOMAD_ALLOC_PORT_{label}"), inside.to_string());
+        if let Some(status) = &status {
+            env.insert(format!("NOMAD_ALLOC_IP_{label}"), status.address.clone());
+            env.insert(
+                format!("NOMAD_ALLOC_ADDR_{label}"),
+                join_host_port(&status.address, inside),
+            );
+            env.insert(
+                format!("NOMAD_ALLOC_INTERFACE_{label}"),
+                status.interface_name.clone(),
+            );
+        }
+    }
+    env
+}
+
+/// The `NOMAD_*` variables of a task: the allocation's, its ports', and the task's own.
+pub fn nomad_variables(
+    alloc: &Allocation,
+    job: &Job,
+    task: &Task,
+    paths: &TaskPaths,
+    node: &NodeContext,
+    network: &TaskNetwork,
+) -> BTreeMap<String, String> {
+    let mut env = alloc_variables(alloc, job, node);
+    env.extend(port_variables(network));
+    let mut set = |k: &str, v: String| {
+        env.insert(k.to_string(), v);
+    };
+    set("NOMAD_ALLOC_DIR", paths.alloc_dir.clone());
+    set("NOMAD_TASK_DIR", paths.task_dir.clone());
+    set("NOMAD_SECRETS_DIR", paths.secrets_dir.clone());
+    set("NOMAD_TASK_NAME", task.name.clone());
     // What the scheduler granted (memory_max only with oversubscription, cores as ids);
     // what the task asked for when the allocation carries nothing.
     if let Some(granted) = alloc.allocated_resources.tasks.get(&task.name) {
@@ -227,6 +293,7 @@ mod tests {
                 datacenter: "dc1".into(),
                 ..Default::default()
             },
+            &TaskNetwork::default(),
         );
         assert_eq!(env["NOMAD_ALLOC_DIR"], "/alloc");
         assert_eq!(env["NOMAD_TASK_DIR"], "/local");
@@ -268,11 +335,120 @@ mod tests {
             &task,
             &TaskPaths::jailed(),
             &NodeContext::default(),
+            &TaskNetwork::default(),
         );
         assert_eq!(env["NOMAD_CPU_LIMIT"], "4000");
         assert_eq!(env["NOMAD_CPU_CORES"], "0-1,3");
         assert_eq!(env["NOMAD_MEMORY_MAX_LIMIT"], "512");
         assert_eq!(cpuset_string(&[5, 2, 3, 4, 9]), "2-5,9");
+    }
+
+    fn mapping(label: &str, value: i64, to: i64) -> controlplane::model::AllocatedPortMapping {
+        controlplane::model::AllocatedPortMapping {
+            label: label.into(),
+            value,
+            to,
+            host_ip: "10.0.0.5".into(),
+            ignore_collision: false,
+        }
+    }
+
+    #[test]
+    fn host_mode_ports_are_the_hosts() {
+        use crate::client::network::task::NetworkMode;
+        // port "http" { static = 8080 }, port "db" {} (dynamic 23456), in host mode.
+        let net = TaskNetwork {
+            mode: NetworkMode::Host,
+            host_ip: "10.0.0.5".into(),
+            ports: vec![mapping("http", 8080, 0), mapping("db", 23456, 0)],
+            ..Default::default()
+        };
+        let env = port_variables(&net);
+        for (k, v) in [
+            ("NOMAD_IP_http", "10.0.0.5"),
+            ("NOMAD_PORT_http", "8080"),
+            ("NOMAD_ADDR_http", "10.0.0.5:8080"),
+            ("NOMAD_HOST_IP_http", "10.0.0.5"),
+            ("NOMAD_HOST_PORT_http", "8080"),
+            ("NOMAD_HOST_ADDR_http", "10.0.0.5:8080"),
+            ("NOMAD_ALLOC_PORT_http", "8080"),
+            ("NOMAD_PORT_db", "23456"),
+            ("NOMAD_ADDR_db", "10.0.0.5:23456"),
+        ] {
+            assert_eq!(env.get(k).map(String::as_str), Some(v), "{k}");
+        }
+        // No address of its own in host mode: no NOMAD_ALLOC_IP_*/ADDR_* (as Nomad, which
+        // sets them only with a network status).
+        assert!(!env.contains_key("NOMAD_ALLOC_IP_http"));
+        assert!(!env.contains_key("NOMAD_ALLOC_ADDR_http"));
+        assert_eq!(env.len(), 14);
+    }
+
+    #[test]
+    fn bridge_mode_ports_map_to_the_allocation() {
+        use crate::client::network::task::NetworkMode;
+        // port "http" { to = 8080 } got host port 23456; port "raw" { to = -1 } got 23457;
+        // port "plain" {} got 23458.
+        let net = TaskNetwork {
+            mode: NetworkMode::Bridge,
+            host_ip: "10.0.0.5".into(),
+            alloc_ip: Some(std::net::Ipv4Addr::new(172, 26, 64, 2)),
+            ports: vec![
+                mapping("http", 23456, 8080),
+                mapping("raw", 23457, -1),
+                mapping("plain", 23458, 0),
+            ],
+            ..Default::default()
+        };
+        let env = port_variables(&net);
+        for (k, v) in [
+            ("NOMAD_PORT_http", "8080"),
+            ("NOMAD_ALLOC_PORT_http", "8080"),
+            ("NOMAD_HOST_PORT_http", "23456"),
+            ("NOMAD_IP_http", "10.0.0.5"),
+            ("NOMAD_ADDR_http", "10.0.0.5:23456"),
+            ("NOMAD_HOST_ADDR_http", "10.0.0.5:23456"),
+            ("NOMAD_ALLOC_IP_http", "172.26.64.2"),
+            ("NOMAD_ALLOC_ADDR_http", "172.26.64.2:8080"),
+            ("NOMAD_ALLOC_INTERFACE_http", "eth0"),
+            ("NOMAD_PORT_raw", "23457"),
+            ("NOMAD_ALLOC_ADDR_raw", "172.26.64.2:23457"),
+            ("NOMAD_PORT_plain", "23458"),
+        ] {
+            assert_eq!(env.get(k).map(String::as_str), Some(v), "{k}");
+        }
+        // A port without its own HostIP takes the node's; IPv6 is bracketed.
+        let mut v6 = mapping("v6", 80, 0);
+        v6.host_ip = "fd00::1".into();
+        let mut bare = mapping("bare", 81, 0);
+        bare.host_ip.clear();
+        let env = port_variables(&TaskNetwork {
+            host_ip: "192.168.0.9".into(),
+            ports: vec![v6, bare],
+            ..Default::default()
+        });
+        assert_eq!(env["NOMAD_ADDR_v6"], "[fd00::1]:80");
+        assert_eq!(env["NOMAD_ADDR_bare"], "192.168.0.9:81");
+    }
+
+    #[test]
+    fn the_task_sees_its_ports_among_its_variables() {
+        let (alloc, job, task) = fixture();
+        let net = TaskNetwork {
+            host_ip: "10.0.0.5".into(),
+            ports: vec![mapping("http", 8080, 0)],
+            ..Default::default()
+        };
+        let env = nomad_variables(
+            &alloc,
+            &job,
+            &task,
+            &TaskPaths::jailed(),
+            &NodeContext::default(),
+            &net,
+        );
+        assert_eq!(env["NOMAD_PORT_http"], "8080");
+        assert_eq!(env["NOMAD_ALLOC_ID"], "0123456789abcdef");
     }
 
     #[test]

@@ -7,7 +7,10 @@ use controlplane::drivers::{parse_driver_config, ExecConfig, NamespaceMode};
 use controlplane::model::{DriverInfo, Task};
 
 use super::{Driver, DriverError, TaskContext};
-use crate::supervisor::protocol::{IsolationMode, LogSettings, TaskLaunch, TaskLimits};
+use crate::client::network::task::TaskNetwork;
+use crate::supervisor::protocol::{
+    IsolationMode, LaunchNetwork, LogSettings, TaskLaunch, TaskLimits,
+};
 
 /// Nomad's default `chroot_env`, bound read-only (never copied) into every `exec` task.
 pub const DEFAULT_CHROOT_ENV: &[&str] =
@@ -377,7 +380,30 @@ impl Driver for ExecDriver {
             isolation,
             ambient_capabilities: ambient,
             rlimits,
+            network: self.launch_network(&ctx.network),
         })
+    }
+}
+
+impl ExecDriver {
+    /// How the task joins its allocation's network: the namespace (both drivers, as Nomad's
+    /// raw_exec joins it too); the hostname and `/etc` files only in `exec`'s jail (raw_exec
+    /// sees the host's files and shares its UTS namespace).
+    fn launch_network(&self, network: &TaskNetwork) -> Option<LaunchNetwork> {
+        let launch = if self.raw {
+            LaunchNetwork {
+                namespace: network.namespace_path.clone(),
+                ..Default::default()
+            }
+        } else {
+            LaunchNetwork {
+                namespace: network.namespace_path.clone(),
+                hostname: network.uts_hostname().map(str::to_string),
+                hosts_file: network.hosts_file(),
+                resolv_conf_file: network.resolv_conf_file(),
+            }
+        };
+        (launch != LaunchNetwork::default()).then_some(launch)
     }
 }
 
@@ -425,7 +451,51 @@ mod tests {
             alloc_dir: "/x/alloc".into(),
             task_dir: "/x/t".into(),
             logs_dir: "/x/alloc/logs".into(),
+            network: TaskNetwork::default(),
         }
+    }
+
+    #[test]
+    fn tasks_join_their_allocations_network() {
+        use crate::client::network::task::NetworkMode;
+        let mut c = ctx();
+        let config = json!({"command": "/bin/true"});
+        // Host mode: nothing to join, the launch says nothing.
+        let launch = ExecDriver::exec(settings(), Ok(()))
+            .prepare(&task(config.clone(), "nobody"), &c)
+            .unwrap();
+        assert_eq!(launch.network, None);
+        c.network = TaskNetwork {
+            mode: NetworkMode::Bridge,
+            namespace_path: Some("/run/netns/noded-t-a".into()),
+            alloc_ip: Some(std::net::Ipv4Addr::new(172, 26, 64, 2)),
+            hostname: Some("web".into()),
+            etc_dir: Some("/x/.etc".into()),
+            ..Default::default()
+        };
+        let launch = ExecDriver::exec(settings(), Ok(()))
+            .prepare(&task(config.clone(), "nobody"), &c)
+            .unwrap();
+        assert_eq!(
+            launch.network,
+            Some(LaunchNetwork {
+                namespace: Some("/run/netns/noded-t-a".into()),
+                hostname: Some("web".into()),
+                hosts_file: Some("/x/.etc/hosts".into()),
+                resolv_conf_file: Some("/x/.etc/resolv.conf".into()),
+            })
+        );
+        // raw_exec joins the namespace and nothing else.
+        let launch = ExecDriver::raw_exec(true, settings(), Ok(()))
+            .prepare(&task(config, "root"), &c)
+            .unwrap();
+        assert_eq!(
+            launch.network,
+            Some(LaunchNetwork {
+                namespace: Some("/run/netns/noded-t-a".into()),
+                ..Default::default()
+            })
+        );
     }
 
     #[test]

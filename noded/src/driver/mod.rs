@@ -14,6 +14,7 @@ use controlplane::model::{DriverInfo, Task};
 
 pub use exec::{ExecDriver, ExecSettings, IdRanges};
 
+use crate::client::network::task::TaskNetwork;
 use crate::supervisor::protocol::TaskLaunch;
 
 /// A task's config did not make sense to its driver.
@@ -38,6 +39,9 @@ pub struct TaskContext {
     pub alloc_dir: PathBuf,
     pub task_dir: PathBuf,
     pub logs_dir: PathBuf,
+    /// The allocation's network: always set, mode `Host` for a group without a network
+    /// block.
+    pub network: TaskNetwork,
 }
 
 /// What every driver does.

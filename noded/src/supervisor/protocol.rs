@@ -84,6 +84,22 @@ pub struct LogSettings {
     pub max_file_size_bytes: u64,
 }
 
+/// The allocation's network, as a task joins it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct LaunchNetwork {
+    /// The network namespace to join (`/run/netns/…`); `None` stays in the supervisor's.
+    #[serde(default)]
+    pub namespace: Option<PathBuf>,
+    /// The task's UTS hostname (`jail` only: it has a UTS namespace of its own).
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// Host files bound read-only at `/etc/hosts` and `/etc/resolv.conf` (`jail` only).
+    #[serde(default)]
+    pub hosts_file: Option<PathBuf>,
+    #[serde(default)]
+    pub resolv_conf_file: Option<PathBuf>,
+}
+
 /// Everything needed to start one task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskLaunch {
@@ -110,6 +126,10 @@ pub struct TaskLaunch {
     /// Resource limits: name (`nofile`, …), soft, hard.
     #[serde(default)]
     pub rlimits: Vec<(String, u64, u64)>,
+    /// The allocation's network namespace, hostname and `/etc` files; `None`: the host's
+    /// network (written only when set, so launches in host mode read the same as before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<LaunchNetwork>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

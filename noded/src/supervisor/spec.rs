@@ -11,7 +11,7 @@ use isolation::sandbox::{
     self, Bind, Filesystem, NamespaceSpec, RootfsSpec, SandboxSpec, SeccompPolicy, Stdio,
 };
 
-use super::protocol::{IsolationMode, TaskLaunch};
+use super::protocol::{IsolationMode, LaunchNetwork, TaskLaunch};
 
 /// Paths of the host's `/etc` a jailed task must not read (an empty read-only tmpfs covers them
 /// when they exist).
@@ -92,6 +92,7 @@ pub fn sandbox_spec(
 ) -> Result<SandboxSpec, SpecError> {
     let user = isolation::user::lookup(&launch.user, Path::new("/etc"))
         .map_err(|e| ("user", e.to_string()))?;
+    let network = launch.network.clone().unwrap_or_default();
     let confinement = match &launch.isolation {
         // `exec`: a pivot_root jail, its own namespaces, the capabilities and seccomp
         // profile it asked for.
@@ -106,13 +107,12 @@ pub fn sandbox_spec(
             let mut namespaces = NamespaceSpec::isolated();
             namespaces.pid = !host_pid;
             namespaces.ipc = !host_ipc;
+            namespaces.net = network.namespace.clone();
+            let mut root = jail_root(launch, staging_dir, chroot_env, *readonly_rootfs);
+            root.task_ro_binds
+                .extend(etc_binds(&network, chroot_env, Path::new("/"))?);
             Confinement {
-                filesystem: Filesystem::Jail(jail_root(
-                    launch,
-                    staging_dir,
-                    chroot_env,
-                    *readonly_rootfs,
-                )),
+                filesystem: Filesystem::Jail(root),
                 namespaces,
                 capabilities: CapabilitySet::parse_list(capabilities.iter())
                     .map_err(|e| ("capabilities", e.to_string()))?,
@@ -120,7 +120,15 @@ pub fn sandbox_spec(
                 work_dir: work_dir(launch, || PathBuf::from("/")),
             }
         }
-        IsolationMode::Host => host(launch),
+        IsolationMode::Host => {
+            let mut confinement = host(launch);
+            confinement.namespaces.net = network.namespace.clone();
+            confinement
+        }
+    };
+    let hostname = match launch.isolation {
+        IsolationMode::Jail { .. } => network.hostname.clone(),
+        IsolationMode::Host => None,
     };
     let ambient = CapabilitySet::parse_list(launch.ambient_capabilities.iter())
         .map_err(|e| ("capabilities", e.to_string()))?;
@@ -138,7 +146,7 @@ pub fn sandbox_spec(
         user,
         filesystem: confinement.filesystem,
         namespaces: confinement.namespaces,
-        hostname: None,
+        hostname,
         cgroup: Some(join),
         capabilities: confinement.capabilities,
         ambient_capabilities: ambient,
@@ -187,6 +195,78 @@ fn jail_root(
         root.rw_binds.push(local);
     }
     root
+}
+
+/// Most symlinks followed to find where a jail's `/etc/hosts` or `/etc/resolv.conf` really is.
+const MAX_SYMLINK_HOPS: usize = 8;
+
+/// The allocation's `hosts` and `resolv.conf`, bound read-only over the jail's. When the jail
+/// shows the host's `/etc` and the host's file there is a symlink (systemd-resolved's
+/// `/etc/resolv.conf -> /run/systemd/resolve/stub-resolv.conf`), the bind goes where the link
+/// leads, so the link the task reads resolves to the allocation's file (the jail's root makes
+/// the missing directories). `host_root` is `/` outside tests.
+fn etc_binds(
+    network: &LaunchNetwork,
+    chroot_env: &[(PathBuf, PathBuf)],
+    host_root: &Path,
+) -> Result<Vec<Bind>, SpecError> {
+    let host_etc_shown = chroot_env
+        .iter()
+        .any(|(host, inside)| host == Path::new("/etc") && inside == Path::new("/etc"));
+    let mut binds = Vec::new();
+    for (file, inside) in [
+        (&network.hosts_file, "/etc/hosts"),
+        (&network.resolv_conf_file, "/etc/resolv.conf"),
+    ] {
+        let Some(file) = file else { continue };
+        let target = if host_etc_shown {
+            follow_links(host_root, Path::new(inside))?
+        } else {
+            PathBuf::from(inside)
+        };
+        binds.push(Bind::new(file, target));
+    }
+    Ok(binds)
+}
+
+/// Where `path` (absolute, as the jail sees it) leads through symlinks under `host_root`.
+fn follow_links(host_root: &Path, path: &Path) -> Result<PathBuf, SpecError> {
+    let mut current = path.to_path_buf();
+    for _ in 0..MAX_SYMLINK_HOPS {
+        let on_host = host_root.join(current.strip_prefix("/").unwrap_or(&current));
+        let Ok(link) = std::fs::read_link(&on_host) else {
+            return Ok(current);
+        };
+        let next = if link.is_absolute() {
+            link
+        } else {
+            current.parent().unwrap_or(Path::new("/")).join(link)
+        };
+        current = normalize(&next);
+    }
+    Err((
+        "network",
+        format!(
+            "{} leads through more than {MAX_SYMLINK_HOPS} symlinks on this host; point it at a file",
+            path.display()
+        ),
+    ))
+}
+
+/// `path` without `.` and `..` components (lexically: symlinks are followed one at a time by
+/// the caller).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for part in path.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::Normal(p) => out.push(p),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// `exec`'s seccomp setting: `default` (or empty), `unconfined`, or a profile's path.
@@ -269,4 +349,63 @@ fn rlimit_resource(name: &str) -> Option<sandbox::RlimitResource> {
         "stack" => R::Stack,
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etc_files_are_bound_where_the_hosts_links_lead() {
+        let root = std::env::temp_dir().join(format!("noded-spec-etc-{}", std::process::id()));
+        let etc = root.join("etc");
+        std::fs::create_dir_all(&etc).unwrap();
+        std::fs::write(etc.join("hosts"), "127.0.0.1 localhost\n").unwrap();
+        // systemd-resolved's layout: an absolute link; Debian's resolvconf: a relative one.
+        std::os::unix::fs::symlink(
+            "/run/systemd/resolve/stub-resolv.conf",
+            etc.join("resolv.conf"),
+        )
+        .unwrap();
+        let network = LaunchNetwork {
+            hosts_file: Some("/a/.etc/hosts".into()),
+            resolv_conf_file: Some("/a/.etc/resolv.conf".into()),
+            ..Default::default()
+        };
+        let etc_env = vec![(PathBuf::from("/etc"), PathBuf::from("/etc"))];
+        let binds = etc_binds(&network, &etc_env, &root).unwrap();
+        assert_eq!(
+            binds,
+            vec![
+                Bind::new("/a/.etc/hosts", "/etc/hosts"),
+                Bind::new(
+                    "/a/.etc/resolv.conf",
+                    "/run/systemd/resolve/stub-resolv.conf"
+                ),
+            ]
+        );
+        std::fs::remove_file(etc.join("resolv.conf")).unwrap();
+        std::os::unix::fs::symlink("../run/resolvconf/resolv.conf", etc.join("resolv.conf"))
+            .unwrap();
+        assert_eq!(
+            follow_links(&root, Path::new("/etc/resolv.conf")).unwrap(),
+            PathBuf::from("/run/resolvconf/resolv.conf")
+        );
+        // A loop is refused naming the file.
+        std::fs::remove_file(etc.join("resolv.conf")).unwrap();
+        std::os::unix::fs::symlink("/etc/resolv.conf", etc.join("resolv.conf")).unwrap();
+        let (step, message) = follow_links(&root, Path::new("/etc/resolv.conf")).unwrap_err();
+        assert_eq!(step, "network");
+        assert!(
+            message.contains("/etc/resolv.conf leads through more than"),
+            "{message}"
+        );
+        // A jail without the host's /etc: the files go where the task looks, no links.
+        let binds = etc_binds(&network, &[], &root).unwrap();
+        assert_eq!(
+            binds[1],
+            Bind::new("/a/.etc/resolv.conf", "/etc/resolv.conf")
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

@@ -431,7 +431,8 @@ impl NodedPath {
         } else {
             TaskPaths::jailed()
         };
-        let nomad = taskenv::nomad_variables(alloc, job, task, &paths, &self.node);
+        let network = noded::client::network::task::TaskNetwork::default();
+        let nomad = taskenv::nomad_variables(alloc, job, task, &paths, &self.node, &network);
         // The bench task sets no `env`, so the client's interpolation callback never runs.
         let env = taskenv::task_environment(&nomad, &task.env, |v| Ok(v.to_string()))
             .map_err(anyhow::Error::msg)?;
@@ -447,6 +448,7 @@ impl NodedPath {
             alloc_dir: dir.dir.shared_dir(),
             task_dir,
             logs_dir: dir.dir.logs_dir(),
+            network,
         };
         let mut launch = self.driver.prepare(task, &ctx)?;
         if launch.limits.cpuset.is_empty() {

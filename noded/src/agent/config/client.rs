@@ -84,6 +84,35 @@ fn port(key: &str, v: i64, report: Report<'_>) -> Option<u16> {
     }
 }
 
+/// `bridge_network_name`, `bridge_network_subnet`, `port_mapping`.
+fn apply_network(c: &mut AgentConfig, cl: &ClientBlock, report: Report<'_>) {
+    use crate::client::settings::{interface_name_problem, Ipv4Cidr, PortMappingMode};
+    if let Some(name) = &cl.bridge_network_name {
+        match interface_name_problem(name) {
+            Some(problem) => report(
+                "client.bridge_network_name",
+                format!("client.bridge_network_name = {name:?}: {problem}"),
+            ),
+            None => c.network.bridge_network_name = name.clone(),
+        }
+    }
+    if let Some(text) = &cl.bridge_network_subnet {
+        match Ipv4Cidr::parse(text) {
+            Ok(subnet) => c.network.bridge_network_subnet = subnet,
+            Err(e) => report(
+                "client.bridge_network_subnet",
+                format!("client.bridge_network_subnet: {e}"),
+            ),
+        }
+    }
+    if let Some(text) = &cl.port_mapping {
+        match PortMappingMode::parse(text) {
+            Ok(mode) => c.network.port_mapping = mode,
+            Err(e) => report("client.port_mapping", format!("client.port_mapping: {e}")),
+        }
+    }
+}
+
 /// A size or count that may not be negative.
 fn not_negative(key: &str, v: i64, report: Report<'_>) -> Option<u64> {
     match u64::try_from(v) {
@@ -159,6 +188,7 @@ pub(super) fn apply(c: &mut AgentConfig, cl: &ClientBlock, report: Report<'_>) {
             c.max_dynamic_port = p;
         }
     }
+    apply_network(c, cl, report);
     apply_reserved(c, cl, report);
     for (name, v) in &cl.host_volume {
         let key = format!("client.host_volume.{name}");

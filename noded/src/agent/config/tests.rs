@@ -723,6 +723,11 @@ fn the_client_block_has_nomads_defaults() {
     assert_eq!(c.client_state_dir(), PathBuf::from("/tmp/dev-data/client"));
     assert_eq!(c.max_kill_timeout, Duration::from_secs(30));
     assert_eq!((c.min_dynamic_port, c.max_dynamic_port), (20000, 32000));
+    assert_eq!(
+        c.network,
+        crate::client::settings::NetworkSettings::default(),
+        "noded0, 172.26.64.0/20, auto"
+    );
     assert_eq!(c.gc, GcSettings::default());
     assert_eq!(c.gc.interval, Duration::from_secs(60));
     assert_eq!(
@@ -768,6 +773,9 @@ client {{
   max_kill_timeout  = "1m"
   min_dynamic_port  = 21000
   max_dynamic_port  = 22000
+  bridge_network_name   = "br-test"
+  bridge_network_subnet = "10.88.0.0/16"
+  port_mapping          = "nftables"
   gc_interval              = "5m"
   gc_disk_usage_threshold  = 90
   gc_inode_usage_threshold = 75.5
@@ -823,6 +831,12 @@ plugin "raw_exec" {{
     assert_eq!(c.client_state_dir(), PathBuf::from("/srv/state"));
     assert_eq!(c.max_kill_timeout, Duration::from_secs(60));
     assert_eq!((c.min_dynamic_port, c.max_dynamic_port), (21000, 22000));
+    assert_eq!(c.network.bridge_network_name, "br-test");
+    assert_eq!(c.network.bridge_network_subnet.to_string(), "10.88.0.0/16");
+    assert_eq!(
+        c.network.port_mapping,
+        crate::client::settings::PortMappingMode::Nftables
+    );
     assert_eq!(
         c.gc,
         GcSettings {
@@ -930,6 +944,22 @@ fn each_bad_client_value_names_its_file_and_line() {
         (
             "client {\n  gc_interval = \"0s\"\n}",
             "c.hcl:2: client.gc_interval = \"0s\": must be more than zero",
+        ),
+        (
+            "client {\n  bridge_network_subnet = \"172.26.64.1/20\"\n}",
+            "c.hcl:2: client.bridge_network_subnet: \"172.26.64.1/20\" has host bits set: the network is 172.26.64.0/20",
+        ),
+        (
+            "client {\n\n  bridge_network_subnet = \"10.0.0.0\"\n}",
+            "c.hcl:3: client.bridge_network_subnet: \"10.0.0.0\" is not an IPv4 subnet",
+        ),
+        (
+            "client {\n  bridge_network_name = \"a-bridge-name-too-long\"\n}",
+            "c.hcl:2: client.bridge_network_name = \"a-bridge-name-too-long\": give an interface name of 1 to 15 characters",
+        ),
+        (
+            "client {\n  port_mapping = \"iptables\"\n}",
+            "c.hcl:2: client.port_mapping: \"iptables\" is not a port mapping",
         ),
         (
             "client {\n  gc_disk_usage_threshold = 120\n}",

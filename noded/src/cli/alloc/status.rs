@@ -83,6 +83,10 @@ fn render(alloc: &Allocation, usage: Option<&Value>) -> String {
         ("Created", ago(alloc.create_time)),
         ("Modified", ago(alloc.modify_time)),
     ]);
+    if let Some(addresses) = render_addresses(alloc) {
+        out.push('\n');
+        out.push_str(&addresses);
+    }
     let group: Option<&TaskGroup> = alloc.job.as_ref().and_then(|j| j.group(&alloc.task_group));
     let mut names: Vec<&String> = alloc.task_states.keys().collect();
     if let (true, Some(g)) = (names.is_empty(), group) {
@@ -110,6 +114,45 @@ fn render(alloc: &Allocation, usage: Option<&Value>) -> String {
         ));
     }
     out
+}
+
+/// Nomad's "Allocation Addresses" table: every port of the group network with its host
+/// address and, when mapped, the port inside the allocation; the network's mode in the title.
+/// `None` when the group network has no ports.
+fn render_addresses(alloc: &Allocation) -> Option<String> {
+    let shared = &alloc.allocated_resources.shared;
+    let network = shared.networks.first()?;
+    let row = |label: String, value: i64, to: i64, ip: &str| {
+        let mut address = format!("{ip}:{value}");
+        if to > 0 {
+            address.push_str(&format!(" -> {to}"));
+        }
+        // Nomad says "yes" for static ports too; kept, so scripts read the same.
+        vec![label, "yes".to_string(), address]
+    };
+    let mut rows = vec![vec![
+        "Label".to_string(),
+        "Dynamic".to_string(),
+        "Address".to_string(),
+    ]];
+    if shared.ports.is_empty() {
+        for p in network.dynamic_ports.iter().chain(&network.reserved_ports) {
+            rows.push(row(p.label.clone(), p.value, p.to, &network.ip));
+        }
+    } else {
+        for p in &shared.ports {
+            rows.push(row(format!("*{}", p.label), p.value, p.to, &p.host_ip));
+        }
+    }
+    if rows.len() == 1 {
+        return None;
+    }
+    let mode = if network.mode.is_empty() {
+        String::new()
+    } else {
+        format!(" (mode = {:?})", network.mode)
+    };
+    Some(format!("Allocation Addresses{mode}:\n{}", table(&rows)))
 }
 
 fn render_task(name: &str, state: &TaskState, res: &Resources, usage: Option<&Value>) -> String {
@@ -200,4 +243,55 @@ fn task_time(t: &Option<String>) -> String {
         .filter(|s| !s.is_empty())
         .map(|s| s.to_string())
         .unwrap_or_else(|| "N/A".to_string())
+}
+
+#[cfg(test)]
+mod address_tests {
+    use super::*;
+    use controlplane::model::{AllocatedPortMapping, NetworkResource};
+
+    #[test]
+    fn allocation_addresses_as_nomad_prints_them() {
+        let mut alloc = Allocation::default();
+        assert_eq!(render_addresses(&alloc), None);
+        alloc.allocated_resources.shared.networks = vec![NetworkResource {
+            mode: "bridge".into(),
+            ip: "10.0.0.5".into(),
+            ..Default::default()
+        }];
+        assert_eq!(render_addresses(&alloc), None, "no ports, no table");
+        alloc.allocated_resources.shared.ports = vec![
+            AllocatedPortMapping {
+                label: "http".into(),
+                value: 23456,
+                to: 8080,
+                host_ip: "10.0.0.5".into(),
+                ignore_collision: false,
+            },
+            AllocatedPortMapping {
+                label: "metrics".into(),
+                value: 9100,
+                to: 0,
+                host_ip: "10.0.0.5".into(),
+                ignore_collision: false,
+            },
+        ];
+        let text = render_addresses(&alloc).unwrap();
+        let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
+        assert_eq!(lines[0], "Allocation Addresses (mode = \"bridge\"):");
+        assert!(
+            lines[1].starts_with("Label")
+                && lines[1].contains("Dynamic")
+                && lines[1].ends_with("Address")
+        );
+        assert!(
+            lines[2].starts_with("*http") && lines[2].ends_with("10.0.0.5:23456 -> 8080"),
+            "{text}"
+        );
+        assert!(
+            lines[3].starts_with("*metrics") && lines[3].ends_with("10.0.0.5:9100"),
+            "{text}"
+        );
+        assert!(render(&alloc, None).contains("\nAllocation Addresses (mode = \"bridge\"):\n"));
+    }
 }
