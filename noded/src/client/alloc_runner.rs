@@ -15,7 +15,8 @@ use tokio::task::JoinSet;
 
 use super::allocdir::{AllocDir, DirOwner};
 use super::health::HealthWatch;
-use super::network::task::{task_network, write_etc_files, TaskNetwork};
+use super::network::record::AllocNetwork;
+use super::network::task::{task_network, write_etc_files, NetworkMode, TaskNetwork};
 use super::state::{Reported, TaskHandle, TaskIntent, TaskRecord};
 use super::task_runner::{KillRequest, TaskControl, TaskRecorder, TaskRunner, TaskUpdate};
 use super::taskenv::{self, NodeContext, TaskPaths};
@@ -230,7 +231,7 @@ async fn run(
         .build_shared(&dir)
         .err()
         .map(|e| format!("building the allocation directory: {e}"));
-    let (network, network_error) = alloc_network(&shared, &alloc, &job, &group, &dir, &node);
+    let (network, network_error) = alloc_network(&shared, &alloc, &job, &group, &dir, &node).await;
     shared_error = shared_error.or(network_error);
     let setup = TaskSetup {
         shared: &shared,
@@ -288,13 +289,18 @@ async fn run(
     if let Err(e) = dir.unmount_all() {
         tracing::warn!(alloc = %alloc.id, "unmounting task secrets: {e}");
     }
+    release_network(&shared, &alloc.id).await;
 }
 
 /// The allocation's network as its tasks see it, with its `hosts`/`resolv.conf` written;
 /// or host mode and why not (every task reports it as its setup failure).
-fn alloc_network(
-    shared: &ClientShared,
-    alloc: &Allocation,
+///
+/// A `bridge` or `none` allocation that is still wanted gets its namespace (and veth, address
+/// and port mappings) made here, before any task starts; [`release_network`] removes them
+/// after the last task ends.
+async fn alloc_network(
+    shared: &Arc<ClientShared>,
+    alloc: &Arc<Allocation>,
     job: &Job,
     group: &TaskGroup,
     dir: &AllocDir,
@@ -305,14 +311,38 @@ fn alloc_network(
         .get("unique.network.ip-address")
         .cloned()
         .unwrap_or_default();
+    let mode = match NetworkMode::parse(group.networks.first().map_or("", |n| n.mode.as_str())) {
+        Ok(mode) => mode,
+        Err(e) => return (TaskNetwork::host(host_ip), Some(e.to_string())),
+    };
+    let made = if mode.is_isolated() && alloc.desired_status == DesiredStatus::Run {
+        let manager = shared.network.clone();
+        let for_setup = alloc.clone();
+        match tokio::task::spawn_blocking(move || manager.setup(&for_setup, mode)).await {
+            Ok(Ok(made)) => made,
+            Ok(Err(e)) => {
+                return (
+                    TaskNetwork::host(host_ip),
+                    Some(format!("setting up the allocation's network: {e}")),
+                )
+            }
+            Err(e) => {
+                return (
+                    TaskNetwork::host(host_ip),
+                    Some(format!("setting up the allocation's network: {e}")),
+                )
+            }
+        }
+    } else {
+        None
+    };
     let alloc_env = taskenv::alloc_variables(alloc, job, node);
-    // No namespace or address yet: the network hook that makes them passes them here.
     let network = match task_network(
         alloc,
         group,
         &host_ip,
-        None,
-        None,
+        made.as_ref().map(AllocNetwork::namespace_path),
+        made.as_ref().and_then(|m| m.address),
         Some(dir.etc_dir()),
         &|value| shared.interpolate(value, &alloc_env),
     ) {
@@ -325,6 +355,15 @@ fn alloc_network(
             network,
             Some(format!("writing the allocation's /etc files: {e}")),
         ),
+    }
+}
+
+/// Removes allocation `alloc_id`'s network objects (nothing for host mode): its tasks are gone.
+async fn release_network(shared: &Arc<ClientShared>, alloc_id: &str) {
+    let manager = shared.network.clone();
+    let id = alloc_id.to_string();
+    if let Err(e) = tokio::task::spawn_blocking(move || manager.teardown(&id)).await {
+        tracing::warn!(alloc = %alloc_id, "removing the allocation's network: {e}");
     }
 }
 

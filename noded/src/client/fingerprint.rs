@@ -469,7 +469,7 @@ pub fn gather_with(config: &FingerprintConfig) -> Fingerprint {
     );
     let bridge = bridge_capable(Path::new("/sys/class/net").is_dir(), bridge_module, cap_eff);
     attrs.insert("noded.bridge".into(), bridge.to_string());
-    if let Some(how) = &config.port_mapping {
+    if let Some(how) = config.port_mapping.as_ref().filter(|_| bridge) {
         attrs.insert("noded.port_mapping".into(), how.clone());
     }
     let bpf = crate::sys::probe_bpf_syscall();
@@ -514,7 +514,8 @@ pub fn gather_with(config: &FingerprintConfig) -> Fingerprint {
         node_networks: node_networks(
             &config.ip_address,
             &interface_addresses(),
-            config.bridge_network.as_deref(),
+            // Offered only where the host can make bridges and the client can map ports.
+            config.bridge_network.as_deref().filter(|_| bridge),
         ),
     };
     Fingerprint {

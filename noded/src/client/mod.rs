@@ -57,6 +57,8 @@ use alloc_runner::{AllocRunnerHandle, TaskResume};
 use allocdir::{AllocDir, SpareAllocDirs};
 use backoff::{Backoff, BackoffPolicy};
 use gc::AllocGc;
+use network::manager::NetworkManager;
+use network::record::AllocNetwork;
 use recovery::{RecoveryPlan, TaskRecovery};
 use state::{AllocRecord, StateStore};
 pub use updater::UpdateError;
@@ -276,6 +278,8 @@ pub struct ClientShared {
     pub state: Arc<StateStore>,
     /// Terminal allocations waiting to be collected.
     pub gc: Arc<AllocGc>,
+    /// Allocations' network namespaces, veths, leases and port mappings.
+    pub network: Arc<NetworkManager>,
 }
 
 impl std::fmt::Debug for ClientShared {
@@ -453,7 +457,13 @@ impl Client {
                 .to_string(),
             None => config.ip_address.clone(),
         };
-        let print = fingerprint::gather_with(&fingerprint_config(&config, ip_address));
+        let network = Arc::new(network_manager(
+            &config,
+            &node_id,
+            &ip_address,
+            state.clone(),
+        ));
+        let print = fingerprint::gather_with(&fingerprint_config(&config, ip_address, &network));
         let mut exec_settings = config.exec.clone();
         exec_settings.mhz_per_core = print
             .attributes
@@ -519,6 +529,7 @@ impl Client {
             updates: updates_tx,
             state,
             gc: Arc::new(AllocGc::new(config.gc.clone())),
+            network,
         });
         let reserved = config.reserved.clone();
         let client = Arc::new(Client {
@@ -539,6 +550,7 @@ impl Client {
             alloc_dirs: alloc_dir_times(&client.config.allocs_root),
         };
         let plan = recovery::plan(&recorded_state, &observed);
+        client.reconcile_networks(&plan).await;
         let unclaimed = client.recover(plan).await;
         tokio::spawn(updater::run_updater(server.clone(), updates_rx));
         let gc_client = Arc::downgrade(&client);
@@ -573,6 +585,32 @@ impl Client {
         tokio::spawn(client.clone().stop_when_disconnected());
         tokio::spawn(client.clone().watch(server, node, registered, unclaimed));
         Ok(client)
+    }
+
+    /// Removes the network objects no allocation that runs again owns (see
+    /// [`NetworkManager::reconcile`]); those of allocations that run again are kept, with their
+    /// leases. A failure is logged: the allocations still run, and the next start tries again.
+    async fn reconcile_networks(&self, plan: &RecoveryPlan) {
+        let live: BTreeMap<String, AllocNetwork> = plan
+            .resume
+            .iter()
+            .filter_map(|(id, r)| Some((id.clone(), r.record.network.clone()?)))
+            .collect();
+        let network = self.shared.network.clone();
+        match tokio::task::spawn_blocking(move || network.reconcile(live)).await {
+            Ok(Ok(done)) if done != Default::default() => {
+                tracing::info!(
+                    namespaces = ?done.namespaces,
+                    links = ?done.links,
+                    mappings = done.mappings.len(),
+                    endpoints = done.endpoints,
+                    "removed network objects no allocation owns"
+                )
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!("reconciling allocation networks: {e}"),
+            Err(e) => tracing::error!("reconciling allocation networks: {e}"),
+        }
     }
 
     /// Carries out the recovery plan: cleans up what finished, runs again what was running
@@ -788,7 +826,7 @@ impl Client {
                 }
                 None => self.config.ip_address.clone(),
             };
-            let mut config = fingerprint_config(&self.config, ip_address);
+            let mut config = fingerprint_config(&self.config, ip_address, &self.shared.network);
             config.reserved = match self.reserved.read() {
                 Ok(r) => r.clone(),
                 Err(poisoned) => poisoned.into_inner().clone(),
@@ -1399,16 +1437,37 @@ fn resource_usage(s: &TaskStats, percent: f64, mhz_per_core: f64) -> serde_json:
 }
 
 /// Why the exec driver cannot run here, if it cannot.
+/// The node's network manager: the node's IPv4 address and the interface holding it (where
+/// other hosts' traffic to mapped ports arrives).
+fn network_manager(
+    config: &ClientConfig,
+    node_id: &str,
+    ip_address: &str,
+    state: Arc<StateStore>,
+) -> NetworkManager {
+    let node_ip: Option<std::net::Ipv4Addr> = ip_address.parse().ok();
+    let interfaces: Vec<String> = fingerprint::interface_addresses()
+        .into_iter()
+        .filter(|(_, a)| node_ip.is_some_and(|ip| *a == std::net::IpAddr::V4(ip)))
+        .map(|(name, _)| name)
+        .collect();
+    NetworkManager::new(config.network.clone(), node_id, node_ip, interfaces, state)
+}
+
 /// What the fingerprint needs from the client's settings.
-fn fingerprint_config(config: &ClientConfig, ip_address: String) -> fingerprint::FingerprintConfig {
+fn fingerprint_config(
+    config: &ClientConfig,
+    ip_address: String,
+    network: &NetworkManager,
+) -> fingerprint::FingerprintConfig {
     fingerprint::FingerprintConfig {
         alloc_dir: config.allocs_root.clone(),
         ip_address,
         reserved: config.reserved.clone(),
         min_dynamic_port: config.min_dynamic_port,
         max_dynamic_port: config.max_dynamic_port,
-        bridge_network: None,
-        port_mapping: None,
+        bridge_network: network.bridge_name().map(str::to_string),
+        port_mapping: network.port_mapping().name().map(str::to_string),
     }
 }
 

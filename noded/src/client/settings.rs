@@ -13,65 +13,27 @@ pub const DEFAULT_MAX_DYNAMIC_PORT: u16 = 32000;
 /// `bridge_network_name`'s default: the bridge noded owns for `bridge` networks.
 pub const DEFAULT_BRIDGE_NETWORK_NAME: &str = "noded0";
 /// `bridge_network_subnet`'s default (Nomad's `bridge_network_subnet` default too).
-pub const DEFAULT_BRIDGE_NETWORK_SUBNET: Ipv4Cidr = Ipv4Cidr {
-    addr: std::net::Ipv4Addr::new(172, 26, 64, 0),
-    prefix_len: 20,
-};
+pub fn default_bridge_network_subnet() -> Ipv4Cidr {
+    Ipv4Cidr::containing(std::net::Ipv4Addr::new(172, 26, 64, 0), 20)
+}
 /// Longest interface name the kernel takes (IFNAMSIZ - 1).
-pub const MAX_INTERFACE_NAME: usize = 15;
+pub const MAX_INTERFACE_NAME: usize = netns::MAX_IFNAME_LEN;
+/// The longest prefix a bridge subnet may have: /31 and /32 leave no room for a gateway and
+/// allocations.
+const MAX_BRIDGE_PREFIX: u8 = 30;
 
-/// An IPv4 network, `172.26.64.0/20`: its address (host bits zero) and prefix length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ipv4Cidr {
-    pub addr: std::net::Ipv4Addr,
-    pub prefix_len: u8,
-}
+pub use netns::Ipv4Cidr;
 
-impl Ipv4Cidr {
-    /// Reads `a.b.c.d/n`. The host bits must be zero (`172.26.64.1/20` is an address in a
-    /// network, not a network); /31 and /32 leave no room for a gateway and allocations.
-    pub fn parse(text: &str) -> Result<Ipv4Cidr, String> {
-        let (addr, len) = text.trim().split_once('/').ok_or_else(|| {
-            format!("{text:?} is not an IPv4 subnet: write it as address/prefix, e.g. \"172.26.64.0/20\"")
-        })?;
-        let addr: std::net::Ipv4Addr = addr
-            .parse()
-            .map_err(|_| format!("{addr:?} in {text:?} is not an IPv4 address"))?;
-        let prefix_len: u8 = len
-            .parse()
-            .ok()
-            .filter(|n| *n <= 30)
-            .ok_or_else(|| format!("prefix /{len} of {text:?} must be a number from 0 to 30 (a bridge needs room for its gateway and allocations)"))?;
-        let cidr = Ipv4Cidr { addr, prefix_len };
-        if cidr.network() != addr {
-            return Err(format!(
-                "{text:?} has host bits set: the network is {}/{prefix_len}",
-                cidr.network()
-            ));
-        }
-        Ok(cidr)
+/// Reads `bridge_network_subnet`: `a.b.c.d/n` with the host bits zero, at most /30.
+pub fn parse_bridge_subnet(text: &str) -> Result<Ipv4Cidr, String> {
+    let subnet: Ipv4Cidr = text.parse().map_err(|e: netns::CidrError| e.to_string())?;
+    if subnet.prefix() > MAX_BRIDGE_PREFIX {
+        return Err(format!(
+            "{text:?}: a /{} leaves no room for the bridge's gateway and allocations; use /{MAX_BRIDGE_PREFIX} or shorter",
+            subnet.prefix()
+        ));
     }
-
-    fn mask(&self) -> u32 {
-        u32::MAX
-            .checked_shl(32 - u32::from(self.prefix_len))
-            .unwrap_or(0)
-    }
-
-    /// The network address (host bits cleared).
-    pub fn network(&self) -> std::net::Ipv4Addr {
-        std::net::Ipv4Addr::from(u32::from(self.addr) & self.mask())
-    }
-
-    pub fn contains(&self, ip: std::net::Ipv4Addr) -> bool {
-        u32::from(ip) & self.mask() == u32::from(self.network())
-    }
-}
-
-impl std::fmt::Display for Ipv4Cidr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix_len)
-    }
+    Ok(subnet)
 }
 
 /// `client.port_mapping`: how host ports reach `bridge` allocations.
@@ -120,7 +82,7 @@ impl Default for NetworkSettings {
     fn default() -> NetworkSettings {
         NetworkSettings {
             bridge_network_name: DEFAULT_BRIDGE_NETWORK_NAME.to_string(),
-            bridge_network_subnet: DEFAULT_BRIDGE_NETWORK_SUBNET,
+            bridge_network_subnet: default_bridge_network_subnet(),
             port_mapping: PortMappingMode::Auto,
         }
     }
@@ -317,23 +279,23 @@ mod network_tests {
     #[test]
     fn bridge_subnets_parse_with_clear_errors() {
         assert_eq!(
-            Ipv4Cidr::parse("172.26.64.0/20"),
-            Ok(DEFAULT_BRIDGE_NETWORK_SUBNET)
+            parse_bridge_subnet("172.26.64.0/20"),
+            Ok(default_bridge_network_subnet())
         );
-        let net = Ipv4Cidr::parse("10.10.0.0/16").unwrap();
+        let net = parse_bridge_subnet("10.10.0.0/16").unwrap();
         assert!(net.contains("10.10.255.1".parse().unwrap()));
         assert!(!net.contains("10.11.0.1".parse().unwrap()));
         for (bad, why) in [
-            ("172.26.64.0", "address/prefix"),
+            ("172.26.64.0", "ADDRESS/PREFIX"),
             ("172.26.64/20", "not an IPv4 address"),
-            ("172.26.64.0/33", "from 0 to 30"),
-            ("172.26.64.0/31", "from 0 to 30"),
+            ("172.26.64.0/33", "from 0 to 32"),
+            ("172.26.64.0/31", "no room for the bridge's gateway"),
             (
                 "172.26.64.1/20",
-                "host bits set: the network is 172.26.64.0/20",
+                "host bits are set; the network is 172.26.64.0/20",
             ),
         ] {
-            let e = Ipv4Cidr::parse(bad).unwrap_err();
+            let e = parse_bridge_subnet(bad).unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");
         }
         assert_eq!(PortMappingMode::parse("ebpf"), Ok(PortMappingMode::Ebpf));

@@ -26,6 +26,8 @@ use controlplane::model::{AllocDeploymentStatus, Allocation, ClientStatus, TaskS
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+use crate::client::network::record::AllocNetwork;
+
 /// The file name of the client state inside the client's state dir.
 pub const CLIENT_DB_FILE: &str = "client.db";
 
@@ -118,10 +120,10 @@ pub struct AllocRecord {
     /// and its directory waits for garbage collection, oldest first.
     #[serde(default)]
     pub terminal_at_unix_nanos: Option<i64>,
-    /// Reserved for the allocation's network state (namespace path, interfaces, addresses)
-    /// once the client sets up networks; `None` until then.
+    /// The allocation's network objects on this node (namespace, veth, leased address, port
+    /// mappings): written before they are made, cleared once they are gone.
     #[serde(default)]
-    pub network: Option<serde_json::Value>,
+    pub network: Option<AllocNetwork>,
 }
 
 impl AllocRecord {

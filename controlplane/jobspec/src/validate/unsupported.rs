@@ -62,9 +62,9 @@ pub const ACTED_ON: &[&str] = &[
     "Tasks.LogConfig",
     "Tasks.RestartPolicy",
     // Placement (the scheduler's constraints, affinities, spreads and ephemeral disk size).
-    // Nested blocks are matched by their own type path, so each field is listed. Ports and
-    // host volumes are placed by (collisions, the node's volumes) but not yet bound or
-    // mounted on the node: they keep warning until the networking and volume work lands.
+    // Nested blocks are matched by their own type path, so each field is listed. Host
+    // volumes are placed by (the node's volumes) but not yet mounted on the node: they keep
+    // warning until the volume work lands.
     "Job.Constraints",
     "Job.Affinities",
     "Job.Spreads",
@@ -87,6 +87,26 @@ pub const ACTED_ON: &[&str] = &[
     "Spreads.SpreadTarget",
     "SpreadTarget.Value",
     "SpreadTarget.Percent",
+    // Networking (the client's namespaces, veths, port mappings and /etc files). Ports on a
+    // named `host_network` and CNI still warn.
+    "TaskGroups.Networks",
+    "Networks.Mode",
+    // Filled in by placement (the node's address), never written in a job.
+    "Networks.Device",
+    "Networks.CIDR",
+    "Networks.IP",
+    "Networks.Hostname",
+    "Networks.DNS",
+    "DNS.Servers",
+    "DNS.Searches",
+    "DNS.Options",
+    "Networks.ReservedPorts",
+    "Networks.DynamicPorts",
+    "ReservedPorts.Label",
+    "ReservedPorts.Value",
+    "ReservedPorts.To",
+    "DynamicPorts.Label",
+    "DynamicPorts.To",
     "Job.Periodic",
     "Job.ParameterizedJob",
     "Tasks.DispatchPayload",
@@ -154,6 +174,25 @@ fn baseline_of(job: &Job) -> Job {
             meta: g.meta.clone(),
             restart_policy: g.restart_policy.clone(),
             scaling: g.scaling.clone(),
+            // The network as the client acts on it: what a port asks of a named host network,
+            // CNI and mbits are not.
+            networks: g
+                .networks
+                .iter()
+                .map(|n| {
+                    let mut acted = n.clone();
+                    for port in acted
+                        .reserved_ports
+                        .iter_mut()
+                        .chain(&mut acted.dynamic_ports)
+                    {
+                        port.host_network.clear();
+                    }
+                    acted.cni = None;
+                    acted.mbits = None;
+                    acted
+                })
+                .collect(),
             ..Default::default()
         };
         for t in &g.tasks {
@@ -296,7 +335,7 @@ mod tests {
     use super::unsupported_warnings;
 
     #[test]
-    fn placement_rules_do_not_warn_but_ports_and_host_volumes_still_do() {
+    fn placement_rules_and_networks_do_not_warn_but_host_networks_still_do() {
         let src = r#"
 job "web" {
   constraint {
@@ -323,7 +362,17 @@ job "web" {
       size = 500
     }
     network {
-      port "http" {}
+      mode     = "bridge"
+      hostname = "web"
+      port "http" {
+        to = 8080
+      }
+      port "admin" {
+        static = 9000
+      }
+      dns {
+        servers = ["1.1.1.1"]
+      }
     }
     task "t" {
       driver = "exec"
@@ -355,8 +404,23 @@ job "web" {
             );
         }
         assert!(
-            warnings.iter().any(|w| w.contains("network")),
-            "ports are not bound yet, so the network block warns: {warnings:?}"
+            !warnings.iter().any(|w| w.contains("network")),
+            "the network block is acted on: {warnings:?}"
+        );
+        let on_host_network = src.replace(
+            "static = 9000",
+            "static       = 9000\n        host_network = \"public\"",
+        );
+        let job = crate::parse_hcl(&on_host_network, &crate::ParseOptions::default())
+            .unwrap()
+            .job;
+        let warnings: Vec<String> = unsupported_warnings(&job)
+            .iter()
+            .map(|w| w.to_string())
+            .collect();
+        assert!(
+            warnings.iter().any(|w| w.contains("host_network")),
+            "named host networks are not offered yet: {warnings:?}"
         );
     }
 }

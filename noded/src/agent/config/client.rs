@@ -86,7 +86,7 @@ fn port(key: &str, v: i64, report: Report<'_>) -> Option<u16> {
 
 /// `bridge_network_name`, `bridge_network_subnet`, `port_mapping`.
 fn apply_network(c: &mut AgentConfig, cl: &ClientBlock, report: Report<'_>) {
-    use crate::client::settings::{interface_name_problem, Ipv4Cidr, PortMappingMode};
+    use crate::client::settings::{interface_name_problem, parse_bridge_subnet, PortMappingMode};
     if let Some(name) = &cl.bridge_network_name {
         match interface_name_problem(name) {
             Some(problem) => report(
@@ -97,7 +97,7 @@ fn apply_network(c: &mut AgentConfig, cl: &ClientBlock, report: Report<'_>) {
         }
     }
     if let Some(text) = &cl.bridge_network_subnet {
-        match Ipv4Cidr::parse(text) {
+        match parse_bridge_subnet(text) {
             Ok(subnet) => c.network.bridge_network_subnet = subnet,
             Err(e) => report(
                 "client.bridge_network_subnet",

@@ -947,11 +947,11 @@ fn each_bad_client_value_names_its_file_and_line() {
         ),
         (
             "client {\n  bridge_network_subnet = \"172.26.64.1/20\"\n}",
-            "c.hcl:2: client.bridge_network_subnet: \"172.26.64.1/20\" has host bits set: the network is 172.26.64.0/20",
+            "c.hcl:2: client.bridge_network_subnet: invalid IPv4 CIDR \"172.26.64.1/20\": host bits are set; the network is 172.26.64.0/20",
         ),
         (
             "client {\n\n  bridge_network_subnet = \"10.0.0.0\"\n}",
-            "c.hcl:3: client.bridge_network_subnet: \"10.0.0.0\" is not an IPv4 subnet",
+            "c.hcl:3: client.bridge_network_subnet: invalid IPv4 CIDR \"10.0.0.0\": expected ADDRESS/PREFIX",
         ),
         (
             "client {\n  bridge_network_name = \"a-bridge-name-too-long\"\n}",
