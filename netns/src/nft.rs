@@ -73,28 +73,12 @@ enum Input<'a> {
     Text(&'a str),
 }
 
-/// Runs `nft` with `args` and, when given, a batch on stdin (`-j` for JSON input and for
-/// every listing); returns stdout.
-fn nft(what: &str, args: &[&str], batch: Option<Input<'_>>) -> Result<String> {
-    let bin = nft_binary();
-    let mut command = Command::new(bin);
-    if !matches!(batch, Some(Input::Text(_))) {
-        command.arg("-j");
-    }
-    let mut child = command
-        .args(args)
-        .stdin(if batch.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::Nft {
-            what: what.to_string(),
-            stderr: format!("cannot run {bin}: {e}; install nftables (apt-get install nftables)"),
-        })?;
+/// Writes the batch to a spawned nft and waits for it.
+fn finish(
+    what: &str,
+    mut child: std::process::Child,
+    batch: Option<Input<'_>>,
+) -> Result<std::process::Output> {
     if let (Some(batch), Some(mut stdin)) = (batch, child.stdin.take()) {
         let text = match batch {
             Input::Json(v) => v.to_string(),
@@ -109,6 +93,59 @@ fn nft(what: &str, args: &[&str], batch: Option<Input<'_>>) -> Result<String> {
         what: what.to_string(),
         stderr: format!("cannot wait for nft: {e}"),
     })?;
+    Ok(out)
+}
+
+/// Pids of the `nft` processes this process runs and waits for. A program that reaps its
+/// children itself (the agent is a child subreaper and reaps the orphans it inherits) must
+/// leave these to their `wait`: [`is_awaited`].
+static AWAITED: std::sync::Mutex<std::collections::BTreeSet<u32>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+fn awaited() -> std::sync::MutexGuard<'static, std::collections::BTreeSet<u32>> {
+    AWAITED.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Whether `pid` is an `nft` this process waits for (a reaper must not reap it). Taken under
+/// the same lock as the spawn, so a child that exits before it is registered is still seen.
+pub fn is_awaited(pid: u32) -> bool {
+    awaited().contains(&pid)
+}
+
+/// Whether nft can run here (the masquerade, the isolation and the fallback need it).
+pub fn probe() -> Result<()> {
+    nft("list the tables (probing nft)", &["list", "tables"], None).map(|_| ())
+}
+
+/// Runs `nft` with `args` and, when given, a batch on stdin (`-j` for JSON input and for
+/// every listing); returns stdout.
+fn nft(what: &str, args: &[&str], batch: Option<Input<'_>>) -> Result<String> {
+    let bin = nft_binary();
+    let mut command = Command::new(bin);
+    if !matches!(batch, Some(Input::Text(_))) {
+        command.arg("-j");
+    }
+    let mut registry = awaited();
+    let child = command
+        .args(args)
+        .stdin(if batch.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::Nft {
+            what: what.to_string(),
+            stderr: format!("cannot run {bin}: {e}; install nftables (apt-get install nftables)"),
+        })?;
+    let pid = child.id();
+    registry.insert(pid);
+    drop(registry);
+    let out = finish(what, child, batch);
+    awaited().remove(&pid);
+    let out = out?;
     if !out.status.success() {
         let stderr =
             String::from_utf8_lossy(&out.stderr[..out.stderr.len().min(MAX_NFT_OUTPUT_BYTES)]);

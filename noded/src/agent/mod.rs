@@ -66,13 +66,15 @@ pub fn temp_data_dir() -> anyhow::Result<PathBuf> {
     Ok(dir.keep())
 }
 
-/// Reaps every child of the agent that exits. As a child subreaper the agent inherits the
-/// orphans of what it started: the tasks of a supervisor that died (stopped by the next
-/// supervisor, see `supervisor::stop_orphaned_tasks`). Without this they would stay zombies
-/// for the agent's life. The agent's own children are supervisors, whose exit status nobody
-/// needs.
+/// Reaps every child of the agent that exits, except those a caller waits for itself (the
+/// `nft` runs of the network set-up, which would otherwise fail with ECHILD). As a child
+/// subreaper the agent inherits the orphans of what it started: the tasks of a supervisor
+/// that died (stopped by the next supervisor, see `supervisor::stop_orphaned_tasks`). Without
+/// this they would stay zombies for the agent's life. The agent's other children are
+/// supervisors, whose exit status nobody needs.
 async fn reap_orphans() {
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    use nix::unistd::Pid;
     let mut sigchld = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()) {
         Ok(s) => s,
         Err(e) => {
@@ -82,13 +84,40 @@ async fn reap_orphans() {
     };
     loop {
         sigchld.recv().await;
-        loop {
-            match waitpid(None, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
-                Ok(WaitStatus::StillAlive) | Err(_) => break,
+        for pid in children() {
+            if netns::nft::is_awaited(pid) {
+                continue;
+            }
+            let Ok(raw) = i32::try_from(pid) else {
+                continue;
+            };
+            match waitpid(
+                Pid::from_raw(raw),
+                Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL),
+            ) {
+                Ok(WaitStatus::StillAlive) | Err(_) => {}
                 Ok(status) => tracing::debug!(?status, "reaped an orphaned process"),
             }
         }
     }
+}
+
+/// This process's children, from every thread's `/proc/self/task/<tid>/children` (a child
+/// is listed under the thread that forked it; orphans under the main thread).
+fn children() -> Vec<u32> {
+    let mut pids = Vec::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return pids;
+    };
+    for task in tasks.flatten() {
+        if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
+            pids.extend(
+                list.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+    }
+    pids
 }
 
 /// Runs the agent until SIGINT or SIGTERM; SIGHUP reloads what can be reloaded.

@@ -604,6 +604,7 @@ impl Client {
                     links = ?done.links,
                     mappings = done.mappings.len(),
                     endpoints = done.endpoints,
+                    bridge_networking = done.fabric_removed,
                     "removed network objects no allocation owns"
                 )
             }

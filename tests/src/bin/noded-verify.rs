@@ -61,15 +61,87 @@ fn main() {
             }
             None => usage("sleep needs seconds, e.g. `noded-verify sleep 5`"),
         },
+        Some("serve") => {
+            let ports: Option<Vec<u16>> = args[2..].iter().map(|p| p.parse().ok()).collect();
+            match ports {
+                Some(ports) if !ports.is_empty() => serve(&ports),
+                _ => usage("serve needs ports, e.g. `noded-verify serve 8080 9090`"),
+            }
+        }
+        Some("connect") => match args.get(2).and_then(|a| a.parse().ok()) {
+            Some(addr) => connect(addr),
+            None => usage("connect needs ip:port, e.g. `noded-verify connect 10.0.0.1:80`"),
+        },
         Some(other) => usage(&format!("unknown subcommand {other:?}")),
     };
     let _ = std::io::stdout().flush();
     std::process::exit(code);
 }
 
+/// Listens on every address on each of `ports`, TCP and UDP, and answers each connection or
+/// datagram with `peer=<its source address>` — what a task behind a port mapping sees of its
+/// clients. Runs until killed.
+fn serve(ports: &[u16]) -> i32 {
+    let mut threads = Vec::new();
+    for &port in ports {
+        let tcp = match std::net::TcpListener::bind(("0.0.0.0", port)) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("noded-verify serve: tcp port {port}: {e}");
+                return 1;
+            }
+        };
+        let udp = match std::net::UdpSocket::bind(("0.0.0.0", port)) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("noded-verify serve: udp port {port}: {e}");
+                return 1;
+            }
+        };
+        threads.push(std::thread::spawn(move || {
+            for conn in tcp.incoming().flatten() {
+                let mut conn = conn;
+                if let Ok(peer) = conn.peer_addr() {
+                    let _ = writeln!(conn, "peer={peer}");
+                }
+            }
+        }));
+        threads.push(std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while let Ok((_, from)) = udp.recv_from(&mut buf) {
+                let _ = udp.send_to(format!("peer={from}\n").as_bytes(), from);
+            }
+        }));
+    }
+    println!("serving on {ports:?}");
+    let _ = std::io::stdout().flush();
+    for t in threads {
+        let _ = t.join();
+    }
+    0
+}
+
+/// Connects over TCP to `addr` (3 s at most) and prints what it answers: 0 when it answered,
+/// 1 when the connection failed.
+fn connect(addr: std::net::SocketAddr) -> i32 {
+    match std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3)) {
+        Ok(mut conn) => {
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(3)));
+            let mut answer = String::new();
+            let _ = conn.read_to_string(&mut answer);
+            print!("{answer}");
+            0
+        }
+        Err(e) => {
+            println!("connect {addr}: {e}");
+            1
+        }
+    }
+}
+
 fn usage(problem: &str) -> i32 {
     eprintln!(
-        "noded-verify: {problem}\nusage: noded-verify [report | escape | hog MB | sleep SECS]"
+        "noded-verify: {problem}\nusage: noded-verify [report | escape | hog MB | sleep SECS | serve PORT... | connect IP:PORT]"
     );
     2
 }

@@ -207,6 +207,8 @@ pub struct Reconciled {
     pub links: Vec<String>,
     pub mappings: Vec<Mapping>,
     pub endpoints: usize,
+    /// The node-wide objects an earlier daemon left with no bridge allocation to serve.
+    pub fabric_removed: bool,
 }
 
 /// Makes and removes allocations' networks on this node.
@@ -289,14 +291,28 @@ impl NetworkManager {
 
     /// The node-wide objects, made at the first bridge allocation (and by a reconcile that
     /// finds an earlier daemon's).
-    fn fabric(&self) -> Result<Arc<Fabric>, NetworkError> {
-        let mut fabric = lock(&self.fabric);
-        if let Some(f) = fabric.as_ref() {
+    fn fabric_in(&self, slot: &mut Option<Arc<Fabric>>) -> Result<Arc<Fabric>, NetworkError> {
+        if let Some(f) = slot.as_ref() {
             return Ok(f.clone());
         }
         let made = Arc::new(self.make_fabric()?);
-        *fabric = Some(made.clone());
+        *slot = Some(made.clone());
         Ok(made)
+    }
+
+    /// Removes the node-wide objects (the eBPF programs and pins, the nftables tables, the
+    /// bridge): the last bridge allocation is gone, and noded leaves nothing behind it. The
+    /// next bridge allocation makes them again.
+    fn remove_fabric(&self, slot: &mut Option<Arc<Fabric>>) -> Result<(), NetworkError> {
+        let what = "removing bridge networking (no bridge allocation is left)";
+        *slot = None;
+        if self.pin_dir().exists() {
+            ebpf::PortMapper::remove_all(&self.pin_dir(), &self.interfaces)
+                .map_err(|e| NetworkError::new(what, e))?;
+        }
+        Firewall::remove_all().map_err(|e| NetworkError::new(what, e))?;
+        netns::bridge::remove(&self.settings.bridge_network_name)
+            .map_err(|e| NetworkError::new(what, e))
     }
 
     fn make_fabric(&self) -> Result<Fabric, NetworkError> {
@@ -374,7 +390,10 @@ impl NetworkManager {
     }
 
     fn setup_bridge(&self, alloc: &Allocation) -> Result<AllocNetwork, NetworkError> {
-        let fabric = self.fabric()?;
+        // Held throughout: the last allocation's teardown removes the node-wide objects, and
+        // must not do so under an allocation being set up.
+        let mut slot = lock(&self.fabric);
+        let fabric = self.fabric_in(&mut slot)?;
         let record = {
             let mut known = lock(&self.known);
             let address = match known.records.get(&alloc.id).and_then(|r| r.address) {
@@ -409,7 +428,7 @@ impl NetworkManager {
         match self.make_bridge_objects(&fabric, &record) {
             Ok(()) => Ok(record),
             Err(e) => {
-                self.teardown(&alloc.id);
+                self.teardown_in(&mut slot, &alloc.id);
                 Err(e)
             }
         }
@@ -451,12 +470,17 @@ impl NetworkManager {
     /// Idempotent; a step that fails is logged and the others still run, and the record is
     /// kept so that the next start's reconcile tries again.
     pub fn teardown(&self, alloc_id: &str) {
+        let mut slot = lock(&self.fabric);
+        self.teardown_in(&mut slot, alloc_id);
+    }
+
+    fn teardown_in(&self, slot: &mut Option<Arc<Fabric>>, alloc_id: &str) {
         let Some(record) = lock(&self.known).records.get(alloc_id).cloned() else {
             return;
         };
         let mut failed = false;
         if !record.mappings.is_empty() {
-            match self.fabric() {
+            match self.fabric_in(slot) {
                 Ok(fabric) => {
                     for m in &record.mappings {
                         if let Err(e) = fabric.ports.remove(m) {
@@ -490,9 +514,18 @@ impl NetworkManager {
         if failed {
             return;
         }
-        lock(&self.known).records.remove(alloc_id);
+        let bridges_left = {
+            let mut known = lock(&self.known);
+            known.records.remove(alloc_id);
+            known.records.values().any(|r| r.host_veth.is_some())
+        };
         if let Err(e) = self.persist(alloc_id, None) {
             tracing::warn!(alloc = %alloc_id, "forgetting the network record: {e}");
+        }
+        if record.host_veth.is_some() && !bridges_left {
+            if let Err(e) = self.remove_fabric(slot) {
+                tracing::warn!("{e}");
+            }
         }
     }
 
@@ -546,9 +579,15 @@ impl NetworkManager {
             }
         }
         // The node-wide objects are only reopened when an earlier daemon made them: a node
-        // that never ran a bridge allocation changes nothing here.
-        if self.fabric_exists() {
-            let fabric = self.fabric()?;
+        // that never ran a bridge allocation changes nothing here. With no bridge allocation
+        // left they go as well.
+        let mut slot = lock(&self.fabric);
+        let bridges_live = live.values().any(|r| r.host_veth.is_some());
+        if self.fabric_exists() && !bridges_live {
+            self.remove_fabric(&mut slot)?;
+            done.fabric_removed = true;
+        } else if self.fabric_exists() {
+            let fabric = self.fabric_in(&mut slot)?;
             for m in fabric
                 .ports
                 .list()
@@ -594,16 +633,7 @@ impl NetworkManager {
 
 /// Whether `nft` can run here (the fallback and the masquerade need it).
 fn probe_nft() -> Result<(), String> {
-    match std::process::Command::new("nft").arg("--version").output() {
-        Ok(out) if out.status.success() => Ok(()),
-        Ok(out) => Err(format!(
-            "`nft --version` failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
-        Err(e) => Err(format!(
-            "cannot run nft ({e}); install the nftables package"
-        )),
-    }
+    netns::nft::probe().map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
