@@ -69,21 +69,7 @@ pub fn ensure(config: &BridgeConfig) -> Result<Bridge> {
     let name = config.name.as_str();
     let subnet = config.subnet;
     exec::with_netlink("ensure the bridge", None, |h| async move {
-        let existing = link::by_name(&h, name).await?;
-        if let Some(found) = &existing {
-            if link::alias(found) != Some(NODED_ALIAS)
-                || link::kind(found) != Some(&InfoKind::Bridge)
-            {
-                return Err(Error::Config {
-                    setting: "bridge_network_name",
-                    reason: format!(
-                        "a link named {name:?} exists and is not noded's bridge (no alias {NODED_ALIAS:?}); choose another bridge_network_name, or remove that link if nothing uses it"
-                    ),
-                });
-            }
-        }
-        let own_index = existing.as_ref().map(|l| l.header.index);
-        refuse_overlap(&h, name, subnet, own_index).await?;
+        let own_index = refuse_conflicts(&h, name, subnet).await?;
 
         let index = match own_index {
             Some(index) => index,
@@ -106,6 +92,41 @@ pub fn ensure(config: &BridgeConfig) -> Result<Bridge> {
             gateway,
         })
     })
+}
+
+/// Whether `config` could be made here, changing nothing: refused like [`ensure`] refuses
+/// (a foreign link of that name, a subnet another interface uses). The client checks it at
+/// start, so that a node whose settings cannot work does not offer bridge networking.
+pub fn check(config: &BridgeConfig) -> Result<()> {
+    config_gateway(config)?;
+    let name = config.name.as_str();
+    let subnet = config.subnet;
+    exec::with_netlink("check the bridge settings", None, |h| async move {
+        refuse_conflicts(&h, name, subnet).await.map(|_| ())
+    })
+}
+
+/// Refuses a link named `name` that is not noded's bridge and a `subnet` that overlaps
+/// another interface's address; returns the index of noded's bridge when it exists.
+async fn refuse_conflicts(
+    h: &rtnetlink::Handle,
+    name: &str,
+    subnet: Ipv4Cidr,
+) -> Result<Option<u32>> {
+    let existing = link::by_name(h, name).await?;
+    if let Some(found) = &existing {
+        if link::alias(found) != Some(NODED_ALIAS) || link::kind(found) != Some(&InfoKind::Bridge) {
+            return Err(Error::Config {
+                setting: "bridge_network_name",
+                reason: format!(
+                    "a link named {name:?} exists and is not noded's bridge (no alias {NODED_ALIAS:?}); choose another bridge_network_name, or remove that link if nothing uses it"
+                ),
+            });
+        }
+    }
+    let own_index = existing.as_ref().map(|l| l.header.index);
+    refuse_overlap(h, name, subnet, own_index).await?;
+    Ok(own_index)
 }
 
 async fn refuse_overlap(

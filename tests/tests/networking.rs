@@ -420,3 +420,154 @@ fn the_nftables_fallback_passes_the_same_checks() {
     }
     bridge_networking_end_to_end("nftables");
 }
+
+/// Host mode binds the host port the scheduler chose (the task learns it from
+/// `${NOMAD_PORT_x}` in its args), `none` gives loopback only, and bridge settings that
+/// cannot work on this host (a subnet the host uses) mean the node offers no bridge — a bridge
+/// job is refused at scheduling with Nomad's words, and nothing is created.
+#[test]
+fn host_and_none_modes_and_a_node_whose_bridge_settings_cannot_work() {
+    if !require_root("networking in test namespaces") {
+        return;
+    }
+    let lan = Lan::create("netmodes");
+    let host = lan.host("h");
+    let outside = lan.host("x");
+    let pki = TempDir::create("pki");
+    let tls = server_certificates(&pki, "global");
+    let config = server_and_client_config(host.ip(), "h", &tls).replace(
+        "client {\n  enabled = true\n",
+        &format!(
+            "client {{\n  enabled = true\n  bridge_network_subnet = \"{}\"\n",
+            lan.subnet()
+        ),
+    );
+    let leftovers_guard = Leftovers {
+        tag: RefCell::new(None),
+    };
+    let agent = ClusterAgent::start(&host, "h", &config);
+    let node = agent.wait_for("a ready node", Duration::from_secs(30), |a| {
+        let nodes = a.get("/v1/nodes").ok()?.json();
+        let id = nodes.as_array()?.first()?["ID"].as_str()?.to_string();
+        let node = a.get(&format!("/v1/node/{id}")).ok()?.json();
+        (node["Status"] == "ready").then_some(node)
+    });
+    let tag: String = node["ID"]
+        .as_str()
+        .unwrap()
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(8)
+        .collect();
+    *leftovers_guard.tag.borrow_mut() = Some(tag.clone());
+    assert!(
+        node["Attributes"]["noded.port_mapping"].is_null(),
+        "{}",
+        node["Attributes"]
+    );
+    assert!(
+        !node["NodeResources"]["NodeNetworks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["Mode"] == "bridge"),
+        "a node whose subnet overlaps its own address offers bridge: {}",
+        node["NodeResources"]
+    );
+    assert!(
+        agent.log_text().contains("client.bridge_network_subnet"),
+        "the log names the setting"
+    );
+
+    // Host mode: the task binds the dynamic port it was given, read from its args.
+    let web = serde_json::to_vec(&serde_json::json!({"Job": {
+        "ID": "hostweb", "Name": "hostweb", "Type": "service", "Datacenters": ["dc1"],
+        "TaskGroups": [{
+            "Name": "g", "Count": 1,
+            "RestartPolicy": {"Attempts": 0, "Mode": "fail"},
+            "Networks": [{"DynamicPorts": [{"Label": "http"}]}],
+            "Tasks": [{
+                "Name": "t", "Driver": "raw_exec",
+                "Config": {
+                    "command": binary("noded-verify").display().to_string(),
+                    "args": ["serve", "${NOMAD_PORT_http}"]
+                },
+                "Resources": {"CPU": 100, "MemoryMB": 64}
+            }]
+        }]
+    }}))
+    .unwrap();
+    let r = agent.http("PUT", "/v1/jobs", Some(&web)).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (_, ports) = agent.wait_for("hostweb running", Duration::from_secs(60), |a| {
+        let allocs = a.get("/v1/job/hostweb/allocations").ok()?.json();
+        let id = allocs
+            .as_array()?
+            .iter()
+            .find(|x| x["ClientStatus"] == "running")?["ID"]
+            .as_str()?
+            .to_string();
+        let alloc = a.get(&format!("/v1/allocation/{id}")).ok()?.json();
+        Some((id, alloc["AllocatedResources"]["Shared"]["Ports"].clone()))
+    });
+    let port = host_port(&ports, "http");
+    let to = SocketAddr::from((host.ip(), port));
+    let answer = wait_answer(&agent, "host mode from outside", &|| tcp_ask(&outside, to));
+    assert!(
+        answer.starts_with(&format!("peer={}:", outside.ip())),
+        "{answer}"
+    );
+
+    // None: loopback only — nothing outside is reachable from the allocation.
+    let none = job(
+        "alone",
+        serde_json::json!({"Mode": "none"}),
+        &[OTHER_UNMAPPED],
+    );
+    let r = agent.http("PUT", "/v1/jobs", Some(&none)).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let alone = agent.wait_for("alone running", Duration::from_secs(60), |a| {
+        let allocs = a.get("/v1/job/alone/allocations").ok()?.json();
+        allocs
+            .as_array()?
+            .iter()
+            .find(|x| x["ClientStatus"] == "running")?["ID"]
+            .as_str()
+            .map(str::to_string)
+    });
+    let _listener = outside_listener(&outside);
+    let (ok, out) = connect_from_alloc(
+        &agent,
+        &alone,
+        SocketAddr::from((outside.ip(), OUTSIDE_PORT)),
+    );
+    assert!(!ok, "a none-mode allocation reached the outside: {out}");
+    let (ok, out) = connect_from_alloc(
+        &agent,
+        &alone,
+        SocketAddr::from((Ipv4Addr::LOCALHOST, OTHER_UNMAPPED)),
+    );
+    assert!(ok, "its own loopback: {out}");
+
+    // Bridge: no node offers it here.
+    let bridged = job(
+        "bridged",
+        serde_json::json!({"Mode": "bridge", "DynamicPorts": [{"Label": "p", "To": 80}]}),
+        &[80],
+    );
+    let r = agent.http("PUT", "/v1/jobs", Some(&bridged)).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    agent.wait_for("missing network reported", Duration::from_secs(30), |a| {
+        let evals = a.get("/v1/job/bridged/evaluations").ok()?.text();
+        evals.contains("missing network").then_some(())
+    });
+    for id in ["hostweb", "alone", "bridged"] {
+        let r = agent
+            .http("DELETE", &format!("/v1/job/{id}"), None)
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    agent.wait_for("nothing left", Duration::from_secs(60), |_| {
+        leftovers(&host, &tag, &[]).is_empty().then_some(())
+    });
+}

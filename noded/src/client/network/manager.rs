@@ -249,7 +249,21 @@ impl NetworkManager {
     ) -> NetworkManager {
         let ebpf = ebpf::probe().map_err(|u| u.reason);
         let nft = probe_nft();
-        let port_mapping = choose_port_mapping(settings.port_mapping, ebpf, nft);
+        let mut port_mapping = choose_port_mapping(settings.port_mapping, ebpf, nft);
+        // Settings that cannot work here (the subnet is in use, the bridge's name is taken)
+        // are found now, changing nothing, rather than at the first bridge allocation.
+        if port_mapping.name().is_some() {
+            if let Err(e) = netns::bridge::check(&BridgeConfig {
+                name: settings.bridge_network_name.clone(),
+                subnet: settings.bridge_network_subnet,
+            }) {
+                let why = match &e {
+                    netns::Error::Config { .. } => format!("client.{e}"),
+                    other => format!("checking the bridge settings: {other}"),
+                };
+                port_mapping = PortMapping::Unavailable { why };
+            }
+        }
         match &port_mapping {
             PortMapping::Ebpf => tracing::info!("bridge networking: ports mapped in eBPF"),
             PortMapping::Nftables { why } if why.is_empty() => {
