@@ -421,8 +421,8 @@ fn the_nftables_fallback_passes_the_same_checks() {
     bridge_networking_end_to_end("nftables");
 }
 
-/// Host mode binds the host port the scheduler chose (the task learns it from
-/// `${NOMAD_PORT_x}` in its args), `none` gives loopback only, and bridge settings that
+/// Host mode binds the host port the scheduler chose on the port's host network (the task
+/// learns it from `${NOMAD_PORT_x}` in its args), `none` gives loopback only, and bridge settings that
 /// cannot work on this host (a subnet the host uses) mean the node offers no bridge — a bridge
 /// job is refused at scheduling with Nomad's words, and nothing is created.
 #[test]
@@ -438,8 +438,8 @@ fn host_and_none_modes_and_a_node_whose_bridge_settings_cannot_work() {
     let config = server_and_client_config(host.ip(), "h", &tls).replace(
         "client {\n  enabled = true\n",
         &format!(
-            "client {{\n  enabled = true\n  bridge_network_subnet = \"{}\"\n",
-            lan.subnet()
+            "client {{\n  enabled = true\n  bridge_network_subnet = \"{subnet}\"\n  host_network \"lan\" {{\n    cidr = \"{subnet}\"\n  }}\n",
+            subnet = lan.subnet()
         ),
     );
     let leftovers_guard = Leftovers {
@@ -485,7 +485,7 @@ fn host_and_none_modes_and_a_node_whose_bridge_settings_cannot_work() {
         "TaskGroups": [{
             "Name": "g", "Count": 1,
             "RestartPolicy": {"Attempts": 0, "Mode": "fail"},
-            "Networks": [{"DynamicPorts": [{"Label": "http"}]}],
+            "Networks": [{"DynamicPorts": [{"Label": "http", "HostNetwork": "lan"}]}],
             "Tasks": [{
                 "Name": "t", "Driver": "raw_exec",
                 "Config": {
@@ -511,6 +511,11 @@ fn host_and_none_modes_and_a_node_whose_bridge_settings_cannot_work() {
         Some((id, alloc["AllocatedResources"]["Shared"]["Ports"].clone()))
     });
     let port = host_port(&ports, "http");
+    assert_eq!(
+        ports[0]["HostIP"],
+        host.ip().to_string(),
+        "the host network's address"
+    );
     let to = SocketAddr::from((host.ip(), port));
     let answer = wait_answer(&agent, "host mode from outside", &|| tcp_ask(&outside, to));
     assert!(

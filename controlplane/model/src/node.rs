@@ -349,6 +349,9 @@ impl Node {
         for network in &self.node_resources.node_networks {
             digest.field("network");
             digest.field(&network.mode);
+            for address in &network.addresses {
+                digest.field(&address.alias);
+            }
         }
         for (name, v) in &self.host_volumes {
             digest.field("volume");
@@ -390,11 +393,35 @@ impl Node {
     /// A list that does not parse reserves nothing here; the client refuses such a
     /// configuration when it starts, so a registered node never carries one.
     pub fn reserved_host_ports(&self) -> BTreeSet<u16> {
-        self.reserved_resources
+        let mut reserved = self
+            .reserved_resources
             .networks
             .as_ref()
             .and_then(|n| parse_port_list(&n.reserved_host_ports).ok())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        // A host network's `reserved_ports` are kept off the whole node: host ports are
+        // counted per node, not per address.
+        for address in self
+            .node_resources
+            .node_networks
+            .iter()
+            .flat_map(|n| &n.addresses)
+        {
+            reserved.extend(parse_port_list(&address.reserved_ports).unwrap_or_default());
+        }
+        reserved
+    }
+
+    /// The address of host network `alias` (`client.host_network`; `default` is the node's
+    /// own address), if the node has it.
+    pub fn host_network_address(&self, alias: &str) -> Option<&str> {
+        self.node_resources
+            .node_networks
+            .iter()
+            .filter(|n| n.mode == "host")
+            .flat_map(|n| &n.addresses)
+            .find(|a| a.alias == alias)
+            .map(|a| a.address.as_str())
     }
 
     /// The client's dynamic port range, inclusive (Nomad's defaults, 20000–32000, when the

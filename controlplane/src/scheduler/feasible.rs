@@ -3,7 +3,7 @@
 //! words. Constraints are in `constraint.rs`; the pipeline that applies all of it is
 //! `select.rs`.
 
-use crate::model::{AllocMetric, Job, Node, TaskGroup};
+use crate::model::{AllocMetric, Job, NetworkResource, Node, TaskGroup};
 
 /// Nomad's `FilterConstraintDrivers`.
 pub const MISSING_DRIVERS: &str = "missing drivers";
@@ -37,6 +37,24 @@ pub fn check_host_volumes(group: &TaskGroup, node: &Node) -> Result<(), &'static
         match node.host_volumes.get(&req.source) {
             Some(v) if !v.read_only || req.read_only => {}
             _ => return Err(MISSING_HOST_VOLUMES),
+        }
+    }
+    Ok(())
+}
+
+/// Whether `node` offers `network`'s mode and every host network its ports name (Nomad's
+/// `NetworkChecker`), or why not, in Nomad's words.
+pub fn check_network(network: &NetworkResource, node: &Node) -> Result<(), String> {
+    if !node.offers_network_mode(&network.mode) {
+        return Err(MISSING_NETWORK.to_string());
+    }
+    for port in network.reserved_ports.iter().chain(&network.dynamic_ports) {
+        if !port.host_network.is_empty() && node.host_network_address(&port.host_network).is_none()
+        {
+            return Err(format!(
+                "missing host network {:?} for port {:?}",
+                port.host_network, port.label
+            ));
         }
     }
     Ok(())

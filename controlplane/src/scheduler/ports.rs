@@ -29,6 +29,17 @@ fn host_ip(node: &Node) -> String {
         .unwrap_or_default()
 }
 
+/// The address `port` is bound on: its host network's (`host_network`), else the node's.
+/// Feasibility has checked that the node has the host network.
+fn port_ip(node: &Node, port: &crate::model::Port, node_ip: &str) -> String {
+    if port.host_network.is_empty() {
+        return node_ip.to_string();
+    }
+    node.host_network_address(&port.host_network)
+        .unwrap_or(node_ip)
+        .to_string()
+}
+
 /// Assigns the ports `ask` wants on `node`, where `used` says which host ports the node
 /// reserves or its allocations hold (this plan's counted). The error is Nomad's words, which
 /// the metrics record as `network: <error>`.
@@ -58,7 +69,7 @@ pub fn assign(
             port.label.clone(),
             port.value,
             port.to,
-            &ip,
+            &port_ip(node, port, &ip),
             port.ignore_collision,
         ));
     }
@@ -69,7 +80,13 @@ pub fn assign(
         let value = pick_dynamic(lo, hi, rng, &free).ok_or("dynamic port selection failed")?;
         taken.insert(value);
         network.dynamic_ports[i].value = value;
-        ports.push(mapping(port.label.clone(), value, port.to, &ip, false));
+        ports.push(mapping(
+            port.label.clone(),
+            value,
+            port.to,
+            &port_ip(node, port, &ip),
+            false,
+        ));
     }
     Ok(PortOffer { network, ports })
 }

@@ -566,14 +566,11 @@ impl<'a> Run<'a> {
             feasible::record_filtered(m, node, feasible::MISSING_DRIVERS);
             return false;
         }
-        let mode = ctx
-            .group
-            .networks
-            .first()
-            .map_or("host", |n| n.mode.as_str());
-        if !node.offers_network_mode(mode) {
-            feasible::record_filtered(m, node, feasible::MISSING_NETWORK);
-            return false;
+        if let Some(network) = ctx.group.networks.first() {
+            if let Err(why) = feasible::check_network(network, node) {
+                feasible::record_filtered(m, node, &why);
+                return false;
+            }
         }
         let cache = &mut self.select.constraints;
         if let Some(c) = ctx

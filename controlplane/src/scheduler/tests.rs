@@ -248,6 +248,61 @@ fn a_bridge_group_goes_only_to_nodes_that_offer_bridge_networking() {
 }
 
 #[test]
+fn a_port_on_a_host_network_binds_its_address_and_needs_a_node_that_has_it() {
+    use crate::model::{NetworkResource, NodeNetworkAddress, NodeNetworkResource, Port};
+    let mut public = node("n2", 4000, 8192, &["exec"]);
+    public.node_resources.node_networks = vec![NodeNetworkResource {
+        mode: "host".into(),
+        device: "eth1".into(),
+        addresses: vec![NodeNetworkAddress {
+            family: "ipv4".into(),
+            alias: "public".into(),
+            address: "203.0.113.5".into(),
+            reserved_ports: "25000-32000".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }];
+    public.computed_class = public.compute_class();
+    let mut w = World::new(vec![node("n1", 4000, 8192, &["exec"]), public]);
+    let mut web = job("web", JobType::Service, 1, 100, 100);
+    web.task_groups[0].networks = vec![NetworkResource {
+        dynamic_ports: vec![Port {
+            label: "http".into(),
+            host_network: "public".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }];
+    let eval = w.register(&web);
+    let plan = w.schedule(&eval);
+    let placed: Vec<&crate::model::Allocation> = plan.node_allocation.values().flatten().collect();
+    assert_eq!(placed.len(), 1);
+    assert_eq!(placed[0].node_id, "n2");
+    let port = &placed[0].allocated_resources.shared.ports[0];
+    assert_eq!(
+        port.host_ip, "203.0.113.5",
+        "bound on the host network's address"
+    );
+    assert!(
+        port.value < 25000,
+        "the host network's reserved ports are kept: {}",
+        port.value
+    );
+    let failed = &plan.eval.failed_tg_allocs;
+    assert!(failed.is_empty(), "{failed:?}");
+    let mut w = World::new(vec![node("n1", 4000, 8192, &["exec"])]);
+    let eval = w.register(&web);
+    let plan = w.schedule(&eval);
+    assert_eq!(
+        plan.eval.failed_tg_allocs["g"].constraint_filtered
+            ["missing host network \"public\" for port \"http\""],
+        1,
+        "Nomad's words"
+    );
+}
+
+#[test]
 fn resources_are_respected_and_exhaustion_is_reported() {
     let mut w = World::new(vec![node("n1", 1000, 1024, &["exec"])]);
     let eval = w.register(&job("web", JobType::Service, 3, 400, 256));

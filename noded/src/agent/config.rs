@@ -167,6 +167,9 @@ pub struct ClientBlock {
     /// `host_volume "name" { … }`, by name.
     #[serde(default)]
     pub host_volume: BTreeMap<String, HostVolumeBlock>,
+    /// `host_network "name" { … }`, by name.
+    #[serde(default)]
+    pub host_network: BTreeMap<String, HostNetworkBlock>,
     pub gc_interval: Option<String>,
     pub gc_disk_usage_threshold: Option<f64>,
     pub gc_inode_usage_threshold: Option<f64>,
@@ -198,6 +201,15 @@ pub struct ReservedBlock {
 pub struct HostVolumeBlock {
     pub path: Option<String>,
     pub read_only: Option<bool>,
+}
+
+/// `client { host_network "name" { cidr, interface, reserved_ports } }`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HostNetworkBlock {
+    pub cidr: Option<String>,
+    pub interface: Option<String>,
+    pub reserved_ports: Option<String>,
 }
 
 /// `client { drain_on_shutdown { deadline, force, ignore_system_jobs } }`.

@@ -209,11 +209,13 @@ fn list_addresses(addrs: nix::ifaddrs::InterfaceAddressIterator) -> Vec<(String,
 }
 
 /// The networks the node offers allocations (Nomad's `NodeNetworks`): `host` on the interface
-/// holding the node's address `ip` (among `addrs`), and `bridge` on `bridge` when the client
-/// offers bridge networking.
+/// holding the node's address `ip` (among `addrs`, alias `default`), one `host` network per
+/// `client.host_network` found on the host (alias: its name; one that is not found is left
+/// out and logged), and `bridge` on `bridge` when the client offers bridge networking.
 pub fn node_networks(
     ip: &str,
     addrs: &[(String, IpAddr)],
+    host_networks: &BTreeMap<String, settings::HostNetwork>,
     bridge: Option<&str>,
 ) -> Vec<controlplane::model::NodeNetworkResource> {
     use controlplane::model::{NodeNetworkAddress, NodeNetworkResource};
@@ -235,6 +237,27 @@ pub fn node_networks(
             }],
             ..Default::default()
         });
+    }
+    for (name, host_network) in host_networks {
+        match host_network.pick(addrs) {
+            Some((device, address)) => networks.push(NodeNetworkResource {
+                mode: "host".into(),
+                device,
+                addresses: vec![NodeNetworkAddress {
+                    family: "ipv4".into(),
+                    alias: name.clone(),
+                    address: address.to_string(),
+                    reserved_ports: host_network.reserved_ports.clone(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            None => tracing::warn!(
+                "client.host_network {name:?}: no address of this host matches (cidr {:?}, interface {:?}); ports asking for it are not placed here",
+                host_network.cidr.map(|c| c.to_string()),
+                host_network.interface
+            ),
+        }
     }
     if let Some(bridge) = bridge {
         networks.push(NodeNetworkResource {
@@ -264,6 +287,8 @@ pub struct FingerprintConfig {
     /// How the client maps host ports into allocations (`ebpf` or `nftables`), when bridge
     /// networking is offered: the `noded.port_mapping` attribute.
     pub port_mapping: Option<String>,
+    /// `client.host_network` blocks: each found on the host is listed under its name.
+    pub host_networks: BTreeMap<String, settings::HostNetwork>,
 }
 
 /// Everything fingerprinted about this machine.
@@ -514,6 +539,7 @@ pub fn gather_with(config: &FingerprintConfig) -> Fingerprint {
         node_networks: node_networks(
             &config.ip_address,
             &interface_addresses(),
+            &config.host_networks,
             // Offered only where the host can make bridges and the client can map ports.
             config.bridge_network.as_deref().filter(|_| bridge),
         ),
@@ -802,20 +828,66 @@ mod tests {
             ("lo".to_string(), "127.0.0.1".parse().unwrap()),
             ("eth0".to_string(), "10.0.0.7".parse().unwrap()),
         ];
-        let host_only = node_networks("10.0.0.7", &addrs, None);
+        let none = BTreeMap::new();
+        let host_only = node_networks("10.0.0.7", &addrs, &none, None);
         assert_eq!(host_only.len(), 1);
         assert_eq!(
             (host_only[0].mode.as_str(), host_only[0].device.as_str()),
             ("host", "eth0")
         );
         assert_eq!(host_only[0].addresses[0].alias, "default");
-        let both = node_networks("10.0.0.7", &addrs, Some("noded0"));
+        let both = node_networks("10.0.0.7", &addrs, &none, Some("noded0"));
         assert_eq!(
             both.iter().map(|n| n.mode.as_str()).collect::<Vec<_>>(),
             ["host", "bridge"]
         );
         assert_eq!(both[1].device, "noded0");
         // No usable address: nothing to offer in host mode, and nothing guessed.
-        assert!(node_networks("", &addrs, None).is_empty());
+        assert!(node_networks("", &addrs, &none, None).is_empty());
+        // A host network by cidr, one by interface, one the host does not have.
+        let mut addrs = addrs;
+        addrs.push(("eth1".to_string(), "203.0.113.5".parse().unwrap()));
+        let host_networks = BTreeMap::from([
+            (
+                "public".to_string(),
+                settings::HostNetwork {
+                    cidr: Some("203.0.113.0/24".parse().unwrap()),
+                    reserved_ports: "22".into(),
+                    ..Default::default()
+                },
+            ),
+            (
+                "lan".to_string(),
+                settings::HostNetwork {
+                    interface: Some("eth0".into()),
+                    ..Default::default()
+                },
+            ),
+            (
+                "gone".to_string(),
+                settings::HostNetwork {
+                    cidr: Some("192.0.2.0/24".parse().unwrap()),
+                    ..Default::default()
+                },
+            ),
+        ]);
+        let all = node_networks("10.0.0.7", &addrs, &host_networks, None);
+        let aliases: Vec<(&str, &str, &str)> = all
+            .iter()
+            .flat_map(|n| {
+                n.addresses
+                    .iter()
+                    .map(move |a| (a.alias.as_str(), n.device.as_str(), a.address.as_str()))
+            })
+            .collect();
+        assert_eq!(
+            aliases,
+            [
+                ("default", "eth0", "10.0.0.7"),
+                ("lan", "eth0", "10.0.0.7"),
+                ("public", "eth1", "203.0.113.5")
+            ]
+        );
+        assert_eq!(all[2].addresses[0].reserved_ports, "22");
     }
 }

@@ -1447,11 +1447,22 @@ fn network_manager(
     state: Arc<StateStore>,
 ) -> NetworkManager {
     let node_ip: Option<std::net::Ipv4Addr> = ip_address.parse().ok();
-    let interfaces: Vec<String> = fingerprint::interface_addresses()
-        .into_iter()
+    let addrs = fingerprint::interface_addresses();
+    let mut interfaces: BTreeSet<String> = addrs
+        .iter()
         .filter(|(_, a)| node_ip.is_some_and(|ip| *a == std::net::IpAddr::V4(ip)))
-        .map(|(name, _)| name)
+        .map(|(name, _)| name.clone())
         .collect();
+    // Ports on a host network arrive on its interface.
+    interfaces.extend(
+        config
+            .network
+            .host_networks
+            .values()
+            .filter_map(|h| h.pick(&addrs))
+            .map(|(name, _)| name),
+    );
+    let interfaces: Vec<String> = interfaces.into_iter().collect();
     NetworkManager::new(config.network.clone(), node_id, node_ip, interfaces, state)
 }
 
@@ -1469,6 +1480,7 @@ fn fingerprint_config(
         max_dynamic_port: config.max_dynamic_port,
         bridge_network: network.bridge_name().map(str::to_string),
         port_mapping: network.port_mapping().name().map(str::to_string),
+        host_networks: config.network.host_networks.clone(),
     }
 }
 

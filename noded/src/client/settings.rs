@@ -76,6 +76,37 @@ pub struct NetworkSettings {
     pub bridge_network_subnet: Ipv4Cidr,
     /// `port_mapping` (default `auto`).
     pub port_mapping: PortMappingMode,
+    /// `host_network "name" { … }` blocks, by name: addresses ports may ask for by
+    /// `host_network = "name"`.
+    pub host_networks: std::collections::BTreeMap<String, HostNetwork>,
+}
+
+/// `client { host_network "public" { cidr, interface, reserved_ports } }` (Nomad's): the
+/// address of `interface` (the first in `cidr` when both are given), or the first address of
+/// the host in `cidr`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HostNetwork {
+    pub cidr: Option<Ipv4Cidr>,
+    pub interface: Option<String>,
+    /// Ports no task may take on it ("22,80,8000-8100"); kept off the whole node.
+    pub reserved_ports: String,
+}
+
+impl HostNetwork {
+    /// The host's address this network names among `addrs` (interface, address), if any.
+    pub fn pick(
+        &self,
+        addrs: &[(String, std::net::IpAddr)],
+    ) -> Option<(String, std::net::Ipv4Addr)> {
+        addrs.iter().find_map(|(name, addr)| {
+            let std::net::IpAddr::V4(v4) = addr else {
+                return None;
+            };
+            let on_interface = self.interface.as_ref().is_none_or(|i| i == name);
+            let in_cidr = self.cidr.is_none_or(|c| c.contains(*v4));
+            (on_interface && in_cidr).then(|| (name.clone(), *v4))
+        })
+    }
 }
 
 impl Default for NetworkSettings {
@@ -84,6 +115,7 @@ impl Default for NetworkSettings {
             bridge_network_name: DEFAULT_BRIDGE_NETWORK_NAME.to_string(),
             bridge_network_subnet: default_bridge_network_subnet(),
             port_mapping: PortMappingMode::Auto,
+            host_networks: std::collections::BTreeMap::new(),
         }
     }
 }

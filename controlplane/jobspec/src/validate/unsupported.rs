@@ -87,8 +87,8 @@ pub const ACTED_ON: &[&str] = &[
     "Spreads.SpreadTarget",
     "SpreadTarget.Value",
     "SpreadTarget.Percent",
-    // Networking (the client's namespaces, veths, port mappings and /etc files). Ports on a
-    // named `host_network` and CNI still warn.
+    // Networking (the client's namespaces, veths, port mappings and /etc files, ports on a
+    // named `host_network`). CNI still warns.
     "TaskGroups.Networks",
     "Networks.Mode",
     // Filled in by placement (the node's address), never written in a job.
@@ -105,8 +105,10 @@ pub const ACTED_ON: &[&str] = &[
     "ReservedPorts.Label",
     "ReservedPorts.Value",
     "ReservedPorts.To",
+    "ReservedPorts.HostNetwork",
     "DynamicPorts.Label",
     "DynamicPorts.To",
+    "DynamicPorts.HostNetwork",
     "Job.Periodic",
     "Job.ParameterizedJob",
     "Tasks.DispatchPayload",
@@ -174,20 +176,12 @@ fn baseline_of(job: &Job) -> Job {
             meta: g.meta.clone(),
             restart_policy: g.restart_policy.clone(),
             scaling: g.scaling.clone(),
-            // The network as the client acts on it: what a port asks of a named host network,
-            // CNI and mbits are not.
+            // The network as the client acts on it: CNI and mbits are not.
             networks: g
                 .networks
                 .iter()
                 .map(|n| {
                     let mut acted = n.clone();
-                    for port in acted
-                        .reserved_ports
-                        .iter_mut()
-                        .chain(&mut acted.dynamic_ports)
-                    {
-                        port.host_network.clear();
-                    }
                     acted.cni = None;
                     acted.mbits = None;
                     acted
@@ -335,7 +329,7 @@ mod tests {
     use super::unsupported_warnings;
 
     #[test]
-    fn placement_rules_and_networks_do_not_warn_but_host_networks_still_do() {
+    fn placement_rules_and_networks_do_not_warn_but_cni_still_does() {
         let src = r#"
 job "web" {
   constraint {
@@ -368,7 +362,8 @@ job "web" {
         to = 8080
       }
       port "admin" {
-        static = 9000
+        static       = 9000
+        host_network = "public"
       }
       dns {
         servers = ["1.1.1.1"]
@@ -407,11 +402,11 @@ job "web" {
             !warnings.iter().any(|w| w.contains("network")),
             "the network block is acted on: {warnings:?}"
         );
-        let on_host_network = src.replace(
-            "static = 9000",
-            "static       = 9000\n        host_network = \"public\"",
+        let with_cni = src.replace(
+            "      dns {",
+            "      cni {\n        args = {\n          a = \"b\"\n        }\n      }\n      dns {",
         );
-        let job = crate::parse_hcl(&on_host_network, &crate::ParseOptions::default())
+        let job = crate::parse_hcl(&with_cni, &crate::ParseOptions::default())
             .unwrap()
             .job;
         let warnings: Vec<String> = unsupported_warnings(&job)
@@ -419,8 +414,8 @@ job "web" {
             .map(|w| w.to_string())
             .collect();
         assert!(
-            warnings.iter().any(|w| w.contains("host_network")),
-            "named host networks are not offered yet: {warnings:?}"
+            warnings.iter().any(|w| w.contains("cni")),
+            "CNI networks are not offered: {warnings:?}"
         );
     }
 }

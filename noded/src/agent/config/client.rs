@@ -111,6 +111,48 @@ fn apply_network(c: &mut AgentConfig, cl: &ClientBlock, report: Report<'_>) {
             Err(e) => report("client.port_mapping", format!("client.port_mapping: {e}")),
         }
     }
+    for (name, block) in &cl.host_network {
+        let key = format!("client.host_network.{name}");
+        if name == "default" {
+            report(
+                &key,
+                format!("{key}: \"default\" is the node's own address; choose another name"),
+            );
+            continue;
+        }
+        let mut network = crate::client::settings::HostNetwork::default();
+        if let Some(text) = &block.cidr {
+            match text.parse::<netns::Ipv4Cidr>() {
+                Ok(cidr) => network.cidr = Some(cidr),
+                Err(e) => report(&format!("{key}.cidr"), format!("{key}.cidr: {e}")),
+            }
+        }
+        if let Some(iface) = &block.interface {
+            match interface_name_problem(iface) {
+                Some(problem) => report(
+                    &format!("{key}.interface"),
+                    format!("{key}.interface = {iface:?}: {problem}"),
+                ),
+                None => network.interface = Some(iface.clone()),
+            }
+        }
+        if block.cidr.is_none() && block.interface.is_none() {
+            report(
+                &key,
+                format!("{key}: give cidr (the host's address in it) or interface (its address), e.g. host_network {name:?} {{ cidr = \"10.0.0.0/8\" }}"),
+            );
+        }
+        if let Some(ports) = &block.reserved_ports {
+            match controlplane::model::parse_port_list(ports) {
+                Ok(_) => network.reserved_ports = ports.clone(),
+                Err(e) => report(
+                    &format!("{key}.reserved_ports"),
+                    format!("{key}.reserved_ports = {ports:?}: {e}"),
+                ),
+            }
+        }
+        c.network.host_networks.insert(name.clone(), network);
+    }
 }
 
 /// A size or count that may not be negative.

@@ -792,6 +792,11 @@ client {{
     path      = "{}"
     read_only = true
   }}
+  host_network "public" {{
+    cidr           = "203.0.113.0/24"
+    interface      = "eth1"
+    reserved_ports = "22"
+  }}
   drain_on_shutdown {{
     deadline           = "10m"
     force              = true
@@ -836,6 +841,15 @@ plugin "raw_exec" {{
     assert_eq!(
         c.network.port_mapping,
         crate::client::settings::PortMappingMode::Nftables
+    );
+    let public = &c.network.host_networks["public"];
+    assert_eq!(
+        (
+            public.cidr.map(|c| c.to_string()),
+            public.interface.as_deref(),
+            public.reserved_ports.as_str()
+        ),
+        (Some("203.0.113.0/24".to_string()), Some("eth1"), "22")
     );
     assert_eq!(
         c.gc,
@@ -1004,6 +1018,14 @@ fn each_bad_client_value_names_its_file_and_line() {
         (
             "client {\n  host_volume \"data\" {\n    path = \"/srv\"\n    mode = \"rw\"\n  }\n}",
             "c.hcl:4: client.host_volume.data.mode: unknown field",
+        ),
+        (
+            "client {\n  host_network \"public\" {\n    reserved_ports = \"22\"\n  }\n}",
+            "c.hcl:2: client.host_network.public: give cidr (the host's address in it) or interface",
+        ),
+        (
+            "client {\n  host_network \"public\" {\n    cidr = \"203.0.113.7/24\"\n  }\n}",
+            "c.hcl:3: client.host_network.public.cidr: invalid IPv4 CIDR \"203.0.113.7/24\": host bits are set",
         ),
         (
             "client {\n  drain_on_shutdown {\n    deadline = \"later\"\n  }\n}",
