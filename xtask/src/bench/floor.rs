@@ -14,6 +14,10 @@
 //! clock; the supervisor refills them while the task runs. So the floor is what any
 //! orchestrator doing the steps with this crate pays at least, and
 //! `noded − floor` is what noded's own process boundary, logs and directories cost.
+//!
+//! With `--netns` each run also makes a network namespace (`netns::namespace::create`, `lo`
+//! up) before the cgroup, the task joins it, and it is deleted after the cgroup: the same
+//! calls noded's path makes, so the floor keeps meaning "the same steps, nothing of noded".
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -26,7 +30,7 @@ use isolation::cgroup::{CgroupLayout, CgroupLimits, CgroupManager};
 use isolation::sandbox::{self, ExitStatus, Stdio};
 use noded::supervisor::protocol::TaskLaunch;
 
-use super::noded_path::{AllocGuard, NodedPath};
+use super::noded_path::{task_network, AllocGuard, NetnsGuard, NodedPath};
 
 /// The floor's launch, cgroup parent and staging dir; the cgroups are removed on drop.
 pub struct Floor {
@@ -35,6 +39,8 @@ pub struct Floor {
     launch: TaskLaunch,
     limits: CgroupLimits,
     next: u64,
+    /// `--netns`: the prefix of the per-run namespaces.
+    netns_prefix: Option<String>,
     // Dropped after the runs: the dirs every run binds.
     _dir: AllocGuard,
 }
@@ -49,7 +55,7 @@ impl Floor {
         prefix: &str,
     ) -> anyhow::Result<Floor> {
         let alloc = noded.allocation(job);
-        let (dir, launch, _) = noded.prepare_task(&alloc, Instant::now())?;
+        let (dir, launch, _) = noded.prepare_task(&alloc, Instant::now(), task_network(None))?;
         let manager = CgroupManager::new(CgroupLayout::detect()?, &format!("{prefix}-floor"))
             .context("making the floor's cgroup parent")?;
         manager.fill_spares()?;
@@ -60,8 +66,15 @@ impl Floor {
             launch,
             limits,
             next: 0,
+            netns_prefix: None,
             _dir: dir,
         })
+    }
+
+    /// Every run from now on makes, joins and deletes a network namespace `<prefix>-<n>`.
+    pub fn with_netns(mut self, prefix: &str) -> Floor {
+        self.netns_prefix = Some(prefix.to_string());
+        self
     }
 
     /// One run of `command` (the launch's own when `None`): from "cgroup asked for" to
@@ -73,7 +86,7 @@ impl Floor {
         self.next += 1;
         let name = format!("floor-{}", self.next);
         let mut launch_copy;
-        let launch = match command {
+        let mut launch = match command {
             None => &self.launch,
             Some(c) => {
                 launch_copy = self.launch.clone();
@@ -82,6 +95,19 @@ impl Floor {
             }
         };
         let started = Instant::now();
+        let netns = match &self.netns_prefix {
+            Some(prefix) => Some(NetnsGuard::create(&format!("{prefix}-{}", self.next))?),
+            None => None,
+        };
+        let mut netns_launch;
+        if let Some(ns) = &netns {
+            netns_launch = launch.clone();
+            netns_launch.network = Some(noded::supervisor::protocol::LaunchNetwork {
+                namespace: Some(ns.path()),
+                ..Default::default()
+            });
+            launch = &netns_launch;
+        }
         let cgroup = self.manager.create(&name, &self.limits)?;
         let outcome = (|| {
             let join = cgroup.join_handle()?;
@@ -102,9 +128,11 @@ impl Floor {
             Ok::<_, anyhow::Error>((exec, status, mount_ns))
         })();
         let destroyed = cgroup.destroy();
+        let deleted = netns.map_or(Ok(()), NetnsGuard::delete);
         let full = started.elapsed();
         let (exec, status, mount_ns) = outcome?;
         destroyed.context("floor: removing the task cgroup")?;
+        deleted.context("floor: deleting the network namespace")?;
         drop(mount_ns);
         self.manager.fill_spares()?;
         Ok((exec, full, status))

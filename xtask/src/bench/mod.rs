@@ -22,6 +22,13 @@
 //! - `footprint [--tasks N]` — RSS and PSS of an idle client-only agent and its supervisor,
 //!   an idle server, and per running task, beside containerd when installed ([`footprint`]).
 //!
+//! - `net [--allocs N] [--seconds S] [--threads T]` — an allocation's network (namespace,
+//!   veth into the bridge, address, routes, port-map entries) made and removed through the
+//!   `netns`/`ebpf` crates against a C floor doing the same kernel steps, the isolation set's
+//!   nft cost apart; connections/s and one stream's MB/s from an "external" namespace through
+//!   the eBPF port mapping and through an nftables DNAT, side by side ([`net`], measured by
+//!   the `noded-netbench` binary of `noded-tests`).
+//!
 //! All run as root and leave nothing behind: every directory, mount, cgroup and process they
 //! create carries this run's unique name and is removed by a guard, also when a step fails.
 //!
@@ -36,6 +43,7 @@ mod agent;
 mod floor;
 mod footprint;
 mod heartbeats;
+mod net;
 mod noded_path;
 mod oci;
 mod probe;
@@ -57,7 +65,7 @@ const OCI_HELPER: &str = "__oci-helper";
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let Some((name, rest)) = args.split_first() else {
         bail!(
-            "usage: cargo xtask bench <start|rss|raft|heartbeats|footprint|scheduler> [options] ({OPTIONS})"
+            "usage: cargo xtask bench <start|rss|raft|heartbeats|footprint|scheduler|net> [options] ({OPTIONS})"
         );
     };
     if name == OCI_HELPER {
@@ -65,12 +73,16 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     }
     if !matches!(
         name.as_str(),
-        "start" | "rss" | "raft" | "heartbeats" | "footprint" | "scheduler"
+        "start" | "rss" | "raft" | "heartbeats" | "footprint" | "scheduler" | "net"
     ) {
-        bail!("unknown bench {name:?} (available: start, rss, raft, heartbeats, footprint, scheduler)");
+        bail!("unknown bench {name:?} (available: start, rss, raft, heartbeats, footprint, scheduler, net)");
     }
     if !nix::unistd::geteuid().is_root() {
         bail!("bench {name} needs root (namespaces, mounts, cgroups): run it as root");
+    }
+    if name == "net" {
+        // Its own binary (it links the ebpf crate); no release xtask needed.
+        return net::run(rest);
     }
     // Parse before building so that a typo fails in a second, not after a release build.
     let options = Options::parse(name, rest)?;
@@ -101,7 +113,7 @@ enum Options {
 }
 
 /// Every bench's options, for usage messages.
-const OPTIONS: &str = "start: --runs N --gap-ms MS --noded-only; rss: --tasks N; raft: --concurrency C --seconds S --kills K --value-bytes B; heartbeats: --nodes N --servers 1|3 --duration D; footprint: --tasks N; scheduler: --nodes N --jobs J --count C";
+const OPTIONS: &str = "start: --runs N --gap-ms MS --noded-only --netns; net: --allocs N --seconds S --threads T; rss: --tasks N; raft: --concurrency C --seconds S --kills K --value-bytes B; heartbeats: --nodes N --servers 1|3 --duration D; footprint: --tasks N; scheduler: --nodes N --jobs J --count C";
 
 impl Options {
     fn parse(name: &str, args: &[String]) -> anyhow::Result<Options> {
@@ -132,6 +144,7 @@ impl Options {
                     start.gap_given = true;
                 }
                 ("start", "--noded-only") => start.noded_only = true,
+                ("start", "--netns") => start.netns = true,
                 ("rss", "--tasks") => {
                     rss.tasks = usize::try_from(value("a number of tasks ≥ 1")?)?;
                     if rss.tasks == 0 {

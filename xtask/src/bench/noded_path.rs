@@ -24,6 +24,7 @@ use controlplane::model::{
 };
 use isolation::cgroup::{CgroupLayout, CgroupManager};
 use noded::client::allocdir::{AllocDir, DirOwner, SpareAllocDirs};
+use noded::client::network::task::{NetworkMode, TaskNetwork};
 use noded::client::taskenv::{self, NodeContext, TaskPaths};
 use noded::driver::{Driver, ExecDriver, ExecSettings, TaskContext};
 use noded::supervisor::client::SupervisorClient;
@@ -141,6 +142,9 @@ impl Drop for Supervisor {
 pub struct Phases {
     /// Alloc dir, user lookup, task dir with its secrets tmpfs.
     pub dirs: Duration,
+    /// `--netns`: the allocation's network namespace made (created, `lo` up), as the
+    /// client's network hook does for `mode = "none"`; zero otherwise.
+    pub netns: Duration,
     /// `NOMAD_*` environment and the driver's launch description.
     pub prepare: Duration,
     /// `Start` until `Started` (the task has exec'd).
@@ -151,30 +155,36 @@ pub struct Phases {
     pub remove: Duration,
     /// `unmount_all` of the alloc dir (the secrets tmpfs).
     pub unmount: Duration,
+    /// `--netns`: the namespace deleted (the client's teardown); zero otherwise.
+    pub netns_delete: Duration,
     /// The client GC's `destroy` of the alloc dir (the tree removed), after the clock
     /// stopped: the client keeps finished alloc dirs for logs until GC.
     pub destroy: Duration,
 }
 
 impl Phases {
-    pub const NAMES: [&'static str; 7] = [
+    pub const NAMES: [&'static str; 9] = [
         "alloc+task dirs",
+        "netns create+lo up",
         "env+prepare",
         "Start rpc",
         "Wait rpc",
         "Remove rpc",
         "unmount_all",
+        "netns delete",
         "(after) GC: destroy dir",
     ];
 
-    pub fn values(&self) -> [Duration; 7] {
+    pub fn values(&self) -> [Duration; 9] {
         [
             self.dirs,
+            self.netns,
             self.prepare,
             self.start,
             self.wait,
             self.remove,
             self.unmount,
+            self.netns_delete,
             self.destroy,
         ]
     }
@@ -185,6 +195,8 @@ impl Phases {
 pub struct StartedTask {
     pub task_id: String,
     pub dir: AllocGuard,
+    /// `--netns`: the allocation's network namespace, deleted in `finish_task`.
+    netns: Option<NetnsGuard>,
     started: Instant,
     /// Received → exec'd.
     pub exec: Duration,
@@ -200,6 +212,63 @@ pub struct Finished {
     /// Received → exited and cleaned up.
     pub full: Duration,
     pub phases: Phases,
+}
+
+/// A network namespace (`/run/netns/NAME`) deleted on drop unless deleted already.
+#[derive(Debug)]
+pub struct NetnsGuard {
+    name: String,
+    armed: bool,
+}
+
+impl NetnsGuard {
+    /// Creates the namespace `name` with `lo` up: what the client's network hook does for a
+    /// `mode = "none"` allocation (`NetworkManager::setup_none`, without its state record).
+    pub fn create(name: &str) -> anyhow::Result<NetnsGuard> {
+        let guard = NetnsGuard {
+            name: name.to_string(),
+            armed: true,
+        };
+        netns::namespace::create(name)
+            .and_then(|_| netns::namespace::loopback_up(name))
+            .with_context(|| format!("creating network namespace {name}"))?;
+        Ok(guard)
+    }
+
+    pub fn path(&self) -> PathBuf {
+        netns::namespace::path(&self.name)
+    }
+
+    /// Deletes it now (the client's teardown).
+    pub fn delete(mut self) -> anyhow::Result<()> {
+        self.armed = false;
+        netns::namespace::delete(&self.name)
+            .with_context(|| format!("deleting network namespace {}", self.name))
+    }
+}
+
+impl Drop for NetnsGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            if let Err(e) = netns::namespace::delete(&self.name) {
+                eprintln!("warning: deleting network namespace {}: {e}", self.name);
+            }
+        }
+    }
+}
+
+/// The network a task of the bench joins: a namespace of its own (`mode = "none"`: the
+/// namespace path only; the client also renders `/etc/hosts` and `resolv.conf`, not done
+/// here), or the host's.
+pub fn task_network(netns: Option<&NetnsGuard>) -> TaskNetwork {
+    match netns {
+        Some(ns) => TaskNetwork {
+            mode: NetworkMode::None,
+            namespace_path: Some(ns.path()),
+            ..Default::default()
+        },
+        None => TaskNetwork::default(),
+    }
 }
 
 /// An allocation directory that is unmounted and removed on drop unless cleaned up already.
@@ -250,6 +319,9 @@ pub struct NodedPath {
     /// The shared cores a task without reserved cores gets, as the client computes them for
     /// a node with no reservations (every task pays for its cpuset cgroup, as in production).
     shared_cpuset: Vec<u32>,
+    /// `--netns`: each allocation gets a network namespace named `<prefix>-<n>`.
+    netns_prefix: Option<String>,
+    netns_counter: std::sync::atomic::AtomicU64,
 }
 
 impl NodedPath {
@@ -302,6 +374,8 @@ impl NodedPath {
             .map(<[u32]>::to_vec)
             .unwrap_or_default();
         Ok(NodedPath {
+            netns_prefix: None,
+            netns_counter: std::sync::atomic::AtomicU64::new(0),
             shared_cpuset,
             rt,
             supervisor,
@@ -315,6 +389,13 @@ impl NodedPath {
                 region: defaults.region.clone(),
             },
         })
+    }
+
+    /// Gives every allocation from now on a network namespace of its own (`--netns`), named
+    /// `<prefix>-<n>`.
+    pub fn with_netns(mut self, prefix: &str) -> NodedPath {
+        self.netns_prefix = Some(prefix.to_string());
+        self
     }
 
     fn call(&self, request: &Request) -> anyhow::Result<Response> {
@@ -366,7 +447,21 @@ impl NodedPath {
     /// From "allocation received" to "task exec'd".
     pub fn start_task(&self, alloc: &Allocation) -> anyhow::Result<StartedTask> {
         let started = Instant::now();
-        let (dir, launch, mut phases) = self.prepare_task(alloc, started)?;
+        let netns = match &self.netns_prefix {
+            Some(prefix) => {
+                let n = self
+                    .netns_counter
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Some(NetnsGuard::create(&format!("{prefix}-{n}"))?)
+            }
+            None => None,
+        };
+        let netns_made = started.elapsed();
+        let (dir, launch, mut phases) =
+            self.prepare_task(alloc, started, task_network(netns.as_ref()))?;
+        // prepare_task timed its dirs from `started`: the namespace came first.
+        phases.netns = netns_made;
+        phases.dirs = phases.dirs.saturating_sub(netns_made);
         let task_id = launch.task_id.clone();
         match self.call(&Request::Start {
             launch: Box::new(launch),
@@ -378,10 +473,11 @@ impl NodedPath {
             ),
         }
         let exec = started.elapsed();
-        phases.start = exec - phases.dirs - phases.prepare;
+        phases.start = exec - phases.netns - phases.dirs - phases.prepare;
         Ok(StartedTask {
             task_id,
             dir,
+            netns,
             exec,
             started,
             phases,
@@ -389,11 +485,12 @@ impl NodedPath {
     }
 
     /// The client's work before `Start`: the allocation and task dirs, the environment and
-    /// the driver's launch description (timed from `started`).
+    /// the driver's launch description (timed from `started`), for a task joining `network`.
     pub fn prepare_task(
         &self,
         alloc: &Allocation,
         started: Instant,
+        network: TaskNetwork,
     ) -> anyhow::Result<(AllocGuard, TaskLaunch, Phases)> {
         let job = alloc
             .job
@@ -431,7 +528,6 @@ impl NodedPath {
         } else {
             TaskPaths::jailed()
         };
-        let network = noded::client::network::task::TaskNetwork::default();
         let nomad = taskenv::nomad_variables(alloc, job, task, &paths, &self.node, &network);
         // The bench task sets no `env`, so the client's interpolation callback never runs.
         let env = taskenv::task_environment(&nomad, &task.env, |v| Ok(v.to_string()))
@@ -491,6 +587,10 @@ impl NodedPath {
         lap();
         task.dir.dir.unmount_all()?;
         phases.unmount = lap();
+        if let Some(ns) = task.netns.take() {
+            ns.delete()?;
+        }
+        phases.netns_delete = lap();
         let full = task.started.elapsed();
         task.dir.dir.destroy()?;
         task.dir.armed = false;

@@ -34,7 +34,9 @@ pub struct Bundles {
 }
 
 impl Bundles {
-    pub fn create(dir: &Path) -> anyhow::Result<Bundles> {
+    /// With `netns`, the containers get a network namespace of their own (`{"type":
+    /// "network"}`: a new, empty one, loopback only, as crun/runc make it).
+    pub fn create(dir: &Path, netns: bool) -> anyhow::Result<Bundles> {
         let rootfs = dir.join("rootfs");
         for sub in ROOT_DIRS {
             let p = rootfs.join(sub);
@@ -45,7 +47,7 @@ impl Bundles {
             let path = dir.join(name);
             std::fs::create_dir_all(&path)
                 .with_context(|| format!("creating {}", path.display()))?;
-            let config = serde_json::to_string_pretty(&config_json(&rootfs, args))?;
+            let config = serde_json::to_string_pretty(&config_json(&rootfs, args, netns))?;
             std::fs::write(path.join("config.json"), config)
                 .with_context(|| format!("writing {}/config.json", path.display()))?;
             Ok(path)
@@ -60,9 +62,10 @@ impl Bundles {
     }
 }
 
-/// An OCI runtime spec (1.0.2) close to `crun spec`/`runc spec` defaults, without a network
-/// namespace or terminal, with the bind-mounted root and noded's bench-task limits.
-fn config_json(rootfs: &Path, args: &[&str]) -> serde_json::Value {
+/// An OCI runtime spec (1.0.2) close to `crun spec`/`runc spec` defaults, without a terminal,
+/// with the bind-mounted root and noded's bench-task limits; a network namespace only with
+/// `netns` (`--netns`).
+fn config_json(rootfs: &Path, args: &[&str], netns: bool) -> serde_json::Value {
     let caps = json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
     let mut mounts = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc"}),
@@ -82,6 +85,16 @@ fn config_json(rootfs: &Path, args: &[&str]) -> serde_json::Value {
     for dir in BUNDLE_BINDS {
         mounts.push(json!({"destination": dir, "type": "bind", "source": dir,
                            "options": ["rbind", "ro", "nosuid", "nodev"]}));
+    }
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+        json!({"type": "cgroup"}),
+    ];
+    if netns {
+        namespaces.push(json!({"type": "network"}));
     }
     json!({
         "ociVersion": "1.0.2",
@@ -105,7 +118,7 @@ fn config_json(rootfs: &Path, args: &[&str]) -> serde_json::Value {
                 "cpu": {"shares": 100},
                 "pids": {"limit": 4096}
             },
-            "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}],
+            "namespaces": namespaces,
             "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
                             "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
             "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
@@ -417,8 +430,8 @@ mod tests {
     }
 
     #[test]
-    fn the_bundle_binds_the_system_dirs_read_only_without_network_namespace() {
-        let c = config_json(Path::new("/b/rootfs"), &["/bin/true"]);
+    fn the_bundle_binds_the_system_dirs_read_only_and_has_a_network_namespace_only_when_asked() {
+        let c = config_json(Path::new("/b/rootfs"), &["/bin/true"], false);
         assert_eq!(c["root"]["readonly"], true);
         let binds: Vec<&serde_json::Value> = c["mounts"]
             .as_array()
@@ -438,5 +451,13 @@ mod tests {
             .collect();
         assert!(!ns.contains(&"network"));
         assert!(ns.contains(&"pid") && ns.contains(&"mount"));
+        let with = config_json(Path::new("/b/rootfs"), &["/bin/true"], true);
+        let ns: Vec<&str> = with["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(ns, ["pid", "ipc", "uts", "mount", "cgroup", "network"]);
     }
 }

@@ -11,6 +11,13 @@
 //! - Sporadic: every run (of every tool, and of the attach probe) follows `--gap-ms` of
 //!   idle; tools rotate run by run.
 //!
+//! - `--netns`: every allocation of every tool gets a network namespace of its own: noded
+//!   makes it in its start path as the client's network hook does for `mode = "none"`
+//!   (`netns::namespace::create` + `lo` up, the task joins it; deleted after the task, before
+//!   "cleaned up"), the floor makes the same calls, crun and runc get `{"type": "network"}`.
+//!   Not in it: the client's state record of the namespace and its `/etc/hosts` and
+//!   `resolv.conf` (bridge mode's veth, address and port mappings are `bench net`'s).
+//!
 //! Goals (issue 3): noded's full run p50 ≤ 0.25× crun's p50 and noded's p99 ≤ 0.5× crun's
 //! p50, in both modes. They are reported as met or missed with the figures.
 
@@ -45,6 +52,9 @@ pub struct StartOptions {
     pub noded_only: bool,
     /// Whether `--gap-ms` was given.
     pub gap_given: bool,
+    /// `--netns`: each allocation (noded, floor) and container (crun, runc) in a network
+    /// namespace of its own.
+    pub netns: bool,
 }
 
 impl Default for StartOptions {
@@ -54,6 +64,7 @@ impl Default for StartOptions {
             gap_ms: 300,
             noded_only: false,
             gap_given: false,
+            netns: false,
         }
     }
 }
@@ -63,7 +74,7 @@ impl Default for StartOptions {
 struct Mode {
     exec: Samples,
     full: Samples,
-    phases: [Samples; 7],
+    phases: [Samples; 9],
     floor_exec: Samples,
     floor_full: Samples,
     /// `Hello` round trips to the supervisor, one after each floor run.
@@ -149,14 +160,18 @@ pub fn run(options: &StartOptions, binaries: &Binaries) -> anyhow::Result<()> {
     let prefix = dir.prefix().to_string();
     let _sweep = CgroupSweep(prefix.clone());
 
-    let noded = NodedPath::start(&binaries.noded, &dir.subdir("noded")?, &prefix)?;
+    let mut noded = NodedPath::start(&binaries.noded, &dir.subdir("noded")?, &prefix)?;
     let truth = job("bench-true", "/bin/true", &[])?;
     let mut floor = Floor::new(&noded, &truth, dir.subdir("floor")?, &prefix)?;
+    if options.netns {
+        noded = noded.with_netns(&format!("{prefix}-n"));
+        floor = floor.with_netns(&format!("{prefix}-f"));
+    }
     if options.noded_only {
         let gap = options.gap_given.then_some(gap);
-        return run_noded_only(&noded, &mut floor, &truth, runs, gap);
+        return run_noded_only(&noded, &mut floor, &truth, runs, gap, options.netns);
     }
-    let bundles = Bundles::create(&dir.subdir("oci")?)?;
+    let bundles = Bundles::create(&dir.subdir("oci")?, options.netns)?;
     let mut crun = OciRuntime::spawn(
         &binaries.xtask,
         "crun",
@@ -241,8 +256,13 @@ pub fn run(options: &StartOptions, binaries: &Binaries) -> anyhow::Result<()> {
 
     println!();
     println!(
-        "start bench: /bin/true, {runs} runs per tool and mode, sporadic gap {} ms",
-        options.gap_ms
+        "start bench: /bin/true, {runs} runs per tool and mode, sporadic gap {} ms{}",
+        options.gap_ms,
+        if options.netns {
+            ", each with a network namespace of its own (--netns)"
+        } else {
+            ""
+        }
     );
     let load_end = load_average();
     println!("(noded: release build, real supervisor over its socket; times in ms)");
@@ -262,7 +282,11 @@ pub fn run(options: &StartOptions, binaries: &Binaries) -> anyhow::Result<()> {
     } else {
         println!("v1 cgroup attach probe: skipped (pure cgroup v2 host: tasks are cloned into their cgroup)");
     }
-    println!("network namespace: not measured (noded has no task networking yet; the issue asks for it once networking lands)");
+    if options.netns {
+        println!("network namespace: every run made one (noded, floor: netns::namespace::create + lo up, joined by the task, deleted before \"cleaned up\"; crun, runc: {{\"type\": \"network\"}})");
+    } else {
+        println!("network namespace: none (the host's network); run with --netns for the same runs each with a namespace of its own");
+    }
 
     let full_ok = [b2b.ratio_vs_crun(), sporadic.ratio_vs_crun()]
         .iter()
@@ -333,7 +357,7 @@ pub fn run(options: &StartOptions, binaries: &Binaries) -> anyhow::Result<()> {
     result.extend([
         format!("load_start={load_start:.2}"),
         format!("load_end={load_end:.2}"),
-        "netns=not_measured".to_string(),
+        format!("netns={}", if options.netns { "own" } else { "host" }),
         format!("goal_full={}", verdict(full_ok)),
         format!("goal_p99={}", verdict(p99_ok)),
     ]);
@@ -349,6 +373,7 @@ fn run_noded_only(
     truth: &Arc<Job>,
     runs: usize,
     gap: Option<Duration>,
+    netns: bool,
 ) -> anyhow::Result<()> {
     eprintln!("==> validating noded (marker output, exit codes)");
     noded.validate()?;
@@ -399,12 +424,13 @@ fn run_noded_only(
     }
     b2b.print_floor();
     println!(
-        "RESULT start runs={runs} exec_p50_ms={} p50_ms={} p99_ms={} floor_p50_ms={} round_trip_p50_ms={} peers=skipped goal_full=not_measured goal_p99=not_measured",
+        "RESULT start runs={runs} exec_p50_ms={} p50_ms={} p99_ms={} floor_p50_ms={} round_trip_p50_ms={} netns={} peers=skipped goal_full=not_measured goal_p99=not_measured",
         num(b2b.exec.p50()),
         num(b2b.full.p50()),
         num(b2b.full.p99()),
         num(b2b.floor_full.p50()),
-        num(b2b.round_trip.p50())
+        num(b2b.round_trip.p50()),
+        if netns { "own" } else { "host" }
     );
     Ok(())
 }
