@@ -93,9 +93,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         bail!("chaos raft needs root (network namespaces, bridges): run it as root");
     }
     // Like the benches: the debug xtask builds release noded + xtask and hands over.
-    let binaries = crate::bench::release_binaries(cfg!(debug_assertions))?;
+    let binaries = crate::release::release_binaries(cfg!(debug_assertions))?;
     if cfg!(debug_assertions) {
-        return crate::bench::reexec_release(&binaries, "chaos", args);
+        return crate::release::reexec_release(&binaries, "chaos", args);
     }
     eprintln!(
         "==> chaos raft: {} faults, seed {} (rerun with --seed {} for the same faults), {} writers",

@@ -112,9 +112,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("chaos client needs root (cgroups, mounts, namespaces): run it as root");
     }
-    let binaries = crate::bench::release_binaries(cfg!(debug_assertions))?;
+    let binaries = crate::release::release_binaries(cfg!(debug_assertions))?;
     if cfg!(debug_assertions) {
-        return crate::bench::reexec_release(&binaries, "chaos", args);
+        return crate::release::reexec_release(&binaries, "chaos", args);
     }
     eprintln!(
         "==> chaos client: {} kill -9 cycles, seed {} (rerun with --seed {} for the same kills); noded {}",

@@ -16,13 +16,16 @@
 //!
 //! Owns developer workflow only; nothing here ships in the binary.
 
+#[cfg(feature = "benches")]
 mod bench;
+#[cfg(feature = "benches")]
 mod bench_logs;
 mod chaos;
 mod chaos_client;
 mod cycles;
 mod fuzz;
 mod raft_cluster;
+mod release;
 mod unused_deps;
 
 use std::path::{Path, PathBuf};
@@ -44,6 +47,9 @@ const PACKAGES: &[(&str, &str)] = &[
     // Masquerade, isolation between allocations, and the port-mapping fallback.
     ("nftables", "nft"),
 ];
+
+/// The features that build the benches, for the checks of `cargo xtask test`.
+const BENCH_FEATURES: &str = "xtask/benches,noded-tests/netbench";
 
 /// Packages only the benches need (the peers noded is measured against).
 const BENCH_PACKAGES: &[(&str, &str)] = &[("crun", "crun"), ("runc", "runc")];
@@ -159,10 +165,13 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     // Shape checks that cost a second: no import cycles between files, no unused dependency.
     cycles::run(&[])?;
     unused_deps::run(&[])?;
+    // The benches (xtask's `benches`, the tests crate's `netbench`) are linted too.
     run(cargo().args([
         "clippy",
         "--workspace",
         "--all-targets",
+        "--features",
+        BENCH_FEATURES,
         "--",
         "-D",
         "warnings",
@@ -170,7 +179,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     // End-to-end tests start the real binaries: build them first.
     run(cargo().args(["build", "--workspace", "--bins"]))?;
     let mut t = cargo();
-    t.args(["test", "--workspace"])
+    t.args(["test", "--workspace", "--features", BENCH_FEATURES])
         .env("NODED_REQUIRE_PRIVILEGED", "1");
     if !args.is_empty() {
         t.arg("--").args(args);
@@ -179,6 +188,23 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     fuzz::run(&["jobspec".to_string(), "--ci".to_string()])?;
     eprintln!("==> all checks passed in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// The benches link `noded` (and so the ebpf crate, whose build needs clang): they live in
+/// the xtask built with the `benches` feature, which this one builds and hands over to once
+/// the packages are installed.
+#[cfg(feature = "benches")]
+fn bench(rest: &[String]) -> anyhow::Result<()> {
+    if rest.first().map(String::as_str) == Some("logs") {
+        return bench_logs::run(&rest[1..]);
+    }
+    bench::run(rest)
+}
+
+#[cfg(not(feature = "benches"))]
+fn bench(rest: &[String]) -> anyhow::Result<()> {
+    let binaries = release::release_binaries(true)?;
+    release::reexec_release(&binaries, "bench", rest)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -193,11 +219,10 @@ fn main() -> anyhow::Result<()> {
         }
         "dev" => dev(rest),
         "test" => test(rest),
-        "bench" if rest.first().map(String::as_str) == Some("logs") => bench_logs::run(&rest[1..]),
         "bench" => {
             install(PACKAGES)?;
             install(BENCH_PACKAGES)?;
-            bench::run(rest)
+            bench(rest)
         }
         "chaos" => {
             install(PACKAGES)?;

@@ -5,6 +5,9 @@
 //!
 //! Owns the cluster's shape and how a writer talks to it; what is measured and how faults are
 //! chosen belongs to the bench and the chaos run.
+// The keep-alive client and the PKI accessors serve the raft bench, which is only built with
+// the `benches` feature; the chaos run uses the rest.
+#![cfg_attr(not(feature = "benches"), allow(dead_code))]
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
