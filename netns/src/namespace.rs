@@ -97,6 +97,17 @@ pub fn create(name: &str) -> Result<PathBuf> {
 /// if it is not a mount point yet), so namespaces mounted there propagate into mount
 /// namespaces created later (a task's) and their unmount does too.
 fn ensure_dir() -> Result<()> {
+    // Once per process: two mount calls on every allocation's path are not free.
+    static SHARED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    if SHARED.get().is_some() {
+        return Ok(());
+    }
+    make_shared_dir()?;
+    let _ = SHARED.set(());
+    Ok(())
+}
+
+fn make_shared_dir() -> Result<()> {
     let dir = Path::new(NETNS_DIR);
     std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
     let shared = || {

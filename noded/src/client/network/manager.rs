@@ -457,14 +457,15 @@ impl NetworkManager {
         netns::namespace::create(ns)
             .map_err(|e| NetworkError::new(format!("network namespace {ns}"), e))?;
         if let (Some(veth), Some(address)) = (&record.host_veth, record.address) {
-            let present = netns::veth::list(veth)
-                .map_err(|e| NetworkError::new(format!("listing link {veth}"), e))?
-                .iter()
-                .any(|l| &l.name == veth);
-            if !present {
-                netns::veth::attach(&fabric.bridge, ns, veth, address).map_err(|e| {
-                    NetworkError::new(format!("veth {veth} into {}", fabric.bridge.name), e)
-                })?;
+            match netns::veth::attach(&fabric.bridge, ns, veth, address) {
+                // An earlier daemon made it (the allocation runs again): kept as it is.
+                Ok(_) | Err(netns::Error::Exists { .. }) => {}
+                Err(e) => {
+                    return Err(NetworkError::new(
+                        format!("veth {veth} into {}", fabric.bridge.name),
+                        e,
+                    ))
+                }
             }
         }
         for m in &record.mappings {
