@@ -576,7 +576,10 @@ job "j" {
     )
     .unwrap();
     let w: Vec<String> = p.warnings.iter().map(|w| w.to_string()).collect();
-    assert!(w.iter().any(|w| w.contains("network")), "{w:?}");
+    assert!(
+        !w.iter().any(|w| w.contains("network")),
+        "the network block is acted on: {w:?}"
+    );
     assert!(w.iter().any(|w| w.contains("artifact")), "{w:?}");
     assert!(w.iter().any(|w| w.contains("config.image_digest")), "{w:?}");
     assert!(
