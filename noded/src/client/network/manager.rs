@@ -569,6 +569,9 @@ impl NetworkManager {
         live: BTreeMap<String, AllocNetwork>,
     ) -> Result<Reconciled, NetworkError> {
         let mut done = Reconciled::default();
+        // Known (with their leases) before any kernel work: a reconcile that fails half-way
+        // must not let a live allocation's address be leased again.
+        lock(&self.known).records = live.clone();
         let namespaces: BTreeSet<&str> = live.values().map(|r| r.namespace.as_str()).collect();
         let veths: BTreeSet<&str> = live
             .values()
@@ -598,10 +601,11 @@ impl NetworkManager {
         // left they go as well.
         let mut slot = lock(&self.fabric);
         let bridges_live = live.values().any(|r| r.host_veth.is_some());
-        if self.fabric_exists() && !bridges_live {
+        let exists = self.fabric_exists();
+        if exists && !bridges_live {
             self.remove_fabric(&mut slot)?;
             done.fabric_removed = true;
-        } else if self.fabric_exists() {
+        } else if exists {
             let fabric = self.fabric_in(&mut slot)?;
             for m in fabric
                 .ports
@@ -630,7 +634,6 @@ impl NetworkManager {
                 .disallow_endpoints(&stale)
                 .map_err(|e| NetworkError::new("closing stale endpoints", e))?;
         }
-        lock(&self.known).records = live;
         Ok(done)
     }
 
