@@ -318,14 +318,12 @@ async fn alloc_network(
     let made = if mode.is_isolated() && alloc.desired_status == DesiredStatus::Run {
         let manager = shared.network.clone();
         let for_setup = alloc.clone();
-        match tokio::task::spawn_blocking(move || manager.setup(&for_setup, mode)).await {
-            Ok(Ok(made)) => made,
-            Ok(Err(e)) => {
-                return (
-                    TaskNetwork::host(host_ip),
-                    Some(format!("setting up the allocation's network: {e}")),
-                )
-            }
+        let made = tokio::task::spawn_blocking(move || manager.setup(&for_setup, mode))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        match made {
+            Ok(made) => made,
             Err(e) => {
                 return (
                     TaskNetwork::host(host_ip),
