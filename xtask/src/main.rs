@@ -176,8 +176,16 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         "-D",
         "warnings",
     ]))?;
-    // End-to-end tests start the real binaries: build them first.
-    run(cargo().args(["build", "--workspace", "--bins"]))?;
+    // End-to-end tests start the real binaries: build them first, with the features the
+    // tests are built with, so that the test build reuses every crate instead of compiling
+    // the ones a feature reaches a second time.
+    run(cargo().args([
+        "build",
+        "--workspace",
+        "--bins",
+        "--features",
+        BENCH_FEATURES,
+    ]))?;
     let mut t = cargo();
     t.args(["test", "--workspace", "--features", BENCH_FEATURES])
         .env("NODED_REQUIRE_PRIVILEGED", "1");
