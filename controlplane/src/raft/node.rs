@@ -43,6 +43,12 @@ pub const DEFAULT_STARTUP_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_PROPOSE_TIMEOUT_MS: u64 = 10_000;
 /// Purge the log in batches of at least this many entries (one redb transaction each).
 const PURGE_BATCH_ENTRIES: u64 = 256;
+/// Entries per AppendEntries. Each must arrive, be written and be answered within the
+/// heartbeat interval (openraft's deadline for it, 50 ms in a region of servers): openraft's
+/// 300 entries of job registrations are about a megabyte, which a loaded host does not move
+/// and fsync in 50 ms, and a follower that is far behind then gets the same batch retried
+/// and timed out forever, while the leader can confirm no read.
+const MAX_PAYLOAD_ENTRIES: u64 = 32;
 /// How long [`RaftNode::shutdown`] waits for the log to close and a snapshot being written to
 /// finish (a large state takes seconds to write).
 const SHUTDOWN_CLOSE_WAIT: Duration = Duration::from_secs(60);
@@ -187,6 +193,7 @@ impl RaftConfig {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every),
             max_in_snapshot_log_to_keep: self.snapshot_log_lag,
             purge_batch_size: PURGE_BATCH_ENTRIES.min(self.snapshot_every),
+            max_payload_entries: MAX_PAYLOAD_ENTRIES,
             // A snapshot travels in chunks, each one request with this bound. openraft's
             // default (200 ms for 3 MiB) is for an in-memory link; a chunk over the fabric
             // is encoded, sent and written to disk on the far side.
