@@ -209,6 +209,26 @@ fn wait_answer(agent: &ClusterAgent, what: &str, f: &dyn Fn() -> Result<String, 
     }
 }
 
+/// The agent's node once ready, and its tag (the first 8 hex digits of its ID, in every name
+/// its network objects carry), handed to `leftovers` for the cleanup.
+fn ready_node(agent: &ClusterAgent, leftovers: &Leftovers) -> (serde_json::Value, String) {
+    let node = agent.wait_for("a ready node", Duration::from_secs(30), |a| {
+        let nodes = a.get("/v1/nodes").ok()?.json();
+        let id = nodes.as_array()?.first()?["ID"].as_str()?.to_string();
+        let node = a.get(&format!("/v1/node/{id}")).ok()?.json();
+        (node["Status"] == "ready").then_some(node)
+    });
+    let tag: String = node["ID"]
+        .as_str()
+        .unwrap()
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(8)
+        .collect();
+    *leftovers.tag.borrow_mut() = Some(tag.clone());
+    (node, tag)
+}
+
 /// A listener on the outside host that records the source address of what connects.
 fn outside_listener(outside: &Host) -> mpsc::Receiver<SocketAddr> {
     let addr = SocketAddr::from((outside.ip(), OUTSIDE_PORT));
@@ -240,20 +260,7 @@ fn bridge_networking_end_to_end(port_mapping: &str) {
         tag: RefCell::new(None),
     };
     let mut agent = ClusterAgent::start(&host, "h", &config);
-    let node = agent.wait_for("a ready node", Duration::from_secs(30), |a| {
-        let nodes = a.get("/v1/nodes").ok()?.json();
-        let id = nodes.as_array()?.first()?["ID"].as_str()?.to_string();
-        let node = a.get(&format!("/v1/node/{id}")).ok()?.json();
-        (node["Status"] == "ready").then_some(node)
-    });
-    let tag: String = node["ID"]
-        .as_str()
-        .unwrap()
-        .chars()
-        .filter(char::is_ascii_hexdigit)
-        .take(8)
-        .collect();
-    *leftovers_guard.tag.borrow_mut() = Some(tag.clone());
+    let (node, tag) = ready_node(&agent, &leftovers_guard);
     assert_eq!(
         node["Attributes"]["noded.port_mapping"], port_mapping,
         "the fingerprint says which port mapping is active"
@@ -446,20 +453,7 @@ fn host_and_none_modes_and_a_node_whose_bridge_settings_cannot_work() {
         tag: RefCell::new(None),
     };
     let agent = ClusterAgent::start(&host, "h", &config);
-    let node = agent.wait_for("a ready node", Duration::from_secs(30), |a| {
-        let nodes = a.get("/v1/nodes").ok()?.json();
-        let id = nodes.as_array()?.first()?["ID"].as_str()?.to_string();
-        let node = a.get(&format!("/v1/node/{id}")).ok()?.json();
-        (node["Status"] == "ready").then_some(node)
-    });
-    let tag: String = node["ID"]
-        .as_str()
-        .unwrap()
-        .chars()
-        .filter(char::is_ascii_hexdigit)
-        .take(8)
-        .collect();
-    *leftovers_guard.tag.borrow_mut() = Some(tag.clone());
+    let (node, tag) = ready_node(&agent, &leftovers_guard);
     assert!(
         node["Attributes"]["noded.port_mapping"].is_null(),
         "{}",
