@@ -23,13 +23,14 @@ use controlplane::model::{
     AllocatedResources, AllocatedSharedResources, AllocatedTaskResources, Allocation,
     AutopilotConfiguration, ClientHostVolumeConfig, ClientStatus, Constraint, DesiredStatus,
     DesiredTransition, DisconnectStrategy, DnsConfig, DrainMetadata, DrainStrategy, DriverInfo,
-    EphemeralDisk, EvalStatus, Evaluation, Job, JobStatus, JobType, JobUiConfig, JobUiLink,
-    JobVersionTag, LogConfig, MigrateStrategy, Multiregion, MultiregionRegion, MultiregionStrategy,
-    NetworkResource, Node, NodeCpuResources, NodeDiskResources, NodeEvent, NodeMemoryResources,
-    NodeNetworkAddress, NodeNetworkResource, NodePool, NodePoolSchedulerConfiguration,
-    NodeReservedNetworkResources, NodeResources, NodeScoreMeta, NodeStatus, ParameterizedJobConfig,
-    PeriodicConfig, Port, PreemptionConfig, RescheduleEvent, ReschedulePolicy, RescheduleTracker,
-    Resources, RestartPolicy, ScalingEvent, SchedulerConfiguration, Spread, SpreadTarget, Task,
+    EphemeralDisk, EvalStatus, Evaluation, HealthStatus, Job, JobStatus, JobType, JobUiConfig,
+    JobUiLink, JobVersionTag, LogConfig, MigrateStrategy, Multiregion, MultiregionRegion,
+    MultiregionStrategy, NetworkResource, Node, NodeCpuResources, NodeDiskResources, NodeEvent,
+    NodeMemoryResources, NodeNetworkAddress, NodeNetworkResource, NodePool,
+    NodePoolSchedulerConfiguration, NodeReservedNetworkResources, NodeResources, NodeScoreMeta,
+    NodeStatus, ParameterizedJobConfig, PeriodicConfig, Port, PreemptionConfig, RescheduleEvent,
+    ReschedulePolicy, RescheduleTracker, Resources, RestartPolicy, ScalingEvent,
+    SchedulerConfiguration, ServiceCheckHealth, ServiceRegistration, Spread, SpreadTarget, Task,
     TaskEvent, TaskGroup, TaskLifecycle, TaskLifecycleState, TaskState, UpdateStrategy,
 };
 use controlplane::raft::{
@@ -1048,6 +1049,19 @@ fn commands() -> Vec<(&'static str, Command)> {
                 now: T0 + 23,
             },
         ),
+        (
+            "command-service-registration-upsert",
+            Command::ServiceRegistrationUpsert {
+                services: vec![service_registration()],
+            },
+        ),
+        (
+            "command-service-registration-delete",
+            Command::ServiceRegistrationDelete {
+                ids: vec![service_registration().id],
+                alloc_ids: strings(&[ALLOC_ID]),
+            },
+        ),
     ]
 }
 
@@ -1115,6 +1129,8 @@ fn variant(command: &Command) -> &'static str {
         Command::PeriodicLaunch { .. } => "PeriodicLaunch",
         Command::JobDispatch { .. } => "JobDispatch",
         Command::JobScale { .. } => "JobScale",
+        Command::ServiceRegistrationUpsert { .. } => "ServiceRegistrationUpsert",
+        Command::ServiceRegistrationDelete { .. } => "ServiceRegistrationDelete",
     }
 }
 
@@ -1199,6 +1215,34 @@ fn snapshot_state() -> SnapshotFile {
         autopilot_config: Some(autopilot_config()),
         periodic_launches: Vec::new(),
         scaling_events: Vec::new(),
+        service_registrations: Vec::new(),
+    }
+}
+
+/// A registered instance with a failing check, as a client writes it.
+fn service_registration() -> ServiceRegistration {
+    ServiceRegistration {
+        id: ServiceRegistration::make_id(ALLOC_ID, "server", "api", "http"),
+        service_name: "api".into(),
+        namespace: "prod".into(),
+        node_id: NODE_ID.into(),
+        datacenter: "dc1".into(),
+        job_id: JOB_ID.into(),
+        alloc_id: ALLOC_ID.into(),
+        tags: vec!["v2".into(), "primary".into()],
+        address: "172.26.64.7".into(),
+        port: 21_000,
+        meta: map(&[("team", "web")]),
+        status: HealthStatus::Critical,
+        checks: vec![ServiceCheckHealth {
+            name: "alive".into(),
+            check_type: "http".into(),
+            status: HealthStatus::Critical,
+            output: "HTTP GET http://172.26.64.7:8080/health: 503 Service Unavailable".into(),
+            timestamp: T0 + 30,
+        }],
+        create_index: 45,
+        modify_index: 46,
     }
 }
 
@@ -1444,7 +1488,7 @@ fn every_command_variant_decodes_from_the_log_bytes_this_version_pins() {
     let mut fixtures = Fixtures::new();
     let commands = commands();
     let variants: BTreeSet<&str> = commands.iter().map(|(_, c)| variant(c)).collect();
-    assert_eq!(variants.len(), 23, "a fixture per Command variant");
+    assert_eq!(variants.len(), 25, "a fixture per Command variant");
     for (name, command) in &commands {
         // A command is stored inside a log entry; the command alone is pinned here, in the
         // same codec, so that a failure names the variant.
@@ -1682,9 +1726,29 @@ fn every_node_request_and_reply_decodes_from_the_json_clients_and_servers_exchan
                 }),
             },
         ),
+        (
+            "node-request-upsert-services",
+            NodeRequest::UpsertServices {
+                services: vec![service_registration()],
+            },
+        ),
+        (
+            "node-request-delete-services",
+            NodeRequest::DeleteServices {
+                ids: vec![service_registration().id],
+                alloc_ids: strings(&[ALLOC_ID]),
+            },
+        ),
+        (
+            "node-request-get-services",
+            NodeRequest::GetServices {
+                min_index: 46,
+                wait_ms: 300_000,
+            },
+        ),
     ];
     let kinds: BTreeSet<&str> = requests.iter().map(|(_, r)| r.kind()).collect();
-    assert_eq!(kinds.len(), 5, "a fixture per NodeRequest variant");
+    assert_eq!(kinds.len(), 8, "a fixture per NodeRequest variant");
     for (name, request) in &requests {
         let encoded = serde_json::to_vec(request).unwrap();
         fixtures.check(&format!("{name}.json"), encoded, |bytes| {
@@ -1712,6 +1776,13 @@ fn every_node_request_and_reply_decodes_from_the_json_clients_and_servers_exchan
             },
         ),
         ("node-reply-updated", NodeReply::Updated { index: 44 }),
+        (
+            "node-reply-services",
+            NodeReply::Services {
+                services: vec![Arc::new(service_registration())],
+                index: 46,
+            },
+        ),
     ];
     for (name, reply) in &replies {
         let encoded = serde_json::to_vec(reply).unwrap();

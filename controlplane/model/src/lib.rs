@@ -15,6 +15,7 @@
 //   placement ← eval;  resources ← node;  node_pool (alone);  duration ← job_parts, job
 //   job ← scaling (periodic launches, dispatch, scaling events)
 //   alloc, job_parts ← service_address (where a service is advertised)
+//   service (catalog records; alone)
 // `placement` and `resources` are what jobs, allocations, evaluations and nodes share, so
 // none of those has to use another's file for them.
 pub mod alloc;
@@ -28,6 +29,7 @@ pub mod operator;
 pub mod placement;
 pub mod resources;
 pub mod scaling;
+pub mod service;
 pub mod service_address;
 pub mod time;
 
@@ -42,6 +44,7 @@ pub use operator::*;
 pub use placement::*;
 pub use resources::*;
 pub use scaling::*;
+pub use service::*;
 pub use service_address::*;
 
 /// The namespace every object lives in unless told otherwise.

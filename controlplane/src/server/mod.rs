@@ -19,6 +19,7 @@ pub mod periodic;
 pub mod planner;
 mod raft_consensus;
 pub mod scaling;
+mod services;
 mod worker;
 
 use std::collections::BTreeSet;

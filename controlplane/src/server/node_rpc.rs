@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{AllocClientUpdate, Allocation, DrainStrategy, Node};
+use crate::model::{AllocClientUpdate, Allocation, DrainStrategy, Node, ServiceRegistration};
 
 /// The longest a node's allocation query may block (a longer wait asked is cut to this).
 pub const MAX_ALLOCS_WAIT: Duration = Duration::from_secs(300);
@@ -43,6 +43,18 @@ pub enum NodeRequest {
         node_id: String,
         drain_strategy: Option<DrainStrategy>,
     },
+    /// The node registers its allocations' service instances (or their new health):
+    /// answered `Updated`.
+    UpsertServices { services: Vec<ServiceRegistration> },
+    /// The node removes service instances, by id or every one of some allocations:
+    /// answered `Updated`.
+    DeleteServices {
+        ids: Vec<String>,
+        alloc_ids: Vec<String>,
+    },
+    /// The whole service catalog once its index passes `min_index`, or after `wait_ms`
+    /// (a blocking query; the agent's DNS server follows it): answered `Services`.
+    GetServices { min_index: u64, wait_ms: u64 },
 }
 
 impl NodeRequest {
@@ -54,6 +66,9 @@ impl NodeRequest {
             NodeRequest::GetAllocs { .. } => "get-allocs",
             NodeRequest::UpdateAllocs { .. } => "update-allocs",
             NodeRequest::DrainSelf { .. } => "drain-self",
+            NodeRequest::UpsertServices { .. } => "upsert-services",
+            NodeRequest::DeleteServices { .. } => "delete-services",
+            NodeRequest::GetServices { .. } => "get-services",
         }
     }
 }
@@ -78,4 +93,9 @@ pub enum NodeReply {
     },
     /// The Raft index the report was applied at.
     Updated { index: u64 },
+    /// The service catalog at `index`.
+    Services {
+        services: Vec<Arc<ServiceRegistration>>,
+        index: u64,
+    },
 }

@@ -170,6 +170,18 @@ pub enum Command {
         eval: Option<Evaluation>,
         now: i64,
     },
+    /// A client registers its allocations' service instances, or re-registers them with new
+    /// health or addresses. Only registrations of live allocations on the node they name are
+    /// stored; the rest are reported in the response's error.
+    ServiceRegistrationUpsert {
+        services: Vec<crate::model::ServiceRegistration>,
+    },
+    /// Service instances leave the catalog: these ids (`DELETE /v1/service/:name/:id`) and
+    /// every instance of these allocations (a client stopping them).
+    ServiceRegistrationDelete {
+        ids: Vec<String>,
+        alloc_ids: Vec<String>,
+    },
 }
 
 /// Stopping an allocation, as a plan asks for it.

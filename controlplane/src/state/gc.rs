@@ -197,6 +197,7 @@ impl State {
                 }
             }
             self.allocs.remove(id);
+            self.remove_alloc_services(index, id);
             allocs_changed = true;
             removed += 1;
         }

@@ -13,6 +13,7 @@ pub mod gc;
 mod node_evals;
 mod nodes;
 mod periodic;
+mod services;
 mod snapshot;
 mod store;
 
@@ -55,9 +56,11 @@ pub enum Table {
     PeriodicLaunches,
     /// Each job's scaling events.
     ScalingEvents,
+    /// The native service catalog.
+    Services,
 }
 impl Table {
-    pub const ALL: [Table; 10] = [
+    pub const ALL: [Table; 11] = [
         Table::Jobs,
         Table::JobVersions,
         Table::Evals,
@@ -68,6 +71,7 @@ impl Table {
         Table::NodePools,
         Table::PeriodicLaunches,
         Table::ScalingEvents,
+        Table::Services,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -81,6 +85,7 @@ impl Table {
             Table::NodePools => "node_pools",
             Table::PeriodicLaunches => "periodic_launch",
             Table::ScalingEvents => "scaling_event",
+            Table::Services => "service_registrations",
         }
     }
 
@@ -134,6 +139,10 @@ pub struct State {
     periodic_launches: OrdMap<JobKey, Arc<crate::model::PeriodicLaunch>>,
     /// Each job's scaling events per group, newest first.
     scaling_events: OrdMap<JobKey, Arc<crate::model::JobScalingEvents>>,
+    /// Service registrations by id, and by allocation and (namespace, name).
+    services: OrdMap<String, Arc<crate::model::ServiceRegistration>>,
+    services_by_alloc: OrdMap<String, OrdSet<String>>,
+    services_by_name: OrdMap<(String, String), OrdSet<String>>,
     table_index: OrdMap<Table, u64>,
     latest_index: u64,
 }
@@ -283,6 +292,7 @@ impl State {
                 ids
             }
             Table::NodePools => take(Box::new(self.node_pools.range(from..).map(|(k, _)| k))),
+            Table::Services => take(Box::new(self.services.range(from..).map(|(k, _)| k))),
             Table::SchedulerConfig
             | Table::AutopilotConfig
             | Table::PeriodicLaunches
@@ -494,6 +504,12 @@ impl State {
                 *now,
                 &mut effects,
             ),
+            Command::ServiceRegistrationUpsert { services } => {
+                self.apply_service_upsert(index, services)
+            }
+            Command::ServiceRegistrationDelete { ids, alloc_ids } => {
+                self.apply_service_delete(index, ids, alloc_ids)
+            }
         };
         match result {
             Ok(job_modify_index) => response.job_modify_index = job_modify_index,
@@ -875,6 +891,11 @@ impl State {
         node.status_updated_at = now / 1_000_000_000;
         self.nodes.insert(node.id.clone(), Arc::new(node));
         self.touch(Table::Nodes, index);
+        if status == NodeStatus::Down {
+            // A down node's instances answer nobody: out of the catalog (and DNS) now,
+            // not when its allocations are replaced.
+            self.remove_node_services(index, node_id);
+        }
         self.capacity_on_node(node_id, effects);
         for eval in evals {
             self.upsert_eval(index, eval, now, effects);
@@ -930,7 +951,11 @@ impl State {
                 self.capacity_on_node(&alloc.node_id, effects);
             }
             let k = key(&alloc.namespace, &alloc.job_id);
+            let finished = alloc.client_status.is_terminal().then(|| alloc.id.clone());
             self.allocs.insert(alloc.id.clone(), Arc::new(alloc));
+            if let Some(id) = finished {
+                self.remove_alloc_services(index, &id);
+            }
             self.refresh_job_status(index, &k);
         }
         self.touch(Table::Allocs, index);
@@ -1031,7 +1056,11 @@ impl State {
         alloc.alloc_modify_index = index;
         alloc.modify_time = now;
         let k = key(&alloc.namespace, &alloc.job_id);
+        let finished = alloc.client_status.is_terminal().then(|| alloc.id.clone());
         self.allocs.insert(alloc.id.clone(), Arc::new(alloc));
+        if let Some(id) = finished {
+            self.remove_alloc_services(index, &id);
+        }
         k
     }
 
@@ -1224,6 +1253,7 @@ impl State {
                 .values()
                 .map(|e| (**e).clone())
                 .collect(),
+            service_registrations: self.services.values().map(|r| (**r).clone()).collect(),
         }
     }
 
@@ -1298,6 +1328,10 @@ impl State {
                 .scaling_events
                 .insert(key(&events.namespace, &events.job_id), Arc::new(events));
         }
+        for service in file.service_registrations {
+            state.index_service(&service);
+            state.services.insert(service.id.clone(), Arc::new(service));
+        }
         state.check_indexes()?;
         Ok(state)
     }
@@ -1347,6 +1381,11 @@ impl State {
         for (name, pool) in &self.node_pools {
             if pool.modify_index > latest {
                 return beyond(format!("node pool {name:?}"), pool.modify_index);
+            }
+        }
+        for (id, service) in &self.services {
+            if service.modify_index > latest {
+                return beyond(format!("service registration {id}"), service.modify_index);
             }
         }
         Ok(())
@@ -1403,6 +1442,10 @@ fn lower_indexes(file: &mut SnapshotFile, max: u64) {
         for event in e.scaling_events.values_mut().flatten() {
             low(&mut event.create_index);
         }
+    }
+    for r in &mut file.service_registrations {
+        low(&mut r.create_index);
+        low(&mut r.modify_index);
     }
 }
 

@@ -312,6 +312,7 @@ impl State {
                 self.allocs.insert(alloc.id.clone(), Arc::new(alloc));
                 self.touch(Table::Allocs, index);
             }
+            self.remove_node_services(index, node_id);
             self.nodes.remove(node_id);
         }
         self.touch(Table::Nodes, index);

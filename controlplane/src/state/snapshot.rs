@@ -38,4 +38,7 @@ pub struct SnapshotFile {
     /// Each job's scaling events. As `periodic_launches`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scaling_events: Vec<crate::model::JobScalingEvents>,
+    /// The native service catalog. As `periodic_launches`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_registrations: Vec<crate::model::ServiceRegistration>,
 }

@@ -947,3 +947,156 @@ fn a_node_change_evaluates_each_job_with_a_live_allocation_there_once() {
         .node_update_evals("n2", "node-update", &mut || "x".into())
         .is_empty());
 }
+
+// ---- the service catalog ----
+
+fn registration(alloc: &str, service: &str, node: &str) -> ServiceRegistration {
+    ServiceRegistration {
+        id: ServiceRegistration::make_id(alloc, "t", service, "http"),
+        service_name: service.into(),
+        namespace: "default".into(),
+        node_id: node.into(),
+        job_id: "web".into(),
+        alloc_id: alloc.into(),
+        address: "10.0.0.1".into(),
+        port: 8080,
+        ..Default::default()
+    }
+}
+
+fn upsert(services: Vec<ServiceRegistration>) -> Command {
+    Command::ServiceRegistrationUpsert { services }
+}
+
+#[test]
+fn a_registration_of_a_live_allocation_is_stored_and_indexed() {
+    let mut state = with_alloc();
+    let (resp, _) = state.apply(4, &upsert(vec![registration("a1", "api", "n1")]));
+    assert_eq!(resp.error, None);
+    assert_eq!(state.table_index(Table::Services), 4);
+    let stored = state.service_registrations_by_name("default", "api");
+    assert_eq!(stored.len(), 1);
+    assert_eq!((stored[0].create_index, stored[0].modify_index), (4, 4));
+    assert_eq!(state.service_registrations_by_alloc("a1").len(), 1);
+    assert_eq!(
+        state.service_registrations_by_job("default", "web").len(),
+        1
+    );
+
+    // The same content again changes nothing; new health is a change.
+    let (resp, _) = state.apply(5, &upsert(vec![registration("a1", "api", "n1")]));
+    assert_eq!(resp.error, None);
+    assert_eq!(state.table_index(Table::Services), 4);
+    let mut critical = registration("a1", "api", "n1");
+    critical.status = HealthStatus::Critical;
+    state.apply(6, &upsert(vec![critical]));
+    let stored = state.service_registrations_by_name("default", "api");
+    assert_eq!((stored[0].create_index, stored[0].modify_index), (4, 6));
+    assert_eq!(stored[0].status, HealthStatus::Critical);
+}
+
+#[test]
+fn registrations_of_unknown_finished_or_misplaced_allocations_are_left_out() {
+    let mut state = with_alloc();
+    let (resp, _) = state.apply(
+        4,
+        &upsert(vec![
+            registration("nope", "api", "n1"),
+            registration("a1", "api", "n2"),
+            ServiceRegistration {
+                service_name: String::new(),
+                ..registration("a1", "x", "n1")
+            },
+            registration("a1", "db", "n1"),
+        ]),
+    );
+    let error = resp.error.expect("the bad ones are reported");
+    assert!(error.contains("nope is unknown"), "{error}");
+    assert!(error.contains("on node n1"), "{error}");
+    assert!(error.contains("no ServiceName"), "{error}");
+    assert_eq!(
+        state.service_registrations().len(),
+        1,
+        "the good one is stored"
+    );
+
+    state.apply(5, &client_update("a1", ClientStatus::Complete));
+    let (resp, _) = state.apply(6, &upsert(vec![registration("a1", "api", "n1")]));
+    assert!(resp.error.unwrap().contains("has finished"));
+    assert!(state.service_registrations().is_empty());
+}
+
+#[test]
+fn registrations_leave_when_their_allocation_finishes() {
+    let mut state = with_alloc();
+    state.apply(4, &client_update("a1", ClientStatus::Running));
+    state.apply(5, &upsert(vec![registration("a1", "api", "n1")]));
+    state.apply(6, &client_update("a1", ClientStatus::Failed));
+    assert!(state.service_registrations().is_empty());
+    assert!(state
+        .service_registrations_by_name("default", "api")
+        .is_empty());
+    assert_eq!(state.table_index(Table::Services), 6);
+}
+
+#[test]
+fn registrations_leave_when_their_node_goes_down_or_is_purged() {
+    let mut state = with_alloc();
+    state.apply(4, &upsert(vec![registration("a1", "api", "n1")]));
+    state.apply(
+        5,
+        &Command::NodeUpdateStatus {
+            node_id: "n1".into(),
+            status: NodeStatus::Down,
+            evals: vec![],
+            now: 0,
+        },
+    );
+    assert!(state.service_registrations().is_empty());
+
+    let mut state = with_alloc();
+    state.apply(4, &upsert(vec![registration("a1", "api", "n1")]));
+    let (resp, _) = state.apply(
+        5,
+        &Command::NodeDeregister {
+            node_ids: vec!["n1".into()],
+            force: true,
+            evals: vec![],
+            now: 0,
+        },
+    );
+    assert_eq!(resp.error, None);
+    assert!(state.service_registrations().is_empty());
+}
+
+#[test]
+fn registrations_are_deleted_by_id_or_by_allocation_and_survive_a_snapshot() {
+    let mut state = with_alloc();
+    let api = registration("a1", "api", "n1");
+    state.apply(
+        4,
+        &upsert(vec![api.clone(), registration("a1", "db", "n1")]),
+    );
+    let back = State::from_snapshot(state.to_snapshot()).unwrap();
+    assert_eq!(back.service_registrations(), state.service_registrations());
+    assert_eq!(back.service_registrations_by_name("default", "db").len(), 1);
+
+    let (resp, _) = state.apply(
+        5,
+        &Command::ServiceRegistrationDelete {
+            ids: vec![api.id.clone(), "unknown".into()],
+            alloc_ids: vec![],
+        },
+    );
+    assert_eq!(resp.error, None);
+    assert_eq!(state.service_registrations().len(), 1);
+    state.apply(
+        6,
+        &Command::ServiceRegistrationDelete {
+            ids: vec![],
+            alloc_ids: vec!["a1".into()],
+        },
+    );
+    assert!(state.service_registrations().is_empty());
+    assert_eq!(state.table_index(Table::Services), 6);
+}

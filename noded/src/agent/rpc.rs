@@ -186,6 +186,24 @@ impl Inner {
             NodeRequest::UpdateAllocs { updates } => NodeReply::Updated {
                 index: server.update_allocs(updates).await.map_err(remote_error)?,
             },
+            NodeRequest::UpsertServices { services } => NodeReply::Updated {
+                index: server
+                    .upsert_services(services)
+                    .await
+                    .map_err(remote_error)?,
+            },
+            NodeRequest::DeleteServices { ids, alloc_ids } => NodeReply::Updated {
+                index: server
+                    .delete_services(ids, alloc_ids)
+                    .await
+                    .map_err(remote_error)?,
+            },
+            NodeRequest::GetServices { min_index, wait_ms } => {
+                let (services, index) = server
+                    .watch_services(min_index, Duration::from_millis(wait_ms))
+                    .await;
+                NodeReply::Services { services, index }
+            }
             NodeRequest::DrainSelf {
                 node_id,
                 drain_strategy,

@@ -43,7 +43,7 @@ use controlplane::api::{
 };
 use controlplane::model::{
     eligibility, AllocClientUpdate, Allocation, ClientHostVolumeConfig, DesiredStatus, Node,
-    NodeStatus,
+    NodeStatus, ServiceRegistration,
 };
 use controlplane::server::Server;
 use futures::future::BoxFuture;
@@ -120,7 +120,27 @@ pub trait ServerRpc: Send + Sync + 'static {
         node_id: String,
         drain_strategy: Option<controlplane::model::DrainStrategy>,
     ) -> BoxFuture<'_, Result<u64, String>>;
+    /// Registers service instances of this node's allocations (or their new health).
+    fn upsert_services(
+        &self,
+        services: Vec<ServiceRegistration>,
+    ) -> BoxFuture<'_, Result<u64, String>>;
+    /// Removes service instances by id, and every instance of `alloc_ids`.
+    fn delete_services(
+        &self,
+        ids: Vec<String>,
+        alloc_ids: Vec<String>,
+    ) -> BoxFuture<'_, Result<u64, String>>;
+    /// The whole catalog once its index passes `min_index` (or `wait` runs out).
+    fn watch_services(
+        &self,
+        min_index: u64,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<ServiceCatalog, String>>;
 }
+
+/// The service catalog and the index it was read at.
+pub type ServiceCatalog = (Vec<Arc<ServiceRegistration>>, u64);
 
 /// Why a heartbeat was not taken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -133,6 +153,37 @@ pub enum HeartbeatError {
 }
 
 impl ServerRpc for Arc<Server> {
+    fn upsert_services(
+        &self,
+        services: Vec<ServiceRegistration>,
+    ) -> BoxFuture<'_, Result<u64, String>> {
+        Box::pin(async move {
+            Server::upsert_services(self, services)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn delete_services(
+        &self,
+        ids: Vec<String>,
+        alloc_ids: Vec<String>,
+    ) -> BoxFuture<'_, Result<u64, String>> {
+        Box::pin(async move {
+            Server::delete_services(self, ids, alloc_ids)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn watch_services(
+        &self,
+        min_index: u64,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<ServiceCatalog, String>> {
+        Box::pin(async move { Ok(Server::watch_services(self, min_index, wait).await) })
+    }
+
     fn register_node(&self, node: Node) -> BoxFuture<'_, Result<u64, String>> {
         Box::pin(async move {
             Server::register_node(self, node)

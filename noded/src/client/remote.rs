@@ -15,12 +15,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use controlplane::api::{ForwardedRequest, ForwardedResponse, ServerForwarder};
-use controlplane::model::{AllocClientUpdate, Node};
+use controlplane::model::{AllocClientUpdate, Node, ServiceRegistration};
 use controlplane::server::node_rpc::{NodeReply, NodeRequest};
 use federation::{CallError, ErrorCode, Fabric};
 use futures::future::BoxFuture;
 
-use super::{HeartbeatError, NodeAllocs, ServerRpc};
+use super::{HeartbeatError, NodeAllocs, ServerRpc, ServiceCatalog};
 use crate::agent::cluster::resolve;
 use crate::rpc_wire::{decode_http_response, encode_http, METHOD_HTTP, METHOD_NODE};
 
@@ -255,9 +255,58 @@ impl ServerRpc for RemoteServers {
     ) -> BoxFuture<'_, Result<u64, String>> {
         Box::pin(self.drain(node_id, drain_strategy))
     }
+
+    fn upsert_services(
+        &self,
+        services: Vec<ServiceRegistration>,
+    ) -> BoxFuture<'_, Result<u64, String>> {
+        Box::pin(self.write(NodeRequest::UpsertServices { services }))
+    }
+
+    fn delete_services(
+        &self,
+        ids: Vec<String>,
+        alloc_ids: Vec<String>,
+    ) -> BoxFuture<'_, Result<u64, String>> {
+        Box::pin(self.write(NodeRequest::DeleteServices { ids, alloc_ids }))
+    }
+
+    fn watch_services(
+        &self,
+        min_index: u64,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<ServiceCatalog, String>> {
+        Box::pin(async move {
+            let request = NodeRequest::GetServices {
+                min_index,
+                wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            };
+            match self
+                .node_call(request, wait + BLOCKING_SLACK)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                NodeReply::Services { services, index } => Ok((services, index)),
+                other => Err(unexpected("get-services", &other)),
+            }
+        })
+    }
 }
 
 impl RemoteServers {
+    /// A write answered `Updated` with the index it was applied at.
+    async fn write(&self, request: NodeRequest) -> Result<u64, String> {
+        let kind = request.kind();
+        match self
+            .node_call(request, CALL_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            NodeReply::Updated { index } => Ok(index),
+            other => Err(unexpected(kind, &other)),
+        }
+    }
+
     async fn drain(
         &self,
         node_id: String,
