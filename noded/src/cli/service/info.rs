@@ -49,7 +49,9 @@ pub(crate) fn pick(
         .collect();
     let exact: Vec<&(&str, &str)> = candidates.iter().filter(|(_, n)| *n == prefix).collect();
     let chosen = match (candidates.as_slice(), exact.as_slice()) {
-        ([], _) => bail!("No service registrations with prefix {prefix:?} found"),
+        ([], _) => bail!(
+            "Error listing service registrations: No service registrations with prefix {prefix:?} found"
+        ),
         ([one], _) => *one,
         (_, [one]) => **one,
         _ => bail!(
@@ -138,7 +140,10 @@ mod tests {
         assert!(e.starts_with("Prefix matched multiple services\n\n"), "{e}");
         assert!(e.contains("web-admin"), "{e}");
         let e = pick("x", false, &[]).unwrap_err().to_string();
-        assert_eq!(e, "No service registrations with prefix \"x\" found");
+        assert_eq!(
+            e,
+            "Error listing service registrations: No service registrations with prefix \"x\" found"
+        );
         let spread = [ns("default", &["web"]), ns("prod", &["web-x"])];
         assert_eq!(
             pick("web", true, &spread).unwrap(),
