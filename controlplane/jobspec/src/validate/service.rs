@@ -30,15 +30,15 @@ impl Validator<'_> {
         if names.is_empty() {
             return;
         }
-        let (noun, verb) = if names.len() == 1 {
-            ("service", "uses")
+        let (noun, verb, them) = if names.len() == 1 {
+            ("service", "uses", "it")
         } else {
-            ("services", "use")
+            ("services", "use", "them")
         };
         self.warn(
             jp,
             format!(
-                "{noun} {} {verb} provider = \"consul\": noded uses no Consul; it registers them in its native catalog (/v1/service/<name>, noded's DNS) as it does for provider = \"nomad\"; Consul-only settings (connect, tagged_addresses, Consul namespaces) are not used",
+                "{noun} {} {verb} provider = \"consul\": noded uses no Consul; it registers {them} in its native catalog (/v1/service/<name>, noded's DNS) as it does for provider = \"nomad\"; Consul-only settings (connect, tagged_addresses, Consul namespaces) are not used",
                 names.join(", ")
             ),
         );
@@ -413,6 +413,17 @@ mod tests {
         }
         assert!(!w.contains("\"native\""), "{w}");
         assert!(w.contains("no Consul"), "{w}");
+        assert!(w.starts_with("services "), "{w}");
+        assert!(w.contains("registers them"), "{w}");
+        let one = job("service {\n name = \"web\"\n port = \"http\"\n }");
+        let w = warnings(&one);
+        assert!(
+            w.iter().any(
+                |w| w.starts_with("service \"web\" uses provider = \"consul\"")
+                    && w.contains("registers it ")
+            ),
+            "{w:?}"
+        );
         // Only native services: no such warning.
         let native = job("service {\n name = \"web\"\n port = \"http\"\n provider = \"nomad\"\n }");
         assert!(

@@ -404,3 +404,43 @@ async fn a_blocking_catalog_query_wakes_on_a_registration() {
     assert_eq!(json(&body), serde_json::json!([]));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_consul_service_is_accepted_with_one_warning_at_submit() {
+    let (app, server) = app();
+    let mut body = job_body("shop");
+    body["Job"]["TaskGroups"][0]["Networks"] =
+        serde_json::json!([{"DynamicPorts": [{"Label": "http"}]}]);
+    body["Job"]["TaskGroups"][0]["Services"] = serde_json::json!([
+        {"Name": "web", "PortLabel": "http"},
+        {"Name": "admin", "PortLabel": "http", "Provider": "consul"},
+        {"Name": "native", "PortLabel": "http", "Provider": "nomad"},
+    ]);
+    let (status, _, reply) = call(&app, "PUT", "/v1/jobs", Some(body.clone())).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+    let warnings = json(&reply)["Warnings"].as_str().unwrap().to_string();
+    let consul: Vec<&str> = warnings
+        .lines()
+        .filter(|l| l.contains("provider = \"consul\""))
+        .collect();
+    assert_eq!(consul.len(), 1, "{warnings}");
+    assert!(consul[0].contains("\"web\", \"admin\""), "{warnings}");
+    assert!(!consul[0].contains("\"native\""), "{warnings}");
+    // An http check without a path is refused, naming the field.
+    body["Job"]["TaskGroups"][0]["Services"][0]["Checks"] = serde_json::json!([{"Type": "http", "Interval": 10_000_000_000u64, "Timeout": 2_000_000_000u64}]);
+    let (status, text) = call_text(
+        &app,
+        "PUT",
+        "/v1/jobs",
+        &serde_json::to_string(&body).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("check[0].path"), "{text}");
+    server.shutdown().await;
+}
