@@ -129,6 +129,11 @@ impl QueryOptions {
         self.params.get(name).map(String::as_str).unwrap_or("")
     }
 
+    /// Whether the query string names `name` at all (`?passing` alone counts).
+    pub fn has(&self, name: &str) -> bool {
+        self.params.contains_key(name)
+    }
+
     /// Whether the namespace filter covers `namespace` (`*` covers every one).
     pub fn covers(&self, namespace: &str) -> bool {
         self.namespace == "*" || self.namespace == namespace

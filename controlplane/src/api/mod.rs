@@ -32,6 +32,7 @@ mod operator_raft;
 mod periodic;
 mod reply;
 mod routes;
+mod services;
 mod snapshot;
 mod system;
 
@@ -61,6 +62,9 @@ pub use forward::{
 };
 pub use reply::{QueryMeta, Reply};
 pub use routes::{Access, NamespaceCapability, NodePoolCapability, Requires, Route};
+pub use services::{
+    hash_with, list_stubs, Choose, MAX_CHOOSE, MAX_CHOOSE_KEY_LEN, MAX_SERVICE_NAME_LEN,
+};
 pub use snapshot::MAX_SNAPSHOT_BYTES;
 
 use crate::server::Server;

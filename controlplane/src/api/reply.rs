@@ -140,8 +140,21 @@ impl Reply {
         q: &QueryOptions,
         meta: QueryMeta,
     ) -> ApiResult<Reply> {
+        Reply::page_then(items, key, q, meta, Ok)
+    }
+
+    /// [`Reply::page`], with `then` applied to the page before it is sent (`?choose=` picks
+    /// among the page's items, as Nomad does).
+    pub fn page_then<T: Serialize>(
+        items: Vec<T>,
+        key: impl Fn(&T) -> String,
+        q: &QueryOptions,
+        meta: QueryMeta,
+        then: impl FnOnce(Vec<T>) -> ApiResult<Vec<T>>,
+    ) -> ApiResult<Reply> {
         let items = filtered(items, q)?;
         let (items, next) = paginate(items, key, q);
+        let items = then(items)?;
         let mut reply = Reply::read(&items, meta)?;
         if let Some(next) = next {
             let value = HeaderValue::from_str(&next).map_err(|_| {

@@ -23,7 +23,7 @@ use axum::Router;
 
 use super::{
     agent, allocs, autopilot, client, evals, exec, jobs, node_pools, nodes, operator,
-    operator_raft, periodic, snapshot, system, ApiContext,
+    operator_raft, periodic, services, snapshot, system, ApiContext,
 };
 
 /// A namespace capability, in Nomad's ACL words.
@@ -352,6 +352,27 @@ pub(super) fn table() -> Routes {
             "/v1/evaluation/{id}/allocations",
             Ns(ReadJob),
             evals::allocations,
+        )
+        // The native service catalog: Nomad's read-job to read, submit-job to delete.
+        .add(GET, "/v1/services", Ns(ReadJob), services::list)
+        .add(GET, "/v1/service/{name}", Ns(ReadJob), services::read)
+        .add(
+            DELETE,
+            "/v1/service/{name}/{id}",
+            Ns(SubmitJob),
+            services::delete,
+        )
+        .add(
+            GET,
+            "/v1/allocation/{id}/services",
+            Ns(ReadJob),
+            services::alloc_services,
+        )
+        .add(
+            GET,
+            "/v1/job/{id}/services",
+            Ns(ReadJob),
+            services::job_services,
         )
         // Nodes.
         .add(GET, "/v1/nodes", Node(Read), nodes::list)

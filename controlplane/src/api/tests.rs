@@ -642,6 +642,14 @@ async fn every_route_declares_what_it_requires() {
     );
     assert_eq!(find("GET", "/v1/client/gc").as_deref(), Some("node:write"));
     assert_eq!(
+        find("GET", "/v1/service/{name}").as_deref(),
+        Some("namespace:read-job")
+    );
+    assert_eq!(
+        find("DELETE", "/v1/service/{name}/{id}").as_deref(),
+        Some("namespace:submit-job")
+    );
+    assert_eq!(
         find("PUT", "/v1/client/allocation/{alloc}/gc").as_deref(),
         Some("namespace:submit-job")
     );
@@ -816,6 +824,7 @@ async fn list_endpoints_honour_nomads_stub_options() {
 mod cluster;
 mod evals;
 mod periodic;
+mod services;
 
 const NODE: &str = "11111111-2222-3333-4444-555555555555";
 

@@ -129,6 +129,11 @@ impl ApiClient {
         &self.address
     }
 
+    /// The namespace the global flags name (`*` for every one).
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
     fn url(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<reqwest::Url> {
         let mut url = reqwest::Url::parse(&format!("{}{path}", self.address))
             .with_context(|| format!("agent address {:?}", self.address))?;

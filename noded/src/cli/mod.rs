@@ -25,6 +25,7 @@ pub mod placement_failure;
 pub mod resolve;
 pub mod scaling;
 pub mod server;
+pub mod service;
 pub mod system;
 pub mod tls;
 
@@ -71,6 +72,9 @@ pub enum Command {
     /// Inspect scaling policies.
     #[command(subcommand)]
     Scaling(scaling::ScalingCommand),
+    /// The native service catalog: list services, show instances and their health.
+    #[command(subcommand)]
+    Service(service::ServiceCommand),
     /// Server housekeeping: garbage collection, summary reconciliation.
     #[command(subcommand)]
     System(system::SystemCommand),
@@ -138,6 +142,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Status(c) => on_runtime(c.run()),
         Command::Server(c) => on_runtime(c.run()),
         Command::System(c) => on_runtime(c.run()),
+        Command::Service(c) => on_runtime(c.run()),
     }
 }
 

@@ -19,6 +19,7 @@ impl Validator<'_> {
         };
         self.job_identity(job, &jp);
         self.job_groups(job, &jp);
+        self.consul_provider(job, &jp);
         self.constraints(&job.constraints, &jp);
         self.affinities(&job.affinities, &jp);
         self.spreads(&job.spreads, &jp);
