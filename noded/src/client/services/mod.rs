@@ -11,6 +11,8 @@
 pub mod plan;
 pub mod probe;
 pub mod status;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -133,6 +135,10 @@ pub struct View {
     pub states: BTreeMap<String, TaskState>,
 }
 
+/// Resolves `${…}` in a value with an environment.
+pub type Interpolator =
+    Arc<dyn Fn(&str, &BTreeMap<String, String>) -> Result<String, String> + Send + Sync>;
+
 /// How an allocation's services are built.
 pub struct Setup {
     pub group: TaskGroup,
@@ -142,11 +148,18 @@ pub struct Setup {
     pub task_envs: BTreeMap<String, BTreeMap<String, String>>,
     pub alloc_env: BTreeMap<String, String>,
     /// Resolves `${…}` with an environment (node attributes and meta included).
-    pub interpolate:
-        Arc<dyn Fn(&str, &BTreeMap<String, String>) -> Result<String, String> + Send + Sync>,
+    pub interpolate: Interpolator,
     /// The allocation runner's controls: `check_restart` restarts a task through them.
     pub controls: mpsc::Sender<AllocControl>,
     pub supervisor: SupervisorClient,
+}
+
+impl std::fmt::Debug for AllocServices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AllocServices")
+            .field("alloc_id", &self.alloc_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Setup {
@@ -159,8 +172,9 @@ impl std::fmt::Debug for Setup {
 }
 
 /// An allocation's services while it lives on this node.
-#[derive(Debug)]
 pub struct AllocServices {
+    ctx: Arc<ServiceContext>,
+    alloc_id: String,
     view: watch::Sender<View>,
     stop: mpsc::Sender<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -168,10 +182,13 @@ pub struct AllocServices {
 
 impl AllocServices {
     pub fn start(ctx: Arc<ServiceContext>, setup: Setup, view: View) -> AllocServices {
+        let alloc_id = view.alloc.id.clone();
         let (view_tx, view_rx) = watch::channel(view);
         let (stop_tx, stop_rx) = mpsc::channel(1);
-        let task = tokio::spawn(Registrar::new(ctx, setup).run(view_rx, stop_rx));
+        let task = tokio::spawn(Registrar::new(ctx.clone(), setup).run(view_rx, stop_rx));
         AllocServices {
+            ctx,
+            alloc_id,
             view: view_tx,
             stop: stop_tx,
             task: Some(task),
@@ -207,6 +224,8 @@ impl Drop for AllocServices {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+        // The loop may have been aborted before it could say so: its results go with it.
+        self.ctx.publish(&self.alloc_id, None);
     }
 }
 
