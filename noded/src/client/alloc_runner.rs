@@ -81,6 +81,8 @@ pub struct AllocControl {
     pub task: Option<String>,
     pub action: AllocAction,
     pub reply: tokio::sync::oneshot::Sender<Result<(), String>>,
+    /// Why, when not a user's request (the task event says it).
+    pub reason: Option<String>,
 }
 
 /// A running allocation, as the client holds it.
@@ -119,12 +121,23 @@ pub async fn control_via(
     task: Option<String>,
     action: AllocAction,
 ) -> Result<(), String> {
+    control_for(controls, task, action, None).await
+}
+
+/// [`control_via`] on the client's own behalf, `reason` saying why (e.g. `check_restart`).
+pub async fn control_for(
+    controls: &mpsc::Sender<AllocControl>,
+    task: Option<String>,
+    action: AllocAction,
+    reason: Option<String>,
+) -> Result<(), String> {
     let (reply, rx) = tokio::sync::oneshot::channel();
     controls
         .send(AllocControl {
             task,
             action,
             reply,
+            reason,
         })
         .await
         .map_err(|_| "the allocation is no longer running on this node".to_string())?;
@@ -854,6 +867,7 @@ fn dispatch_control(
         .filter_map(|t| task_controls.get(&t).cloned().map(|s| (t, s)))
         .collect();
     let action = control.action;
+    let reason = control.reason;
     let reply = control.reply;
     tokio::spawn(async move {
         let mut errors = Vec::new();
@@ -861,7 +875,10 @@ fn dispatch_control(
             let (tx, rx) = tokio::sync::oneshot::channel();
             let message = match action {
                 AllocAction::Signal(signal) => TaskControl::Signal { signal, reply: tx },
-                AllocAction::Restart => TaskControl::Restart { reply: tx },
+                AllocAction::Restart => TaskControl::Restart {
+                    reply: tx,
+                    reason: reason.clone(),
+                },
             };
             let result = match sender.send(message).await {
                 Ok(()) => rx

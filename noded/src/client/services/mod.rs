@@ -24,7 +24,7 @@ use controlplane::model::{
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
-use super::alloc_runner::{control_via, AllocAction, AllocControl};
+use super::alloc_runner::{control_for, AllocAction, AllocControl};
 use super::backoff::{self, Backoff, BackoffPolicy};
 use super::ServerRpc;
 use crate::supervisor::client::SupervisorClient;
@@ -457,11 +457,20 @@ impl Registrar {
         let status = check.status.status();
         if status != before {
             check.changed_ns = now;
+            // The first line of the output, shortened: a body can be 4 KiB of HTML.
+            let said: String = check
+                .status
+                .output
+                .lines()
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take(200)
+                .collect();
             tracing::info!(
                 alloc = %self.alloc_id,
                 check = %check.planned.name,
-                "check is now {status}: {}",
-                check.status.output
+                "check is now {status}: {said}"
             );
         }
         let write = status != before;
@@ -476,8 +485,15 @@ impl Registrar {
                 // Not awaited: the restart waits for the task's kill, and this loop must go
                 // on taking results meanwhile.
                 tokio::spawn(async move {
-                    if let Err(e) =
-                        control_via(&controls, Some(task.clone()), AllocAction::Restart).await
+                    // Nomad's words for it.
+                    let reason = format!("healthcheck: check {name:?} unhealthy");
+                    if let Err(e) = control_for(
+                        &controls,
+                        Some(task.clone()),
+                        AllocAction::Restart,
+                        Some(reason),
+                    )
+                    .await
                     {
                         tracing::warn!(alloc = %alloc, task = %task, "check_restart of check {name:?}: {e}");
                     }

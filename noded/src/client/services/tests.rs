@@ -349,6 +349,10 @@ async fn check_restart_restarts_the_task_after_limit_unhealthy_results() {
     );
     assert_eq!(control.task.as_deref(), Some("web"));
     assert_eq!(control.action, AllocAction::Restart);
+    assert_eq!(
+        control.reason.as_deref(),
+        Some("healthcheck: check \"alive\" unhealthy")
+    );
     let _ = control.reply.send(Ok(()));
     // The task restarted: a new instance whose checks start over (initial status critical).
     services.update(view(&a, TaskLifecycleState::Running, 1));
