@@ -569,9 +569,10 @@ impl Registrar {
             .filter(|id| !desired.contains_key(*id))
             .cloned()
             .collect();
-        // A daemon restarted with nothing to register clears what it may have left.
-        let clear_alloc = self.written.is_none() && desired.is_empty();
-        match self.send(upserts, deletes, clear_alloc).await {
+        // Nothing is deleted by allocation here: that would cost a write for every new
+        // allocation. What a daemon that restarted may have left is either written again
+        // (same id) or dropped by the servers when the allocation ends.
+        match self.send(upserts, deletes, false).await {
             Ok(()) => {
                 self.retry.succeeded();
                 self.written = Some(desired);
@@ -626,6 +627,17 @@ impl Registrar {
         self.stopped = true;
         self.live.clear();
         self.publish();
+        let has_services = !self.setup.group.services.is_empty()
+            || self
+                .setup
+                .group
+                .tasks
+                .iter()
+                .any(|t| !t.services.is_empty());
+        if !has_services {
+            // Nothing was ever registered: no write.
+            return;
+        }
         let ids: Vec<String> = self
             .written
             .as_ref()

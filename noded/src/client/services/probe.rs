@@ -820,6 +820,73 @@ mod tests {
         drop(silent);
     }
 
+    /// An https server with a self-signed certificate for "localhost", answering 200.
+    async fn https_server() -> u16 {
+        use rcgen::{CertificateParams, KeyPair, PKCS_ECDSA_P256_SHA256};
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let cert = CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(s).await else {
+                        return;
+                    };
+                    let mut buf = vec![0u8; 4096];
+                    let _ = tls.read(&mut buf).await;
+                    let _ = tls
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\ntls",
+                        )
+                        .await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn https_checks_verify_the_certificate_unless_told_not_to() {
+        let port = https_server().await;
+        let request = |skip: bool| HttpRequest {
+            tls: true,
+            tls_skip_verify: skip,
+            tls_server_name: "localhost".into(),
+            ..Default::default()
+        };
+        let out = Probe::Http(local(port), request(true))
+            .run(Duration::from_secs(5), &supervisor())
+            .await;
+        assert_eq!(out.status, HealthStatus::Passing, "{out:?}");
+        assert!(
+            out.output
+                .starts_with(&format!("HTTP GET https://127.0.0.1:{port}/: 200 OK")),
+            "{out:?}"
+        );
+        // Not signed by anything the system trusts.
+        let out = Probe::Http(local(port), request(false))
+            .run(Duration::from_secs(5), &supervisor())
+            .await;
+        assert_eq!(out.status, HealthStatus::Critical, "{out:?}");
+        assert!(out.output.contains("TLS handshake"), "{out:?}");
+    }
+
     #[tokio::test]
     async fn tcp_passes_when_the_port_accepts() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
