@@ -532,7 +532,7 @@ impl Registrar {
                             output: c.status.output.clone(),
                             timestamp: c.result_ns / 1_000_000_000,
                             group: group.clone(),
-                            task: l.instance.task.clone().unwrap_or_default(),
+                            task: c.planned.task.clone().unwrap_or_default(),
                             service: l.instance.registration.service_name.clone(),
                             check: c.planned.name.clone(),
                             health: c.status.status(),

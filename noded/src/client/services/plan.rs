@@ -58,6 +58,8 @@ pub struct PlannedCheck {
     pub timeout: Duration,
     pub thresholds: Thresholds,
     pub probe: Probe,
+    /// The task the check is for: the service's, or the one a group service's check names.
+    pub task: Option<String>,
     /// The task `check_restart` restarts, with its settings.
     pub restart: Option<(String, CheckRestart)>,
 }
@@ -295,6 +297,7 @@ fn planned_check(
         },
         thresholds: Thresholds::of(check),
         probe,
+        task: check_task,
         restart,
     })
 }
@@ -697,6 +700,7 @@ mod tests {
                 command: vec!["/bin/check".into()]
             }
         );
+        assert_eq!(all[0].checks[0].task.as_deref(), Some("server"));
     }
 
     #[test]
