@@ -387,6 +387,16 @@ impl Registrar {
                 Some(live) if live.instance == instance && live.task_restarts == task_restarts => {
                     next.insert(id, live);
                 }
+                // Same checks, same task run, other tags or meta (a canary promoted): the
+                // record changes, the checks and their status go on.
+                Some(mut live)
+                    if live.instance.checks == instance.checks
+                        && live.task_restarts == task_restarts =>
+                {
+                    changed = true;
+                    live.instance = instance;
+                    next.insert(id, live);
+                }
                 _ => {
                     changed = true;
                     let live = self.start_instance(instance, task_restarts);

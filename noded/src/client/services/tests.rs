@@ -134,6 +134,8 @@ fn group(restart: Option<CheckRestart>) -> TaskGroup {
             services: vec![Service {
                 name: "api".into(),
                 port_label: "http".into(),
+                tags: vec!["v1".into()],
+                canary_tags: vec!["canary".into()],
                 checks: vec![ServiceCheck {
                     name: "alive".into(),
                     check_type: "tcp".into(),
@@ -255,6 +257,21 @@ async fn an_instance_is_registered_while_its_task_runs_and_follows_its_check() {
         ),
         ("web", "api", "g")
     );
+
+    // A canary and then promoted: other tags, the same check status (no step back to the
+    // initial critical).
+    let mut canary = (*a).clone();
+    canary.deployment_status = Some(controlplane::model::AllocDeploymentStatus {
+        canary: true,
+        ..Default::default()
+    });
+    services.update(view(&Arc::new(canary), TaskLifecycleState::Running, 0));
+    let tags = |c: &Catalog| c.get(ID).map(|r| r.tags).unwrap_or_default();
+    assert!(until(&catalog, Duration::from_secs(1), |c| tags(c) == ["canary"]).await);
+    assert_eq!(status(&catalog), Some(HealthStatus::Passing));
+    services.update(view(&a, TaskLifecycleState::Running, 0));
+    assert!(until(&catalog, Duration::from_secs(1), |c| tags(c) == ["v1"]).await);
+    assert_eq!(status(&catalog), Some(HealthStatus::Passing));
 
     // The port closes: critical within the interval and a second.
     let closed_at = std::time::Instant::now();
