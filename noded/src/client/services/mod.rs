@@ -516,6 +516,17 @@ impl Registrar {
         self.publish();
     }
 
+    /// Whether the group declares any service (else nothing is ever written).
+    fn has_services(&self) -> bool {
+        !self.setup.group.services.is_empty()
+            || self
+                .setup
+                .group
+                .tasks
+                .iter()
+                .any(|t| !t.services.is_empty())
+    }
+
     /// The results the API shows.
     fn publish(&self) {
         let group = self.setup.group.name.clone();
@@ -579,10 +590,12 @@ impl Registrar {
             .filter(|id| !desired.contains_key(*id))
             .cloned()
             .collect();
-        // Nothing is deleted by allocation here: that would cost a write for every new
-        // allocation. What a daemon that restarted may have left is either written again
-        // (same id) or dropped by the servers when the allocation ends.
-        match self.send(upserts, deletes, false).await {
+        // A daemon restarted while none of the allocation's services runs clears what it may
+        // have left (the servers answer a delete of nothing without a Raft write). Once
+        // something runs, a leftover is either written again (same id) or dropped by the
+        // servers when the allocation ends.
+        let clear_alloc = self.written.is_none() && desired.is_empty() && self.has_services();
+        match self.send(upserts, deletes, clear_alloc).await {
             Ok(()) => {
                 self.retry.succeeded();
                 self.written = Some(desired);
@@ -637,14 +650,7 @@ impl Registrar {
         self.stopped = true;
         self.live.clear();
         self.publish();
-        let has_services = !self.setup.group.services.is_empty()
-            || self
-                .setup
-                .group
-                .tasks
-                .iter()
-                .any(|t| !t.services.is_empty());
-        if !has_services {
+        if !self.has_services() {
             // Nothing was ever registered: no write.
             return;
         }
