@@ -218,11 +218,21 @@ async fn an_instance_is_registered_while_its_task_runs_and_follows_its_check() {
     let port = listener.local_addr().unwrap().port();
     let a = alloc(port);
     let catalog = Arc::new(Catalog::default());
+    // What a daemon that restarted left while the task is down: cleared.
+    catalog.entries.lock().unwrap().insert(
+        ID.into(),
+        ServiceRegistration {
+            id: ID.into(),
+            alloc_id: "a1".into(),
+            ..Default::default()
+        },
+    );
     let (ctx, services, _controls) = start(
         &catalog,
         group(None),
         view(&a, TaskLifecycleState::Pending, 0),
     );
+    assert!(until(&catalog, Duration::from_secs(1), |c| c.get(ID).is_none()).await);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(catalog.get(ID).is_none(), "registered before its task runs");
 
