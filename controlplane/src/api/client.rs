@@ -411,6 +411,19 @@ pub async fn alloc_gc(
     Reply::json(&serde_json::json!({}))
 }
 
+/// `/v1/client/allocation/:id/checks` (Nomad's `Allocations().Checks`): check id → the
+/// latest result.
+pub async fn alloc_checks(
+    State(ctx): State<ApiContext>,
+    Path(alloc): Path<String>,
+    _q: QueryOptions,
+) -> ApiResult<Reply> {
+    let client = ctx.client_endpoints()?;
+    ctx.known_alloc(&alloc)?;
+    let checks = client.alloc_checks(alloc).await?;
+    Reply::json(&checks)
+}
+
 pub async fn alloc_stats(
     State(ctx): State<ApiContext>,
     Path(alloc): Path<String>,

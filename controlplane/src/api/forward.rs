@@ -226,6 +226,7 @@ mod tests {
         for local in [
             "/v1/client/fs/logs/abc",
             "/v1/client/allocation/abc/stats",
+            "/v1/client/allocation/abc/checks",
             "/v1/agent/self",
             "/v1/agent/health",
         ] {

@@ -144,6 +144,14 @@ pub trait ClientEndpoints: Send + Sync + 'static {
     /// Garbage-collects one allocation now (`/v1/client/allocation/:id/gc`): `BadRequest` when
     /// it is not terminal, `NotFound` when it is not on this node (or collected already).
     fn gc_alloc(&self, alloc_id: String) -> BoxFuture<'_, Result<(), ClientError>>;
+
+    /// The latest result of each service check of an allocation on this node, by check id
+    /// (`/v1/client/allocation/:id/checks`, Nomad's `AllocCheckStatuses`); `NotFound` when
+    /// the allocation does not run here.
+    fn alloc_checks(
+        &self,
+        alloc_id: String,
+    ) -> BoxFuture<'_, Result<serde_json::Value, ClientError>>;
 }
 
 /// What `/v1/agent/self` reports about the agent around the API.

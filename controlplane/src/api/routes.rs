@@ -546,6 +546,12 @@ pub(super) fn table() -> Routes {
             client::alloc_stats,
         )
         .add(
+            GET,
+            "/v1/client/allocation/{alloc}/checks",
+            Ns(ReadJob),
+            client::alloc_checks,
+        )
+        .add(
             WRITE,
             "/v1/client/allocation/{alloc}/signal",
             Ns(AllocLifecycle),

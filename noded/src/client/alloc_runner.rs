@@ -17,6 +17,8 @@ use super::allocdir::{AllocDir, DirOwner};
 use super::health::HealthWatch;
 use super::network::record::AllocNetwork;
 use super::network::task::{task_network, write_etc_files, NetworkMode, TaskNetwork};
+use super::services::plan::NodeSide;
+use super::services::{self, AllocServices};
 use super::state::{Reported, TaskHandle, TaskIntent, TaskRecord};
 use super::task_runner::{KillRequest, TaskControl, TaskRecorder, TaskRunner, TaskUpdate};
 use super::taskenv::{self, NodeContext, TaskPaths};
@@ -79,6 +81,8 @@ pub struct AllocControl {
     pub task: Option<String>,
     pub action: AllocAction,
     pub reply: tokio::sync::oneshot::Sender<Result<(), String>>,
+    /// Why, when not a user's request (the task event says it).
+    pub reason: Option<String>,
 }
 
 /// A running allocation, as the client holds it.
@@ -117,12 +121,23 @@ pub async fn control_via(
     task: Option<String>,
     action: AllocAction,
 ) -> Result<(), String> {
+    control_for(controls, task, action, None).await
+}
+
+/// [`control_via`] on the client's own behalf, `reason` saying why (e.g. `check_restart`).
+pub async fn control_for(
+    controls: &mpsc::Sender<AllocControl>,
+    task: Option<String>,
+    action: AllocAction,
+    reason: Option<String>,
+) -> Result<(), String> {
     let (reply, rx) = tokio::sync::oneshot::channel();
     controls
         .send(AllocControl {
             task,
             action,
             reply,
+            reason,
         })
         .await
         .map_err(|_| "the allocation is no longer running on this node".to_string())?;
@@ -170,9 +185,18 @@ pub fn start(
     let (done_tx, done_rx) = watch::channel(false);
     let (controls_tx, controls_rx) = mpsc::channel(ALLOC_CONTROL_QUEUE);
     let alloc_id = alloc.id.clone();
+    // check_restart restarts a task through the same controls a user's request takes.
+    let own_controls = controls_tx.clone();
     tokio::spawn(async move {
         let id = alloc.id.clone();
-        run(shared.clone(), alloc, updates_rx, controls_rx, resume).await;
+        run(
+            shared.clone(),
+            alloc,
+            updates_rx,
+            (controls_rx, own_controls),
+            resume,
+        )
+        .await;
         // Terminal here: recorded as such (a restarted daemon does not run it again) and
         // handed to the garbage collector.
         let ended = controlplane::model::now_unix_nanos();
@@ -202,7 +226,7 @@ async fn run(
     shared: Arc<ClientShared>,
     alloc: Arc<Allocation>,
     mut alloc_updates: watch::Receiver<Arc<Allocation>>,
-    mut controls: mpsc::Receiver<AllocControl>,
+    (mut controls, own_controls): (mpsc::Receiver<AllocControl>, mpsc::Sender<AllocControl>),
     resume: BTreeMap<String, TaskResume>,
 ) {
     let Some(job) = alloc.job.clone() else {
@@ -246,6 +270,7 @@ async fn run(
     let mut running = Running::new(&alloc, &group, setup.network.network_status());
     let (update_tx, mut updates) = mpsc::channel::<TaskUpdate>(TASK_UPDATE_QUEUE);
     let mut runners = JoinSet::new();
+    let mut task_envs = BTreeMap::new();
     for task in &group.tasks {
         let (kill_tx, kill_rx) = watch::channel(None);
         running.kills.insert(task.name.clone(), kill_tx);
@@ -253,6 +278,7 @@ async fn run(
         running.task_controls.insert(task.name.clone(), control_tx);
         match setup.runner(task, update_tx.clone(), kill_rx, control_rx) {
             Ok(runner) => {
+                task_envs.insert(task.name.clone(), runner.ctx.env.clone());
                 let name = task.name.clone();
                 runners.spawn(async move { (name, runner.run().await) });
             }
@@ -268,8 +294,18 @@ async fn run(
             tracing::warn!(alloc = %alloc.id, "removing the unused spare task dir: {e}");
         }
     }
+    running.services = Some(start_services(
+        &shared,
+        &setup,
+        &group,
+        task_envs,
+        own_controls,
+        running.view(),
+    ));
     if alloc.desired_status != DesiredStatus::Run {
-        running.stop("allocation is not wanted (desired status stop)");
+        running
+            .stop("allocation is not wanted (desired status stop)")
+            .await;
     }
     running.report(&shared).await;
     running
@@ -285,11 +321,50 @@ async fn run(
         running.states.insert(update.task, update.state);
     }
     running.report(&shared).await;
+    if let Some(services) = running.services.take() {
+        services.finish().await;
+    }
     // Tasks are gone: release the host mounts; the directory stays for logs until GC.
     if let Err(e) = dir.unmount_all() {
         tracing::warn!(alloc = %alloc.id, "unmounting task secrets: {e}");
     }
     release_network(&shared, &alloc.id).await;
+}
+
+/// Starts the registration of the allocation's services (they appear as their tasks run).
+fn start_services(
+    shared: &Arc<ClientShared>,
+    setup: &TaskSetup<'_>,
+    group: &TaskGroup,
+    task_envs: BTreeMap<String, BTreeMap<String, String>>,
+    controls: mpsc::Sender<AllocControl>,
+    view: services::View,
+) -> AllocServices {
+    let netns = setup
+        .network
+        .namespace_path
+        .as_ref()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned());
+    let for_interpolation = shared.clone();
+    AllocServices::start(
+        shared.services.clone(),
+        services::Setup {
+            group: group.clone(),
+            node: NodeSide {
+                node_id: shared.node_id.clone(),
+                datacenter: shared.datacenter.clone(),
+                address: setup.network.host_ip.clone(),
+                netns,
+            },
+            task_envs,
+            alloc_env: taskenv::alloc_variables(setup.alloc, setup.job, &setup.node),
+            interpolate: Arc::new(move |value, env| for_interpolation.interpolate(value, env)),
+            controls,
+            supervisor: shared.supervisor.clone(),
+        },
+        view,
+    )
 }
 
 /// The allocation's network as its tasks see it, with its `hosts`/`resolv.conf` written;
@@ -572,6 +647,14 @@ struct Running {
     health: HealthWatch,
     /// The allocation's own network (bridge), sent with every report.
     network_status: Option<AllocNetworkStatus>,
+    /// The newest allocation, with `network_status` as this node made it: what its services
+    /// are computed from.
+    alloc: Arc<Allocation>,
+    /// Its services (registration and checks), from before the first report on.
+    services: Option<AllocServices>,
+    /// How long tasks wait between their services' removal and their kill signal
+    /// (`shutdown_delay`, the longest of the group's and its tasks').
+    shutdown_delay: Duration,
 }
 
 impl Running {
@@ -593,19 +676,40 @@ impl Running {
                 .map(|t| t.name.clone()),
             stopping: false,
             health: HealthWatch::new(group, controlplane::model::now_unix_nanos()),
+            alloc: with_network_status(alloc, network_status.as_ref()),
             network_status,
+            services: None,
+            shutdown_delay: shutdown_delay(alloc, group),
         }
     }
 
-    /// Asks every task to stop for `reason`, unless they were asked already.
-    fn stop(&mut self, reason: &str) {
+    fn view(&self) -> services::View {
+        services::View {
+            alloc: self.alloc.clone(),
+            states: self.states.clone(),
+        }
+    }
+
+    /// Asks every task to stop for `reason`, unless they were asked already: first the
+    /// allocation's services leave the catalog, then `shutdown_delay` passes (clients stop
+    /// using an instance before it goes away), then the kill.
+    async fn stop(&mut self, reason: &str) {
         if !self.stopping {
             self.stopping = true;
+            if let Some(services) = &self.services {
+                services.deregister(services::DEREGISTER_WAIT).await;
+            }
+            if !self.shutdown_delay.is_zero() {
+                tokio::time::sleep(self.shutdown_delay).await;
+            }
             stop_all(&self.kills, reason);
         }
     }
 
     async fn report(&mut self, shared: &ClientShared) {
+        if let Some(services) = &self.services {
+            services.update(self.view());
+        }
         self.health
             .observe(&self.states, controlplane::model::now_unix_nanos());
         report(
@@ -656,17 +760,22 @@ impl Running {
                 }
                 changed = alloc_updates.changed(), if !self.stopping => {
                     if changed.is_err() {
-                        self.stop("the client is shutting down");
+                        self.stop("the client is shutting down").await;
                         continue;
                     }
                     let newest = alloc_updates.borrow_and_update().clone();
+                    // A canary promoted, tags changed: the services follow.
+                    self.alloc = with_network_status(&newest, self.network_status.as_ref());
+                    if let Some(services) = &self.services {
+                        services.update(self.view());
+                    }
                     if newest.desired_status != DesiredStatus::Run {
                         let reason = if newest.desired_description.is_empty() {
                             "allocation stopped"
                         } else {
                             newest.desired_description.as_str()
                         };
-                        self.stop(reason);
+                        self.stop(reason).await;
                     }
                 }
                 Some(control) = controls.recv() => dispatch_control(control, &self.states, &self.task_controls),
@@ -685,13 +794,44 @@ impl Running {
         let leader_done = dead && self.leader.as_deref() == Some(update.task.as_str());
         self.states.insert(update.task.clone(), update.state);
         if failed_for_good {
-            self.stop(&format!("sibling task {:?} failed", update.task));
+            self.stop(&format!("sibling task {:?} failed", update.task))
+                .await;
         }
         if leader_done {
-            self.stop(&format!("leader task {:?} is dead", update.task));
+            self.stop(&format!("leader task {:?} is dead", update.task))
+                .await;
         }
         self.report(shared).await;
     }
+}
+
+/// `alloc` with the network status this node made for it (the servers' copy has it only
+/// after the first report).
+fn with_network_status(
+    alloc: &Allocation,
+    network_status: Option<&AllocNetworkStatus>,
+) -> Arc<Allocation> {
+    let mut a = alloc.clone();
+    if let Some(status) = network_status {
+        a.network_status = Some(status.clone());
+    }
+    Arc::new(a)
+}
+
+/// The wait between deregistration and kill: the longest `shutdown_delay` of the group and
+/// its tasks, none when the allocation is marked `no_shutdown_delay` (`alloc stop
+/// -no-shutdown-delay`).
+fn shutdown_delay(alloc: &Allocation, group: &TaskGroup) -> Duration {
+    if alloc.desired_transition.no_shutdown_delay == Some(true) {
+        return Duration::ZERO;
+    }
+    group
+        .tasks
+        .iter()
+        .map(|t| t.shutdown_delay)
+        .chain(group.shutdown_delay)
+        .max()
+        .unwrap_or(Duration::ZERO)
 }
 
 /// Routes a user's request to the named task (or to every running one), answering without
@@ -727,6 +867,7 @@ fn dispatch_control(
         .filter_map(|t| task_controls.get(&t).cloned().map(|s| (t, s)))
         .collect();
     let action = control.action;
+    let reason = control.reason;
     let reply = control.reply;
     tokio::spawn(async move {
         let mut errors = Vec::new();
@@ -734,7 +875,10 @@ fn dispatch_control(
             let (tx, rx) = tokio::sync::oneshot::channel();
             let message = match action {
                 AllocAction::Signal(signal) => TaskControl::Signal { signal, reply: tx },
-                AllocAction::Restart => TaskControl::Restart { reply: tx },
+                AllocAction::Restart => TaskControl::Restart {
+                    reply: tx,
+                    reason: reason.clone(),
+                },
             };
             let result = match sender.send(message).await {
                 Ok(()) => rx

@@ -26,6 +26,7 @@ pub mod network;
 pub mod recovery;
 pub mod remote;
 pub mod restart;
+pub mod services;
 pub mod settings;
 pub mod state;
 pub mod task_runner;
@@ -331,6 +332,8 @@ pub struct ClientShared {
     pub gc: Arc<AllocGc>,
     /// Allocations' network namespaces, veths, leases and port mappings.
     pub network: Arc<NetworkManager>,
+    /// Service registrations and checks of every allocation on this node.
+    pub services: Arc<services::ServiceContext>,
 }
 
 impl std::fmt::Debug for ClientShared {
@@ -581,6 +584,7 @@ impl Client {
             state,
             gc: Arc::new(AllocGc::new(config.gc.clone())),
             network,
+            services: Arc::new(services::ServiceContext::new(server.clone())),
         });
         let reserved = config.reserved.clone();
         let client = Arc::new(Client {
@@ -1712,6 +1716,28 @@ impl ClientEndpoints for ClientApi {
             self.0
                 .control(&alloc_id, task, alloc_runner::AllocAction::Restart)
                 .await
+        })
+    }
+
+    fn alloc_checks(
+        &self,
+        alloc_id: String,
+    ) -> BoxFuture<'_, Result<serde_json::Value, ClientError>> {
+        Box::pin(async move {
+            let runs_here = self
+                .0
+                .runners
+                .lock()
+                .map(|r| r.get(&alloc_id).is_some_and(|h| !h.is_done()))
+                .unwrap_or(false);
+            let checks = self.0.shared.services.alloc_checks(&alloc_id);
+            if !runs_here && checks.is_none() {
+                return Err(ClientError::NotFound(format!(
+                    "Unknown allocation \"{alloc_id}\": it does not run on this node"
+                )));
+            }
+            let checks = checks.map(|c| (*c).clone()).unwrap_or_default();
+            serde_json::to_value(checks).map_err(|e| ClientError::Internal(e.to_string()))
         })
     }
 

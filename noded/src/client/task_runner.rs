@@ -39,13 +39,15 @@ pub enum TaskControl {
     },
     Restart {
         reply: oneshot::Sender<Result<(), String>>,
+        /// Why, for the task event (`None`: a user asked).
+        reason: Option<String>,
     },
 }
 
 impl TaskControl {
     fn refuse(self, why: &str) {
         let reply = match self {
-            TaskControl::Signal { reply, .. } | TaskControl::Restart { reply } => reply,
+            TaskControl::Signal { reply, .. } | TaskControl::Restart { reply, .. } => reply,
         };
         let _ = reply.send(Err(why.to_string()));
     }
@@ -521,8 +523,9 @@ impl TaskRunner {
                         };
                         let _ = reply.send(result);
                     }
-                    TaskControl::Restart { reply } => {
-                        self.push(state, TaskEvent::new(event_type::RESTART_SIGNAL, "User requested task to restart"));
+                    TaskControl::Restart { reply, reason } => {
+                        let why = reason.as_deref().unwrap_or("User requested task to restart");
+                        self.push(state, TaskEvent::new(event_type::RESTART_SIGNAL, why));
                         let _ = reply.send(Ok(()));
                         let killed = self.kill_task(state, KillRequest { reason: "restart requested".into() }).await;
                         // As Nomad shows it: how the old process ended, then the restart.

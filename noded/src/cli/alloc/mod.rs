@@ -1,5 +1,6 @@
 //! `noded alloc ...`.
 
+mod checks;
 mod exec;
 mod frames;
 mod fs;
@@ -22,7 +23,8 @@ use super::Exit;
 
 /// How the verbs that read or act on a running task reach it (shown by `alloc --help` and
 /// theirs).
-pub const NODE_HELP: &str = "logs, fs, exec, signal, restart and status -stats are answered by \
+pub const NODE_HELP: &str =
+    "logs, fs, exec, signal, restart, checks and status -stats are answered by \
 the node that runs the allocation: the CLI asks the agent at -address (NODED_ADDR) for the \
 allocation's node, then talks to that node's advertised HTTP address directly. When the node \
 cannot be reached (connection refused, or no connection within 1 s) the request goes to \
@@ -54,6 +56,9 @@ pub enum AllocCommand {
     Fs(Api<fs::AllocFs>),
     /// Stop an allocation; the scheduler places a replacement.
     Stop(Api<stop::AllocStop>),
+    /// Show the latest result of each service check of an allocation.
+    #[command(after_help = NODE_HELP)]
+    Checks(Api<checks::AllocChecks>),
 }
 
 impl AllocCommand {
@@ -66,6 +71,7 @@ impl AllocCommand {
             AllocCommand::Exec(c) => c.run().await,
             AllocCommand::Fs(c) => c.run().await,
             AllocCommand::Stop(c) => c.run().await,
+            AllocCommand::Checks(c) => c.run().await,
         }
     }
 }
