@@ -12,7 +12,7 @@
 
 pub mod alloc_runner;
 pub mod allocdir;
-mod backoff;
+pub(crate) mod backoff;
 pub mod cpuset;
 mod dispatch_payload;
 pub mod exec;
