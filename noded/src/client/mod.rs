@@ -836,6 +836,12 @@ impl Client {
         self.contact.gave_up()
     }
 
+    /// Tells `observer` where the node's bridge is, now and whenever it is made or removed
+    /// (the agent's DNS server listens on its gateway).
+    pub fn observe_bridge(&self, observer: network::manager::BridgeObserver) {
+        self.shared.network.observe_bridge(observer);
+    }
+
     /// The node as last registered.
     pub fn node(&self) -> Node {
         match self.node.read() {

@@ -48,6 +48,9 @@ pub struct DnsSettings {
     pub forward: bool,
     /// Upstreams for forwarding; empty: the host's `/etc/resolv.conf`.
     pub recursors: Vec<SocketAddr>,
+    /// The config asked for the server (a `dns` block): a port in use stops the agent.
+    /// Otherwise that is only a warning, so that dev agents side by side still start.
+    pub required: bool,
 }
 
 impl Default for DnsSettings {
@@ -60,6 +63,7 @@ impl Default for DnsSettings {
             ttl: Duration::from_secs(5),
             forward: true,
             recursors: Vec::new(),
+            required: false,
         }
     }
 }

@@ -483,6 +483,7 @@ fn server_settings(forward: bool, recursors: Vec<SocketAddr>) -> DnsSettings {
         ttl: std::time::Duration::from_secs(7),
         forward,
         recursors,
+        required: true,
     }
 }
 
