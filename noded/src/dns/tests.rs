@@ -681,3 +681,145 @@ fn host_resolvers_skip_our_own_addresses() {
         ]
     );
 }
+
+// --- the catalog follower -----------------------------------------------------------------
+
+/// The servers' side of `watch_services` as a blocking query over a watched catalog, which
+/// can be told to fail (the servers unreachable). The client's other calls are not used.
+struct ScriptedServers {
+    catalog: tokio::sync::watch::Sender<(Vec<Arc<ServiceRegistration>>, u64)>,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+impl crate::client::ServerRpc for ScriptedServers {
+    fn register_node(
+        &self,
+        _: controlplane::model::Node,
+    ) -> futures::future::BoxFuture<'_, Result<u64, String>> {
+        Box::pin(async { Err("not used".to_string()) })
+    }
+    fn update_allocs(
+        &self,
+        _: Vec<controlplane::model::AllocClientUpdate>,
+    ) -> futures::future::BoxFuture<'_, Result<u64, String>> {
+        Box::pin(async { Err("not used".to_string()) })
+    }
+    fn node_allocs(
+        &self,
+        _: String,
+        _: u64,
+        _: std::time::Duration,
+    ) -> futures::future::BoxFuture<'_, Result<crate::client::NodeAllocs, String>> {
+        Box::pin(async { Err("not used".to_string()) })
+    }
+    fn heartbeat(
+        &self,
+        _: String,
+    ) -> futures::future::BoxFuture<'_, Result<std::time::Duration, crate::client::HeartbeatError>>
+    {
+        Box::pin(async { Err(crate::client::HeartbeatError::Failed("not used".into())) })
+    }
+    fn drain_self(
+        &self,
+        _: String,
+        _: Option<controlplane::model::DrainStrategy>,
+    ) -> futures::future::BoxFuture<'_, Result<u64, String>> {
+        Box::pin(async { Err("not used".to_string()) })
+    }
+    fn upsert_services(
+        &self,
+        _: Vec<ServiceRegistration>,
+    ) -> futures::future::BoxFuture<'_, Result<u64, String>> {
+        Box::pin(async { Err("not used".to_string()) })
+    }
+    fn delete_services(
+        &self,
+        _: Vec<String>,
+        _: Vec<String>,
+    ) -> futures::future::BoxFuture<'_, Result<u64, String>> {
+        Box::pin(async { Err("not used".to_string()) })
+    }
+    fn watch_services(
+        &self,
+        min_index: u64,
+        wait: std::time::Duration,
+    ) -> futures::future::BoxFuture<'_, Result<crate::client::ServiceCatalog, String>> {
+        Box::pin(async move {
+            let mut rx = self.catalog.subscribe();
+            let _ = tokio::time::timeout(wait, rx.wait_for(|(_, i)| *i > min_index)).await;
+            if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err("no server answered".to_string());
+            }
+            let now = rx.borrow().clone();
+            Ok(now)
+        })
+    }
+}
+
+async fn until(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+#[tokio::test]
+async fn the_view_follows_the_catalog_and_outlives_server_errors() {
+    use std::sync::atomic::Ordering;
+    let (sender, _) = tokio::sync::watch::channel((catalog(), 5));
+    let servers = Arc::new(ScriptedServers {
+        catalog: sender,
+        fail: false.into(),
+    });
+    let cell = Arc::new(ViewCell::new(View::empty(settings(false))));
+    let follower = tokio::spawn(follow_catalog(
+        servers.clone(),
+        cell.clone(),
+        settings(false),
+    ));
+    until("the first catalog is in the view", || {
+        cell.load().index == 5
+    })
+    .await;
+    assert_eq!(
+        a_set(&ask(&cell.load(), "web.service.noded.", RecordType::A)).len(),
+        2
+    );
+    // An instance turns critical: it leaves the answers.
+    let mut next = catalog();
+    next[1] = reg(
+        "b",
+        "default",
+        "web",
+        "10.0.0.2",
+        8081,
+        &["v2"],
+        HealthStatus::Critical,
+    );
+    servers.catalog.send_replace((next, 6));
+    until("index 6 is in the view", || cell.load().index == 6).await;
+    assert_eq!(
+        a_set(&ask(&cell.load(), "web.service.noded.", RecordType::A)),
+        ips(&["10.0.0.1"])
+    );
+    // The servers fail: the last view keeps answering.
+    servers.fail.store(true, Ordering::SeqCst);
+    servers.catalog.send_replace((vec![], 7));
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(cell.load().index, 6);
+    assert_eq!(
+        a_set(&ask(&cell.load(), "web.service.noded.", RecordType::A)),
+        ips(&["10.0.0.1"])
+    );
+    // They are back: the follower catches up.
+    servers.fail.store(false, Ordering::SeqCst);
+    until("index 7 is in the view", || cell.load().index == 7).await;
+    assert_eq!(
+        ask(&cell.load(), "web.service.noded.", RecordType::A).response_code(),
+        ResponseCode::NXDomain
+    );
+    follower.abort();
+}
