@@ -40,12 +40,15 @@ pub struct ViewSettings {
     pub forward: bool,
 }
 
+/// One pre-encoded reply: the one that fits UDP, and the full one for TCP.
+pub(crate) type Variant = (Arc<[u8]>, Arc<[u8]>);
+
 /// One answer for one (name, type), in each pre-encoded order.
 #[derive(Debug, Default)]
 pub(crate) struct Answer {
     /// Whole messages (id 0, the canonical lowercase question): the full one for TCP and the
     /// one that fits [`MAX_UDP_RESPONSE`] (the same bytes when the full one fits).
-    pub variants: Vec<(Arc<[u8]>, Arc<[u8]>)>,
+    pub variants: Vec<Variant>,
     next: AtomicUsize,
 }
 
@@ -250,7 +253,7 @@ impl View {
         name: &Name,
         rtype: RecordType,
         order: &[&ServiceRegistration],
-    ) -> Option<(Arc<[u8]>, Arc<[u8]>)> {
+    ) -> Option<Variant> {
         let full: Arc<[u8]> = self.encode_message(name, rtype, order, false)?.into();
         if full.len() <= MAX_UDP_RESPONSE {
             return Some((full.clone(), full));
@@ -342,7 +345,7 @@ impl View {
     /// An instance advertised at a host name (`address = "db.example.com"`): the SRV target
     /// is that name, resolved by whoever asked.
     fn hostname_target(&self, address: &str) -> Option<Name> {
-        let valid = !address.is_empty() && address.split('.').all(|l| is_hostname_label(l));
+        let valid = !address.is_empty() && address.split('.').all(is_hostname_label);
         if !valid {
             return None;
         }
