@@ -823,3 +823,50 @@ async fn the_view_follows_the_catalog_and_outlives_server_errors() {
     );
     follower.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_over_tcp_are_forwarded_over_tcp() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An upstream on TCP only: answers one query with 192.0.2.7.
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = upstream.local_addr().unwrap();
+    let responder = tokio::spawn(async move {
+        let (mut s, _) = upstream.accept().await.unwrap();
+        let n = s.read_u16().await.unwrap();
+        let mut buf = vec![0u8; n as usize];
+        s.read_exact(&mut buf).await.unwrap();
+        let q = Message::from_vec(&buf).unwrap();
+        let mut r = Message::new();
+        r.set_id(q.id()).set_message_type(MessageType::Response);
+        r.add_query(q.queries()[0].clone());
+        r.add_answer(Record::from_rdata(
+            q.queries()[0].name().clone(),
+            60,
+            RData::A(hickory_proto::rr::rdata::A(Ipv4Addr::new(192, 0, 2, 7))),
+        ));
+        let bytes = r.to_vec().unwrap();
+        let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&bytes);
+        s.write_all(&framed).await.unwrap();
+    });
+    let server = DnsServer::start(
+        &server_settings(true, vec![up]),
+        tokio::runtime::Handle::current(),
+        0,
+    )
+    .unwrap();
+    let addr = server.local_addr().unwrap();
+    let q = query_bytes("example.net.", RecordType::A);
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&q);
+    s.write_all(&framed).await.unwrap();
+    let n = s.read_u16().await.unwrap();
+    let mut buf = vec![0u8; n as usize];
+    s.read_exact(&mut buf).await.unwrap();
+    let r = Message::from_vec(&buf).unwrap();
+    assert_eq!(r.id(), 0xBEEF);
+    assert_eq!(a_set(&r), ips(&["192.0.2.7"]));
+    responder.await.unwrap();
+    server.stop();
+}
