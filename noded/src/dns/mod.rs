@@ -33,6 +33,8 @@ pub use view::{View, ViewCell, ViewSettings};
 pub const BRIDGE_DNS_PORT: u16 = 53;
 /// How long one blocking catalog query waits for a change.
 pub const CATALOG_WAIT: Duration = Duration::from_secs(60);
+/// The least time between two catalog queries that found nothing new.
+const UNCHANGED_PACE: Duration = Duration::from_millis(250);
 
 /// The agent's `dns { … }` block, after defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,10 +211,16 @@ pub async fn follow_catalog(rpc: Arc<dyn ServerRpc>, cell: Arc<ViewCell>, settin
     let mut index = 0u64;
     let mut built_once = false;
     loop {
+        let asked = std::time::Instant::now();
         match rpc.watch_services(index, CATALOG_WAIT).await {
             Ok((services, at)) => {
                 backoff.succeeded();
                 if built_once && at == index {
+                    // A blocking query comes back unchanged only after its wait; one that
+                    // comes back at once would spin this loop, so pace it.
+                    if asked.elapsed() < UNCHANGED_PACE {
+                        tokio::time::sleep(UNCHANGED_PACE).await;
+                    }
                     continue;
                 }
                 let settings = settings.clone();
