@@ -15,6 +15,7 @@
 pub mod agent;
 pub mod cli;
 pub mod client;
+pub mod dns;
 pub mod driver;
 pub mod rpc_wire;
 pub mod supervisor;

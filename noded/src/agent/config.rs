@@ -8,6 +8,7 @@
 mod addr;
 mod client;
 mod cluster;
+mod dns;
 mod error;
 mod load;
 mod positions;
@@ -27,6 +28,7 @@ pub use client::{check_reserved, server_address, MachineReader, DEFAULT_SERVER_R
 pub use cluster::{
     AutopilotSettings, JoinSettings, ServerSettings, TlsSettings, MAX_RAFT_MULTIPLIER,
 };
+pub use dns::{DnsBlock, MAX_DNS_DOMAIN, MAX_DNS_TTL};
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{expand, load_file, load_paths, parse, MAX_DIR_FILES, MAX_FILE_BYTES};
 pub use positions::KeyLines;
@@ -63,6 +65,8 @@ pub struct FileConfig {
     pub autopilot: Vec<AutopilotBlock>,
     #[serde(default)]
     pub plugin: BTreeMap<String, PluginBlock>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub dns: Vec<DnsBlock>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -328,6 +332,8 @@ pub struct AgentConfig {
     pub drain_on_shutdown: Option<DrainOnShutdown>,
     /// `client.bridge_network_name`, `bridge_network_subnet`, `port_mapping`.
     pub network: crate::client::settings::NetworkSettings,
+    /// `dns { … }`: the DNS server of agents that run a client.
+    pub dns: crate::dns::DnsSettings,
     /// Lower case, one of Nomad's levels.
     pub log_level: String,
     pub log_json: bool,
@@ -536,6 +542,7 @@ impl AgentConfig {
             gc: GcSettings::default(),
             drain_on_shutdown: None,
             network: crate::client::settings::NetworkSettings::default(),
+            dns: crate::dns::DnsSettings::default(),
             log_level: "info".into(),
             log_json: false,
             warnings: Vec::new(),
@@ -567,6 +574,10 @@ impl AgentConfig {
             let mut report =
                 |key: &str, m| p.at(f, &in_block(key, "autopilot", i, &f.autopilot), m);
             cluster::apply_autopilot(&mut self.autopilot, a, &mut report);
+        }
+        for (i, d) in f.dns.iter().enumerate() {
+            let mut report = |key: &str, m| p.at(f, &in_block(key, "dns", i, &f.dns), m);
+            dns::apply_dns(&mut self.dns, d, &mut report);
         }
         for (i, cl) in f.client.iter().enumerate() {
             let mut report = |key: &str, m| p.at(f, &in_block(key, "client", i, &f.client), m);

@@ -19,6 +19,7 @@ use controlplane::state::StateStore;
 
 use crate::client::remote::RemoteServers;
 use crate::client::{Client, ClientApi, ClientConfig, ServerRpc};
+use crate::dns::DnsServer;
 pub use config::{AgentConfig, Overrides};
 pub use reload::{Reload, SetLogLevel};
 
@@ -201,10 +202,13 @@ async fn run_server(
     let server = Server::start(server_config, store, raft.clone());
 
     let mut client = None;
+    let mut dns = None;
     if config.client_enabled {
         let exe = std::env::current_exe().context("locating the noded binary")?;
         let rpc: Arc<dyn ServerRpc> = Arc::new(server.clone());
-        client = Some(Client::start(client_config(&config, exe), rpc).await?);
+        let started = Client::start(client_config(&config, exe), rpc.clone()).await?;
+        dns = start_dns(&config, &started, rpc)?;
+        client = Some(started);
     }
 
     let ctx = ApiContext {
@@ -261,6 +265,9 @@ async fn run_server(
     if let Some(client) = &client {
         client.drain_on_shutdown(&server.clone()).await;
     }
+    if let Some(dns) = &dns {
+        dns.stop();
+    }
     stop(&config, client.as_deref(), Some((&server, &raft))).await;
     fabric.close().await;
     match failed_rx.await {
@@ -286,7 +293,8 @@ async fn run_client_only(
     let exe = std::env::current_exe().context("locating the noded binary")?;
     let rpc: Arc<dyn ServerRpc> = remote.clone();
     let remote_rpc = rpc.clone();
-    let client = Client::start(client_config(&config, exe), rpc).await?;
+    let client = Client::start(client_config(&config, exe), rpc.clone()).await?;
+    let dns = start_dns(&config, &client, rpc)?;
     let ctx = ApiContext {
         region: config.region.clone(),
         server: None,
@@ -333,6 +341,9 @@ async fn run_client_only(
         // No server to drain through when the client never found one.
         client.drain_on_shutdown(remote_rpc.as_ref()).await;
     }
+    if let Some(dns) = &dns {
+        dns.stop();
+    }
     stop(&config, Some(&client), None).await;
     fabric.close().await;
     match gave_up {
@@ -355,6 +366,53 @@ async fn formation_failure(
             return std::future::pending().await;
         }
     }
+}
+
+/// The DNS server of an agent that runs a client (`dns { enabled }`, on by default): on
+/// `dns.bind:dns.port`, and on the bridge's gateway while the node has a bridge; its view
+/// follows the catalog. A port in use is an error when the config has a `dns` block, a
+/// warning otherwise (dev agents side by side on one host still start).
+fn start_dns(
+    config: &AgentConfig,
+    client: &Arc<Client>,
+    rpc: Arc<dyn ServerRpc>,
+) -> anyhow::Result<Option<Arc<DnsServer>>> {
+    if !config.dns.enabled {
+        return Ok(None);
+    }
+    let server = match DnsServer::start(
+        &config.dns,
+        tokio::runtime::Handle::current(),
+        crate::dns::BRIDGE_DNS_PORT,
+    ) {
+        Ok(s) => s,
+        Err(e) if config.dns.required => return Err(e),
+        Err(e) => {
+            tracing::warn!("{e:#}; the agent runs without its DNS server");
+            return Ok(None);
+        }
+    };
+    tokio::spawn(crate::dns::follow_catalog(
+        rpc,
+        server.cell(),
+        config.dns.view_settings(),
+    ));
+    let observer = server.clone();
+    client.observe_bridge(Box::new(move |gateway| {
+        observer.bridge_changed(gateway);
+        gateway.is_some() && observer.bridge_addr().is_some()
+    }));
+    if config.dev {
+        if let Some(addr) = server.local_addr() {
+            eprintln!(
+                "==> DNS at {addr}: dig @{} -p {} <service>.service.{}",
+                addr.ip(),
+                addr.port(),
+                config.dns.domain
+            );
+        }
+    }
+    Ok(Some(server))
 }
 
 /// What the client runs with, from the agent's settings.

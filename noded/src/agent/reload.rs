@@ -86,6 +86,7 @@ pub fn changes(old: &AgentConfig, new: &AgentConfig) -> Changes {
         old.server_enabled != new.server_enabled || old.server != new.server,
     );
     differs("autopilot", old.autopilot != new.autopilot);
+    differs("dns", old.dns != new.dns);
     differs("client.enabled", old.client_enabled != new.client_enabled);
     differs(
         "client.servers",

@@ -419,7 +419,13 @@ async fn alloc_network(
         Some(dir.etc_dir()),
         &|value| shared.interpolate(value, &alloc_env),
     ) {
-        Ok(network) => network,
+        Ok(mut network) => {
+            if network.mode == NetworkMode::Bridge {
+                // The agent's DNS server on the bridge's gateway, when it serves there.
+                network.node_dns = shared.network.bridge_dns();
+            }
+            network
+        }
         Err(e) => return (TaskNetwork::host(host_ip), Some(e.to_string())),
     };
     match write_etc_files(&network) {

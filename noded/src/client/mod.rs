@@ -12,7 +12,7 @@
 
 pub mod alloc_runner;
 pub mod allocdir;
-mod backoff;
+pub(crate) mod backoff;
 pub mod cpuset;
 mod dispatch_payload;
 pub mod exec;
@@ -838,6 +838,12 @@ impl Client {
     /// Says why once the client has given up reaching any server (`server_join.retry_max`).
     pub fn join_failure(&self) -> watch::Receiver<Option<String>> {
         self.contact.gave_up()
+    }
+
+    /// Tells `observer` where the node's bridge is, now and whenever it is made or removed
+    /// (the agent's DNS server listens on its gateway).
+    pub fn observe_bridge(&self, observer: network::manager::BridgeObserver) {
+        self.shared.network.observe_bridge(observer);
     }
 
     /// The node as last registered.

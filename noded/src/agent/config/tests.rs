@@ -1135,3 +1135,83 @@ fn a_client_only_agent_needs_servers_and_outside_dev_a_client_certificate() {
     let e = client_errors("server {\n  enabled = false\n}\n", &dev());
     assert!(e.len() == 1 && e[0].contains("needs servers"), "{e:?}");
 }
+
+#[test]
+fn dns_is_on_by_default_on_loopback_8600() {
+    let c = build(&[], &dev()).unwrap();
+    let d = &c.dns;
+    assert!(d.enabled && d.forward && !d.required);
+    assert_eq!(
+        (d.bind, d.port, d.domain.as_str(), d.ttl),
+        (
+            "127.0.0.1".parse().unwrap(),
+            8600,
+            "noded",
+            Duration::from_secs(5)
+        )
+    );
+    assert!(d.recursors.is_empty());
+}
+
+#[test]
+fn the_dns_block_sets_every_key() {
+    let text = r#"
+dns {
+  enabled   = true
+  bind      = "127.0.0.2"
+  port      = 5353
+  domain    = "Cluster.Example."
+  ttl       = "2s"
+  forward   = false
+  recursors = ["10.0.0.2", "10.0.0.3:5300"]
+}
+"#;
+    let f = parse(text, "agent.hcl").unwrap();
+    let c = build(&[f], &dev()).unwrap();
+    let d = &c.dns;
+    assert!(d.enabled && d.required && !d.forward);
+    assert_eq!((d.bind, d.port), ("127.0.0.2".parse().unwrap(), 5353));
+    assert_eq!(d.domain, "cluster.example");
+    assert_eq!(d.ttl, Duration::from_secs(2));
+    assert_eq!(
+        d.recursors,
+        vec![
+            "10.0.0.2:53".parse().unwrap(),
+            "10.0.0.3:5300".parse().unwrap()
+        ]
+    );
+    let off = parse("dns {\n  enabled = false\n}\n", "agent.hcl").unwrap();
+    let c = build(&[off], &dev()).unwrap();
+    assert!(!c.dns.enabled && !c.dns.required);
+}
+
+#[test]
+fn bad_dns_values_name_their_file_and_line() {
+    let text = "dns {\n  bind = \"0.0.0.0\"\n  port = 0\n  domain = \"bad domain\"\n  ttl = \"soon\"\n  recursors = [\"nowhere\"]\n}\n";
+    let errors = errors_of(text, "agent.hcl", &dev());
+    let want = [
+        (
+            "agent.hcl:2",
+            "dns.bind = \"0.0.0.0\": the DNS server listens only on loopback",
+        ),
+        ("agent.hcl:3", "dns.port = 0"),
+        (
+            "agent.hcl:4",
+            "dns.domain = \"bad domain\": \"bad domain\" is not a DNS label",
+        ),
+        ("agent.hcl:5", "dns.ttl = \"soon\""),
+        ("agent.hcl:6", "dns.recursors: \"nowhere\""),
+    ];
+    assert_eq!(errors.len(), want.len(), "{errors:#?}");
+    for ((at, what), got) in want.iter().zip(&errors) {
+        assert!(
+            got.contains(at) && got.contains(what),
+            "{got:?} should say {at}: {what}"
+        );
+    }
+    let unknown = errors_of("dns {\n  listen = true\n}\n", "agent.hcl", &dev());
+    assert!(
+        unknown.len() == 1 && unknown[0].contains("agent.hcl:2") && unknown[0].contains("listen"),
+        "{unknown:?}"
+    );
+}

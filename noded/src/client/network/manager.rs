@@ -222,7 +222,16 @@ pub struct NetworkManager {
     fabric: Mutex<Option<Arc<Fabric>>>,
     known: Mutex<Known>,
     state: Arc<StateStore>,
+    /// Told when the bridge appears (its gateway) and goes (`None`): the agent's DNS server
+    /// listens on the gateway for tasks. Called with the fabric lock held, so it sees the
+    /// changes in order.
+    bridge_observer: Mutex<Option<BridgeObserver>>,
+    /// The gateway while a DNS server answers there (what the observer last said).
+    bridge_dns: Mutex<Option<Ipv4Addr>>,
 }
+
+/// See [`NetworkManager::observe_bridge`]: returns whether it now serves DNS at the gateway.
+pub type BridgeObserver = Box<dyn Fn(Option<Ipv4Addr>) -> bool + Send + Sync>;
 
 impl std::fmt::Debug for NetworkManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -285,6 +294,8 @@ impl NetworkManager {
             fabric: Mutex::new(None),
             known: Mutex::new(Known::default()),
             state,
+            bridge_observer: Mutex::new(None),
+            bridge_dns: Mutex::new(None),
         }
     }
 
@@ -311,7 +322,29 @@ impl NetworkManager {
         }
         let made = Arc::new(self.make_fabric()?);
         *slot = Some(made.clone());
+        self.tell_bridge(Some(made.bridge.gateway));
         Ok(made)
+    }
+
+    /// Calls `observer` now with the bridge's gateway (`None` when there is no bridge), then
+    /// whenever the bridge is made or removed. One observer; a second replaces the first.
+    pub fn observe_bridge(&self, observer: BridgeObserver) {
+        let slot = lock(&self.fabric);
+        let serving = observer(slot.as_ref().map(|f| f.bridge.gateway));
+        *lock(&self.bridge_dns) = slot.as_ref().map(|f| f.bridge.gateway).filter(|_| serving);
+        *lock(&self.bridge_observer) = Some(observer);
+    }
+
+    fn tell_bridge(&self, gateway: Option<Ipv4Addr>) {
+        if let Some(observer) = lock(&self.bridge_observer).as_ref() {
+            let serving = observer(gateway);
+            *lock(&self.bridge_dns) = gateway.filter(|_| serving);
+        }
+    }
+
+    /// The address a DNS server answers tasks on (the bridge's gateway), while one does.
+    pub fn bridge_dns(&self) -> Option<Ipv4Addr> {
+        *lock(&self.bridge_dns)
     }
 
     /// Removes the node-wide objects (the eBPF programs and pins, the nftables tables, the
@@ -320,6 +353,7 @@ impl NetworkManager {
     fn remove_fabric(&self, slot: &mut Option<Arc<Fabric>>) -> Result<(), NetworkError> {
         let what = "removing bridge networking (no bridge allocation is left)";
         *slot = None;
+        self.tell_bridge(None);
         if self.pin_dir().exists() {
             ebpf::PortMapper::remove_all(&self.pin_dir(), &self.interfaces)
                 .map_err(|e| NetworkError::new(what, e))?;

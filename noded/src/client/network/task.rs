@@ -96,6 +96,9 @@ pub struct TaskNetwork {
     pub dns: Option<DnsConfig>,
     /// Where the allocation's rendered `hosts` and `resolv.conf` live (in its directory).
     pub etc_dir: Option<PathBuf>,
+    /// Bridge mode: the agent's DNS server on the bridge's gateway, when it serves there.
+    /// The allocation's resolv.conf names it unless `network.dns` sets servers.
+    pub node_dns: Option<Ipv4Addr>,
 }
 
 /// The port a mapping has inside the allocation: `to` when set, else the host port (`to = 0`,
@@ -205,6 +208,7 @@ pub fn task_network(
         hostname,
         dns: network.dns.clone(),
         etc_dir,
+        node_dns: None,
     })
 }
 
@@ -260,12 +264,27 @@ fn parse_resolv(content: &str) -> Resolv {
 /// `/etc/resolv.conf` of an allocation. Without a `dns` block (or an empty one), the host's
 /// file as it is; with one, each of servers, searches and options the block sets replaces
 /// the host's, the others are kept (Nomad's `GenerateDNSMount`).
-pub fn render_resolv_conf(dns: Option<&DnsConfig>, host_resolv_conf: &str) -> String {
+///
+/// `node_dns` (bridge mode, the agent's DNS server on the gateway) takes the place of the
+/// host's name servers: tasks resolve `<service>.service.<domain>` with no set-up, and the
+/// server forwards the rest to the host's resolvers. A `dns` block's `servers` still win.
+/// No `search service.<domain>` is added: a bare `web` then means what it means on the host
+/// (Nomad adds none either), and a job that wants short names writes `searches`.
+pub fn render_resolv_conf(
+    dns: Option<&DnsConfig>,
+    host_resolv_conf: &str,
+    node_dns: Option<Ipv4Addr>,
+) -> String {
+    let empty = DnsConfig::default();
     let dns = match dns {
         Some(d) if !(d.servers.is_empty() && d.searches.is_empty() && d.options.is_empty()) => d,
+        _ if node_dns.is_some() => &empty,
         _ => return host_resolv_conf.to_string(),
     };
-    let host = parse_resolv(host_resolv_conf);
+    let mut host = parse_resolv(host_resolv_conf);
+    if let Some(ip) = node_dns {
+        host.servers = vec![ip.to_string()];
+    }
     let pick = |mine: &Vec<String>, theirs: Vec<String>| {
         if mine.is_empty() {
             theirs
@@ -356,7 +375,10 @@ pub fn write_etc_files(net: &TaskNetwork) -> io::Result<()> {
     }
     if let Some(path) = &resolv {
         let host = host_resolv_conf()?;
-        write_whole(path, &render_resolv_conf(net.dns.as_ref(), &host))?;
+        write_whole(
+            path,
+            &render_resolv_conf(net.dns.as_ref(), &host, net.node_dns),
+        )?;
     }
     Ok(())
 }
@@ -551,15 +573,18 @@ mod tests {
     fn resolv_conf_overrides_only_what_the_dns_block_sets() {
         let host = "# generated\nnameserver 10.0.0.53\nnameserver bogus\nsearch a.example b.example\ndomain c.example\noptions ndots:2\noptions rotate\nsortlist 10.0.0.0\n";
         // No block, or an empty one: the host's file unchanged.
-        assert_eq!(render_resolv_conf(None, host), host);
-        assert_eq!(render_resolv_conf(Some(&DnsConfig::default()), host), host);
+        assert_eq!(render_resolv_conf(None, host, None), host);
+        assert_eq!(
+            render_resolv_conf(Some(&DnsConfig::default()), host, None),
+            host
+        );
         // Servers only: the host's searches (the last line) and options stay.
         let servers = DnsConfig {
             servers: vec!["1.1.1.1".into(), "8.8.8.8".into()],
             ..Default::default()
         };
         assert_eq!(
-            render_resolv_conf(Some(&servers), host),
+            render_resolv_conf(Some(&servers), host, None),
             "nameserver 1.1.1.1\nnameserver 8.8.8.8\nsearch c.example\noptions ndots:2 rotate\n"
         );
         // Everything set: nothing of the host's.
@@ -569,7 +594,7 @@ mod tests {
             options: vec!["edns0".into()],
         };
         assert_eq!(
-            render_resolv_conf(Some(&all), host),
+            render_resolv_conf(Some(&all), host, None),
             "nameserver 1.1.1.1\nsearch svc.local\noptions edns0\n"
         );
         // Searches only, host without any: its servers kept, no empty lines.
@@ -578,8 +603,37 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            render_resolv_conf(Some(&search), "nameserver 10.1.1.1\n"),
+            render_resolv_conf(Some(&search), "nameserver 10.1.1.1\n", None),
             "nameserver 10.1.1.1\nsearch x\n"
+        );
+    }
+
+    #[test]
+    fn resolv_conf_of_bridge_tasks_names_the_node_dns_unless_the_job_sets_servers() {
+        let host = "nameserver 10.0.0.53\nsearch corp.example\noptions ndots:2\n";
+        let gw = Some(Ipv4Addr::new(172, 26, 64, 1));
+        // No block: the gateway replaces the host's servers; searches and options stay.
+        assert_eq!(
+            render_resolv_conf(None, host, gw),
+            "nameserver 172.26.64.1\nsearch corp.example\noptions ndots:2\n"
+        );
+        // Searches only: still the gateway.
+        let search = DnsConfig {
+            searches: vec!["service.noded".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            render_resolv_conf(Some(&search), host, gw),
+            "nameserver 172.26.64.1\nsearch service.noded\noptions ndots:2\n"
+        );
+        // The job's servers win.
+        let servers = DnsConfig {
+            servers: vec!["1.1.1.1".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            render_resolv_conf(Some(&servers), host, gw),
+            "nameserver 1.1.1.1\nsearch corp.example\noptions ndots:2\n"
         );
     }
 
