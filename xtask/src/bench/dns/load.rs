@@ -181,7 +181,7 @@ fn drive_socket(
         while table[usize::from(next_id)].is_some() {
             next_id = next_id.wrapping_add(1);
         }
-        let qtype = if sent_count % 2 == 0 {
+        let qtype = if sent_count.is_multiple_of(2) {
             QType::A
         } else {
             QType::Srv

@@ -214,7 +214,7 @@ mod tests {
         let conf = unbound_conf(&zone, Ipv4Addr::new(10, 9, 9, 9), 8600, Path::new("/t"), 2);
         assert!(conf.contains("local-zone: \"noded.\" static"));
         // One A per distinct address; one SRV and target per instance.
-        assert_eq!(conf.matches("web.service.noded. 5 IN A ").count(), 1);
+        assert_eq!(conf.matches("\"web.service.noded. 5 IN A ").count(), 1);
         assert!(conf.contains("\"web.service.noded. 5 IN SRV 1 1 20002 i1.web.service.noded.\""));
         assert!(conf.contains("\"i1.web.service.noded. 5 IN A 10.0.0.1\""));
         let args = dnsmasq_args(&zone, Ipv4Addr::new(10, 9, 9, 9), 8600, Path::new("/t/l"));
