@@ -5,8 +5,8 @@
 //! - `test`  — what CI runs: fmt check, no import cycles between files, no unused
 //!   dependency, clippy (deny warnings), every test including the privileged ones (a skip is
 //!   a failure), and a bounded jobspec fuzz run.
-//! - `bench NAME` — benchmarks (`start`, `rss`, `logs`, `raft`, `heartbeats`, `footprint`),
-//!   each ending in one `RESULT` line.
+//! - `bench NAME` — benchmarks (`start`, `rss`, `logs`, `raft`, `heartbeats`, `footprint`,
+//!   `scheduler`, `net`, `dns`), each ending in one `RESULT` line.
 //! - `chaos raft` — kills, pauses and partitions of a three-server region under writes; prints
 //!   `acknowledged= found= lost=` and fails on any lost write.
 //! - `chaos client` — kill -9 cycles of a node daemon with running and restarting tasks; prints
@@ -218,7 +218,7 @@ fn bench(rest: &[String]) -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((task, rest)) = args.split_first() else {
-        bail!("usage: cargo xtask <deps|dev|test|bench NAME|chaos raft|chaos client|fuzz jobspec|cycles|unused-deps>\n  bench: start, rss, logs, raft, heartbeats [--nodes N --servers 1|3 --duration D], footprint [--tasks N]\n  chaos: raft [--kills N --seed S --writers W], client [--cycles N --seed S]");
+        bail!("usage: cargo xtask <deps|dev|test|bench NAME|chaos raft|chaos client|fuzz jobspec|cycles|unused-deps>\n  bench: start, rss, logs, raft, heartbeats [--nodes N --servers 1|3 --duration D], footprint [--tasks N], dns [--seconds S --rounds R --peers-only]\n  chaos: raft [--kills N --seed S --writers W], client [--cycles N --seed S]");
     };
     match task.as_str() {
         "deps" => {

@@ -29,6 +29,13 @@
 //!   the eBPF port mapping and through an nftables DNAT, side by side ([`net`], measured by
 //!   the `noded-netbench` binary of `noded-tests`).
 //!
+//! - `dns [--seconds S] [--rounds R] [--outstanding N] [--threads T] [--instances I]
+//!   [--interval-ms MS] [--converge-runs K] [--peers-only]` — noded's DNS server against
+//!   unbound and dnsmasq (Debian packages, installed if missing) serving the same zone, each
+//!   in its own namespace, queried from a client namespace with the same UDP load (A and SRV,
+//!   a fixed number in flight, every answer checked); and the time from an http check failing
+//!   to its instance leaving the DNS answer ([`dns`]).
+//!
 //! All run as root and leave nothing behind: every directory, mount, cgroup and process they
 //! create carries this run's unique name and is removed by a guard, also when a step fails.
 //!
@@ -40,6 +47,7 @@
 //! a private mount namespace of a helper process, never by changing the host's mounts).
 
 mod agent;
+mod dns;
 mod floor;
 mod footprint;
 mod heartbeats;
@@ -65,7 +73,7 @@ const OCI_HELPER: &str = "__oci-helper";
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let Some((name, rest)) = args.split_first() else {
         bail!(
-            "usage: cargo xtask bench <start|rss|raft|heartbeats|footprint|scheduler|net> [options] ({OPTIONS})"
+            "usage: cargo xtask bench <start|rss|raft|heartbeats|footprint|scheduler|net|dns> [options] ({OPTIONS})"
         );
     };
     if name == OCI_HELPER {
@@ -73,9 +81,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     }
     if !matches!(
         name.as_str(),
-        "start" | "rss" | "raft" | "heartbeats" | "footprint" | "scheduler" | "net"
+        "start" | "rss" | "raft" | "heartbeats" | "footprint" | "scheduler" | "net" | "dns"
     ) {
-        bail!("unknown bench {name:?} (available: start, rss, raft, heartbeats, footprint, scheduler, net)");
+        bail!("unknown bench {name:?} (available: start, rss, raft, heartbeats, footprint, scheduler, net, dns)");
     }
     if !nix::unistd::geteuid().is_root() {
         bail!("bench {name} needs root (namespaces, mounts, cgroups): run it as root");
@@ -98,6 +106,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         Options::Heartbeats(o) => heartbeats::run(&o, &binaries),
         Options::Footprint(o) => footprint::run(&o, &binaries),
         Options::Scheduler(o) => scheduler::run(&o, &binaries),
+        Options::Dns(o) => dns::run(&o),
     }
 }
 
@@ -110,10 +119,11 @@ enum Options {
     Heartbeats(heartbeats::HeartbeatsOptions),
     Footprint(footprint::FootprintOptions),
     Scheduler(scheduler::SchedulerOptions),
+    Dns(dns::DnsOptions),
 }
 
 /// Every bench's options, for usage messages.
-const OPTIONS: &str = "start: --runs N --gap-ms MS --noded-only --netns; net: --allocs N --seconds S --threads T; rss: --tasks N; raft: --concurrency C --seconds S --kills K --value-bytes B; heartbeats: --nodes N --servers 1|3 --duration D; footprint: --tasks N; scheduler: --nodes N --jobs J --count C";
+const OPTIONS: &str = "start: --runs N --gap-ms MS --noded-only --netns; net: --allocs N --seconds S --threads T; rss: --tasks N; raft: --concurrency C --seconds S --kills K --value-bytes B; heartbeats: --nodes N --servers 1|3 --duration D; footprint: --tasks N; scheduler: --nodes N --jobs J --count C; dns: --seconds S --rounds R --outstanding N --threads T --instances I --interval-ms MS --converge-runs K --peers-only";
 
 impl Options {
     fn parse(name: &str, args: &[String]) -> anyhow::Result<Options> {
@@ -123,6 +133,7 @@ impl Options {
         let mut heartbeats = heartbeats::HeartbeatsOptions::default();
         let mut footprint = footprint::FootprintOptions::default();
         let mut scheduler = scheduler::SchedulerOptions::default();
+        let mut dns = dns::DnsOptions::default();
         let mut it = args.iter();
         while let Some(flag) = it.next() {
             let mut value = |what: &str| -> anyhow::Result<u64> {
@@ -220,6 +231,49 @@ impl Options {
                         bail!("--count must be 1 to 10000 (default 1000; the jobspec's max count)");
                     }
                 }
+                ("dns", "--seconds") => {
+                    dns.seconds = value("measured seconds per run, 1 to 600")?;
+                    if !(1..=600).contains(&dns.seconds) {
+                        bail!("--seconds must be 1 to 600 (default 5)");
+                    }
+                }
+                ("dns", "--rounds") => {
+                    dns.rounds = usize::try_from(value("rounds, 1 to 100")?)?;
+                    if !(1..=100).contains(&dns.rounds) {
+                        bail!("--rounds must be 1 to 100 (default 3)");
+                    }
+                }
+                ("dns", "--outstanding") => {
+                    dns.outstanding = usize::try_from(value("queries in flight, 1 to 4096")?)?;
+                    if !(1..=4096).contains(&dns.outstanding) {
+                        bail!("--outstanding must be 1 to 4096 (default 64)");
+                    }
+                }
+                ("dns", "--threads") => {
+                    dns.threads = usize::try_from(value("client sockets, 1 to 64")?)?;
+                    if !(1..=64).contains(&dns.threads) {
+                        bail!("--threads must be 1 to 64 (default 2)");
+                    }
+                }
+                ("dns", "--instances") => {
+                    dns.instances = u32::try_from(value("instances, 2 to 100")?)?;
+                    if !(2..=100).contains(&dns.instances) {
+                        bail!("--instances must be 2 to 100 (default 3; one is made to fail)");
+                    }
+                }
+                ("dns", "--interval-ms") => {
+                    dns.interval_ms = value("the check interval in ms, 100 to 60000")?;
+                    if !(100..=60_000).contains(&dns.interval_ms) {
+                        bail!("--interval-ms must be 100 to 60000 (default 1000)");
+                    }
+                }
+                ("dns", "--converge-runs") => {
+                    dns.converge_runs = usize::try_from(value("runs, 1 to 100")?)?;
+                    if !(1..=100).contains(&dns.converge_runs) {
+                        bail!("--converge-runs must be 1 to 100 (default 5)");
+                    }
+                }
+                ("dns", "--peers-only") => dns.peers_only = true,
                 (_, other) => bail!("unknown option {other:?} for bench {name} ({OPTIONS})"),
             }
         }
@@ -229,6 +283,7 @@ impl Options {
             "heartbeats" => Options::Heartbeats(heartbeats),
             "footprint" => Options::Footprint(footprint),
             "scheduler" => Options::Scheduler(scheduler),
+            "dns" => Options::Dns(dns),
             _ => Options::Start(start),
         })
     }
