@@ -491,21 +491,17 @@ impl Registrar {
                 let name = check.planned.name.clone();
                 let controls = self.setup.controls.clone();
                 let alloc = self.alloc_id.clone();
-                tracing::info!(alloc = %alloc, task = %task, check = %name, "check_restart: restarting the task, its check is unhealthy");
+                let which = task.clone().unwrap_or_else(|| "every task".into());
+                tracing::info!(alloc = %alloc, task = %which, check = %name, "check_restart: restarting, the check is unhealthy");
                 // Not awaited: the restart waits for the task's kill, and this loop must go
                 // on taking results meanwhile.
                 tokio::spawn(async move {
                     // Nomad's words for it.
                     let reason = format!("healthcheck: check {name:?} unhealthy");
-                    if let Err(e) = control_for(
-                        &controls,
-                        Some(task.clone()),
-                        AllocAction::Restart,
-                        Some(reason),
-                    )
-                    .await
+                    if let Err(e) =
+                        control_for(&controls, task, AllocAction::Restart, Some(reason)).await
                     {
-                        tracing::warn!(alloc = %alloc, task = %task, "check_restart of check {name:?}: {e}");
+                        tracing::warn!(alloc = %alloc, task = %which, "check_restart of check {name:?}: {e}");
                     }
                 });
             }

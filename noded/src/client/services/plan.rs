@@ -60,8 +60,10 @@ pub struct PlannedCheck {
     pub probe: Probe,
     /// The task the check is for: the service's, or the one a group service's check names.
     pub task: Option<String>,
-    /// The task `check_restart` restarts, with its settings.
-    pub restart: Option<(String, CheckRestart)>,
+    /// What `check_restart` restarts, with its settings: the check's task, or (`None`) every
+    /// task of the allocation for a group service's check that names none, as Nomad's
+    /// group service hook restarts the allocation.
+    pub restart: Option<(Option<String>, CheckRestart)>,
 }
 
 /// Interpolates a value for a task (`Some(name)`: its environment) or for the group
@@ -276,8 +278,8 @@ fn planned_check(
             ))
         }
     };
-    let restart = match (&check.check_restart, &check_task) {
-        (Some(r), Some(t)) if r.limit > 0 => Some((t.clone(), r.clone())),
+    let restart = match &check.check_restart {
+        Some(r) if r.limit > 0 => Some((check_task.clone(), r.clone())),
         _ => None,
     };
     Ok(PlannedCheck {
@@ -616,8 +618,8 @@ mod tests {
         assert_eq!(http.restart, None);
         let tcp = &all[1].checks[0];
         assert_eq!(
-            tcp.restart.as_ref().map(|(t, r)| (t.as_str(), r.limit)),
-            Some(("server", 3))
+            tcp.restart.as_ref().map(|(t, r)| (t.as_deref(), r.limit)),
+            Some((Some("server"), 3))
         );
         // address_mode = "host" on the check: the host side, from the host.
         let mut g = group();
