@@ -395,6 +395,23 @@ fn parse_hex<const N: usize>(hex: &[u8]) -> Option<[u8; N]> {
     Some(out)
 }
 
+/// REFUSED for `query`: a name outside the domain asked on a listener that does not forward
+/// (one bound outside loopback, which must never be an open resolver). Empty when the query
+/// has no header to answer to.
+pub fn refused(query: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    if query.len() < HEADER {
+        return;
+    }
+    match parse_question(query) {
+        Ok(q) => {
+            write_header(query, Rcode::Refused, false, false, [1, 0, 0, 0], out);
+            out.extend_from_slice(&query[HEADER..q.end]);
+        }
+        Err(_) => header_only_raw(query, Rcode::Refused, false, out),
+    }
+}
+
 /// SERVFAIL for `query` (an upstream did not answer, or too many forwards are in flight).
 /// Empty when the query has no header to answer to.
 pub fn servfail(query: &[u8], out: &mut Vec<u8>) {

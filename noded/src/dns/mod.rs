@@ -129,11 +129,24 @@ impl DnsServer {
             cell: Arc::new(ViewCell::new(View::empty(settings.view_settings()))),
             forwarder,
             runtime,
+            refuse_forwarding: false,
         });
+        // Bound outside loopback (to answer the catalog to other machines), the listener
+        // refuses names outside the domain: never an open resolver on a reachable address.
+        let local_shared = if settings.bind.is_loopback() {
+            shared.clone()
+        } else {
+            Arc::new(Shared {
+                cell: shared.cell.clone(),
+                forwarder: None,
+                runtime: shared.runtime.clone(),
+                refuse_forwarding: true,
+            })
+        };
         let udp_threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(server::MAX_UDP_THREADS);
-        let listener = Listener::bind(local, &shared, udp_threads).with_context(|| {
+        let listener = Listener::bind(local, &local_shared, udp_threads).with_context(|| {
             format!("dns: listening on {local} (UDP and TCP): is another agent running? set dns {{ port }} or dns {{ enabled = false }}")
         })?;
         tracing::info!(addr = %listener.addr, domain = %settings.domain, "dns: serving");

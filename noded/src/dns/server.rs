@@ -14,7 +14,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{watch, Semaphore};
 
-use super::answer::{answer, servfail, Transport, Verdict};
+use super::answer::{answer, refused, servfail, Transport, Verdict};
 use super::forward::Forwarder;
 use super::view::{ViewCell, ViewReader};
 
@@ -35,6 +35,10 @@ pub struct Shared {
     pub cell: Arc<ViewCell>,
     pub forwarder: Option<Arc<Forwarder>>,
     pub runtime: tokio::runtime::Handle,
+    /// Names outside the domain are answered REFUSED, not forwarded: set for a listener
+    /// bound outside loopback and the bridge, which answers the catalog to other machines
+    /// and must never be an open resolver.
+    pub refuse_forwarding: bool,
 }
 
 /// The sockets of one address; stopped (and the port released) by [`Listener::stop`] or
@@ -155,6 +159,10 @@ fn serve_udp(sock: Arc<UdpSocket>, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
                 let _ = sock.send_to(&out, peer);
             }
             Verdict::Drop => {}
+            Verdict::Forward if shared.refuse_forwarding => {
+                refused(query, &mut out);
+                let _ = sock.send_to(&out, peer);
+            }
             Verdict::Forward => forward_udp(&sock, &shared, query, peer, &mut out),
         }
     }
@@ -248,6 +256,10 @@ async fn serve_tcp_connection(
         let reply: &[u8] = match verdict {
             Verdict::Reply => &out,
             Verdict::Drop => continue,
+            Verdict::Forward if shared.refuse_forwarding => {
+                refused(&query, &mut out);
+                &out
+            }
             Verdict::Forward => {
                 match &shared.forwarder {
                     Some(f) => match f.forward_tcp(&query).await {

@@ -870,3 +870,39 @@ async fn queries_over_tcp_are_forwarded_over_tcp() {
     responder.await.unwrap();
     server.stop();
 }
+
+/// A listener that must not forward (one bound outside loopback) answers the catalog and
+/// refuses every other name, over UDP and TCP, even with forwarding configured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_that_must_not_forward_refuses_other_names() {
+    use super::server::{Listener, Shared};
+    let settings = server_settings(true, vec!["127.0.0.1:9".parse().unwrap()]);
+    let cell = Arc::new(ViewCell::new(View::build(
+        settings.view_settings(),
+        &catalog(),
+        5,
+    )));
+    let shared = Arc::new(Shared {
+        cell,
+        forwarder: None,
+        runtime: tokio::runtime::Handle::current(),
+        refuse_forwarding: true,
+    });
+    let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), &shared, 1).unwrap();
+    let addr = listener.addr;
+    let q = query_bytes("example.org.", RecordType::A);
+    let outside = tokio::task::spawn_blocking(move || udp_ask(addr, &q))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(outside.response_code(), ResponseCode::Refused);
+    let tcp = tcp_ask(addr, &query_bytes("example.org.", RecordType::A)).await;
+    assert_eq!(tcp.response_code(), ResponseCode::Refused);
+    let q = query_bytes("web.service.noded.", RecordType::A);
+    let inside = tokio::task::spawn_blocking(move || udp_ask(addr, &q))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a_set(&inside), ips(&["10.0.0.1", "10.0.0.2"]));
+    listener.stop();
+}

@@ -40,12 +40,14 @@ pub fn apply_dns(d: &mut DnsSettings, block: &DnsBlock, report: Report<'_>) {
         d.forward = forward;
     }
     if let Some(text) = &block.bind {
+        // Outside loopback the server answers the catalog only (names outside the domain
+        // are refused there, see `dns::server::Shared::refuse_forwarding`).
         match text.parse::<IpAddr>() {
-            Ok(ip) if ip.is_loopback() => d.bind = ip,
-            Ok(_) => report(
+            Ok(ip) if ip.is_unspecified() => report(
                 "dns.bind",
-                format!("dns.bind = {text:?}: the DNS server listens only on loopback (and on the node's bridge for tasks), so that it is never an open resolver; use 127.0.0.1"),
+                format!("dns.bind = {text:?}: listening on every address would answer on public interfaces too; name one address (127.0.0.1 by default, or the node's address to answer the catalog to other machines)"),
             ),
+            Ok(ip) => d.bind = ip,
             Err(_) => report("dns.bind", format!("dns.bind = {text:?} is not an IP address; use 127.0.0.1")),
         }
     }

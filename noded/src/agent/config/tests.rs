@@ -1192,7 +1192,7 @@ fn bad_dns_values_name_their_file_and_line() {
     let want = [
         (
             "agent.hcl:2",
-            "dns.bind = \"0.0.0.0\": the DNS server listens only on loopback",
+            "dns.bind = \"0.0.0.0\": listening on every address",
         ),
         ("agent.hcl:3", "dns.port = 0"),
         (
