@@ -102,6 +102,18 @@ impl Fleet {
             .unwrap()
     }
 
+    /// The node ids of a service's registered instances, as the server lists them.
+    fn service_nodes(&self, service: &str) -> Vec<String> {
+        let r = self.server.get(&format!("/v1/service/{service}")).unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["NodeID"].as_str().unwrap().to_string())
+            .collect()
+    }
+
     /// The job's allocations: (id, node name, desired status, client status).
     fn allocs(&self, job: &str) -> Vec<(String, String, String, String)> {
         let r = self
@@ -151,10 +163,6 @@ fn task_processes(agent: &ClusterAgent) -> usize {
         best = best.max(count);
     }
     best
-}
-
-fn job_json(id: &str, count: u32) -> Vec<u8> {
-    job_with(id, count, serde_json::json!({}))
 }
 
 /// A service job of `count` sleeping raw_exec tasks, with `extra` merged into its group.
@@ -207,9 +215,16 @@ fn clients_register_run_work_and_a_lost_host_is_replaced_then_reconciled() {
     let r = c0.get("/v1/nodes").unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json().as_array().unwrap().len(), 3);
-    let r = c0
-        .http("PUT", "/v1/jobs", Some(&job_json("web", 3)))
-        .unwrap();
+    // With a service: every instance is in the catalog, and a lost node's leave it.
+    let with_service = job_with(
+        "web",
+        3,
+        serde_json::json!({
+            "Networks": [{"DynamicPorts": [{"Label": "http"}]}],
+            "Services": [{"Name": "web", "PortLabel": "http", "Provider": "nomad"}]
+        }),
+    );
+    let r = c0.http("PUT", "/v1/jobs", Some(&with_service)).unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     let running = wait("three running allocations", Duration::from_secs(30), || {
         let allocs = fleet.allocs("web");
@@ -219,6 +234,11 @@ fn clients_register_run_work_and_a_lost_host_is_replaced_then_reconciled() {
             .collect();
         (running.len() == 3).then_some(running)
     });
+    wait(
+        "three registered instances",
+        Duration::from_secs(30),
+        || (fleet.service_nodes("web").len() == 3).then_some(()),
+    );
 
     // Cut off the host that runs the most of them.
     let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
@@ -241,6 +261,15 @@ fn clients_register_run_work_and_a_lost_host_is_replaced_then_reconciled() {
         (fleet.nodes()[victim.as_str()] == "down").then_some(())
     });
     let down_after = cut_at.elapsed();
+    let victim_instances = fleet
+        .service_nodes("web")
+        .iter()
+        .filter(|n| **n == victim_id)
+        .count();
+    assert_eq!(
+        victim_instances, 0,
+        "a down node's instances left the catalog"
+    );
     wait(
         "replacements running elsewhere",
         Duration::from_secs(30),
@@ -258,6 +287,14 @@ fn clients_register_run_work_and_a_lost_host_is_replaced_then_reconciled() {
         },
     );
     let replaced_after = cut_at.elapsed();
+    wait(
+        "the replacements registered",
+        Duration::from_secs(30),
+        || {
+            let nodes = fleet.service_nodes("web");
+            (nodes.len() == 3 && !nodes.contains(&victim_id)).then_some(())
+        },
+    );
     eprintln!(
         "host cut: node down after {down_after:?}, replacements running after {replaced_after:?}"
     );

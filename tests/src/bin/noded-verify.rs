@@ -18,6 +18,13 @@
 //!   does not follow them.
 //! - `hog MB`: allocates and touches MB MiB, then prints `allocated MB MiB`.
 //! - `sleep SECS`: sleeps.
+//! - `serve PORT…`: answers every TCP connection and UDP datagram with `peer=<source>`.
+//! - `connect IP:PORT`: connects and prints the answer (exit 1 when it cannot connect).
+//! - `health PORT FILE`: creates FILE, then serves HTTP on PORT: `GET /health` answers 200
+//!   while FILE exists and 503 once it does not (a test removes it to make a check fail; a
+//!   restarted task is healthy again); every other path is 404.
+//! - `dns SERVER:PORT NAME A|SRV`: one DNS query over UDP; prints one line per answer
+//!   (`A <ip>` or `SRV <port> <target>`) and `rcode=<n>`; exit 0 when it got an answer.
 //!
 //! Hints from the environment (attempts that need one report `tried: false` without it):
 //! - `NODED_VERIFY_HOST_PID`: a pid outside the sandbox;
@@ -72,6 +79,18 @@ fn main() {
             Some(addr) => connect(addr),
             None => usage("connect needs ip:port, e.g. `noded-verify connect 10.0.0.1:80`"),
         },
+        Some("health") => match (args.get(2).and_then(|p| p.parse().ok()), args.get(3)) {
+            (Some(port), Some(file)) => health(port, file),
+            _ => usage("health needs a port and a file, e.g. `noded-verify health 8080 up`"),
+        },
+        Some("dns") => match (
+            args.get(2).and_then(|a| a.parse().ok()),
+            args.get(3),
+            args.get(4),
+        ) {
+            (Some(server), Some(name), Some(qtype)) => dns(server, name, qtype),
+            _ => usage("dns needs server, name and type, e.g. `noded-verify dns 127.0.0.1:8600 web.service.noded SRV`"),
+        },
         Some(other) => usage(&format!("unknown subcommand {other:?}")),
     };
     let _ = std::io::stdout().flush();
@@ -121,6 +140,156 @@ fn serve(ports: &[u16]) -> i32 {
     0
 }
 
+/// A one-route HTTP/1.1 server: `GET /health` is 200 while `file` exists, 503 after.
+fn health(port: u16, file: &str) -> i32 {
+    let listener = match std::net::TcpListener::bind(("0.0.0.0", port)) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("noded-verify health: port {port}: {e}");
+            return 1;
+        }
+    };
+    if let Err(e) = std::fs::write(file, b"up") {
+        eprintln!("noded-verify health: cannot create {file}: {e}");
+        return 1;
+    }
+    println!("health on {port}, up while {file} exists");
+    let _ = std::io::stdout().flush();
+    for conn in listener.incoming().flatten() {
+        let mut conn = conn;
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut buf = [0u8; 2048];
+        let n = conn.read(&mut buf).unwrap_or(0);
+        let request = String::from_utf8_lossy(&buf[..n]);
+        let path = request.split_whitespace().nth(1).unwrap_or("");
+        let (status, body) = match path {
+            "/health" if Path::new(file).exists() => ("200 OK", "ok"),
+            "/health" => ("503 Service Unavailable", "down"),
+            _ => ("404 Not Found", "not found"),
+        };
+        let _ = write!(
+            conn,
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    }
+    0
+}
+
+/// One DNS query over UDP (RFC 1035 wire form, written here so that the test binary needs no
+/// resolver library); prints the answers it understands and the rcode.
+fn dns(server: std::net::SocketAddr, name: &str, qtype: &str) -> i32 {
+    let qtype_code: u16 = match qtype {
+        "A" => 1,
+        "SRV" => 33,
+        other => return usage(&format!("query type {other:?}: A or SRV")),
+    };
+    let mut query = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.trim_end_matches('.').split('.') {
+        query.push(u8::try_from(label.len()).unwrap_or(63));
+        query.extend_from_slice(label.as_bytes());
+    }
+    query.push(0);
+    query.extend_from_slice(&qtype_code.to_be_bytes());
+    query.extend_from_slice(&1u16.to_be_bytes());
+    let socket = match std::net::UdpSocket::bind("0.0.0.0:0") {
+        Ok(s) => s,
+        Err(e) => {
+            println!("bind: {e}");
+            return 1;
+        }
+    };
+    let _ = socket.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut buf = [0u8; 4096];
+    let mut got = None;
+    for _ in 0..3 {
+        if socket.send_to(&query, server).is_err() {
+            continue;
+        }
+        if let Ok((n, _)) = socket.recv_from(&mut buf) {
+            got = Some(n);
+            break;
+        }
+    }
+    let Some(n) = got else {
+        println!("no answer from {server}");
+        return 1;
+    };
+    let msg = &buf[..n];
+    let be16 = |at: usize| {
+        msg.get(at..at + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+    };
+    let (Some(flags), Some(qd), Some(an)) = (be16(2), be16(4), be16(6)) else {
+        println!("short answer");
+        return 1;
+    };
+    let mut at = 12;
+    for _ in 0..qd {
+        at = skip_name(msg, at) + 4;
+    }
+    for _ in 0..an {
+        at = skip_name(msg, at);
+        let (Some(rtype), Some(len)) = (be16(at), be16(at + 8)) else {
+            break;
+        };
+        let rdata = at + 10;
+        match rtype {
+            1 if len == 4 => {
+                let ip = std::net::Ipv4Addr::new(
+                    msg[rdata],
+                    msg[rdata + 1],
+                    msg[rdata + 2],
+                    msg[rdata + 3],
+                );
+                println!("A {ip}");
+            }
+            33 => {
+                let port = be16(rdata + 4).unwrap_or(0);
+                println!("SRV {port} {}", read_name(msg, rdata + 6));
+            }
+            _ => {}
+        }
+        at = rdata + usize::from(len);
+    }
+    println!("rcode={}", flags & 0xf);
+    0
+}
+
+/// The offset just past the (possibly compressed) name at `at`.
+fn skip_name(msg: &[u8], mut at: usize) -> usize {
+    while let Some(&len) = msg.get(at) {
+        if len == 0 {
+            return at + 1;
+        }
+        if len & 0xc0 == 0xc0 {
+            return at + 2;
+        }
+        at += 1 + usize::from(len);
+    }
+    at
+}
+
+/// The name at `at`, following compression pointers (a bounded number of them).
+fn read_name(msg: &[u8], mut at: usize) -> String {
+    let mut labels = Vec::new();
+    for _ in 0..64 {
+        let Some(&len) = msg.get(at) else { break };
+        if len == 0 {
+            break;
+        }
+        if len & 0xc0 == 0xc0 {
+            let Some(&low) = msg.get(at + 1) else { break };
+            at = (usize::from(len & 0x3f) << 8) | usize::from(low);
+            continue;
+        }
+        let label = msg.get(at + 1..at + 1 + usize::from(len)).unwrap_or(&[]);
+        labels.push(String::from_utf8_lossy(label).to_string());
+        at += 1 + usize::from(len);
+    }
+    labels.join(".")
+}
+
 /// Connects over TCP to `addr` (3 s at most) and prints what it answers: 0 when it answered,
 /// 1 when the connection failed.
 fn connect(addr: std::net::SocketAddr) -> i32 {
@@ -141,7 +310,7 @@ fn connect(addr: std::net::SocketAddr) -> i32 {
 
 fn usage(problem: &str) -> i32 {
     eprintln!(
-        "noded-verify: {problem}\nusage: noded-verify [report | escape | hog MB | sleep SECS | serve PORT... | connect IP:PORT]"
+        "noded-verify: {problem}\nusage: noded-verify [report | escape | hog MB | sleep SECS | serve PORT... | connect IP:PORT | health PORT FILE | dns SERVER:PORT NAME A|SRV]"
     );
     2
 }
