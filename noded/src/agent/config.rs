@@ -333,7 +333,7 @@ pub struct AgentConfig {
     /// `client.bridge_network_name`, `bridge_network_subnet`, `port_mapping`.
     pub network: crate::client::settings::NetworkSettings,
     /// `dns { … }`: the DNS server of agents that run a client.
-    pub dns: crate::dns::DnsSettings,
+    pub dns: crate::dns::settings::DnsSettings,
     /// Lower case, one of Nomad's levels.
     pub log_level: String,
     pub log_json: bool,
@@ -542,7 +542,7 @@ impl AgentConfig {
             gc: GcSettings::default(),
             drain_on_shutdown: None,
             network: crate::client::settings::NetworkSettings::default(),
-            dns: crate::dns::DnsSettings::default(),
+            dns: crate::dns::settings::DnsSettings::default(),
             log_level: "info".into(),
             log_json: false,
             warnings: Vec::new(),

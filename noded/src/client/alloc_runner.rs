@@ -68,22 +68,7 @@ fn describe(status: ClientStatus) -> &'static str {
     }
 }
 
-/// What a user asks of an allocation's tasks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AllocAction {
-    Signal(i32),
-    Restart,
-}
-
-/// A request for one task (or every running task when `task` is `None`).
-#[derive(Debug)]
-pub struct AllocControl {
-    pub task: Option<String>,
-    pub action: AllocAction,
-    pub reply: tokio::sync::oneshot::Sender<Result<(), String>>,
-    /// Why, when not a user's request (the task event says it).
-    pub reason: Option<String>,
-}
+pub use super::alloc_control::{control_for, control_via, AllocAction, AllocControl};
 
 /// A running allocation, as the client holds it.
 #[derive(Debug)]
@@ -113,36 +98,6 @@ impl AllocRunnerHandle {
     pub fn controls_clone(&self) -> mpsc::Sender<AllocControl> {
         self.controls.clone()
     }
-}
-
-/// Signals or restarts a task (or all of them) and waits for the answer.
-pub async fn control_via(
-    controls: &mpsc::Sender<AllocControl>,
-    task: Option<String>,
-    action: AllocAction,
-) -> Result<(), String> {
-    control_for(controls, task, action, None).await
-}
-
-/// [`control_via`] on the client's own behalf, `reason` saying why (e.g. `check_restart`).
-pub async fn control_for(
-    controls: &mpsc::Sender<AllocControl>,
-    task: Option<String>,
-    action: AllocAction,
-    reason: Option<String>,
-) -> Result<(), String> {
-    let (reply, rx) = tokio::sync::oneshot::channel();
-    controls
-        .send(AllocControl {
-            task,
-            action,
-            reply,
-            reason,
-        })
-        .await
-        .map_err(|_| "the allocation is no longer running on this node".to_string())?;
-    rx.await
-        .map_err(|_| "the allocation stopped before answering".to_string())?
 }
 
 /// How a task of an allocation comes back after the node daemon restarted.

@@ -10,6 +10,7 @@
 //!
 //! Owns everything done on the node; must not decide placement (that is the servers' job).
 
+pub mod alloc_control;
 pub mod alloc_runner;
 pub mod allocdir;
 pub(crate) mod backoff;

@@ -17,6 +17,7 @@
 pub mod answer;
 pub mod forward;
 pub mod server;
+pub mod settings;
 pub mod view;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -27,6 +28,7 @@ use crate::client::backoff::{stagger, Backoff, BackoffPolicy};
 use crate::client::ServerRpc;
 pub use forward::Forwarder;
 pub use server::{Listener, Shared};
+pub use settings::DnsSettings;
 pub use view::{View, ViewCell, ViewSettings};
 
 /// The port tasks in bridge mode reach the DNS server on, at the bridge's gateway.
@@ -35,50 +37,6 @@ pub const BRIDGE_DNS_PORT: u16 = 53;
 pub const CATALOG_WAIT: Duration = Duration::from_secs(60);
 /// The least time between two catalog queries that found nothing new.
 const UNCHANGED_PACE: Duration = Duration::from_millis(250);
-
-/// The agent's `dns { … }` block, after defaults.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DnsSettings {
-    pub enabled: bool,
-    /// A loopback address (the config refuses others).
-    pub bind: IpAddr,
-    pub port: u16,
-    /// Lowercase, no trailing dot.
-    pub domain: String,
-    pub ttl: Duration,
-    /// Forward names outside the domain (true) or refuse them.
-    pub forward: bool,
-    /// Upstreams for forwarding; empty: the host's `/etc/resolv.conf`.
-    pub recursors: Vec<SocketAddr>,
-    /// The config asked for the server (a `dns` block): a port in use stops the agent.
-    /// Otherwise that is only a warning, so that dev agents side by side still start.
-    pub required: bool,
-}
-
-impl Default for DnsSettings {
-    fn default() -> DnsSettings {
-        DnsSettings {
-            enabled: true,
-            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            port: 8600,
-            domain: "noded".into(),
-            ttl: Duration::from_secs(5),
-            forward: true,
-            recursors: Vec::new(),
-            required: false,
-        }
-    }
-}
-
-impl DnsSettings {
-    pub fn view_settings(&self) -> ViewSettings {
-        ViewSettings {
-            domain: self.domain.clone(),
-            ttl_secs: u32::try_from(self.ttl.as_secs()).unwrap_or(u32::MAX),
-            forward: self.forward,
-        }
-    }
-}
 
 /// The running DNS server: the loopback listener, the bridge listener while the node's
 /// bridge exists, and the view they answer from.

@@ -8,8 +8,8 @@ use controlplane::model::duration::parse_go;
 use serde::Deserialize;
 
 use super::error::Report;
+use crate::dns::settings::DnsSettings;
 use crate::dns::view::{is_label, MAX_NAME_WIRE};
-use crate::dns::DnsSettings;
 
 /// The longest TTL `dns.ttl` takes: answers follow health, a day-old answer is no answer.
 pub const MAX_DNS_TTL: Duration = Duration::from_secs(24 * 3600);

@@ -24,7 +24,7 @@ use controlplane::model::{
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
-use super::alloc_runner::{control_for, AllocAction, AllocControl};
+use super::alloc_control::{control_for, AllocAction, AllocControl};
 use super::backoff::{self, Backoff, BackoffPolicy};
 use super::ServerRpc;
 use crate::supervisor::client::SupervisorClient;
