@@ -313,6 +313,11 @@ pub fn run(options: &DnsOptions) -> anyhow::Result<()> {
                     .map(|w| format!("  first wrong: {w}"))
                     .unwrap_or_default()
             );
+            if outcome.wrong > 0 && server.name == "noded" {
+                if let Some(n) = &noded {
+                    eprintln!("      {}", noded::health_report(n));
+                }
+            }
             server.rounds.push(outcome);
             for daemon in [&mut unbound, &mut dnsmasq] {
                 daemon.check_alive()?;

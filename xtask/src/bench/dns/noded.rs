@@ -54,7 +54,10 @@ pub fn job(service: &str, count: u32, interval: Duration, dir: &Path) -> serde_j
                 "Checks": [{
                     "Name": "alive", "Type": "http", "Path": "/health",
                     "Interval": nanos(interval),
-                    "Timeout": nanos(interval.min(Duration::from_millis(500))),
+                    // The whole interval: with both cores saturated by the load a probe can
+                    // wait hundreds of ms for a CPU, and a check failing for that would
+                    // change the zone under the throughput rounds.
+                    "Timeout": nanos(interval),
                 }]
             }],
             "Tasks": [{
@@ -224,6 +227,32 @@ pub fn convergence(noded: &Noded, client: &Host, runs: usize) -> anyhow::Result<
     // Back to a full answer, so nothing after this sees a partial zone.
     wait_srv(&mut asker, &noded.zone, victim, true).context("after the convergence runs")?;
     Ok(times)
+}
+
+/// What the catalog and the agent's log say of the instances' health: printed when noded
+/// answered differently from the zone, so a wrong answer can be told from a check that
+/// failed under the load (the answer then follows the catalog, as it must).
+pub fn health_report(noded: &Noded) -> String {
+    let statuses = match noded.agent.get("/v1/service/web") {
+        Ok(r) => r
+            .json()
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .map(|s| format!("{}:{}", s["Port"], s["Status"].as_str().unwrap_or("?")))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default(),
+        Err(e) => format!("catalog unreadable: {e}"),
+    };
+    let log = noded.agent.log_text();
+    let changes: Vec<&str> = log.lines().filter(|l| l.contains("check is now")).collect();
+    let tail = &changes[changes.len().saturating_sub(6)..];
+    format!(
+        "catalog now: {statuses}; last check changes:\n      {}",
+        tail.join("\n      ")
+    )
 }
 
 #[cfg(test)]
