@@ -312,18 +312,11 @@ impl RemoteServers {
         node_id: String,
         drain_strategy: Option<controlplane::model::DrainStrategy>,
     ) -> Result<u64, String> {
-        let request = NodeRequest::DrainSelf {
+        self.write(NodeRequest::DrainSelf {
             node_id,
             drain_strategy,
-        };
-        match self
-            .node_call(request, CALL_TIMEOUT)
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            NodeReply::Updated { index } => Ok(index),
-            other => Err(unexpected("drain-self", &other)),
-        }
+        })
+        .await
     }
 }
 

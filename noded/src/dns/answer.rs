@@ -399,31 +399,27 @@ fn parse_hex<const N: usize>(hex: &[u8]) -> Option<[u8; N]> {
 /// (one bound outside loopback, which must never be an open resolver). Empty when the query
 /// has no header to answer to.
 pub fn refused(query: &[u8], out: &mut Vec<u8>) {
-    out.clear();
-    if query.len() < HEADER {
-        return;
-    }
-    match parse_question(query) {
-        Ok(q) => {
-            write_header(query, Rcode::Refused, false, false, [1, 0, 0, 0], out);
-            out.extend_from_slice(&query[HEADER..q.end]);
-        }
-        Err(_) => header_only_raw(query, Rcode::Refused, false, out),
-    }
+    question_only(query, Rcode::Refused, false, out);
 }
 
 /// SERVFAIL for `query` (an upstream did not answer, or too many forwards are in flight).
 /// Empty when the query has no header to answer to.
 pub fn servfail(query: &[u8], out: &mut Vec<u8>) {
+    question_only(query, Rcode::ServFail, true, out);
+}
+
+/// A reply of `rcode` holding the query's question (or only a header when the question
+/// cannot be read); empty when the query has no header.
+fn question_only(query: &[u8], rcode: Rcode, ra: bool, out: &mut Vec<u8>) {
     out.clear();
     if query.len() < HEADER {
         return;
     }
     match parse_question(query) {
         Ok(q) => {
-            write_header(query, Rcode::ServFail, false, true, [1, 0, 0, 0], out);
+            write_header(query, rcode, false, ra, [1, 0, 0, 0], out);
             out.extend_from_slice(&query[HEADER..q.end]);
         }
-        Err(_) => header_only_raw(query, Rcode::ServFail, true, out),
+        Err(_) => header_only_raw(query, rcode, ra, out),
     }
 }
