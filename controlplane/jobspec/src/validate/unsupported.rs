@@ -1,7 +1,7 @@
 //! The fields noded keeps but its runtime does not act on yet, reported as warnings so a
 //! job's author knows what is ignored.
 
-use model::{Job, Resources, Task, TaskGroup};
+use model::{Job, Resources, Service, ServiceCheck, Task, TaskGroup};
 
 use crate::error::{FieldPath, Warning};
 use crate::schema::{self, Kind, Schema};
@@ -158,6 +158,9 @@ pub const ACTED_ON: &[&str] = &[
     "CheckRestart.Limit",
     "CheckRestart.Grace",
     "CheckRestart.IgnoreWarnings",
+    // The wait between deregistering an allocation's services and killing its tasks.
+    "TaskGroups.ShutdownDelay",
+    "Tasks.ShutdownDelay",
 ];
 
 /// Drivers noded runs.
@@ -232,6 +235,8 @@ fn baseline_of(job: &Job) -> Job {
                     acted
                 })
                 .collect(),
+            services: g.services.iter().map(acted_service).collect(),
+            shutdown_delay: g.shutdown_delay,
             ..Default::default()
         };
         for t in &g.tasks {
@@ -267,6 +272,8 @@ fn baseline_of(job: &Job) -> Job {
                 leader: t.leader,
                 restart_policy: t.restart_policy.clone(),
                 dispatch_payload: t.dispatch_payload.clone(),
+                services: t.services.iter().map(acted_service).collect(),
+                shutdown_delay: t.shutdown_delay,
                 resources: t.resources.as_ref().map(|r| Resources {
                     cpu: r.cpu,
                     memory_mb: r.memory_mb,
@@ -281,6 +288,31 @@ fn baseline_of(job: &Job) -> Job {
     }
     b.canonicalize();
     b
+}
+
+/// A service as the runtime acts on it: what only Consul (or nothing yet) would act on is
+/// left at its default, so that setting it warns and leaving it does not.
+fn acted_service(s: &Service) -> Service {
+    Service {
+        enable_tag_override: false,
+        tagged_addresses: Default::default(),
+        connect: None,
+        identity: None,
+        weights: None,
+        cluster: String::new(),
+        kind: String::new(),
+        checks: s
+            .checks
+            .iter()
+            .map(|c| ServiceCheck {
+                expose: false,
+                advertise: String::new(),
+                notes: String::new(),
+                ..c.clone()
+            })
+            .collect(),
+        ..s.clone()
+    }
 }
 
 /// Reports the outermost fields where `actual` differs from `base`.
@@ -462,5 +494,71 @@ job "web" {
             warnings.iter().any(|w| w.contains("cni")),
             "CNI networks are not offered: {warnings:?}"
         );
+    }
+
+    fn warnings_of(src: &str) -> Vec<String> {
+        let job = crate::parse_hcl(src, &crate::ParseOptions::default())
+            .unwrap()
+            .job;
+        unsupported_warnings(&job)
+            .iter()
+            .map(|w| w.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn services_checks_and_shutdown_delay_do_not_warn_but_consul_only_fields_do() {
+        let job = |extra_service: &str, extra_check: &str| {
+            format!(
+                r#"
+job "web" {{
+  group "g" {{
+    shutdown_delay = "5s"
+    network {{
+      port "http" {{}}
+    }}
+    service {{
+      name     = "web"
+      port     = "http"
+      provider = "nomad"
+      tags     = ["v1"]
+      meta {{
+        team = "a"
+      }}{extra_service}
+      check {{
+        type     = "http"
+        path     = "/health"
+        interval = "1s"
+        timeout  = "1s"{extra_check}
+      }}
+      check_restart {{
+        limit = 3
+      }}
+    }}
+    task "t" {{
+      driver         = "raw_exec"
+      shutdown_delay = "2s"
+      config {{
+        command = "/bin/true"
+      }}
+      service {{
+        name = "t"
+        port = "http"
+      }}
+    }}
+  }}
+}}
+"#
+            )
+        };
+        let warnings = warnings_of(&job("", ""));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let warnings = warnings_of(&job(
+            "\n      enable_tag_override = true",
+            "\n        expose   = true",
+        ));
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("enable_tag_override"), "{warnings:?}");
+        assert!(warnings[1].contains("expose"), "{warnings:?}");
     }
 }
