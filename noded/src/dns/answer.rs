@@ -309,7 +309,9 @@ fn negative(
     }
 }
 
-fn soa_answer(view: &View, query: &[u8], q: &Question, out: &mut Vec<u8>) {
+/// An authoritative NOERROR reply with one answer: the header, the question, and the
+/// answer's owner (a pointer to the question's name); the caller writes the rest.
+fn one_answer_start(view: &View, query: &[u8], q: &Question, out: &mut Vec<u8>) {
     write_header(
         query,
         Rcode::NoError,
@@ -320,6 +322,10 @@ fn soa_answer(view: &View, query: &[u8], q: &Question, out: &mut Vec<u8>) {
     );
     out.extend_from_slice(&query[HEADER..q.end]);
     push_pointer(HEADER, out);
+}
+
+fn soa_answer(view: &View, query: &[u8], q: &Question, out: &mut Vec<u8>) {
+    one_answer_start(view, query, q, out);
     out.extend_from_slice(&view.soa_tail);
 }
 
@@ -361,16 +367,7 @@ fn addr_answer(
         negative(view, query, q, Rcode::NoError, Some(soa_at), out);
         return true;
     }
-    write_header(
-        query,
-        Rcode::NoError,
-        true,
-        view.settings.forward,
-        [1, 1, 0, 0],
-        out,
-    );
-    out.extend_from_slice(&query[HEADER..q.end]);
-    push_pointer(HEADER, out);
+    one_answer_start(view, query, q, out);
     out.extend_from_slice(&rtype.to_be_bytes());
     out.extend_from_slice(&CLASS_IN.to_be_bytes());
     out.extend_from_slice(&view.settings.ttl_secs.to_be_bytes());
