@@ -718,6 +718,7 @@ fn alloc() -> Allocation {
         task_states: BTreeMap::from([("server".to_string(), task_state())]),
         previous_allocation: "prev-alloc".into(),
         next_allocation: "next-alloc".into(),
+        deployment_id: "deploy-1".into(),
         reschedule_tracker: Some(RescheduleTracker {
             events: vec![RescheduleEvent {
                 reschedule_time: T0 + 2,

@@ -271,6 +271,9 @@ pub struct Allocation {
     /// for `bridge` (and `none`) networks, absent in host mode.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub network_status: Option<AllocNetworkStatus>,
+    /// The deployment that placed it (Nomad's `DeploymentID`); empty outside a rollout.
+    #[serde(rename = "DeploymentID")]
+    pub deployment_id: String,
     pub create_index: u64,
     pub modify_index: u64,
     pub alloc_modify_index: u64,

@@ -16,9 +16,11 @@
 //   job ← scaling (periodic launches, dispatch, scaling events)
 //   alloc, job_parts ← service_address (where a service is advertised)
 //   service (catalog records; alone)
+//   job ← deployment (rollouts of a job version; plan annotations)
 // `placement` and `resources` are what jobs, allocations, evaluations and nodes share, so
 // none of those has to use another's file for them.
 pub mod alloc;
+pub mod deployment;
 pub mod duration;
 pub mod eval;
 pub mod job;
@@ -35,6 +37,7 @@ pub mod time;
 
 // Every public name stays reachable as `model::X`, wherever it lives.
 pub use alloc::*;
+pub use deployment::*;
 pub use eval::*;
 pub use job::*;
 pub use job_parts::*;
