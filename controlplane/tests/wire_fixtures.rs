@@ -21,17 +21,18 @@ use controlplane::model::{
     Affinity, AllocClientUpdate, AllocDeploymentStatus, AllocMetric, AllocNetworkStatus,
     AllocState, AllocatedCpuResources, AllocatedMemoryResources, AllocatedPortMapping,
     AllocatedResources, AllocatedSharedResources, AllocatedTaskResources, Allocation,
-    AutopilotConfiguration, ClientHostVolumeConfig, ClientStatus, Constraint, DesiredStatus,
-    DesiredTransition, DisconnectStrategy, DnsConfig, DrainMetadata, DrainStrategy, DriverInfo,
-    EphemeralDisk, EvalStatus, Evaluation, HealthStatus, Job, JobStatus, JobType, JobUiConfig,
-    JobUiLink, JobVersionTag, LogConfig, MigrateStrategy, Multiregion, MultiregionRegion,
-    MultiregionStrategy, NetworkResource, Node, NodeCpuResources, NodeDiskResources, NodeEvent,
-    NodeMemoryResources, NodeNetworkAddress, NodeNetworkResource, NodePool,
-    NodePoolSchedulerConfiguration, NodeReservedNetworkResources, NodeResources, NodeScoreMeta,
-    NodeStatus, ParameterizedJobConfig, PeriodicConfig, Port, PreemptionConfig, RescheduleEvent,
-    ReschedulePolicy, RescheduleTracker, Resources, RestartPolicy, ScalingEvent,
-    SchedulerConfiguration, ServiceCheckHealth, ServiceRegistration, Spread, SpreadTarget, Task,
-    TaskEvent, TaskGroup, TaskLifecycle, TaskLifecycleState, TaskState, UpdateStrategy,
+    AutopilotConfiguration, ClientHostVolumeConfig, ClientStatus, Constraint, Deployment,
+    DeploymentState, DeploymentStatusUpdate, DesiredStatus, DesiredTransition, DisconnectStrategy,
+    DnsConfig, DrainMetadata, DrainStrategy, DriverInfo, EphemeralDisk, EvalStatus, Evaluation,
+    HealthStatus, Job, JobStatus, JobType, JobUiConfig, JobUiLink, JobVersionTag, LogConfig,
+    MigrateStrategy, Multiregion, MultiregionRegion, MultiregionStrategy, NetworkResource, Node,
+    NodeCpuResources, NodeDiskResources, NodeEvent, NodeMemoryResources, NodeNetworkAddress,
+    NodeNetworkResource, NodePool, NodePoolSchedulerConfiguration, NodeReservedNetworkResources,
+    NodeResources, NodeScoreMeta, NodeStatus, ParameterizedJobConfig, PeriodicConfig, Port,
+    PreemptionConfig, RescheduleEvent, ReschedulePolicy, RescheduleTracker, Resources,
+    RestartPolicy, ScalingEvent, SchedulerConfiguration, ServiceCheckHealth, ServiceRegistration,
+    Spread, SpreadTarget, Task, TaskEvent, TaskGroup, TaskLifecycle, TaskLifecycleState, TaskState,
+    UpdateStrategy,
 };
 use controlplane::raft::{
     codec, decode_snapshot_file, encode_snapshot_file, Entry, HelloReply, LogId, PeerStatus,
@@ -870,6 +871,8 @@ fn commands() -> Vec<(&'static str, Command)> {
                     preempted_by_allocation: ALLOC_ID.into(),
                 }],
                 job: None,
+                deployment: Some(deployment()),
+                deployment_updates: vec![deployment_update()],
             })),
         ),
         (
@@ -994,6 +997,38 @@ fn commands() -> Vec<(&'static str, Command)> {
                 eval_ids: strings(&["e0000000-0000-4000-8000-000000000001"]),
                 alloc_ids: strings(&[ALLOC_ID]),
                 node_ids: strings(&[NODE_ID]),
+                deployment_ids: strings(&[DEPLOYMENT_ID]),
+            },
+        ),
+        (
+            "command-deployment-status-update",
+            Command::DeploymentStatusUpdate {
+                update: deployment_update(),
+                job: Some(Box::new(job())),
+                eval: Some(eval()),
+                now: T0 + 30,
+            },
+        ),
+        (
+            "command-deployment-promote",
+            Command::DeploymentPromote {
+                deployment_id: DEPLOYMENT_ID.into(),
+                all: false,
+                groups: strings(&["frontend"]),
+                eval: Some(eval()),
+                now: T0 + 31,
+            },
+        ),
+        (
+            "command-deployment-alloc-health",
+            Command::DeploymentAllocHealth {
+                deployment_id: DEPLOYMENT_ID.into(),
+                healthy: strings(&[ALLOC_ID]),
+                unhealthy: strings(&["0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"]),
+                update: Some(deployment_update()),
+                job: None,
+                eval: Some(eval()),
+                now: T0 + 32,
             },
         ),
         (
@@ -1132,6 +1167,9 @@ fn variant(command: &Command) -> &'static str {
         Command::JobScale { .. } => "JobScale",
         Command::ServiceRegistrationUpsert { .. } => "ServiceRegistrationUpsert",
         Command::ServiceRegistrationDelete { .. } => "ServiceRegistrationDelete",
+        Command::DeploymentStatusUpdate { .. } => "DeploymentStatusUpdate",
+        Command::DeploymentPromote { .. } => "DeploymentPromote",
+        Command::DeploymentAllocHealth { .. } => "DeploymentAllocHealth",
     }
 }
 
@@ -1217,6 +1255,56 @@ fn snapshot_state() -> SnapshotFile {
         periodic_launches: Vec::new(),
         scaling_events: Vec::new(),
         service_registrations: Vec::new(),
+        deployments: vec![deployment()],
+    }
+}
+
+const DEPLOYMENT_ID: &str = "d0000000-0000-4000-8000-000000000001";
+
+/// A canary rollout half way: one canary placed and healthy, not promoted.
+fn deployment() -> Deployment {
+    Deployment {
+        id: DEPLOYMENT_ID.into(),
+        namespace: "prod".into(),
+        job_id: JOB_ID.into(),
+        job_version: 3,
+        job_modify_index: 12,
+        job_spec_modify_index: 11,
+        job_create_index: 7,
+        is_multiregion: false,
+        task_groups: BTreeMap::from([(
+            "frontend".to_string(),
+            DeploymentState {
+                auto_revert: true,
+                auto_promote: false,
+                progress_deadline: Duration::from_secs(600),
+                require_progress_by: "2026-01-02T03:14:05Z".into(),
+                promoted: false,
+                placed_canaries: strings(&[ALLOC_ID]),
+                desired_canaries: 1,
+                desired_total: 3,
+                placed_allocs: 1,
+                healthy_allocs: 1,
+                unhealthy_allocs: 0,
+            },
+        )]),
+        status: "running".into(),
+        status_description: "Deployment is running but requires manual promotion".into(),
+        eval_priority: 50,
+        create_index: 14,
+        modify_index: 16,
+        create_time: T0 + 20,
+        modify_time: T0 + 21,
+    }
+}
+
+fn deployment_update() -> DeploymentStatusUpdate {
+    DeploymentStatusUpdate {
+        deployment_id: DEPLOYMENT_ID.into(),
+        status: "failed".into(),
+        status_description: "Failed due to unhealthy allocations - rolling back to job version 2"
+            .into(),
+        updated_at: T0 + 22,
     }
 }
 
@@ -1489,7 +1577,7 @@ fn every_command_variant_decodes_from_the_log_bytes_this_version_pins() {
     let mut fixtures = Fixtures::new();
     let commands = commands();
     let variants: BTreeSet<&str> = commands.iter().map(|(_, c)| variant(c)).collect();
-    assert_eq!(variants.len(), 25, "a fixture per Command variant");
+    assert_eq!(variants.len(), 28, "a fixture per Command variant");
     for (name, command) in &commands {
         // A command is stored inside a log entry; the command alone is pinned here, in the
         // same codec, so that a failure names the variant.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use std::sync::Arc;
 
-use crate::model::{Allocation, Evaluation, Job};
+use crate::model::{Allocation, Deployment, DeploymentStatusUpdate, Evaluation, Job};
 use crate::state::{AllocPreemption, AllocStop};
 
 /// The outcome a scheduler run proposes for one evaluation.
@@ -34,6 +34,11 @@ pub struct Plan {
     /// The job version placed (none when the job is gone): the plan applier commits it once
     /// and the allocations running it without a copy each.
     pub job: Option<Arc<Job>>,
+    /// The deployment this plan creates or updates (a job version with an `update` block
+    /// rolling out).
+    pub deployment: Option<Deployment>,
+    /// Status changes of other deployments (an older version's cancelled).
+    pub deployment_updates: Vec<DeploymentStatusUpdate>,
 }
 
 impl Plan {

@@ -135,6 +135,8 @@ impl World {
             now: 0,
             preemptions: plan.node_preemptions.values().flatten().cloned().collect(),
             job: plan.job.clone(),
+            deployment: plan.deployment.clone(),
+            deployment_updates: plan.deployment_updates.clone(),
         })));
         plan
     }

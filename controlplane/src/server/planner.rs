@@ -76,6 +76,10 @@ pub fn evaluate_plan(state: &State, plan: &Plan, now: i64) -> PlanVerdict {
         now,
         preemptions,
         job: plan.job.clone(),
+        // As Nomad's applier: the deployment and its status changes go with whatever part
+        // of the plan is committed (a partial commit still started the rollout).
+        deployment: plan.deployment.clone(),
+        deployment_updates: plan.deployment_updates.clone(),
     };
     debug_assert_commits_fit(state, &result);
     PlanVerdict {

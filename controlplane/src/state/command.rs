@@ -128,6 +128,9 @@ pub enum Command {
         eval_ids: Vec<String>,
         alloc_ids: Vec<String>,
         node_ids: Vec<String>,
+        /// Deployments that ended (kept only while active otherwise).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        deployment_ids: Vec<String>,
     },
     /// A node registers (as [`Command::NodeRegister`]) together with the evaluations its
     /// registration calls for (Nomad's `createNodeEvals`: the system jobs that should run on
@@ -182,6 +185,37 @@ pub enum Command {
         ids: Vec<String>,
         alloc_ids: Vec<String>,
     },
+    /// A deployment's status changes (the watcher: successful, failed; the operator: pause,
+    /// resume, fail). An auto-revert carries the job version to register again (`job`, the
+    /// stable version's spec), and the evaluation that follows. Refused for a deployment
+    /// that is unknown or terminal.
+    DeploymentStatusUpdate {
+        update: crate::model::DeploymentStatusUpdate,
+        job: Option<Box<Job>>,
+        eval: Option<Evaluation>,
+        now: i64,
+    },
+    /// Canaries are promoted (`all`, or the named `groups`): refused unless each group has as
+    /// many healthy canaries as it wants; the evaluation places the rest.
+    DeploymentPromote {
+        deployment_id: String,
+        all: bool,
+        groups: Vec<String>,
+        eval: Option<Evaluation>,
+        now: i64,
+    },
+    /// Allocations of a deployment are marked healthy or unhealthy (the operator, for
+    /// `health_check = "manual"`; the watcher), with a status change, a job to revert to and
+    /// an evaluation that may follow.
+    DeploymentAllocHealth {
+        deployment_id: String,
+        healthy: Vec<String>,
+        unhealthy: Vec<String>,
+        update: Option<crate::model::DeploymentStatusUpdate>,
+        job: Option<Box<Job>>,
+        eval: Option<Evaluation>,
+        now: i64,
+    },
 }
 
 /// Stopping an allocation, as a plan asks for it.
@@ -233,6 +267,12 @@ pub struct PlanResult {
     /// thousand decoded copies where one shared one does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<std::sync::Arc<Job>>,
+    /// The deployment the plan creates or updates (its groups' desired counts, canaries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<crate::model::Deployment>,
+    /// Status changes of deployments the plan ends (an older version's, cancelled).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deployment_updates: Vec<crate::model::DeploymentStatusUpdate>,
 }
 
 /// What applying a command answers to whoever proposed it.

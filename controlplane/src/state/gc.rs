@@ -22,6 +22,8 @@ pub struct GcThresholds {
     pub batch_eval: Duration,
     /// A node down this long with nothing running (`node_gc_threshold`, 24h).
     pub node: Duration,
+    /// A finished deployment (`deployment_gc_threshold`, 1h).
+    pub deployment: Duration,
 }
 
 impl Default for GcThresholds {
@@ -31,6 +33,7 @@ impl Default for GcThresholds {
             eval: Duration::from_secs(3600),
             batch_eval: Duration::from_secs(24 * 3600),
             node: Duration::from_secs(24 * 3600),
+            deployment: Duration::from_secs(3600),
         }
     }
 }
@@ -132,7 +135,21 @@ pub fn collect(state: &State, now: i64, thresholds: &GcThresholds, force: bool) 
         .map(|n| n.id.clone())
         .collect();
 
-    if jobs.is_empty() && evals.is_empty() && allocs.is_empty() && node_ids.is_empty() {
+    // Deployments that ended long enough ago (a purged job's go with it).
+    let deployment_ids: Vec<String> = state
+        .deployments()
+        .into_iter()
+        .filter(|d| !d.active() && !jobs.contains(&(d.namespace.clone(), d.job_id.clone())))
+        .filter(|d| old_enough(now, d.modify_time, thresholds.deployment, force))
+        .map(|d| d.id.clone())
+        .collect();
+
+    if jobs.is_empty()
+        && evals.is_empty()
+        && allocs.is_empty()
+        && node_ids.is_empty()
+        && deployment_ids.is_empty()
+    {
         return None;
     }
     Some(Command::GarbageCollect {
@@ -140,6 +157,7 @@ pub fn collect(state: &State, now: i64, thresholds: &GcThresholds, force: bool) 
         eval_ids: evals.into_iter().collect(),
         alloc_ids: allocs.into_iter().collect(),
         node_ids,
+        deployment_ids,
     })
 }
 

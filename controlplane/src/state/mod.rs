@@ -9,6 +9,7 @@
 pub mod archive;
 mod capacity;
 mod command;
+mod deployments;
 pub mod gc;
 mod node_evals;
 mod nodes;
@@ -58,9 +59,11 @@ pub enum Table {
     ScalingEvents,
     /// The native service catalog.
     Services,
+    /// Deployments.
+    Deployments,
 }
 impl Table {
-    pub const ALL: [Table; 11] = [
+    pub const ALL: [Table; 12] = [
         Table::Jobs,
         Table::JobVersions,
         Table::Evals,
@@ -72,6 +75,7 @@ impl Table {
         Table::PeriodicLaunches,
         Table::ScalingEvents,
         Table::Services,
+        Table::Deployments,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -86,6 +90,7 @@ impl Table {
             Table::PeriodicLaunches => "periodic_launch",
             Table::ScalingEvents => "scaling_event",
             Table::Services => "service_registrations",
+            Table::Deployments => "deployment",
         }
     }
 
@@ -143,6 +148,9 @@ pub struct State {
     services: OrdMap<String, Arc<crate::model::ServiceRegistration>>,
     services_by_alloc: OrdMap<String, OrdSet<String>>,
     services_by_name: OrdMap<(String, String), OrdSet<String>>,
+    /// Deployments by id, and their ids by job.
+    deployments: OrdMap<String, Arc<crate::model::Deployment>>,
+    deployments_by_job: OrdMap<JobKey, OrdSet<String>>,
     table_index: OrdMap<Table, u64>,
     latest_index: u64,
 }
@@ -293,6 +301,7 @@ impl State {
             }
             Table::NodePools => take(Box::new(self.node_pools.range(from..).map(|(k, _)| k))),
             Table::Services => take(Box::new(self.services.range(from..).map(|(k, _)| k))),
+            Table::Deployments => take(Box::new(self.deployments.range(from..).map(|(k, _)| k))),
             Table::SchedulerConfig
             | Table::AutopilotConfig
             | Table::PeriodicLaunches
@@ -472,8 +481,10 @@ impl State {
                 eval_ids,
                 alloc_ids,
                 node_ids,
+                deployment_ids,
             } => {
                 self.apply_garbage_collect(index, jobs, eval_ids, alloc_ids, node_ids);
+                self.remove_deployments(index, deployment_ids);
                 Ok(0)
             }
             Command::PeriodicLaunch {
@@ -507,6 +518,53 @@ impl State {
             Command::ServiceRegistrationUpsert { services } => {
                 self.apply_service_upsert(index, services)
             }
+            Command::DeploymentStatusUpdate {
+                update,
+                job,
+                eval,
+                now,
+            } => self.apply_deployment_status_update(
+                index,
+                update,
+                job.as_deref(),
+                eval.as_ref(),
+                *now,
+                &mut effects,
+            ),
+            Command::DeploymentPromote {
+                deployment_id,
+                all,
+                groups,
+                eval,
+                now,
+            } => self.apply_deployment_promote(
+                index,
+                deployment_id,
+                *all,
+                groups,
+                eval.as_ref(),
+                *now,
+                &mut effects,
+            ),
+            Command::DeploymentAllocHealth {
+                deployment_id,
+                healthy,
+                unhealthy,
+                update,
+                job,
+                eval,
+                now,
+            } => self.apply_deployment_alloc_health(
+                index,
+                deployment_id,
+                healthy,
+                unhealthy,
+                update.as_ref(),
+                job.as_deref(),
+                eval.as_ref(),
+                *now,
+                &mut effects,
+            ),
             Command::ServiceRegistrationDelete { ids, alloc_ids } => {
                 self.apply_service_delete(index, ids, alloc_ids)
             }
@@ -774,6 +832,7 @@ impl State {
             self.touch(Table::Jobs, index);
             self.touch(Table::JobVersions, index);
             self.forget_job_extras(index, &k);
+            self.forget_job_deployments(index, namespace, job_id);
             job_modify_index = index;
         } else {
             let mut stopped = (*existing).clone();
@@ -914,7 +973,7 @@ impl State {
         let mut missing = Vec::new();
         let mut illegal = Vec::new();
         for update in updates {
-            let Some(existing) = self.allocs.get(&update.id) else {
+            let Some(existing) = self.allocs.get(&update.id).cloned() else {
                 missing.push(update.id.clone());
                 continue;
             };
@@ -929,7 +988,7 @@ impl State {
                 illegal.push(format!("{}: {e}", update.id));
                 continue;
             }
-            let mut alloc = (**existing).clone();
+            let mut alloc = (*existing).clone();
             let was_terminal = alloc.client_status.is_terminal();
             alloc.client_status = update.client_status;
             alloc.client_description = update.client_description.clone();
@@ -947,6 +1006,7 @@ impl State {
             }
             alloc.modify_index = index;
             alloc.modify_time = now;
+            self.note_alloc_in_deployment(index, Some(existing.as_ref()), &mut alloc);
             if !was_terminal && alloc.client_status.is_terminal() {
                 self.capacity_on_node(&alloc.node_id, effects);
             }
@@ -986,6 +1046,17 @@ impl State {
     ) -> Result<u64, String> {
         self.check_plan(result).map_err(|e| e.to_string())?;
         let now = result.now;
+        // The deployment first, so the placements below count in it; then the status changes
+        // the plan asks for (a deployment of an older version cancelled), each only while that
+        // deployment is still active (a plan from an older snapshot may name one that ended).
+        if let Some(deployment) = &result.deployment {
+            self.upsert_deployment(index, deployment, now);
+        }
+        for update in &result.deployment_updates {
+            if self.check_deployment_update(update).is_ok() {
+                self.write_deployment_status(index, update);
+            }
+        }
         let mut touched_jobs = Vec::new();
         for stop in &result.stops {
             touched_jobs.push(self.write_stop(index, stop, now));
@@ -1119,7 +1190,11 @@ impl State {
                     alloc.client_description = existing.client_description.clone();
                 }
                 alloc.task_states = existing.task_states.clone();
-                alloc.deployment_status = existing.deployment_status.clone();
+                // Health belongs to the client, within one deployment; an in-place update that
+                // moves the allocation into a new deployment starts with what the plan says.
+                if alloc.deployment_id == existing.deployment_id {
+                    alloc.deployment_status = existing.deployment_status.clone();
+                }
                 alloc.network_status = existing.network_status.clone();
                 // The drainer owns this; a plan from an older snapshot must not undo a
                 // migration it marked since.
@@ -1145,6 +1220,8 @@ impl State {
         alloc.modify_index = index;
         alloc.alloc_modify_index = index;
         alloc.modify_time = now;
+        let old = self.allocs.get(&alloc.id).cloned();
+        self.note_alloc_in_deployment(index, old.as_deref(), &mut alloc);
         let k = key(&alloc.namespace, &alloc.job_id);
         self.allocs_by_job
             .entry(k.clone())
@@ -1254,6 +1331,7 @@ impl State {
                 .map(|e| (**e).clone())
                 .collect(),
             service_registrations: self.services.values().map(|r| (**r).clone()).collect(),
+            deployments: self.deployments.values().map(|d| (**d).clone()).collect(),
         }
     }
 
@@ -1332,6 +1410,9 @@ impl State {
             state.index_service(&service);
             state.services.insert(service.id.clone(), Arc::new(service));
         }
+        for deployment in file.deployments {
+            state.index_deployment(deployment);
+        }
         state.check_indexes()?;
         Ok(state)
     }
@@ -1386,6 +1467,11 @@ impl State {
         for (id, service) in &self.services {
             if service.modify_index > latest {
                 return beyond(format!("service registration {id}"), service.modify_index);
+            }
+        }
+        for (id, deployment) in &self.deployments {
+            if deployment.modify_index > latest {
+                return beyond(format!("deployment {id}"), deployment.modify_index);
             }
         }
         Ok(())

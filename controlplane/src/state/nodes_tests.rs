@@ -640,6 +640,7 @@ fn garbage_collection_takes_what_finished_long_enough_ago() {
         eval_ids,
         alloc_ids,
         node_ids,
+        ..
     }) = gc::collect(&state, T + 2 * HOUR, &thresholds, false)
     else {
         panic!("something to collect after 2h");

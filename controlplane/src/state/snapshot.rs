@@ -41,4 +41,7 @@ pub struct SnapshotFile {
     /// The native service catalog. As `periodic_launches`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub service_registrations: Vec<crate::model::ServiceRegistration>,
+    /// Deployments. As `periodic_launches`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deployments: Vec<crate::model::Deployment>,
 }

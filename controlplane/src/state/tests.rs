@@ -712,6 +712,7 @@ fn a_plan_that_would_overcommit_is_refused_whole() {
             now: 0,
             preemptions: vec![],
             job: None,
+            ..Default::default()
         })),
     );
     let error = resp.error.unwrap();

@@ -111,6 +111,7 @@ pub struct ServerBlock {
     pub eval_gc_threshold: Option<String>,
     pub batch_eval_gc_threshold: Option<String>,
     pub node_gc_threshold: Option<String>,
+    pub deployment_gc_threshold: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

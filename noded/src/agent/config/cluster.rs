@@ -218,6 +218,11 @@ fn apply_durations(s: &mut ServerSettings, block: &ServerBlock, report: Report<'
             &mut s.gc_thresholds.node,
         ),
         (
+            "server.deployment_gc_threshold",
+            &block.deployment_gc_threshold,
+            &mut s.gc_thresholds.deployment,
+        ),
+        (
             "server.min_heartbeat_ttl",
             &block.min_heartbeat_ttl,
             &mut s.heartbeat.min_ttl,
