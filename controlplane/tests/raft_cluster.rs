@@ -237,6 +237,8 @@ fn register(id: &str) -> Command {
         job: Box::new(job),
         eval: None,
         now: 1,
+        enforce_index: None,
+        tracked_versions: None,
     }
 }
 

@@ -73,6 +73,8 @@ async fn sequential_proposals_commit_in_order_and_report_their_latency() {
             job: job.into(),
             eval: Some(eval),
             now: i as i64,
+            enforce_index: None,
+            tracked_versions: None,
         };
         let sent = Instant::now();
         let response = node.propose(command).await.unwrap();

@@ -122,6 +122,8 @@ async fn propose_workload(node: &RaftNode, suffix: &str) -> Vec<u64> {
             job: web.clone().into(),
             eval: Some(eval.clone()),
             now: 1_000,
+            enforce_index: None,
+            tracked_versions: None,
         },
     )
     .await;
@@ -648,6 +650,8 @@ fn run_kill9_child(dir: PathBuf) {
                     job: job(&format!("churn-{i}"), 1).into(),
                     eval: None,
                     now: 0,
+                    enforce_index: None,
+                    tracked_versions: None,
                 },
             )
             .await;
@@ -764,6 +768,8 @@ fn a_server_killed_with_sigkill_keeps_every_acknowledged_write() {
                 job: job("after-crash", 1).into(),
                 eval: None,
                 now: 0,
+                enforce_index: None,
+                tracked_versions: None,
             },
         )
         .await;

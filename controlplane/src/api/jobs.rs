@@ -141,10 +141,16 @@ async fn register_job(
         .scheduler_config()
         .memory_oversubscription_enabled;
     warnings.extend(memory_max_warnings(&job, oversubscription));
-    if request.enforce_index {
-        check_modify_index(ctx, &job, request.job_modify_index)?;
+    // Checked here for a fast answer, and again when the entry is applied (the check that
+    // counts: two submitters may pass this one at once).
+    let enforce_index = request.enforce_index.then_some(request.job_modify_index);
+    if let Some(expected) = enforce_index {
+        check_modify_index(ctx, &job, expected)?;
     }
-    let mut response = ctx.server()?.register_job(job).await?;
+    let mut response = ctx
+        .server()?
+        .register_job_enforced(job, enforce_index)
+        .await?;
     if !response.warnings.is_empty() {
         warnings.push(std::mem::take(&mut response.warnings));
     }
@@ -161,13 +167,7 @@ fn check_modify_index(ctx: &ApiContext, job: &Job, expected: u64) -> ApiResult<(
         .job(namespace_of(job), &job.id)
         .map(|j| j.job_modify_index)
         .unwrap_or(0);
-    if current == expected {
-        return Ok(());
-    }
-    Err(ApiError::bad_request(format!(
-        "enforcing job modify index {expected}: job {:?} exists with a conflicting job modify index: {current}",
-        job.id
-    )))
+    crate::state::check_enforce_index(&job.id, expected, current).map_err(ApiError::bad_request)
 }
 
 fn namespace_of(job: &Job) -> &str {

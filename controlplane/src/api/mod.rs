@@ -35,6 +35,7 @@ mod routes;
 mod services;
 mod snapshot;
 mod system;
+mod versions;
 
 use std::sync::Arc;
 

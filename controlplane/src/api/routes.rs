@@ -23,7 +23,7 @@ use axum::Router;
 
 use super::{
     agent, allocs, autopilot, client, evals, exec, jobs, node_pools, nodes, operator,
-    operator_raft, periodic, services, snapshot, system, ApiContext,
+    operator_raft, periodic, services, snapshot, system, versions, ApiContext,
 };
 
 /// A namespace capability, in Nomad's ACL words.
@@ -295,6 +295,31 @@ pub(super) fn table() -> Routes {
         )
         .add(GET, "/v1/job/{id}/summary", Ns(ReadJob), jobs::summary)
         .add(GET, "/v1/job/{id}/versions", Ns(ReadJob), jobs::versions)
+        // A job's stored versions: revert, stability, tags.
+        .add(
+            WRITE,
+            "/v1/job/{id}/revert",
+            Ns(SubmitJob),
+            versions::revert,
+        )
+        .add(
+            WRITE,
+            "/v1/job/{id}/stable",
+            Ns(SubmitJob),
+            versions::stable,
+        )
+        .add(
+            WRITE,
+            "/v1/job/{id}/versions/{name}/tag",
+            Ns(SubmitJob),
+            versions::tag_apply,
+        )
+        .add(
+            DELETE,
+            "/v1/job/{id}/versions/{name}/tag",
+            Ns(SubmitJob),
+            versions::tag_unset,
+        )
         // Periodic, parameterized and scaled jobs.
         .add(
             WRITE,

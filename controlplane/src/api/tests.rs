@@ -825,6 +825,7 @@ mod cluster;
 mod evals;
 mod periodic;
 mod services;
+mod versions;
 
 const NODE: &str = "11111111-2222-3333-4444-555555555555";
 

@@ -229,6 +229,8 @@ fn check_case(c: &Case) {
             job: Box::new(j.clone()),
             eval: Some(eval.clone()),
             now: w.env.now,
+            enforce_index: None,
+            tracked_versions: None,
         });
         schedule_checked(&mut w, &eval);
     }
@@ -276,6 +278,8 @@ fn check_case(c: &Case) {
                 job: Box::new(v2),
                 eval: None,
                 now: w.env.now,
+                enforce_index: None,
+                tracked_versions: None,
             });
         }
     }

@@ -147,6 +147,8 @@ impl World {
             job: Box::new(job.clone()),
             eval: Some(eval.clone()),
             now: self.env.now,
+            enforce_index: None,
+            tracked_versions: None,
         });
         self.schedule(&eval)
     }

@@ -120,6 +120,8 @@ impl World {
             job: Box::new(job.clone()),
             eval: Some(eval.clone()),
             now: 0,
+            enforce_index: None,
+            tracked_versions: None,
         });
         self.state.eval(&eval.id).map(|e| (*e).clone()).unwrap()
     }

@@ -20,6 +20,7 @@ pub mod planner;
 mod raft_consensus;
 pub mod scaling;
 mod services;
+mod versions;
 mod worker;
 
 use std::collections::BTreeSet;
@@ -45,6 +46,7 @@ pub use evals::{
 pub use nodes::{
     AllocStopResponse, NodeDrainUpdateResponse, NodeUpdateResponse, DEFAULT_GC_INTERVAL,
 };
+pub use versions::{JobStabilityResponse, JobTagResponse};
 
 /// Why a proposal did not commit.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -129,6 +131,10 @@ pub struct ServerConfig {
     /// `job_gc_threshold`, `eval_gc_threshold`, `batch_eval_gc_threshold`,
     /// `node_gc_threshold`).
     pub gc_thresholds: crate::state::GcThresholds,
+    /// How many versions of a job without a tag are kept (Nomad's `job_tracked_versions`,
+    /// 6; 1 to [`crate::state::MAX_JOB_TRACKED_VERSIONS`]). Carried in every registration, so
+    /// all servers prune alike.
+    pub job_tracked_versions: u64,
 }
 
 impl Default for ServerConfig {
@@ -143,6 +149,7 @@ impl Default for ServerConfig {
             heartbeat: heartbeat::HeartbeatConfig::default(),
             gc_interval: DEFAULT_GC_INTERVAL,
             gc_thresholds: crate::state::GcThresholds::default(),
+            job_tracked_versions: crate::state::JOB_TRACKED_VERSIONS,
         }
     }
 }
@@ -297,7 +304,18 @@ impl Server {
 
     /// Registers (or updates) a job and the evaluation that schedules it, in one Raft entry.
     /// The job must already be validated; here only what needs cluster state is checked.
-    pub async fn register_job(&self, mut job: Job) -> Result<JobRegisterResponse, ServerError> {
+    pub async fn register_job(&self, job: Job) -> Result<JobRegisterResponse, ServerError> {
+        self.register_job_enforced(job, None).await
+    }
+
+    /// [`Server::register_job`] with Nomad's `EnforceIndex`: with `Some(n)` the job is only
+    /// registered if its `JobModifyIndex` is still `n` (0: only if it does not exist),
+    /// checked when the entry is applied, so two racing submitters cannot both pass.
+    pub async fn register_job_enforced(
+        &self,
+        mut job: Job,
+        enforce_index: Option<u64>,
+    ) -> Result<JobRegisterResponse, ServerError> {
         self.check_registrations_allowed(false)?;
         job.canonicalize();
         let warnings = self.driver_warnings(&job);
@@ -319,6 +337,8 @@ impl Server {
                 job: Box::new(job),
                 eval,
                 now: now_unix_nanos(),
+                enforce_index,
+                tracked_versions: Some(self.config.job_tracked_versions),
             })
             .await?;
         Ok(JobRegisterResponse {

@@ -39,6 +39,8 @@ fn populated() -> State {
             job: Box::new(job),
             eval: Some(eval),
             now: 2,
+            enforce_index: None,
+            tracked_versions: None,
         },
     );
     let alloc = Allocation {

@@ -20,6 +20,18 @@ pub enum Command {
         job: Box<Job>,
         eval: Option<Evaluation>,
         now: i64,
+        /// Nomad's `EnforceIndex`: register only if the job's `JobModifyIndex` is still this
+        /// (0: only if the job does not exist). Checked when the entry is applied, so of two
+        /// submitters racing with the same index only the first one writes. Left out of the
+        /// entry when absent (such an entry is byte for byte what older servers write).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        enforce_index: Option<u64>,
+        /// The proposing server's `job_tracked_versions`: how many versions of a job without a
+        /// tag are kept. The state remembers the last one given (versions written by other
+        /// commands are pruned with it), so every server prunes alike whatever its own
+        /// configuration says. Absent: the state keeps what it has (6 until told).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tracked_versions: Option<u64>,
     },
     /// Stop a job (or purge it), and the evaluation that stops its allocations.
     JobDeregister {
@@ -215,6 +227,28 @@ pub enum Command {
         job: Option<Box<Job>>,
         eval: Option<Evaluation>,
         now: i64,
+    },
+    /// A job version is marked stable or not (`PUT /v1/job/:id/stable`, or the deployment
+    /// watcher when a deployment succeeds): the stored version, and the current job when it
+    /// is that version. No new version is written. Refused when the version is not kept.
+    JobStability {
+        namespace: String,
+        job_id: String,
+        version: u64,
+        stable: bool,
+    },
+    /// A version of a job is tagged (`tag: Some`, `PUT /v1/job/:id/versions/:name/tag`) or
+    /// its tag `name` is removed (`tag: None`, `DELETE` of the same path). A tag name is
+    /// unique among a job's versions; a tagged version is never pruned. Refused, with nothing
+    /// changed, when the version is not kept, the name is on another version, or (removing)
+    /// `version` does not carry the tag `name`.
+    JobVersionTag {
+        namespace: String,
+        job_id: String,
+        version: u64,
+        /// The tag's name: the one set, or the one removed.
+        name: String,
+        tag: Option<crate::model::JobVersionTag>,
     },
 }
 

@@ -159,31 +159,8 @@ impl State {
             .then(|| (d.namespace.clone(), d.job_id.clone(), d.job_version));
         self.store_deployment(index, d);
         if let Some((ns, job_id, version)) = stable {
-            self.mark_version_stable(index, &ns, &job_id, version);
-        }
-    }
-
-    /// A job version the deployment of which succeeded becomes `Stable` (the version stored,
-    /// and the current job if it is that version). A version pruned meanwhile is skipped.
-    fn mark_version_stable(&mut self, index: u64, namespace: &str, job_id: &str, version: u64) {
-        let k = key(namespace, job_id);
-        if let Some(stored) = self.job_versions.get(&(k.clone(), version)).cloned() {
-            if !stored.stable {
-                let mut job = (*stored).clone();
-                job.stable = true;
-                self.job_versions
-                    .insert((k.clone(), version), Arc::new(job));
-                self.touch(Table::JobVersions, index);
-            }
-        }
-        if let Some(current) = self.jobs.get(&k).cloned() {
-            if current.version == version && !current.stable {
-                let mut job = (*current).clone();
-                job.stable = true;
-                job.modify_index = index;
-                self.jobs.insert(k, Arc::new(job));
-                self.touch(Table::Jobs, index);
-            }
+            // A version pruned meanwhile has nothing to mark: the deployment still ends.
+            let _ = self.apply_job_stability(index, &ns, &job_id, version, true);
         }
     }
 
@@ -215,7 +192,7 @@ impl State {
         effects: &mut ApplyEffects,
     ) -> Result<u64, String> {
         match job {
-            Some(job) => self.apply_job_register(index, job, eval, now, effects),
+            Some(job) => self.apply_job_register(index, job, eval, now, None, effects),
             None => {
                 if let Some(eval) = eval {
                     self.upsert_eval(index, eval, now, effects);

@@ -17,6 +17,7 @@ mod periodic;
 mod services;
 mod snapshot;
 mod store;
+mod versions;
 
 use std::sync::Arc;
 
@@ -30,13 +31,18 @@ pub use nodes::DrainUpdate;
 pub use periodic::{check_scaling_bounds, IDEMPOTENCY_TOKEN_USED};
 pub use snapshot::{SnapshotFile, SNAPSHOT_FORMAT_VERSION};
 pub use store::{Effects, EffectsReceiver, StateStore, WaitOutcome, EFFECTS_QUEUE_DEPTH};
+pub use versions::{
+    check_enforce_index, check_version_tag, MAX_JOB_TRACKED_VERSIONS,
+    MAX_VERSION_TAG_DESCRIPTION_CHARS, MAX_VERSION_TAG_NAME_BYTES,
+};
 
 use crate::model::{
     Allocation, ClientStatus, DesiredStatus, EvalStatus, Evaluation, Job, JobStatus, JobSummary,
     JobType, Node, NodeStatus, TaskGroupSummary,
 };
 
-/// How many old versions of a job are kept for `job history` (Nomad keeps 6).
+/// How many versions of a job without a tag are kept for `job history` and `job revert` until
+/// a server says otherwise (Nomad's `job_tracked_versions` default, 6).
 pub const JOB_TRACKED_VERSIONS: u64 = 6;
 
 /// A job's key: namespace and id.
@@ -153,6 +159,8 @@ pub struct State {
     deployments_by_job: OrdMap<JobKey, OrdSet<String>>,
     table_index: OrdMap<Table, u64>,
     latest_index: u64,
+    /// The `job_tracked_versions` the last `JobRegister` carried (`None`: never told, 6).
+    job_tracked_versions: Option<u64>,
 }
 fn key(namespace: &str, id: &str) -> JobKey {
     (namespace.to_string(), id.to_string())
@@ -374,8 +382,24 @@ impl State {
             ..Default::default()
         };
         let result = match command {
-            Command::JobRegister { job, eval, now } => {
-                self.apply_job_register(index, job, eval.as_ref(), *now, &mut effects)
+            Command::JobRegister {
+                job,
+                eval,
+                now,
+                enforce_index,
+                tracked_versions,
+            } => {
+                if let Some(limit) = tracked_versions {
+                    self.set_job_tracked_versions(*limit);
+                }
+                self.apply_job_register(
+                    index,
+                    job,
+                    eval.as_ref(),
+                    *now,
+                    *enforce_index,
+                    &mut effects,
+                )
             }
             Command::JobDeregister {
                 namespace,
@@ -568,6 +592,19 @@ impl State {
             Command::ServiceRegistrationDelete { ids, alloc_ids } => {
                 self.apply_service_delete(index, ids, alloc_ids)
             }
+            Command::JobStability {
+                namespace,
+                job_id,
+                version,
+                stable,
+            } => self.apply_job_stability(index, namespace, job_id, *version, *stable),
+            Command::JobVersionTag {
+                namespace,
+                job_id,
+                version,
+                name,
+                tag,
+            } => self.apply_job_version_tag(index, namespace, job_id, *version, name, tag.as_ref()),
         };
         match result {
             Ok(job_modify_index) => response.job_modify_index = job_modify_index,
@@ -760,11 +797,21 @@ impl State {
         job: &Job,
         eval: Option<&Evaluation>,
         now: i64,
+        enforce_index: Option<u64>,
         effects: &mut ApplyEffects,
     ) -> Result<u64, String> {
         let k = key(&job.namespace, &job.id);
+        if let Some(expected) = enforce_index {
+            // Here, not only at the API: two submitters that both read index N race to this
+            // point, and only the first entry applied still finds N.
+            let current = self.jobs.get(&k).map(|j| j.job_modify_index).unwrap_or(0);
+            check_enforce_index(&job.id, expected, current)?;
+        }
         let mut new = job.clone();
         new.stop = job.stop;
+        // A tag names one stored version; a new version starts without one (a resubmitted
+        // `job inspect` output would otherwise carry the old version's tag, twice).
+        new.version_tag = None;
         match self.jobs.get(&k) {
             Some(existing) if same_spec(existing, job) => {
                 // Nothing changed: keep the version; the evaluation still runs (it may heal
@@ -864,18 +911,7 @@ impl State {
         let job = Arc::new(job);
         self.jobs.insert(k.clone(), job.clone());
         self.job_versions.insert((k.clone(), version), job);
-        // Keep only the newest JOB_TRACKED_VERSIONS versions.
-        let all: Vec<u64> = self
-            .job_versions
-            .range((k.clone(), 0)..=(k.clone(), u64::MAX))
-            .map(|((_, v), _)| *v)
-            .collect();
-        if all.len() as u64 > JOB_TRACKED_VERSIONS {
-            let excess = all.len() - JOB_TRACKED_VERSIONS as usize;
-            for v in all.into_iter().take(excess) {
-                self.job_versions.remove(&(k.clone(), v));
-            }
-        }
+        self.prune_job_versions(&k);
         self.touch(Table::Jobs, index);
         self.touch(Table::JobVersions, index);
     }
@@ -1332,6 +1368,7 @@ impl State {
                 .collect(),
             service_registrations: self.services.values().map(|r| (**r).clone()).collect(),
             deployments: self.deployments.values().map(|d| (**d).clone()).collect(),
+            job_tracked_versions: self.job_tracked_versions,
         }
     }
 
@@ -1345,6 +1382,7 @@ impl State {
         }
         let mut state = State {
             latest_index: file.latest_index,
+            job_tracked_versions: file.job_tracked_versions,
             ..Default::default()
         };
         for (name, index) in file.table_index {
@@ -1535,12 +1573,14 @@ fn lower_indexes(file: &mut SnapshotFile, max: u64) {
     }
 }
 
-/// Whether two versions of a job describe the same thing (ignoring what the servers own).
+/// Whether two versions of a job describe the same thing (ignoring what the servers own: an
+/// unchanged resubmission writes no version and starts no deployment).
 fn same_spec(a: &Job, b: &Job) -> bool {
     let strip = |j: &Job| Job {
         status: JobStatus::Pending,
         status_description: String::new(),
         stable: false,
+        version_tag: None,
         version: 0,
         submit_time: 0,
         create_index: 0,
@@ -1557,3 +1597,5 @@ mod archive_tests;
 mod nodes_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod versions_tests;

@@ -45,6 +45,8 @@ fn cluster() -> State {
             job: Box::new(job),
             eval: None,
             now: T,
+            enforce_index: None,
+            tracked_versions: None,
         },
     );
     let alloc = Allocation {
@@ -485,6 +487,8 @@ fn node_pools_follow_nomads_rules() {
             job: Box::new(job),
             eval: None,
             now: T,
+            enforce_index: None,
+            tracked_versions: None,
         },
     );
     let (r, _) = state.apply(
@@ -674,6 +678,8 @@ fn garbage_collection_takes_what_finished_long_enough_ago() {
             job: Box::new(job),
             eval: Some(pending),
             now: T,
+            enforce_index: None,
+            tracked_versions: None,
         },
     );
     revived.apply(10, &command);
@@ -704,6 +710,8 @@ fn a_batch_job_still_wanted_keeps_its_finished_allocations() {
             job: Box::new(job),
             eval: None,
             now: T,
+            enforce_index: None,
+            tracked_versions: None,
         },
     );
     let eval = Evaluation {

@@ -161,7 +161,8 @@ impl State {
                 child.id
             ));
         }
-        let job_modify_index = self.apply_job_register(index, child, Some(eval), now, effects)?;
+        let job_modify_index =
+            self.apply_job_register(index, child, Some(eval), now, None, effects)?;
         self.write_launch(index, &k, launch);
         Ok(job_modify_index)
     }
@@ -220,7 +221,7 @@ impl State {
                 child.id
             ));
         }
-        self.apply_job_register(index, child, eval, now, effects)
+        self.apply_job_register(index, child, eval, now, None, effects)
     }
 
     /// A scaling: with a count, a new version of the job with that group's count and its

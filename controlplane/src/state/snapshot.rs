@@ -44,4 +44,8 @@ pub struct SnapshotFile {
     /// Deployments. As `periodic_launches`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deployments: Vec<crate::model::Deployment>,
+    /// The `job_tracked_versions` the servers last agreed on (`None`: never set, 6). Not
+    /// written when unset (older snapshots stay byte for byte).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_tracked_versions: Option<u64>,
 }

@@ -42,6 +42,8 @@ fn registering_a_job_stores_it_with_its_evaluation_in_one_step() {
             job: Box::new(j.clone()),
             eval: Some(eval_for(&j, "e1")),
             now: 7,
+            enforce_index: None,
+            tracked_versions: None,
         },
     );
     assert_eq!(resp.error, None);
@@ -69,6 +71,8 @@ fn a_changed_job_gets_a_new_version_and_an_unchanged_one_does_not() {
             job: Box::new(j.clone()),
             eval: None,
             now: 1,
+            enforce_index: None,
+            tracked_versions: None,
         },
     );
     state.apply(
@@ -77,6 +81,8 @@ fn a_changed_job_gets_a_new_version_and_an_unchanged_one_does_not() {
             job: Box::new(j.clone()),
             eval: None,
             now: 2,
+            enforce_index: None,
+            tracked_versions: None,
         },
     );
     assert_eq!(state.job("default", "web").unwrap().version, 0);
@@ -87,6 +93,8 @@ fn a_changed_job_gets_a_new_version_and_an_unchanged_one_does_not() {
             job: Box::new(j2),
             eval: None,
             now: 3,
+            enforce_index: None,
+            tracked_versions: None,
         },
     );
     let stored = state.job("default", "web").unwrap();
@@ -107,6 +115,8 @@ fn only_the_newest_versions_are_kept() {
                 job: Box::new(j),
                 eval: None,
                 now: 0,
+                enforce_index: None,
+                tracked_versions: None,
             },
         );
     }
@@ -142,6 +152,8 @@ fn stop_then_purge() {
             job: Box::new(j),
             eval: None,
             now: 0,
+            enforce_index: None,
+            tracked_versions: None,
         },
     );
     state.apply(
@@ -212,6 +224,8 @@ fn plans_and_client_updates_drive_the_job_status() {
             job: Box::new(j.clone()),
             eval: Some(eval_for(&j, "e1")),
             now: 0,
+            enforce_index: None,
+            tracked_versions: None,
         },
     );
     let mut done = eval_for(&j, "e1");
@@ -259,6 +273,8 @@ fn a_plan_never_rolls_back_what_the_client_reported() {
             job: Box::new(j.clone()),
             eval: None,
             now: 0,
+            enforce_index: None,
+            tracked_versions: None,
         },
     );
     state.apply(
@@ -304,6 +320,8 @@ fn the_network_status_is_what_the_client_last_sent_and_plans_keep_it() {
             job: Box::new(j.clone()),
             eval: None,
             now: 0,
+            enforce_index: None,
+            tracked_versions: None,
         },
     );
     state.apply(
@@ -360,6 +378,8 @@ fn snapshot_round_trip_rebuilds_indexes() {
             job: Box::new(j.clone()),
             eval: Some(eval_for(&j, "e1")),
             now: 0,
+            enforce_index: None,
+            tracked_versions: None,
         },
     );
     state.apply(
@@ -395,6 +415,8 @@ fn prefixes_find_ids() {
             job: Box::new(j.clone()),
             eval: None,
             now: 0,
+            enforce_index: None,
+            tracked_versions: None,
         },
     );
     state.apply(
@@ -426,6 +448,8 @@ async fn blocking_queries_wake_on_their_table_only() {
             job: Box::new(j.clone()),
             eval: None,
             now: 0,
+            enforce_index: None,
+            tracked_versions: None,
         },
     );
     let waiter = {
@@ -444,6 +468,8 @@ async fn blocking_queries_wake_on_their_table_only() {
             job: Box::new(job("api", 1)),
             eval: None,
             now: 0,
+            enforce_index: None,
+            tracked_versions: None,
         },
     );
     assert_eq!(waiter.await.unwrap(), WaitOutcome::TimedOut);
@@ -570,6 +596,8 @@ fn with_alloc() -> State {
             job: Box::new(j.clone()),
             eval: None,
             now: 0,
+            enforce_index: None,
+            tracked_versions: None,
         },
     );
     let (resp, _) = state.apply(
@@ -670,6 +698,8 @@ fn with_sized_node() -> (State, Job) {
             job: Box::new(j.clone()),
             eval: None,
             now: 0,
+            enforce_index: None,
+            tracked_versions: None,
         },
     );
     (state, j)
@@ -904,6 +934,8 @@ fn a_node_change_evaluates_each_job_with_a_live_allocation_there_once() {
                 job: Box::new(j.clone()),
                 eval: Some(eval_for(j, &format!("e{i}"))),
                 now: 0,
+                enforce_index: None,
+                tracked_versions: None,
             },
         );
     }

@@ -112,6 +112,9 @@ pub struct ServerBlock {
     pub batch_eval_gc_threshold: Option<String>,
     pub node_gc_threshold: Option<String>,
     pub deployment_gc_threshold: Option<String>,
+    /// Versions of a job without a tag kept (Nomad's default 6). Read wide, so that a
+    /// negative value gets a message of its own.
+    pub job_tracked_versions: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

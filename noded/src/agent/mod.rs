@@ -199,6 +199,7 @@ async fn run_server(
     server_config.heartbeat = config.server.heartbeat;
     server_config.gc_interval = config.server.gc_interval;
     server_config.gc_thresholds = config.server.gc_thresholds;
+    server_config.job_tracked_versions = config.server.job_tracked_versions;
     let server = Server::start(server_config, store, raft.clone());
 
     let mut client = None;

@@ -324,6 +324,8 @@ fn scheduler_alone(options: &SchedulerOptions) -> anyhow::Result<Alone> {
                 job: Box::new(job),
                 eval: Some(eval.clone()),
                 now: now_unix_nanos(),
+                enforce_index: None,
+                tracked_versions: None,
             },
         );
         if let Some(e) = response.error {

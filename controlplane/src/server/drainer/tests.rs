@@ -85,6 +85,8 @@ impl World {
             job: Box::new(job),
             eval: None,
             now: T0,
+            enforce_index: None,
+            tracked_versions: None,
         });
         self.state.job("default", id).unwrap()
     }

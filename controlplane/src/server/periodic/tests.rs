@@ -65,6 +65,8 @@ impl Sim {
             job: Box::new(job),
             eval: None,
             now,
+            enforce_index: None,
+            tracked_versions: None,
         });
         assert_eq!(r.error, None);
     }

@@ -43,6 +43,8 @@ pub struct ServerSettings {
     /// `job_gc_threshold`, `eval_gc_threshold`, `batch_eval_gc_threshold`,
     /// `node_gc_threshold`.
     pub gc_thresholds: controlplane::state::GcThresholds,
+    /// `job_tracked_versions`: versions of a job without a tag kept (6).
+    pub job_tracked_versions: u64,
 }
 
 impl ServerSettings {
@@ -59,6 +61,7 @@ impl ServerSettings {
             heartbeat: Default::default(),
             gc_interval: Duration::from_secs(300),
             gc_thresholds: Default::default(),
+            job_tracked_versions: controlplane::state::JOB_TRACKED_VERSIONS,
         }
     }
 }
@@ -181,6 +184,16 @@ pub fn apply_server(s: &mut ServerSettings, block: &ServerBlock, report: Report<
             None => {}
             Some(0) => report(key, format!("{key} = 0: must be at least 1")),
             Some(v) => *slot = v,
+        }
+    }
+    if let Some(n) = block.job_tracked_versions {
+        let max = controlplane::state::MAX_JOB_TRACKED_VERSIONS;
+        match u64::try_from(n) {
+            Ok(n @ 1..) if n <= max => s.job_tracked_versions = n,
+            _ => report(
+                "server.job_tracked_versions",
+                format!("server.job_tracked_versions = {n}: must be between 1 and {max}"),
+            ),
         }
     }
     apply_heartbeat(s, block, report);

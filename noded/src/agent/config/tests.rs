@@ -135,6 +135,7 @@ server {{
   job_gc_interval         = "1m"
   job_gc_threshold        = "2h"
   node_gc_threshold       = "48h"
+  job_tracked_versions    = 12
   server_join {{
     retry_join     = ["10.1.0.2", "10.1.0.3:5647"]
     retry_interval = "15s"
@@ -192,6 +193,7 @@ autopilot {{
                 node: Duration::from_secs(48 * 3600),
                 ..Default::default()
             },
+            job_tracked_versions: 12,
         }
     );
     assert!(c.tls.rpc && c.tls.http && c.tls.verify_server_hostname && c.tls.verify_https_client);
@@ -364,6 +366,14 @@ fn each_bad_key_or_value_names_its_file_and_line() {
         (
             "server {\n  raft_protocol = 2\n}",
             "2: server.raft_protocol = 2: must be 3",
+        ),
+        (
+            "server {\n  job_tracked_versions = 0\n}",
+            "2: server.job_tracked_versions = 0: must be between 1 and 1000",
+        ),
+        (
+            "server {\n  job_tracked_versions = -3\n}",
+            "2: server.job_tracked_versions = -3: must be between 1 and 1000",
         ),
         (
             "server {\n  bootstrap_expectt = 3\n}",

@@ -8,11 +8,13 @@ mod init;
 mod inspect;
 pub(crate) mod monitor;
 mod periodic;
+mod revert;
 mod run;
 mod scale;
 mod spec;
 pub(super) mod status;
 mod stop;
+mod tag;
 mod validate;
 
 use clap::Subcommand;
@@ -48,6 +50,11 @@ pub enum JobCommand {
     Periodic(periodic::PeriodicCommand),
     /// Change the count of a job's group.
     Scale(Api<scale::JobScale>),
+    /// Register a kept version of a job again (by number or tag), as a new version.
+    Revert(Api<revert::JobRevert>),
+    /// Name a version of a job (`tag apply`), or remove its name (`tag unset`).
+    #[command(subcommand)]
+    Tag(tag::TagCommand),
 }
 
 impl JobCommand {
@@ -64,6 +71,8 @@ impl JobCommand {
             JobCommand::Dispatch(c) => c.run().await,
             JobCommand::Periodic(c) => c.run().await,
             JobCommand::Scale(c) => c.run().await,
+            JobCommand::Revert(c) => c.run().await,
+            JobCommand::Tag(c) => c.run().await,
         }
     }
 }
