@@ -985,9 +985,9 @@ fn the_small_init_forwards_sigterm_and_reports_the_programs_own_end() {
         sent.elapsed()
     );
     assert_eq!(init, ExitStatus::Exited(128 + libc::SIGTERM));
-    let program = isolation::sandbox::init_exit_status(
-        std::os::fd::AsFd::as_fd(child.init_status.as_ref().unwrap()),
-    );
+    let program = isolation::sandbox::init_exit_status(std::os::fd::AsFd::as_fd(
+        child.init_status.as_ref().unwrap(),
+    ));
     assert_eq!(
         program,
         Some(ExitStatus::Signaled {
@@ -1027,7 +1027,10 @@ fn the_small_init_forwards_sigterm_and_reports_the_programs_own_end() {
     while !cg.pids().unwrap().is_empty() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    assert!(cg.pids().unwrap().is_empty(), "the program died with its init");
+    assert!(
+        cg.pids().unwrap().is_empty(),
+        "the program died with its init"
+    );
 
     // A start failure is still reported by step and path, and nothing is left.
     let mut s = spec("/bin/nonexistent", &[], &jail, Some(&cg));

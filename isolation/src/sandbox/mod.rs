@@ -754,13 +754,12 @@ fn spawn_plan(mut plan: plan::Plan) -> Result<SandboxChild, SpawnError> {
     // The init's status pipe: non-blocking, so that reading it after the init was reaped
     // never waits (nothing there: the init itself was killed).
     let init_status = if plan.has_init() {
-        let (read_end, write_end) = nix::unistd::pipe2(
-            nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK,
-        )
-        .map_err(|errno| SpawnError::Prepare {
-            what: "create the init's status pipe".to_string(),
-            source: errno.into(),
-        })?;
+        let (read_end, write_end) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+                .map_err(|errno| SpawnError::Prepare {
+                    what: "create the init's status pipe".to_string(),
+                    source: errno.into(),
+                })?;
         let read_end = above_stdio(read_end, "move the init's status pipe above fd 2")?;
         let write_end = above_stdio(write_end, "move the init's status pipe above fd 2")?;
         plan.set_status_fd(write_end.as_raw_fd());

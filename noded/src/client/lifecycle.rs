@@ -439,7 +439,10 @@ mod tests {
 
     #[test]
     fn poststop_runs_after_a_failed_main_task() {
-        let tasks = vec![task("web", None), task("cleanup", Some(("poststop", false)))];
+        let tasks = vec![
+            task("web", None),
+            task("cleanup", Some(("poststop", false))),
+        ];
         let mut c = Coordinator::new(&tasks);
         c.update(&states(&[("web", Running, false)]));
         assert!(!c.may_start("cleanup"));
@@ -480,7 +483,10 @@ mod tests {
             ("boss", Dead, false),
             ("z", Running, false),
         ]);
-        assert_eq!(c.kill_reason(&s, Some("boss")), Some(KillReason::LeaderDead));
+        assert_eq!(
+            c.kill_reason(&s, Some("boss")),
+            Some(KillReason::LeaderDead)
+        );
         // A failed sibling seen before the leader loses to it; after, it does not matter
         // which: the group stops either way.
         let s = states(&[
@@ -489,7 +495,10 @@ mod tests {
             ("proxy", Running, false),
             ("z", Running, false),
         ]);
-        assert_eq!(c.kill_reason(&s, Some("boss")), Some(KillReason::LeaderDead));
+        assert_eq!(
+            c.kill_reason(&s, Some("boss")),
+            Some(KillReason::LeaderDead)
+        );
         assert_eq!(
             c.kill_waves(Some("boss"), false),
             vec![

@@ -234,7 +234,8 @@ mod tests {
         t.next(RunOutcome::Failure, S(110));
         let recorded = t.state();
         assert_eq!(recorded.count_in_interval, 2);
-        let mut resumed = RestartTracker::resume(policy(2, "fail"), JobType::Service, Stage::Main, recorded);
+        let mut resumed =
+            RestartTracker::resume(policy(2, "fail"), JobType::Service, Stage::Main, recorded);
         assert!(matches!(
             resumed.next(RunOutcome::Failure, S(120)),
             RestartDecision::Fail { .. }
