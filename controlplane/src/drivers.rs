@@ -38,6 +38,12 @@ pub struct ExecConfig {
     /// directories are read-only for every task; `/alloc`, `/secrets` and `/tmp` stay
     /// writable. `exec` only: `raw_exec` has no task root.
     pub readonly_rootfs: bool,
+    /// Run a small init as PID 1 of the task's pid namespace (`init = true`, the default):
+    /// it forwards signals to the task and reaps zombies, so a task without a handler for
+    /// its `kill_signal` still stops at once. `init = false` makes the task PID 1 itself.
+    /// `exec` with its own pid namespace only (`raw_exec` and `pid_mode = "host"` have no
+    /// pid namespace, so no PID 1 to stand in for).
+    pub no_init: bool,
 }
 
 /// Resource names `rlimits` accepts (setrlimit(2) without the `RLIMIT_` prefix).
@@ -287,6 +293,7 @@ pub fn parse_exec(config: &serde_json::Map<String, Value>) -> Result<ExecConfig,
             "rlimits" => c.rlimits = rlimits(value, &mut errors),
             "cpu_hard_limit" => c.cpu_hard_limit = boolean("cpu_hard_limit", value, &mut errors),
             "readonly_rootfs" => c.readonly_rootfs = boolean("readonly_rootfs", value, &mut errors),
+            "init" => c.no_init = !boolean("init", value, &mut errors),
             "seccomp" => match value.as_str() {
                 Some("default") | Some("unconfined") => c.seccomp = value.as_str().map(str::to_string),
                 Some(p) if p.starts_with('/') => c.seccomp = Some(p.to_string()),
@@ -297,7 +304,7 @@ pub fn parse_exec(config: &serde_json::Map<String, Value>) -> Result<ExecConfig,
             },
             other => errors.push(ConfigError {
                 field: other.to_string(),
-                message: "unknown option (the exec driver takes: command, args, work_dir, pid_mode, ipc_mode, cap_add, cap_drop, rlimits, seccomp, cpu_hard_limit, readonly_rootfs)".into(),
+                message: "unknown option (the exec driver takes: command, args, work_dir, pid_mode, ipc_mode, cap_add, cap_drop, rlimits, seccomp, cpu_hard_limit, readonly_rootfs, init)".into(),
             }),
         }
     }
@@ -352,10 +359,15 @@ mod tests {
             "pid_mode": "host", "ipc_mode": "private",
             "cap_add": ["CAP_NET_RAW", "sys_time"], "cap_drop": ["all"],
             "rlimits": {"nofile": 4096, "core": "0:unlimited"},
-            "seccomp": "unconfined", "readonly_rootfs": true
+            "seccomp": "unconfined", "readonly_rootfs": true, "init": false
         }))
         .unwrap();
         assert!(c.readonly_rootfs);
+        assert!(c.no_init, "init = false opts out of the small init");
+        assert!(
+            !parse(json!({"command": "/bin/app"})).unwrap().no_init,
+            "the init is on by default"
+        );
         assert_eq!(c.args, vec!["-v", "3"]);
         assert_eq!(c.pid_mode, Some(NamespaceMode::Host));
         assert_eq!(c.cap_add, vec!["net_raw", "sys_time"]);

@@ -56,6 +56,7 @@ fn task_spec(
         stdout: Stdio::Null,
         stderr: Stdio::Null,
         go_ahead: None,
+        init: false,
     })
 }
 

@@ -64,6 +64,7 @@ fn spec(
         stdout: Stdio::Inherit,
         stderr: Stdio::Inherit,
         go_ahead: None,
+        init: false,
     })
 }
 

@@ -681,6 +681,80 @@ pub(crate) fn set_signal_mask(mask: u64) -> Result<(), Errno> {
     .map(drop)
 }
 
+/// Child-safe, for a child with memory of its own (not a [`clone3_spawn_shared`] one): a
+/// plain `fork` as the raw `clone(SIGCHLD)` syscall, without libc's fork handlers (which
+/// take locks another thread of the parent may have held at the clone). Returns 0 in the new
+/// process and its pid in the caller.
+pub(crate) fn fork_raw() -> Result<libc::pid_t, Errno> {
+    // SAFETY: clone without CLONE_VM and with a NULL stack continues the child on a private
+    // copy of this stack, exactly like fork(); no pointers are passed (parent/child tid and
+    // tls are unused without their flags).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::SIGCHLD as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    check(ret).map(|pid| pid as libc::pid_t)
+}
+
+/// Child-safe. Waits for any signal of `mask` (which should be blocked) and returns its
+/// number; retries on EINTR.
+pub(crate) fn wait_signal(mask: u64) -> Result<libc::c_int, Errno> {
+    loop {
+        // SAFETY: mask is a valid 8-byte kernel sigset; info and timeout are NULL (no info
+        // wanted, wait forever), sigsetsize is 8 as the kernel requires.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigtimedwait,
+                &mask as *const u64,
+                ptr::null_mut::<libc::siginfo_t>(),
+                ptr::null::<libc::timespec>(),
+                8usize,
+            )
+        };
+        match check(ret) {
+            Ok(signal) => return Ok(signal as libc::c_int),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Child-safe. Reaps one exited child of any kind without blocking: `Ok(Some((pid, raw
+/// wait status)))`, `Ok(None)` when none has exited, `Err(ECHILD)` when there are none.
+pub(crate) fn reap_any() -> Result<Option<(libc::pid_t, libc::c_int)>, Errno> {
+    let mut status: libc::c_int = 0;
+    loop {
+        // SAFETY: status is a writable int that outlives the call; rusage is NULL.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_wait4,
+                -1 as libc::pid_t,
+                &mut status as *mut libc::c_int,
+                libc::WNOHANG | libc::__WALL,
+                ptr::null_mut::<libc::rusage>(),
+            )
+        };
+        match check(ret) {
+            Ok(0) => return Ok(None),
+            Ok(pid) => return Ok(Some((pid as libc::pid_t, status))),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Child-safe. `kill(pid, signal)`.
+pub(crate) fn kill(pid: libc::pid_t, signal: libc::c_int) -> Result<(), Errno> {
+    // SAFETY: plain integer arguments.
+    check(unsafe { libc::syscall(libc::SYS_kill, pid, signal) }).map(drop)
+}
+
 /// Child-safe. `execve(path, argv, envp)`; only returns on failure.
 ///
 /// `argv` and `envp` must be NULL-terminated arrays of pointers to NUL-terminated strings (the

@@ -955,3 +955,87 @@ fn files_bound_over_the_hosts_etc_are_what_the_task_reads_in_both_jail_modes() {
     );
     assert!(mounts_under(jail.root.path()).is_empty());
 }
+
+/// The small init (`SandboxSpec::init`): PID 1 is the init, which forwards an unhandled
+/// SIGTERM to the program (a plain sleep stops at once) and reports the program's own end.
+#[test]
+fn the_small_init_forwards_sigterm_and_reports_the_programs_own_end() {
+    if !require_root("spawning a sandbox") {
+        return;
+    }
+    let cgroups = TestCgroups::new();
+    let cg = cgroups.create(&limits(64, 16));
+    let jail = JailDirs::new();
+    let mut s = spec(VERIFY_IN_JAIL, &["sleep", "60"], &jail, Some(&cg));
+    s.init = true;
+    let child = spawn(&s).unwrap();
+    assert!(child.init_status.is_some());
+    // The init and the program are both in the task's cgroup.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while cg.pids().unwrap().len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(cg.pids().unwrap().len(), 2, "init and program");
+    let sent = std::time::Instant::now();
+    child.signal(libc::SIGTERM).unwrap();
+    let init = child.wait().unwrap();
+    assert!(
+        sent.elapsed() < std::time::Duration::from_secs(1),
+        "the init forwarded SIGTERM: {:?}",
+        sent.elapsed()
+    );
+    assert_eq!(init, ExitStatus::Exited(128 + libc::SIGTERM));
+    let program = isolation::sandbox::init_exit_status(std::os::fd::AsFd::as_fd(
+        child.init_status.as_ref().unwrap(),
+    ));
+    assert_eq!(
+        program,
+        Some(ExitStatus::Signaled {
+            signal: libc::SIGTERM,
+            core_dumped: false
+        })
+    );
+
+    // An exit code comes through as it is; the program is not PID 1 and keeps its
+    // confinement (uid, no capabilities).
+    let mut s = spec("/bin/sh", &["-c", "exit 7"], &jail, Some(&cg));
+    s.init = true;
+    let out = run(s).unwrap();
+    assert_eq!(out.status, ExitStatus::Exited(7));
+    let mut s = spec(VERIFY_IN_JAIL, &[], &jail, Some(&cg));
+    s.init = true;
+    let out = run(s).unwrap();
+    assert!(out.status.success(), "{}", out.stderr);
+    let r: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(r["pid"], 2, "the init is PID 1");
+    assert_eq!(r["uid"], 65534);
+
+    // SIGKILL from outside takes the init and the program: nothing reported, the init's own
+    // status stands.
+    let mut s = spec(VERIFY_IN_JAIL, &["sleep", "60"], &jail, Some(&cg));
+    s.init = true;
+    let child = spawn(&s).unwrap();
+    child.signal(libc::SIGKILL).unwrap();
+    assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
+    assert_eq!(
+        isolation::sandbox::init_exit_status(std::os::fd::AsFd::as_fd(
+            child.init_status.as_ref().unwrap()
+        )),
+        None
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while !cg.pids().unwrap().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(
+        cg.pids().unwrap().is_empty(),
+        "the program died with its init"
+    );
+
+    // A start failure is still reported by step and path, and nothing is left.
+    let mut s = spec("/bin/nonexistent", &[], &jail, Some(&cg));
+    s.init = true;
+    let err = run(s).err().expect("must fail");
+    assert_eq!(err.step(), Some(Step::Exec), "{err}");
+    assert!(cg.pids().unwrap().is_empty());
+}

@@ -81,6 +81,7 @@ fn jail() -> IsolationMode {
         host_pid: true,
         host_ipc: true,
         readonly_rootfs: true,
+        no_init: false,
     }
 }
 

@@ -752,8 +752,8 @@ job "execd" {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(
         lines,
-        vec!["1", "65534", "got:hello"],
-        "pid 1 of its namespace is the task; runs as nobody"
+        vec!["2", "65534", "got:hello"],
+        "the task is pid 2 of its namespace, behind its init (pid 1); runs as nobody"
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("oops"));
 

@@ -821,3 +821,59 @@ job "p" {
     .unwrap();
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
 }
+
+#[test]
+fn lifecycle_max_run_duration_and_init_are_acted_on_and_checked() {
+    let p = jobspec::check_hcl(
+        r#"
+job "j" {
+  type = "batch"
+  group "g" {
+    max_run_duration = "1h"
+    task "setup" {
+      driver = "exec"
+      lifecycle {
+        hook    = "prestart"
+        sidecar = false
+      }
+      config { command = "x" }
+    }
+    task "main" {
+      driver = "exec"
+      config {
+        command = "x"
+        init    = false
+      }
+    }
+  }
+}
+"#,
+        &opts(),
+    )
+    .unwrap();
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    assert_eq!(
+        p.job.task_groups[0].max_run_duration,
+        Some(std::time::Duration::from_secs(3600))
+    );
+    let e = jobspec::check_hcl(
+        r#"
+job "j" {
+  group "g" {
+    max_run_duration = "1h"
+    task "main" {
+      driver = "exec"
+      config { command = "x" }
+    }
+  }
+}
+"#,
+        &opts(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("max_run_duration") && e.contains("job type \"service\" does not allow"),
+        "{e}"
+    );
+}

@@ -17,8 +17,15 @@ use crate::sys;
 /// Runs the plan's steps; never returns (exec or `_exit`).
 pub(super) fn run(ops: &[PlannedOp], report_fd: RawFd) {
     let mut index: u32 = 0;
-    for planned in ops {
-        if let Err((errno, detail)) = execute(&planned.op) {
+    for (at, planned) in ops.iter().enumerate() {
+        let result = match &planned.op {
+            // The task goes on with the rest of the plan; the init never comes back.
+            Op::StartInit { status_fd } => {
+                super::init::start(*status_fd, ops.get(at + 1..).unwrap_or(&[]))
+            }
+            op => execute(op),
+        };
+        if let Err((errno, detail)) = result {
             let report = Report {
                 step: planned.step as u32,
                 index,
@@ -89,6 +96,8 @@ pub(super) fn execute(op: &Op) -> Result<(), (Errno, u32)> {
         } => plain(sys::set_rlimit(*resource, *soft, *hard)),
         Op::Dup { from, to } => plain(sys::dup_onto(*from, *to)),
         Op::CloseFrom { keep } => close_from(*keep),
+        // Handled by `run`, which knows the rest of the plan; never planned twice.
+        Op::StartInit { .. } => Err((Errno::EINVAL, 0)),
         Op::AwaitByte { fd, timeout_ms } => plain(sys::await_byte(*fd, *timeout_ms)),
         Op::ResetSignals => {
             sys::reset_signal_dispositions();
@@ -117,12 +126,12 @@ pub(super) fn execute(op: &Op) -> Result<(), (Errno, u32)> {
     }
 }
 
-/// Closes every fd ≥ 3 except the (at most two) in `keep`.
-fn close_from(keep: [RawFd; 2]) -> Result<(), (Errno, u32)> {
-    let [a, b] = keep;
-    let (low, high) = if a <= b { (a, b) } else { (b, a) };
+/// Closes every fd ≥ 3 except the (at most three) in `keep`.
+fn close_from(keep: [RawFd; 3]) -> Result<(), (Errno, u32)> {
+    let mut sorted = keep;
+    sorted.sort_unstable();
     let mut next: u32 = 3;
-    for kept in [low, high] {
+    for kept in sorted {
         let Ok(kept) = u32::try_from(kept) else {
             continue;
         };

@@ -494,6 +494,7 @@ fn build_plan(
         stdout,
         stderr,
         go_ahead: None,
+        init: false,
     };
     let mut plan = plan::build(&base)?;
     plan.ops.splice(0..0, entry_ops(spec, target));
@@ -620,7 +621,11 @@ fn launch(
         flags: describe_clone(spec, target.pid),
         errno,
     })?;
-    let child = SandboxChild { pid, pidfd };
+    let child = SandboxChild {
+        pid,
+        pidfd,
+        init_status: None,
+    };
     match read_report(&read_end) {
         Ok(None) => Ok(child),
         Ok(Some(record)) => {

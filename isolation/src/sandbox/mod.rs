@@ -63,6 +63,7 @@
 
 mod child;
 mod enter;
+mod init;
 mod ops;
 mod plan;
 mod template;
@@ -303,6 +304,13 @@ pub struct SandboxSpec {
     /// (opening its log files) while the child builds the sandbox. The child waits at most
     /// [`GO_AHEAD_TIMEOUT_MS`]. `None`: no waiting.
     pub go_ahead: Option<OwnedFd>,
+    /// Run a small init as PID 1 of the new pid namespace (requires `namespaces.pid`): the
+    /// sandbox child forks the program and stays, forwarding every signal it gets to the
+    /// program, reaping orphans, and exiting when the program does (see module `init`).
+    /// Without it the program is PID 1, and the kernel drops every signal it has no handler
+    /// for (a `sleep` ignores SIGTERM). The program's own wait status comes back through
+    /// [`SandboxChild::init_status`].
+    pub init: bool,
 }
 
 /// Longest wait for [`SandboxSpec::go_ahead`]: a caller that never answers fails the start
@@ -358,6 +366,7 @@ pub enum Step {
     SetCapabilities,
     SetAmbientCapabilities,
     AwaitGoAhead,
+    StartInit,
     NoNewPrivs,
     InstallSeccomp,
     ChangeDirectory,
@@ -366,7 +375,7 @@ pub enum Step {
 
 impl Step {
     /// Every step in execution order.
-    pub const ALL: [Step; 48] = [
+    pub const ALL: [Step; 49] = [
         Step::MakeNonDumpable,
         Step::JoinCgroup,
         Step::JoinTaskNamespaces,
@@ -411,6 +420,7 @@ impl Step {
         Step::SetCapabilities,
         Step::SetAmbientCapabilities,
         Step::AwaitGoAhead,
+        Step::StartInit,
         Step::NoNewPrivs,
         Step::InstallSeccomp,
         Step::ChangeDirectory,
@@ -468,6 +478,7 @@ impl Step {
             Step::SetCapabilities => "set capabilities",
             Step::SetAmbientCapabilities => "raise ambient capabilities",
             Step::AwaitGoAhead => "wait for the go-ahead to exec",
+            Step::StartInit => "fork the task from its init",
             Step::NoNewPrivs => "set no_new_privs",
             Step::InstallSeccomp => "install seccomp filter",
             Step::ChangeDirectory => "chdir",
@@ -649,9 +660,13 @@ pub fn wait_pidfd(pidfd: BorrowedFd<'_>, nohang: bool) -> Result<Option<ExitStat
 /// [`wait_pidfd`]); dropping this does not kill it (and closes the pidfd).
 #[derive(Debug)]
 pub struct SandboxChild {
-    /// Pid in the caller's pid namespace.
+    /// Pid in the caller's pid namespace (the init's, with [`SandboxSpec::init`]).
     pub pid: i32,
     pub pidfd: OwnedFd,
+    /// With [`SandboxSpec::init`]: the read end (non-blocking) on which the init writes the
+    /// program's wait status before it exits; read it with [`init_exit_status`] once the
+    /// init has been reaped.
+    pub init_status: Option<OwnedFd>,
 }
 
 impl SandboxChild {
@@ -736,6 +751,22 @@ fn spawn_plan(mut plan: plan::Plan) -> Result<SandboxChild, SpawnError> {
     let write_end = above_stdio(write_end, "move the report pipe above fd 2")?;
     let report_fd = write_end.as_raw_fd();
     plan.set_report_fd(report_fd);
+    // The init's status pipe: non-blocking, so that reading it after the init was reaped
+    // never waits (nothing there: the init itself was killed).
+    let init_status = if plan.has_init() {
+        let (read_end, write_end) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+                .map_err(|errno| SpawnError::Prepare {
+                    what: "create the init's status pipe".to_string(),
+                    source: errno.into(),
+                })?;
+        let read_end = above_stdio(read_end, "move the init's status pipe above fd 2")?;
+        let write_end = above_stdio(write_end, "move the init's status pipe above fd 2")?;
+        plan.set_status_fd(write_end.as_raw_fd());
+        Some((read_end, write_end))
+    } else {
+        None
+    };
 
     let request = sys::CloneRequest {
         namespace_flags: plan.namespace_flags,
@@ -755,13 +786,20 @@ fn spawn_plan(mut plan: plan::Plan) -> Result<SandboxChild, SpawnError> {
     })?;
     // The child runs in our memory until it execs (no page-table copy: see
     // `sys::clone3_spawn_shared`); `child::run` only reads the plan and writes its stack.
-    let cloned = sys::clone3_spawn_shared(request, &|| child::run(&plan.ops, report_fd));
+    // An init never execs: it gets memory of its own (a copy, as fork gives).
+    let child_main = || child::run(&plan.ops, report_fd);
+    let cloned = if init_status.is_some() {
+        sys::clone3_spawn(request, &child_main)
+    } else {
+        sys::clone3_spawn_shared(request, &child_main)
+    };
     let restored = nix::sys::signal::pthread_sigmask(
         nix::sys::signal::SigmaskHow::SIG_SETMASK,
         Some(&old),
         None,
     );
     drop(write_end);
+    let init_status = init_status.map(|(read_end, _write_end)| read_end);
     let (pid, pidfd) = cloned.map_err(|errno| SpawnError::Clone {
         flags: plan.describe_clone_flags(),
         errno,
@@ -769,7 +807,11 @@ fn spawn_plan(mut plan: plan::Plan) -> Result<SandboxChild, SpawnError> {
     if let Err(errno) = restored {
         tracing::warn!(%errno, "cannot restore the signal mask after clone3");
     }
-    let child = SandboxChild { pid, pidfd };
+    let child = SandboxChild {
+        pid,
+        pidfd,
+        init_status,
+    };
 
     match read_report(&read_end) {
         Ok(None) => Ok(child),
@@ -781,6 +823,18 @@ fn spawn_plan(mut plan: plan::Plan) -> Result<SandboxChild, SpawnError> {
             reap(&child);
             Err(SpawnError::Report { pid, bytes })
         }
+    }
+}
+
+/// The program's end as its init reported it (see [`SandboxSpec::init`]), read from
+/// [`SandboxChild::init_status`] after the init was reaped. `None` when the init wrote
+/// nothing: it was killed itself (SIGKILL from outside, which takes the whole pid namespace
+/// with it), so its own status is the program's.
+pub fn init_exit_status(status_fd: BorrowedFd<'_>) -> Option<ExitStatus> {
+    let mut buf = [0u8; init::STATUS_SIZE];
+    match nix::unistd::read(status_fd, &mut buf) {
+        Ok(n) if n == buf.len() => init::decode(libc::c_int::from_ne_bytes(buf)),
+        _ => None,
     }
 }
 

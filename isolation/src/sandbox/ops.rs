@@ -100,10 +100,10 @@ pub(crate) enum Op {
         from: RawFd,
         to: RawFd,
     },
-    /// Close every fd ≥ 3 except those in `keep` (the report pipe and the go-ahead pipe,
-    /// both close-on-exec; -1 for none).
+    /// Close every fd ≥ 3 except those in `keep` (the report pipe, the go-ahead pipe and
+    /// the init's status pipe, all close-on-exec; -1 for none).
     CloseFrom {
-        keep: [RawFd; 2],
+        keep: [RawFd; 3],
     },
     /// Wait (at most `timeout_ms`) for one byte on `fd`; end of file is `ECANCELED`.
     AwaitByte {
@@ -136,6 +136,12 @@ pub(crate) enum Op {
     Ambient {
         raise: u64,
         last_cap: u8,
+    },
+    /// Fork: the new process goes on with the plan and becomes the task; this one stays as
+    /// the small init, PID 1 of the task's pid namespace (see `super::init`), and reports
+    /// the task's wait status on `status_fd` (filled in by `Plan::set_status_fd`).
+    StartInit {
+        status_fd: RawFd,
     },
     NoNewPrivs,
     Seccomp {

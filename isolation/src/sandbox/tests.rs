@@ -55,6 +55,7 @@ fn jail_spec(staging: &Path) -> SandboxSpec {
         stdout: Stdio::Inherit,
         stderr: Stdio::Null,
         go_ahead: None,
+        init: false,
     }
 }
 
@@ -124,7 +125,7 @@ fn phase(step: Step) -> u32 {
         | Step::SetUid
         | Step::SetCapabilities
         | Step::SetAmbientCapabilities => 25,
-        Step::AwaitGoAhead => 26,
+        Step::AwaitGoAhead | Step::StartInit => 26,
         Step::NoNewPrivs => 27,
         Step::InstallSeccomp => 28,
         Step::ChangeDirectory => 29,

@@ -185,6 +185,7 @@ pub fn task_spec(
         stdout: Stdio::Null,
         stderr: Stdio::Null,
         go_ahead: None,
+        init: false,
     }
 }
 

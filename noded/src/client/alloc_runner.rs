@@ -2,19 +2,20 @@
 //! the allocation's client status (Nomad's rules), and stops everything when the servers say so
 //! or when a task fails for good (the group fails together) or its leader task ends.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use controlplane::model::{
     AllocClientUpdate, AllocDeploymentStatus, AllocNetworkStatus, Allocation, ClientStatus,
-    DesiredStatus, Job, Task, TaskGroup, TaskLifecycleState, TaskState,
+    DesiredStatus, Job, JobType, Task, TaskGroup, TaskLifecycleState, TaskState,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::allocdir::{AllocDir, DirOwner};
 use super::health::HealthWatch;
+use super::lifecycle::{Coordinator, Stage};
 use super::network::record::AllocNetwork;
 use super::network::task::{task_network, write_etc_files, NetworkMode, TaskNetwork};
 use super::services::plan::NodeSide;
@@ -34,6 +35,10 @@ const ALLOC_CONTROL_QUEUE: usize = 16;
 const TASK_UPDATE_QUEUE: usize = 64;
 /// User requests queued for one task before the allocation's dispatcher waits.
 const TASK_CONTROL_QUEUE: usize = 8;
+
+/// The client description (and kill reason) of an allocation stopped by its group's
+/// `max_run_duration`, in Nomad's words.
+pub const MAX_RUN_DURATION_EXCEEDED: &str = "allocation exceeded max_run_duration";
 
 /// Nomad's client status from task states: any failed → failed; else any running → running;
 /// else any pending → pending; else complete.
@@ -231,7 +236,15 @@ async fn run(
         running.kills.insert(task.name.clone(), kill_tx);
         let (control_tx, control_rx) = mpsc::channel(TASK_CONTROL_QUEUE);
         running.task_controls.insert(task.name.clone(), control_tx);
-        match setup.runner(task, update_tx.clone(), kill_rx, control_rx) {
+        let (gate_tx, gate_rx) = watch::channel(false);
+        running.gates.insert(task.name.clone(), gate_tx);
+        let channels = RunnerChannels {
+            updates: update_tx.clone(),
+            kill: kill_rx,
+            control: control_rx,
+            start_gate: gate_rx,
+        };
+        match setup.runner(task, channels) {
             Ok(runner) => {
                 task_envs.insert(task.name.clone(), runner.ctx.env.clone());
                 let name = task.name.clone();
@@ -258,10 +271,13 @@ async fn run(
         running.view(),
     ));
     if alloc.desired_status != DesiredStatus::Run {
+        // Never started here: nothing to clean up after, so poststop tasks do not run.
         running
-            .stop("allocation is not wanted (desired status stop)")
+            .stop("allocation is not wanted (desired status stop)", true)
             .await;
     }
+    // The first gates open (prestart tasks, or the main tasks of a group without hooks).
+    running.lifecycle_step().await;
     running.report(&shared).await;
     running
         .supervise(
@@ -420,13 +436,13 @@ struct TaskSetup<'a> {
 impl TaskSetup<'_> {
     /// The runner of `task`, talking to the allocation runner through the given channels;
     /// or, for a task that cannot run on this node (its driver is missing), its dead state.
-    fn runner(
-        &self,
-        task: &Task,
-        updates: mpsc::Sender<TaskUpdate>,
-        kill: watch::Receiver<Option<KillRequest>>,
-        control: mpsc::Receiver<TaskControl>,
-    ) -> Result<TaskRunner, TaskState> {
+    fn runner(&self, task: &Task, channels: RunnerChannels) -> Result<TaskRunner, TaskState> {
+        let RunnerChannels {
+            updates,
+            kill,
+            control,
+            start_gate,
+        } = channels;
         let Some(driver) = self.shared.drivers.get(&task.driver) else {
             // A driver this node lacks: the scheduler should not have placed it here.
             let mut state = self
@@ -523,6 +539,8 @@ impl TaskSetup<'_> {
             updates,
             kill,
             control,
+            stage: Stage::of(task),
+            start_gate,
             previous,
             reattach: resume.reattach,
             setup_error,
@@ -591,6 +609,14 @@ impl TaskSetup<'_> {
     }
 }
 
+/// The channels between the allocation runner and one task runner.
+struct RunnerChannels {
+    updates: mpsc::Sender<TaskUpdate>,
+    kill: watch::Receiver<Option<KillRequest>>,
+    control: mpsc::Receiver<TaskControl>,
+    start_gate: watch::Receiver<bool>,
+}
+
 /// An allocation while its tasks run: their states, what was last reported, and the
 /// handles that stop or control them.
 struct Running {
@@ -603,6 +629,23 @@ struct Running {
     leader: Option<String>,
     /// Every task has been asked to stop (once: the first reason is the one they report).
     stopping: bool,
+    /// The order of the tasks (lifecycle hooks): who may start, when the group stops.
+    coordinator: Coordinator,
+    /// Each task's start gate, opened by the coordinator.
+    gates: BTreeMap<String, watch::Sender<bool>>,
+    /// A stop's kill waves still to send (leader, the others, sidecars), each once the
+    /// previous wave's tasks are dead.
+    kill_waves: VecDeque<Vec<String>>,
+    /// The wave last sent.
+    kill_wave: Vec<String>,
+    /// Why the tasks are being killed (the first stop's reason).
+    kill_reason: String,
+    /// Whether poststop tasks are killed too (not only left to run after the others).
+    poststop_killed: bool,
+    /// When a batch group's `max_run_duration` is up (Unix nanoseconds), if it has one.
+    max_run_deadline: Option<i64>,
+    /// A client status that overrides the tasks' (max_run_duration: complete, as Nomad).
+    forced_status: Option<(ClientStatus, &'static str)>,
     /// Whether the allocation became healthy (a drain stops the allocation it replaces only
     /// then); reported once decided.
     health: HealthWatch,
@@ -636,6 +679,14 @@ impl Running {
                 .find(|t| t.leader)
                 .map(|t| t.name.clone()),
             stopping: false,
+            coordinator: Coordinator::new(&group.tasks),
+            gates: BTreeMap::new(),
+            kill_waves: VecDeque::new(),
+            kill_wave: Vec::new(),
+            kill_reason: String::new(),
+            poststop_killed: false,
+            max_run_deadline: max_run_deadline(alloc, group),
+            forced_status: None,
             health: HealthWatch::new(group, controlplane::model::now_unix_nanos()),
             alloc: with_network_status(alloc, network_status.as_ref()),
             network_status,
@@ -653,17 +704,91 @@ impl Running {
 
     /// Asks every task to stop for `reason`, unless they were asked already: first the
     /// allocation's services leave the catalog, then `shutdown_delay` passes (clients stop
-    /// using an instance before it goes away), then the kill.
-    async fn stop(&mut self, reason: &str) {
+    /// using an instance before it goes away), then the kill, in Nomad's order: the leader,
+    /// then the other tasks, then the sidecars, each wave once the previous one is dead.
+    /// Poststop tasks are left to run once the others are dead, unless
+    /// `including_poststop` (the allocation never ran here, its `max_run_duration` is up, or
+    /// the client shuts down).
+    async fn stop(&mut self, reason: &str, including_poststop: bool) {
+        if self.stopping {
+            if including_poststop && !self.poststop_killed {
+                // A later, harder stop: the poststop tasks go too.
+                self.poststop_killed = true;
+                let poststop: Vec<String> = self
+                    .kills
+                    .keys()
+                    .filter(|t| self.coordinator.stage(t) == Some(Stage::Poststop))
+                    .cloned()
+                    .collect();
+                kill_tasks(&self.kills, &poststop, reason);
+            }
+            return;
+        }
+        self.stopping = true;
+        self.poststop_killed = including_poststop;
+        if let Some(services) = &self.services {
+            services.deregister(services::DEREGISTER_WAIT).await;
+        }
+        if !self.shutdown_delay.is_zero() {
+            tokio::time::sleep(self.shutdown_delay).await;
+        }
+        self.kill_reason = reason.to_string();
+        self.kill_waves = self
+            .coordinator
+            .kill_waves(self.leader.as_deref(), including_poststop)
+            .into();
+        self.advance_kills();
+    }
+
+    /// Sends the next kill wave once every task of the previous one is dead.
+    fn advance_kills(&mut self) {
+        loop {
+            let waiting = self.kill_wave.iter().any(|t| {
+                self.states
+                    .get(t)
+                    .is_none_or(|s| s.state != TaskLifecycleState::Dead)
+            });
+            if waiting {
+                return;
+            }
+            let Some(wave) = self.kill_waves.pop_front() else {
+                return;
+            };
+            kill_tasks(&self.kills, &wave, &self.kill_reason);
+            self.kill_wave = wave;
+        }
+    }
+
+    /// After any task state change: the coordinator moves on and opens or closes the start
+    /// gates; the group is stopped when a task failed, the leader is dead or only sidecars
+    /// are left; the next kill wave goes out when the previous one is dead.
+    async fn lifecycle_step(&mut self) {
+        self.coordinator.update(&self.states);
+        for (name, gate) in &self.gates {
+            let open = self.coordinator.may_start(name);
+            gate.send_if_modified(|g| std::mem::replace(g, open) != open);
+        }
         if !self.stopping {
-            self.stopping = true;
-            if let Some(services) = &self.services {
-                services.deregister(services::DEREGISTER_WAIT).await;
+            if let Some(reason) = self
+                .coordinator
+                .kill_reason(&self.states, self.leader.as_deref())
+            {
+                self.stop(&reason.describe(), false).await;
             }
-            if !self.shutdown_delay.is_zero() {
-                tokio::time::sleep(self.shutdown_delay).await;
+        }
+        self.advance_kills();
+    }
+
+    /// Sleeps until the group's `max_run_duration` is up (forever without one).
+    async fn max_run_due(&self) {
+        match self.max_run_deadline {
+            Some(at) => {
+                let wait = at
+                    .saturating_sub(controlplane::model::now_unix_nanos())
+                    .max(0);
+                tokio::time::sleep(Duration::from_nanos(u64::try_from(wait).unwrap_or(0))).await
             }
-            stop_all(&self.kills, reason);
+            None => std::future::pending().await,
         }
     }
 
@@ -677,6 +802,7 @@ impl Running {
             shared,
             &self.alloc_id,
             &self.states,
+            self.forced_status,
             self.health.decided(),
             self.network_status.as_ref(),
             &mut self.reported,
@@ -713,6 +839,7 @@ impl Running {
                 Some(joined) = runners.join_next() => {
                     if let Ok((name, state)) = joined {
                         self.states.insert(name, state);
+                        self.lifecycle_step().await;
                         self.report(shared).await;
                     }
                     if runners.is_empty() {
@@ -721,7 +848,7 @@ impl Running {
                 }
                 changed = alloc_updates.changed(), if !self.stopping => {
                     if changed.is_err() {
-                        self.stop("the client is shutting down").await;
+                        self.stop("the client is shutting down", true).await;
                         continue;
                     }
                     let newest = alloc_updates.borrow_and_update().clone();
@@ -736,8 +863,16 @@ impl Running {
                         } else {
                             newest.desired_description.as_str()
                         };
-                        self.stop(reason).await;
+                        self.stop(reason, false).await;
                     }
+                }
+                // A batch group's time is up: every task goes, poststop ones too, and the
+                // allocation is complete (as Nomad reports it).
+                _ = self.max_run_due(), if !self.stopping && self.forced_status.is_none() => {
+                    tracing::info!(alloc = %self.alloc_id, "{MAX_RUN_DURATION_EXCEEDED}");
+                    self.forced_status = Some((ClientStatus::Complete, MAX_RUN_DURATION_EXCEEDED));
+                    self.stop(MAX_RUN_DURATION_EXCEEDED, true).await;
+                    self.report(shared).await;
                 }
                 Some(control) = controls.recv() => dispatch_control(control, &self.states, &self.task_controls),
                 // Health passes with time alone (min_healthy_time, healthy_deadline).
@@ -747,21 +882,10 @@ impl Running {
         }
     }
 
-    /// A task's new state: the group stops together when a task failed for good or the
-    /// leader is dead.
+    /// A task's new state: the lifecycle moves on (see [`Running::lifecycle_step`]).
     async fn task_changed(&mut self, shared: &ClientShared, update: TaskUpdate) {
-        let dead = update.state.state == TaskLifecycleState::Dead;
-        let failed_for_good = dead && update.state.failed;
-        let leader_done = dead && self.leader.as_deref() == Some(update.task.as_str());
-        self.states.insert(update.task.clone(), update.state);
-        if failed_for_good {
-            self.stop(&format!("sibling task {:?} failed", update.task))
-                .await;
-        }
-        if leader_done {
-            self.stop(&format!("leader task {:?} is dead", update.task))
-                .await;
-        }
+        self.states.insert(update.task, update.state);
+        self.lifecycle_step().await;
         self.report(shared).await;
     }
 }
@@ -777,6 +901,22 @@ fn with_network_status(
         a.network_status = Some(status.clone());
     }
     Arc::new(a)
+}
+
+/// When a batch group's `max_run_duration` is up: the allocation's creation plus the
+/// duration (Nomad anchors it there, so it survives task restarts and client restarts).
+/// `None` for other job types, allocations without a creation time, or no duration.
+fn max_run_deadline(alloc: &Allocation, group: &TaskGroup) -> Option<i64> {
+    let batch = alloc
+        .job
+        .as_ref()
+        .is_some_and(|j| matches!(j.job_type, JobType::Batch | JobType::Sysbatch));
+    let duration = group.max_run_duration.filter(|d| !d.is_zero())?;
+    if !batch || alloc.create_time <= 0 {
+        return None;
+    }
+    let nanos = i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX);
+    Some(alloc.create_time.saturating_add(nanos))
 }
 
 /// The wait between deregistration and kill: the longest `shutdown_delay` of the group and
@@ -923,8 +1063,13 @@ fn requested_resources(
     }
 }
 
-fn stop_all(kills: &BTreeMap<String, watch::Sender<Option<KillRequest>>>, reason: &str) {
-    for tx in kills.values() {
+/// Asks the named tasks to stop (those not asked already).
+fn kill_tasks(
+    kills: &BTreeMap<String, watch::Sender<Option<KillRequest>>>,
+    tasks: &[String],
+    reason: &str,
+) {
+    for tx in tasks.iter().filter_map(|t| kills.get(t)) {
         if tx.borrow().is_none() {
             tx.send_replace(Some(KillRequest {
                 reason: reason.to_string(),
@@ -936,15 +1081,25 @@ fn stop_all(kills: &BTreeMap<String, watch::Sender<Option<KillRequest>>>, reason
 /// What was last reported: client status, task states, health.
 type LastReport = (ClientStatus, BTreeMap<String, TaskState>, Option<bool>);
 
+#[allow(clippy::too_many_arguments)]
 async fn report(
     shared: &ClientShared,
     alloc_id: &str,
     states: &BTreeMap<String, TaskState>,
+    forced: Option<(ClientStatus, &'static str)>,
     healthy: Option<bool>,
     network_status: Option<&AllocNetworkStatus>,
     reported: &mut Option<LastReport>,
 ) {
-    let status = client_status(states);
+    // A forced status (max_run_duration) is reported once the tasks are gone: until then
+    // they are still being killed, and the servers would hold a terminal status too early.
+    let computed = client_status(states);
+    let (status, description) = match forced {
+        Some(forced) if !matches!(computed, ClientStatus::Running | ClientStatus::Pending) => {
+            forced
+        }
+        _ => (computed, describe(computed)),
+    };
     if reported
         .as_ref()
         .is_some_and(|(s, t, h)| *s == status && t == states && *h == healthy)
@@ -960,7 +1115,7 @@ async fn report(
     // Recorded before it is sent: a restarted daemon knows what the servers were told.
     let record = Reported {
         client_status: status,
-        client_description: describe(status).to_string(),
+        client_description: description.to_string(),
         task_states: states.clone(),
         deployment_status: deployment_status.clone(),
     };
@@ -976,7 +1131,7 @@ async fn report(
         .send_update(AllocClientUpdate {
             id: alloc_id.to_string(),
             client_status: status,
-            client_description: describe(status).to_string(),
+            client_description: description.to_string(),
             task_states: states.clone(),
             deployment_status,
             network_status: network_status.cloned(),

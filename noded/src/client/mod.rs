@@ -22,6 +22,7 @@ pub mod fs;
 pub mod gc;
 pub mod health;
 pub mod heartbeat;
+pub mod lifecycle;
 pub mod logs;
 pub mod network;
 pub mod recovery;

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use controlplane::model::{JobType, RestartPolicy};
 
+use super::lifecycle::{restarts_on_success, Stage};
+
 /// How a task run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunOutcome {
@@ -31,11 +33,17 @@ pub enum RestartDecision {
     Fail { reason: String },
 }
 
+fn is_batch(job_type: JobType) -> bool {
+    matches!(job_type, JobType::Batch | JobType::Sysbatch)
+}
+
 /// Tracks restarts within the policy's interval.
 #[derive(Debug, Clone)]
 pub struct RestartTracker {
     policy: RestartPolicy,
-    job_type: JobType,
+    /// Whether a successful exit is restarted (service main tasks and lifecycle sidecars;
+    /// see [`super::lifecycle::restarts_on_success`]).
+    restart_on_success: bool,
     /// Start of the current interval (monotonic time, as a duration since an arbitrary origin).
     interval_start: Option<Duration>,
     count_in_interval: i64,
@@ -43,9 +51,14 @@ pub struct RestartTracker {
 
 impl RestartTracker {
     pub fn new(policy: RestartPolicy, job_type: JobType) -> RestartTracker {
+        RestartTracker::for_stage(policy, job_type, Stage::Main)
+    }
+
+    /// The tracker of a task of lifecycle `stage`.
+    pub fn for_stage(policy: RestartPolicy, job_type: JobType, stage: Stage) -> RestartTracker {
         RestartTracker {
             policy,
-            job_type,
+            restart_on_success: restarts_on_success(is_batch(job_type), stage),
             interval_start: None,
             count_in_interval: 0,
         }
@@ -56,11 +69,12 @@ impl RestartTracker {
     pub fn resume(
         policy: RestartPolicy,
         job_type: JobType,
+        stage: Stage,
         state: super::state::RestartState,
     ) -> RestartTracker {
         RestartTracker {
             policy,
-            job_type,
+            restart_on_success: restarts_on_success(is_batch(job_type), stage),
             interval_start: state
                 .interval_start_unix_nanos
                 .and_then(|n| u64::try_from(n).ok())
@@ -81,8 +95,7 @@ impl RestartTracker {
 
     /// Decides after a run ended at time `now`.
     pub fn next(&mut self, outcome: RunOutcome, now: Duration) -> RestartDecision {
-        let batch = matches!(self.job_type, JobType::Batch | JobType::Sysbatch);
-        if outcome == RunOutcome::Success && batch {
+        if outcome == RunOutcome::Success && !self.restart_on_success {
             return RestartDecision::Complete;
         }
 
@@ -221,7 +234,8 @@ mod tests {
         t.next(RunOutcome::Failure, S(110));
         let recorded = t.state();
         assert_eq!(recorded.count_in_interval, 2);
-        let mut resumed = RestartTracker::resume(policy(2, "fail"), JobType::Service, recorded);
+        let mut resumed =
+            RestartTracker::resume(policy(2, "fail"), JobType::Service, Stage::Main, recorded);
         assert!(matches!(
             resumed.next(RunOutcome::Failure, S(120)),
             RestartDecision::Fail { .. }

@@ -12,6 +12,7 @@ use controlplane::model::{
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::cpuset::SharedCores;
+use super::lifecycle::Stage;
 use super::restart::{RestartDecision, RestartTracker, RunOutcome};
 use super::state::{RestartState, StateStore, TaskHandle, TaskIntent, TaskRecord};
 use crate::driver::{Driver, TaskContext};
@@ -86,6 +87,11 @@ pub struct TaskRunner {
     pub restart: RestartState,
     /// Where this task's record is written, before each act and after each change.
     pub record: TaskRecorder,
+    /// The task's lifecycle stage (prestart, main, poststart, poststop; sidecar or not).
+    pub stage: Stage,
+    /// Open (`true`) once the group's lifecycle lets this task start (the allocation
+    /// runner's coordinator); a task waits on it before its first start only.
+    pub start_gate: watch::Receiver<bool>,
 }
 
 /// Writes one task's record to the client state.
@@ -191,6 +197,7 @@ impl TaskRunner {
         let mut tracker = RestartTracker::resume(
             self.task.restart_policy.clone().unwrap_or_default(),
             self.job_type,
+            self.stage,
             self.restart,
         );
         let mut reattach = self.reattach.take();
@@ -226,6 +233,15 @@ impl TaskRunner {
                 e.fails_task = true;
                 self.push(&mut state, e);
                 return self.finish(state, true).await;
+            }
+            // Never started yet: wait for its turn in the group's lifecycle. A task that ran
+            // before (restarts, a daemon that came back) does not wait again, as in Nomad.
+            if state.started_at.is_none() && !self.wait_for_start_gate().await {
+                let kill = self.kill_requested().map(|k| k.reason).unwrap_or_default();
+                let mut e = TaskEvent::new(event_type::KILLED, "Task killed before it started");
+                e.kill_reason = kill;
+                self.push(&mut state, e);
+                return self.finish(state, false).await;
             }
         }
         loop {
@@ -314,6 +330,25 @@ impl TaskRunner {
                         return self.finish(state, false).await;
                     }
                 }
+            }
+        }
+    }
+
+    /// Waits until the group's lifecycle lets the task start: true then, false when a kill
+    /// came first (or the allocation runner is gone).
+    async fn wait_for_start_gate(&mut self) -> bool {
+        let mut kill_open = true;
+        loop {
+            if self.kill_requested().is_some() {
+                return false;
+            }
+            if *self.start_gate.borrow_and_update() {
+                return true;
+            }
+            tokio::select! {
+                changed = self.start_gate.changed() => if changed.is_err() { return false },
+                changed = self.kill.changed(), if kill_open => if changed.is_err() { kill_open = false },
+                Some(control) = self.control.recv() => control.refuse("the task has not started yet (it waits for its lifecycle hook)"),
             }
         }
     }

@@ -355,6 +355,7 @@ impl Driver for ExecDriver {
                     host_pid: pid == NamespaceMode::Host,
                     host_ipc: ipc == NamespaceMode::Host,
                     readonly_rootfs: config.readonly_rootfs,
+                    no_init: config.no_init,
                 },
                 ambient,
             )

@@ -47,6 +47,11 @@ pub enum IsolationMode {
         /// The task's `/local` is read-only too (`readonly_rootfs`).
         #[serde(default)]
         readonly_rootfs: bool,
+        /// The task itself is PID 1 of its pid namespace (`init = false`), without the
+        /// small init that forwards signals and reaps (written only when set, so launches
+        /// read the same as before).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        no_init: bool,
     },
     /// `raw_exec`: the host's filesystem; still a cgroup that tracks, limits and kills.
     Host,

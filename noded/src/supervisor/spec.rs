@@ -75,6 +75,8 @@ struct Confinement {
     capabilities: CapabilitySet,
     seccomp: SeccompPolicy,
     work_dir: PathBuf,
+    /// A small init as PID 1 of the task's pid namespace (see `SandboxSpec::init`).
+    init: bool,
 }
 
 /// A spec that cannot be built: the step (as the protocol's error names it) and why.
@@ -103,6 +105,7 @@ pub fn sandbox_spec(
             host_pid,
             host_ipc,
             readonly_rootfs,
+            no_init,
         } => {
             let mut namespaces = NamespaceSpec::isolated();
             namespaces.pid = !host_pid;
@@ -118,6 +121,8 @@ pub fn sandbox_spec(
                     .map_err(|e| ("capabilities", e.to_string()))?,
                 seccomp: seccomp_policy(seccomp)?,
                 work_dir: work_dir(launch, || PathBuf::from("/")),
+                // Only a task with a pid namespace of its own has a PID 1 to stand in for.
+                init: !no_init && !host_pid,
             }
         }
         IsolationMode::Host => {
@@ -156,6 +161,7 @@ pub fn sandbox_spec(
         stdout,
         stderr,
         go_ahead: None,
+        init: confinement.init,
     })
 }
 
@@ -297,6 +303,8 @@ fn host(launch: &TaskLaunch) -> Confinement {
         capabilities: own_capabilities(),
         seccomp: SeccompPolicy::Unconfined,
         work_dir: work_dir(launch, || launch.task_dir.clone()),
+        // No pid namespace: the task is not PID 1 of anything.
+        init: false,
     }
 }
 

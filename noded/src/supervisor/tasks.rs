@@ -3,7 +3,7 @@
 //! [`TaskEntry::record_exit`]), removal, and the stop of everything at a node shutdown.
 
 use std::cell::RefCell;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +35,8 @@ pub(super) struct TaskEntry {
     pub(super) launch: TaskLaunch,
     pub(super) pid: i32,
     pidfd: Rc<OwnedFd>,
+    /// With the small init (`pid` is the init's): where it reports the program's own end.
+    init_status: Option<OwnedFd>,
     started_at: i64,
     pub(super) cgroup: Arc<TaskCgroup>,
     exit: RefCell<Option<ExitInfo>>,
@@ -72,6 +74,17 @@ impl TaskEntry {
     /// blocking thread, takes the removal off the path of the `Remove` that follows every
     /// exit. The mount namespace goes on the background thread.
     pub(super) fn record_exit(&self, exit_code: i32, signal: i32, background: &Background) {
+        // Behind an init, the program's end is the one it reported (the init exits with a
+        // code only); nothing reported means the init was killed itself, with the program.
+        let (exit_code, signal) = match self
+            .init_status
+            .as_ref()
+            .and_then(|fd| sandbox::init_exit_status(fd.as_fd()))
+        {
+            Some(sandbox::ExitStatus::Exited(code)) => (code, 0),
+            Some(sandbox::ExitStatus::Signaled { signal, .. }) => (128 + signal, signal),
+            None => (exit_code, signal),
+        };
         let oom = self.cgroup.oom_kill_count().map(|n| n > 0).unwrap_or(false);
         let exit = ExitInfo {
             exit_code,
@@ -170,6 +183,7 @@ impl Supervisor {
             launch: launch.clone(),
             pid: child.pid,
             pidfd: Rc::new(child.pidfd),
+            init_status: child.init_status,
             started_at: controlplane::model::now_unix_nanos(),
             cgroup,
             exit: RefCell::new(None),

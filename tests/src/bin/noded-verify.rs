@@ -761,6 +761,8 @@ fn processes(hints: &Hints) {
         format!("{visible} pids in /proc"),
     );
     // The parent of a task (the supervisor) lives outside the pid namespace: getppid() is 0.
+    // Behind the small init the parent is PID 1 of the task's own namespace, inside the same
+    // jail and non-dumpable: its /proc entries are closed to the task.
     let ppid = nix::unistd::getppid().as_raw();
     let reach = if ppid == 0 {
         Err("getppid() is 0: the parent is outside this pid namespace".to_string())
@@ -771,7 +773,12 @@ fn processes(hints: &Hints) {
     };
     attempt(
         "reach_parent_process",
-        ppid == 0 || reach.as_ref().is_ok_and(|root| root == "/"),
+        ppid == 0
+            || reach.as_ref().is_ok_and(|root| root == "/")
+            || (ppid == 1
+                && reach
+                    .as_ref()
+                    .is_err_and(|e| e.contains("Permission denied"))),
         format!("ppid {ppid}; /proc/<ppid>/root: {reach:?}"),
     );
 

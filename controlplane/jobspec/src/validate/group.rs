@@ -32,6 +32,7 @@ impl Validator<'_> {
         }
         self.migrate(g, gp);
         self.group_reschedule(job, g, gp);
+        self.group_max_run_duration(job, g, gp);
         self.ephemeral_disk(g, gp);
         self.disconnect(g, gp);
         self.group_scaling(g, gp);
@@ -40,6 +41,29 @@ impl Validator<'_> {
         self.constraints(&g.constraints, gp);
         self.affinities(&g.affinities, gp);
         self.spreads(&g.spreads, gp);
+    }
+
+    /// `max_run_duration`: positive, and only for batch and sysbatch jobs (Nomad's rules).
+    fn group_max_run_duration(&mut self, job: &Job, g: &TaskGroup, gp: &FieldPath) {
+        let Some(d) = g.max_run_duration else {
+            return;
+        };
+        let p = gp.field("max_run_duration").key("MaxRunDuration");
+        if d.is_zero() {
+            self.err(
+                &p,
+                "max_run_duration must be greater than zero (e.g. \"1h\"); leave it out for no limit",
+            );
+        }
+        if !matches!(job.job_type, JobType::Batch | JobType::Sysbatch) {
+            self.err(
+                &p,
+                format!(
+                    "job type {:?} does not allow max_run_duration: only batch and sysbatch jobs have one",
+                    job.job_type.as_str()
+                ),
+            );
+        }
     }
 
     fn group_name_and_count(&mut self, job: &Job, g: &TaskGroup, gp: &FieldPath) {

@@ -161,6 +161,13 @@ pub const ACTED_ON: &[&str] = &[
     // The wait between deregistering an allocation's services and killing its tasks.
     "TaskGroups.ShutdownDelay",
     "Tasks.ShutdownDelay",
+    // Lifecycle hooks (the client's coordinator), a batch group's time limit, and the exec
+    // driver's small init.
+    "Tasks.Lifecycle",
+    "Lifecycle.Hook",
+    "Lifecycle.Sidecar",
+    "TaskGroups.MaxRunDuration",
+    "Tasks.Config.init",
 ];
 
 /// Drivers noded runs.
@@ -237,6 +244,7 @@ fn baseline_of(job: &Job) -> Job {
                 .collect(),
             services: g.services.iter().map(acted_service).collect(),
             shutdown_delay: g.shutdown_delay,
+            max_run_duration: g.max_run_duration,
             ..Default::default()
         };
         for t in &g.tasks {
@@ -254,6 +262,7 @@ fn baseline_of(job: &Job) -> Job {
                 "seccomp",
                 "cpu_hard_limit",
                 "readonly_rootfs",
+                "init",
             ] {
                 if let Some(v) = t.config.get(k) {
                     config.insert(k.to_string(), v.clone());
@@ -270,6 +279,7 @@ fn baseline_of(job: &Job) -> Job {
                 kill_signal: t.kill_signal.clone(),
                 log_config: t.log_config.clone(),
                 leader: t.leader,
+                lifecycle: t.lifecycle.clone(),
                 restart_policy: t.restart_policy.clone(),
                 dispatch_payload: t.dispatch_payload.clone(),
                 services: t.services.iter().map(acted_service).collect(),

@@ -281,6 +281,7 @@ fn matching_copies_the_tasks_identity_and_policy() {
         stdout: Stdio::Null,
         stderr: Stdio::Null,
         go_ahead: None,
+        init: false,
     };
     let e = EnterSpec::matching(&task, None, 77, "/bin/sh", vec!["-i".to_string()]);
     assert_eq!(e.target_pid, 77);

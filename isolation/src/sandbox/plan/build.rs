@@ -12,7 +12,7 @@ use super::jail::{jail_ops, JailMode};
 use super::{Builder, Plan};
 use crate::caps::CapabilitySet;
 use crate::describe_errno;
-use crate::sandbox::ops::Op;
+use crate::sandbox::ops::{Op, PlannedOp};
 use crate::sandbox::{
     above_stdio, cstring, dup_above_stdio, path_cstring, Filesystem, SandboxSpec, SpawnError,
     Stdio, Step, DEFAULT_PATH, GO_AHEAD_TIMEOUT_MS,
@@ -53,6 +53,23 @@ pub(crate) fn build_with(spec: &SandboxSpec, mode: JailMode) -> Result<Plan, Spa
     process_ops(&mut b, spec, go_ahead_fd)?;
     // 6. identity and privileges
     privilege_ops(&mut b, spec, last_cap, go_ahead_fd, seccomp);
+    // 6b. the init stays behind: the task is forked right after its go-ahead, with every
+    // privilege already dropped; both then set no_new_privs and seccomp (see `Plan::ops`).
+    if spec.init {
+        let at = b
+            .ops
+            .iter()
+            .position(|o| o.step == Step::NoNewPrivs)
+            .unwrap_or(b.ops.len());
+        b.ops.insert(
+            at,
+            PlannedOp {
+                step: Step::StartInit,
+                target: String::new(),
+                op: Op::StartInit { status_fd: -1 },
+            },
+        );
+    }
     // 7. working directory and exec
     b.push(
         Step::ChangeDirectory,
@@ -100,6 +117,12 @@ fn validate(spec: &SandboxSpec) -> Result<(), SpawnError> {
         return Err(SpawnError::invalid(
             "work_dir",
             format!("{} is not an absolute path", spec.work_dir.display()),
+        ));
+    }
+    if spec.init && !spec.namespaces.pid {
+        return Err(SpawnError::invalid(
+            "init",
+            "needs a new pid namespace (namespaces.pid): outside one there is no PID 1 to stand in for",
         ));
     }
     if spec.hostname.is_some() && !spec.namespaces.uts {
@@ -320,7 +343,7 @@ fn process_ops(b: &mut Builder, spec: &SandboxSpec, go_ahead_fd: RawFd) -> Resul
         Step::CloseFds,
         "3..",
         Op::CloseFrom {
-            keep: [-1, go_ahead_fd],
+            keep: [-1, go_ahead_fd, -1],
         },
     );
     b.push(Step::ResetSignals, "", Op::ResetSignals);

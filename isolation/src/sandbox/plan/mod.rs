@@ -133,6 +133,25 @@ impl Plan {
         }
     }
 
+    /// Whether the plan starts a small init (`SandboxSpec::init`).
+    pub(crate) fn has_init(&self) -> bool {
+        self.ops
+            .iter()
+            .any(|p| matches!(p.op, Op::StartInit { .. }))
+    }
+
+    /// Sets the init's status pipe (its write end): kept open by `CloseFrom`, written by the
+    /// init.
+    pub(crate) fn set_status_fd(&mut self, fd: RawFd) {
+        for planned in &mut self.ops {
+            match &mut planned.op {
+                Op::CloseFrom { keep } => keep[2] = fd,
+                Op::StartInit { status_fd } => *status_fd = fd,
+                _ => {}
+            }
+        }
+    }
+
     /// The C strings `argv`/`envp` point into.
     #[cfg(test)]
     pub(crate) fn strings(&self) -> &[CString] {
