@@ -295,6 +295,7 @@ pub(super) fn table() -> Routes {
         )
         .add(GET, "/v1/job/{id}/summary", Ns(ReadJob), jobs::summary)
         .add(GET, "/v1/job/{id}/versions", Ns(ReadJob), jobs::versions)
+        .add(WRITE, "/v1/job/{id}/plan", Ns(SubmitJob), jobs::plan)
         // Periodic, parameterized and scaled jobs.
         .add(
             WRITE,

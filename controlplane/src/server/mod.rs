@@ -16,6 +16,7 @@ pub mod heartbeat;
 pub mod node_rpc;
 mod nodes;
 pub mod periodic;
+pub mod plan;
 pub mod planner;
 mod raft_consensus;
 pub mod scaling;
@@ -38,6 +39,7 @@ use crate::model::{
 use crate::scheduler::Plan;
 use crate::state::{Command, CommandResponse, Effects, EffectsReceiver, State, StateStore};
 pub use broker::EvalBroker;
+pub use plan::{JobPlanResponse, PlanAnnotations};
 pub use evals::{
     EvalSelection, JobEvaluateResponse, FAILED_FOLLOW_UP_BASE, FAILED_FOLLOW_UP_JITTER,
     MAX_EVAL_DELETE,
@@ -1095,5 +1097,7 @@ mod broker_tests;
 mod children_tests;
 #[cfg(test)]
 pub(crate) mod testing;
+#[cfg(test)]
+mod plan_tests;
 #[cfg(test)]
 mod tests;
