@@ -2,12 +2,15 @@
 
 mod allocs;
 mod children;
+pub mod diff;
 mod dispatch;
 mod eval;
+pub mod history;
 mod init;
 mod inspect;
 pub(crate) mod monitor;
 mod periodic;
+pub mod plan;
 mod run;
 mod scale;
 mod spec;
@@ -48,6 +51,10 @@ pub enum JobCommand {
     Periodic(periodic::PeriodicCommand),
     /// Change the count of a job's group.
     Scale(Api<scale::JobScale>),
+    /// Show what submitting a jobspec would change, from a dry run of the scheduler.
+    Plan(Api<plan::JobPlan>),
+    /// Show a job's versions, and with -p what each changed.
+    History(Api<history::JobHistory>),
 }
 
 impl JobCommand {
@@ -64,6 +71,8 @@ impl JobCommand {
             JobCommand::Dispatch(c) => c.run().await,
             JobCommand::Periodic(c) => c.run().await,
             JobCommand::Scale(c) => c.run().await,
+            JobCommand::Plan(c) => c.run().await,
+            JobCommand::History(c) => c.run().await,
         }
     }
 }
