@@ -4,14 +4,15 @@
 //! `tests/fixtures/plan/` hold the expected text; `NODED_BLESS_FIXTURES=1 cargo test -p noded
 //! --test job_plan_output` rewrites them after an intended change (read the diff first).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use controlplane::jobdiff::{annotate, job_diff};
 use controlplane::model::{
-    AllocMetric, DesiredUpdates, Job, JobType, JobVersionTag, PeriodicConfig, Service, Task,
-    TaskGroup,
+    AllocMetric, DesiredUpdates, Job, JobVersionTag, PeriodicConfig, Service, Task, TaskGroup,
 };
 use controlplane::server::plan::ZERO_TIME;
 use controlplane::server::{JobPlanResponse, PlanAnnotations};
@@ -83,26 +84,47 @@ fn golden(name: &str, actual: &str) {
         std::fs::write(&path, actual).unwrap();
         return;
     }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!("{}: {e}; bless with {BLESS_ENV}=1", path.display())
-    });
-    assert_eq!(actual, expected, "{name}: output changed; if intended, bless with {BLESS_ENV}=1");
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; bless with {BLESS_ENV}=1", path.display()));
+    assert_eq!(
+        actual, expected,
+        "{name}: output changed; if intended, bless with {BLESS_ENV}=1"
+    );
 }
 
 #[test]
 fn create_a_new_job() {
     let new = job(2, &["1000"]);
-    let r = response(None, &new, DesiredUpdates { place: 2, ..Default::default() });
+    let r = response(
+        None,
+        &new,
+        DesiredUpdates {
+            place: 2,
+            ..Default::default()
+        },
+    );
     assert_eq!(r.exit_code(), 1);
     let text = format_plan(&new, &r, &output(false));
     // A new job's own fields are shown only with -verbose, as Nomad does.
     assert!(text.starts_with("+ Job: \"web\"\n+ Task Group"), "{text}");
-    assert!(text.contains("+ Task Group: \"cache\" (2 create)\n"), "{text}");
-    assert!(text.contains("  + Task: \"redis\" (forces create)\n"), "{text}");
-    assert!(text.contains("noded job run -check-index 0 web.nomad.hcl\n"), "{text}");
+    assert!(
+        text.contains("+ Task Group: \"cache\" (2 create)\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  + Task: \"redis\" (forces create)\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("noded job run -check-index 0 web.nomad.hcl\n"),
+        "{text}"
+    );
     golden("create", &text);
     let verbose = format_plan(&new, &r, &output(true));
-    assert!(verbose.starts_with("+ Job: \"web\"\n+ AllAtOnce: "), "{verbose}");
+    assert!(
+        verbose.starts_with("+ Job: \"web\"\n+ AllAtOnce: "),
+        "{verbose}"
+    );
     golden("create_verbose", &verbose);
 }
 
@@ -113,7 +135,11 @@ fn destroy_on_scale_down() {
     let r = response(
         Some(&old),
         &new,
-        DesiredUpdates { stop: 2, in_place_update: 1, ..Default::default() },
+        DesiredUpdates {
+            stop: 2,
+            in_place_update: 1,
+            ..Default::default()
+        },
     );
     assert_eq!(r.exit_code(), 1);
     let text = format_plan(&new, &r, &output(false));
@@ -141,12 +167,21 @@ fn in_place_update() {
     let r = response(
         Some(&old),
         &new,
-        DesiredUpdates { in_place_update: 2, ..Default::default() },
+        DesiredUpdates {
+            in_place_update: 2,
+            ..Default::default()
+        },
     );
     assert_eq!(r.exit_code(), 0);
     let text = format_plan(&new, &r, &output(false));
-    assert!(text.contains("  +/- Task: \"redis\" (forces in-place update)\n"), "{text}");
-    assert!(text.contains("    +/- KillTimeout: \"5000000000\" => \"30000000000\"\n"), "{text}");
+    assert!(
+        text.contains("  +/- Task: \"redis\" (forces in-place update)\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("    +/- KillTimeout: \"5000000000\" => \"30000000000\"\n"),
+        "{text}"
+    );
     golden("in_place_update", &text);
 }
 
@@ -157,7 +192,10 @@ fn create_destroy_update() {
     let r = response(
         Some(&old),
         &new,
-        DesiredUpdates { destructive_update: 2, ..Default::default() },
+        DesiredUpdates {
+            destructive_update: 2,
+            ..Default::default()
+        },
     );
     assert_eq!(r.exit_code(), 1);
     let text = format_plan(&new, &r, &output(false));
@@ -186,7 +224,14 @@ noded job run -check-index 17 web.nomad.hcl
 #[test]
 fn ignore_when_nothing_changed() {
     let old = job(2, &["1000"]);
-    let r = response(Some(&old), &old, DesiredUpdates { ignore: 2, ..Default::default() });
+    let r = response(
+        Some(&old),
+        &old,
+        DesiredUpdates {
+            ignore: 2,
+            ..Default::default()
+        },
+    );
     assert_eq!(r.exit_code(), 0);
     let text = format_plan(&old, &r, &output(false));
     assert!(
@@ -203,7 +248,12 @@ fn canary_and_migrate_counts_and_a_failed_placement() {
     let mut r = response(
         Some(&old),
         &new,
-        DesiredUpdates { canary: 1, migrate: 1, ignore: 2, ..Default::default() },
+        DesiredUpdates {
+            canary: 1,
+            migrate: 1,
+            ignore: 2,
+            ..Default::default()
+        },
     );
     r.failed_tg_allocs.insert(
         "cache".into(),
@@ -285,5 +335,4 @@ Submit Date = 2026-01-01T00:00:00Z
     // Colours only when asked: the same text wrapped in escapes.
     let coloured = format_job_diff(&diffs[0], false, Style { color: true });
     assert!(coloured.contains("\x1b[93m+/-\x1b[0m"), "{coloured:?}");
-    let _ = JobType::Service;
 }

@@ -29,8 +29,7 @@ pub mod deployment_status {
 
 pub mod deployment_description {
     pub const RUNNING: &str = "Deployment is running";
-    pub const RUNNING_NEEDS_PROMOTION: &str =
-        "Deployment is running but requires manual promotion";
+    pub const RUNNING_NEEDS_PROMOTION: &str = "Deployment is running but requires manual promotion";
     pub const RUNNING_AUTO_PROMOTION: &str = "Deployment is running pending automatic promotion";
     pub const PAUSED: &str = "Deployment is paused";
     pub const SUCCESSFUL: &str = "Deployment completed successfully";
@@ -239,7 +238,8 @@ mod tests {
                 ..Default::default()
             },
         );
-        d.task_groups.insert("db".into(), DeploymentState::default());
+        d.task_groups
+            .insert("db".into(), DeploymentState::default());
         assert!(d.requires_promotion());
         assert!(!d.has_auto_promote());
         d.task_groups.get_mut("web").unwrap().auto_promote = true;

@@ -58,7 +58,11 @@ impl Body<JobRegisterRequest> {
     /// about the request, the inner ones about the job (each naming its field, and its line
     /// and column in the body).
     fn job(&self) -> ApiResult<Result<jobspec::ParsedJob, jobspec::JobspecErrors>> {
-        request_job(&self.raw, self.value.job.is_some(), JobRegisterRequest::WHAT)
+        request_job(
+            &self.raw,
+            self.value.job.is_some(),
+            JobRegisterRequest::WHAT,
+        )
     }
 }
 
@@ -124,7 +128,10 @@ pub async fn plan(
     }
     warnings.extend(parsed.warnings.iter().map(|w| w.to_string()));
     let server = ctx.server()?;
-    let oversubscription = server.state().scheduler_config().memory_oversubscription_enabled;
+    let oversubscription = server
+        .state()
+        .scheduler_config()
+        .memory_oversubscription_enabled;
     warnings.extend(memory_max_warnings(&job, oversubscription));
     let mut response = server.plan_job(job, body.value.diff)?;
     if !response.warnings.is_empty() {
@@ -360,7 +367,11 @@ pub async fn versions(
         return Err(job_not_found(&id));
     }
     let diffs = if q.flag("diffs")? {
-        Some(version_diffs(&versions, q.string("diff_tag"), q.string("diff_version"))?)
+        Some(version_diffs(
+            &versions,
+            q.string("diff_tag"),
+            q.string("diff_version"),
+        )?)
     } else {
         None
     };

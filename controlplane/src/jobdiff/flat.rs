@@ -133,16 +133,13 @@ pub(super) fn object_diff(
     if old == new {
         return None;
     }
-    let fields = field_diffs(
-        &primitives(old, block),
-        &primitives(new, block),
-        contextual,
-    );
+    let fields = field_diffs(&primitives(old, block), &primitives(new, block), contextual);
     if block.children.is_empty() {
         // Nomad's `primitiveObjectDiff`: the kind follows from the fields alone, and a block
         // whose compared fields are all equal is no difference.
         let any = |t: DiffType| fields.iter().any(|f| f.diff_type == t);
-        let diff_type = if any(DiffType::Edited) || (any(DiffType::Added) && any(DiffType::Deleted)) {
+        let diff_type = if any(DiffType::Edited) || (any(DiffType::Added) && any(DiffType::Deleted))
+        {
             DiffType::Edited
         } else if any(DiffType::Added) {
             DiffType::Added
@@ -184,7 +181,10 @@ pub(super) fn children(
         let n = new.and_then(|v| v.get(child.field));
         match &child.kind {
             Kind::One(b) => out.extend(object_diff(b, o, n, contextual)),
-            Kind::Strings { name, keep_unchanged } => {
+            Kind::Strings {
+                name,
+                keep_unchanged,
+            } => {
                 if let Some(d) = string_set_diff(o, n, name, contextual) {
                     if *keep_unchanged || d.diff_type != DiffType::None {
                         out.push(d);
@@ -202,12 +202,19 @@ pub(super) fn children(
 }
 
 fn items(v: Option<&Value>) -> &[Value] {
-    v.and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
+    v.and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
 }
 
 /// A list as a set: identical members match (and are no difference), the rest are added or
 /// deleted (Nomad's hash-keyed `primitiveObjectSetDiff`).
-fn set_diff(block: &Block, old: Option<&Value>, new: Option<&Value>, contextual: bool) -> Vec<ObjectDiff> {
+fn set_diff(
+    block: &Block,
+    old: Option<&Value>,
+    new: Option<&Value>,
+    contextual: bool,
+) -> Vec<ObjectDiff> {
     let (old, new) = (items(old), items(new));
     let mut out = Vec::new();
     for o in old.iter().filter(|o| !new.contains(o)) {
@@ -251,15 +258,19 @@ fn pair_up(
     for (k, o) in old {
         out.extend(object_diff(block, Some(o), new.get(k), contextual));
     }
-    for (k, n) in new.iter().filter(|(k, _)| !old.contains_key(*k)) {
-        let _ = k;
+    for (_, n) in new.iter().filter(|(k, _)| !old.contains_key(*k)) {
         out.extend(object_diff(block, None, Some(n), contextual));
     }
     out
 }
 
 /// A list matched by position.
-fn indexed_diff(block: &Block, old: Option<&Value>, new: Option<&Value>, contextual: bool) -> Vec<ObjectDiff> {
+fn indexed_diff(
+    block: &Block,
+    old: Option<&Value>,
+    new: Option<&Value>,
+    contextual: bool,
+) -> Vec<ObjectDiff> {
     let (old, new) = (items(old), items(new));
     (0..old.len().max(new.len()))
         .filter_map(|i| object_diff(block, old.get(i), new.get(i), contextual))
@@ -267,7 +278,12 @@ fn indexed_diff(block: &Block, old: Option<&Value>, new: Option<&Value>, context
 }
 
 /// An object of label → block (a group's volumes).
-fn map_diff(block: &Block, old: Option<&Value>, new: Option<&Value>, contextual: bool) -> Vec<ObjectDiff> {
+fn map_diff(
+    block: &Block,
+    old: Option<&Value>,
+    new: Option<&Value>,
+    contextual: bool,
+) -> Vec<ObjectDiff> {
     let entries = |v: Option<&Value>| -> BTreeMap<String, Value> {
         v.and_then(Value::as_object)
             .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
@@ -277,7 +293,12 @@ fn map_diff(block: &Block, old: Option<&Value>, new: Option<&Value>, contextual:
 }
 
 /// A free-form block flattened whole: a task's driver `config`, a check's `header`.
-fn flat_diff(name: &str, old: Option<&Value>, new: Option<&Value>, contextual: bool) -> Option<ObjectDiff> {
+fn flat_diff(
+    name: &str,
+    old: Option<&Value>,
+    new: Option<&Value>,
+    contextual: bool,
+) -> Option<ObjectDiff> {
     let empty = |v: Option<&Value>| match non_null(v) {
         None => true,
         Some(Value::Object(m)) => m.is_empty(),
@@ -304,7 +325,12 @@ fn flat_diff(name: &str, old: Option<&Value>, new: Option<&Value>, contextual: b
 
 /// A list of strings as a set (datacenters, tags); with `contextual` the unchanged members
 /// are listed too, and an unchanged non-empty set is a `None` object.
-fn string_set_diff(old: Option<&Value>, new: Option<&Value>, name: &str, contextual: bool) -> Option<ObjectDiff> {
+fn string_set_diff(
+    old: Option<&Value>,
+    new: Option<&Value>,
+    name: &str,
+    contextual: bool,
+) -> Option<ObjectDiff> {
     let set = |v: Option<&Value>| -> std::collections::BTreeSet<String> {
         items(v).iter().filter_map(scalar).collect()
     };

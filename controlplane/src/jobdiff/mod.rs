@@ -132,7 +132,11 @@ pub mod words {
 /// The difference from `old` to `new`; `None` on either side is a job added or deleted.
 /// `contextual` keeps the unchanged fields of a changed block (Nomad's plan and history both
 /// ask for it), so a reader sees what a changed line sits beside.
-pub fn job_diff(old: Option<&Job>, new: Option<&Job>, contextual: bool) -> Result<JobDiff, DiffError> {
+pub fn job_diff(
+    old: Option<&Job>,
+    new: Option<&Job>,
+    contextual: bool,
+) -> Result<JobDiff, DiffError> {
     if let (Some(o), Some(n)) = (old, new) {
         if o.id != n.id {
             return Err(DiffError::DifferentIds(o.id.clone(), n.id.clone()));
@@ -159,7 +163,10 @@ pub fn job_diff(old: Option<&Job>, new: Option<&Job>, contextual: bool) -> Resul
     if diff.diff_type == DiffType::None
         && (diff.fields.iter().any(|f| f.diff_type != DiffType::None)
             || diff.objects.iter().any(|o| o.diff_type != DiffType::None)
-            || diff.task_groups.iter().any(|g| g.diff_type != DiffType::None))
+            || diff
+                .task_groups
+                .iter()
+                .any(|g| g.diff_type != DiffType::None))
     {
         diff.diff_type = DiffType::Edited;
     }

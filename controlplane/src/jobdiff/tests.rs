@@ -36,7 +36,10 @@ fn a_changed_config_argument_is_named_by_its_index() {
     let task = &diff.task_groups[0].tasks[0];
     assert_eq!(task.diff_type, DiffType::Edited);
     let config = &task.objects[0];
-    assert_eq!((config.name.as_str(), config.diff_type), ("Config", DiffType::Edited));
+    assert_eq!(
+        (config.name.as_str(), config.diff_type),
+        ("Config", DiffType::Edited)
+    );
     let changed: Vec<_> = config
         .fields
         .iter()
@@ -44,7 +47,11 @@ fn a_changed_config_argument_is_named_by_its_index() {
         .collect();
     assert_eq!(changed.len(), 1);
     assert_eq!(
-        (changed[0].name.as_str(), changed[0].old.as_str(), changed[0].new.as_str()),
+        (
+            changed[0].name.as_str(),
+            changed[0].old.as_str(),
+            changed[0].new.as_str()
+        ),
         ("args[1]", "old", "new")
     );
     // Contextual: the unchanged neighbours are there, unmarked.
@@ -81,11 +88,17 @@ fn a_new_job_is_added_with_all_its_fields() {
     assert_eq!(diff.diff_type, DiffType::Added);
     assert_eq!(diff.id, "web");
     let names: Vec<_> = diff.fields.iter().map(|f| f.name.as_str()).collect();
-    assert!(names.contains(&"Priority") && names.contains(&"Type"), "{names:?}");
+    assert!(
+        names.contains(&"Priority") && names.contains(&"Type"),
+        "{names:?}"
+    );
     assert!(!names.contains(&"Version") && !names.contains(&"ID"));
     assert!(diff.fields.iter().all(|f| f.diff_type == DiffType::Added));
     let dcs = &diff.objects[0];
-    assert_eq!((dcs.name.as_str(), dcs.diff_type), ("Datacenters", DiffType::Added));
+    assert_eq!(
+        (dcs.name.as_str(), dcs.diff_type),
+        ("Datacenters", DiffType::Added)
+    );
     assert_eq!(diff.task_groups[0].diff_type, DiffType::Added);
     let mut annotated = diff.clone();
     let desired = BTreeMap::from([(
@@ -144,18 +157,36 @@ fn blocks_meta_and_constraints_are_named_as_nomad_names_them() {
         u.max_parallel = Some(2);
     }
     let diff = job_diff(Some(&old), Some(&new), true).unwrap();
-    let meta = diff.fields.iter().find(|f| f.name == "Meta[owner]").unwrap();
-    assert_eq!((meta.diff_type, meta.new.as_str()), (DiffType::Added, "ops"));
-    let c = diff.objects.iter().find(|o| o.name == "Constraint").unwrap();
+    let meta = diff
+        .fields
+        .iter()
+        .find(|f| f.name == "Meta[owner]")
+        .unwrap();
+    assert_eq!(
+        (meta.diff_type, meta.new.as_str()),
+        (DiffType::Added, "ops")
+    );
+    let c = diff
+        .objects
+        .iter()
+        .find(|o| o.name == "Constraint")
+        .unwrap();
     assert_eq!(c.diff_type, DiffType::Added);
-    assert!(c.fields.iter().any(|f| f.name == "RTarget" && f.new == "linux"));
+    assert!(c
+        .fields
+        .iter()
+        .any(|f| f.name == "RTarget" && f.new == "linux"));
     let update = diff.task_groups[0]
         .objects
         .iter()
         .find(|o| o.name == "Update")
         .unwrap();
     assert_eq!(update.diff_type, DiffType::Edited);
-    let mp = update.fields.iter().find(|f| f.name == "MaxParallel").unwrap();
+    let mp = update
+        .fields
+        .iter()
+        .find(|f| f.name == "MaxParallel")
+        .unwrap();
     assert_eq!((mp.old.as_str(), mp.new.as_str()), ("1", "2"));
     assert!(update.fields.iter().all(|f| f.name != "Stagger"));
 }

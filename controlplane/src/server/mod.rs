@@ -39,7 +39,6 @@ use crate::model::{
 use crate::scheduler::Plan;
 use crate::state::{Command, CommandResponse, Effects, EffectsReceiver, State, StateStore};
 pub use broker::EvalBroker;
-pub use plan::{JobPlanResponse, PlanAnnotations};
 pub use evals::{
     EvalSelection, JobEvaluateResponse, FAILED_FOLLOW_UP_BASE, FAILED_FOLLOW_UP_JITTER,
     MAX_EVAL_DELETE,
@@ -47,6 +46,7 @@ pub use evals::{
 pub use nodes::{
     AllocStopResponse, NodeDrainUpdateResponse, NodeUpdateResponse, DEFAULT_GC_INTERVAL,
 };
+pub use plan::{JobPlanResponse, PlanAnnotations};
 
 /// Why a proposal did not commit.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -1096,8 +1096,8 @@ mod broker_tests;
 #[cfg(test)]
 mod children_tests;
 #[cfg(test)]
-pub(crate) mod testing;
-#[cfg(test)]
 mod plan_tests;
+#[cfg(test)]
+pub(crate) mod testing;
 #[cfg(test)]
 mod tests;

@@ -57,7 +57,10 @@ impl JobPlanResponse {
         {
             return 0;
         }
-        let changes = self.annotations.iter().flat_map(|a| a.desired_tg_updates.values());
+        let changes = self
+            .annotations
+            .iter()
+            .flat_map(|a| a.desired_tg_updates.values());
         let changed = changes
             .map(|d| d.stop + d.place + d.migrate + d.destructive_update + d.canary)
             .any(|n| n > 0);
@@ -125,7 +128,10 @@ pub fn dry_run(
     };
     let (response, _) = private.apply(index, &command);
     if let Some(error) = response.error {
-        return Err(ServerError::BadRequest(format!("planning job {:?}: {error}", job.id)));
+        return Err(ServerError::BadRequest(format!(
+            "planning job {:?}: {error}",
+            job.id
+        )));
     }
     let mut out = JobPlanResponse {
         job_modify_index: existing.as_ref().map_or(0, |j| j.job_modify_index),
@@ -186,7 +192,13 @@ impl Server {
             }
         }
         let mut env = DryRunEnv::new(crate::model::now_unix_nanos());
-        let mut out = dry_run(&state, &job, diff, &mut env, &super::periodic::local_zone_name())?;
+        let mut out = dry_run(
+            &state,
+            &job,
+            diff,
+            &mut env,
+            &super::periodic::local_zone_name(),
+        )?;
         out.warnings = self.driver_warnings(&job).join("\n");
         Ok(out)
     }

@@ -110,7 +110,11 @@ fn a_scale_down_destroys_and_what_does_not_fit_is_reported() {
     let out = plan_of(&w, &smaller);
     let desired = &out.annotations.as_ref().unwrap().desired_tg_updates["g"];
     // The one kept runs the new version: updated in place, as Nomad counts it.
-    assert_eq!((desired.stop, desired.in_place_update), (2, 1), "{desired:?}");
+    assert_eq!(
+        (desired.stop, desired.in_place_update),
+        (2, 1),
+        "{desired:?}"
+    );
     let count = out.diff.as_ref().unwrap().task_groups[0]
         .fields
         .iter()
@@ -123,5 +127,9 @@ fn a_scale_down_destroys_and_what_does_not_fit_is_reported() {
     let huge = job("huge", JobType::Service, 1, 100, 1_000_000);
     let out = plan_of(&w, &huge);
     assert!(out.failed_tg_allocs.contains_key("g"), "{out:?}");
-    assert_eq!(out.created_evals.len(), 1, "a blocked evaluation would follow");
+    assert_eq!(
+        out.created_evals.len(),
+        1,
+        "a blocked evaluation would follow"
+    );
 }

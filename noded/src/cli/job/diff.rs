@@ -2,7 +2,9 @@
 //! and `+/-` markers, blocks in braces, names and values aligned per block, update counts per
 //! group and each task's annotation. Colours only when asked for (a terminal, no -no-color).
 
-use controlplane::jobdiff::{words, DiffType, FieldDiff, JobDiff, ObjectDiff, TaskDiff, TaskGroupDiff};
+use controlplane::jobdiff::{
+    words, DiffType, FieldDiff, JobDiff, ObjectDiff, TaskDiff, TaskGroupDiff,
+};
 
 /// Terminal colours, or none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,13 +126,23 @@ fn spaces(n: usize) -> String {
 /// unchanged job's own fields.
 pub fn format_job_diff(job: &JobDiff, verbose: bool, style: Style) -> String {
     let (marker, _) = style.marker(job.diff_type);
-    let mut out = format!("{marker}{}\n", style.bold(&format!("Job: {}", go_quote(&job.id))));
+    let mut out = format!(
+        "{marker}{}\n",
+        style.bold(&format!("Job: {}", go_quote(&job.id)))
+    );
     let (longest_field, mut longest_marker) = longest(&job.fields, &job.objects, style);
     for g in &job.task_groups {
         longest_marker = longest_marker.max(style.marker(g.diff_type).1);
     }
     if job.diff_type == DiffType::Edited || verbose {
-        let fo = aligned(&job.fields, &job.objects, 0, longest_field, longest_marker, style);
+        let fo = aligned(
+            &job.fields,
+            &job.objects,
+            0,
+            longest_field,
+            longest_marker,
+            style,
+        );
         if !fo.is_empty() {
             out.push_str(&fo);
             out.push('\n');
@@ -164,7 +176,14 @@ fn format_group(g: &TaskGroupDiff, prefix: usize, verbose: bool, style: Style) -
     }
     let sub = prefix + 2;
     if g.diff_type == DiffType::Edited || verbose {
-        let fo = aligned(&g.fields, &g.objects, sub, longest_field, longest_marker, style);
+        let fo = aligned(
+            &g.fields,
+            &g.objects,
+            sub,
+            longest_field,
+            longest_marker,
+            style,
+        );
         if !fo.is_empty() {
             out.push_str(&fo);
             out.push('\n');
@@ -208,7 +227,12 @@ fn format_task(t: &TaskDiff, start: usize, prefix: usize, verbose: bool, style: 
 
 fn format_object(o: &ObjectDiff, start: usize, key_prefix: usize, style: Style) -> String {
     let (marker, marker_len) = style.marker(o.diff_type);
-    let mut out = format!("{}{marker}{}{} {{\n", spaces(start), spaces(key_prefix), o.name);
+    let mut out = format!(
+        "{}{marker}{}{} {{\n",
+        spaces(start),
+        spaces(key_prefix),
+        o.name
+    );
     let (longest_field, longest_marker) = longest(&o.fields, &o.objects, style);
     out.push_str(&aligned(
         &o.fields,
@@ -221,7 +245,13 @@ fn format_object(o: &ObjectDiff, start: usize, key_prefix: usize, style: Style) 
     format!("{out}\n{}}}", spaces(start + marker_len + key_prefix))
 }
 
-fn format_field(f: &FieldDiff, start: usize, key_prefix: usize, value_prefix: usize, style: Style) -> String {
+fn format_field(
+    f: &FieldDiff,
+    start: usize,
+    key_prefix: usize,
+    value_prefix: usize,
+    style: Style,
+) -> String {
     let (marker, _) = style.marker(f.diff_type);
     let value = match f.diff_type {
         DiffType::Added => go_quote(&f.new),

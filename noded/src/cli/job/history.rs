@@ -89,7 +89,10 @@ impl ApiCommand for JobHistory {
             println!("{}", json(&response.versions)?);
             return Ok(Exit::Ok);
         }
-        print!("{}", format_versions(&response.versions, &diffs, self.full, style)?);
+        print!(
+            "{}",
+            format_versions(&response.versions, &diffs, self.full, style)?
+        );
         Ok(Exit::Ok)
     }
 }
@@ -119,7 +122,10 @@ pub fn format_version(
     let mut pairs: Vec<(&str, String)> = vec![
         ("Version", job.version.to_string()),
         ("Stable", job.stable.to_string()),
-        ("Submit Date", super::super::format::timestamp(job.submit_time)),
+        (
+            "Submit Date",
+            super::super::format::timestamp(job.submit_time),
+        ),
     ];
     if let Some(tag) = &job.version_tag {
         pairs.push(("Tag Name", tag.name.clone()));

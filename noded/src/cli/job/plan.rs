@@ -76,7 +76,11 @@ impl ApiCommand for JobPlan {
             };
             print!("{}", format_plan(&job, &response, &out));
         }
-        Ok(if code == 0 { Exit::Ok } else { Exit::Code(code) })
+        Ok(if code == 0 {
+            Exit::Ok
+        } else {
+            Exit::Code(code)
+        })
     }
 }
 
@@ -88,7 +92,10 @@ impl JobPlan {
             out.push_str(&format!("-var={} ", go_quote(v)));
         }
         for f in &self.spec.var_files {
-            out.push_str(&format!("-var-file={} ", go_quote(&f.display().to_string())));
+            out.push_str(&format!(
+                "-var-file={} ",
+                go_quote(&f.display().to_string())
+            ));
         }
         if self.spec.json {
             out.push_str("-json ");
@@ -202,7 +209,8 @@ fn format_dry_run(job: &Job, response: &JobPlanResponse, out: &PlanOutput) -> St
         lines.push('\n');
     }
     if response.next_periodic_launch != ZERO_TIME && !job.is_parameterized() {
-        if let Some(next) = controlplane::model::time::parse_rfc3339(&response.next_periodic_launch) {
+        if let Some(next) = controlplane::model::time::parse_rfc3339(&response.next_periodic_launch)
+        {
             let from_now = std::time::Duration::from_secs(
                 u64::try_from((next - out.now_unix_nanos) / 1_000_000_000).unwrap_or(0),
             );

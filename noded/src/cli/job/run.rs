@@ -82,7 +82,9 @@ impl ApiCommand for JobRun {
 /// Whether a registration was refused by `-check-index` (Nomad's "Enforcing job modify
 /// index" error).
 fn is_index_conflict(message: &str) -> bool {
-    message.to_lowercase().contains("enforcing job modify index")
+    message
+        .to_lowercase()
+        .contains("enforcing job modify index")
 }
 
 /// When a just-registered periodic job first launches, as `job run` tells it.
