@@ -15,6 +15,7 @@ pub use model;
 
 pub mod api;
 pub mod drivers;
+pub mod jobdiff;
 pub mod raft;
 pub mod scheduler;
 pub mod server;

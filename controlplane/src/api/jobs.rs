@@ -58,20 +58,87 @@ impl Body<JobRegisterRequest> {
     /// about the request, the inner ones about the job (each naming its field, and its line
     /// and column in the body).
     fn job(&self) -> ApiResult<Result<jobspec::ParsedJob, jobspec::JobspecErrors>> {
-        if self.value.job.is_none() {
-            return Err(ApiError::bad_request(format!(
-                "{}: missing \"Job\" object",
-                JobRegisterRequest::WHAT
-            )));
-        }
-        let text = std::str::from_utf8(&self.raw).map_err(|e| {
-            ApiError::bad_request(format!("{}: not UTF-8: {e}", JobRegisterRequest::WHAT))
-        })?;
-        let mut opts = jobspec::ParseOptions::for_file("request body");
-        // The body limit already bounds the text; a job's JSON is larger than its HCL.
-        opts.limits.max_bytes = super::MAX_BODY_BYTES;
-        Ok(jobspec::check_api_request(text, &opts))
+        request_job(
+            &self.raw,
+            self.value.job.is_some(),
+            JobRegisterRequest::WHAT,
+        )
     }
+}
+
+/// The `Job` of a request body, read as API JSON from the body as sent (`what` names the
+/// request in errors).
+fn request_job(
+    raw: &[u8],
+    has_job: bool,
+    what: &str,
+) -> ApiResult<Result<jobspec::ParsedJob, jobspec::JobspecErrors>> {
+    if !has_job {
+        return Err(ApiError::bad_request(format!(
+            "{what}: missing \"Job\" object"
+        )));
+    }
+    let text = std::str::from_utf8(raw)
+        .map_err(|e| ApiError::bad_request(format!("{what}: not UTF-8: {e}")))?;
+    let mut opts = jobspec::ParseOptions::for_file("request body");
+    // The body limit already bounds the text; a job's JSON is larger than its HCL.
+    opts.limits.max_bytes = super::MAX_BODY_BYTES;
+    Ok(jobspec::check_api_request(text, &opts))
+}
+
+/// The body of `POST /v1/job/:id/plan` (Nomad's `JobPlanRequest`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub(super) struct JobPlanRequest {
+    /// Read again from the raw body, as for registration.
+    job: Option<serde_json::Value>,
+    diff: bool,
+    policy_override: bool,
+    region: String,
+    namespace: String,
+    #[serde(rename = "SecretID")]
+    secret_id: String,
+}
+
+impl RequestBody for JobPlanRequest {
+    const WHAT: &'static str = "job plan request";
+}
+
+/// `POST /v1/job/:id/plan`: the job checked as registration checks it, then a dry run of the
+/// scheduler on a private copy of the state; nothing is written.
+pub async fn plan(
+    State(ctx): State<ApiContext>,
+    Path(id): Path<String>,
+    _w: WriteOptions,
+    body: Body<JobPlanRequest>,
+) -> ApiResult<Reply> {
+    let parsed = request_job(&body.raw, body.value.job.is_some(), JobPlanRequest::WHAT)?
+        .map_err(|errors| ApiError::bad_request(errors.to_string()))?;
+    let job = parsed.job;
+    if id != job.id {
+        return Err(ApiError::bad_request(format!(
+            "job ID {:?} in the body does not match {id:?} in the URL",
+            job.id
+        )));
+    }
+    check_job(&job)?;
+    let mut warnings = body.ignored_warnings();
+    if body.value.policy_override {
+        warnings.push("PolicyOverride has no effect: noded has no Sentinel policies".into());
+    }
+    warnings.extend(parsed.warnings.iter().map(|w| w.to_string()));
+    let server = ctx.server()?;
+    let oversubscription = server
+        .state()
+        .scheduler_config()
+        .memory_oversubscription_enabled;
+    warnings.extend(memory_max_warnings(&job, oversubscription));
+    let mut response = server.plan_job(job, body.value.diff)?;
+    if !response.warnings.is_empty() {
+        warnings.push(std::mem::take(&mut response.warnings));
+    }
+    response.warnings = warnings.join("\n");
+    Reply::json(&response)
 }
 
 pub async fn list(State(ctx): State<ApiContext>, q: QueryOptions) -> ApiResult<Reply> {
@@ -299,10 +366,59 @@ pub async fn versions(
     if versions.is_empty() {
         return Err(job_not_found(&id));
     }
+    let diffs = if q.flag("diffs")? {
+        Some(version_diffs(
+            &versions,
+            q.string("diff_tag"),
+            q.string("diff_version"),
+        )?)
+    } else {
+        None
+    };
     Reply::read(
-        &serde_json::json!({ "Versions": versions, "Diffs": null }),
+        &serde_json::json!({ "Versions": versions, "Diffs": diffs }),
         meta,
     )
+}
+
+/// Nomad's order: `Diffs[i]` compares `versions[i + 1]` (older) to `versions[i]`, so the
+/// oldest version has none; with `diff_tag` or `diff_version`, every version is compared to
+/// that one instead.
+fn version_diffs(
+    versions: &[Job],
+    diff_tag: &str,
+    diff_version: &str,
+) -> ApiResult<Vec<crate::jobdiff::JobDiff>> {
+    let base = if !diff_tag.is_empty() {
+        let found = versions
+            .iter()
+            .find(|v| v.version_tag.as_ref().is_some_and(|t| t.name == diff_tag));
+        Some(found.ok_or_else(|| ApiError::bad_request(format!("tag {diff_tag:?} not found")))?)
+    } else if !diff_version.is_empty() {
+        let wanted: u64 = diff_version.parse().map_err(|_| {
+            ApiError::bad_request(format!(
+                "diff_version {diff_version:?} is not a version number"
+            ))
+        })?;
+        let found = versions.iter().find(|v| v.version == wanted);
+        Some(found.ok_or_else(|| ApiError::bad_request(format!("version {wanted} not found")))?)
+    } else {
+        None
+    };
+    let mut out = Vec::with_capacity(versions.len());
+    for (i, new) in versions.iter().enumerate() {
+        let old = match base {
+            Some(base) => base,
+            None => match versions.get(i + 1) {
+                Some(older) => older,
+                None => break,
+            },
+        };
+        let diff = crate::jobdiff::job_diff(Some(old), Some(new), true)
+            .map_err(|e| ApiError::internal(format!("failed to create job diff: {e}")))?;
+        out.push(diff);
+    }
+    Ok(out)
 }
 
 /// `POST /v1/jobs/parse`: HCL in, the job as API JSON out (Nomad's `JobsParseRequest`).

@@ -320,6 +320,7 @@ pub(super) fn table() -> Routes {
             Ns(SubmitJob),
             versions::tag_unset,
         )
+        .add(WRITE, "/v1/job/{id}/plan", Ns(SubmitJob), jobs::plan)
         // Periodic, parameterized and scaled jobs.
         .add(
             WRITE,

@@ -824,6 +824,7 @@ async fn list_endpoints_honour_nomads_stub_options() {
 mod cluster;
 mod evals;
 mod periodic;
+mod plans;
 mod services;
 mod versions;
 

@@ -8,6 +8,7 @@
 //! Owns placement decisions only. It must not commit anything: the plan applier re-checks every
 //! plan against the newest state and commits what still fits.
 
+mod annotate;
 mod constraint;
 mod feasible;
 mod placement;
@@ -27,6 +28,7 @@ mod version;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+pub use annotate::annotate;
 pub use constraint::unsatisfiable as unsatisfiable_constraints;
 pub use feasible::glob_match;
 pub use feasible::job_selects as system_selects;
@@ -569,6 +571,6 @@ mod system_tests;
 #[cfg(test)]
 mod tainted_tests;
 #[cfg(test)]
-mod testkit;
+pub(crate) mod testkit;
 #[cfg(test)]
 mod tests;

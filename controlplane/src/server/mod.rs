@@ -16,6 +16,7 @@ pub mod heartbeat;
 pub mod node_rpc;
 mod nodes;
 pub mod periodic;
+pub mod plan;
 pub mod planner;
 mod raft_consensus;
 pub mod scaling;
@@ -46,6 +47,7 @@ pub use evals::{
 pub use nodes::{
     AllocStopResponse, NodeDrainUpdateResponse, NodeUpdateResponse, DEFAULT_GC_INTERVAL,
 };
+pub use plan::{JobPlanResponse, PlanAnnotations};
 pub use versions::{JobStabilityResponse, JobTagResponse};
 
 /// Why a proposal did not commit.
@@ -1113,6 +1115,8 @@ async fn wait_until(rx: &mut watch::Receiver<bool>, value: bool) {
 mod broker_tests;
 #[cfg(test)]
 mod children_tests;
+#[cfg(test)]
+mod plan_tests;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]

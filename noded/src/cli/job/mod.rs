@@ -2,12 +2,15 @@
 
 mod allocs;
 mod children;
+pub mod diff;
 mod dispatch;
 mod eval;
+pub mod history;
 mod init;
 mod inspect;
 pub(crate) mod monitor;
 mod periodic;
+pub mod plan;
 mod revert;
 mod run;
 mod scale;
@@ -55,6 +58,10 @@ pub enum JobCommand {
     /// Name a version of a job (`tag apply`), or remove its name (`tag unset`).
     #[command(subcommand)]
     Tag(tag::TagCommand),
+    /// Show what submitting a jobspec would change, from a dry run of the scheduler.
+    Plan(Api<plan::JobPlan>),
+    /// Show a job's versions, and with -p what each changed.
+    History(Api<history::JobHistory>),
 }
 
 impl JobCommand {
@@ -73,6 +80,8 @@ impl JobCommand {
             JobCommand::Scale(c) => c.run().await,
             JobCommand::Revert(c) => c.run().await,
             JobCommand::Tag(c) => c.run().await,
+            JobCommand::Plan(c) => c.run().await,
+            JobCommand::History(c) => c.run().await,
         }
     }
 }

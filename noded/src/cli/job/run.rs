@@ -25,6 +25,10 @@ pub struct JobRun {
     /// Give up monitoring after this long (the job keeps running).
     #[arg(long = "monitor-timeout", default_value = "10m")]
     monitor_timeout: String,
+    /// Register only if the job's modify index on the servers is still this one (as `job
+    /// plan` printed it; 0 registers only a job that does not exist yet).
+    #[arg(long = "check-index")]
+    check_index: Option<u64>,
 }
 
 impl ApiCommand for JobRun {
@@ -36,11 +40,24 @@ impl ApiCommand for JobRun {
             println!("{}", json(&jobspec::to_api_json(&job))?);
             return Ok(Exit::Ok);
         }
-        let body = serde_json::json!({ "Job": job });
-        let response: JobRegisterResponse = api
-            .put("/v1/jobs", &body)
-            .await
-            .map_err(|e| anyhow!("Error submitting job: {e}"))?;
+        let body = match self.check_index {
+            Some(index) => serde_json::json!({
+                "Job": job,
+                "EnforceIndex": true,
+                "JobModifyIndex": index,
+            }),
+            None => serde_json::json!({ "Job": job }),
+        };
+        let response: JobRegisterResponse = match api.put("/v1/jobs", &body).await {
+            Ok(r) => r,
+            Err(e) if is_index_conflict(&e.to_string()) => {
+                // The servers' words name both indexes; nothing was registered.
+                eprintln!("{e}");
+                eprintln!("Job not updated: plan it again (noded job plan) to see what changed, then run with the new index");
+                return Ok(Exit::Code(1));
+            }
+            Err(e) => return Err(anyhow!("Error submitting job: {e}")),
+        };
         if !response.warnings.is_empty() {
             eprintln!("Job Warnings:\n{}", response.warnings);
         }
@@ -60,6 +77,14 @@ impl ApiCommand for JobRun {
         }
         monitor(api, &response.eval_id, job.job_type, timeout).await
     }
+}
+
+/// Whether a registration was refused by `-check-index` (Nomad's "Enforcing job modify
+/// index" error).
+fn is_index_conflict(message: &str) -> bool {
+    message
+        .to_lowercase()
+        .contains("enforcing job modify index")
 }
 
 /// When a just-registered periodic job first launches, as `job run` tells it.
