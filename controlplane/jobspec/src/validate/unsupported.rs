@@ -35,6 +35,23 @@ pub const ACTED_ON: &[&str] = &[
     // Rescheduling of failed allocations (the scheduler's reschedule rules).
     "Job.Reschedule",
     "TaskGroups.ReschedulePolicy",
+    // Their fields, by the block's own name (job level: `Reschedule`, group: `ReschedulePolicy`).
+    "Reschedule.Attempts",
+    "Reschedule.Interval",
+    "Reschedule.Delay",
+    "Reschedule.DelayFunction",
+    "Reschedule.MaxDelay",
+    "Reschedule.Unlimited",
+    "ReschedulePolicy.Attempts",
+    "ReschedulePolicy.Interval",
+    "ReschedulePolicy.Delay",
+    "ReschedulePolicy.DelayFunction",
+    "ReschedulePolicy.MaxDelay",
+    "ReschedulePolicy.Unlimited",
+    "Migrate.MaxParallel",
+    "Migrate.HealthCheck",
+    "Migrate.MinHealthyTime",
+    "Migrate.HealthyDeadline",
     "TaskGroups.Tasks",
     "Tasks.Name",
     "Tasks.Driver",
@@ -414,6 +431,51 @@ fn is_empty(v: &serde_json::Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::unsupported_warnings;
+
+    #[test]
+    fn reschedule_and_migrate_fields_do_not_warn_at_job_or_group_level() {
+        let src = r#"
+job "web" {
+  reschedule {
+    delay          = "10s"
+    delay_function = "fibonacci"
+  }
+  group "g" {
+    reschedule {
+      attempts       = 3
+      interval       = "5m"
+      delay          = "15s"
+      delay_function = "exponential"
+      max_delay      = "1m"
+      unlimited      = false
+    }
+    migrate {
+      max_parallel     = 2
+      health_check     = "task_states"
+      min_healthy_time = "5s"
+      healthy_deadline = "1m"
+    }
+    task "t" {
+      driver = "exec"
+      config {
+        command = "/bin/true"
+      }
+    }
+  }
+}
+"#;
+        let job = crate::parse_hcl(src, &crate::ParseOptions::default())
+            .unwrap()
+            .job;
+        let warnings: Vec<String> = unsupported_warnings(&job)
+            .iter()
+            .map(|w| w.to_string())
+            .collect();
+        assert!(
+            warnings.is_empty(),
+            "reschedule and migrate are acted on: {warnings:?}"
+        );
+    }
 
     #[test]
     fn placement_rules_and_networks_do_not_warn_but_cni_still_does() {
