@@ -1575,7 +1575,7 @@ fn lower_indexes(file: &mut SnapshotFile, max: u64) {
 
 /// Whether two versions of a job describe the same thing (ignoring what the servers own: an
 /// unchanged resubmission writes no version and starts no deployment).
-fn same_spec(a: &Job, b: &Job) -> bool {
+pub fn same_spec(a: &Job, b: &Job) -> bool {
     let strip = |j: &Job| Job {
         status: JobStatus::Pending,
         status_description: String::new(),
