@@ -80,15 +80,15 @@ impl Server {
         }
         let eval = follow_up_eval(&state, &d);
         let eval_id = eval.id.clone();
-        let response = self
-            .propose(Command::DeploymentPromote {
-                deployment_id: d.id.clone(),
-                all,
-                groups,
-                eval: Some(eval),
-                now: now_unix_nanos(),
-            })
-            .await?;
+        let command = Command::DeploymentPromote {
+            deployment_id: d.id.clone(),
+            all,
+            groups,
+            eval: Some(eval),
+            now: now_unix_nanos(),
+        };
+        dry_run(state, &command)?;
+        let response = self.propose(command).await?;
         Ok(written(eval_id, response.index, None))
     }
 
@@ -281,6 +281,17 @@ impl Server {
             })
             .await?;
         Ok(written(eval_id, response.index, reverted))
+    }
+}
+
+/// Applies `command` to a private copy of `state`: the state machine's refusal (unhealthy
+/// canaries, an unknown group) is answered before anything enters the log.
+fn dry_run(mut state: State, command: &Command) -> Result<(), ServerError> {
+    let index = state.latest_index().saturating_add(1);
+    let (response, _) = state.apply(index, command);
+    match response.error {
+        Some(e) => Err(ServerError::BadRequest(e)),
+        None => Ok(()),
     }
 }
 
