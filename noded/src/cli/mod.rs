@@ -12,6 +12,7 @@
 pub mod agent;
 pub mod alloc;
 pub mod config;
+pub mod deployment;
 pub mod eval;
 pub mod fmt;
 pub mod format;
@@ -63,6 +64,9 @@ pub enum Command {
     /// List, inspect and delete evaluations.
     #[command(subcommand)]
     Eval(eval::EvalCommand),
+    /// List, inspect, promote, fail, pause and resume deployments.
+    #[command(subcommand)]
+    Deployment(deployment::DeploymentCommand),
     /// Inspect allocations.
     #[command(subcommand, after_help = alloc::NODE_HELP)]
     Alloc(alloc::AllocCommand),
@@ -135,6 +139,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Config(c) => c.run(),
         Command::Job(c) => on_runtime(c.run()),
         Command::Eval(c) => on_runtime(c.run()),
+        Command::Deployment(c) => on_runtime(c.run()),
         Command::Alloc(c) => on_runtime(c.run()),
         Command::Node(c) => on_runtime(c.run()),
         Command::Scaling(c) => on_runtime(c.run()),
