@@ -1033,6 +1033,10 @@ impl State {
                 // A client that says nothing of health (an older one) leaves what was known.
                 let mut health = health.clone();
                 health.modify_index = index;
+                // Whether it is a canary is the servers' word (placed as one, cleared by
+                // promotion), not the client's: a report sent before a promotion arrives
+                // must neither clear nor restore it.
+                health.canary = alloc.deployment_status.as_ref().is_some_and(|s| s.canary);
                 alloc.deployment_status = Some(health);
             }
             if let Some(status) = &update.network_status {

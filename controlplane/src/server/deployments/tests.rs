@@ -159,10 +159,12 @@ impl World {
     }
 
     fn health(&mut self, alloc_id: &str, healthy: bool) {
-        let alloc = self.state.alloc(alloc_id).unwrap();
-        let mut status = alloc.deployment_status.clone().unwrap_or_default();
-        status.healthy = Some(healthy);
-        status.timestamp = format_rfc3339(T0 + SEC);
+        // As a client reports it: the verdict and its time, nothing of canaries.
+        let status = AllocDeploymentStatus {
+            healthy: Some(healthy),
+            timestamp: format_rfc3339(T0 + SEC),
+            ..Default::default()
+        };
         self.ok(Command::AllocClientUpdate {
             updates: vec![AllocClientUpdate {
                 id: alloc_id.into(),
@@ -407,6 +409,11 @@ fn healthy_canaries_of_auto_promote_groups_are_promoted() {
         "canary not healthy yet"
     );
     w.health(&ids[0], true);
+    let canary = w.state.alloc(&ids[0]).unwrap();
+    assert!(
+        canary.deployment_status.as_ref().unwrap().canary,
+        "the client's report keeps the servers' canary flag"
+    );
     let proposals = decide_with(&w, T0 + 2 * SEC);
     assert!(matches!(only(&proposals), Action::Promote { .. }));
     assert_eq!(w.commit(&proposals, T0 + 2 * SEC), vec![None]);
