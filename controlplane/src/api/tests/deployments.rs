@@ -43,6 +43,11 @@ async fn refused(
 /// Job `id` with `canaries` in its update block, and a deployment `d` of it with one
 /// allocation placed (a canary when there are canaries), written as the scheduler would.
 async fn deployed(server: &Server, id: &str, d: &str, canaries: i64) -> String {
+    deployed_with(server, id, d, canaries, 2).await
+}
+
+/// [`deployed`] with `total` allocations wanted.
+async fn deployed_with(server: &Server, id: &str, d: &str, canaries: i64, total: u64) -> String {
     let mut job = Job {
         id: id.into(),
         datacenters: vec!["dc1".into()],
@@ -82,7 +87,7 @@ async fn deployed(server: &Server, id: &str, d: &str, canaries: i64) -> String {
         DeploymentState {
             progress_deadline: Duration::from_secs(600),
             desired_canaries: canaries as u64,
-            desired_total: 2,
+            desired_total: total,
             ..Default::default()
         },
     );
@@ -411,5 +416,37 @@ async fn manual_health_promotes_and_an_unhealthy_allocation_fails_the_deployment
     let d = server.state().deployment("d2").unwrap();
     assert_eq!(d.status, "failed");
     assert_eq!(d.status_description, "Failed due to unhealthy allocations");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_leaders_watcher_marks_a_healthy_deployment_successful_and_its_version_stable() {
+    let (app, server) = app();
+    node(&server).await;
+    let alloc = deployed_with(&server, "web", "d1", 0, 1).await;
+    json(
+        &app,
+        "POST",
+        "/v1/deployment/allocation-health/d1",
+        serde_json::json!({"HealthyAllocationIDs": [alloc]}),
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let d = server.state().deployment("d1").unwrap();
+        if d.status == "successful" {
+            assert_eq!(d.status_description, "Deployment completed successfully");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {:?}", d.status);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        server
+            .state()
+            .job_version("default", "web", 0)
+            .unwrap()
+            .stable
+    );
     server.shutdown().await;
 }
