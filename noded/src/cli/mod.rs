@@ -285,6 +285,57 @@ mod tests {
         }
     }
 
+    #[test]
+    fn deployment_commands_parse_as_nomads() {
+        for (args, wants) in [
+            (
+                &[
+                    "noded",
+                    "deployment",
+                    "status",
+                    "-monitor",
+                    "-verbose",
+                    "ab12",
+                ][..],
+                &["monitor: true", "verbose: true", "deployment_id: \"ab12\""][..],
+            ),
+            (
+                &[
+                    "noded",
+                    "deployment",
+                    "promote",
+                    "-group",
+                    "web",
+                    "-group",
+                    "api",
+                    "-detach",
+                    "ab12",
+                ],
+                &["groups: [\"web\", \"api\"]", "detach: true"],
+            ),
+            (
+                &["noded", "job", "promote", "-group=web", "example"],
+                &["groups: [\"web\"]", "job: \"example\""],
+            ),
+            (
+                &["noded", "job", "deployments", "-latest", "-json", "example"],
+                &["latest: true", "json: true"],
+            ),
+            (
+                &["noded", "deployment", "list", "-verbose"],
+                &["verbose: true"],
+            ),
+            (&["noded", "deployment", "resume", "ab12"], &["Resume"]),
+            (&["noded", "deployment", "unblock", "ab12"], &["Unblock"]),
+        ] {
+            let cli = Cli::try_parse_from(normalize_args(v(args))).unwrap();
+            let shown = format!("{cli:?}");
+            for want in wants {
+                assert!(shown.contains(want), "{args:?}: {want} in {shown}");
+            }
+        }
+    }
+
     /// Every command that talks to an agent takes the global flags, and every command that
     /// shows something takes `-json`: the pattern holds for commands added later too.
     #[test]

@@ -239,6 +239,8 @@ pub fn fail(
         id: new_id(),
         namespace: d.namespace.clone(),
         priority: d.eval_priority,
+        // The job is gone: the evaluation only lets the scheduler stop what is left.
+        eval_type: "service".to_string(),
         triggered_by: trigger::DEPLOYMENT_WATCHER.to_string(),
         job_id: d.job_id.clone(),
         status: EvalStatus::Pending,
