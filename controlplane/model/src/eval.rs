@@ -55,6 +55,8 @@ pub mod trigger {
     pub const PREEMPTION: &str = "preemption";
     pub const NODE_REGISTER: &str = "node-register";
     pub const SCHEDULED: &str = "scheduled";
+    pub const DEPLOYMENT_WATCHER: &str = "deployment-watcher";
+    pub const ROLLING_UPDATE: &str = "rolling-update";
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

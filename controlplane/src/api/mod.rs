@@ -18,6 +18,7 @@ mod allocs;
 mod autopilot;
 mod client;
 mod cluster;
+mod deployments;
 mod error;
 mod evals;
 mod exec;

@@ -22,7 +22,7 @@ use axum::routing::{on, MethodFilter};
 use axum::Router;
 
 use super::{
-    agent, allocs, autopilot, client, evals, exec, jobs, node_pools, nodes, operator,
+    agent, allocs, autopilot, client, deployments, evals, exec, jobs, node_pools, nodes, operator,
     operator_raft, periodic, services, snapshot, system, versions, ApiContext,
 };
 
@@ -295,6 +295,57 @@ pub(super) fn table() -> Routes {
         )
         .add(GET, "/v1/job/{id}/summary", Ns(ReadJob), jobs::summary)
         .add(GET, "/v1/job/{id}/versions", Ns(ReadJob), jobs::versions)
+        // Deployments: reads, and the operator's promote, fail, pause/resume, health, unblock.
+        .add(
+            GET,
+            "/v1/job/{id}/deployments",
+            Ns(ReadJob),
+            deployments::by_job,
+        )
+        .add(
+            GET,
+            "/v1/job/{id}/deployment",
+            Ns(ReadJob),
+            deployments::latest_by_job,
+        )
+        .add(GET, "/v1/deployments", Ns(ReadJob), deployments::list)
+        .add(GET, "/v1/deployment/{id}", Ns(ReadJob), deployments::read)
+        .add(
+            GET,
+            "/v1/deployment/allocations/{id}",
+            Ns(ReadJob),
+            deployments::allocations,
+        )
+        .add(
+            WRITE,
+            "/v1/deployment/promote/{id}",
+            Ns(SubmitJob),
+            deployments::promote,
+        )
+        .add(
+            WRITE,
+            "/v1/deployment/fail/{id}",
+            Ns(SubmitJob),
+            deployments::fail,
+        )
+        .add(
+            WRITE,
+            "/v1/deployment/pause/{id}",
+            Ns(SubmitJob),
+            deployments::pause,
+        )
+        .add(
+            WRITE,
+            "/v1/deployment/allocation-health/{id}",
+            Ns(SubmitJob),
+            deployments::alloc_health,
+        )
+        .add(
+            WRITE,
+            "/v1/deployment/unblock/{id}",
+            Ns(SubmitJob),
+            deployments::unblock,
+        )
         // A job's stored versions: revert, stability, tags.
         .add(
             WRITE,

@@ -822,6 +822,7 @@ async fn list_endpoints_honour_nomads_stub_options() {
 }
 
 mod cluster;
+mod deployments;
 mod evals;
 mod periodic;
 mod plans;

@@ -9,6 +9,7 @@
 pub mod autopilot;
 pub mod blocked;
 pub mod broker;
+pub mod deployments;
 pub mod dispatch;
 pub mod drainer;
 mod evals;
@@ -815,6 +816,9 @@ impl Server {
                     _ = drainer::run(self.clone()) => {}
                     // Launches periodic jobs; its memory is the replicated launch table.
                     _ = periodic::run(self.clone()) => {}
+                    // Moves deployments along from allocation health and deadlines; its
+                    // memory is only what it proposed last, the rest is in the state.
+                    _ = deployments::watcher::run(self.clone()) => {}
                     _ = wait_until(&mut leadership, false) => {}
                     _ = shutdown.changed() => return,
                 }

@@ -1033,6 +1033,10 @@ impl State {
                 // A client that says nothing of health (an older one) leaves what was known.
                 let mut health = health.clone();
                 health.modify_index = index;
+                // Whether it is a canary is the servers' word (placed as one, cleared by
+                // promotion), not the client's: a report sent before a promotion arrives
+                // must neither clear nor restore it.
+                health.canary = alloc.deployment_status.as_ref().is_some_and(|s| s.canary);
                 alloc.deployment_status = Some(health);
             }
             if let Some(status) = &update.network_status {
@@ -1575,7 +1579,7 @@ fn lower_indexes(file: &mut SnapshotFile, max: u64) {
 
 /// Whether two versions of a job describe the same thing (ignoring what the servers own: an
 /// unchanged resubmission writes no version and starts no deployment).
-fn same_spec(a: &Job, b: &Job) -> bool {
+pub fn same_spec(a: &Job, b: &Job) -> bool {
     let strip = |j: &Job| Job {
         status: JobStatus::Pending,
         status_description: String::new(),

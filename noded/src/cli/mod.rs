@@ -12,6 +12,7 @@
 pub mod agent;
 pub mod alloc;
 pub mod config;
+pub mod deployment;
 pub mod eval;
 pub mod fmt;
 pub mod format;
@@ -63,6 +64,9 @@ pub enum Command {
     /// List, inspect and delete evaluations.
     #[command(subcommand)]
     Eval(eval::EvalCommand),
+    /// List, inspect, promote, fail, pause and resume deployments.
+    #[command(subcommand)]
+    Deployment(deployment::DeploymentCommand),
     /// Inspect allocations.
     #[command(subcommand, after_help = alloc::NODE_HELP)]
     Alloc(alloc::AllocCommand),
@@ -135,6 +139,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Config(c) => c.run(),
         Command::Job(c) => on_runtime(c.run()),
         Command::Eval(c) => on_runtime(c.run()),
+        Command::Deployment(c) => on_runtime(c.run()),
         Command::Alloc(c) => on_runtime(c.run()),
         Command::Node(c) => on_runtime(c.run()),
         Command::Scaling(c) => on_runtime(c.run()),
@@ -277,6 +282,57 @@ mod tests {
             "token: \"t\"",
         ] {
             assert!(shown.contains(want), "{want} in {shown}");
+        }
+    }
+
+    #[test]
+    fn deployment_commands_parse_as_nomads() {
+        for (args, wants) in [
+            (
+                &[
+                    "noded",
+                    "deployment",
+                    "status",
+                    "-monitor",
+                    "-verbose",
+                    "ab12",
+                ][..],
+                &["monitor: true", "verbose: true", "deployment_id: \"ab12\""][..],
+            ),
+            (
+                &[
+                    "noded",
+                    "deployment",
+                    "promote",
+                    "-group",
+                    "web",
+                    "-group",
+                    "api",
+                    "-detach",
+                    "ab12",
+                ],
+                &["groups: [\"web\", \"api\"]", "detach: true"],
+            ),
+            (
+                &["noded", "job", "promote", "-group=web", "example"],
+                &["groups: [\"web\"]", "job: \"example\""],
+            ),
+            (
+                &["noded", "job", "deployments", "-latest", "-json", "example"],
+                &["latest: true", "json: true"],
+            ),
+            (
+                &["noded", "deployment", "list", "-verbose"],
+                &["verbose: true"],
+            ),
+            (&["noded", "deployment", "resume", "ab12"], &["Resume"]),
+            (&["noded", "deployment", "unblock", "ab12"], &["Unblock"]),
+        ] {
+            let cli = Cli::try_parse_from(normalize_args(v(args))).unwrap();
+            let shown = format!("{cli:?}");
+            for want in wants {
+                assert!(shown.contains(want), "{args:?}: {want} in {shown}");
+            }
         }
     }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail};
 use controlplane::model::{
-    AllocListStub, Allocation, Evaluation, JobListStub, Node, NodeListStub, NodeStatus,
+    AllocListStub, Allocation, Deployment, Evaluation, JobListStub, Node, NodeListStub, NodeStatus,
 };
 use serde::de::DeserializeOwned;
 
@@ -73,6 +73,26 @@ impl Listed for Evaluation {
             self.triggered_by.clone(),
             self.job_id.clone(),
             self.status.as_str().into(),
+        ]
+    }
+}
+
+impl Listed for Deployment {
+    const NOUN: &'static str = "deployment";
+    const LIST: &'static str = "/v1/deployments";
+    const MIN_PREFIX: usize = 1;
+    const COLUMNS: &'static [&'static str] =
+        &["ID", "Job ID", "Job Version", "Status", "Description"];
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn row(&self) -> Vec<String> {
+        vec![
+            short(&self.id),
+            self.job_id.clone(),
+            self.job_version.to_string(),
+            self.status.clone(),
+            self.status_description.clone(),
         ]
     }
 }

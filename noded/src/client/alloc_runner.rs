@@ -262,14 +262,16 @@ async fn run(
             tracing::warn!(alloc = %alloc.id, "removing the unused spare task dir: {e}");
         }
     }
-    running.services = Some(start_services(
+    let services = start_services(
         &shared,
         &setup,
         &group,
         task_envs,
         own_controls,
         running.view(),
-    ));
+    );
+    running.checks = Some(services.checks());
+    running.services = Some(services);
     if alloc.desired_status != DesiredStatus::Run {
         // Never started here: nothing to clean up after, so poststop tasks do not run.
         running
@@ -656,6 +658,8 @@ struct Running {
     alloc: Arc<Allocation>,
     /// Its services (registration and checks), from before the first report on.
     services: Option<AllocServices>,
+    /// How its update-gating checks stand (deployment health with `health_check = "checks"`).
+    checks: Option<watch::Receiver<services::ChecksHealth>>,
     /// How long tasks wait between their services' removal and their kill signal
     /// (`shutdown_delay`, the longest of the group's and its tasks').
     shutdown_delay: Duration,
@@ -687,10 +691,15 @@ impl Running {
             poststop_killed: false,
             max_run_deadline: max_run_deadline(alloc, group),
             forced_status: None,
-            health: HealthWatch::new(group, controlplane::model::now_unix_nanos()),
+            health: HealthWatch::new(
+                group,
+                !alloc.deployment_id.is_empty(),
+                controlplane::model::now_unix_nanos(),
+            ),
             alloc: with_network_status(alloc, network_status.as_ref()),
             network_status,
             services: None,
+            checks: None,
             shutdown_delay: shutdown_delay(alloc, group),
         }
     }
@@ -833,6 +842,8 @@ impl Running {
         alloc_updates: &mut watch::Receiver<Arc<Allocation>>,
         controls: &mut mpsc::Receiver<AllocControl>,
     ) {
+        // Held here: the select's other arms borrow `self`.
+        let mut checks_rx = self.checks.take();
         loop {
             tokio::select! {
                 Some(update) = updates.recv() => self.task_changed(shared, update).await,
@@ -877,6 +888,11 @@ impl Running {
                 Some(control) = controls.recv() => dispatch_control(control, &self.states, &self.task_controls),
                 // Health passes with time alone (min_healthy_time, healthy_deadline).
                 _ = self.health_due(), if !self.stopping => self.report(shared).await,
+                // A check passed or failed: health may be decided now.
+                Some(checks) = checks_changed(checks_rx.as_mut()), if !self.stopping => {
+                    self.health.set_checks(checks);
+                    self.report(shared).await;
+                }
                 else => break,
             }
         }
@@ -887,6 +903,20 @@ impl Running {
         self.states.insert(update.task, update.state);
         self.lifecycle_step().await;
         self.report(shared).await;
+    }
+}
+
+/// The next standing of the allocation's checks (never, without services or once the
+/// registrar is gone).
+async fn checks_changed(
+    rx: Option<&mut watch::Receiver<services::ChecksHealth>>,
+) -> Option<services::ChecksHealth> {
+    let Some(rx) = rx else {
+        return std::future::pending().await;
+    };
+    match rx.changed().await {
+        Ok(()) => Some(*rx.borrow_and_update()),
+        Err(_) => std::future::pending().await,
     }
 }
 

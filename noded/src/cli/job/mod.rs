@@ -2,6 +2,7 @@
 
 mod allocs;
 mod children;
+mod deployments;
 pub mod diff;
 mod dispatch;
 mod eval;
@@ -62,6 +63,10 @@ pub enum JobCommand {
     Plan(Api<plan::JobPlan>),
     /// Show a job's versions, and with -p what each changed.
     History(Api<history::JobHistory>),
+    /// Promote the canaries of a job's newest deployment.
+    Promote(Api<super::deployment::JobPromote>),
+    /// List a job's deployments (-latest: only the newest).
+    Deployments(Api<deployments::JobDeployments>),
 }
 
 impl JobCommand {
@@ -82,6 +87,8 @@ impl JobCommand {
             JobCommand::Tag(c) => c.run().await,
             JobCommand::Plan(c) => c.run().await,
             JobCommand::History(c) => c.run().await,
+            JobCommand::Promote(c) => c.run().await,
+            JobCommand::Deployments(c) => c.run().await,
         }
     }
 }

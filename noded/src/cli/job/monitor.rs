@@ -75,12 +75,45 @@ pub async fn monitor(
             eval.status.as_str()
         ));
     }
+    if let Some(d) = deployment_of(api, &eval).await? {
+        // A rolling update or canaries: its deployment says when it is done (or failed),
+        // which the allocations alone cannot.
+        header(&format!("Monitoring deployment \"{}\"", short(&d.id)));
+        let left = deadline.saturating_duration_since(Instant::now());
+        let outcome = super::super::deployment::monitor_deployment(api, &d.id, false, left).await?;
+        return Ok(if outcome == Exit::Ok { exit } else { outcome });
+    }
     if allocs.is_empty() {
         return Ok(exit);
     }
     let ids: Vec<String> = allocs.iter().map(|a| a.id.clone()).collect();
     let outcome = watch_allocs(api, &eval.job_id, &ids, job_type, deadline).await?;
     Ok(if outcome == Exit::Ok { exit } else { outcome })
+}
+
+/// The deployment the evaluation's plan created or moved on (Nomad's monitor follows the
+/// evaluation's `DeploymentID`; here: the job's newest deployment, written after the
+/// evaluation was).
+async fn deployment_of(
+    api: &ApiClient,
+    eval: &Evaluation,
+) -> anyhow::Result<Option<controlplane::model::Deployment>> {
+    if eval.job_id.is_empty() {
+        return Ok(None);
+    }
+    let latest: Option<controlplane::model::Deployment> = match api
+        .get_now(
+            &format!("/v1/job/{}/deployment", urlencode(&eval.job_id)),
+            &[],
+        )
+        .await
+    {
+        Ok(latest) => latest,
+        // An agent without deployments: follow the allocations.
+        Err(e) if e.is_not_found() => None,
+        Err(e) => return Err(anyhow!("Error reading the job's deployment: {e}")),
+    };
+    Ok(latest.filter(|d| d.modify_index >= eval.create_index && eval.create_index > 0))
 }
 
 /// Blocks on the evaluation until it is terminal (or blocked), printing its status changes.

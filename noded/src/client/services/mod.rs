@@ -127,6 +127,36 @@ fn is_zero(n: &u16) -> bool {
     *n == 0
 }
 
+/// How an allocation's health checks stand, for its deployment health
+/// (`health_check = "checks"`): only checks that gate updates count (`on_update = "ignore"`
+/// ones are readiness checks, as Nomad's `CheckMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ChecksHealth {
+    /// Checks of registered instances that gate updates.
+    pub checks: usize,
+    /// Since when every one of them has been passing (Unix nanoseconds), if they all are.
+    pub passing_since: Option<i64>,
+}
+
+impl ChecksHealth {
+    fn of<'a>(checks: impl Iterator<Item = &'a LiveCheck>) -> ChecksHealth {
+        let mut out = ChecksHealth {
+            checks: 0,
+            passing_since: Some(0),
+        };
+        for c in checks.filter(|c| c.planned.mode == "healthiness") {
+            out.checks += 1;
+            out.passing_since = match out.passing_since {
+                Some(since) if c.status.ran && c.status.status() == HealthStatus::Passing => {
+                    Some(since.max(c.changed_ns))
+                }
+                _ => None,
+            };
+        }
+        out
+    }
+}
+
 /// What an allocation's services follow.
 #[derive(Debug, Clone)]
 pub struct View {
@@ -176,6 +206,7 @@ pub struct AllocServices {
     ctx: Arc<ServiceContext>,
     alloc_id: String,
     view: watch::Sender<View>,
+    checks: watch::Receiver<ChecksHealth>,
     stop: mpsc::Sender<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -185,14 +216,23 @@ impl AllocServices {
         let alloc_id = view.alloc.id.clone();
         let (view_tx, view_rx) = watch::channel(view);
         let (stop_tx, stop_rx) = mpsc::channel(1);
-        let task = tokio::spawn(Registrar::new(ctx.clone(), setup).run(view_rx, stop_rx));
+        let (checks_tx, checks_rx) = watch::channel(ChecksHealth::default());
+        let task =
+            tokio::spawn(Registrar::new(ctx.clone(), setup, checks_tx).run(view_rx, stop_rx));
         AllocServices {
             ctx,
             alloc_id,
             view: view_tx,
+            checks: checks_rx,
             stop: stop_tx,
             task: Some(task),
         }
+    }
+
+    /// How the allocation's update-gating checks stand, as they change (the deployment
+    /// health watch follows it).
+    pub fn checks(&self) -> watch::Receiver<ChecksHealth> {
+        self.checks.clone()
     }
 
     /// The allocation or its tasks changed.
@@ -298,10 +338,16 @@ struct Registrar {
     /// When the next write is due (`None`: nothing to write).
     write_at: Option<tokio::time::Instant>,
     stopped: bool,
+    /// Where the checks' standing goes for the deployment health watch.
+    checks_tx: watch::Sender<ChecksHealth>,
 }
 
 impl Registrar {
-    fn new(ctx: Arc<ServiceContext>, setup: Setup) -> Registrar {
+    fn new(
+        ctx: Arc<ServiceContext>,
+        setup: Setup,
+        checks_tx: watch::Sender<ChecksHealth>,
+    ) -> Registrar {
         let (results_tx, results_rx) = mpsc::channel(RESULT_QUEUE);
         Registrar {
             ctx,
@@ -315,6 +361,7 @@ impl Registrar {
             retry: Backoff::new(WRITE_RETRY),
             write_at: None,
             stopped: false,
+            checks_tx,
         }
     }
 
@@ -559,6 +606,12 @@ impl Registrar {
             })
             .collect();
         self.ctx.publish(&self.alloc_id, Some(results));
+        let health = ChecksHealth::of(self.live.values().flat_map(|l| l.checks.iter()));
+        self.checks_tx.send_if_modified(|old| {
+            let changed = *old != health;
+            *old = health;
+            changed
+        });
     }
 
     fn write_soon(&mut self) {
