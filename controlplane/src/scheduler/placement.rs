@@ -9,7 +9,7 @@ use super::select::Ranked;
 use super::system::NodePlacement;
 use super::{feasible, Run, SchedulerEnv};
 use crate::model::{
-    trigger, AllocMetric, AllocatedCpuResources, AllocatedMemoryResources, AllocatedResources,
+    trigger, AllocDeploymentStatus, AllocMetric, AllocatedCpuResources, AllocatedMemoryResources, AllocatedResources,
     AllocatedTaskResources, Allocation, ClientStatus, ComparableResources, DesiredStatus,
     EvalStatus, Evaluation, Job, Node, TaskGroup,
 };
@@ -229,6 +229,16 @@ impl Run<'_> {
             previous_allocation: previous,
             preempted_allocations: preempted_ids,
             create_time: env.now_unix_nanos(),
+            deployment_id: self.rollout.placement_id(),
+            // A canary is marked so: the deployment counts it, `job plan` shows it and the
+            // client registers its services with the canary tags.
+            deployment_status: self
+                .rollout
+                .placing_canaries
+                .then(|| AllocDeploymentStatus {
+                    canary: true,
+                    ..Default::default()
+                }),
             ..Default::default()
         };
         self.queued.entry(group.name.clone()).or_default();

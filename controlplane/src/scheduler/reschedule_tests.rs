@@ -5,11 +5,25 @@
 use std::time::Duration;
 
 use super::reschedule::{self, Decision, DESC_RESCHEDULED};
-use super::testkit::{job, node, World, SEC};
+use super::testkit::{node, World, SEC};
 use super::*;
 use crate::model::time::parse_rfc3339;
 use crate::model::*;
 use crate::state::Command;
+
+/// The test kit's job with rollouts off (`update { max_parallel = 0 }`): these scenarios are
+/// about the reschedule policy alone. Under a deployment (Nomad's default for service jobs)
+/// a failed allocation waits for the deployment watcher instead, as `deployment_tests`
+/// checks.
+fn job(id: &str, job_type: JobType, count: i64, cpu: i64, mem: i64) -> Job {
+    let mut j = super::testkit::job(id, job_type, count, cpu, mem);
+    for g in &mut j.task_groups {
+        if let Some(u) = g.update.as_mut() {
+            u.max_parallel = Some(0);
+        }
+    }
+    j
+}
 
 fn with_policy(mut j: Job, policy: ReschedulePolicy) -> Job {
     j.task_groups[0].reschedule_policy = Some(policy);
