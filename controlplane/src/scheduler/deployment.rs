@@ -183,6 +183,22 @@ impl Rollout {
         }
     }
 
+    /// A system group's wanted total: the nodes it runs on (Nomad counts the feasible ones).
+    pub fn set_desired_total(&mut self, group: &str, total: u64) {
+        let created = self.created;
+        if let Some(state) = self
+            .current
+            .as_mut()
+            .filter(|d| d.active())
+            .and_then(|d| d.task_groups.get_mut(group))
+        {
+            if state.desired_total != total {
+                state.desired_total = total;
+                self.changed |= !created;
+            }
+        }
+    }
+
     /// The deployment the plan writes (created or changed by this run), with the description
     /// a created one starts with (Nomad's `setDeploymentStatusAndUpdates`).
     pub fn for_plan(&self) -> Option<Deployment> {
@@ -344,16 +360,25 @@ mod tests {
 
     #[test]
     fn canaries_take_the_names_they_replace_then_free_ones_then_beyond_count() {
-        assert_eq!(canary_names(2, 3, &set(&[]), &set(&[1, 2]), &set(&[0, 1, 2])), vec![1, 2]);
+        assert_eq!(
+            canary_names(2, 3, &set(&[]), &set(&[1, 2]), &set(&[0, 1, 2])),
+            vec![1, 2]
+        );
         // One canary exists under name 1: the next takes 2.
-        assert_eq!(canary_names(1, 3, &set(&[1]), &set(&[1, 2]), &set(&[0, 1, 2])), vec![2]);
+        assert_eq!(
+            canary_names(1, 3, &set(&[1]), &set(&[1, 2]), &set(&[0, 1, 2])),
+            vec![2]
+        );
         // More canaries than count: names past the count.
         assert_eq!(
             canary_names(5, 3, &set(&[]), &set(&[0, 1, 2]), &set(&[0, 1, 2])),
             vec![0, 1, 2, 3, 4]
         );
         // A free name below count before going past it.
-        assert_eq!(canary_names(2, 3, &set(&[]), &set(&[0]), &set(&[0, 1])), vec![0, 2]);
+        assert_eq!(
+            canary_names(2, 3, &set(&[]), &set(&[0]), &set(&[0, 1])),
+            vec![0, 2]
+        );
     }
 
     #[test]
@@ -381,11 +406,20 @@ mod tests {
         let (pending, healthy, unhealthy) = (placed(None), placed(Some(true)), placed(Some(false)));
         assert_eq!(replace_limit(&g, 3, &rollout, false, &[]), 2);
         assert_eq!(replace_limit(&g, 3, &rollout, false, &[&pending]), 1);
-        assert_eq!(replace_limit(&g, 3, &rollout, false, &[&healthy, &healthy]), 2);
-        assert_eq!(replace_limit(&g, 3, &rollout, false, &[&healthy, &unhealthy]), 0);
+        assert_eq!(
+            replace_limit(&g, 3, &rollout, false, &[&healthy, &healthy]),
+            2
+        );
+        assert_eq!(
+            replace_limit(&g, 3, &rollout, false, &[&healthy, &unhealthy]),
+            0
+        );
         assert_eq!(replace_limit(&g, 3, &rollout, true, &[]), 0);
         // Nothing destructive, or no strategy: no limit.
-        assert_eq!(replace_limit(&g, 0, &rollout, false, &[&pending]), usize::MAX);
+        assert_eq!(
+            replace_limit(&g, 0, &rollout, false, &[&pending]),
+            usize::MAX
+        );
         assert_eq!(
             replace_limit(&group(5, 0, 0), 3, &rollout, false, &[&pending]),
             usize::MAX
@@ -410,7 +444,10 @@ mod tests {
         let (r, updates) = Rollout::sort_out(Some(&job), Some(d.clone()), 7);
         assert!(r.current.is_none());
         assert_eq!(updates[0].status, deployment_status::CANCELLED);
-        assert_eq!(updates[0].status_description, deployment_description::NEWER_JOB);
+        assert_eq!(
+            updates[0].status_description,
+            deployment_description::NEWER_JOB
+        );
         let same = Job {
             version: 1,
             ..job.clone()
@@ -418,13 +455,16 @@ mod tests {
         let (r, updates) = Rollout::sort_out(Some(&same), Some(d.clone()), 7);
         assert_eq!(r.current.map(|d| d.id), Some("d1".into()));
         assert!(updates.is_empty());
-        let stopped = Job {
-            stop: true,
-            ..same
-        };
+        let stopped = Job { stop: true, ..same };
         let (_, updates) = Rollout::sort_out(Some(&stopped), Some(d.clone()), 7);
-        assert_eq!(updates[0].status_description, deployment_description::STOPPED_JOB);
+        assert_eq!(
+            updates[0].status_description,
+            deployment_description::STOPPED_JOB
+        );
         let (_, updates) = Rollout::sort_out(None, Some(d), 7);
-        assert_eq!(updates[0].status_description, deployment_description::STOPPED_JOB);
+        assert_eq!(
+            updates[0].status_description,
+            deployment_description::STOPPED_JOB
+        );
     }
 }

@@ -37,7 +37,10 @@ fn next_version(j: &Job, command: &str) -> Job {
 }
 
 fn world() -> World {
-    World::new(vec![node("n1", 100_000, 100_000), node("n2", 100_000, 100_000)])
+    World::new(vec![
+        node("n1", 100_000, 100_000),
+        node("n2", 100_000, 100_000),
+    ])
 }
 
 fn latest(w: &World) -> Arc<Deployment> {
@@ -127,7 +130,10 @@ fn a_new_job_gets_a_deployment_and_an_unchanged_resubmission_none() {
     let mut w = world();
     let v1 = web(3, 1, 0);
     let plan = w.register(&v1);
-    let d = plan.deployment.clone().expect("a new job starts a deployment");
+    let d = plan
+        .deployment
+        .clone()
+        .expect("a new job starts a deployment");
     assert_eq!(d.status, deployment_status::RUNNING);
     assert_eq!(d.status_description, deployment_description::RUNNING);
     assert_eq!(d.job_version, 0);
@@ -147,7 +153,10 @@ fn a_new_job_gets_a_deployment_and_an_unchanged_resubmission_none() {
     let mut v2 = v1.clone();
     v2.task_groups[0].tasks[0].kill_timeout = Some(std::time::Duration::from_secs(9));
     let plan = w.register(&v2);
-    let d2 = plan.deployment.clone().expect("a new version starts a deployment");
+    let d2 = plan
+        .deployment
+        .clone()
+        .expect("a new version starts a deployment");
     assert_ne!(d2.id, d.id);
     assert!(stopped(&plan).is_empty());
     let updated: Vec<&Allocation> = plan.node_allocation.values().flatten().collect();
@@ -194,7 +203,10 @@ fn a_destructive_update_rolls_max_parallel_at_a_time_as_replacements_turn_health
         "{preview:?}"
     );
     let plan = w.register(&v2);
-    let d = plan.deployment.clone().expect("the new version's deployment");
+    let d = plan
+        .deployment
+        .clone()
+        .expect("the new version's deployment");
     assert_eq!(d.task_groups["g"].desired_total, 5);
     let stops = stopped(&plan);
     assert_eq!(stops.len(), 2, "{plan:?}");
@@ -251,7 +263,10 @@ fn canaries_wait_for_promotion_then_the_rest_rolls() {
     let v1 = web(3, 1, 1);
     w.register(&v1);
     let old = live_ids(&w);
-    assert!(latest(&w).task_groups["g"].desired_canaries == 0, "nothing to canary at first");
+    assert!(
+        latest(&w).task_groups["g"].desired_canaries == 0,
+        "nothing to canary at first"
+    );
 
     let plan = w.register(&next_version(&v1, "/bin/false"));
     let d = plan.deployment.clone().expect("deployment");
@@ -265,14 +280,22 @@ fn canaries_wait_for_promotion_then_the_rest_rolls() {
     assert_eq!(canaries.len(), 1);
     let canary = canaries[0].clone();
     assert!(canary.deployment_status.as_ref().is_some_and(|s| s.canary));
-    assert_eq!(canary.name, "web.g[0]", "a canary takes the name it will replace");
-    assert_eq!(latest(&w).task_groups["g"].placed_canaries, vec![canary.id.clone()]);
+    assert_eq!(
+        canary.name, "web.g[0]",
+        "a canary takes the name it will replace"
+    );
+    assert_eq!(
+        latest(&w).task_groups["g"].placed_canaries,
+        vec![canary.id.clone()]
+    );
     assert_eq!(w.live("web").len(), 4);
 
     // Healthy or not, nothing else happens before promotion.
     report_health(&mut w, std::slice::from_ref(&canary.id), true);
     assert!(w.rerun("web", WATCHER).is_no_op());
-    assert!(old.iter().all(|id| !w.state.alloc(id).unwrap().is_terminal()));
+    assert!(old
+        .iter()
+        .all(|id| !w.state.alloc(id).unwrap().is_terminal()));
 
     w.apply(Command::DeploymentPromote {
         deployment_id: d.id.clone(),
@@ -367,11 +390,20 @@ fn a_paused_deployment_holds_its_rollout_until_resumed() {
     let d = latest(&w);
     let new: Vec<String> = on_current(&w).iter().map(|a| a.id.clone()).collect();
     report_health(&mut w, &new, true);
-    set_status(&mut w, &d.id, deployment_status::PAUSED, deployment_description::PAUSED);
+    set_status(
+        &mut w,
+        &d.id,
+        deployment_status::PAUSED,
+        deployment_description::PAUSED,
+    );
     assert!(w.rerun("web", WATCHER).is_no_op());
     // A lost allocation is still replaced while paused.
     let lost_node = w.live("web")[0].node_id.clone();
-    let before = w.live("web").iter().filter(|a| a.node_id == lost_node).count();
+    let before = w
+        .live("web")
+        .iter()
+        .filter(|a| a.node_id == lost_node)
+        .count();
     w.apply(Command::NodeUpdateStatus {
         node_id: lost_node.clone(),
         status: NodeStatus::Down,
@@ -381,7 +413,12 @@ fn a_paused_deployment_holds_its_rollout_until_resumed() {
     let plan = w.rerun("web", trigger::NODE_UPDATE);
     assert_eq!(placed(&plan).len(), before, "{plan:?}");
     assert!(placed(&plan).iter().all(|a| a.deployment_id == d.id));
-    set_status(&mut w, &d.id, deployment_status::RUNNING, deployment_description::RUNNING);
+    set_status(
+        &mut w,
+        &d.id,
+        deployment_status::RUNNING,
+        deployment_description::RUNNING,
+    );
     let healthy: Vec<String> = on_current(&w).iter().map(|a| a.id.clone()).collect();
     report_health(&mut w, &healthy, true);
     let plan = w.rerun("web", WATCHER);
@@ -477,4 +514,96 @@ fn stopping_the_job_cancels_its_deployment() {
         deployment_status::CANCELLED
     );
     assert!(w.live("web").is_empty());
+}
+
+/// A system job `sys` with `update { max_parallel = N }` on four nodes.
+fn system_world(max_parallel: i64) -> (World, Job) {
+    let w = World::new(
+        ["n1", "n2", "n3", "n4"]
+            .iter()
+            .map(|id| node(id, 4000, 4096))
+            .collect(),
+    );
+    let mut j = job("sys", JobType::System, 1, 100, 64);
+    j.update = Some(UpdateStrategy {
+        max_parallel: Some(max_parallel),
+        ..Default::default()
+    });
+    j.task_groups[0].update = None;
+    j.canonicalize();
+    (w, j)
+}
+
+fn sys_on_version(w: &World, version: u64) -> Vec<String> {
+    w.live("sys")
+        .iter()
+        .filter(|a| a.job_version() == version)
+        .map(|a| a.id.clone())
+        .collect()
+}
+
+#[test]
+fn a_system_job_rolls_out_max_parallel_nodes_at_a_time() {
+    let (mut w, v1) = system_world(2);
+    let plan = w.register(&v1);
+    let d1 = plan
+        .deployment
+        .clone()
+        .expect("a new system job starts a deployment");
+    assert_eq!(d1.task_groups["g"].desired_total, 4, "one per node");
+    assert_eq!(
+        placed(&plan).len(),
+        4,
+        "a new system job is placed everywhere"
+    );
+    assert!(placed(&plan).iter().all(|a| a.deployment_id == d1.id));
+    let ids: Vec<String> = w.live("sys").iter().map(|a| a.id.clone()).collect();
+    report_health(&mut w, &ids, true);
+
+    let plan = w.register(&next_version(&v1, "/bin/false"));
+    let d2 = plan
+        .deployment
+        .clone()
+        .expect("the new version's deployment");
+    assert_eq!(d2.task_groups["g"].desired_total, 4);
+    assert_eq!((stopped(&plan).len(), placed(&plan).len()), (2, 2));
+    assert!(placed(&plan).iter().all(|a| a.deployment_id == d2.id));
+    assert_eq!(
+        plan.deployment_updates.len(),
+        1,
+        "the first deployment is cancelled"
+    );
+    assert_eq!(w.live("sys").len(), 4, "two nodes keep the old version");
+
+    assert!(
+        w.rerun("sys", WATCHER).is_no_op(),
+        "nothing until they are healthy"
+    );
+    let fresh = sys_on_version(&w, 1);
+    report_health(&mut w, &fresh, true);
+    let plan = w.rerun("sys", WATCHER);
+    assert_eq!((stopped(&plan).len(), placed(&plan).len()), (2, 2));
+    assert_eq!(sys_on_version(&w, 1).len(), 4);
+    assert!(
+        plan.deployment.is_none(),
+        "the deployment is not written again"
+    );
+}
+
+#[test]
+fn a_paused_system_deployment_replaces_nothing() {
+    let (mut w, v1) = system_world(1);
+    w.register(&v1);
+    w.register(&next_version(&v1, "/bin/false"));
+    let d = w.state.latest_deployment("default", "sys").unwrap();
+    let fresh = sys_on_version(&w, 1);
+    report_health(&mut w, &fresh, true);
+    set_status(
+        &mut w,
+        &d.id,
+        deployment_status::PAUSED,
+        deployment_description::PAUSED,
+    );
+    assert!(w.rerun("sys", WATCHER).is_no_op());
+    assert_eq!(sys_on_version(&w, 1).len(), 1);
 }

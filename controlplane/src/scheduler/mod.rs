@@ -135,6 +135,9 @@ struct Run<'a> {
     system: bool,
     /// The job's deployments as this run sees and changes them.
     rollout: deployment::Rollout,
+    /// How many more allocations of the system group being reconciled this run may replace
+    /// (`None`: no limit).
+    system_replace_budget: Option<usize>,
 }
 
 impl<'a> Run<'a> {
@@ -162,6 +165,7 @@ impl<'a> Run<'a> {
             system_exhausted: false,
             system: false,
             rollout: deployment::Rollout::default(),
+            system_replace_budget: None,
         }
     }
 
@@ -296,8 +300,13 @@ impl<'a> Run<'a> {
         // deployment's state; new ones and destructive updates only while it may progress.
         let mut to_place = replacements;
         if !self.rollout.paused() && !self.rollout.failed() && !canarying {
-            let limit =
-                deployment::replace_limit(group, destructive.len(), &self.rollout, canarying, &live);
+            let limit = deployment::replace_limit(
+                group,
+                destructive.len(),
+                &self.rollout,
+                canarying,
+                &live,
+            );
             to_place.extend((existing..want).map(|_| (None, String::new())));
             // What this run places counts against the deployment's parallelism first; the
             // destructive updates beyond the rest wait (ignored) for the watcher's next

@@ -9,9 +9,9 @@ use super::select::Ranked;
 use super::system::NodePlacement;
 use super::{feasible, Run, SchedulerEnv};
 use crate::model::{
-    trigger, AllocDeploymentStatus, AllocMetric, AllocatedCpuResources, AllocatedMemoryResources, AllocatedResources,
-    AllocatedTaskResources, Allocation, ClientStatus, ComparableResources, DesiredStatus,
-    EvalStatus, Evaluation, Job, Node, TaskGroup,
+    trigger, AllocDeploymentStatus, AllocMetric, AllocatedCpuResources, AllocatedMemoryResources,
+    AllocatedResources, AllocatedTaskResources, Allocation, ClientStatus, ComparableResources,
+    DesiredStatus, EvalStatus, Evaluation, Job, Node, TaskGroup,
 };
 use crate::state::AllocPreemption;
 
