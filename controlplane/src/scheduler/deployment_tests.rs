@@ -607,3 +607,24 @@ fn a_paused_system_deployment_replaces_nothing() {
     assert!(w.rerun("sys", WATCHER).is_no_op());
     assert_eq!(sys_on_version(&w, 1).len(), 1);
 }
+
+#[test]
+fn an_old_allocation_keeps_running_when_its_replacement_finds_no_room() {
+    // One node with room for three small allocations; the new version wants more memory
+    // than the node has left even after one old allocation is stopped.
+    let mut w = World::new(vec![node("n1", 10_000, 300)]);
+    let v1 = web(3, 1, 0);
+    w.register(&v1);
+    let old = live_ids(&w);
+    let mut v2 = next_version(&v1, "/bin/false");
+    v2.task_groups[0].tasks[0]
+        .resources
+        .as_mut()
+        .unwrap()
+        .memory_mb = 200;
+    let plan = w.register(&v2);
+    assert!(placed(&plan).is_empty());
+    assert!(plan.node_update.is_empty(), "{plan:?}");
+    assert!(plan.eval.failed_tg_allocs.contains_key("g"));
+    assert_eq!(live_ids(&w), old, "the old version keeps serving");
+}

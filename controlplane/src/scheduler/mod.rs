@@ -313,12 +313,19 @@ impl<'a> Run<'a> {
             // evaluation.
             let limit = limit.saturating_sub(to_place.len());
             for alloc in destructive.iter().take(limit) {
+                // Stopped first so that its node's room counts for its replacement.
                 self.stop(alloc, DESC_JOB_UPDATED);
                 to_place.push((alloc.name_index(), alloc.id.clone()));
             }
         }
         for (index, previous) in assign_names(to_place, &mut used_names) {
-            self.place(job, group, index, previous, env);
+            let replaced = destructive.iter().find(|a| a.id == previous).copied();
+            if !self.place(job, group, index, previous, env) {
+                if let Some(old) = replaced {
+                    // No room for the new version: the old one keeps serving.
+                    self.unstop(old);
+                }
+            }
         }
     }
 
@@ -404,6 +411,8 @@ impl<'a> Run<'a> {
         );
         self.rollout.placing_canaries = true;
         for index in names {
+            // One that finds no room is recorded as a failed placement (a blocked evaluation
+            // retries it); the old allocations keep running meanwhile.
             self.place(job, group, index, String::new(), env);
         }
         self.rollout.placing_canaries = false;

@@ -96,6 +96,9 @@ impl Run<'_> {
         }
         let mut needs: BTreeMap<String, String> = BTreeMap::new();
         let mut kept_nodes = 0usize;
+        // Allocations stopped for a destructive update, by id: one whose replacement finds
+        // no room keeps running.
+        let mut replaced: BTreeMap<String, Arc<Allocation>> = BTreeMap::new();
         for (node_id, on_node) in live.iter_mut() {
             on_node.sort_by_key(|a| a.create_index);
             let mut kept = false;
@@ -110,6 +113,7 @@ impl Run<'_> {
                     Verdict::Gone { place_again } => {
                         if place_again {
                             needs.insert(node_id.to_string(), alloc.id.clone());
+                            replaced.insert(alloc.id.clone(), Arc::clone(alloc));
                         }
                     }
                 }
@@ -136,10 +140,18 @@ impl Run<'_> {
             if !feasible::job_selects(job, node) || !node.is_schedulable() {
                 continue;
             }
+            let old = replaced.get(&previous).cloned();
             match self.place_on_node(job, group, 0, previous, node, env) {
                 NodePlacement::Placed => placed += 1,
                 NodePlacement::Filtered(metric) => merge_filtered(&mut filtered, &metric),
-                NodePlacement::Exhausted => {}
+                NodePlacement::Exhausted => {
+                    // The new version does not fit where the old one runs: the old one keeps
+                    // running (a node the new version cannot run on at all is left).
+                    if let Some(old) = old {
+                        self.unstop(&old);
+                        kept_nodes += 1;
+                    }
+                }
             }
         }
         // A system group's deployment wants it on every node it runs on now.
