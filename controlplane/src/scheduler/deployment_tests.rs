@@ -268,7 +268,18 @@ fn canaries_wait_for_promotion_then_the_rest_rolls() {
         "nothing to canary at first"
     );
 
-    let plan = w.register(&next_version(&v1, "/bin/false"));
+    let v2 = next_version(&v1, "/bin/false");
+    let preview = register_preview(&mut w, &v2);
+    assert_eq!(
+        (
+            preview["g"].canary,
+            preview["g"].ignore,
+            preview["g"].destructive_update
+        ),
+        (1, 3, 0),
+        "`job plan` shows the canary and the old allocations left alone: {preview:?}"
+    );
+    let plan = w.register(&v2);
     let d = plan.deployment.clone().expect("deployment");
     assert_eq!(d.task_groups["g"].desired_canaries, 1);
     assert_eq!(
