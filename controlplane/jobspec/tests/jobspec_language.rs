@@ -877,3 +877,46 @@ job "j" {
         "{e}"
     );
 }
+
+#[test]
+fn update_blocks_follow_nomads_rules() {
+    let job = |kind: &str, update: &str| {
+        format!(
+            "job \"j\" {{\n  type = \"{kind}\"\n  group \"web\" {{\n    update {{\n{update}\n    }}\n    task \"t\" {{\n      driver = \"exec\"\n      config {{ command = \"/bin/true\" }}\n    }}\n  }}\n}}\n"
+        )
+    };
+    let e = check_err(&job("batch", "      max_parallel = 1"));
+    assert!(
+        e.contains("group \"web\"") && e.contains("does not allow an update block"),
+        "{e}"
+    );
+    // Nomad refuses a healthy deadline that is not below the progress deadline.
+    let e = check_err(&job(
+        "service",
+        "      healthy_deadline = \"5m\"\n      progress_deadline = \"5m\"",
+    ));
+    assert!(
+        e.contains("progress_deadline") && e.contains("must be more than healthy_deadline"),
+        "{e}"
+    );
+    let e = check_err(&job(
+        "service",
+        "      min_healthy_time = \"5m\"\n      healthy_deadline = \"5m\"",
+    ));
+    assert!(e.contains("min_healthy_time"), "{e}");
+    // As in Nomad, more canaries than count is allowed (the extra ones are named past the
+    // count and stopped on promotion); an update block is no longer reported as ignored.
+    let parsed = jobspec::check_hcl(
+        &job("service", "      canary = 3\n      max_parallel = 1"),
+        &opts(),
+    )
+    .unwrap();
+    assert!(
+        parsed
+            .warnings
+            .iter()
+            .all(|w| !w.to_string().contains("update")),
+        "{:?}",
+        parsed.warnings
+    );
+}

@@ -10,6 +10,7 @@
 
 mod annotate;
 mod constraint;
+mod deployment;
 mod feasible;
 mod placement;
 mod plan;
@@ -80,6 +81,10 @@ pub fn schedule(
 ) -> Result<Plan, SchedulerError> {
     let mut run = Run::new(state, eval, env.now_unix_nanos());
     let job = state.job(&eval.namespace, &eval.job_id);
+    let latest = state.latest_deployment(&eval.namespace, &eval.job_id);
+    let (rollout, ended) = deployment::Rollout::sort_out(job.as_deref(), latest, run.now);
+    run.rollout = rollout;
+    run.plan.deployment_updates = ended;
     match &job {
         Some(job) if !job.stop => {
             run.plan.priority = job.priority;
@@ -128,6 +133,11 @@ struct Run<'a> {
     system_exhausted: bool,
     /// This run schedules a system or sysbatch job.
     system: bool,
+    /// The job's deployments as this run sees and changes them.
+    rollout: deployment::Rollout,
+    /// How many more allocations of the system group being reconciled this run may replace
+    /// (`None`: no limit).
+    system_replace_budget: Option<usize>,
 }
 
 impl<'a> Run<'a> {
@@ -154,6 +164,8 @@ impl<'a> Run<'a> {
             trackers: BTreeMap::new(),
             system_exhausted: false,
             system: false,
+            rollout: deployment::Rollout::default(),
+            system_replace_budget: None,
         }
     }
 
@@ -222,7 +234,8 @@ impl<'a> Run<'a> {
     }
 
     /// Reconciles one group: keeps `count` of its allocations (stopping the rest), updates the
-    /// kept ones to the job's version (in place, or stopped and replaced), and places what is
+    /// kept ones to the job's version (in place, or stopped and replaced: under a deployment
+    /// at most as many at a time as its rules allow, canaries first), and places what is
     /// missing under the lowest free names.
     fn reconcile_group(
         &mut self,
@@ -235,11 +248,12 @@ impl<'a> Run<'a> {
         // converts; were it not to (a negative count), nothing is placed, never "as many as
         // fit in a usize".
         let want = usize::try_from(group.count).unwrap_or(0);
-        let mine: Vec<Arc<Allocation>> = allocs
+        let group_allocs: Vec<Arc<Allocation>> = allocs
             .iter()
             .filter(|a| a.task_group == group.name && a.desired_status == DesiredStatus::Run)
             .cloned()
             .collect();
+        let (mine, canaries) = self.set_canaries_apart(group, &group_allocs);
         let triage = self.triage(group, allocs, &mine);
         let mut replacements = triage.replacements;
         let (rescheduled, held) = self.reschedule_failed(job, &mine);
@@ -267,12 +281,141 @@ impl<'a> Run<'a> {
             mut used_names,
         } = self.keep_wanted(job, &counted, &held, want - replacements.len(), reserved);
         let existing = live.len() + done + replacements.len();
-        let mut to_place = replacements;
-        to_place.extend(self.update_kept(job, group, &live));
-        to_place.extend((existing..want).map(|_| (None, String::new())));
-        for (index, previous) in assign_names(to_place, &mut used_names) {
-            self.place(job, group, index, previous, env);
+        let (in_place, destructive) = self.classify_kept(job, group, &live);
+        let updating = !in_place.is_empty() || !destructive.is_empty();
+        if self.rollout.group_state(&group.name).is_none()
+            && deployment::starts_deployment(job, group, &group_allocs, updating)
+        {
+            let (priority, now) = (self.plan.priority, self.now);
+            self.rollout
+                .start_group(job, group, priority, now, || env.new_id());
         }
+        self.update_in_place(job, &in_place);
+        self.place_canaries(job, group, &canaries, &destructive, &used_names, env);
+        let canarying = self
+            .rollout
+            .group_state(&group.name)
+            .is_some_and(|s| s.desired_canaries != 0 && !s.promoted);
+        // Replacements of lost, migrating and failed allocations are placed whatever the
+        // deployment's state; new ones and destructive updates only while it may progress.
+        let mut to_place = replacements;
+        if !self.rollout.paused() && !self.rollout.failed() && !canarying {
+            let limit = deployment::replace_limit(
+                group,
+                destructive.len(),
+                &self.rollout,
+                canarying,
+                &live,
+            );
+            to_place.extend((existing..want).map(|_| (None, String::new())));
+            // What this run places counts against the deployment's parallelism first; the
+            // destructive updates beyond the rest wait (ignored) for the watcher's next
+            // evaluation.
+            let limit = limit.saturating_sub(to_place.len());
+            for alloc in destructive.iter().take(limit) {
+                // Stopped first so that its node's room counts for its replacement.
+                self.stop(alloc, DESC_JOB_UPDATED);
+                to_place.push((alloc.name_index(), alloc.id.clone()));
+            }
+        }
+        for (index, previous) in assign_names(to_place, &mut used_names) {
+            let replaced = destructive.iter().find(|a| a.id == previous).copied();
+            if !self.place(job, group, index, previous, env) {
+                if let Some(old) = replaced {
+                    // No room for the new version: the old one keeps serving.
+                    self.unstop(old);
+                }
+            }
+        }
+    }
+
+    /// Sets the group's canaries apart from its other allocations (`group_allocs`, wanted
+    /// running): canaries of an older deployment, or of a failed one, that were never
+    /// promoted are stopped; while the current deployment's canaries wait for promotion,
+    /// they are neither counted against `count`, updated nor rescheduled (one whose node is
+    /// gone is stopped as lost, and placed again as a canary). Returns (the others, the
+    /// waiting canaries).
+    fn set_canaries_apart(
+        &mut self,
+        group: &TaskGroup,
+        group_allocs: &[Arc<Allocation>],
+    ) -> (Vec<Arc<Allocation>>, Vec<Arc<Allocation>>) {
+        let unneeded = self.rollout.unneeded_canaries();
+        let canarying = self
+            .rollout
+            .group_state(&group.name)
+            .is_some_and(|s| s.desired_canaries != 0 && !s.promoted);
+        let current = if canarying {
+            self.rollout.canary_ids()
+        } else {
+            BTreeSet::new()
+        };
+        let mut mine = Vec::new();
+        let mut canaries = Vec::new();
+        for alloc in group_allocs {
+            if unneeded.contains(&alloc.id) {
+                if !alloc.client_status.is_terminal() {
+                    self.stop(alloc, DESC_NOT_NEEDED);
+                }
+            } else if current.contains(&alloc.id) {
+                let gone = self
+                    .state
+                    .node(&alloc.node_id)
+                    .is_none_or(|n| n.status == NodeStatus::Down);
+                if gone && !alloc.client_status.is_terminal() {
+                    self.stop_as(alloc, tainted::DESC_LOST, Some(ClientStatus::Lost));
+                } else {
+                    canaries.push(alloc.clone());
+                }
+            } else {
+                mine.push(alloc.clone());
+            }
+        }
+        (mine, canaries)
+    }
+
+    /// Places the canaries the group's deployment still wants (Nomad's `computeCanaries`):
+    /// with an `update { canary = N }` and a destructive change, N canaries of the new
+    /// version (fewer those placed already), under the names of the allocations they will
+    /// replace, while every old allocation keeps running. Not for a promoted group, nor while
+    /// the deployment is paused or failed.
+    fn place_canaries(
+        &mut self,
+        job: &Arc<Job>,
+        group: &TaskGroup,
+        canaries: &[Arc<Allocation>],
+        destructive: &[&Arc<Allocation>],
+        used_names: &BTreeSet<u64>,
+        env: &mut dyn SchedulerEnv,
+    ) {
+        let wanted = deployment::canary(group);
+        let Some(state) = self.rollout.group_state(&group.name) else {
+            return;
+        };
+        if wanted == 0 || destructive.is_empty() || canaries.len() >= wanted || state.promoted {
+            return;
+        }
+        self.rollout.want_canaries(&group.name, wanted as u64);
+        if self.rollout.paused() || self.rollout.failed() {
+            return;
+        }
+        let existing: BTreeSet<u64> = canaries.iter().filter_map(|a| a.name_index()).collect();
+        let replaced: BTreeSet<u64> = destructive.iter().filter_map(|a| a.name_index()).collect();
+        let count = u64::try_from(group.count).unwrap_or(0);
+        let names = deployment::canary_names(
+            wanted - canaries.len(),
+            count,
+            &existing,
+            &replaced,
+            used_names,
+        );
+        self.rollout.placing_canaries = true;
+        for index in names {
+            // One that finds no room is recorded as a failed placement (a blocked evaluation
+            // retries it); the old allocations keep running meanwhile.
+            self.place(job, group, index, String::new(), env);
+        }
+        self.rollout.placing_canaries = false;
     }
 
     /// Which of the group's allocations (`mine`: wanted running, and not set aside by the
@@ -300,8 +443,21 @@ impl<'a> Run<'a> {
         } else {
             Vec::new()
         };
-        // A name without an index (none this scheduler writes) sorts last: stopped first.
-        live.sort_by_key(|a| (a.name_index().unwrap_or(u64::MAX), a.create_index));
+        // A name without an index (none this scheduler writes) sorts last: stopped first. Of
+        // two under one name, the one running the job's version stays (a promoted canary
+        // over the allocation it replaces).
+        let outdated = |a: &Allocation| {
+            a.job
+                .as_ref()
+                .is_none_or(|j| j.job_modify_index != job.job_modify_index)
+        };
+        live.sort_by_key(|a| {
+            (
+                a.name_index().unwrap_or(u64::MAX),
+                outdated(a),
+                a.create_index,
+            )
+        });
         let mut used_names: BTreeSet<u64> = done.iter().filter_map(|a| a.name_index()).collect();
         // Names that replacements of lost or migrating allocations take.
         used_names.extend(reserved);
@@ -325,16 +481,18 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Brings kept allocations to the job's version: in place when the group did not change
-    /// in a way that needs new allocations, otherwise stopped. Returns the replacements to
-    /// place: (the stopped one's name index, its id).
-    fn update_kept(
+    /// Sorts the kept allocations not on the job's version yet: those the new version can
+    /// update in place (the group did not change in a way that needs new allocations, and
+    /// their node still fits) and those it must replace (destructive), in name order.
+    #[allow(clippy::type_complexity)]
+    fn classify_kept<'k>(
         &mut self,
         job: &Arc<Job>,
         group: &TaskGroup,
-        keep: &[&Arc<Allocation>],
-    ) -> Vec<(Option<u64>, String)> {
-        let mut replacements = Vec::new();
+        keep: &[&'k Arc<Allocation>],
+    ) -> (Vec<&'k Arc<Allocation>>, Vec<&'k Arc<Allocation>>) {
+        let mut in_place = Vec::new();
+        let mut destructive = Vec::new();
         for alloc in keep {
             let current = alloc
                 .job
@@ -349,23 +507,33 @@ impl<'a> Run<'a> {
                 .is_some_and(|old| tasks_updated(old, job, &group.name).is_none())
                 && self.still_feasible(job, group, &alloc.node_id);
             if unchanged {
-                // In place: the allocation keeps running under the new job version (with
-                // whatever else this run already changed of it).
-                let mut updated = self
-                    .updates
-                    .get(&alloc.id)
-                    .cloned()
-                    .unwrap_or_else(|| Allocation::clone(alloc));
-                updated.job = Some(job.clone());
-                updated.eval_id = self.plan.eval.id.clone();
-                self.update_alloc(updated);
+                in_place.push(*alloc);
             } else {
-                // Destructive: stop it and place a replacement under the same name.
-                self.stop(alloc, DESC_JOB_UPDATED);
-                replacements.push((alloc.name_index(), alloc.id.clone()));
+                destructive.push(*alloc);
             }
         }
-        replacements
+        (in_place, destructive)
+    }
+
+    /// Updates allocations in place: each keeps running under the new job version (with
+    /// whatever else this run already changed of it) and joins the current deployment (its
+    /// health in another one no longer counts, as Nomad's scheduler does).
+    fn update_in_place(&mut self, job: &Arc<Job>, allocs: &[&Arc<Allocation>]) {
+        let deployment_id = self.rollout.placement_id();
+        for alloc in allocs {
+            let mut updated = self
+                .updates
+                .get(&alloc.id)
+                .cloned()
+                .unwrap_or_else(|| Allocation::clone(alloc));
+            updated.job = Some(job.clone());
+            updated.eval_id = self.plan.eval.id.clone();
+            if updated.deployment_id != deployment_id {
+                updated.deployment_id = deployment_id.clone();
+                updated.deployment_status = None;
+            }
+            self.update_alloc(updated);
+        }
     }
 
     fn finish(mut self, env: &mut dyn SchedulerEnv) -> Plan {
@@ -380,6 +548,7 @@ impl<'a> Run<'a> {
                 .push(updated);
         }
         self.disconnect_follow_up(env);
+        self.plan.deployment = self.rollout.for_plan();
         let wants_blocked = if self.is_system() {
             self.system_exhausted
         } else {
@@ -442,6 +611,11 @@ impl Run<'_> {
         let mut held = BTreeSet::new();
         for alloc in mine {
             if !reschedule::is_candidate(alloc, job.job_type) {
+                continue;
+            }
+            if self.rollout.holds_reschedule(alloc) {
+                // The deployment watcher judges it (and fails or reverts the deployment).
+                held.insert(alloc.id.clone());
                 continue;
             }
             match reschedule::decide(alloc, &self.plan.eval.id, self.now) {
@@ -560,6 +734,8 @@ fn assign_names(
     named
 }
 
+#[cfg(test)]
+mod deployment_tests;
 #[cfg(test)]
 mod placement_tests;
 #[cfg(test)]

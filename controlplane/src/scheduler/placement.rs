@@ -9,9 +9,9 @@ use super::select::Ranked;
 use super::system::NodePlacement;
 use super::{feasible, Run, SchedulerEnv};
 use crate::model::{
-    trigger, AllocMetric, AllocatedCpuResources, AllocatedMemoryResources, AllocatedResources,
-    AllocatedTaskResources, Allocation, ClientStatus, ComparableResources, DesiredStatus,
-    EvalStatus, Evaluation, Job, Node, TaskGroup,
+    trigger, AllocDeploymentStatus, AllocMetric, AllocatedCpuResources, AllocatedMemoryResources,
+    AllocatedResources, AllocatedTaskResources, Allocation, ClientStatus, ComparableResources,
+    DesiredStatus, EvalStatus, Evaluation, Job, Node, TaskGroup,
 };
 use crate::state::AllocPreemption;
 
@@ -57,7 +57,7 @@ impl Run<'_> {
     /// Places one allocation of `group`, named with `index` and replacing `previous` (empty
     /// for a new one): on the best-ranked node that can run it and has room (preempting
     /// lower-priority work when the operator allows it for the job's type), or recorded as a
-    /// failed placement with the metrics of the search.
+    /// failed placement with the metrics of the search. Returns whether it was placed.
     pub(super) fn place(
         &mut self,
         job: &Arc<Job>,
@@ -65,13 +65,13 @@ impl Run<'_> {
         index: u64,
         previous: String,
         env: &mut dyn SchedulerEnv,
-    ) {
+    ) -> bool {
         // Once a group failed to place, its later placements fail the same way: they are
         // counted, not searched again (Nomad coalesces them).
         if let Some(failed) = self.failed.get_mut(&group.name) {
             failed.coalesced_failures += 1;
             *self.queued.entry(group.name.clone()).or_default() += 1;
-            return;
+            return false;
         }
         let prev = self.previous_alloc(&previous);
         let ctx = self.group_ctx(job, group, prev.as_deref(), false);
@@ -81,8 +81,14 @@ impl Run<'_> {
             (best, metric) = self.select(&ctx);
         }
         match best {
-            Some(ranked) => self.commit(job, group, index, previous, ranked, metric, env),
-            None => self.record_failure(group, metric),
+            Some(ranked) => {
+                self.commit(job, group, index, previous, ranked, metric, env);
+                true
+            }
+            None => {
+                self.record_failure(group, metric);
+                false
+            }
         }
     }
 
@@ -229,6 +235,16 @@ impl Run<'_> {
             previous_allocation: previous,
             preempted_allocations: preempted_ids,
             create_time: env.now_unix_nanos(),
+            deployment_id: self.rollout.placement_id(),
+            // A canary is marked so: the deployment counts it, `job plan` shows it and the
+            // client registers its services with the canary tags.
+            deployment_status: self
+                .rollout
+                .placing_canaries
+                .then(|| AllocDeploymentStatus {
+                    canary: true,
+                    ..Default::default()
+                }),
             ..Default::default()
         };
         self.queued.entry(group.name.clone()).or_default();
@@ -297,6 +313,50 @@ impl Run<'_> {
             {
                 *n = n.saturating_sub(1);
             }
+        }
+    }
+
+    /// Takes back this run's stop of `alloc` (Nomad's `PopUpdate`): the replacement of a
+    /// destructive update found no node, so the old version keeps running, holding what it
+    /// held, until a later evaluation finds room.
+    pub(super) fn unstop(&mut self, alloc: &Allocation) {
+        let Some(stops) = self.plan.node_update.get_mut(&alloc.node_id) else {
+            return;
+        };
+        let before = stops.len();
+        stops.retain(|s| s.alloc_id != alloc.id);
+        if stops.len() == before {
+            return;
+        }
+        if stops.is_empty() {
+            self.plan.node_update.remove(&alloc.node_id);
+        }
+        if alloc.holds_resources() {
+            self.node_usage(&alloc.node_id)
+                .add(alloc.allocated_resources.comparable());
+            let cores: Vec<u32> = alloc
+                .allocated_resources
+                .tasks
+                .values()
+                .flat_map(|t| t.cpu.reserved_cores.iter().copied())
+                .collect();
+            self.node_cores(&alloc.node_id).extend(cores);
+            if alloc.allocated_resources.host_ports().next().is_some() {
+                if let Some(node) = self.state.node(&alloc.node_id) {
+                    let ports: Vec<i64> = alloc.allocated_resources.host_ports().collect();
+                    self.held_ports(&node).extend(ports);
+                }
+            }
+        }
+        let mine =
+            alloc.job_id == self.plan.eval.job_id && alloc.namespace == self.plan.eval.namespace;
+        if mine && !alloc.is_terminal() && self.select.job_counts.is_some() {
+            *self
+                .job_counts()
+                .entry(alloc.node_id.clone())
+                .or_default()
+                .entry(alloc.task_group.clone())
+                .or_default() += 1;
         }
     }
 

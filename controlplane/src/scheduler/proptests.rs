@@ -297,6 +297,17 @@ fn check_case(c: &Case) {
             continue;
         }
         let Some(current) = current else { continue };
+        // Service and system jobs roll out under a deployment (Nomad's default
+        // `max_parallel = 1`): one run replaces at most that many for a job update.
+        if matches!(current.job_type, JobType::Service | JobType::System) {
+            let replaced = plan
+                .node_update
+                .values()
+                .flatten()
+                .filter(|s| s.desired_description == DESC_JOB_UPDATED)
+                .count();
+            assert!(replaced <= 1, "{replaced} replaced at once: {plan:?}");
+        }
         match current.job_type {
             JobType::Service | JobType::Batch => {
                 let count = usize::try_from(current.task_groups[0].count).unwrap_or(0);

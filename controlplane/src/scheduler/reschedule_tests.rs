@@ -5,11 +5,25 @@
 use std::time::Duration;
 
 use super::reschedule::{self, Decision, DESC_RESCHEDULED};
-use super::testkit::{job, node, World, SEC};
+use super::testkit::{node, World, SEC};
 use super::*;
 use crate::model::time::parse_rfc3339;
 use crate::model::*;
 use crate::state::Command;
+
+/// The test kit's job with rollouts off (`update { max_parallel = 0 }`): these scenarios are
+/// about the reschedule policy alone. Under a deployment (Nomad's default for service jobs)
+/// a failed allocation waits for the deployment watcher instead, as `deployment_tests`
+/// checks.
+fn job(id: &str, job_type: JobType, count: i64, cpu: i64, mem: i64) -> Job {
+    let mut j = super::testkit::job(id, job_type, count, cpu, mem);
+    for g in &mut j.task_groups {
+        if let Some(u) = g.update.as_mut() {
+            u.max_parallel = Some(0);
+        }
+    }
+    j
+}
 
 fn with_policy(mut j: Job, policy: ReschedulePolicy) -> Job {
     j.task_groups[0].reschedule_policy = Some(policy);
@@ -395,6 +409,18 @@ fn service_updates_follow_tasks_updated() {
     v3.datacenters = vec!["elsewhere".into()];
     assert_eq!(tasks_updated(&v2, &v3, "g"), None);
     let plan = w.register(&v3);
-    assert_eq!(plan.node_update.values().flatten().count(), 2);
-    assert!(w.live("web").is_empty(), "nothing can run in 'elsewhere'");
+    // Nothing can run in 'elsewhere': the replacements fail to place, and the old
+    // allocations are not stopped for nothing (Nomad's `PopUpdate`): they keep serving, and
+    // a blocked evaluation waits for a node that can take the new version.
+    assert!(plan.node_update.is_empty(), "{plan:?}");
+    assert!(plan.eval.failed_tg_allocs.contains_key("g"));
+    assert_eq!(plan.created_evals.len(), 1);
+    assert_eq!(plan.created_evals[0].status, EvalStatus::Blocked);
+    assert_eq!(
+        w.live("web")
+            .iter()
+            .map(|a| a.id.clone())
+            .collect::<Vec<_>>(),
+        ids
+    );
 }

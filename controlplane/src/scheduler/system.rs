@@ -22,7 +22,7 @@ use super::tainted::{
     needs_to_reconnect, DESC_LOST, DESC_MIGRATING,
 };
 use super::{
-    feasible, tasks_updated, Run, SchedulerEnv, DESC_GROUP_REMOVED, DESC_JOB_UPDATED,
+    deployment, feasible, tasks_updated, Run, SchedulerEnv, DESC_GROUP_REMOVED, DESC_JOB_UPDATED,
     DESC_NOT_NEEDED,
 };
 use crate::model::{
@@ -77,6 +77,7 @@ impl Run<'_> {
             .iter()
             .filter(|a| a.task_group == group.name)
             .collect();
+        self.system_rollout(job, group, &mine, env);
         // Live allocations by node, oldest first; and the newest finished one per node (a
         // replacement names it; for sysbatch it may mean the work is done).
         let mut live: BTreeMap<&str, Vec<&Arc<Allocation>>> = BTreeMap::new();
@@ -94,6 +95,10 @@ impl Run<'_> {
             }
         }
         let mut needs: BTreeMap<String, String> = BTreeMap::new();
+        let mut kept_nodes = 0usize;
+        // Allocations stopped for a destructive update, by id: one whose replacement finds
+        // no room keeps running.
+        let mut replaced: BTreeMap<String, Arc<Allocation>> = BTreeMap::new();
         for (node_id, on_node) in live.iter_mut() {
             on_node.sort_by_key(|a| a.create_index);
             let mut kept = false;
@@ -108,12 +113,14 @@ impl Run<'_> {
                     Verdict::Gone { place_again } => {
                         if place_again {
                             needs.insert(node_id.to_string(), alloc.id.clone());
+                            replaced.insert(alloc.id.clone(), Arc::clone(alloc));
                         }
                     }
                 }
             }
             if kept {
                 needs.remove(*node_id);
+                kept_nodes += 1;
             }
         }
         let mut filtered = AllocMetric::default();
@@ -133,12 +140,23 @@ impl Run<'_> {
             if !feasible::job_selects(job, node) || !node.is_schedulable() {
                 continue;
             }
+            let old = replaced.get(&previous).cloned();
             match self.place_on_node(job, group, 0, previous, node, env) {
                 NodePlacement::Placed => placed += 1,
                 NodePlacement::Filtered(metric) => merge_filtered(&mut filtered, &metric),
-                NodePlacement::Exhausted => {}
+                NodePlacement::Exhausted => {
+                    // The new version does not fit where the old one runs: the old one keeps
+                    // running (a node the new version cannot run on at all is left).
+                    if let Some(old) = old {
+                        self.unstop(&old);
+                        kept_nodes += 1;
+                    }
+                }
             }
         }
+        // A system group's deployment wants it on every node it runs on now.
+        self.rollout
+            .set_desired_total(&group.name, (kept_nodes + placed) as u64);
         // Nodes the group's rules filter out are reported only when the group runs nowhere:
         // otherwise they are simply not its nodes.
         if placed == 0 && live.is_empty() && filtered.nodes_filtered > 0 {
@@ -210,12 +228,86 @@ impl Run<'_> {
             let mut updated = self.pending_copy(alloc);
             updated.job = Some(job.clone());
             updated.eval_id = self.plan.eval.id.clone();
+            let deployment_id = self.rollout.placement_id();
+            if updated.deployment_id != deployment_id {
+                updated.deployment_id = deployment_id;
+                updated.deployment_status = None;
+            }
             self.update_alloc(updated);
             Verdict::Keep
+        } else if self.system_replace_budget == Some(0) {
+            // Past the rollout's `max_parallel`: it keeps running the old version until the
+            // deployment watcher's next evaluation.
+            Verdict::Keep
         } else {
+            if let Some(budget) = self.system_replace_budget.as_mut() {
+                *budget -= 1;
+            }
             self.stop(alloc, DESC_JOB_UPDATED);
             Verdict::Gone { place_again: true }
         }
+    }
+
+    /// A system group's rollout (Nomad 1.10's system deployments, without canaries): starts
+    /// the group's deployment when it has an `update` block with `max_parallel > 0` and this
+    /// version is new to it or changes some of its allocations, and sets how many
+    /// allocations this run may replace: `max_parallel` less the deployment's allocations not
+    /// healthy yet (an unhealthy one does not hold a slot, as in Nomad's system scheduler);
+    /// none while the deployment is paused or failed.
+    fn system_rollout(
+        &mut self,
+        job: &Arc<Job>,
+        group: &TaskGroup,
+        mine: &[&Arc<Allocation>],
+        env: &mut dyn SchedulerEnv,
+    ) {
+        self.system_replace_budget = None;
+        if !deployment::has_strategy(group) || job.job_type != JobType::System {
+            return;
+        }
+        let live: Vec<Arc<Allocation>> = mine
+            .iter()
+            .filter(|a| !a.is_terminal())
+            .map(|a| Arc::clone(a))
+            .collect();
+        let outdated = live.iter().any(|a| {
+            a.job
+                .as_ref()
+                .is_none_or(|j| j.job_modify_index != job.job_modify_index)
+        });
+        let paused_or_failed = self.rollout.paused() || self.rollout.failed();
+        let same_version_ended = self.rollout.old.as_ref().is_some_and(|d| {
+            d.job_version == job.version && d.job_create_index == job.create_index
+        });
+        let all: Vec<Arc<Allocation>> = mine.iter().map(|a| Arc::clone(a)).collect();
+        if self.rollout.group_state(&group.name).is_none()
+            && !paused_or_failed
+            && !same_version_ended
+            && deployment::starts_deployment(job, group, &all, outdated)
+        {
+            let (priority, now) = (self.plan.priority, self.now);
+            self.rollout
+                .start_group(job, group, priority, now, || env.new_id());
+        }
+        if paused_or_failed {
+            self.system_replace_budget = Some(0);
+            return;
+        }
+        let Some(d) = self.rollout.current.as_ref() else {
+            self.system_replace_budget = Some(deployment::max_parallel(group));
+            return;
+        };
+        let pending = live
+            .iter()
+            .filter(|a| a.deployment_id == d.id)
+            .filter(|a| {
+                a.deployment_status
+                    .as_ref()
+                    .and_then(|s| s.healthy)
+                    .is_none()
+            })
+            .count();
+        self.system_replace_budget = Some(deployment::max_parallel(group).saturating_sub(pending));
     }
 
     /// A live allocation on a disconnected node: with a disconnect window, a running one

@@ -226,11 +226,14 @@ fn a_drained_node_stops_its_allocation_and_an_ineligible_one_keeps_it() {
 #[test]
 fn system_updates_are_in_place_or_destructive_as_tasks_updated_says() {
     let mut w = World::new(nodes(&["n1", "n2"]));
-    w.register(&system("sys"));
+    // Every node at once: rollouts at `max_parallel` are `deployment_tests`' subject.
+    let mut v1 = system("sys");
+    v1.task_groups[0].update.as_mut().unwrap().max_parallel = Some(0);
+    w.register(&v1);
     let before: Vec<String> = w.live("sys").iter().map(|a| a.id.clone()).collect();
-    let mut v2 = system("sys");
+    let mut v2 = v1.clone();
     v2.task_groups[0].tasks[0].kill_timeout = Some(Duration::from_secs(30));
-    assert_eq!(tasks_updated(&system("sys"), &v2, "g"), None);
+    assert_eq!(tasks_updated(&v1, &v2, "g"), None);
     let plan = w.register(&v2);
     assert!(plan.node_update.is_empty());
     let after: Vec<String> = w.live("sys").iter().map(|a| a.id.clone()).collect();

@@ -1575,6 +1575,13 @@ fn lower_indexes(file: &mut SnapshotFile, max: u64) {
         low(&mut r.create_index);
         low(&mut r.modify_index);
     }
+    for d in &mut file.deployments {
+        low(&mut d.create_index);
+        low(&mut d.modify_index);
+        low(&mut d.job_modify_index);
+        low(&mut d.job_spec_modify_index);
+        low(&mut d.job_create_index);
+    }
 }
 
 /// Whether two versions of a job describe the same thing (ignoring what the servers own: an

@@ -28,6 +28,16 @@ impl Validator<'_> {
                         "auto_promote needs canary > 0",
                     );
                 }
+            } else if job.update.is_none() {
+                // Nomad's rule: only service and system jobs roll out under deployments. (A
+                // job-level block is reported once, at the job.)
+                self.err(
+                    &gp.field("update").key("Update"),
+                    format!(
+                        "job type {:?} does not allow an update block (rolling updates are for service and system jobs); remove it",
+                        job.job_type.as_str()
+                    ),
+                );
             }
         }
         self.migrate(g, gp);

@@ -26,6 +26,14 @@ impl Validator<'_> {
         if let Some(u) = &job.update {
             if matches!(job.job_type, JobType::Service | JobType::System) {
                 self.update(u, &jp.field("update").key("Update"));
+            } else {
+                self.err(
+                    &jp.field("update").key("Update"),
+                    format!(
+                        "job type {:?} does not allow an update block (rolling updates are for service and system jobs); remove it",
+                        job.job_type.as_str()
+                    ),
+                );
             }
         }
         self.periodic(job, &jp);

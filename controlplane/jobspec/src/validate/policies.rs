@@ -146,8 +146,10 @@ impl Validator<'_> {
             }
         }
         if let (Some(dl), Some(pd)) = (u.healthy_deadline, u.progress_deadline) {
-            if !pd.is_zero() && dl > pd {
-                self.err(&up.field("progress_deadline").key("ProgressDeadline"), format!("progress_deadline ({}) must be at least healthy_deadline ({}), or 0 to disable", format_go(pd), format_go(dl)));
+            // Nomad refuses a healthy deadline equal to the progress deadline too: the
+            // deployment would fail at the very moment an allocation may still turn healthy.
+            if !pd.is_zero() && dl >= pd {
+                self.err(&up.field("progress_deadline").key("ProgressDeadline"), format!("progress_deadline ({}) must be more than healthy_deadline ({}), or 0 to disable", format_go(pd), format_go(dl)));
             }
         }
         if u.stagger.is_some_and(|s| s.is_zero()) {

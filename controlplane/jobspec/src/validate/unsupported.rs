@@ -32,6 +32,19 @@ pub const ACTED_ON: &[&str] = &[
     "TaskGroups.MaxClientDisconnect",
     "TaskGroups.StopAfterClientDisconnect",
     "TaskGroups.PreventRescheduleOnLost",
+    // Rollouts: deployments (the scheduler's reconciler and the leader's deployment
+    // watcher).
+    "Job.Update",
+    "TaskGroups.Update",
+    "Update.MaxParallel",
+    "Update.HealthCheck",
+    "Update.MinHealthyTime",
+    "Update.HealthyDeadline",
+    "Update.ProgressDeadline",
+    "Update.Canary",
+    "Update.AutoRevert",
+    "Update.AutoPromote",
+    // (`Update.Stagger` is not: deployments pace themselves by health, as Nomad's do.)
     // Rescheduling of failed allocations (the scheduler's reschedule rules).
     "Job.Reschedule",
     "TaskGroups.ReschedulePolicy",
