@@ -135,17 +135,14 @@ impl Rollout {
 
     /// Whether an allocation's failure waits for the deployment instead of the reschedule
     /// policy (Nomad's `updateByReschedulable`): it belongs to the active current
-    /// deployment and the watcher did not ask for its replacement.
+    /// deployment and the watcher did not allow its replacement. Once the deployment ended
+    /// (failed included), the reschedule policy applies again, as in Nomad.
     pub fn holds_reschedule(&self, alloc: &Allocation) -> bool {
         let in_active = self
             .current
             .as_ref()
             .is_some_and(|d| d.active() && alloc.deployment_id == d.id);
-        let in_failed = self
-            .current
-            .as_ref()
-            .is_some_and(|d| d.status == deployment_status::FAILED && alloc.deployment_id == d.id);
-        (in_active || in_failed) && !alloc.desired_transition.should_reschedule()
+        in_active && !alloc.desired_transition.should_reschedule()
     }
 
     /// Attaches a group's new state to the current deployment, creating the deployment

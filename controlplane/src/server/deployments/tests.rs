@@ -24,6 +24,9 @@ struct Spec {
     auto_promote: bool,
     /// Changes the spec from one version to the next.
     image: &'static str,
+    /// The group's reschedule policy allows replacing a failed allocation (unlimited);
+    /// without it an unhealthy allocation fails the deployment at once.
+    reschedulable: bool,
 }
 
 impl Default for Spec {
@@ -34,6 +37,7 @@ impl Default for Spec {
             auto_revert: false,
             auto_promote: false,
             image: "v1",
+            reschedulable: false,
         }
     }
 }
@@ -92,6 +96,11 @@ impl World {
                         .collect(),
                     ..Default::default()
                 }],
+                reschedule_policy: Some(ReschedulePolicy {
+                    attempts: Some(0),
+                    unlimited: Some(spec.reschedulable),
+                    ..Default::default()
+                }),
                 update: Some(UpdateStrategy {
                     canary: Some(spec.canaries),
                     auto_revert: Some(spec.auto_revert),
@@ -538,4 +547,42 @@ fn the_decisions_are_commands_the_state_accepts() {
     assert!(again[0]
         .as_deref()
         .is_some_and(|e| e.contains("terminal status")));
+}
+
+#[test]
+fn an_unhealthy_allocation_that_can_be_rescheduled_is_replaced_not_failed() {
+    // Nomad's "allow replacements": with a progress deadline and reschedule attempts left, an
+    // unhealthy allocation may be replaced; the deadline decides the deployment.
+    let mut w = World::new();
+    let spec = Spec {
+        reschedulable: true,
+        ..Spec::default()
+    };
+    w.register(&spec);
+    let ids = w.deploy(&spec, "d1", 2);
+    w.health(&ids[1], false);
+    let proposals = decide_with(&w, T0 + 2 * SEC);
+    match only(&proposals) {
+        Action::AllowReplacements { alloc_ids, eval } => {
+            assert_eq!(alloc_ids, &vec![ids[1].clone()]);
+            assert_eq!(eval.triggered_by, trigger::DEPLOYMENT_WATCHER);
+        }
+        other => panic!("expected replacements allowed, got {other:?}"),
+    }
+    assert_eq!(w.commit(&proposals, T0 + 2 * SEC), vec![None]);
+    let alloc = w.state.alloc(&ids[1]).unwrap();
+    assert!(alloc.desired_transition.should_reschedule());
+    assert_eq!(w.deployment("d1").status, deployment_status::RUNNING);
+    // Allowed once: the next look proposes nothing more for it (its evaluation is pending).
+    let again = decide_with(&w, T0 + 3 * SEC);
+    assert!(
+        !again
+            .iter()
+            .any(|p| matches!(p.action, Action::AllowReplacements { .. })),
+        "{again:#?}"
+    );
+    // Past the progress deadline, the deployment fails.
+    let late = decide_with(&w, T0 + 601 * SEC);
+    let (words, _) = failed_with(only(&late));
+    assert_eq!(words, deployment_description::PROGRESS_DEADLINE);
 }

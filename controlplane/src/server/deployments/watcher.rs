@@ -3,8 +3,10 @@
 //! `nomad/deploymentwatcher`).
 //!
 //! [`decide`] is the whole policy, a pure function of (state, now, memory): per active
-//! deployment at most one [`Proposal`] — fail it (an unhealthy allocation, a passed progress
-//! deadline; with `auto_revert`, the latest stable version registered again), promote its
+//! deployment at most one [`Proposal`] — fail it (an unhealthy allocation its group cannot
+//! replace: no progress deadline, or no reschedule attempts left; a passed progress deadline;
+//! with `auto_revert`, the latest stable version registered again), allow the replacement of
+//! unhealthy allocations that can still be rescheduled (Nomad's "allow replacements"), promote its
 //! canaries (`auto_promote`), mark it successful, or ask the scheduler for the next step (an
 //! evaluation after a health change). [`run`] is the leader loop that feeds it every change of
 //! allocations, deployments or evaluations, and a tick for deadlines.
@@ -22,9 +24,10 @@ use std::time::Duration;
 use super::super::Server;
 use crate::model::time::parse_rfc3339;
 use crate::model::{
-    deployment_description, deployment_status, trigger, Deployment, DeploymentState,
-    DeploymentStatusUpdate, EvalStatus, Evaluation, Job,
+    deployment_description, deployment_status, trigger, Allocation, Deployment, DeploymentState,
+    DeploymentStatusUpdate, DesiredStatus, DesiredTransition, EvalStatus, Evaluation, Job,
 };
+use crate::scheduler::reschedule;
 use crate::state::{same_spec, Command, State, Table};
 
 /// How often the watcher looks again without a change (progress deadlines pass by the clock).
@@ -48,6 +51,12 @@ pub enum Action {
     Succeed { update: DeploymentStatusUpdate },
     /// Health changed since the scheduler last looked: it can take the next step.
     Evaluate { eval: Evaluation },
+    /// Unhealthy allocations that may still be replaced within the progress deadline (Nomad's
+    /// "allow replacements"): marked `DesiredTransition.Reschedule`, and an evaluation.
+    AllowReplacements {
+        alloc_ids: Vec<String>,
+        eval: Evaluation,
+    },
 }
 
 impl Action {
@@ -57,6 +66,7 @@ impl Action {
             Action::Promote { .. } => "promote",
             Action::Succeed { .. } => "succeed",
             Action::Evaluate { .. } => "evaluate",
+            Action::AllowReplacements { .. } => "allow-replacements",
         }
     }
 }
@@ -96,6 +106,22 @@ impl Proposal {
                 evals: vec![eval.clone()],
                 now,
             },
+            Action::AllowReplacements { alloc_ids, eval } => {
+                Command::AllocUpdateDesiredTransition {
+                    transitions: alloc_ids
+                        .iter()
+                        .map(|id| {
+                            let allow = DesiredTransition {
+                                reschedule: Some(true),
+                                ..Default::default()
+                            };
+                            (id.clone(), allow)
+                        })
+                        .collect(),
+                    evals: vec![eval.clone()],
+                    now,
+                }
+            }
         }
     }
 }
@@ -171,8 +197,21 @@ fn decide_one(
     now: i64,
     new_id: &mut dyn FnMut() -> String,
 ) -> Option<Action> {
-    if let Some(group) = unhealthy_group(state, d) {
-        let auto_revert = d.task_groups.get(&group).is_some_and(|g| g.auto_revert);
+    let unhealthy = unhealthy_allocs(state, d);
+    // Nomad's `shouldFailEarly`: an unhealthy allocation fails the deployment at once when its
+    // group has no progress deadline or it cannot be rescheduled any more; otherwise it may
+    // be replaced, and the progress deadline decides.
+    let fails_early = unhealthy.iter().find(|a| {
+        d.task_groups
+            .get(&a.task_group)
+            .is_none_or(|g| g.progress_deadline.is_zero())
+            || !reschedule_eligible(a)
+    });
+    if let Some(first) = fails_early {
+        let auto_revert = d
+            .task_groups
+            .get(&first.task_group)
+            .is_some_and(|g| g.auto_revert);
         return Some(fail(
             state,
             d,
@@ -181,6 +220,19 @@ fn decide_one(
             now,
             new_id,
         ));
+    }
+    let replaceable: Vec<String> = unhealthy
+        .iter()
+        .filter(|a| {
+            !a.desired_transition.should_reschedule() && a.desired_status == DesiredStatus::Run
+        })
+        .map(|a| a.id.clone())
+        .collect();
+    if !replaceable.is_empty() && d.active() {
+        return Some(Action::AllowReplacements {
+            alloc_ids: replaceable,
+            eval: eval_for(state, d, new_id)?,
+        });
     }
     // A paused deployment's deadlines stand still (they start again when it resumes).
     if d.status != deployment_status::RUNNING {
@@ -202,7 +254,7 @@ fn decide_one(
             eval: eval_for(state, d, new_id)?,
         });
     }
-    if !d.task_groups.is_empty() && d.task_groups.values().all(group_complete) {
+    if !d.task_groups.is_empty() && d.task_groups.values().all(group_done) {
         return Some(Action::Succeed {
             update: DeploymentStatusUpdate {
                 deployment_id: d.id.clone(),
@@ -285,29 +337,43 @@ pub fn rollback(state: &State, d: &Deployment, base: &str) -> (Option<Box<Job>>,
     )
 }
 
-/// The group of the first allocation of `d` its client found unhealthy.
-fn unhealthy_group(state: &State, d: &Deployment) -> Option<String> {
+/// The allocations of `d`'s groups its clients found unhealthy.
+fn unhealthy_allocs(state: &State, d: &Deployment) -> Vec<Arc<Allocation>> {
     state
         .allocs_by_deployment(&d.id)
         .into_iter()
         .filter(|a| d.task_groups.contains_key(&a.task_group))
-        .find(|a| {
+        .filter(|a| {
             a.deployment_status
                 .as_ref()
                 .is_some_and(|s| s.healthy == Some(false))
         })
-        .map(|a| a.task_group.clone())
+        .collect()
+}
+
+/// Nomad's `RescheduleEligible`: the allocation's reschedule policy has attempts left in its
+/// interval (or is unlimited).
+fn reschedule_eligible(alloc: &Allocation) -> bool {
+    let Some(policy) = reschedule::policy_of(alloc) else {
+        return false;
+    };
+    if policy.unlimited {
+        return true;
+    }
+    policy.attempts > 0
+        && reschedule::attempts_in_interval(alloc, &policy, reschedule::fail_time(alloc))
+            < policy.attempts
 }
 
 /// Nomad's "done" group: no canaries waiting for promotion, and as many healthy allocations
 /// as it wants.
+///
+/// It is also the test of success (Nomad's `isDeploymentComplete`): an unhealthy allocation
+/// that was replaced does not hold the group back; one that cannot be replaced fails the
+/// deployment first.
 fn group_done(g: &DeploymentState) -> bool {
-    (g.desired_canaries == 0 || g.promoted) && g.healthy_allocs >= g.desired_total
-}
-
-/// Done, and nothing unhealthy: the group's part of the rollout succeeded.
-fn group_complete(g: &DeploymentState) -> bool {
-    group_done(g) && g.unhealthy_allocs == 0
+    (g.desired_canaries == 0 || g.promoted)
+        && g.healthy_allocs >= g.desired_total.max(g.desired_canaries)
 }
 
 /// The groups not done whose `RequireProgressBy` passed (Nomad's progress cutoff), if any.
