@@ -66,6 +66,15 @@ fn latest_deployment(agent: &DevAgent, job: &str) -> Option<Value> {
     v.get("ID").and_then(Value::as_str).is_some().then_some(v)
 }
 
+fn deployment_of_version(agent: &DevAgent, job: &str, version: u64) -> Option<Value> {
+    let r = agent.get(&format!("/v1/job/{job}/deployments")).ok()?;
+    r.json()
+        .as_array()?
+        .iter()
+        .find(|d| d["JobVersion"] == version)
+        .cloned()
+}
+
 /// Waits until the job's newest deployment is of `version` and has `status`.
 fn deployment_reaches(agent: &DevAgent, job: &str, version: u64, status: &str) -> Value {
     agent.wait_for(
@@ -276,10 +285,11 @@ fn a_canary_whose_check_fails_reverts_to_the_stable_version() {
     run(&agent, "revert", &checked("revert", true));
     let began = Instant::now();
     let failed = loop {
-        // The previous allocations keep serving throughout.
+        // The previous allocations keep serving throughout: on version 0, or on version 2
+        // (the revert, version 0's spec, to which they are updated in place).
         let running: Vec<String> = live(&agent, "revert")
             .into_iter()
-            .filter(|(_, v, s)| *v == 0 && s == "running")
+            .filter(|(_, v, s)| *v != 1 && s == "running")
             .map(|(id, ..)| id)
             .collect();
         for id in &old {
@@ -289,8 +299,9 @@ fn a_canary_whose_check_fails_reverts_to_the_stable_version() {
                 agent.log_text()
             );
         }
-        if let Some(d) = latest_deployment(&agent, "revert") {
-            if d["JobVersion"] == 1 && d["Status"] == "failed" {
+        // The revert starts a deployment of its own at once: look at version 1's.
+        if let Some(d) = deployment_of_version(&agent, "revert", 1) {
+            if d["Status"] == "failed" {
                 break d;
             }
         }
@@ -319,6 +330,20 @@ fn a_canary_whose_check_fails_reverts_to_the_stable_version() {
             (l.len() == 2 && l.iter().all(|(_, v, s)| *v == 2 && s == "running")).then_some(())
         },
     );
+    // The allocations updated in place join the revert's deployment, are judged healthy
+    // again, and it succeeds: version 2 is the stable one now.
+    deployment_reaches(&agent, "revert", 2, "successful");
+    let still: Vec<String> = live(&agent, "revert")
+        .into_iter()
+        .map(|(id, ..)| id)
+        .collect();
+    assert_eq!(still.len(), 2);
+    for id in &old {
+        assert!(
+            still.contains(id),
+            "{id} was replaced, not updated in place"
+        );
+    }
 }
 
 #[test]

@@ -10,6 +10,8 @@ use std::os::fd::RawFd;
 
 use nix::errno::Errno;
 
+pub(super) mod init;
+
 use super::ops::{Op, PlannedOp};
 use super::Report;
 use crate::sys;
@@ -21,7 +23,7 @@ pub(super) fn run(ops: &[PlannedOp], report_fd: RawFd) {
         let result = match &planned.op {
             // The task goes on with the rest of the plan; the init never comes back.
             Op::StartInit { status_fd } => {
-                super::init::start(*status_fd, ops.get(at + 1..).unwrap_or(&[]))
+                init::start(*status_fd, ops.get(at + 1..).unwrap_or(&[]))
             }
             op => execute(op),
         };

@@ -63,7 +63,6 @@
 
 mod child;
 mod enter;
-mod init;
 mod ops;
 mod plan;
 mod template;
@@ -831,9 +830,9 @@ fn spawn_plan(mut plan: plan::Plan) -> Result<SandboxChild, SpawnError> {
 /// nothing: it was killed itself (SIGKILL from outside, which takes the whole pid namespace
 /// with it), so its own status is the program's.
 pub fn init_exit_status(status_fd: BorrowedFd<'_>) -> Option<ExitStatus> {
-    let mut buf = [0u8; init::STATUS_SIZE];
+    let mut buf = [0u8; child::init::STATUS_SIZE];
     match nix::unistd::read(status_fd, &mut buf) {
-        Ok(n) if n == buf.len() => init::decode(libc::c_int::from_ne_bytes(buf)),
+        Ok(n) if n == buf.len() => child::init::decode(libc::c_int::from_ne_bytes(buf)),
         _ => None,
     }
 }

@@ -863,6 +863,24 @@ impl Running {
                         continue;
                     }
                     let newest = alloc_updates.borrow_and_update().clone();
+                    // Moved into a new deployment by an in-place update (Nomad's health hook
+                    // resets then): health is judged again, with the new update block, and
+                    // the new verdict reported even if it is the same as the last one.
+                    if newest.deployment_id != self.alloc.deployment_id
+                        && !newest.deployment_id.is_empty()
+                    {
+                        if let Some(group) = newest.job.as_ref().and_then(|j| j.group(&newest.task_group)) {
+                            self.health = HealthWatch::new(
+                                group,
+                                true,
+                                controlplane::model::now_unix_nanos(),
+                            );
+                            if let Some(rx) = checks_rx.as_ref() {
+                                self.health.set_checks(*rx.borrow());
+                            }
+                            self.reported = None;
+                        }
+                    }
                     // A canary promoted, tags changed: the services follow.
                     self.alloc = with_network_status(&newest, self.network_status.as_ref());
                     if let Some(services) = &self.services {

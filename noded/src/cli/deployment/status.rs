@@ -32,7 +32,8 @@ impl ApiCommand for DeploymentStatusCmd {
     async fn run(self, api: &ApiClient) -> anyhow::Result<Exit> {
         let d: Deployment = resolve(api, &self.deployment_id).await?;
         if self.monitor {
-            return super::monitor_deployment(api, &d.id, self.verbose, MONITOR_TIMEOUT).await;
+            return super::monitor::monitor_deployment(api, &d.id, self.verbose, MONITOR_TIMEOUT)
+                .await;
         }
         self.out.print(&d, |d| super::render(d, self.verbose))
     }

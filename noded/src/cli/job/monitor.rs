@@ -80,7 +80,8 @@ pub async fn monitor(
         // which the allocations alone cannot.
         header(&format!("Monitoring deployment \"{}\"", short(&d.id)));
         let left = deadline.saturating_duration_since(Instant::now());
-        let outcome = super::super::deployment::monitor_deployment(api, &d.id, false, left).await?;
+        let outcome =
+            super::super::deployment::monitor::monitor_deployment(api, &d.id, false, left).await?;
         return Ok(if outcome == Exit::Ok { exit } else { outcome });
     }
     if allocs.is_empty() {

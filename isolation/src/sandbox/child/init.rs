@@ -1,4 +1,4 @@
-//! The small init: with [`SandboxSpec::init`](super::SandboxSpec::init) the sandbox child,
+//! The small init: with [`SandboxSpec::init`](super::super::SandboxSpec::init) the sandbox child,
 //! PID 1 of the task's new pid namespace, forks the program and stays behind as its parent,
 //! the way tini or Nomad's executor do. PID 1 gets only the signals it has a handler for, so
 //! a program without a SIGTERM handler (`sleep`) would ignore its `kill_signal` and every
@@ -17,7 +17,7 @@ use std::os::fd::RawFd;
 
 use nix::errno::Errno;
 
-use super::ops::{Op, PlannedOp};
+use super::super::ops::{Op, PlannedOp};
 use crate::sys;
 
 /// Every signal (a kernel sigset: bit n-1 = signal n).
@@ -26,7 +26,7 @@ const ALL_SIGNALS: u64 = !0;
 /// Size of the status record: the program's raw wait status, native-endian `i32`.
 pub(crate) const STATUS_SIZE: usize = 4;
 
-/// At [`Step::StartInit`](super::Step::StartInit): forks the program. Returns in the new
+/// At [`Step::StartInit`](super::super::Step::StartInit): forks the program. Returns in the new
 /// process, which goes on with the plan (`no_new_privs`, seccomp, chdir, exec); the init
 /// never returns. `rest` is the plan after this step: the init takes its `no_new_privs` and
 /// seccomp too, so it is no less confined than the program.
@@ -49,7 +49,7 @@ pub(super) fn start(status_fd: RawFd, rest: &[PlannedOp]) -> Result<(), (Errno, 
         if matches!(planned.op, Op::NoNewPrivs | Op::Seccomp { .. }) {
             // A failure here is the program's to report (it runs the same step); the init
             // runs nothing but this loop.
-            let _ = super::child::execute(&planned.op);
+            let _ = super::execute(&planned.op);
         }
     }
     supervise(program, status_fd)
@@ -118,12 +118,12 @@ pub(crate) fn exit_code(status: libc::c_int) -> i32 {
     }
 }
 
-/// The program's end from its raw wait status, as [`super::wait_pidfd`] reports a process's.
-pub(crate) fn decode(status: libc::c_int) -> Option<super::ExitStatus> {
+/// The program's end from its raw wait status, as [`super::super::wait_pidfd`] reports a process's.
+pub(crate) fn decode(status: libc::c_int) -> Option<super::super::ExitStatus> {
     if libc::WIFEXITED(status) {
-        Some(super::ExitStatus::Exited(libc::WEXITSTATUS(status)))
+        Some(super::super::ExitStatus::Exited(libc::WEXITSTATUS(status)))
     } else if libc::WIFSIGNALED(status) {
-        Some(super::ExitStatus::Signaled {
+        Some(super::super::ExitStatus::Signaled {
             signal: libc::WTERMSIG(status),
             core_dumped: libc::WCOREDUMP(status),
         })
@@ -139,11 +139,14 @@ mod tests {
     #[test]
     fn wait_statuses_decode_as_the_kernel_encodes_them() {
         // exit(3): code in bits 8..16; SIGTERM: signal in the low 7 bits; 0x80 = core dumped.
-        assert_eq!(decode(3 << 8), Some(super::super::ExitStatus::Exited(3)));
+        assert_eq!(
+            decode(3 << 8),
+            Some(super::super::super::ExitStatus::Exited(3))
+        );
         assert_eq!(exit_code(3 << 8), 3);
         assert_eq!(
             decode(libc::SIGTERM),
-            Some(super::super::ExitStatus::Signaled {
+            Some(super::super::super::ExitStatus::Signaled {
                 signal: libc::SIGTERM,
                 core_dumped: false
             })
@@ -151,7 +154,7 @@ mod tests {
         assert_eq!(exit_code(libc::SIGTERM), 128 + libc::SIGTERM);
         assert_eq!(
             decode(libc::SIGSEGV | 0x80),
-            Some(super::super::ExitStatus::Signaled {
+            Some(super::super::super::ExitStatus::Signaled {
                 signal: libc::SIGSEGV,
                 core_dumped: true
             })
