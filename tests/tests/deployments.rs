@@ -426,3 +426,38 @@ fn a_deployment_past_its_progress_deadline_fails() {
         "{d}"
     );
 }
+
+/// The issue's figure: from `job run` of a new version to a promoted, healthy deployment of
+/// count 10 with 2 canaries (auto-promoted), `max_parallel = 2`, `min_healthy_time = 1s`.
+/// A measurement, not a check: `cargo test -p noded-tests --test deployments -- --ignored
+/// --nocapture rollout_time`.
+#[test]
+#[ignore = "a measurement; run it by name"]
+fn rollout_time_of_count_10_with_2_canaries() {
+    if !require_root("dev agent end-to-end: deployments") {
+        return;
+    }
+    let agent = DevAgent::start(AgentOptions::default());
+    let update = r#"      max_parallel     = 2
+      canary           = 2
+      auto_promote     = true
+      health_check     = "task_states"
+      min_healthy_time = "1s"
+      healthy_deadline = "30s"
+      progress_deadline = "60s""#;
+    run(&agent, "timed", &sleeper("timed", 10, "3600", update));
+    deployment_reaches(&agent, "timed", 0, "successful");
+    let began = Instant::now();
+    run(&agent, "timed", &sleeper("timed", 10, "3601", update));
+    let promoted = agent.wait_for("the canaries promoted", ROLLOUT, |a| {
+        let d = deployment_of_version(a, "timed", 1)?;
+        (d["TaskGroups"]["g"]["Promoted"] == true).then(|| began.elapsed())
+    });
+    deployment_reaches(&agent, "timed", 1, "successful");
+    let done = began.elapsed();
+    println!(
+        "RESULT rollout count=10 canary=2 max_parallel=2 min_healthy_s=1 promoted_s={:.1} successful_s={:.1}",
+        promoted.as_secs_f64(),
+        done.as_secs_f64()
+    );
+}
