@@ -97,16 +97,34 @@ pub fn cgroup_procs(agent: &DevAgent, task_id: &str) -> BTreeSet<i32> {
         .collect()
 }
 
-/// The main shell processes of a task (a copy of the task would add a second one).
+/// The main shell processes of a task (a copy of the task would add a second one), each
+/// named by the pid the supervisor tracks and the task's events name: the small init that
+/// runs it (its parent, in the same cgroup) or, without an init, the shell itself.
 pub fn shells(agent: &DevAgent, task_id: &str) -> Vec<i32> {
-    cgroup_procs(agent, task_id)
-        .into_iter()
+    let procs = cgroup_procs(agent, task_id);
+    procs
+        .iter()
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline"))
                 .map(|c| c.starts_with(b"/bin/sh"))
                 .unwrap_or(false)
         })
+        .map(|pid| match parent_pid(*pid) {
+            Some(parent) if procs.contains(&parent) => parent,
+            _ => *pid,
+        })
         .collect()
+}
+
+/// A process's parent, from `/proc/<pid>/status`.
+fn parent_pid(pid: i32) -> Option<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The task cgroups under the agent's cgroup parent, on every hierarchy.
