@@ -62,8 +62,9 @@ job "report" {
     let report: Value = serde_json::from_str(report_text.trim())
         .unwrap_or_else(|e| panic!("verifier output is not JSON ({e}): {report_text}"));
 
-    // Its own pid namespace: the task is pid 1, and no host process is visible.
-    assert_eq!(report["pid"], 1, "{report}");
+    // Its own pid namespace: the task is pid 2 under the small init (pid 1), and no host
+    // process is visible.
+    assert_eq!(report["pid"], 2, "{report}");
     let visible = report["visible_pids"].as_u64().unwrap_or(u64::MAX);
     assert!(visible < 5, "the task sees {visible} processes: {report}");
     // Unprivileged, no capabilities, no_new_privs.
@@ -83,7 +84,12 @@ job "report" {
         (96u64 * 1024 * 1024).to_string(),
         "{report}"
     );
-    assert_eq!(report["proc1_is_self"], true, "{report}");
+    // /proc/1 is the small init, not the task: the task's /proc is its own namespace's.
+    assert_eq!(report["proc1_is_self"], false, "{report}");
+    assert!(
+        report["visible_pids"].as_u64().is_some_and(|n| n >= 2),
+        "{report}"
+    );
     // The environment: only the job's and NOMAD_* — nothing of the agent's.
     let env = report["env"].as_object().unwrap();
     assert_eq!(env["GREETING"], "hi verify");

@@ -1190,7 +1190,8 @@ job "busy" {
         let rss = stats["Tasks"]["t"]["ResourceUsage"]["MemoryStats"]["RSS"].as_u64()?;
         (rss > 0).then_some(())
     });
-    assert_eq!(stats["Tasks"]["t"]["Pids"], 1);
+    // The task and the small init that runs it (pid 1 of its namespace), both in its cgroup.
+    assert_eq!(stats["Tasks"]["t"]["Pids"], 2);
     assert!(
         stats["ResourceUsage"]["CpuStats"]["Percent"]
             .as_f64()

@@ -75,7 +75,14 @@ pub async fn monitor(
             eval.status.as_str()
         ));
     }
-    if let Some(d) = deployment_of(api, &eval).await? {
+    // An evaluation that placed or updated nothing moved no deployment (Nomad's monitor
+    // follows the deployment its allocations name): a placement failure ends here, exit 2.
+    let moved_deployment = if allocs.is_empty() {
+        None
+    } else {
+        deployment_of(api, &eval).await?
+    };
+    if let Some(d) = moved_deployment {
         // A rolling update or canaries: its deployment says when it is done (or failed),
         // which the allocations alone cannot.
         header(&format!("Monitoring deployment \"{}\"", short(&d.id)));
