@@ -187,6 +187,34 @@ fn presence(old: bool, new: bool) -> DiffType {
     }
 }
 
+/// Every name on either side, in order, with each side's value and how the named entry
+/// changed (added, deleted, edited, or none).
+#[allow(clippy::type_complexity)]
+fn matched_by_name<'a>(
+    olds: &'a BTreeMap<String, serde_json::Value>,
+    news: &'a BTreeMap<String, serde_json::Value>,
+) -> Vec<(
+    &'a String,
+    Option<&'a serde_json::Value>,
+    Option<&'a serde_json::Value>,
+    DiffType,
+)> {
+    let mut names: Vec<&String> = olds.keys().chain(news.keys()).collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .map(|name| {
+            let (o, n) = (olds.get(name), news.get(name));
+            let mut diff_type = presence(o.is_some(), n.is_some());
+            if diff_type == DiffType::None && o != n {
+                diff_type = DiffType::Edited;
+            }
+            (name, o, n, diff_type)
+        })
+        .collect()
+}
+
 /// Groups matched by name, in name order.
 fn group_diffs(old: Option<&Job>, new: Option<&Job>, contextual: bool) -> Vec<TaskGroupDiff> {
     let by_name = |job: Option<&Job>| -> BTreeMap<String, serde_json::Value> {
@@ -199,29 +227,19 @@ fn group_diffs(old: Option<&Job>, new: Option<&Job>, contextual: bool) -> Vec<Ta
         .unwrap_or_default()
     };
     let (olds, news) = (by_name(old), by_name(new));
-    let mut names: Vec<&String> = olds.keys().chain(news.keys()).collect();
-    names.sort();
-    names.dedup();
-    names
+    matched_by_name(&olds, &news)
         .into_iter()
-        .map(|name| {
-            let (o, n) = (olds.get(name), news.get(name));
-            let mut diff_type = presence(o.is_some(), n.is_some());
-            if diff_type == DiffType::None && o != n {
-                diff_type = DiffType::Edited;
-            }
-            TaskGroupDiff {
-                diff_type,
-                name: name.clone(),
-                fields: flat::field_diffs(
-                    &flat::primitives(o, &blocks::GROUP),
-                    &flat::primitives(n, &blocks::GROUP),
-                    false,
-                ),
-                objects: flat::children(&blocks::GROUP, o, n, contextual),
-                tasks: task_diffs(o, n, contextual),
-                updates: BTreeMap::new(),
-            }
+        .map(|(name, o, n, diff_type)| TaskGroupDiff {
+            diff_type,
+            name: name.clone(),
+            fields: flat::field_diffs(
+                &flat::primitives(o, &blocks::GROUP),
+                &flat::primitives(n, &blocks::GROUP),
+                false,
+            ),
+            objects: flat::children(&blocks::GROUP, o, n, contextual),
+            tasks: task_diffs(o, n, contextual),
+            updates: BTreeMap::new(),
         })
         .collect()
 }
@@ -248,28 +266,18 @@ fn task_diffs(
             .unwrap_or_default()
     };
     let (olds, news) = (by_name(old), by_name(new));
-    let mut names: Vec<&String> = olds.keys().chain(news.keys()).collect();
-    names.sort();
-    names.dedup();
-    names
+    matched_by_name(&olds, &news)
         .into_iter()
-        .map(|name| {
-            let (o, n) = (olds.get(name), news.get(name));
-            let mut diff_type = presence(o.is_some(), n.is_some());
-            if diff_type == DiffType::None && o != n {
-                diff_type = DiffType::Edited;
-            }
-            TaskDiff {
-                diff_type,
-                name: name.clone(),
-                fields: flat::field_diffs(
-                    &flat::primitives(o, &blocks::TASK),
-                    &flat::primitives(n, &blocks::TASK),
-                    false,
-                ),
-                objects: flat::children(&blocks::TASK, o, n, contextual),
-                annotations: Vec::new(),
-            }
+        .map(|(name, o, n, diff_type)| TaskDiff {
+            diff_type,
+            name: name.clone(),
+            fields: flat::field_diffs(
+                &flat::primitives(o, &blocks::TASK),
+                &flat::primitives(n, &blocks::TASK),
+                false,
+            ),
+            objects: flat::children(&blocks::TASK, o, n, contextual),
+            annotations: Vec::new(),
         })
         .collect()
 }
